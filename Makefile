@@ -1,0 +1,73 @@
+# p4tas entry points. `make run` starts the stack, `make test` runs every test (README.md).
+# Tools are found through P4C / SIMPLE_SWITCH_GRPC, then PATH, then /opt/p4/bin.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+P4C ?= $(shell command -v p4c 2>/dev/null || echo /opt/p4/bin/p4c)
+export P4C
+
+P4_MAIN := p4src/v1model/p4tas.p4
+P4_BUILD := p4src/build
+P4_SOURCES := $(shell find p4src -name '*.p4' -not -path '$(P4_BUILD)/*')
+# One line per test stage; tests/summary.py adds them up at the end of `make test`.
+P4TAS_REPORT ?= $(CURDIR)/.venv/test-report.txt
+export P4TAS_REPORT
+
+.PHONY: setup p4 p4-check ptf test unit run clean-env status
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet --editable .
+	touch $@
+
+# Compile the fast path into p4src/build/ (committed, so the Python side needs no compiler).
+p4:
+	@test -x "$(P4C)" || { echo "p4c not found (set P4C, put p4c on PATH, or install to /opt/p4/bin; see bmv2_env/README.md)"; exit 2; }
+	bash p4src/compile.sh "$(P4C)" $(P4_MAIN) $(P4_BUILD)
+
+# Recompile into a temporary folder and fail if the committed artifacts differ.
+p4-check:
+	@if [ ! -x "$(P4C)" ]; then \
+	  echo "p4-check: SKIPPED: p4c not found (set P4C, put p4c on PATH, or install to /opt/p4/bin)"; \
+	  echo "p4-check: 0 passed, 0 failed, 1 skipped (p4c not found)" >> $(P4TAS_REPORT); \
+	else \
+	  tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	  bash p4src/compile.sh "$(P4C)" $(P4_MAIN) "$$tmp" >/dev/null && \
+	  if diff -r -q "$$tmp" $(P4_BUILD); then \
+	    echo "p4-check: committed artifacts match the source"; \
+	    echo "p4-check: 1 passed, 0 failed, 0 skipped" >> $(P4TAS_REPORT); \
+	  else \
+	    echo "p4-check: FAILED: p4src/build is stale; run 'make p4' and commit p4src/build"; \
+	    echo "p4-check: 0 passed, 1 failed, 0 skipped" >> $(P4TAS_REPORT); exit 1; \
+	  fi; \
+	fi
+
+unit: setup
+	$(PY) -m pytest tests
+
+# Veths + simple_switch_grpc + pipeline, the PTF suite, and teardown even on failure or Ctrl-C.
+ptf: setup
+	$(PY) -m bmv2_env ptf
+
+test: setup
+	@mkdir -p $(dir $(P4TAS_REPORT)) && : > $(P4TAS_REPORT)
+	@status=0; \
+	$(MAKE) --no-print-directory unit || status=1; \
+	$(MAKE) --no-print-directory p4-check || status=1; \
+	$(MAKE) --no-print-directory ptf || status=1; \
+	$(PY) tests/summary.py $(P4TAS_REPORT) || status=1; \
+	exit $$status
+
+# The main job: bring up the bmv2 target with the pipeline loaded; `make clean-env` stops it.
+run: setup
+	$(PY) -m bmv2_env up
+
+status: setup
+	$(PY) -m bmv2_env status
+
+clean-env:
+	@if [ -x $(PY) ]; then $(PY) -m bmv2_env down; else echo "nothing to clean: no .venv"; fi

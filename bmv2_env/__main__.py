@@ -1,0 +1,414 @@
+"""p4tas-env: bring the bmv2 development target up and down, and run the PTF suite on it."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from types import FrameType
+
+from . import env, ptf_runner
+from .peers import PeerError, PeerSet
+from .pipeline import PipelineError, PipelineFiles, ack_clone_sessions
+from .portmap import (DEFAULT_PREFIX, DEFAULT_WIRE_PORTS, MAX_WIRE_PORTS, MIN_WIRE_PORTS, ROLE_CPU,
+                      PortMap, validate_prefix)
+from .ptf_runner import PtfCounts, PtfError
+from .shell import CommandError
+from .state import PTF_LOG, STATE_DIR_ENV, SWITCH_LOG
+from .switch import DEFAULT_GRPC_PORT, SwitchError
+from .toolchain import SIMPLE_SWITCH_GRPC_ENV, ToolNotFound, find_simple_switch_grpc
+
+EXIT_OK, EXIT_FAIL, EXIT_INTERRUPTED = 0, 1, 130
+ENV_ERRORS = (ToolNotFound, CommandError, SwitchError, PipelineError, PtfError, PeerError,
+              ValueError, OSError)
+
+DESCRIPTION = """\
+Bring up the p4tas development target: veth pairs for the bmv2 ports, simple_switch_grpc with
+P4Runtime on loopback, the committed pipeline (p4src/build/) and the ACK clone sessions; run the
+PTF suite against it; tear it all down. `python -m bmv2_env` is the same command."""
+
+EPILOG = f"""\
+ports (see bmv2_env/README.md):
+  1..N  wire ports     veth <prefix>w<i> (switch) <-> <prefix>w<i>p (peer: PTF or a TCP peer)
+  254   host port      veth <prefix>h (switch) <-> <prefix>hp (the runtime's NIC<->host channel)
+  255   CPU port       no veth: P4Runtime PacketIn/PacketOut on the gRPC connection
+  up --peers: wire port i's peer side goes into namespace <prefix>n<i> with a Linux TCP peer,
+        10.99.<i>.2/24; the p4tas side is 10.99.<i>.1, MAC 02:00:0a:63:<i hex>:01
+
+environment variables:
+  {SIMPLE_SWITCH_GRPC_ENV:<21}path of simple_switch_grpc (else PATH, else /opt/p4/bin)
+  {STATE_DIR_ENV:<21}state dir for PID, logs, port map (default /tmp/p4tas-<prefix>)
+  {ptf_runner.REPORT_ENV:<21}file that `ptf` appends its one-line result to (set by `make test`)
+
+examples:
+  p4tas-env up                     # 2 wire ports, gRPC on 127.0.0.1:{DEFAULT_GRPC_PORT}
+  p4tas-env --ports 4 --log up     # 4 wire ports, bmv2 packet log in the state dir's {SWITCH_LOG}
+  p4tas-env up --peers --no-pipeline   # Linux peers in namespaces p4tn1, p4tn2
+  p4tas-env status
+  p4tas-env down                   # or: make clean-env
+  p4tas-env ptf -- --test-case-timeout 60 test_receive   # extra arguments after -- go to ptf
+"""
+
+
+# ---- argument parsing --------------------------------------------------------------------------
+def _int_in(low: int, high: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or not low <= value <= high:
+            raise argparse.ArgumentTypeError(
+                f"must be an integer from {low} to {high}, got {text!r}")
+        return value
+    return parse
+
+
+def _prefix(text: str) -> str:
+    try:
+        return validate_prefix(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _add_common(parser: argparse.ArgumentParser, suppress: bool) -> None:
+    """The options every command takes (accepted before or after the command)."""
+    def default(value: object) -> object:
+        return argparse.SUPPRESS if suppress else value
+    parser.add_argument("--ports", type=_int_in(MIN_WIRE_PORTS, MAX_WIRE_PORTS),
+                        default=default(DEFAULT_WIRE_PORTS), metavar="N",
+                        help=f"number of wire ports, {MIN_WIRE_PORTS}..{MAX_WIRE_PORTS} "
+                             f"(bmv2 ports 1..N; default {DEFAULT_WIRE_PORTS})")
+    parser.add_argument("--prefix", type=_prefix, default=default(DEFAULT_PREFIX),
+                        help=f"interface name prefix, 1-6 of [a-z0-9] (default "
+                             f"{DEFAULT_PREFIX!r}); environments with different prefixes "
+                             "are independent")
+    parser.add_argument("--grpc-port", type=_int_in(1, 65535),
+                        default=default(DEFAULT_GRPC_PORT), metavar="PORT",
+                        help=f"P4Runtime gRPC port on 127.0.0.1 (default {DEFAULT_GRPC_PORT})")
+    parser.add_argument("--log", action="store_true", default=default(False),
+                        help=f"turn on bmv2's packet log (--log-console, into the state dir's "
+                             f"{SWITCH_LOG}); off by default because it slows bmv2 down")
+    parser.add_argument("-v", "--verbose", action="count", default=default(0),
+                        help="log what is done (-vv: debug)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The p4tas-env argument parser."""
+    top_common = argparse.ArgumentParser(add_help=False)
+    _add_common(top_common, suppress=False)
+    sub_common = argparse.ArgumentParser(add_help=False)
+    _add_common(sub_common, suppress=True)
+    parser = argparse.ArgumentParser(prog="p4tas-env", description=DESCRIPTION, epilog=EPILOG,
+                                     parents=[top_common],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    up = sub.add_parser(
+        "up", parents=[sub_common], help="bring the environment up (replacing a stale one)",
+        description="Remove any environment of this prefix, create the veths, start "
+                    "simple_switch_grpc, push the pipeline and the ACK clone sessions, and print "
+                    "what runs. Stop it with `make clean-env` (or `down`).")
+    up.add_argument("--no-pipeline", dest="pipeline", action="store_false",
+                    help="start the switch without pushing p4src/build/ "
+                         "(push a pipeline yourself over P4Runtime)")
+    up.add_argument("--peers", action="store_true",
+                    help="move each wire port's peer veth into namespace <prefix>n<i> with a "
+                         "Linux TCP peer at 10.99.<i>.2/24 (the p4tas side is 10.99.<i>.1, MAC "
+                         "02:00:0a:63:<i hex>:01), for end-to-end tests; the table goes to the "
+                         "state dir's peers.json. Not for PTF, which needs the peer veths in the root "
+                         "namespace")
+    sub.add_parser(
+        "down", parents=[sub_common], help="stop the switch, delete the veths and the state dir",
+        description="Stop our simple_switch_grpc (by PID, never a reused one), stop the "
+                    "processes in our namespaces, delete the namespaces, our veths and the state "
+                    "dir. Succeeds when nothing is there.")
+    sub.add_parser("status", parents=[sub_common], help="show what is up",
+                   description="Show the switch, gRPC address, pipeline, veths and Linux peers "
+                               "of this prefix. "
+                               "Exit status 1 if the environment is only partly there.")
+    sub.add_parser(
+        "ptf", parents=[sub_common], help="up, run the PTF suite, down (always)",
+        usage="p4tas-env ptf [options] [-- PTF_ARGS...]",
+        description="Bring the environment up, run ptf on ptf_tests/ with the peer veths, tear "
+                    "down even on failure or Ctrl-C, print `ptf: N passed, F failed, S skipped` "
+                    f"and append it to ${ptf_runner.REPORT_ENV}. Without simple_switch_grpc (or "
+                    "without root) the suite is reported as skipped. Arguments after -- go to "
+                    "ptf (test names, --test-case-timeout ...).")
+    return parser
+
+
+def split_extra(argv: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Split argv at the first `--`: (our arguments, arguments for ptf)."""
+    argv = list(argv)
+    if "--" not in argv:
+        return argv, []
+    cut = argv.index("--")
+    return argv[:cut], argv[cut + 1:]
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    """Parse the command line; `args.extra` holds what came after `--` (ptf only)."""
+    parser = build_parser()
+    ours, extra = split_extra(argv)
+    args = parser.parse_args(ours)
+    if extra and args.command != "ptf":
+        parser.error(f"arguments after -- are only for `ptf`, not `{args.command}`: "
+                     f"{' '.join(extra)}")
+    args.extra = extra
+    return args
+
+
+def options(args: argparse.Namespace) -> env.EnvOptions:
+    """EnvOptions from parsed arguments."""
+    return env.EnvOptions(ports=args.ports, prefix=args.prefix, grpc_port=args.grpc_port,
+                          log=args.log, pipeline=getattr(args, "pipeline", True),
+                          peers=getattr(args, "peers", False))
+
+
+# ---- output ------------------------------------------------------------------------------------
+def port_table(portmap: PortMap) -> str:
+    """The port map as a text table: bmv2 port, switch iface, peer iface, role."""
+    rows = [("bmv2 port", "switch iface", "peer iface", "role")]
+    rows += [(str(l.port), l.switch_iface, l.peer_iface, l.role) for l in portmap.links()]
+    rows.append((str(portmap.cpu_port), "-", "-", f"{ROLE_CPU} (P4Runtime PacketIn/PacketOut)"))
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    return "\n".join("  " + "  ".join(c.ljust(w) for c, w in zip(r[:3], widths)) + "  " + r[3]
+                     for r in rows)
+
+
+def peer_table(peer_set: PeerSet) -> str:
+    """The Linux peers as a text table: wire port, namespace, iface, both ends' IP and MAC."""
+    rows = [("wire port", "namespace", "iface", "peer ip", "peer mac", "p4tas ip", "p4tas mac")]
+    rows += [(str(p.wire_port), p.netns, p.ifname, p.peer_ip, p.peer_mac, p.local_ip, p.local_mac)
+             for p in peer_set]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join(("  " + "  ".join(c.ljust(w) for c, w in zip(r, widths))).rstrip()
+                     for r in rows)
+
+
+def _stop_hint(prefix: str) -> str:
+    """The command that tears down the environment of `prefix`."""
+    if prefix == DEFAULT_PREFIX:
+        return "make clean-env"
+    return f"python -m bmv2_env --prefix {prefix} down"
+
+
+def describe_up(result: env.UpResult) -> str:
+    """What `up` prints: switch, gRPC, pipeline, port table, how to stop."""
+    record = result.record
+    if record.pipeline:
+        sessions = ", ".join(f"{s}->{p}" for s, p in ack_clone_sessions(record.portmap).items())
+        how = "loaded" if result.pipeline_loaded else "already loaded"
+        pipe = f"{PipelineFiles().bmv2_json.name} {how}; ACK clone sessions {sessions}"
+    else:
+        pipe = "not pushed (--no-pipeline)"
+    log_note = "packet log on" if record.log else "packet log off"
+    return "\n".join([
+        f"p4tas bmv2 environment '{record.portmap.prefix}' is up",
+        f"  simple_switch_grpc  pid {result.pid}, {log_note}, "
+        f"output in {result.state_dir / SWITCH_LOG}",
+        f"  P4Runtime (gRPC)    {record.grpc_addr}, device id 0",
+        f"  pipeline            {pipe}",
+        f"  state dir           {result.state_dir}",
+        "",
+        port_table(record.portmap),
+        *(["", peer_table(result.peers)] if result.peers is not None else []),
+        "",
+        f"Stop it with: {_stop_hint(record.portmap.prefix)}",
+    ])
+
+
+def describe_status(st: env.Status) -> str:
+    """What `status` prints."""
+    if st.nothing:
+        return f"environment '{st.prefix}': nothing is up"
+    head = "up" if st.up else f"PARTLY up; clean it with: {_stop_hint(st.prefix)}"
+    lines = [f"environment '{st.prefix}': {head}"]
+    lines.append(f"  simple_switch_grpc  {f'pid {st.pid} running' if st.pid else 'not running'}")
+    if st.record:
+        reach = "accepting connections" if st.grpc_up else "NOT reachable"
+        lines.append(f"  P4Runtime (gRPC)    {st.record.grpc_addr}, {reach}")
+        pushed = "pushed by up" if st.record.pipeline else "not pushed (--no-pipeline)"
+        lines.append(f"  pipeline            {pushed}")
+        missing = sorted(set(st.expected_interfaces) - set(st.interfaces))
+        if missing:
+            lines.append(f"  missing veths       {' '.join(missing)}")
+    lines.append(f"  veths present       {' '.join(st.interfaces) or 'none'}")
+    if st.namespaces:
+        lines.append(f"  namespaces          {' '.join(st.namespaces)}")
+    if st.missing_peers:
+        lines.append(f"  missing peers       {' '.join(st.missing_peers)}")
+    elif st.record and st.record.peers and st.peers is None:
+        lines.append("  missing peers       the peer table (peers.json) is unreadable")
+    lines.append(f"  state dir           {st.state_dir}")
+    if st.record:
+        lines += ["", port_table(st.record.portmap)]
+    if st.peers is not None:
+        lines += ["", peer_table(st.peers)]
+    return "\n".join(lines)
+
+
+def _first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type name if it has none)."""
+    return (str(exc) or type(exc).__name__).splitlines()[0]
+
+
+def _error(command: str, exc: BaseException) -> None:
+    """One line on stderr naming the command and the error; details (a log tail) follow."""
+    first, _, rest = str(exc).partition("\n")
+    print(f"{command}: error: {first}", file=sys.stderr)
+    if rest:
+        print(rest, file=sys.stderr)
+
+
+# ---- commands ----------------------------------------------------------------------------------
+def cmd_up(args: argparse.Namespace) -> int:
+    """`up`: see build_parser."""
+    with _signals_interrupt():  # Ctrl-C or SIGTERM mid-way: env.up removes what it made
+        result = env.up(options(args))
+    print(describe_up(result))
+    return EXIT_OK
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    """`down`: see build_parser."""
+    result = env.down(args.prefix)
+    if result.nothing:
+        print(f"nothing to clean for '{args.prefix}'")
+        return EXIT_OK
+    parts = []
+    if result.stopped_pids:
+        parts.append(f"stopped simple_switch_grpc pid {', '.join(map(str, result.stopped_pids))}")
+    if result.removed:
+        parts.append(f"deleted {' '.join(result.removed)}")  # veths (both ends) and namespaces
+    if result.state_files:
+        parts.append(f"cleared {env.state_dir(args.prefix)}")
+    print(f"down '{args.prefix}': " + "; ".join(parts))
+    return EXIT_OK
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """`status`: see build_parser."""
+    st = env.status(args.prefix)
+    print(describe_status(st))
+    return EXIT_OK if st.up or st.nothing else EXIT_FAIL
+
+
+def _ptf_skip_reason() -> tuple[str, str] | None:
+    """(short, full) reason to skip the PTF suite, or None to run it."""
+    try:
+        find_simple_switch_grpc()
+    except ToolNotFound as exc:
+        return "simple_switch_grpc not found", str(exc)
+    if os.geteuid() != 0:
+        return "needs root", "creating veths and running ptf needs root (run as root or with sudo)"
+    return None
+
+
+@contextmanager
+def _signals_interrupt() -> Iterator[None]:
+    """Turn SIGINT and SIGTERM into KeyboardInterrupt, so that `finally` tears down."""
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+@contextmanager
+def _signals_ignored() -> Iterator[None]:
+    """Ignore SIGINT and SIGTERM (a second Ctrl-C must not interrupt the teardown)."""
+    previous = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _run_suite(opts: env.EnvOptions, extra: Sequence[str]) -> tuple[PtfCounts, str | None]:
+    """up, then ptf; return the counts and a note for the report line."""
+    result = env.up(opts)
+    record = result.record
+    print(f"ptf: environment up: simple_switch_grpc pid {result.pid}, gRPC {record.grpc_addr}, "
+          f"{record.portmap.num_wire_ports} wire ports + host port", flush=True)
+    cmd = ptf_runner.build_command(record.portmap, record.grpc_addr, result.state_dir,
+                                   PipelineFiles(), extra)
+    code, output = ptf_runner.run(cmd)
+    counts = ptf_runner.parse_output(output)
+    if counts is None:
+        return PtfCounts(failed=1), f"ptf exited with code {code} before its test summary"
+    if code != 0 and counts.ok:
+        return PtfCounts(counts.passed, 1, counts.skipped), f"ptf exited with code {code}"
+    return counts, None
+
+
+def cmd_ptf(args: argparse.Namespace) -> int:
+    """`ptf`: see build_parser."""
+    skip = _ptf_skip_reason()
+    if skip is not None:
+        print(f"ptf: SKIPPED: {skip[1]}")
+        ptf_runner.append_report(PtfCounts(skipped=ptf_runner.count_tests()).line(skip[0]))
+        return EXIT_OK
+    opts = options(args)
+    exit_code = EXIT_FAIL
+    try:
+        with _signals_interrupt():
+            counts, note = _run_suite(opts, args.extra)
+            exit_code = EXIT_OK if counts.ok else EXIT_FAIL
+    except KeyboardInterrupt:
+        counts, note, exit_code = PtfCounts(failed=1), "interrupted", EXIT_INTERRUPTED
+    except Exception as exc:  # noqa: BLE001 - whatever broke, the report must say so
+        _error("ptf", exc)
+        counts, note = PtfCounts(failed=1), f"error: {_first_line(exc)}"
+    finally:
+        with _signals_ignored():
+            exit_code = _teardown(opts.prefix, exit_code)
+    line = counts.line(note)
+    print(line)
+    kept = [name for name in (PTF_LOG, "ptf.pcap", SWITCH_LOG) if (opts.state_dir / name).exists()]
+    if kept:
+        print(f"ptf: logs kept in {opts.state_dir}: {', '.join(kept)}")
+    ptf_runner.append_report(line)
+    return exit_code
+
+
+def _teardown(prefix: str, exit_code: int) -> int:
+    """down (keeping logs); a failing teardown turns the exit code into a failure."""
+    try:
+        env.down(prefix, keep_logs=True)
+    except ENV_ERRORS as exc:
+        _error("ptf: teardown", exc)
+        return exit_code or EXIT_FAIL
+    return exit_code
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "up": cmd_up, "down": cmd_down, "status": cmd_status, "ptf": cmd_ptf,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `p4tas-env` and `python -m bmv2_env`; returns the exit status."""
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        print(f"{args.command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except ENV_ERRORS as exc:
+        _error(args.command, exc)
+        return EXIT_FAIL
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,206 @@
+"""Bring a whole environment up and down: veths, switch, pipeline, state dir."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import pipeline, switch, topology
+from .peers import Peer, PeerError, PeerSet, link_in_netns
+from .pipeline import PipelineFiles
+from .portmap import DEFAULT_PREFIX, DEFAULT_WIRE_PORTS, PortMap
+from .state import (ENV_FILE, PEERS_FILE, PORTMAP_FILE, PTF_LOG, SWITCH_LOG, SWITCH_PID, EnvRecord,
+                    state_dir)
+from .switch import DEFAULT_GRPC_PORT, SwitchConfig
+from .toolchain import find_simple_switch_grpc
+
+log = logging.getLogger(__name__)
+
+# Only these are ever deleted from the state dir (it may be a user's P4TAS_STATE_DIR).
+_STATE_FILES = (ENV_FILE, PORTMAP_FILE, PEERS_FILE, SWITCH_PID)
+_LOG_FILES = (SWITCH_LOG, PTF_LOG, "ptf.pcap")
+
+
+@dataclass(frozen=True)
+class EnvOptions:
+    """What the user asked for on the command line."""
+
+    ports: int = DEFAULT_WIRE_PORTS
+    prefix: str = DEFAULT_PREFIX
+    grpc_port: int = DEFAULT_GRPC_PORT
+    log: bool = False
+    pipeline: bool = True
+    peers: bool = False  # wire ports' peer veths into namespaces with Linux peers (not for PTF)
+
+    @property
+    def state_dir(self) -> Path:
+        """Where this environment keeps its PID, logs and port map."""
+        return state_dir(self.prefix)
+
+    def switch_config(self) -> SwitchConfig:
+        """The switch configuration for these options (validates them)."""
+        portmap = PortMap(self.ports, self.prefix)
+        return SwitchConfig(portmap, self.state_dir, self.grpc_port, self.log)
+
+
+@dataclass(frozen=True)
+class UpResult:
+    """A running environment."""
+
+    pid: int
+    record: EnvRecord
+    state_dir: Path
+    pipeline_loaded: bool
+    peers: PeerSet | None = None
+
+
+@dataclass
+class DownResult:
+    """What `down` removed."""
+
+    stopped_pids: list[int] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    state_files: list[str] = field(default_factory=list)
+
+    @property
+    def nothing(self) -> bool:
+        """True if there was nothing to clean."""
+        return not (self.stopped_pids or self.removed or self.state_files)
+
+
+@dataclass(frozen=True)
+class Status:
+    """What of one environment exists right now."""
+
+    prefix: str
+    state_dir: Path
+    record: EnvRecord | None
+    pid: int | None
+    grpc_up: bool
+    interfaces: list[str]
+    namespaces: list[str]
+    peers: PeerSet | None = None
+    missing_peers: list[str] = field(default_factory=list)  # "<netns>/<ifname>" not there
+
+    @property
+    def expected_interfaces(self) -> list[str]:
+        """The veth ends the record says are in our namespace (peer sides of peers are not)."""
+        if not self.record:
+            return []
+        names = self.record.portmap.interface_names()
+        if self.record.peers:
+            moved = {self.record.portmap.wire_link(p).peer_iface
+                     for p in self.record.portmap.wire_ports}
+            names = [n for n in names if n not in moved]
+        return sorted(names)
+
+    @property
+    def up(self) -> bool:
+        """Switch running with its gRPC port open and every veth (and peer) of the record there."""
+        if not (self.record and self.pid and self.grpc_up):
+            return False
+        if self.record.peers and (self.peers is None or self.missing_peers):
+            return False
+        return set(self.expected_interfaces) <= set(self.interfaces)
+
+    @property
+    def nothing(self) -> bool:
+        """Nothing of ours exists (logs kept from a past run do not count)."""
+        return not (self.record or self.pid or self.interfaces or self.namespaces or self.peers)
+
+
+def up(opts: EnvOptions) -> UpResult:
+    """Replace any environment of this prefix with a fresh one; on failure remove what was made."""
+    config = opts.switch_config()
+    binary = find_simple_switch_grpc()
+    files = PipelineFiles()
+    if opts.pipeline:
+        files.check()
+    down(opts.prefix)
+    try:
+        topology.create(config.portmap)
+        peer_set = PeerSet.create(config.portmap) if opts.peers else None
+        pid = switch.start(config, binary)
+        loaded = pipeline.push(config.grpc_addr, config.portmap, files) if opts.pipeline else False
+        record = EnvRecord(config.portmap, config.grpc_addr, opts.log, opts.pipeline, opts.peers)
+        if peer_set is not None:
+            peer_set.save(config.state_dir)
+        record.save(config.state_dir)
+    except BaseException:
+        log.info("up failed: removing what was created")
+        _cleanup_after_failure(opts.prefix)
+        raise
+    return UpResult(pid, record, config.state_dir, loaded, peer_set)
+
+
+def _cleanup_after_failure(prefix: str) -> None:
+    """down(), keeping the logs, without hiding the original error behind a cleanup error."""
+    try:
+        down(prefix, keep_logs=True)
+    except Exception as exc:  # noqa: BLE001 - the caller re-raises the real failure
+        log.error("cleanup after a failed up also failed: %s (run `make clean-env`)", exc)
+
+
+def down(prefix: str, keep_logs: bool = False) -> DownResult:
+    """Stop our switch, delete our veths and namespaces, clear the state dir (logs unless kept).
+
+    The processes inside our namespaces (Linux peers' clients and servers) are stopped too.
+    """
+    directory = state_dir(prefix)
+    result = DownResult()
+    stopped = switch.stop(directory)
+    if stopped is not None:
+        result.stopped_pids.append(stopped)
+    for pid in switch.find_switches_on(prefix):  # e.g. a switch whose state dir was lost
+        switch.terminate(pid)
+        result.stopped_pids.append(pid)
+    result.removed = topology.destroy(prefix)
+    result.state_files = _clear_state_dir(directory, keep_logs)
+    return result
+
+
+def _clear_state_dir(directory: Path, keep_logs: bool) -> list[str]:
+    """Delete our files from `directory`, then the directory itself if that left it empty."""
+    names = _STATE_FILES if keep_logs else _STATE_FILES + _LOG_FILES
+    removed = []
+    for name in names:
+        path = directory / name
+        if path.exists():
+            path.unlink()
+            removed.append(name)
+    if directory.is_dir() and not any(directory.iterdir()):
+        directory.rmdir()
+    return removed
+
+
+def _present(peer: Peer, namespaces: list[str]) -> bool:
+    """True if the peer's namespace exists and holds its veth."""
+    return peer.netns in namespaces and link_in_netns(peer.netns, peer.ifname)
+
+
+def status(prefix: str) -> Status:
+    """Look at what exists for `prefix`, changing nothing."""
+    directory = state_dir(prefix)
+    record = EnvRecord.load(directory)
+    grpc_port = int(record.grpc_addr.rsplit(":", 1)[1]) if record else None
+    namespaces = topology.existing_namespaces(prefix)
+    peer_set, missing = None, []
+    if (directory / PEERS_FILE).exists() or (record and record.peers):
+        try:
+            peer_set = PeerSet.load(directory)
+        except PeerError as exc:
+            log.warning("%s", exc)
+        else:
+            missing = [f"{p.netns}/{p.ifname}" for p in peer_set if not _present(p, namespaces)]
+    return Status(
+        prefix=prefix,
+        state_dir=directory,
+        record=record,
+        pid=switch.running_pid(directory),
+        grpc_up=grpc_port is not None and switch.grpc_reachable(grpc_port),
+        interfaces=topology.existing_interfaces(prefix),
+        namespaces=namespaces,
+        peers=peer_set,
+        missing_peers=missing,
+    )

@@ -1,0 +1,55 @@
+"""The state directory of one environment: what `up` started, for `status`, `down` and `ptf`."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from .portmap import PortMap, validate_prefix
+
+STATE_DIR_ENV = "P4TAS_STATE_DIR"
+ENV_FILE = "env.json"
+PORTMAP_FILE = "portmap.json"
+SWITCH_LOG = "switch.log"
+SWITCH_PID = "switch.pid"
+PTF_LOG = "ptf.log"
+PEERS_FILE = "peers.json"
+
+
+def state_dir(prefix: str) -> Path:
+    """$P4TAS_STATE_DIR, else /tmp/p4tas-<prefix>."""
+    override = os.environ.get(STATE_DIR_ENV, "").strip()
+    return Path(override) if override else Path(f"/tmp/p4tas-{validate_prefix(prefix)}")
+
+
+@dataclass(frozen=True)
+class EnvRecord:
+    """What `up` brought up, saved as env.json (the PortMap also goes alone to portmap.json).
+
+    `peers`: the wire ports' peer veths are in namespaces (`up --peers`; table in peers.json).
+    """
+
+    portmap: PortMap
+    grpc_addr: str
+    log: bool
+    pipeline: bool
+    peers: bool = False
+
+    def save(self, directory: Path) -> None:
+        """Write env.json and portmap.json into `directory`."""
+        directory.mkdir(parents=True, exist_ok=True)
+        data = asdict(self) | {"portmap": self.portmap.to_dict()}
+        (directory / ENV_FILE).write_text(json.dumps(data, indent=2) + "\n")
+        (directory / PORTMAP_FILE).write_text(self.portmap.to_json())
+
+    @classmethod
+    def load(cls, directory: Path) -> EnvRecord | None:
+        """Read env.json from `directory`; None if absent or unreadable."""
+        try:
+            data = json.loads((directory / ENV_FILE).read_text())
+            return cls(PortMap.from_dict(data["portmap"]), str(data["grpc_addr"]),
+                       bool(data["log"]), bool(data["pipeline"]), bool(data.get("peers", False)))
+        except (OSError, ValueError, KeyError, TypeError):
+            return None

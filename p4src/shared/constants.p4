@@ -1,0 +1,97 @@
+/* p4tas: constants shared by every architecture's top-level program.
+ * runtime/datapath_constants.py mirrors these values; tests/test_p4_python_agreement.py checks
+ * that the two agree, so change both together. */
+#ifndef P4TAS_CONSTANTS_P4
+#define P4TAS_CONSTANTS_P4
+
+/* ---- Sizes ---------------------------------------------------------------------------- */
+/* Flow ids index every per-flow register and the flow_state table: 64K flows now; raising it
+ * is a recompile (1M entries still compile and fit bmv2's memory, DESIGN.md 5). */
+#define MAX_FLOWS 65536
+typedef bit<32> flow_id_t;
+typedef bit<16> flow_gen_t;
+
+/* ---- Ports (bmv2 port numbers) --------------------------------------------------------- */
+/* Wire ports are 1..N (bmv2_env/portmap.py). The host port carries the NIC<->host channel;
+ * the CPU port is simple_switch_grpc's --cpu-port, i.e. P4Runtime PacketIn/PacketOut. */
+typedef bit<9> port_t;
+const port_t HOST_PORT = 254;
+const port_t CPU_PORT = 255;
+
+/* ACKs are I2E clones; a clone session fixes its egress port, so each wire port p has its
+ * own session ACK_SESSION_BASE + p that sends to p (programmed by the runtime at start). */
+const bit<32> ACK_SESSION_BASE = 1000;
+
+/* ---- EtherTypes and protocols ---------------------------------------------------------- */
+const bit<16> ETHERTYPE_IPV4 = 0x0800;
+const bit<16> ETHERTYPE_ARP = 0x0806;
+/* IEEE 802 "local experimental" EtherType: frames of the NIC<->host channel. */
+const bit<16> ETHERTYPE_NIC_HOST = 0x88B5;
+const bit<8> IP_PROTO_TCP = 6;
+
+/* ---- Header sizes (bytes) -------------------------------------------------------------- */
+const bit<16> ETH_HDR_BYTES = 14;
+const bit<16> IPV4_HDR_BYTES = 20;
+const bit<16> TCP_HDR_BYTES = 20;
+const bit<16> TCP_TS_OPT_BYTES = 12;    /* NOP, NOP, kind 8, len 10, TSval, TSecr */
+const bit<4> TCP_DATA_OFFSET_PLAIN = 5;
+const bit<4> TCP_DATA_OFFSET_TS = 8;
+/* Linux's option layout on data and ACK segments: NOP, NOP, kind 8 (timestamps), length 10. */
+const bit<32> TCP_TS_OPT_PREFIX = 0x0101080A;
+
+/* ---- TCP flags (the 8 bits after the reserved bits) ------------------------------------ */
+const bit<8> TCP_FIN = 0x01;
+const bit<8> TCP_SYN = 0x02;
+const bit<8> TCP_RST = 0x04;
+const bit<8> TCP_PSH = 0x08;
+const bit<8> TCP_ACK = 0x10;
+const bit<8> TCP_URG = 0x20;
+const bit<8> TCP_ECE = 0x40;
+const bit<8> TCP_CWR = 0x80;
+/* Flags a common-case data or ACK segment may carry; anything else is an exception. */
+const bit<8> TCP_FASTPATH_FLAGS = TCP_ACK | TCP_PSH | TCP_ECE | TCP_CWR;
+
+const bit<2> ECN_CE = 3;
+
+/* ---- Generated segments ---------------------------------------------------------------- */
+const bit<8> ACK_TTL = 64;
+/* Our TSval ticks in 16 us units (ingress timestamp >> 4): fine enough for datacenter RTT
+ * samples, and 2^31 ticks (9.5 h) before PAWS could see a wrap. */
+#define TS_TICK_SHIFT 4
+/* Largest unscaled TCP window. */
+const bit<32> TCP_MAX_WINDOW = 0xFFFF;
+
+/* ---- NIC<->host channel opcodes (header layout: shared/headers.p4, nic_host_h) -------- */
+const bit<8> NIC_HOST_OP_RX_DATA = 1;      /* NIC -> host: in-order payload for the RX ring */
+const bit<8> NIC_HOST_OP_RX_CONSUMED = 2;  /* host -> NIC: the app freed `count` RX bytes */
+/* RX_DATA flags */
+const bit<8> NIC_HOST_FLAG_PSH = 0x01;     /* the segment carried PSH */
+const bit<8> NIC_HOST_FLAG_CE = 0x02;      /* the segment arrived CE-marked */
+
+/* ---- PacketIn reasons (packet_in_h.reason; index of exception_counter) ---------------- */
+const bit<8> REASON_ARP = 1;
+const bit<8> REASON_UNKNOWN_FLOW = 2;
+const bit<8> REASON_SYN = 3;
+const bit<8> REASON_FIN = 4;
+const bit<8> REASON_RST = 5;
+const bit<8> REASON_IPV4_OPTIONS = 6;
+const bit<8> REASON_IPV4_FRAGMENT = 7;
+const bit<8> REASON_TCP_OPTIONS = 8;
+const bit<8> REASON_TCP_FLAGS = 9;
+const bit<8> REASON_BAD_IPV4_CHECKSUM = 10;
+const bit<8> REASON_BAD_TCP_CHECKSUM = 11;
+const bit<8> REASON_BAD_LENGTH = 12;
+const bit<8> REASON_BAD_HOST_MESSAGE = 13;
+#define NUM_REASONS 14
+
+/* ---- Silent drops (index of drop_counter) ---------------------------------------------- */
+const bit<8> DROP_NOT_IP = 1;          /* neither IPv4 nor ARP (IPv6 neighbour discovery...) */
+const bit<8> DROP_NOT_TCP = 2;         /* IPv4 that is not TCP */
+const bit<8> DROP_OUT_OF_ORDER = 3;    /* ahead of the expected sequence (duplicate ACK sent) */
+const bit<8> DROP_OLD_DATA = 4;        /* already received (re-ACKed) */
+const bit<8> DROP_NO_RX_SPACE = 5;     /* does not fit the RX ring (ACK with current window) */
+const bit<8> DROP_PURE_ACK = 6;        /* no payload: nothing to deliver */
+const bit<8> DROP_STALE_HOST_MESSAGE = 7;  /* host message for an older generation of the flow */
+#define NUM_DROP_REASONS 8
+
+#endif

@@ -1,0 +1,136 @@
+/* p4tas: header and metadata definitions shared by every architecture. */
+#ifndef P4TAS_HEADERS_P4
+#define P4TAS_HEADERS_P4
+
+#include "constants.p4"
+
+/* Controller headers: P4Runtime PacketIn/PacketOut metadata on the CPU port. */
+@controller_header("packet_in")
+header packet_in_h {
+    port_t ingress_port;
+    bit<7> _pad;
+    bit<8> reason;          /* REASON_* */
+    /* The switch clock in TSval ticks (see TS_TICK_SHIFT): the slow path stamps the segments
+     * it sends (SYN-ACK, FIN) from this clock, so a peer never sees our TSval go backwards
+     * between them and the ACKs the data plane generates (PAWS would drop those). */
+    bit<32> tsval;
+}
+
+@controller_header("packet_out")
+header packet_out_h {
+    port_t egress_port;
+    bit<7> _pad;
+}
+
+header ethernet_h {
+    bit<48> dst_addr;
+    bit<48> src_addr;
+    bit<16> ether_type;
+}
+
+header ipv4_h {
+    bit<4> version;
+    bit<4> ihl;
+    bit<6> dscp;
+    bit<2> ecn;
+    bit<16> total_len;
+    bit<16> identification;
+    bit<3> flags;            /* reserved, DF, MF */
+    bit<13> frag_offset;
+    bit<8> ttl;
+    bit<8> protocol;
+    bit<16> hdr_checksum;
+    bit<32> src_addr;
+    bit<32> dst_addr;
+}
+
+header tcp_h {
+    bit<16> src_port;
+    bit<16> dst_port;
+    bit<32> seq_no;
+    bit<32> ack_no;
+    bit<4> data_offset;
+    bit<4> res;
+    bit<8> flags;            /* TCP_* */
+    bit<16> window;
+    bit<16> checksum;
+    bit<16> urgent_ptr;
+}
+
+/* The only option layout the fast path takes: NOP, NOP, Timestamps (Linux's). */
+header tcp_ts_h {
+    bit<8> nop1;
+    bit<8> nop2;
+    bit<8> kind;
+    bit<8> len;
+    bit<32> tsval;
+    bit<32> tsecr;
+}
+
+/* NIC<->host channel header, after an Ethernet header with ETHERTYPE_NIC_HOST.
+ * 24 bytes, big-endian; runtime/nic_host_header.py is the Python codec of the same layout.
+ *   byte  0     opcode    NIC_HOST_OP_*
+ *   byte  1     flags     NIC_HOST_FLAG_* (RX_DATA)
+ *   bytes 2-3   gen       generation of the flow the message is about
+ *   bytes 4-7   flow_id
+ *   bytes 8-11  offset    RX ring offset of the first payload byte (RX_DATA)
+ *   bytes 12-13 length    payload bytes that follow this header (RX_DATA)
+ *   bytes 14-15 reserved  zero
+ *   bytes 16-19 count     bytes the application consumed (RX_CONSUMED)
+ *   bytes 20-23 aux       zero (reserved for later opcodes)
+ * Payload (RX_DATA) follows; trust `length`, not the frame size (Ethernet may pad). */
+header nic_host_h {
+    bit<8> opcode;
+    bit<8> flags;
+    flow_gen_t gen;
+    flow_id_t flow_id;
+    bit<32> offset;
+    bit<16> length;
+    bit<16> reserved;
+    bit<32> count;
+    bit<32> aux;
+}
+
+struct headers_t {
+    packet_out_h packet_out;
+    packet_in_h packet_in;
+    ethernet_h ethernet;
+    nic_host_h nic_host;
+    ipv4_h ipv4;
+    tcp_h tcp;
+    tcp_ts_h tcp_ts;
+}
+
+/* Field list preserved into the ACK clone (clone_preserving_field_list). */
+#define FL_ACK 1
+
+/* Static per-flow state from the flow_state table's action data. */
+struct flow_static_t {
+    flow_gen_t gen;
+    bit<48> local_mac;
+    bit<48> peer_mac;
+    bit<32> rx_ring_size;    /* bytes, a power of two */
+    bit<32> rx_start_seq;    /* peer's ISN + 1: maps to RX ring offset 0 */
+    bit<32> tx_start_seq;    /* our ISN + 1: first send sequence */
+    bit<8> rx_window_shift;  /* our window scale */
+}
+
+struct metadata_t {
+    /* What the ACK clone needs: computed in ingress, applied in egress. */
+    @field_list(FL_ACK) bit<32> ack_seq;
+    @field_list(FL_ACK) bit<32> ack_ack;
+    @field_list(FL_ACK) bit<16> ack_window;
+    @field_list(FL_ACK) bit<8> ack_flags;
+    @field_list(FL_ACK) bit<32> ack_tsval;
+
+    bit<8> punt_reason;      /* REASON_*, 0 = none */
+    bit<8> drop_reason;      /* DROP_*, 0 = none */
+    bit<16> l4_len;          /* IPv4 total length minus the IPv4 header */
+    bit<16> payload_len;
+    bool flow_found;
+    flow_id_t flow_id;
+    flow_static_t flow;
+    bool ack_rewrite;        /* egress turned this packet into an ACK: fix its checksums */
+}
+
+#endif

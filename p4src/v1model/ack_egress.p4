@@ -1,0 +1,48 @@
+/* p4tas v1model: turn the ingress-to-egress clone of a data segment into its ACK.
+ * The clone is the re-parsed original segment, so the peer's addresses, ports and TSval are
+ * still in its headers; what ingress decided arrives in the preserved ack_* fields. */
+
+/* bmv2's standard_metadata.instance_type of an ingress-to-egress clone. */
+const bit<32> INSTANCE_TYPE_INGRESS_CLONE = 1;
+
+control AckEgress(inout headers_t hdr, inout metadata_t meta, inout standard_metadata_t sm) {
+    apply {
+        if (sm.instance_type == INSTANCE_TYPE_INGRESS_CLONE) {
+            meta.ack_rewrite = true;
+
+            bit<48> mac = hdr.ethernet.dst_addr;
+            hdr.ethernet.dst_addr = hdr.ethernet.src_addr;
+            hdr.ethernet.src_addr = mac;
+
+            bit<32> addr = hdr.ipv4.dst_addr;
+            hdr.ipv4.dst_addr = hdr.ipv4.src_addr;
+            hdr.ipv4.src_addr = addr;
+            hdr.ipv4.ecn = 0;                    /* pure ACKs are not ECN-capable (RFC 3168) */
+            hdr.ipv4.identification = 0;
+            hdr.ipv4.flags = 3w0b010;            /* DF */
+            hdr.ipv4.frag_offset = 0;
+            hdr.ipv4.ttl = ACK_TTL;
+
+            bit<16> port = hdr.tcp.dst_port;
+            hdr.tcp.dst_port = hdr.tcp.src_port;
+            hdr.tcp.src_port = port;
+            hdr.tcp.seq_no = meta.ack_seq;
+            hdr.tcp.ack_no = meta.ack_ack;
+            hdr.tcp.res = 0;
+            hdr.tcp.flags = meta.ack_flags;
+            hdr.tcp.window = meta.ack_window;
+            hdr.tcp.urgent_ptr = 0;
+
+            bit<16> tcp_len = TCP_HDR_BYTES;
+            hdr.tcp.data_offset = TCP_DATA_OFFSET_PLAIN;
+            if (hdr.tcp_ts.isValid()) {
+                hdr.tcp_ts.tsecr = hdr.tcp_ts.tsval;
+                hdr.tcp_ts.tsval = meta.ack_tsval;
+                tcp_len = TCP_HDR_BYTES + TCP_TS_OPT_BYTES;
+                hdr.tcp.data_offset = TCP_DATA_OFFSET_TS;
+            }
+            hdr.ipv4.total_len = IPV4_HDR_BYTES + tcp_len;
+            truncate((bit<32>)(ETH_HDR_BYTES + IPV4_HDR_BYTES + tcp_len));
+        }
+    }
+}

@@ -1,0 +1,59 @@
+/* p4tas v1model: classify wire packets the fast path does not handle (DESIGN.md 4,
+ * "Exceptions"). Sets meta.punt_reason (to the CPU) or meta.drop_reason (counted and dropped);
+ * a packet with neither is a common-case TCP segment and gets meta.payload_len. */
+
+control Exceptions(inout headers_t hdr, inout metadata_t meta, in standard_metadata_t sm) {
+    bit<16> ipv4_residue;
+
+    action punt(bit<8> reason) { meta.punt_reason = reason; }
+    action drop(bit<8> reason) { meta.drop_reason = reason; }
+
+    /* The ones'-complement sum of a correct header, checksum included, complements to 0. */
+    action check_ipv4_checksum() {
+        hash(ipv4_residue, HashAlgorithm.csum16, 16w0,
+             { hdr.ipv4.version, hdr.ipv4.ihl, hdr.ipv4.dscp, hdr.ipv4.ecn, hdr.ipv4.total_len,
+               hdr.ipv4.identification, hdr.ipv4.flags, hdr.ipv4.frag_offset, hdr.ipv4.ttl,
+               hdr.ipv4.protocol, hdr.ipv4.hdr_checksum, hdr.ipv4.src_addr, hdr.ipv4.dst_addr },
+             32w65536);
+    }
+
+    apply {
+        bit<16> tcp_hdr_len = ((bit<16>)hdr.tcp.data_offset) << 2;
+        if (sm.parser_error != error.NoError) {
+            punt(REASON_BAD_LENGTH);            /* truncated headers */
+        } else if (hdr.ethernet.ether_type == ETHERTYPE_ARP) {
+            punt(REASON_ARP);
+        } else if (!hdr.ipv4.isValid() || hdr.ipv4.version != 4) {
+            drop(DROP_NOT_IP);
+        } else if (hdr.ipv4.ihl != 5) {
+            punt(REASON_IPV4_OPTIONS);
+        } else if (hdr.ipv4.flags[0:0] == 1 || hdr.ipv4.frag_offset != 0) {
+            punt(REASON_IPV4_FRAGMENT);
+        } else if (hdr.ipv4.protocol != IP_PROTO_TCP) {
+            drop(DROP_NOT_TCP);
+        } else {
+            check_ipv4_checksum();
+            /* Lengths first: a frame shorter than its IPv4 length also fails the TCP sum. */
+            if (hdr.ipv4.total_len < IPV4_HDR_BYTES + tcp_hdr_len
+                    || (bit<32>)(ETH_HDR_BYTES + hdr.ipv4.total_len) > sm.packet_length) {
+                punt(REASON_BAD_LENGTH);
+            } else if (ipv4_residue != 0) {
+                punt(REASON_BAD_IPV4_CHECKSUM);
+            } else if (sm.checksum_error == 1) {
+                punt(REASON_BAD_TCP_CHECKSUM);
+            } else if ((hdr.tcp.flags & TCP_SYN) != 0) {
+                punt(REASON_SYN);
+            } else if ((hdr.tcp.flags & TCP_RST) != 0) {
+                punt(REASON_RST);
+            } else if ((hdr.tcp.flags & TCP_FIN) != 0) {
+                punt(REASON_FIN);
+            } else if ((hdr.tcp.flags & ~TCP_FASTPATH_FLAGS) != 0 || (hdr.tcp.flags & TCP_ACK) == 0) {
+                punt(REASON_TCP_FLAGS);
+            } else if (hdr.tcp.data_offset != TCP_DATA_OFFSET_PLAIN && !hdr.tcp_ts.isValid()) {
+                punt(REASON_TCP_OPTIONS);
+            } else {
+                meta.payload_len = meta.l4_len - tcp_hdr_len;
+            }
+        }
+    }
+}

@@ -1,0 +1,70 @@
+/* p4tas: the TCP fast path for bmv2's v1model (simple_switch_grpc).
+ * One control per concern, each in its own file; this file only wires them together. */
+#include <core.p4>
+#include <v1model.p4>
+
+#include "../shared/headers.p4"
+#include "parser.p4"
+#include "checksums.p4"
+#include "flow_registers.p4"
+#include "exceptions.p4"
+#include "flow_lookup.p4"
+#include "receive.p4"
+#include "host_messages.p4"
+#include "packet_io.p4"
+#include "ack_egress.p4"
+
+control P4tasIngress(inout headers_t hdr, inout metadata_t meta, inout standard_metadata_t sm) {
+    Exceptions() exceptions;
+    FlowLookup() flow_lookup;
+    FlowState() flow_state;
+    Receive() receive;
+    HostMessages() host_messages;
+    ReturnRxSpace() return_rx_space;
+    PacketOut() send_packet_out;
+    Verdict() verdict;
+
+    apply {
+        /* Nothing leaves unless a control below chooses a port: no accidental port 0. */
+        mark_to_drop(sm);
+        if (hdr.packet_out.isValid()) {
+            send_packet_out.apply(hdr, sm);
+            return;
+        }
+        bool from_host = sm.ingress_port == HOST_PORT;
+        if (from_host) {
+            host_messages.apply(hdr, meta);
+        } else {
+            exceptions.apply(hdr, meta, sm);
+            if (meta.punt_reason == 0 && meta.drop_reason == 0) {
+                flow_lookup.apply(hdr, meta);
+            }
+        }
+        if (meta.punt_reason == 0 && meta.drop_reason == 0 && (from_host || meta.flow_found)) {
+            flow_state.apply(meta);
+        }
+        if (meta.punt_reason == 0 && meta.drop_reason == 0) {
+            if (!meta.flow_found && from_host) {
+                meta.drop_reason = DROP_STALE_HOST_MESSAGE;   /* flow already removed */
+            } else if (!meta.flow_found) {
+                meta.punt_reason = REASON_UNKNOWN_FLOW;
+            } else if (from_host) {
+                return_rx_space.apply(hdr, meta);
+            } else {
+                receive.apply(hdr, meta, sm);
+            }
+        }
+        verdict.apply(hdr, meta, sm);
+    }
+}
+
+control P4tasEgress(inout headers_t hdr, inout metadata_t meta, inout standard_metadata_t sm) {
+    AckEgress() ack_egress;
+
+    apply {
+        ack_egress.apply(hdr, meta, sm);
+    }
+}
+
+V1Switch(P4tasParser(), P4tasVerifyChecksum(), P4tasIngress(), P4tasEgress(),
+         P4tasComputeChecksum(), P4tasDeparser()) main;

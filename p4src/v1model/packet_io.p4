@@ -1,0 +1,30 @@
+/* p4tas v1model: the CPU port. PacketOut sends the controller's frame out of the port it
+ * names; Verdict ends ingress by punting (PacketIn with a reason) or dropping, and counts. */
+
+control PacketOut(inout headers_t hdr, inout standard_metadata_t sm) {
+    apply {
+        sm.egress_spec = hdr.packet_out.egress_port;
+        hdr.packet_out.setInvalid();
+    }
+}
+
+control Verdict(inout headers_t hdr, inout metadata_t meta, inout standard_metadata_t sm) {
+    /* Readable over P4Runtime; indexed by REASON_* and DROP_*. */
+    counter(NUM_REASONS, CounterType.packets_and_bytes) exception_counter;
+    counter(NUM_DROP_REASONS, CounterType.packets_and_bytes) drop_counter;
+
+    apply {
+        if (meta.punt_reason != 0) {
+            exception_counter.count((bit<32>)meta.punt_reason);
+            hdr.packet_in.setValid();
+            hdr.packet_in.ingress_port = sm.ingress_port;
+            hdr.packet_in._pad = 0;
+            hdr.packet_in.reason = meta.punt_reason;
+            hdr.packet_in.tsval = (bit<32>)(sm.ingress_global_timestamp >> TS_TICK_SHIFT);
+            sm.egress_spec = CPU_PORT;
+        } else if (meta.drop_reason != 0) {
+            drop_counter.count((bit<32>)meta.drop_reason);
+            mark_to_drop(sm);
+        }
+    }
+}

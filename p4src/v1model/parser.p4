@@ -1,0 +1,84 @@
+/* p4tas v1model: parser and deparser. The parser never rejects: anything the fast path does
+ * not handle is left for the exceptions control to classify, so it reaches the CPU with a
+ * reason or is dropped and counted. */
+
+parser P4tasParser(packet_in pkt, out headers_t hdr, inout metadata_t meta,
+                   inout standard_metadata_t sm) {
+    state start {
+        transition select(sm.ingress_port) {
+            CPU_PORT: parse_packet_out;
+            default: parse_ethernet;
+        }
+    }
+
+    /* A PacketOut is opaque after its controller header: the controller built the frame. */
+    state parse_packet_out {
+        pkt.extract(hdr.packet_out);
+        transition accept;
+    }
+
+    state parse_ethernet {
+        pkt.extract(hdr.ethernet);
+        transition select(hdr.ethernet.ether_type) {
+            ETHERTYPE_IPV4: parse_ipv4;
+            ETHERTYPE_NIC_HOST: parse_nic_host_if_trusted;
+            default: accept;
+        }
+    }
+
+    /* Only the host port may speak the NIC<->host channel: the same EtherType from the wire
+     * must never be able to forge host messages. */
+    state parse_nic_host_if_trusted {
+        transition select(sm.ingress_port) {
+            HOST_PORT: parse_nic_host;
+            default: accept;
+        }
+    }
+
+    state parse_nic_host {
+        pkt.extract(hdr.nic_host);
+        transition accept;
+    }
+
+    state parse_ipv4 {
+        pkt.extract(hdr.ipv4);
+        meta.l4_len = hdr.ipv4.total_len - IPV4_HDR_BYTES;
+        /* Options, fragments and non-TCP stop here; ingress classifies them. */
+        transition select(hdr.ipv4.version, hdr.ipv4.ihl, hdr.ipv4.flags[0:0],
+                          hdr.ipv4.frag_offset, hdr.ipv4.protocol) {
+            (4, 5, 0, 0, IP_PROTO_TCP): parse_tcp;
+            default: accept;
+        }
+    }
+
+    state parse_tcp {
+        pkt.extract(hdr.tcp);
+        transition select(hdr.tcp.data_offset) {
+            TCP_DATA_OFFSET_TS: parse_tcp_ts_if_linux_layout;
+            default: accept;
+        }
+    }
+
+    state parse_tcp_ts_if_linux_layout {
+        transition select(pkt.lookahead<bit<32>>()) {
+            TCP_TS_OPT_PREFIX: parse_tcp_ts;
+            default: accept;
+        }
+    }
+
+    state parse_tcp_ts {
+        pkt.extract(hdr.tcp_ts);
+        transition accept;
+    }
+}
+
+control P4tasDeparser(packet_out pkt, in headers_t hdr) {
+    apply {
+        pkt.emit(hdr.packet_in);
+        pkt.emit(hdr.ethernet);
+        pkt.emit(hdr.nic_host);
+        pkt.emit(hdr.ipv4);
+        pkt.emit(hdr.tcp);
+        pkt.emit(hdr.tcp_ts);
+    }
+}

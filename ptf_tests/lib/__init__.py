@@ -1,0 +1,1 @@
+"""Shared base test and helpers of the p4tas PTF suite."""

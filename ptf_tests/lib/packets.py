@@ -1,0 +1,91 @@
+"""Packet builders for the PTF suite: a test connection, its data segments, and the exact
+frames the fast path must produce for them (ACKs, host-port RX_DATA frames)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from scapy.layers.inet import IP, TCP
+from scapy.layers.l2 import Ether
+from scapy.packet import Packet
+
+from runtime.flow_entries import FlowSpec, FlowTuple
+from runtime.nic_host_header import NicHostMessage, Opcode, RxFlags
+
+LOCAL_MAC = "02:00:00:00:00:01"
+PEER_MAC = "02:00:00:00:00:02"
+LOCAL_IP = "10.0.0.1"
+PEER_IP = "10.0.0.2"
+ECN_CE = 3
+TS_OPTION_OFFSET = 14 + 20 + 20  # NOP, NOP, kind, len, then TSval
+
+
+def flow_spec(flow_id: int, generation: int, *, local_port: int = 5001, peer_port: int = 40000,
+              rx_ring_size: int = 1 << 16, rx_start_seq: int = 1000, tx_start_seq: int = 5000,
+              rx_window_shift: int = 0) -> FlowSpec:
+    """A test connection between LOCAL (us) and PEER (the wire)."""
+    return FlowSpec(
+        flow_id=flow_id, generation=generation,
+        tuple=FlowTuple(LOCAL_IP, local_port, PEER_IP, peer_port),
+        local_mac=LOCAL_MAC, peer_mac=PEER_MAC, rx_ring_size=rx_ring_size,
+        rx_start_seq=rx_start_seq, tx_start_seq=tx_start_seq, rx_window_shift=rx_window_shift,
+    )
+
+
+def ts_option(tsval: int, tsecr: int) -> list:
+    """Linux's option layout on data and ACK segments: NOP, NOP, Timestamps."""
+    return [("NOP", None), ("NOP", None), ("Timestamp", (tsval, tsecr))]
+
+
+def data_segment(spec: FlowSpec, seq: int, payload: bytes, *, flags: str = "PA",
+                 tsval: int | None = 777, ecn: int = 0, ack: int | None = None,
+                 options: list | None = None) -> Packet:
+    """A segment from the peer to us; timestamps by default, as Linux sends them."""
+    t = spec.tuple
+    if options is None:
+        options = ts_option(tsval, 0) if tsval is not None else []
+    return (Ether(src=PEER_MAC, dst=LOCAL_MAC)
+            / IP(src=t.peer_ip, dst=t.local_ip, tos=ecn, id=1, flags="DF")
+            / TCP(sport=t.peer_port, dport=t.local_port, seq=seq,
+                  ack=spec.tx_start_seq if ack is None else ack,
+                  flags=flags, window=1000, options=options)
+            / payload)
+
+
+@dataclass(frozen=True)
+class ExpectedAck:
+    """What the fast path's ACK for a data segment must contain."""
+
+    seq: int
+    ack: int
+    window: int
+    ece: bool = False
+    tsecr: int | None = None  # None: the ACK carries no timestamp option
+
+    def packet(self, spec: FlowSpec, tsval: int = 0) -> Packet:
+        """The ACK as bytes on the wire, our TSval filled in (the switch clock picks it)."""
+        t = spec.tuple
+        options = ts_option(tsval, self.tsecr) if self.tsecr is not None else []
+        return (Ether(src=LOCAL_MAC, dst=PEER_MAC)
+                / IP(src=t.local_ip, dst=t.peer_ip, tos=0, id=0, flags="DF", ttl=64)
+                / TCP(sport=t.local_port, dport=t.peer_port, seq=self.seq, ack=self.ack,
+                      flags="AE" if self.ece else "A", window=self.window, options=options))
+
+
+def rx_data_frame(spec: FlowSpec, offset: int, payload: bytes,
+                  flags: RxFlags = RxFlags.PSH) -> bytes:
+    """The host-port frame that delivers `payload` at ring `offset`."""
+    msg = NicHostMessage(Opcode.RX_DATA, spec.flow_id, spec.generation, flags=flags,
+                         offset=offset, payload=payload)
+    return msg.encode(dst_mac=_mac(LOCAL_MAC), src_mac=_mac(PEER_MAC))
+
+
+def rx_consumed_frame(spec: FlowSpec, count: int, generation: int | None = None) -> bytes:
+    """A host -> NIC message returning `count` bytes of RX ring space."""
+    msg = NicHostMessage(Opcode.RX_CONSUMED, spec.flow_id,
+                         spec.generation if generation is None else generation, count=count)
+    return msg.encode()
+
+
+def _mac(text: str) -> bytes:
+    return bytes(int(part, 16) for part in text.split(":"))

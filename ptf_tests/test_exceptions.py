@@ -1,0 +1,199 @@
+"""PTF: everything the fast path does not handle reaches the CPU port with its reason (and
+bumps that reason's counter), or is dropped and counted; none of it reaches the host port."""
+
+from __future__ import annotations
+
+import ptf.testutils as tu
+from scapy.layers.inet import IP, TCP, UDP
+from scapy.layers.inet6 import IPv6
+from scapy.layers.l2 import ARP, Ether
+from scapy.packet import Packet, Raw
+
+from lib.base_test import WIRE_PORT, FastPathTest, next_flow_id, next_generation
+from lib.packets import LOCAL_IP, LOCAL_MAC, PEER_IP, PEER_MAC, data_segment, flow_spec
+from runtime.datapath_constants import ETHERTYPE_NIC_HOST, HOST_PORT, DropReason, PacketInReason
+from runtime.nic_host_header import NicHostMessage, Opcode
+
+EXCEPTIONS = "exception_counter"
+DROPS = "drop_counter"
+
+
+class ExceptionTest(FastPathTest):
+    """Sends a packet that must be punted with a reason, and checks PacketIn and counter."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        # A known connection, so that only the property under test makes the packet special.
+        self.spec = self.install_flow(flow_spec(next_flow_id(), next_generation()))
+
+    def segment(self, **kwargs) -> Packet:
+        return data_segment(self.spec, self.spec.rx_start_seq, b"payload", **kwargs)
+
+    def assert_punted(self, pkt: bytes | Packet, reason: PacketInReason,
+                      port: int = WIRE_PORT) -> None:
+        before = self.counter(EXCEPTIONS, reason)
+        tu.send_packet(self, port, pkt)
+        payload, metadata = self.expect_packet_in()
+        self.assertEqual(metadata["reason"], reason,
+                         f"expected reason {reason.name}, got {metadata['reason']}")
+        self.assertEqual(metadata["ingress_port"], port)
+        self.assertEqual(payload, bytes(pkt), "PacketIn must carry the packet unchanged")
+        tu.verify_no_other_packets(self)
+        after = self.counter(EXCEPTIONS, reason)
+        self.assertEqual(after[0] - before[0], 1, f"{reason.name} counter packets")
+        self.assertEqual(after[1] - before[1], len(bytes(pkt)), f"{reason.name} counter bytes")
+
+    def assert_dropped(self, pkt: bytes | Packet, reason: DropReason,
+                       port: int = WIRE_PORT) -> None:
+        before = self.counter(DROPS, reason)
+        tu.send_packet(self, port, pkt)
+        tu.verify_no_other_packets(self)
+        self.expect_no_packet_in()
+        self.assertEqual(self.counter(DROPS, reason)[0] - before[0], 1, f"{reason.name} drops")
+
+
+class Arp(ExceptionTest):
+    def runTest(self) -> None:
+        arp = Ether(src=PEER_MAC, dst="ff:ff:ff:ff:ff:ff") / ARP(
+            op=1, hwsrc=PEER_MAC, psrc=PEER_IP, pdst=LOCAL_IP)
+        self.assert_punted(arp, PacketInReason.ARP)
+
+
+class UnknownFlow(ExceptionTest):
+    """Data for a connection with no entry goes to the CPU, never to the host port."""
+
+    def runTest(self) -> None:
+        other = flow_spec(next_flow_id(), next_generation(), peer_port=40001)
+        self.assert_punted(data_segment(other, 1000, b"who am i"), PacketInReason.UNKNOWN_FLOW)
+
+
+class Syn(ExceptionTest):
+    def runTest(self) -> None:
+        self.assert_punted(self.segment(flags="S"), PacketInReason.SYN)
+
+
+class Fin(ExceptionTest):
+    def runTest(self) -> None:
+        self.assert_punted(self.segment(flags="FA"), PacketInReason.FIN)
+
+
+class Rst(ExceptionTest):
+    def runTest(self) -> None:
+        self.assert_punted(self.segment(flags="R"), PacketInReason.RST)
+
+
+class Ipv4Options(ExceptionTest):
+    def runTest(self) -> None:
+        pkt = self.segment()
+        pkt[IP].options = [b"\x94\x04\x00\x00"]  # Router Alert
+        self.assert_punted(Ether(bytes(pkt)), PacketInReason.IPV4_OPTIONS)
+
+
+class Ipv4Fragment(ExceptionTest):
+    def runTest(self) -> None:
+        pkt = self.segment()
+        pkt[IP].flags = "MF"
+        self.assert_punted(Ether(bytes(pkt)), PacketInReason.IPV4_FRAGMENT)
+
+
+class UnusualTcpOptions(ExceptionTest):
+    """Options other than NOP,NOP,Timestamps (here MSS on a data segment) are exceptions."""
+
+    def runTest(self) -> None:
+        self.assert_punted(self.segment(options=[("MSS", 1460)]), PacketInReason.TCP_OPTIONS)
+
+
+class TimestampsInAnotherLayout(ExceptionTest):
+    """Timestamps not preceded by two NOPs are not Linux's layout: exception."""
+
+    def runTest(self) -> None:
+        opts = [("Timestamp", (1, 0)), ("NOP", None), ("NOP", None)]
+        self.assert_punted(self.segment(options=opts), PacketInReason.TCP_OPTIONS)
+
+
+class UnusualTcpFlags(ExceptionTest):
+    def runTest(self) -> None:
+        self.assert_punted(self.segment(flags="PAU"), PacketInReason.TCP_FLAGS)
+
+
+class DataWithoutAck(ExceptionTest):
+    def runTest(self) -> None:
+        self.assert_punted(self.segment(flags="P"), PacketInReason.TCP_FLAGS)
+
+
+class BadIpv4Checksum(ExceptionTest):
+    def runTest(self) -> None:
+        pkt = Ether(bytes(self.segment()))
+        pkt[IP].chksum ^= 0x00FF
+        self.assert_punted(pkt, PacketInReason.BAD_IPV4_CHECKSUM)
+
+
+class BadTcpChecksum(ExceptionTest):
+    """A corrupted segment of a known flow is not delivered (and not ACKed)."""
+
+    def runTest(self) -> None:
+        pkt = Ether(bytes(self.segment()))
+        pkt[TCP].chksum ^= 0x0F0F
+        self.assert_punted(pkt, PacketInReason.BAD_TCP_CHECKSUM)
+
+
+class BadTcpChecksumInPayload(ExceptionTest):
+    """A flipped payload byte (headers intact) is caught by the TCP checksum too."""
+
+    def runTest(self) -> None:
+        raw = bytearray(bytes(self.segment()))
+        raw[-1] ^= 0x01
+        self.assert_punted(bytes(raw), PacketInReason.BAD_TCP_CHECKSUM)
+
+
+class IpLengthBeyondFrame(ExceptionTest):
+    """IPv4 total length larger than the frame (a truncated packet)."""
+
+    def runTest(self) -> None:
+        raw = bytes(self.segment())
+        self.assert_punted(raw[:-3], PacketInReason.BAD_LENGTH)
+
+
+class TruncatedHeaders(ExceptionTest):
+    """A frame that ends inside the TCP header."""
+
+    def runTest(self) -> None:
+        self.assert_punted(bytes(self.segment())[:14 + 20 + 10], PacketInReason.BAD_LENGTH)
+
+
+class BadHostMessage(ExceptionTest):
+    """A host-port frame with an unknown opcode is reported, not acted on."""
+
+    def runTest(self) -> None:
+        frame = bytearray(NicHostMessage(Opcode.RX_CONSUMED, self.spec.flow_id,
+                                         self.spec.generation, count=10).encode())
+        frame[14] = 0x7F  # opcode
+        self.assert_punted(bytes(frame), PacketInReason.BAD_HOST_MESSAGE, port=HOST_PORT)
+
+
+class NonChannelFrameOnHostPort(ExceptionTest):
+    def runTest(self) -> None:
+        self.assert_punted(self.segment(), PacketInReason.BAD_HOST_MESSAGE, port=HOST_PORT)
+
+
+class ChannelFrameFromWireIsNotTrusted(ExceptionTest):
+    """The wire cannot forge host messages: the channel's EtherType from a wire port is
+    dropped as non-IP, never parsed as RX_CONSUMED."""
+
+    def runTest(self) -> None:
+        frame = NicHostMessage(Opcode.RX_CONSUMED, self.spec.flow_id, self.spec.generation,
+                               count=1 << 20).encode()
+        self.assertEqual(int.from_bytes(frame[12:14], "big"), ETHERTYPE_NIC_HOST)
+        self.assert_dropped(frame, DropReason.NOT_IP)
+
+
+class Ipv6IsDropped(ExceptionTest):
+    def runTest(self) -> None:
+        pkt = Ether(src=PEER_MAC, dst=LOCAL_MAC) / IPv6() / UDP() / Raw(b"x")
+        self.assert_dropped(pkt, DropReason.NOT_IP)
+
+
+class UdpIsDropped(ExceptionTest):
+    def runTest(self) -> None:
+        pkt = Ether(src=PEER_MAC, dst=LOCAL_MAC) / IP(src=PEER_IP, dst=LOCAL_IP) / UDP() / Raw(b"x")
+        self.assert_dropped(pkt, DropReason.NOT_TCP)

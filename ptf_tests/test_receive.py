@@ -1,0 +1,212 @@
+"""PTF: the receive fast path (in-order delivery, ACKs, window, out-of-order and old data)."""
+
+from __future__ import annotations
+
+import ptf.testutils as tu
+
+from lib.base_test import WIRE_PORT, FastPathTest, next_flow_id, next_generation
+from lib.packets import (ECN_CE, ExpectedAck, data_segment, flow_spec, rx_consumed_frame,
+                         rx_data_frame)
+from runtime.datapath_constants import HOST_PORT, DropReason
+from runtime.nic_host_header import RxFlags
+
+DROPS = "drop_counter"
+
+
+class ReceiveTest(FastPathTest):
+    """A fresh connection per test; helpers for its segments."""
+
+    ring_size = 1 << 16
+    window_shift = 0
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.spec = self.install_flow(flow_spec(
+            next_flow_id(), next_generation(), rx_ring_size=self.ring_size,
+            rx_window_shift=self.window_shift))
+        self.rcv_nxt = self.spec.rx_start_seq
+        self.snd_nxt = self.spec.tx_start_seq
+
+    def send_data(self, seq: int, payload: bytes, **kwargs) -> None:
+        tu.send_packet(self, WIRE_PORT, data_segment(self.spec, seq, payload, **kwargs))
+
+    def ack(self, ack: int, window: int, **kwargs) -> ExpectedAck:
+        return ExpectedAck(seq=self.snd_nxt, ack=ack, window=window, **kwargs)
+
+
+class InOrderDelivery(ReceiveTest):
+    """In-order data: RX_DATA frame on the host port with offset/length/payload, and an ACK."""
+
+    def runTest(self) -> None:
+        payload = b"hello, p4tas!" * 10
+        self.send_data(self.rcv_nxt, payload, tsval=4242)
+        self.verify_frame(HOST_PORT, rx_data_frame(self.spec, 0, payload))
+        self.verify_ack(self.spec, self.ack(self.rcv_nxt + len(payload),
+                                            self.ring_size - len(payload), tsecr=4242))
+        tu.verify_no_other_packets(self)
+
+
+class InOrderWithoutTimestamps(ReceiveTest):
+    """A segment with no options gets an ACK with no options (54 bytes, exact checksums)."""
+
+    ring_size = 1 << 12
+
+    def runTest(self) -> None:
+        payload = bytes(range(100))
+        self.send_data(self.rcv_nxt, payload, tsval=None, flags="A")
+        self.verify_frame(HOST_PORT, rx_data_frame(self.spec, 0, payload, flags=RxFlags.NONE))
+        self.verify_ack(self.spec, self.ack(self.rcv_nxt + 100, self.ring_size - 100))
+        tu.verify_no_other_packets(self)
+
+
+class ConsecutiveSegmentsAdvanceOffsets(ReceiveTest):
+    """Two segments: offsets advance by the first length; ACK numbers and TSval advance."""
+
+    ring_size = 1 << 12
+
+    def runTest(self) -> None:
+        first, second = b"a" * 300, b"b" * 500
+        self.send_data(self.rcv_nxt, first, tsval=10)
+        self.verify_frame(HOST_PORT, rx_data_frame(self.spec, 0, first))
+        ts1 = self.verify_ack(self.spec, self.ack(self.rcv_nxt + 300, self.ring_size - 300, tsecr=10))
+        self.send_data(self.rcv_nxt + 300, second, tsval=11)
+        self.verify_frame(HOST_PORT, rx_data_frame(self.spec, 300, second))
+        ts2 = self.verify_ack(self.spec, self.ack(self.rcv_nxt + 800, self.ring_size - 800, tsecr=11))
+        self.assertGreaterEqual(ts2, ts1, "our TSval must not go backwards")
+        tu.verify_no_other_packets(self)
+
+
+class OutOfOrderSegment(ReceiveTest):
+    """A segment ahead of the expected sequence: no delivery, duplicate ACK for the expected."""
+
+    ring_size = 1 << 12
+
+    def runTest(self) -> None:
+        before = self.counter(DROPS, DropReason.OUT_OF_ORDER)
+        self.send_data(self.rcv_nxt + 100, b"x" * 50, tsval=5)
+        self.verify_ack(self.spec, self.ack(self.rcv_nxt, self.ring_size, tsecr=5))
+        tu.verify_no_other_packets(self)
+        after = self.counter(DROPS, DropReason.OUT_OF_ORDER)
+        self.assertEqual(after[0] - before[0], 1)
+
+
+class OldDataIsReAcked(ReceiveTest):
+    """Data already received: re-ACK with the current expected sequence, no second delivery."""
+
+    ring_size = 1 << 12
+
+    def runTest(self) -> None:
+        payload = b"y" * 200
+        self.send_data(self.rcv_nxt, payload, tsval=1)
+        self.verify_frame(HOST_PORT, rx_data_frame(self.spec, 0, payload))
+        self.verify_ack(self.spec, self.ack(self.rcv_nxt + 200, self.ring_size - 200, tsecr=1))
+        before = self.counter(DROPS, DropReason.OLD_DATA)
+        self.send_data(self.rcv_nxt, payload, tsval=2)  # a retransmission
+        self.verify_ack(self.spec, self.ack(self.rcv_nxt + 200, self.ring_size - 200, tsecr=2))
+        tu.verify_no_other_packets(self)
+        self.assertEqual(self.counter(DROPS, DropReason.OLD_DATA)[0] - before[0], 1)
+
+
+class SegmentLargerThanFreeSpace(ReceiveTest):
+    """No room in the RX ring: dropped, and the ACK carries the current (small) window."""
+
+    ring_size = 1024
+
+    def runTest(self) -> None:
+        self.send_data(self.rcv_nxt, b"a" * 1000, tsval=1)
+        self.verify_frame(HOST_PORT, rx_data_frame(self.spec, 0, b"a" * 1000))
+        self.verify_ack(self.spec, self.ack(self.rcv_nxt + 1000, 24, tsecr=1))
+        before = self.counter(DROPS, DropReason.NO_RX_SPACE)
+        self.send_data(self.rcv_nxt + 1000, b"b" * 100, tsval=2)
+        self.verify_ack(self.spec, self.ack(self.rcv_nxt + 1000, 24, tsecr=2))
+        tu.verify_no_other_packets(self)
+        self.assertEqual(self.counter(DROPS, DropReason.NO_RX_SPACE)[0] - before[0], 1)
+
+
+class RxConsumedReopensWindow(ReceiveTest):
+    """RX_CONSUMED from the host returns ring space: the refused segment now fits, the ring
+    offset wraps, and the window in the ACK follows the free space."""
+
+    ring_size = 1024
+
+    def runTest(self) -> None:
+        self.send_data(self.rcv_nxt, b"a" * 1000, tsval=1)
+        self.verify_frame(HOST_PORT, rx_data_frame(self.spec, 0, b"a" * 1000))
+        self.verify_ack(self.spec, self.ack(self.rcv_nxt + 1000, 24, tsecr=1))
+
+        # A message for another generation of this flow id must not open the window.
+        stale = self.spec.generation % 0xFFFF + 1
+        tu.send_packet(self, HOST_PORT, rx_consumed_frame(self.spec, 1000, generation=stale))
+        self.send_data(self.rcv_nxt + 1000, b"b" * 100, tsval=2)
+        self.verify_ack(self.spec, self.ack(self.rcv_nxt + 1000, 24, tsecr=2))
+
+        tu.send_packet(self, HOST_PORT, rx_consumed_frame(self.spec, 1000))
+        self.send_data(self.rcv_nxt + 1000, b"b" * 100, tsval=3)
+        # 1000 + 100 bytes into a 1024-byte ring: the second segment starts at offset 1000
+        # and wraps; the host copies it in two pieces.
+        self.verify_frame(HOST_PORT, rx_data_frame(self.spec, 1000, b"b" * 100))
+        self.verify_ack(self.spec, self.ack(self.rcv_nxt + 1100, 1024 - 100, tsecr=3))
+        self.send_data(self.rcv_nxt + 1100, b"c" * 10, tsval=4)
+        self.verify_frame(HOST_PORT, rx_data_frame(self.spec, 1100 - 1024, b"c" * 10))
+        self.verify_ack(self.spec, self.ack(self.rcv_nxt + 1110, 1024 - 110, tsecr=4))
+        tu.verify_no_other_packets(self)
+
+
+class ScaledWindow(ReceiveTest):
+    """The advertised window is the free space shifted by our window scale."""
+
+    ring_size = 1 << 20
+    window_shift = 7
+
+    def runTest(self) -> None:
+        self.send_data(self.rcv_nxt, b"z" * 1460, tsval=9)
+        self.verify_frame(HOST_PORT, rx_data_frame(self.spec, 0, b"z" * 1460))
+        self.verify_ack(self.spec, self.ack(self.rcv_nxt + 1460, ((1 << 20) - 1460) >> 7, tsecr=9))
+        tu.verify_no_other_packets(self)
+
+
+class CeMarkedDataGetsEce(ReceiveTest):
+    """CE-marked data: delivered with the CE flag, and its ACK carries ECE."""
+
+    ring_size = 1 << 12
+
+    def runTest(self) -> None:
+        self.send_data(self.rcv_nxt, b"e" * 64, tsval=3, ecn=ECN_CE)
+        self.verify_frame(HOST_PORT,
+                          rx_data_frame(self.spec, 0, b"e" * 64, flags=RxFlags.PSH | RxFlags.CE))
+        self.verify_ack(self.spec,
+                        self.ack(self.rcv_nxt + 64, self.ring_size - 64, ece=True, tsecr=3))
+        tu.verify_no_other_packets(self)
+
+
+class NewGenerationReinitializes(ReceiveTest):
+    """Reusing a flow id with a new generation starts from the new connection's sequence
+    numbers and an empty ring, whatever the previous connection left in the registers."""
+
+    ring_size = 1 << 12
+
+    def runTest(self) -> None:
+        self.send_data(self.rcv_nxt, b"o" * 100, tsval=1)
+        self.verify_frame(HOST_PORT, rx_data_frame(self.spec, 0, b"o" * 100))
+        self.verify_ack(self.spec, self.ack(self.rcv_nxt + 100, self.ring_size - 100, tsecr=1))
+
+        self.client.delete(list(reversed(self._written)))
+        self._written.clear()
+        self.spec = self.install_flow(flow_spec(
+            self.spec.flow_id, next_generation(), rx_ring_size=self.ring_size,
+            rx_start_seq=900000, tx_start_seq=7000))
+        self.rcv_nxt, self.snd_nxt = 900000, 7000
+        self.send_data(self.rcv_nxt, b"n" * 10, tsval=2)
+        self.verify_frame(HOST_PORT, rx_data_frame(self.spec, 0, b"n" * 10))
+        self.verify_ack(self.spec, self.ack(self.rcv_nxt + 10, self.ring_size - 10, tsecr=2))
+        tu.verify_no_other_packets(self)
+
+
+class PureAckIsNotDelivered(ReceiveTest):
+    """A segment without payload is neither delivered nor ACKed."""
+
+    def runTest(self) -> None:
+        before = self.counter(DROPS, DropReason.PURE_ACK)
+        self.send_data(self.rcv_nxt, b"", flags="A", tsval=1)
+        tu.verify_no_other_packets(self)
+        self.assertEqual(self.counter(DROPS, DropReason.PURE_ACK)[0] - before[0], 1)

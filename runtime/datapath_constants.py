@@ -1,0 +1,53 @@
+"""Numbers shared with the P4 fast path (p4src/shared/constants.p4).
+
+tests/test_p4_python_agreement.py checks every value here against the P4 source.
+"""
+
+from enum import IntEnum
+
+MAX_FLOWS = 65536
+
+# bmv2 port numbers: wire ports are 1..N (bmv2_env.portmap).
+HOST_PORT = 254
+CPU_PORT = 255
+ACK_SESSION_BASE = 1000
+
+ETHERTYPE_IPV4 = 0x0800
+ETHERTYPE_ARP = 0x0806
+ETHERTYPE_NIC_HOST = 0x88B5
+
+TS_TICK_SHIFT = 4
+
+
+class PacketInReason(IntEnum):
+    """Why the fast path sent a packet to the controller (packet_in.reason)."""
+
+    ARP = 1
+    UNKNOWN_FLOW = 2
+    SYN = 3
+    FIN = 4
+    RST = 5
+    IPV4_OPTIONS = 6
+    IPV4_FRAGMENT = 7
+    TCP_OPTIONS = 8
+    TCP_FLAGS = 9
+    BAD_IPV4_CHECKSUM = 10
+    BAD_TCP_CHECKSUM = 11
+    BAD_LENGTH = 12
+    BAD_HOST_MESSAGE = 13
+
+
+class DropReason(IntEnum):
+    """Why the fast path dropped a packet without telling anyone (drop_counter index)."""
+
+    NOT_IP = 1
+    NOT_TCP = 2
+    OUT_OF_ORDER = 3
+    OLD_DATA = 4
+    NO_RX_SPACE = 5
+    PURE_ACK = 6
+    STALE_HOST_MESSAGE = 7
+
+
+NUM_REASONS = len(PacketInReason) + 1
+NUM_DROP_REASONS = len(DropReason) + 1

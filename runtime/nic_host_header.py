@@ -1,0 +1,94 @@
+"""Codec of the NIC<->host channel frames on the host port (p4src/shared/headers.p4, nic_host_h).
+
+Frame: Ethernet (EtherType 0x88B5) + 24-byte header + payload. Header, big-endian:
+  byte  0     opcode    Opcode
+  byte  1     flags     RxFlags (RX_DATA)
+  bytes 2-3   gen       generation of the flow
+  bytes 4-7   flow_id
+  bytes 8-11  offset    RX ring offset of the first payload byte (RX_DATA)
+  bytes 12-13 length    payload bytes that follow the header (RX_DATA)
+  bytes 14-15 reserved  zero
+  bytes 16-19 count     bytes the application consumed (RX_CONSUMED)
+  bytes 20-23 aux       zero (reserved)
+A frame may be longer than its payload (Ethernet pads short frames): `length` is the truth.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from enum import IntEnum, IntFlag
+
+from runtime.datapath_constants import ETHERTYPE_NIC_HOST
+
+ETH_HEADER = struct.Struct("!6s6sH")
+NIC_HOST_HEADER = struct.Struct("!BBHIIHHII")
+HEADER_BYTES = ETH_HEADER.size + NIC_HOST_HEADER.size
+
+
+class Opcode(IntEnum):
+    """What a channel message means (NIC_HOST_OP_* in constants.p4)."""
+
+    RX_DATA = 1
+    RX_CONSUMED = 2
+
+
+class RxFlags(IntFlag):
+    """Flags of an RX_DATA message (NIC_HOST_FLAG_* in constants.p4)."""
+
+    NONE = 0
+    PSH = 0x01
+    CE = 0x02
+
+
+class FrameError(ValueError):
+    """A host-port frame that is not a valid channel message."""
+
+
+@dataclass(frozen=True)
+class NicHostMessage:
+    """One NIC<->host channel message; `payload` is empty except for RX_DATA."""
+
+    opcode: Opcode
+    flow_id: int
+    gen: int
+    flags: RxFlags = RxFlags.NONE
+    offset: int = 0
+    count: int = 0
+    payload: bytes = b""
+    aux: int = 0
+
+    def encode(self, dst_mac: bytes = b"\x00" * 6, src_mac: bytes = b"\x00" * 6) -> bytes:
+        """Serialize to a complete Ethernet frame."""
+        if len(self.payload) > 0xFFFF:
+            raise FrameError(f"payload of {len(self.payload)} bytes does not fit the 16-bit length")
+        header = NIC_HOST_HEADER.pack(
+            self.opcode, self.flags, self.gen, self.flow_id, self.offset, len(self.payload), 0,
+            self.count, self.aux,
+        )
+        return ETH_HEADER.pack(dst_mac, src_mac, ETHERTYPE_NIC_HOST) + header + self.payload
+
+
+def decode(frame: bytes) -> NicHostMessage:
+    """Parse a host-port frame; raise FrameError saying what is wrong with it."""
+    if len(frame) < HEADER_BYTES:
+        raise FrameError(
+            f"frame of {len(frame)} bytes is shorter than the {HEADER_BYTES}-byte channel header"
+        )
+    _, _, ether_type = ETH_HEADER.unpack_from(frame)
+    if ether_type != ETHERTYPE_NIC_HOST:
+        raise FrameError(f"EtherType 0x{ether_type:04x} is not the channel's 0x{ETHERTYPE_NIC_HOST:04x}")
+    opcode, flags, gen, flow_id, offset, length, reserved, count, aux = NIC_HOST_HEADER.unpack_from(
+        frame, ETH_HEADER.size
+    )
+    try:
+        op = Opcode(opcode)
+    except ValueError:
+        raise FrameError(f"unknown opcode {opcode} (known: {[o.name for o in Opcode]})") from None
+    if reserved != 0:
+        raise FrameError(f"reserved bytes 14-15 are 0x{reserved:04x}, must be zero")
+    available = len(frame) - HEADER_BYTES
+    if length > available:
+        raise FrameError(f"header says {length} payload bytes but the frame carries {available}")
+    payload = bytes(frame[HEADER_BYTES:HEADER_BYTES + length])
+    return NicHostMessage(op, flow_id, gen, RxFlags(flags), offset, count, payload, aux)

@@ -1,0 +1,68 @@
+"""The P4 source and the Python side describe the same numbers and the same header layout."""
+
+import re
+from pathlib import Path
+
+import pytest
+
+from runtime import datapath_constants as dc
+from runtime.nic_host_header import ETH_HEADER, NIC_HOST_HEADER, Opcode, RxFlags
+
+P4SRC = Path(__file__).resolve().parent.parent / "p4src"
+CONSTANTS = (P4SRC / "shared" / "constants.p4").read_text()
+HEADERS = (P4SRC / "shared" / "headers.p4").read_text()
+
+
+def p4_value(name: str) -> int:
+    """Value of a `const T NAME = V;` or `#define NAME V` in constants.p4."""
+    match = (re.search(rf"const\s+[^=]+\s{name}\s*=\s*([0-9xXa-fA-F]+)\s*;", CONSTANTS)
+             or re.search(rf"#define\s+{name}\s+([0-9xXa-fA-F]+)", CONSTANTS))
+    assert match, f"{name} not found in constants.p4"
+    return int(match.group(1), 0)
+
+
+@pytest.mark.parametrize("name", ["MAX_FLOWS", "HOST_PORT", "CPU_PORT", "ACK_SESSION_BASE",
+                                  "ETHERTYPE_IPV4", "ETHERTYPE_ARP", "ETHERTYPE_NIC_HOST",
+                                  "TS_TICK_SHIFT", "NUM_REASONS", "NUM_DROP_REASONS"])
+def test_scalar_constants(name: str) -> None:
+    assert getattr(dc, name) == p4_value(name)
+
+
+def test_packet_in_reasons() -> None:
+    for reason in dc.PacketInReason:
+        assert p4_value(f"REASON_{reason.name}") == reason.value
+    assert len(re.findall(r"const bit<8> REASON_", CONSTANTS)) == len(dc.PacketInReason)
+
+
+def test_drop_reasons() -> None:
+    for reason in dc.DropReason:
+        assert p4_value(f"DROP_{reason.name}") == reason.value
+    assert len(re.findall(r"const bit<8> DROP_", CONSTANTS)) == len(dc.DropReason)
+
+
+def test_opcodes_and_flags() -> None:
+    for op in Opcode:
+        assert p4_value(f"NIC_HOST_OP_{op.name}") == op.value
+    for flag in (RxFlags.PSH, RxFlags.CE):
+        assert p4_value(f"NIC_HOST_FLAG_{flag.name}") == flag.value
+
+
+def header_field_widths(header: str) -> list[tuple[str, int]]:
+    """(name, bits) of each field of a P4 header, resolving the typedefs used there."""
+    body = re.search(rf"header {header}\s*\{{(.*?)\}}", HEADERS, re.S).group(1)
+    typedefs = {"flow_id_t": 32, "flow_gen_t": 16, "port_t": 9}
+    fields = []
+    for kind, name in re.findall(r"(bit<\d+>|\w+_t)\s+(\w+);", body):
+        bits = int(kind[4:-1]) if kind.startswith("bit<") else typedefs[kind]
+        fields.append((name, bits))
+    return fields
+
+
+def test_nic_host_header_layout_matches_the_codec() -> None:
+    fields = header_field_widths("nic_host_h")
+    assert [name for name, _ in fields] == ["opcode", "flags", "gen", "flow_id", "offset",
+                                            "length", "reserved", "count", "aux"]
+    struct_bits = {"B": 8, "H": 16, "I": 32}
+    assert [bits for _, bits in fields] == [struct_bits[c] for c in NIC_HOST_HEADER.format[1:]]
+    assert sum(bits for _, bits in fields) // 8 == NIC_HOST_HEADER.size == 24
+    assert ETH_HEADER.size == 14
