@@ -13,6 +13,9 @@ P4_SOURCES := $(shell find p4src -name '*.p4' -not -path '$(P4_BUILD)/*')
 # One line per test stage; tests/summary.py adds them up at the end of `make test`.
 P4TAS_REPORT ?= $(CURDIR)/.venv/test-report.txt
 export P4TAS_REPORT
+# The PTF run gets its own veths and switch, so it never disturbs a `make run` environment.
+PTF_PREFIX ?= p4ptf
+PTF_GRPC_PORT ?= 9560
 
 .PHONY: setup p4 p4-check ptf test unit run clean-env status
 
@@ -29,15 +32,17 @@ p4:
 	@test -x "$(P4C)" || { echo "p4c not found (set P4C, put p4c on PATH, or install to /opt/p4/bin; see bmv2_env/README.md)"; exit 2; }
 	bash p4src/compile.sh "$(P4C)" $(P4_MAIN) $(P4_BUILD)
 
-# Recompile into a temporary folder and fail if the committed artifacts differ.
+# Recompile a copy of p4src/ in a temporary folder (same relative paths, so the same output)
+# and fail if the committed artifacts differ.
 p4-check:
 	@if [ ! -x "$(P4C)" ]; then \
 	  echo "p4-check: SKIPPED: p4c not found (set P4C, put p4c on PATH, or install to /opt/p4/bin)"; \
 	  echo "p4-check: 0 passed, 0 failed, 1 skipped (p4c not found)" >> $(P4TAS_REPORT); \
 	else \
 	  tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
-	  bash p4src/compile.sh "$(P4C)" $(P4_MAIN) "$$tmp" >/dev/null && \
-	  if diff -r -q "$$tmp" $(P4_BUILD); then \
+	  cp -r p4src "$$tmp/" && rm -rf "$$tmp/$(P4_BUILD)" && \
+	  bash "$$tmp/p4src/compile.sh" "$(P4C)" $(P4_MAIN) $(P4_BUILD) >/dev/null && \
+	  if diff -r -q "$$tmp/$(P4_BUILD)" $(P4_BUILD); then \
 	    echo "p4-check: committed artifacts match the source"; \
 	    echo "p4-check: 1 passed, 0 failed, 0 skipped" >> $(P4TAS_REPORT); \
 	  else \
@@ -51,7 +56,7 @@ unit: setup
 
 # Veths + simple_switch_grpc + pipeline, the PTF suite, and teardown even on failure or Ctrl-C.
 ptf: setup
-	$(PY) -m bmv2_env ptf
+	$(PY) -m bmv2_env --prefix $(PTF_PREFIX) --grpc-port $(PTF_GRPC_PORT) ptf
 
 test: setup
 	@mkdir -p $(dir $(P4TAS_REPORT)) && : > $(P4TAS_REPORT)
@@ -62,12 +67,19 @@ test: setup
 	$(PY) tests/summary.py $(P4TAS_REPORT) || status=1; \
 	exit $$status
 
-# The main job: bring up the bmv2 target with the pipeline loaded; `make clean-env` stops it.
+# The main job: bmv2 with the pipeline, Linux peers in namespaces and the runtime daemon, in the
+# background; prints what runs and how to try it. `make clean-env` stops it all.
 run: setup
-	$(PY) -m bmv2_env up
+	$(PY) -m bmv2_env run
 
 status: setup
 	$(PY) -m bmv2_env status
 
 clean-env:
 	@if [ -x $(PY) ]; then $(PY) -m bmv2_env down; else echo "nothing to clean: no .venv"; fi
+
+# Connection setups+teardowns per second, p4tas (bmv2 + runtime) against Linux-to-Linux.
+# BENCH_ARGS="--n 1000 --concurrency 8" changes the count; see bench/bench_conn.py --help.
+.PHONY: bench-conn
+bench-conn: setup
+	$(PY) bench/bench_conn.py $(BENCH_ARGS)

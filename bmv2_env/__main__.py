@@ -3,33 +3,39 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import signal
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from types import FrameType
 
-from . import env, ptf_runner
-from .peers import PeerError, PeerSet
-from .pipeline import PipelineError, PipelineFiles, ack_clone_sessions
+from . import env, ptf_runner, runtime_proc
+from .peers import Peer, PeerError, PeerSet
+from runtime.datapath_constants import ack_clone_sessions
+
+from .pipeline import PipelineError, PipelineFiles
 from .portmap import (DEFAULT_PREFIX, DEFAULT_WIRE_PORTS, MAX_WIRE_PORTS, MIN_WIRE_PORTS, ROLE_CPU,
                       PortMap, validate_prefix)
 from .ptf_runner import PtfCounts, PtfError
+from .runtime_proc import RuntimeProcError
 from .shell import CommandError
-from .state import PTF_LOG, STATE_DIR_ENV, SWITCH_LOG
+from .state import PTF_LOG, RUNTIME_LOG, STATE_DIR_ENV, SWITCH_LOG
 from .switch import DEFAULT_GRPC_PORT, SwitchError
 from .toolchain import SIMPLE_SWITCH_GRPC_ENV, ToolNotFound, find_simple_switch_grpc
 
 EXIT_OK, EXIT_FAIL, EXIT_INTERRUPTED = 0, 1, 130
 ENV_ERRORS = (ToolNotFound, CommandError, SwitchError, PipelineError, PtfError, PeerError,
-              ValueError, OSError)
+              RuntimeProcError, ValueError, OSError)
 
 DESCRIPTION = """\
 Bring up the p4tas development target: veth pairs for the bmv2 ports, simple_switch_grpc with
 P4Runtime on loopback, the committed pipeline (p4src/build/) and the ACK clone sessions; run the
-PTF suite against it; tear it all down. `python -m bmv2_env` is the same command."""
+whole stack (`run`: Linux peers and the runtime daemon too); run the PTF suite against it; tear
+it all down. `python -m bmv2_env` is the same command."""
 
 EPILOG = f"""\
 ports (see bmv2_env/README.md):
@@ -45,6 +51,8 @@ environment variables:
   {ptf_runner.REPORT_ENV:<21}file that `ptf` appends its one-line result to (set by `make test`)
 
 examples:
+  p4tas-env run                    # the whole stack (make run): up --peers + the runtime daemon
+  p4tas-env run -- --time-wait 0.5 # arguments after -- go to the runtime (python -m runtime)
   p4tas-env up                     # 2 wire ports, gRPC on 127.0.0.1:{DEFAULT_GRPC_PORT}
   p4tas-env --ports 4 --log up     # 4 wire ports, bmv2 packet log in the state dir's {SWITCH_LOG}
   p4tas-env up --peers --no-pipeline   # Linux peers in namespaces p4tn1, p4tn2
@@ -119,16 +127,31 @@ def build_parser() -> argparse.ArgumentParser:
                     help="move each wire port's peer veth into namespace <prefix>n<i> with a "
                          "Linux TCP peer at 10.99.<i>.2/24 (the p4tas side is 10.99.<i>.1, MAC "
                          "02:00:0a:63:<i hex>:01), for end-to-end tests; the table goes to the "
-                         "state dir's peers.json. Not for PTF, which needs the peer veths in the root "
-                         "namespace")
+                         "state dir's peers.json. Not for PTF, which needs the peer veths in "
+                         "the root namespace")
+    run = sub.add_parser(
+        "run", parents=[sub_common],
+        help="the whole stack: up --peers, then the runtime daemon (make run)",
+        usage="p4tas-env run [options] [-- RUNTIME_ARGS...]",
+        description="`up --peers` (replacing any environment of this prefix), then start the "
+                    "p4tas runtime daemon (python -m runtime) in the background with its log "
+                    f"({RUNTIME_LOG}), PID and control socket in the state dir; wait for it to "
+                    "be ready and print what runs and how to try it. Arguments after -- go to "
+                    "the runtime (see `python -m runtime --help`). If the runtime does not come "
+                    "up, everything is torn down again (logs kept). Stop it with "
+                    "`make clean-env` (or `down`).")
+    run.add_argument("--runtime-timeout", type=float, default=runtime_proc.DEFAULT_READY_TIMEOUT,
+                     metavar="S", help="seconds to wait for the runtime's READY line (default "
+                                       "%(default)s)")
     sub.add_parser(
-        "down", parents=[sub_common], help="stop the switch, delete the veths and the state dir",
-        description="Stop our simple_switch_grpc (by PID, never a reused one), stop the "
-                    "processes in our namespaces, delete the namespaces, our veths and the state "
-                    "dir. Succeeds when nothing is there.")
+        "down", parents=[sub_common],
+        help="stop the runtime and the switch, delete the veths and the state dir",
+        description="Stop our runtime daemon and simple_switch_grpc (by PID, never a reused "
+                    "one), stop the processes in our namespaces, delete the namespaces, our "
+                    "veths and the state dir. Succeeds when nothing is there.")
     sub.add_parser("status", parents=[sub_common], help="show what is up",
-                   description="Show the switch, gRPC address, pipeline, veths and Linux peers "
-                               "of this prefix. "
+                   description="Show the switch, gRPC address, pipeline, runtime daemon, veths "
+                               "and Linux peers of this prefix. "
                                "Exit status 1 if the environment is only partly there.")
     sub.add_parser(
         "ptf", parents=[sub_common], help="up, run the PTF suite, down (always)",
@@ -151,12 +174,12 @@ def split_extra(argv: Sequence[str]) -> tuple[list[str], list[str]]:
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
-    """Parse the command line; `args.extra` holds what came after `--` (ptf only)."""
+    """Parse the command line; `args.extra` holds what came after `--` (ptf and run only)."""
     parser = build_parser()
     ours, extra = split_extra(argv)
     args = parser.parse_args(ours)
-    if extra and args.command != "ptf":
-        parser.error(f"arguments after -- are only for `ptf`, not `{args.command}`: "
+    if extra and args.command not in ("ptf", "run"):
+        parser.error(f"arguments after -- are only for `ptf` and `run`, not `{args.command}`: "
                      f"{' '.join(extra)}")
     args.extra = extra
     return args
@@ -190,6 +213,13 @@ def peer_table(peer_set: PeerSet) -> str:
                      for r in rows)
 
 
+def _status_hint(prefix: str) -> str:
+    """The command that shows the environment of `prefix`."""
+    if prefix == DEFAULT_PREFIX:
+        return "make status"
+    return f"python -m bmv2_env --prefix {prefix} status"
+
+
 def _stop_hint(prefix: str) -> str:
     """The command that tears down the environment of `prefix`."""
     if prefix == DEFAULT_PREFIX:
@@ -197,22 +227,31 @@ def _stop_hint(prefix: str) -> str:
     return f"python -m bmv2_env --prefix {prefix} down"
 
 
-def describe_up(result: env.UpResult) -> str:
-    """What `up` prints: switch, gRPC, pipeline, port table, how to stop."""
+def _switch_lines(result: env.UpResult) -> list[str]:
+    """The switch, gRPC and pipeline lines of `up` and `run`."""
     record = result.record
     if record.pipeline:
-        sessions = ", ".join(f"{s}->{p}" for s, p in ack_clone_sessions(record.portmap).items())
+        sessions = ", ".join(
+            f"{s}->{p}" for s, p in ack_clone_sessions(record.portmap.wire_ports).items())
         how = "loaded" if result.pipeline_loaded else "already loaded"
         pipe = f"{PipelineFiles().bmv2_json.name} {how}; ACK clone sessions {sessions}"
     else:
         pipe = "not pushed (--no-pipeline)"
     log_note = "packet log on" if record.log else "packet log off"
-    return "\n".join([
-        f"p4tas bmv2 environment '{record.portmap.prefix}' is up",
+    return [
         f"  simple_switch_grpc  pid {result.pid}, {log_note}, "
         f"output in {result.state_dir / SWITCH_LOG}",
         f"  P4Runtime (gRPC)    {record.grpc_addr}, device id 0",
         f"  pipeline            {pipe}",
+    ]
+
+
+def describe_up(result: env.UpResult) -> str:
+    """What `up` prints: switch, gRPC, pipeline, port table, how to stop."""
+    record = result.record
+    return "\n".join([
+        f"p4tas bmv2 environment '{record.portmap.prefix}' is up",
+        *_switch_lines(result),
         f"  state dir           {result.state_dir}",
         "",
         port_table(record.portmap),
@@ -220,6 +259,69 @@ def describe_up(result: env.UpResult) -> str:
         "",
         f"Stop it with: {_stop_hint(record.portmap.prefix)}",
     ])
+
+
+EXAMPLE_PORT, EXAMPLE_LINUX_PORT = 5001, 6001
+
+
+def try_it(peer: Peer, control_socket: Path, python: str = sys.executable) -> list[str]:
+    """Commands to try a running stack: Linux <-> p4tas through bmv2, and host_lib's API."""
+    sock, ns, ip, lip = str(control_socket), peer.netns, peer.local_ip, peer.peer_ip
+    channel = ("from host_lib.control_channel import ControlChannel; "
+               "from host_lib import control_protocol as cp; "
+               f'ch = ControlChannel("{sock}"); ctx = ch.create_context(); ')
+    return [
+        f"  # 1. an application accepts one connection on p4tas {ip}:{EXAMPLE_PORT} and closes "
+        "it (host_lib.control_channel:",
+        "  #    listen, wait for the IncomingConnection event, close); it waits up to 60 s:",
+        f"  {python} -c '{channel}ch.listen(ctx, {EXAMPLE_PORT}); "
+        "inc = ch.wait_for(cp.IncomingConnection, timeout=60); "
+        'print("accepted", inc.peer_ip, inc.peer_port); ch.close_connection(inc.conn_id); '
+        "ch.wait_for(cp.Closed, conn_id=inc.conn_id); ch.close()'",
+        f"  # 2. meanwhile, in another terminal: the Linux peer in {ns} connects to it and sees "
+        "EOF when p4tas closes",
+        "  #    (with no p4tas listener on the port, the connect is refused: the runtime "
+        "answers the SYN with a RST):",
+        f"  ip netns exec {ns} python3 -c 'import socket; "
+        f's = socket.create_connection(("{ip}", {EXAMPLE_PORT}), timeout=5); '
+        'print("connected from", s.getsockname()); '
+        'print("eof" if s.recv(1) == b"" else "data"); s.close()' + "'",
+        f"  # 3. p4tas connects out to a Linux listener in {ns}:",
+        f"  ip netns exec {ns} python3 -c 'import socket; "
+        f'srv = socket.create_server(("{lip}", {EXAMPLE_LINUX_PORT})); c, a = srv.accept(); '
+        'print("accepted", a); c.close()' + "' &",
+        f"  {python} -c '{channel}"
+        f'cid = ch.connect(ctx, "{lip}", {EXAMPLE_LINUX_PORT}); '
+        "print(ch.wait_for((cp.Connected, cp.ConnectFailed), conn_id=cid)); "
+        "ch.close_connection(cid); ch.wait_for(cp.Closed, conn_id=cid); ch.close()'",
+        "  # the runtime's counters:",
+        f"  {python} -c 'from host_lib.control_channel import ControlChannel; "
+        f'print(ControlChannel("{sock}").stats())' + "'",
+    ]
+
+
+def describe_run(result: env.UpResult, info: runtime_proc.RuntimeInfo) -> str:
+    """What `run` prints: what runs, the peers, commands to try it, how to stop it."""
+    record = result.record
+    prefix = record.portmap.prefix
+    peers = result.peers
+    lines = [
+        f"p4tas is running (environment '{prefix}')",
+        *_switch_lines(result),
+        f"  runtime             pid {info.pid}, log in {info.log_path}",
+        f"  control socket      {info.control_socket} (applications: "
+        f"host_lib.control_channel.ControlChannel(path))",
+        f"  state dir           {result.state_dir}",
+        "",
+        port_table(record.portmap),
+    ]
+    if peers is not None and len(peers):
+        lines += ["", "Linux TCP peers (each in its namespace) and the p4tas address facing them:",
+                  peer_table(peers), "", "Try it (as root):",
+                  *try_it(peers.peers[0], info.control_socket)]
+    lines += ["", f"Status: {_status_hint(prefix)}",
+              f"Stop it with: {_stop_hint(prefix)}"]
+    return "\n".join(lines)
 
 
 def describe_status(st: env.Status) -> str:
@@ -238,6 +340,14 @@ def describe_status(st: env.Status) -> str:
         if missing:
             lines.append(f"  missing veths       {' '.join(missing)}")
     lines.append(f"  veths present       {' '.join(st.interfaces) or 'none'}")
+    if st.runtime_pid:
+        lines.append(f"  runtime             pid {st.runtime_pid} running, control socket "
+                     f"{runtime_proc.control_socket_path(st.state_dir)}")
+    elif st.runtime_pid_file:
+        lines.append(f"  runtime             NOT running (see "
+                     f"{runtime_proc.log_path(st.state_dir)})")
+    else:
+        lines.append("  runtime             not started (`run` starts it)")
     if st.namespaces:
         lines.append(f"  namespaces          {' '.join(st.namespaces)}")
     if st.missing_peers:
@@ -274,6 +384,37 @@ def cmd_up(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    """`run`: see build_parser."""
+    opts = dataclasses.replace(options(args), peers=True, pipeline=True)
+    runtime_proc.build_command(opts.state_dir, "-", args.extra)  # bad extra arguments: fail now
+    with _signals_interrupt():  # Ctrl-C or SIGTERM mid-way: tear down what was made
+        result = env.up(opts)
+        try:
+            info = runtime_proc.start(result.state_dir, result.record.grpc_addr, args.extra,
+                                      timeout=args.runtime_timeout)
+        except RuntimeProcError as exc:
+            with _signals_ignored():
+                _teardown_quietly(opts.prefix)
+            _error("run", exc)
+            print(f"run: everything torn down; logs kept in {opts.state_dir}", file=sys.stderr)
+            return EXIT_FAIL
+        except BaseException:
+            with _signals_ignored():
+                _teardown_quietly(opts.prefix)
+            raise
+    print(describe_run(result, info))
+    return EXIT_OK
+
+
+def _teardown_quietly(prefix: str) -> None:
+    """down (keeping logs) after a failure, without hiding the failure behind a cleanup error."""
+    try:
+        env.down(prefix, keep_logs=True)
+    except ENV_ERRORS as exc:
+        _error("run: teardown", exc)
+
+
 def cmd_down(args: argparse.Namespace) -> int:
     """`down`: see build_parser."""
     result = env.down(args.prefix)
@@ -281,6 +422,8 @@ def cmd_down(args: argparse.Namespace) -> int:
         print(f"nothing to clean for '{args.prefix}'")
         return EXIT_OK
     parts = []
+    if result.runtime_pids:
+        parts.append(f"stopped runtime pid {', '.join(map(str, result.runtime_pids))}")
     if result.stopped_pids:
         parts.append(f"stopped simple_switch_grpc pid {', '.join(map(str, result.stopped_pids))}")
     if result.removed:
@@ -391,7 +534,7 @@ def _teardown(prefix: str, exit_code: int) -> int:
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
-    "up": cmd_up, "down": cmd_down, "status": cmd_status, "ptf": cmd_ptf,
+    "up": cmd_up, "run": cmd_run, "down": cmd_down, "status": cmd_status, "ptf": cmd_ptf,
 }
 
 

@@ -6,20 +6,20 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import pipeline, switch, topology
+from . import pipeline, runtime_proc, switch, topology
 from .peers import Peer, PeerError, PeerSet, link_in_netns
 from .pipeline import PipelineFiles
 from .portmap import DEFAULT_PREFIX, DEFAULT_WIRE_PORTS, PortMap
-from .state import (ENV_FILE, PEERS_FILE, PORTMAP_FILE, PTF_LOG, SWITCH_LOG, SWITCH_PID, EnvRecord,
-                    state_dir)
+from .state import (CONTROL_SOCKET, ENV_FILE, PEERS_FILE, PORTMAP_FILE, PTF_LOG, RUNTIME_LOG,
+                    RUNTIME_PID, SWITCH_LOG, SWITCH_PID, EnvRecord, state_dir)
 from .switch import DEFAULT_GRPC_PORT, SwitchConfig
 from .toolchain import find_simple_switch_grpc
 
 log = logging.getLogger(__name__)
 
 # Only these are ever deleted from the state dir (it may be a user's P4TAS_STATE_DIR).
-_STATE_FILES = (ENV_FILE, PORTMAP_FILE, PEERS_FILE, SWITCH_PID)
-_LOG_FILES = (SWITCH_LOG, PTF_LOG, "ptf.pcap")
+_STATE_FILES = (ENV_FILE, PORTMAP_FILE, PEERS_FILE, SWITCH_PID, RUNTIME_PID, CONTROL_SOCKET)
+_LOG_FILES = (SWITCH_LOG, PTF_LOG, "ptf.pcap", RUNTIME_LOG)
 
 
 @dataclass(frozen=True)
@@ -59,14 +59,15 @@ class UpResult:
 class DownResult:
     """What `down` removed."""
 
-    stopped_pids: list[int] = field(default_factory=list)
+    stopped_pids: list[int] = field(default_factory=list)  # simple_switch_grpc
     removed: list[str] = field(default_factory=list)
     state_files: list[str] = field(default_factory=list)
+    runtime_pids: list[int] = field(default_factory=list)  # the runtime daemon (runtime_proc)
 
     @property
     def nothing(self) -> bool:
         """True if there was nothing to clean."""
-        return not (self.stopped_pids or self.removed or self.state_files)
+        return not (self.stopped_pids or self.removed or self.state_files or self.runtime_pids)
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,8 @@ class Status:
     namespaces: list[str]
     peers: PeerSet | None = None
     missing_peers: list[str] = field(default_factory=list)  # "<netns>/<ifname>" not there
+    runtime_pid: int | None = None  # the runtime daemon, if it runs (runtime_proc)
+    runtime_pid_file: bool = False  # runtime.pid exists: a runtime was started for this env
 
     @property
     def expected_interfaces(self) -> list[str]:
@@ -102,12 +105,15 @@ class Status:
             return False
         if self.record.peers and (self.peers is None or self.missing_peers):
             return False
+        if self.runtime_pid_file and not self.runtime_pid:
+            return False  # a runtime was started and is gone
         return set(self.expected_interfaces) <= set(self.interfaces)
 
     @property
     def nothing(self) -> bool:
         """Nothing of ours exists (logs kept from a past run do not count)."""
-        return not (self.record or self.pid or self.interfaces or self.namespaces or self.peers)
+        return not (self.record or self.pid or self.interfaces or self.namespaces or self.peers
+                    or self.runtime_pid or self.runtime_pid_file)
 
 
 def up(opts: EnvOptions) -> UpResult:
@@ -143,12 +149,16 @@ def _cleanup_after_failure(prefix: str) -> None:
 
 
 def down(prefix: str, keep_logs: bool = False) -> DownResult:
-    """Stop our switch, delete our veths and namespaces, clear the state dir (logs unless kept).
+    """Stop our runtime and switch, delete our veths and namespaces, clear the state dir (logs
+    unless kept).
 
-    The processes inside our namespaces (Linux peers' clients and servers) are stopped too.
+    The runtime daemon goes first (runtime.pid, and any other daemon started for this state
+    dir), while the switch is still there to take its connection resets. The processes inside
+    our namespaces (Linux peers' clients and servers) are stopped too.
     """
     directory = state_dir(prefix)
     result = DownResult()
+    result.runtime_pids = runtime_proc.stop_all(directory)
     stopped = switch.stop(directory)
     if stopped is not None:
         result.stopped_pids.append(stopped)
@@ -203,4 +213,6 @@ def status(prefix: str) -> Status:
         namespaces=namespaces,
         peers=peer_set,
         missing_peers=missing,
+        runtime_pid=runtime_proc.running_pid(directory),
+        runtime_pid_file=runtime_proc.pid_path(directory).exists(),
     )

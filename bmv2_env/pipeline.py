@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from runtime.datapath_constants import ACK_SESSION_BASE
+from runtime.datapath_constants import ack_clone_sessions
 
 from .portmap import PortMap
 
@@ -44,11 +44,6 @@ def _shown(path: Path) -> str:
         return str(path)
 
 
-def ack_clone_sessions(portmap: PortMap) -> dict[int, int]:
-    """One I2E clone session per wire port p: ACK_SESSION_BASE + p sends to p."""
-    return {ACK_SESSION_BASE + port: port for port in portmap.wire_ports}
-
-
 def push(grpc_addr: str, portmap: PortMap, files: PipelineFiles | None = None,
          device_id: int = 0, timeout: float = DEFAULT_TIMEOUT) -> bool:
     """Load the pipeline if the switch does not run it yet, then program the ACK clone sessions.
@@ -65,7 +60,7 @@ def push(grpc_addr: str, portmap: PortMap, files: PipelineFiles | None = None,
     try:
         with P4RuntimeClient(grpc_addr, device_id=device_id, timeout=timeout) as client:
             loaded = client.ensure_pipeline(files.p4info, files.bmv2_json)
-            sessions = ack_clone_sessions(portmap)
+            sessions = ack_clone_sessions(portmap.wire_ports)
             client.write_clone_sessions(sessions)
     except PipelineError:
         raise

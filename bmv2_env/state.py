@@ -16,6 +16,9 @@ SWITCH_LOG = "switch.log"
 SWITCH_PID = "switch.pid"
 PTF_LOG = "ptf.log"
 PEERS_FILE = "peers.json"
+RUNTIME_PID = "runtime.pid"  # the runtime daemon (bmv2_env.runtime_proc)
+RUNTIME_LOG = "runtime.log"
+CONTROL_SOCKET = "control.sock"  # the runtime's UNIX socket for applications (host_lib)
 
 
 def state_dir(prefix: str) -> Path:

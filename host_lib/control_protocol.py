@@ -362,6 +362,33 @@ class CloseListener(Request):
     listener_id: int = _field(_ID)
 
 
+def _counters(value: Any) -> dict[str, int]:
+    """A JSON object of counter name -> non-negative integer."""
+    if not isinstance(value, dict):
+        raise ValueError("must be an object of counter names to integers")
+    for name, count in value.items():
+        if not isinstance(name, str) or type(count) is not int or count < 0:
+            raise ValueError(f"has a bad counter {_short(name)}: {_short(count)}")
+    return value
+
+
+@register
+@dataclass(frozen=True, kw_only=True)
+class GetStats(Request):
+    """Ask for the daemon's counters (connections, flows, ports, drops...)."""
+
+    TYPE: ClassVar[str] = "GetStats"
+
+
+@register
+@dataclass(frozen=True, kw_only=True)
+class Stats(Reply):
+    """The daemon's counters, by name."""
+
+    TYPE: ClassVar[str] = "Stats"
+    counters: dict = _field(_counters)
+
+
 @register
 @dataclass(frozen=True, kw_only=True)
 class HelloOk(ServerMessage):

@@ -159,9 +159,10 @@ class ScaledWindow(ReceiveTest):
     window_shift = 7
 
     def runTest(self) -> None:
-        self.send_data(self.rcv_nxt, b"z" * 1460, tsval=9)
-        self.verify_frame(HOST_PORT, rx_data_frame(self.spec, 0, b"z" * 1460))
-        self.verify_ack(self.spec, self.ack(self.rcv_nxt + 1460, ((1 << 20) - 1460) >> 7, tsecr=9))
+        mss = 1448  # a full 1500-byte packet with the timestamp option
+        self.send_data(self.rcv_nxt, b"z" * mss, tsval=9)
+        self.verify_frame(HOST_PORT, rx_data_frame(self.spec, 0, b"z" * mss))
+        self.verify_ack(self.spec, self.ack(self.rcv_nxt + mss, ((1 << 20) - mss) >> 7, tsecr=9))
         tu.verify_no_other_packets(self)
 
 

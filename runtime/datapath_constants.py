@@ -12,6 +12,11 @@ HOST_PORT = 254
 CPU_PORT = 255
 ACK_SESSION_BASE = 1000
 
+
+def ack_clone_sessions(wire_ports: list[int]) -> dict[int, int]:
+    """Clone sessions the pipeline needs: ACK_SESSION_BASE + p sends ACKs out of wire port p."""
+    return {ACK_SESSION_BASE + port: port for port in wire_ports}
+
 ETHERTYPE_IPV4 = 0x0800
 ETHERTYPE_ARP = 0x0806
 ETHERTYPE_NIC_HOST = 0x88B5

@@ -21,7 +21,8 @@ import pytest
 
 from bmv2_env import __main__ as cli
 from bmv2_env import env, ptf_runner, switch, toolchain, topology
-from bmv2_env.pipeline import PipelineError, PipelineFiles, ack_clone_sessions
+from bmv2_env.pipeline import PipelineError, PipelineFiles
+from runtime.datapath_constants import ack_clone_sessions
 from bmv2_env.portmap import PortMap
 from bmv2_env.ptf_runner import PtfCounts
 from bmv2_env.state import STATE_DIR_ENV, EnvRecord
@@ -335,7 +336,7 @@ def test_stop_never_kills_a_reused_pid(tmp_path: Path) -> None:
 # ---- pipeline ----------------------------------------------------------------------------------
 def test_ack_clone_sessions_one_per_wire_port() -> None:
     base = datapath_constants.ACK_SESSION_BASE
-    assert ack_clone_sessions(PortMap(3)) == {base + 1: 1, base + 2: 2, base + 3: 3}
+    assert ack_clone_sessions(PortMap(3).wire_ports) == {base + 1: 1, base + 2: 2, base + 3: 3}
 
 
 def test_missing_artifacts_say_make_p4(tmp_path: Path) -> None:

@@ -26,6 +26,8 @@ SAMPLES: list[cp.Message] = [
     cp.Close(req_id=6, conn_id=12),
     cp.Shutdown(req_id=7, conn_id=12, how="wr"),
     cp.CloseListener(req_id=8, listener_id=3),
+    cp.GetStats(req_id=9),
+    cp.Stats(req_id=9, counters={"flows_installed": 3, "connections": 0}),
     cp.HelloOk(app_id=1, version=cp.PROTOCOL_VERSION),
     cp.Ok(req_id=6),
     cp.Error(req_id=2, errno=errno.EADDRINUSE, message="port 8080 is in use"),
@@ -80,10 +82,16 @@ def test_wire_form_is_the_documented_one() -> None:
 
 def test_directions() -> None:
     client = {cp.Hello, cp.Bye, cp.CreateContext, cp.Listen, cp.Connect, cp.Close, cp.Shutdown,
-              cp.CloseListener}
+              cp.CloseListener, cp.GetStats}
     for cls in cp.MESSAGE_TYPES.values():
         assert issubclass(cls, cp.ClientMessage) == (cls in client), cls
         assert issubclass(cls, cp.ServerMessage) == (cls not in client), cls
+
+
+@pytest.mark.parametrize("counters", [[1], {"a": -1}, {"a": 1.5}, {"a": True}, {1: 2}])
+def test_bad_stats_counters(counters) -> None:
+    with pytest.raises(cp.ProtocolError, match="counters"):
+        cp.Stats(req_id=1, counters=counters)
 
 
 def test_optional_fields_default_and_integers_become_floats() -> None:

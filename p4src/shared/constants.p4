@@ -45,7 +45,6 @@ const bit<8> TCP_SYN = 0x02;
 const bit<8> TCP_RST = 0x04;
 const bit<8> TCP_PSH = 0x08;
 const bit<8> TCP_ACK = 0x10;
-const bit<8> TCP_URG = 0x20;
 const bit<8> TCP_ECE = 0x40;
 const bit<8> TCP_CWR = 0x80;
 /* Flags a common-case data or ACK segment may carry; anything else is an exception. */

@@ -11,7 +11,7 @@ import ptf
 import ptf.testutils as tu
 from ptf.base_tests import BaseTest
 
-from runtime.datapath_constants import ACK_SESSION_BASE
+from runtime.datapath_constants import ack_clone_sessions
 from runtime.flow_entries import FlowSpec, flow_entries
 from runtime.p4rt.client import P4RuntimeClient
 from runtime.p4rt.proto import p4runtime_pb2
@@ -50,7 +50,7 @@ class P4RuntimeTest(BaseTest):
         self.client.ensure_pipeline(tu.test_param_get("p4info"), tu.test_param_get("bmv2_json"))
         self.p4info = self.client.p4info
         ports = [int(p) for p in str(tu.test_param_get("wire_ports", "1,2")).split(",")]
-        self.client.write_clone_sessions({ACK_SESSION_BASE + p: p for p in ports})
+        self.client.write_clone_sessions(ack_clone_sessions(ports))
         self.client.drain_packet_ins()
         self._written: list[p4runtime_pb2.TableEntry] = []
 

@@ -229,8 +229,11 @@ class P4RuntimeClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def connect(self) -> None:
-        """Open the channel and the StreamChannel, and become primary controller."""
+    def connect(self, primary: bool = True) -> None:
+        """Open the channel and the StreamChannel, and become primary controller.
+
+        With primary=False only the channel opens: a read-only observer (Read RPCs need no
+        arbitration) that leaves the running controller alone."""
         if self._channel is not None:
             raise P4RuntimeError("already connected; close() first")
         self._closing, self._stream_error, self._arbitrated = False, None, False
@@ -246,6 +249,8 @@ class P4RuntimeClient:
                 f"no P4Runtime server at {self.address} within {self.timeout:g} s: "
                 "is simple_switch_grpc running? check the address") from None
         self._make_stubs()
+        if not primary:
+            return
         self._start_stream()
         try:
             self._arbitrate()

@@ -1,0 +1,542 @@
+"""Connection setups+teardowns per second: p4tas (bmv2 + runtime) against Linux-to-Linux.
+
+(a) p4tas: a bmv2 environment of its own (one wire port, a Linux peer in a namespace), the
+    runtime daemon, and an application (bench/conn_server.py p4tas, host_lib.control_channel)
+    that listens and closes every connection as soon as its IncomingConnection event arrives.
+    The Linux client (bench/conn_client.py) in the peer's namespace connects to the p4tas
+    address N times, one after another; then K client processes share N connections.
+(b) Linux: two namespaces joined by a veth pair (10.98.<x>.1 and .2/24, configured like the
+    peers: MTU 1500, offloads off, IPv6 off), a Linux server that accepts and closes, and the
+    same client script with the same N and K.
+
+A connection is connect() + waiting for the server's FIN + close(). The rate of a variant is
+the successful connections divided by the time from the start signal to the last client's end.
+Everything created (environment, runtime, namespaces, veths, processes) is removed at the end,
+also on failure or Ctrl-C. Without root, bmv2 or the compiled pipeline the benchmark is skipped
+(exit 0). The last line of the output is one JSON object with the figures.
+
+    .venv/bin/python bench/bench_conn.py [--n 300] [--concurrency 4]    # or: make bench-conn
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import select
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from bmv2_env import env, runtime_proc, topology  # noqa: E402
+from bmv2_env.peers import TCP_SYSCTLS, popen_in  # noqa: E402
+from bmv2_env.pipeline import PipelineError, PipelineFiles  # noqa: E402
+from bmv2_env.shell import run  # noqa: E402
+from bmv2_env.state import STATE_DIR_ENV  # noqa: E402
+from bmv2_env.toolchain import ToolNotFound, find_simple_switch_grpc  # noqa: E402
+
+CLIENT = REPO / "bench" / "conn_client.py"
+SERVER = REPO / "bench" / "conn_server.py"
+PYTHON = sys.executable
+MAX_N = 100_000
+MAX_CONCURRENCY = 64
+LINUX_NET = "10.98"
+READY_TIMEOUT = 20.0
+LOG_MACRO_STRING = b"Processing packet received on port"  # a BMLOG_DEBUG_PKT format string
+
+
+class BenchError(RuntimeError):
+    """The benchmark could not run as planned; the message says what broke."""
+
+
+# ---- the bmv2 build ----------------------------------------------------------------------------
+def _config_log_cxxflags(binary: Path) -> str | None:
+    """CXXFLAGS of the bmv2 build, from its configure log if one can be found."""
+    prefix = binary.resolve().parent.parent
+    candidates = [os.environ.get("BMV2_CONFIG_LOG", ""),
+                  f"{prefix}-src/bmv2/config.log", f"{prefix}/src/bmv2/config.log"]
+    for name in filter(None, candidates):
+        try:
+            text = Path(name).read_text(errors="replace")
+        except OSError:
+            continue
+        found = re.search(r"^CXXFLAGS='([^']*)'", text, re.M)
+        if found:
+            return found.group(1)
+    return None
+
+
+def describe_bmv2() -> str:
+    """simple_switch_grpc's version, whether logging macros are compiled in, its CXXFLAGS."""
+    binary = find_simple_switch_grpc()
+    version = run([str(binary), "--version"]).strip() or "unknown version"
+    try:
+        compiled_in = LOG_MACRO_STRING in binary.read_bytes()
+    except OSError:
+        compiled_in = None
+    config_h = binary.resolve().parent.parent / "include" / "bm" / "config.h"
+    if compiled_in is None and config_h.is_file():
+        compiled_in = "#define BM_LOG_DEBUG_ON" in config_h.read_text(errors="replace")
+    logging = {True: "logging macros compiled in (off at run time: no --log-console)",
+               False: "logging macros compiled out",
+               None: "logging macros unknown"}[compiled_in]
+    flags = _config_log_cxxflags(binary)
+    flags_text = f"CXXFLAGS {flags}" if flags else "CXXFLAGS unknown (no bmv2 config.log found)"
+    return f"simple_switch_grpc {version} ({binary}), {logging}, {flags_text}"
+
+
+def skip_reason() -> str | None:
+    """Why the benchmark cannot run here, or None."""
+    if os.geteuid() != 0:
+        return "needs root (veths and network namespaces)"
+    try:
+        find_simple_switch_grpc()
+    except ToolNotFound as exc:
+        return f"bmv2 not available: {exc}"
+    try:
+        PipelineFiles().check()
+    except PipelineError as exc:
+        return str(exc)
+    return None
+
+
+# ---- processes ---------------------------------------------------------------------------------
+_procs: list[subprocess.Popen] = []  # everything we started, stopped in cleanup()
+
+
+def _track(proc: subprocess.Popen) -> subprocess.Popen:
+    _procs.append(proc)
+    return proc
+
+
+def _readline(proc: subprocess.Popen, timeout: float, what: str) -> str:
+    """One line of `proc`'s stdout within `timeout` s (the process prints nothing else before)."""
+    ready, _, _ = select.select([proc.stdout], [], [], timeout)
+    if not ready:
+        raise BenchError(f"{what}: nothing within {timeout:g} s")
+    line = proc.stdout.readline()
+    if not line:
+        err = proc.stderr.read() if proc.poll() is not None else ""
+        raise BenchError(f"{what}: exited with code {proc.poll()}: {err.strip()[-2000:]}")
+    return line.strip()
+
+
+def _stop(proc: subprocess.Popen, timeout: float = 10.0) -> tuple[str, str]:
+    """SIGTERM (then SIGKILL) `proc`; return its remaining stdout and stderr."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+    return out or "", err or ""
+
+
+def _last_json(text: str, what: str) -> dict:
+    lines = [line for line in text.splitlines() if line.startswith("{")]
+    if not lines:
+        raise BenchError(f"{what}: no JSON result in its output: {text.strip()[-2000:]!r}")
+    return json.loads(lines[-1])
+
+
+# ---- one measurement ---------------------------------------------------------------------------
+@dataclass
+class Variant:
+    """The outcome of N connections by K clients."""
+
+    name: str
+    n: int
+    clients: int
+    ok: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+    latencies_us: list[int] = field(default_factory=list)
+
+    @property
+    def rate(self) -> float:
+        return self.ok / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def error_count(self) -> int:
+        return sum(self.errors.values())
+
+    def percentile_ms(self, q: float) -> float:
+        if not self.latencies_us:
+            return float("nan")
+        data = sorted(self.latencies_us)
+        return data[min(len(data) - 1, int(q * len(data)))] / 1000
+
+    def line(self) -> str:
+        errs = ", ".join(f"{k} {v}" for k, v in sorted(self.errors.items())) or "no errors"
+        return (f"  {self.name:<14} {self.ok}/{self.n} ok ({errs}) in {self.seconds:.2f} s: "
+                f"{self.rate:8.1f} conn/s; per connection p50 {self.percentile_ms(0.5):.2f} ms, "
+                f"p99 {self.percentile_ms(0.99):.2f} ms")
+
+    def figures(self) -> dict:
+        return {"conn_per_s": round(self.rate, 1), "ok": self.ok, "errors": self.error_count,
+                "seconds": round(self.seconds, 3),
+                "p50_ms": round(self.percentile_ms(0.5), 3),
+                "p99_ms": round(self.percentile_ms(0.99), 3)}
+
+
+def run_clients(netns: str, host: str, port: int, n: int, clients: int, timeout: float,
+                deadline: float, name: str) -> Variant:
+    """N connections from `clients` client processes in `netns`, started together."""
+    shares = [n // clients + (1 if i < n % clients else 0) for i in range(clients)]
+    shares = [s for s in shares if s > 0]
+    procs = []
+    for share in shares:
+        argv = [PYTHON, str(CLIENT), host, str(port), str(share), "--timeout", str(timeout),
+                "--deadline", str(deadline)]
+        procs.append(_track(popen_in(netns, argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True)))
+    for proc in procs:
+        line = _readline(proc, READY_TIMEOUT, f"{name}: client in {netns}")
+        if line != "ready":
+            raise BenchError(f"{name}: client said {line!r} instead of ready")
+    for proc in procs:  # the start signal
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+    result = Variant(name, n, len(shares))
+    starts, ends = [], []
+    for proc in procs:
+        try:
+            out, err = proc.communicate(timeout=deadline + 3 * timeout + 10)
+        except subprocess.TimeoutExpired:
+            raise BenchError(f"{name}: a client did not finish within its deadline") from None
+        if proc.returncode != 0:
+            raise BenchError(f"{name}: client exited with code {proc.returncode}: "
+                             f"{err.strip()[-2000:]}")
+        data = _last_json(out, f"{name}: client")
+        result.ok += data["ok"]
+        for kind, count in data["errors"].items():
+            result.errors[kind] = result.errors.get(kind, 0) + count
+        result.latencies_us += data["lat_us"]
+        starts.append(data["start"])
+        ends.append(data["end"])
+    result.seconds = max(ends) - min(starts)
+    return result
+
+
+def measure(netns: str, host: str, port: int, args: argparse.Namespace,
+            label: str) -> list[Variant]:
+    """Warm-up, then N sequential connections, then N connections by K clients."""
+    if args.warmup:
+        warm = run_clients(netns, host, port, args.warmup, 1, args.timeout, args.deadline,
+                           f"{label} warm-up")
+        if warm.ok == 0:
+            raise BenchError(f"{label}: not one warm-up connection succeeded "
+                             f"({warm.errors}); nothing to measure")
+    variants = [run_clients(netns, host, port, args.n, 1, args.timeout, args.deadline,
+                            "sequential")]
+    if args.concurrency > 1:
+        variants.append(run_clients(netns, host, port, args.n, args.concurrency, args.timeout,
+                                    args.deadline, f"{args.concurrency} concurrent"))
+    return variants
+
+
+def start_server(argv: Sequence[str], netns: str | None, what: str) -> subprocess.Popen:
+    """Start a conn_server.py and wait until it listens."""
+    kwargs = dict(stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                  text=True)
+    cmd = [PYTHON, str(SERVER), *argv]
+    proc = _track(popen_in(netns, cmd, **kwargs) if netns else
+                  subprocess.Popen(cmd, cwd=REPO, **kwargs))
+    line = _readline(proc, READY_TIMEOUT, what)
+    if line != "listening":
+        raise BenchError(f"{what}: said {line!r} instead of listening")
+    return proc
+
+
+def stop_server(proc: subprocess.Popen, what: str) -> dict:
+    out, err = _stop(proc)
+    try:
+        return _last_json(out, what)
+    except BenchError:
+        raise BenchError(f"{what}: {err.strip()[-2000:] or 'no result'}") from None
+
+
+# ---- (a) p4tas ---------------------------------------------------------------------------------
+def _base36(number: int) -> str:
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    out = ""
+    while True:
+        number, rest = divmod(number, 36)
+        out = digits[rest] + out
+        if not number:
+            return out
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class P4tasSide:
+    """The bmv2 environment + runtime of this run (prefix unique to this process)."""
+
+    prefix: str = field(default_factory=lambda: f"b{_base36(os.getpid())}"[:6])
+    up: bool = False
+
+    def start(self, runtime_args: Sequence[str]) -> tuple[env.UpResult, runtime_proc.RuntimeInfo]:
+        self.up = True  # from here on, cleanup() runs env.down
+        result = env.up(env.EnvOptions(ports=1, prefix=self.prefix, grpc_port=_free_port(),
+                                       peers=True))
+        info = runtime_proc.start(result.state_dir, result.record.grpc_addr, runtime_args)
+        return result, info
+
+    def cleanup(self) -> None:
+        if self.up:
+            env.down(self.prefix)
+            self.up = False
+
+
+def bench_p4tas(args: argparse.Namespace, side: P4tasSide) -> tuple[list[Variant], dict, str]:
+    result, info = side.start(args.runtime_arg)
+    peer = result.peers.peer(1)
+    where = f"Linux client in {peer.netns} ({peer.peer_ip}) -> p4tas {peer.local_ip}:{args.port}"
+    print(f"(a) p4tas: {where}; runtime pid {info.pid}, switch pid {result.pid}", flush=True)
+    server = start_server(["p4tas", str(info.control_socket), str(args.port)], None,
+                          "p4tas server (host_lib application)")
+    variants = measure(peer.netns, peer.local_ip, args.port, args, "p4tas")
+    counts = stop_server(server, "p4tas server")
+    side.cleanup()  # bmv2 and the runtime stop before the Linux measurement
+    return variants, counts, where
+
+
+# ---- (b) Linux to Linux ------------------------------------------------------------------------
+@dataclass
+class LinuxPair:
+    """Two namespaces joined by a veth pair; names carry this process's PID."""
+
+    tag: str = field(default_factory=lambda: f"p4bl{os.getpid()}")
+    octet: int = field(default_factory=lambda: os.getpid() % 254 + 1)
+    created: list[str] = field(default_factory=list)
+
+    @property
+    def client_ns(self) -> str:
+        return f"{self.tag}a"
+
+    @property
+    def server_ns(self) -> str:
+        return f"{self.tag}b"
+
+    @property
+    def server_ip(self) -> str:
+        return f"{LINUX_NET}.{self.octet}.2"
+
+    @property
+    def client_ip(self) -> str:
+        return f"{LINUX_NET}.{self.octet}.1"
+
+    def create(self) -> None:
+        va, vb = f"{self.tag}va", f"{self.tag}vb"
+        for ns in (self.client_ns, self.server_ns):
+            run(["ip", "netns", "add", ns])
+            self.created.append(ns)
+        run(["ip", "link", "add", "name", va, "mtu", str(topology.MTU), "type", "veth",
+             "peer", "name", vb, "mtu", str(topology.MTU)])
+        self.created.append(va)
+        for ns, ifname, ip in ((self.client_ns, va, self.client_ip),
+                               (self.server_ns, vb, self.server_ip)):
+            run(["ip", "link", "set", "dev", ifname, "netns", ns])
+            run(["ip", "-n", ns, "link", "set", "dev", "lo", "up"])
+            sysctls = [*TCP_SYSCTLS]
+            if topology.PROC_IPV6_CONF.is_dir():
+                sysctls += [f"net.ipv6.conf.{k}.disable_ipv6=1" for k in ("all", "default")]
+            run(["ip", "netns", "exec", ns, "sysctl", "-q", "-w", *sysctls])
+            run(["ip", "netns", "exec", ns, "ethtool", "-K", ifname, *topology.OFFLOADS_OFF])
+            run(["ip", "-n", ns, "addr", "add", f"{ip}/24", "dev", ifname])
+            run(["ip", "-n", ns, "link", "set", "dev", ifname, "up"])
+
+    def destroy(self) -> list[str]:
+        """Remove what create() made (processes inside the namespaces first); idempotent."""
+        removed = []
+        for name in reversed(self.created):
+            if topology.netns_exists(name):
+                topology.delete_netns(name)  # stops its processes; its veth end goes with it
+                removed.append(name)
+            elif topology.link_exists(name):
+                topology.delete_link(name)
+                removed.append(name)
+        self.created.clear()
+        return removed
+
+
+def bench_linux(args: argparse.Namespace, pair: LinuxPair) -> tuple[list[Variant], dict, str]:
+    pair.create()
+    where = (f"Linux client in {pair.client_ns} ({pair.client_ip}) -> Linux server in "
+             f"{pair.server_ns} {pair.server_ip}:{args.port}, one veth pair")
+    print(f"(b) Linux: {where}", flush=True)
+    server = start_server(["linux", pair.server_ip, str(args.port)], pair.server_ns,
+                          "Linux server")
+    variants = measure(pair.client_ns, pair.server_ip, args.port, args, "Linux")
+    counts = stop_server(server, "Linux server")
+    pair.destroy()
+    return variants, counts, where
+
+
+# ---- main --------------------------------------------------------------------------------------
+@contextmanager
+def _signals(handler) -> Iterator[None]:
+    sigs = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous = {s: signal.signal(s, handler) for s in sigs}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def cleanup(side: P4tasSide, pair: LinuxPair) -> list[str]:
+    """Stop every process we started, remove the environment and the namespaces; return
+    the problems met (each step is tried whatever the previous one did)."""
+    problems = []
+    for proc in _procs:
+        if proc.poll() is None:
+            try:
+                _stop(proc, timeout=5)
+            except Exception as exc:  # noqa: BLE001 - keep cleaning
+                problems.append(f"stopping pid {proc.pid}: {exc}")
+    for step in (side.cleanup, pair.destroy):
+        try:
+            step()
+        except Exception as exc:  # noqa: BLE001 - keep cleaning
+            problems.append(f"{step.__qualname__}: {exc}")
+    return problems
+
+
+def _int_range(low: int, high: int):
+    def parse(text: str) -> int:
+        value = int(text)
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be from {low} to {high}, got {value}")
+        return value
+    return parse
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="bench_conn.py", description=__doc__.split("\n\n")[0],
+        epilog="Output: both rates, their ratio, the bmv2 build; the last line is JSON.")
+    parser.add_argument("--n", type=_int_range(1, MAX_N), default=300,
+                        help=f"connections per variant (default %(default)s, at most {MAX_N})")
+    parser.add_argument("--concurrency", "-k", type=_int_range(1, MAX_CONCURRENCY), default=4,
+                        help="client processes of the concurrent variant (default %(default)s; "
+                             "1: sequential only)")
+    parser.add_argument("--warmup", type=_int_range(0, 1000), default=10,
+                        help="connections before measuring, not counted (default %(default)s)")
+    parser.add_argument("--timeout", type=float, default=5.0,
+                        help="per connect and per EOF wait, seconds (default %(default)s)")
+    parser.add_argument("--deadline", type=float, default=120.0,
+                        help="a variant stops after this many seconds (default %(default)s)")
+    parser.add_argument("--port", type=_int_range(1, 65535), default=5001,
+                        help="server port (default %(default)s)")
+    parser.add_argument("--runtime-arg", action="append", default=[], metavar="ARG",
+                        help="an extra argument for the runtime daemon, e.g. "
+                             "--runtime-arg=--time-wait --runtime-arg=0.5 (repeat)")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    reason = skip_reason()
+    if reason:
+        print(f"bench-conn: SKIPPED: {reason}")
+        print(json.dumps({"bench": "conn", "skipped": reason}))
+        return 0
+    os.environ.pop(STATE_DIR_ENV, None)  # our environment's state dir is ours alone
+    bmv2 = describe_bmv2()
+    print(f"bench-conn: {args.n} connections per variant (sequential, and {args.concurrency} "
+          f"concurrent clients), {args.warmup} warm-up connections not counted")
+    print(f"bmv2: {bmv2}", flush=True)
+    side, pair = P4tasSide(), LinuxPair()
+    error = None
+    try:
+        with _signals(_interrupt):
+            p4tas, p4tas_server, p4tas_where = bench_p4tas(args, side)
+            for v in p4tas:
+                print(v.line())
+            print(f"  server: {json.dumps(p4tas_server)}", flush=True)
+            linux, linux_server, _ = bench_linux(args, pair)
+            for v in linux:
+                print(v.line())
+            print(f"  server: {json.dumps(linux_server)}", flush=True)
+    except KeyboardInterrupt as exc:
+        error = f"interrupted ({exc})"
+    except Exception as exc:  # noqa: BLE001 - reported, then cleaned up
+        error = f"{type(exc).__name__}: {exc}"
+    finally:
+        with _signals(signal.SIG_IGN):
+            problems = cleanup(side, pair)
+    if problems:
+        print("bench-conn: cleanup problems: " + "; ".join(problems), file=sys.stderr)
+    if error:
+        print(f"bench-conn: FAILED: {error}", file=sys.stderr)
+        print(json.dumps({"bench": "conn", "n": args.n, "error": error.splitlines()[0],
+                          "cleanup_problems": problems, "bmv2": bmv2}))
+        return 1
+    return report(args, bmv2, p4tas, linux, p4tas_server, problems)
+
+
+def report(args: argparse.Namespace, bmv2: str, p4tas: list[Variant], linux: list[Variant],
+           p4tas_server: dict, problems: list[str]) -> int:
+    def ratio(a: Variant, b: Variant) -> float | None:
+        return round(a.rate / b.rate, 4) if b.rate > 0 else None
+
+    seq = ratio(p4tas[0], linux[0])
+    print("")
+    print(f"p4tas {p4tas[0].rate:.1f} conn/s, Linux {linux[0].rate:.1f} conn/s sequential: "
+          f"ratio p4tas/Linux {seq}" + (f" (Linux {1 / seq:.1f}x faster)" if seq else ""))
+    figures: dict = {"bench": "conn", "n": args.n, "concurrency": args.concurrency,
+                     "p4tas_conn_per_s": round(p4tas[0].rate, 1),
+                     "linux_conn_per_s": round(linux[0].rate, 1), "ratio": seq}
+    if len(p4tas) > 1:
+        conc = ratio(p4tas[1], linux[1])
+        print(f"p4tas {p4tas[1].rate:.1f} conn/s, Linux {linux[1].rate:.1f} conn/s with "
+              f"{args.concurrency} clients: ratio p4tas/Linux {conc}"
+              + (f" (Linux {1 / conc:.1f}x faster)" if conc else ""))
+        figures |= {"p4tas_concurrent_conn_per_s": round(p4tas[1].rate, 1),
+                    "linux_concurrent_conn_per_s": round(linux[1].rate, 1),
+                    "ratio_concurrent": conc}
+    errors = sum(v.error_count for v in p4tas + linux)
+    figures |= {
+        "errors": errors,
+        "p4tas": {v.name: v.figures() for v in p4tas},
+        "linux": {v.name: v.figures() for v in linux},
+        "runtime_counters": p4tas_server.get("runtime", {}),
+        "bmv2": bmv2, "python": platform.python_version(),
+        "runtime_args": args.runtime_arg,
+    }
+    if problems:
+        figures["cleanup_problems"] = problems
+    if errors:
+        print(f"bench-conn: {errors} connections failed (see the error counts above)",
+              file=sys.stderr)
+    print(json.dumps(figures))
+    return 1 if errors or problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

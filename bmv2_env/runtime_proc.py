@@ -1,0 +1,317 @@
+"""Start and stop the p4tas runtime daemon (`python -m runtime`) for an environment that is up
+with Linux peers (`p4tas-env up --peers`).
+
+Everything goes to the environment's state dir (bmv2_env.state.state_dir):
+
+- the command is `python -m runtime --grpc-addr <env grpc> --env-state <state dir>
+  --control-socket <state dir>/control.sock [extra args]` (the daemon takes its interfaces
+  from the state dir's peers.json);
+- its stdout and stderr go to `runtime.log`, its PID to `runtime.pid`;
+- `start` returns once the daemon printed its `READY` line, and fails with the log's tail if
+  it exits first or stays silent past the timeout;
+- `stop` signals by PID, SIGTERM then SIGKILL after a grace period, and only a process whose
+  /proc/<pid>/cmdline carries *this* state dir's `--env-state` and `--control-socket`
+  arguments: a PID reused by any other process is never signalled.
+
+The daemon runs in its own session, so it outlives the command that started it (`make run`)
+and a Ctrl-C in that terminal; `env.down` (`make clean-env`) stops it before the switch.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from .state import CONTROL_SOCKET, PEERS_FILE, RUNTIME_LOG, RUNTIME_PID, EnvRecord
+from .switch import _cmdline, log_tail
+
+log = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+READY_PREFIX = "READY"
+DEFAULT_READY_TIMEOUT = 30.0
+STOP_GRACE = 10.0  # the daemon resets its connections on SIGTERM before it exits
+_KILL_WAIT = 5.0
+_POLL = 0.05
+# Arguments this module sets itself; passing them as extra arguments is an error.
+_MANAGED_ARGS = ("--grpc-addr", "--env-state", "--control-socket")
+
+# Daemons started by this process, so that their exit is reaped (no zombies, no ResourceWarning).
+_children: dict[int, subprocess.Popen[bytes]] = {}
+
+
+class RuntimeProcError(RuntimeError):
+    """The runtime daemon could not be started or stopped; the message says why."""
+
+
+@dataclass(frozen=True)
+class RuntimeInfo:
+    """A runtime daemon that printed READY."""
+
+    pid: int
+    state_dir: Path
+    grpc_addr: str
+    control_socket: Path
+    log_path: Path
+    ready_line: str
+    command: tuple[str, ...] = ()
+
+
+# ---- paths -------------------------------------------------------------------------------------
+def _dir(state_dir: Path | str) -> Path:
+    """The state dir as an absolute path, as it appears on the daemon's command line."""
+    return Path(os.path.abspath(state_dir))
+
+
+def control_socket_path(state_dir: Path | str) -> Path:
+    """<state dir>/control.sock: where applications (host_lib) reach the daemon."""
+    return _dir(state_dir) / CONTROL_SOCKET
+
+
+def log_path(state_dir: Path | str) -> Path:
+    """<state dir>/runtime.log: the daemon's stdout and stderr."""
+    return _dir(state_dir) / RUNTIME_LOG
+
+
+def pid_path(state_dir: Path | str) -> Path:
+    """<state dir>/runtime.pid."""
+    return _dir(state_dir) / RUNTIME_PID
+
+
+def build_command(state_dir: Path | str, grpc_addr: str, extra: Sequence[str] = (),
+                  program: Sequence[str] | None = None) -> list[str]:
+    """The daemon's command line; `program` replaces `python -m runtime` (tests use a stand-in)."""
+    if isinstance(extra, (str, bytes)):
+        raise TypeError("extra must be a sequence of arguments, not a string")
+    clash = [a for a in extra if a.split("=", 1)[0] in _MANAGED_ARGS]
+    if clash:
+        raise ValueError(f"{', '.join(clash)}: set by bmv2_env itself, not an extra argument")
+    directory = _dir(state_dir)
+    prog = list(program) if program else [sys.executable, "-m", "runtime"]
+    return [*prog, "--grpc-addr", grpc_addr, "--env-state", str(directory),
+            "--control-socket", str(directory / CONTROL_SOCKET), *map(str, extra)]
+
+
+# ---- processes ---------------------------------------------------------------------------------
+def _has_pair(argv: Sequence[str], option: str, value: str) -> bool:
+    return any(a == option and b == value for a, b in zip(argv, argv[1:])) \
+        or f"{option}={value}" in argv
+
+
+def _alive(pid: int) -> bool:
+    """True while `pid` exists and is not a zombie; reaps it if it is our child."""
+    child = _children.get(pid)
+    if child is not None:
+        if child.poll() is None:
+            return True
+        del _children[pid]
+        return False
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+
+
+def is_runtime_process(pid: int, state_dir: Path | str) -> bool:
+    """True if `pid` is a live runtime daemon of *this* state dir (a reused PID is not).
+
+    The test is the command line: `--env-state <state dir>` and `--control-socket
+    <state dir>/control.sock`, exactly as build_command writes them.
+    """
+    if pid <= 0 or pid == os.getpid():
+        return False
+    argv = _cmdline(pid)
+    directory = _dir(state_dir)
+    return (_has_pair(argv, "--env-state", str(directory))
+            and _has_pair(argv, "--control-socket", str(directory / CONTROL_SOCKET))
+            and _alive(pid))
+
+
+def read_pid(state_dir: Path | str) -> int | None:
+    """The PID recorded in runtime.pid, or None (no file, or not a number)."""
+    try:
+        return int(pid_path(state_dir).read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def running_pid(state_dir: Path | str) -> int | None:
+    """The recorded PID if that process really is this state dir's running daemon."""
+    pid = read_pid(state_dir)
+    return pid if pid is not None and is_runtime_process(pid, state_dir) else None
+
+
+def find_runtimes_for(state_dir: Path | str) -> list[int]:
+    """PIDs of every daemon running for this state dir (say, one whose pid file was lost)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and is_runtime_process(int(entry.name), state_dir):
+            found.append(int(entry.name))
+    return sorted(found)
+
+
+def _signal(pid: int, sig: signal.Signals) -> None:
+    """Signal `pid`, and its process group if it leads one (start() makes it a session leader)."""
+    try:
+        leader = os.getpgid(pid) == pid
+        os.killpg(pid, sig) if leader else os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _wait_gone(pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while _alive(pid):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(_POLL)
+    return True
+
+
+def terminate(pid: int, state_dir: Path | str, grace: float = STOP_GRACE) -> bool:
+    """SIGTERM this state dir's daemon `pid`, SIGKILL it after `grace` s; True if it was ours.
+
+    The command line is checked again before each signal, so a PID that changed hands
+    meanwhile is left alone. Raises RuntimeProcError if the daemon survives SIGKILL.
+    """
+    signalled = False
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, _KILL_WAIT)):
+        if not is_runtime_process(pid, state_dir):
+            if not signalled:
+                log.info("pid %d is not the runtime of %s: not signalling it", pid, state_dir)
+            return signalled
+        _signal(pid, sig)
+        signalled = True
+        if _wait_gone(pid, wait):
+            log.info("stopped the runtime pid %d (%s)", pid, sig.name)
+            return True
+        log.warning("runtime pid %d still running %g s after %s", pid, wait, sig.name)
+    raise RuntimeProcError(f"runtime pid {pid} survived SIGKILL")
+
+
+# ---- start / stop ------------------------------------------------------------------------------
+def _failure(message: str, state_dir: Path) -> RuntimeProcError:
+    path = log_path(state_dir)
+    tail = log_tail(path, 30)
+    if not tail:
+        return RuntimeProcError(f"{message} ({path} is empty)")
+    return RuntimeProcError(f"{message}\n--- last lines of {path} ---\n{tail}")
+
+
+def _ready_line(path: Path) -> str | None:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return None
+    return next((line for line in text.splitlines() if line.startswith(READY_PREFIX)), None)
+
+
+def _wait_ready(proc: subprocess.Popen[bytes], state_dir: Path, timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    path = log_path(state_dir)
+    while True:
+        line = _ready_line(path)
+        if line is not None:
+            return line
+        if proc.poll() is not None:
+            raise _failure(f"the runtime exited with code {proc.returncode} before it was "
+                           f"ready", state_dir)
+        if time.monotonic() >= deadline:
+            raise _failure(f"the runtime printed no {READY_PREFIX} line within {timeout:g} s",
+                           state_dir)
+        time.sleep(_POLL)
+
+
+def start(state_dir: Path | str, grpc_addr: str | None = None, extra: Sequence[str] = (), *,
+          timeout: float = DEFAULT_READY_TIMEOUT, program: Sequence[str] | None = None,
+          env: dict[str, str] | None = None) -> RuntimeInfo:
+    """Start the daemon for the environment in `state_dir` and wait for its READY line.
+
+    `grpc_addr` defaults to the one the environment recorded (env.json). `extra` are more
+    daemon options (`--time-wait 0.5` ...). `program` replaces `python -m runtime`, `env` the
+    environment (tests). On failure the daemon is stopped, its log kept, and RuntimeProcError
+    carries the log's tail.
+    """
+    directory = _dir(state_dir)
+    if grpc_addr is None:
+        record = EnvRecord.load(directory)
+        if record is None:
+            raise RuntimeProcError(f"no environment is up in {directory}: bring it up with "
+                                   "`python -m bmv2_env up --peers` (or `make run`)")
+        grpc_addr = record.grpc_addr
+    if not (directory / PEERS_FILE).is_file():
+        raise RuntimeProcError(f"{directory / PEERS_FILE} missing: the runtime takes its "
+                               "interfaces from the Linux peers of `python -m bmv2_env up "
+                               "--peers`")
+    running = running_pid(directory)
+    if running is not None:
+        raise RuntimeProcError(f"a runtime for {directory} already runs (pid {running}); stop "
+                               "it first (`python -m bmv2_env down` stops everything)")
+    cmd = build_command(directory, grpc_addr, extra, program)
+    pid_path(directory).unlink(missing_ok=True)
+    log.info("starting: %s", " ".join(cmd))
+    child_env = dict(os.environ if env is None else env)
+    child_env.setdefault("PYTHONUNBUFFERED", "1")
+    with open(log_path(directory), "wb") as log_file:
+        proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=child_env, stdin=subprocess.DEVNULL,
+                                stdout=log_file, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    _children[proc.pid] = proc
+    pid_path(directory).write_text(f"{proc.pid}\n")
+    try:
+        line = _wait_ready(proc, directory, timeout)
+    except BaseException:
+        stop(directory)
+        raise
+    log.info("runtime pid %d ready: %s", proc.pid, line)
+    return RuntimeInfo(proc.pid, directory, grpc_addr, control_socket_path(directory),
+                       log_path(directory), line, tuple(cmd))
+
+
+def stop(state_dir: Path | str, grace: float = STOP_GRACE) -> int | None:
+    """Stop the daemon named by runtime.pid; remove the pid file and the control socket.
+
+    Returns the PID stopped, or None if there was no pid file or it named a process that is
+    not this state dir's daemon (which is then left alone).
+    """
+    directory = _dir(state_dir)
+    pid = read_pid(directory)
+    if pid is None:
+        if pid_path(directory).exists():
+            log.warning("%s is unreadable: removing it", pid_path(directory))
+            pid_path(directory).unlink(missing_ok=True)
+        return None
+    stopped = pid if terminate(pid, directory, grace) else None
+    child = _children.pop(pid, None)
+    if child is not None:
+        child.poll()  # reap it
+    pid_path(directory).unlink(missing_ok=True)
+    _remove_socket(directory)
+    return stopped
+
+
+def stop_all(state_dir: Path | str, grace: float = STOP_GRACE) -> list[int]:
+    """stop(), then any other daemon of this state dir found in /proc; return the PIDs stopped."""
+    directory = _dir(state_dir)
+    stopped = [pid] if (pid := stop(directory, grace)) is not None else []
+    for other in find_runtimes_for(directory):
+        if terminate(other, directory, grace):
+            stopped.append(other)
+    if stopped:
+        _remove_socket(directory)
+    return stopped
+
+
+def _remove_socket(directory: Path) -> None:
+    """Delete a leftover control socket, unless a daemon of this state dir still serves it."""
+    path = directory / CONTROL_SOCKET
+    if (path.is_socket() or path.is_symlink()) and not find_runtimes_for(directory):
+        path.unlink(missing_ok=True)

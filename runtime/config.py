@@ -1,0 +1,76 @@
+"""The runtime daemon's configuration: where the switch is, our interfaces, TCP parameters."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+BUILD_DIR = REPO_ROOT / "p4src" / "build"
+
+
+@dataclass(frozen=True)
+class Interface:
+    """One wire port of the NIC with the address p4tas owns on it."""
+
+    port: int
+    ip: str
+    mac: str
+    prefix_len: int = 24
+
+    @property
+    def network(self) -> ipaddress.IPv4Network:
+        return ipaddress.IPv4Network(f"{self.ip}/{self.prefix_len}", strict=False)
+
+    @classmethod
+    def parse(cls, text: str) -> "Interface":
+        """PORT=IP[/LEN],MAC, e.g. 1=10.99.1.1/24,02:00:0a:63:01:01."""
+        try:
+            port, rest = text.split("=", 1)
+            addr, mac = rest.split(",", 1)
+            ip, _, plen = addr.partition("/")
+            iface = cls(int(port), str(ipaddress.IPv4Address(ip)), mac.lower(),
+                        int(plen) if plen else 24)
+        except ValueError as exc:
+            raise ValueError(f"bad interface {text!r}: expected PORT=IP[/LEN],MAC ({exc})") from None
+        if len(bytes.fromhex(iface.mac.replace(":", ""))) != 6:
+            raise ValueError(f"bad MAC in interface {text!r}")
+        return iface
+
+
+@dataclass(frozen=True)
+class TcpParams:
+    """TCP parameters of connections the slow path sets up."""
+
+    mss: int = 1460
+    rx_ring_size: int = 1 << 18
+    syn_retries: int = 3
+    syn_rto_s: float = 1.0
+    time_wait_s: float = 2.0
+    fin_retries: int = 3
+    arp_timeout_s: float = 3.0
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    """Everything `python -m runtime` is told on its command line."""
+
+    grpc_addr: str = "127.0.0.1:9559"
+    device_id: int = 0
+    p4info: Path = BUILD_DIR / "p4tas.p4info.txtpb"
+    bmv2_json: Path = BUILD_DIR / "p4tas.json"
+    interfaces: tuple[Interface, ...] = ()
+    control_socket: Path = Path("/tmp/p4tas-runtime.sock")
+    tcp: TcpParams = field(default_factory=TcpParams)
+
+    def interface_for_port(self, port: int) -> Interface | None:
+        return next((i for i in self.interfaces if i.port == port), None)
+
+    def interface_for_ip(self, ip: str) -> Interface | None:
+        return next((i for i in self.interfaces if i.ip == ip), None)
+
+    def route(self, peer_ip: str) -> Interface | None:
+        """The interface whose subnet holds `peer_ip` (no gateways yet)."""
+        addr = ipaddress.IPv4Address(peer_ip)
+        return next((i for i in self.interfaces if addr in i.network), None)

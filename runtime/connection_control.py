@@ -1,0 +1,594 @@
+"""Connection control (TAS 3.2): handshakes, teardown and resets over PacketIn/PacketOut, and
+installing/removing each connection's fast-path entries. The fast path never sees these."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import random
+from collections import Counter
+from dataclasses import dataclass
+
+from host_lib import control_protocol as cp
+from runtime.arp import ArpCache, ArpResponder, ArpTimeout, build_arp_request
+from runtime.config import Interface, RuntimeConfig
+from runtime.connections import Connection, ConnectionTable, EventSink, Listener
+from runtime.datapath import Datapath, PacketIn
+from runtime.datapath_constants import PacketInReason
+from runtime.flow_entries import FlowSpec, FlowTuple, flow_entries
+from runtime.flow_ids import FlowIdAllocator
+from runtime.local_ports import LocalPortAllocator
+from runtime.p4rt.p4info import P4Info
+from runtime.tcp_segments import (SegmentError, TcpFlags, TcpOptions, TcpSegment, build_segment,
+                                  parse_segment)
+from runtime.tcp_state import Event, IllegalTransition, State, TcpStateMachine
+
+log = logging.getLogger(__name__)
+
+MAX_UNSCALED_WINDOW = 0xFFFF
+MAX_WINDOW_SHIFT = 14
+SEQ_MOD = 1 << 32
+TCP_REASONS = {PacketInReason.SYN, PacketInReason.FIN, PacketInReason.RST,
+               PacketInReason.UNKNOWN_FLOW}
+
+
+def window_shift_for(ring_size: int) -> int:
+    """Smallest window scale that lets the whole RX ring be advertised."""
+    shift = 0
+    while (ring_size >> shift) > MAX_UNSCALED_WINDOW and shift < MAX_WINDOW_SHIFT:
+        shift += 1
+    return shift
+
+
+def seq_add(seq: int, n: int) -> int:
+    return (seq + n) % SEQ_MOD
+
+
+def seq_in_window(seq: int, start: int, size: int) -> bool:
+    """start <= seq < start + size in sequence space."""
+    return (seq - start) % SEQ_MOD < size
+
+
+@dataclass
+class Stats:
+    """Counters of what the slow path saw and did (exported in logs and tests)."""
+
+    counts: Counter
+
+    def bump(self, name: str, n: int = 1) -> None:
+        self.counts[name] += n
+
+
+class ConnectionControl:
+    """The slow path's TCP: owns connections, listeners, flow ids and local ports."""
+
+    def __init__(self, config: RuntimeConfig, datapath: Datapath, p4info: P4Info) -> None:
+        self.config = config
+        self.tcp = config.tcp
+        self.datapath = datapath
+        self.p4info = p4info
+        self.table = ConnectionTable()
+        self.flow_ids = FlowIdAllocator()
+        self.ports = LocalPortAllocator()
+        self.arp = ArpCache()
+        self.arp_responder = ArpResponder({i.ip: i.mac for i in config.interfaces}, self.arp)
+        self.stats = Stats(Counter())
+        self.window_shift = window_shift_for(self.tcp.rx_ring_size)
+
+    # ---------------------------------------------------------------- packets from the switch
+
+    def on_packet_in(self, pin: PacketIn) -> None:
+        """Dispatch one PacketIn by its reason; bad packets are counted, never raised."""
+        self.stats.bump(f"packet_in.{pin.reason_name}")
+        if pin.reason == PacketInReason.ARP:
+            reply = self.arp_responder.handle(pin.frame)
+            if reply is not None:
+                self.datapath.send(reply, pin.ingress_port)
+            return
+        if pin.reason not in TCP_REASONS:
+            log.debug("ignoring %s packet from port %d", pin.reason_name, pin.ingress_port)
+            return
+        try:
+            seg = parse_segment(pin.frame)
+        except SegmentError as exc:
+            self.stats.bump("malformed_segments")
+            log.info("malformed segment from port %d: %s", pin.ingress_port, exc)
+            return
+        iface = self.config.interface_for_port(pin.ingress_port)
+        if iface is None or seg.dst_ip != iface.ip:
+            self.stats.bump("not_for_us")
+            return
+        try:
+            self.on_segment(seg, iface)
+        except IllegalTransition as exc:
+            self.stats.bump("illegal_transitions")
+            log.warning("%s (segment %s)", exc, _describe(seg))
+
+    def on_segment(self, seg: TcpSegment, iface: Interface) -> None:
+        key = FlowTuple(seg.dst_ip, seg.dst_port, seg.src_ip, seg.src_port)
+        conn = self.table.by_tuple.get(key)
+        flags = seg.flags
+        if flags & TcpFlags.RST:
+            self._on_rst(conn, seg)
+        elif conn is None:
+            if flags & TcpFlags.SYN and not flags & TcpFlags.ACK:
+                self._on_syn(key, seg, iface)
+            else:
+                self._reset_stray(seg, iface)
+        elif flags & TcpFlags.SYN:
+            self._on_syn_for(conn, seg)
+        else:
+            self._on_segment_for(conn, seg)
+
+    # ---------------------------------------------------------------- passive open
+
+    def _on_syn(self, key: FlowTuple, seg: TcpSegment, iface: Interface) -> None:
+        listener = self.table.find_listener(key.local_ip, key.local_port)
+        if listener is None:
+            self.stats.bump("syn_to_closed_port")
+            self._send_rst_for(seg, iface)
+            return
+        if listener.handshaking >= listener.backlog:
+            self.stats.bump("syn_backlog_drops")
+            return
+        self.arp.learn(seg.src_ip, seg.src_mac)
+        conn = Connection(
+            conn_id=self.table.next_id(), tuple=key, interface=iface, peer_mac=seg.src_mac,
+            sm=TcpStateMachine.incoming(), iss=random.getrandbits(32), owner=listener.owner,
+            listener=listener)
+        conn.snd_nxt = seq_add(conn.iss, 1)
+        self._take_peer_syn(conn, seg)
+        listener.handshaking += 1
+        self.table.add(conn)
+        self._send_syn(conn)
+        self._arm_syn_timer(conn)
+
+    def _take_peer_syn(self, conn: Connection, seg: TcpSegment) -> None:
+        """Record the peer's ISN and options; scale/timestamps only if both sides do them."""
+        conn.irs = seg.seq
+        conn.rcv_nxt = seq_add(seg.seq, 1)
+        conn.peer_options = seg.options
+        conn.window_shift = self.window_shift if seg.options.window_scale is not None else 0
+        conn.timestamps = seg.options.timestamps is not None
+
+    def _on_syn_for(self, conn: Connection, seg: TcpSegment) -> None:
+        if conn.state is State.SYN_SENT and seg.flags & TcpFlags.ACK:
+            self._on_syn_ack(conn, seg)
+        elif conn.state is State.SYN_RECEIVED and not seg.flags & TcpFlags.ACK:
+            self._send_syn(conn)  # the peer did not get our SYN-ACK
+        else:
+            self.stats.bump("challenge_acks")  # RFC 5961 4.2: SYN on a synchronized connection
+            self._send_ack(conn)
+
+    def _establish(self, conn: Connection, event: Event) -> None:
+        conn.sm.fire(event)
+        conn.cancel_timer()
+        conn.retries = 0
+        if conn.listener is not None:
+            conn.listener.handshaking -= 1
+        asyncio.get_running_loop().create_task(self._install(conn))
+
+    async def _install(self, conn: Connection) -> None:
+        """Install the flow, then tell the application (the fast path is ready by then)."""
+        try:
+            lease = self.flow_ids.allocate()
+        except OSError as exc:
+            self._fail(conn, exc.errno or errno.ENOBUFS, str(exc))
+            return
+        conn.flow = lease
+        conn.flow_spec = FlowSpec(
+            flow_id=lease.flow_id, generation=lease.generation, tuple=conn.tuple,
+            local_mac=conn.interface.mac, peer_mac=conn.peer_mac,
+            rx_ring_size=self.tcp.rx_ring_size, rx_start_seq=conn.rcv_nxt,
+            tx_start_seq=conn.snd_nxt, rx_window_shift=conn.window_shift)
+        try:
+            await self.datapath.insert(flow_entries(self.p4info, conn.flow_spec))
+        except Exception as exc:  # noqa: BLE001 - any switch failure fails this connection
+            log.error("installing %s failed: %s", conn.describe(), exc)
+            conn.flow = conn.flow_spec = None
+            self.flow_ids.free(lease.flow_id)
+            self._fail(conn, errno.EIO, f"the switch refused the flow: {exc}")
+            return
+        self.stats.bump("flows_installed")
+        if conn.state is State.CLOSED:
+            await self._remove_flow(conn)
+            return
+        self._notify_established(conn)
+
+    def _notify_established(self, conn: Connection) -> None:
+        t = conn.tuple
+        if conn.owner is None:
+            return
+        conn.announced = True
+        if conn.active:
+            conn.owner.deliver(cp.Connected(ctx_id=conn.owner.ctx_id, conn_id=conn.conn_id,
+                                            local_ip=t.local_ip, local_port=t.local_port,
+                                            peer_ip=t.peer_ip, peer_port=t.peer_port))
+        else:
+            conn.owner.deliver(cp.IncomingConnection(
+                ctx_id=conn.owner.ctx_id, conn_id=conn.conn_id,
+                listener_id=conn.listener.listener_id, local_ip=t.local_ip,
+                local_port=t.local_port, peer_ip=t.peer_ip, peer_port=t.peer_port))
+
+    # ---------------------------------------------------------------- active open
+
+    async def connect(self, owner: EventSink, peer_ip: str, peer_port: int,
+                      local_ip: str | None, local_port: int | None, timeout_s: float) -> int:
+        """Start an active open; the outcome arrives as Connected or ConnectFailed."""
+        iface = self.config.interface_for_ip(local_ip) if local_ip else self.config.route(peer_ip)
+        if iface is None:
+            raise OSError(errno.ENETUNREACH, f"no interface reaches {peer_ip}"
+                          + (f" from {local_ip}" if local_ip else ""))
+        port = local_port or self.ports.allocate(iface.ip)
+        if local_port:
+            self.ports.reserve(iface.ip, local_port)
+        key = FlowTuple(iface.ip, port, peer_ip, peer_port)
+        conn = Connection(conn_id=self.table.next_id(), tuple=key, interface=iface, peer_mac="",
+                          sm=TcpStateMachine(), iss=random.getrandbits(32), owner=owner,
+                          active=True)
+        conn.snd_nxt = seq_add(conn.iss, 1)
+        conn.window_shift = self.window_shift
+        conn.timestamps = True
+        self.table.add(conn)
+        asyncio.get_running_loop().create_task(self._resolve_and_syn(conn, timeout_s))
+        return conn.conn_id
+
+    async def _resolve_and_syn(self, conn: Connection, timeout_s: float) -> None:
+        iface = conn.interface
+        request = build_arp_request(iface.mac, iface.ip, conn.tuple.peer_ip)
+        try:
+            conn.peer_mac = await self.arp.resolve(
+                conn.tuple.peer_ip, lambda: self.datapath.send(request, iface.port),
+                timeout_s=min(timeout_s, self.tcp.arp_timeout_s))
+        except ArpTimeout as exc:
+            self._fail(conn, errno.EHOSTUNREACH, str(exc))
+            return
+        if conn.conn_id not in self.table.by_id:
+            return  # closed while resolving
+        conn.sm.fire(Event.APP_CONNECT)
+        self._send_syn(conn)
+        self._arm_syn_timer(conn)
+
+    def _on_syn_ack(self, conn: Connection, seg: TcpSegment) -> None:
+        if seg.ack != conn.snd_nxt:
+            self.stats.bump("bad_syn_acks")
+            self._send(conn.interface, conn.peer_mac, conn.tuple, seg.ack, 0, TcpFlags.RST)
+            return
+        self._take_peer_syn(conn, seg)
+        self._establish(conn, Event.RCV_SYN_ACK)
+        self._send_ack(conn)
+
+    # ---------------------------------------------------------------- established and closing
+
+    def _on_segment_for(self, conn: Connection, seg: TcpSegment) -> None:
+        """A non-SYN, non-RST segment of a connection whose flow is not (or no longer) in
+        the fast path: the handshake's last ACK, or segments while closing."""
+        if (conn.state is State.SYN_RECEIVED and seg.flags & TcpFlags.ACK
+                and seg.ack == conn.snd_nxt):
+            self._establish(conn, Event.RCV_ACK_OF_SYN)
+        if seg.flags & TcpFlags.FIN:
+            self._on_fin(conn, seg)
+        elif seg.flags & TcpFlags.ACK:
+            self._on_ack(conn, seg)
+        if seg.payload and conn.state in (State.FIN_WAIT_1, State.FIN_WAIT_2, State.CLOSING,
+                                          State.LAST_ACK, State.TIME_WAIT):
+            # RFC 1122 4.2.2.13: data for an application that closed the connection.
+            self.stats.bump("data_after_close")
+            self._abort(conn, send_rst=True)
+
+    def _on_fin(self, conn: Connection, seg: TcpSegment) -> None:
+        if seg.seq != conn.rcv_nxt or seg.payload:
+            # Data before the FIN is still missing (the fast path delivers data; a FIN
+            # carrying data is left for the peer to retransmit after the data).
+            self.stats.bump("fins_out_of_order")
+            self._send_ack(conn)
+            return
+        if conn.state in (State.CLOSE_WAIT, State.CLOSING, State.LAST_ACK, State.TIME_WAIT):
+            self._send_ack(conn)  # a retransmitted FIN: our ACK was lost
+            if conn.state is State.TIME_WAIT:
+                self._arm_time_wait(conn)
+            return
+        conn.rcv_nxt = seq_add(conn.rcv_nxt, 1)
+        ours_acked = bool(seg.flags & TcpFlags.ACK) and seg.ack == conn.snd_nxt
+        if conn.state is State.FIN_WAIT_1 and ours_acked:
+            conn.sm.fire(Event.RCV_FIN_ACK_OF_FIN)
+        else:
+            conn.sm.fire(Event.RCV_FIN)
+        self._send_ack(conn)
+        if conn.state is State.CLOSE_WAIT:
+            self._tell(conn, cp.PeerClosed(ctx_id=self._ctx(conn), conn_id=conn.conn_id))
+        if conn.state is State.TIME_WAIT:
+            self._enter_time_wait(conn)
+
+    def _on_ack(self, conn: Connection, seg: TcpSegment) -> None:
+        if seg.ack != conn.snd_nxt:
+            return
+        if conn.state is State.FIN_WAIT_1:
+            conn.sm.fire(Event.RCV_ACK_OF_FIN)
+            conn.cancel_timer()
+        elif conn.state is State.CLOSING:
+            conn.sm.fire(Event.RCV_ACK_OF_FIN)
+            self._enter_time_wait(conn)
+        elif conn.state is State.LAST_ACK:
+            conn.sm.fire(Event.RCV_ACK_OF_FIN)
+            self._finish(conn)
+
+    def _on_rst(self, conn: Connection | None, seg: TcpSegment) -> None:
+        if conn is None:
+            self.stats.bump("rst_for_unknown")
+            return
+        if conn.state is State.SYN_SENT:
+            if seg.flags & TcpFlags.ACK and seg.ack == conn.snd_nxt:
+                conn.sm.fire(Event.RCV_RST)
+                self._fail(conn, errno.ECONNREFUSED, "connection refused by the peer")
+            return
+        window = max(1, self.tcp.rx_ring_size)
+        if seg.seq == conn.rcv_nxt:
+            self.stats.bump("resets")
+            conn.sm.fire(Event.RCV_RST)
+            self._tell(conn, cp.ConnectionReset(ctx_id=self._ctx(conn), conn_id=conn.conn_id,
+                                                message="connection reset by the peer"))
+            self._finish(conn, notify=False)
+        elif seq_in_window(seg.seq, conn.rcv_nxt, window):
+            self.stats.bump("challenge_acks")  # RFC 5961 3.2
+            self._send_ack(conn)
+        else:
+            self.stats.bump("blind_rsts_ignored")
+
+    # ---------------------------------------------------------------- application requests
+
+    def listen(self, owner: EventSink, ip: str | None, port: int, backlog: int) -> Listener:
+        addresses = [ip] if ip else [i.ip for i in self.config.interfaces]
+        if ip and self.config.interface_for_ip(ip) is None:
+            raise OSError(errno.EADDRNOTAVAIL, f"{ip} is not one of our addresses")
+        reserved = []
+        try:
+            for addr in addresses:
+                self.ports.reserve(addr, port)
+                reserved.append(addr)
+        except OSError:
+            for addr in reserved:
+                self.ports.release(addr, port)
+            raise
+        listener = Listener(self.table.next_id(), ip, port, backlog, owner)
+        self.table.add_listener(listener)
+        return listener
+
+    def close_listener(self, listener: Listener) -> None:
+        self.table.remove_listener(listener)
+        addresses = [listener.ip] if listener.ip else [i.ip for i in self.config.interfaces]
+        for addr in addresses:
+            self.ports.release(addr, listener.port)
+        for conn in [c for c in self.table.by_id.values()
+                     if c.listener is listener and c.state is State.SYN_RECEIVED]:
+            self._abort(conn, send_rst=True)
+
+    def close(self, conn: Connection) -> None:
+        """Application close(): FIN after the data; the fast path stops delivering."""
+        if conn.state in (State.SYN_SENT, State.CLOSED):
+            self._abort(conn, send_rst=False)
+        elif conn.state is State.SYN_RECEIVED:
+            self._abort(conn, send_rst=True)
+        elif conn.state in (State.ESTABLISHED, State.CLOSE_WAIT):
+            conn.sm.fire(Event.APP_CLOSE)
+            asyncio.get_running_loop().create_task(self._fin_after_removal(conn))
+        # Closing states: already closing, nothing more to do.
+
+    async def _fin_after_removal(self, conn: Connection) -> None:
+        """Take the flow out of the fast path first, so the peer's answers to our FIN come
+        to the slow path instead of being absorbed as pure ACKs."""
+        await self._remove_flow(conn)
+        self._send_fin(conn)
+
+    def shutdown_write(self, conn: Connection) -> None:
+        """shutdown(SHUT_WR): FIN, but keep receiving through the fast path."""
+        if conn.state in (State.ESTABLISHED, State.CLOSE_WAIT):
+            conn.sm.fire(Event.APP_CLOSE)
+            self._send_fin(conn)
+
+    def abort_owned_by(self, owner: EventSink) -> None:
+        """An application vanished: its listeners go, its connections are reset."""
+        for listener in [l for l in self.table.listeners.values() if l.owner is owner]:
+            self.close_listener(listener)
+        for conn in [c for c in self.table.by_id.values() if c.owner is owner]:
+            conn.owner = None
+            if conn.state not in (State.TIME_WAIT, State.CLOSED):
+                self._abort(conn, send_rst=conn.state is not State.SYN_SENT)
+
+    async def shutdown_all(self) -> None:
+        """Daemon stop: reset every connection and remove every flow it installed."""
+        for conn in list(self.table.by_id.values()):
+            if conn.state is not State.CLOSED:
+                self._tell(conn, cp.ConnectionReset(ctx_id=self._ctx(conn), conn_id=conn.conn_id,
+                                                    message="the p4tas runtime is stopping"))
+            self._abort(conn, send_rst=conn.state not in (State.SYN_SENT, State.TIME_WAIT))
+        await asyncio.sleep(0)
+        pending = [c for c in self.table.by_id.values()]
+        for conn in pending:
+            await self._remove_flow(conn)
+
+    def snapshot(self) -> dict[str, int]:
+        """Event counters plus what is in use now (for GetStats and leak checks)."""
+        counters = dict(self.stats.counts)
+        counters.update(
+            connections=len(self.table.by_id), listeners=len(self.table.listeners),
+            flows_in_use=self.flow_ids.in_use,
+            local_ports_in_use=sum(self.ports.in_use(i.ip) for i in self.config.interfaces),
+            local_ports_quarantined=self.ports.quarantined)
+        return counters
+
+    # ---------------------------------------------------------------- timers
+
+    def _arm_syn_timer(self, conn: Connection) -> None:
+        delay = self.tcp.syn_rto_s * (2 ** conn.retries)
+        conn.timer = asyncio.get_running_loop().call_later(delay, self._syn_timeout, conn)
+
+    def _syn_timeout(self, conn: Connection) -> None:
+        conn.timer = None
+        if conn.state not in (State.SYN_SENT, State.SYN_RECEIVED):
+            return
+        if conn.retries >= self.tcp.syn_retries:
+            self.stats.bump("handshake_timeouts")
+            conn.sm.fire(Event.TIMEOUT)
+            if conn.active:
+                self._fail(conn, errno.ETIMEDOUT, "connection timed out: no SYN-ACK "
+                           f"after {conn.retries + 1} SYNs")
+            else:
+                self._finish(conn)
+            return
+        conn.retries += 1
+        self._send_syn(conn)
+        self._arm_syn_timer(conn)
+
+    def _enter_time_wait(self, conn: Connection) -> None:
+        conn.cancel_timer()
+        self._tell(conn, cp.Closed(ctx_id=self._ctx(conn), conn_id=conn.conn_id))
+        self._arm_time_wait(conn)
+
+    def _arm_time_wait(self, conn: Connection) -> None:
+        conn.cancel_timer()
+        conn.timer = asyncio.get_running_loop().call_later(self.tcp.time_wait_s,
+                                                           self._time_wait_over, conn)
+
+    def _time_wait_over(self, conn: Connection) -> None:
+        conn.timer = None
+        conn.sm.fire(Event.TIME_WAIT_EXPIRED)
+        self._finish(conn, notify=False)
+
+    # ---------------------------------------------------------------- endings
+
+    def _fail(self, conn: Connection, code: int, message: str) -> None:
+        """The connection could not be opened (or installed): tell the app, clean up."""
+        if conn.owner is not None and conn.active and not conn.announced:
+            conn.owner.deliver(cp.ConnectFailed(ctx_id=conn.owner.ctx_id, conn_id=conn.conn_id,
+                                                errno=code, message=message))
+        else:
+            self._tell(conn, cp.ConnectionErrorEvent(ctx_id=self._ctx(conn), conn_id=conn.conn_id,
+                                                     errno=code, message=message))
+        conn.owner = None
+        self._abort(conn, send_rst=False)
+
+    def _abort(self, conn: Connection, send_rst: bool) -> None:
+        if send_rst and conn.peer_mac:
+            self._send(conn.interface, conn.peer_mac, conn.tuple, conn.snd_nxt, conn.rcv_nxt,
+                       TcpFlags.RST | TcpFlags.ACK)
+        if not conn.sm.is_closed:
+            conn.sm.fire(Event.APP_ABORT)
+        self._finish(conn, notify=False)
+
+    def _finish(self, conn: Connection, notify: bool = True) -> None:
+        """Forget the connection: timers, fast-path entries, flow id, local port."""
+        conn.cancel_timer()
+        if conn.conn_id not in self.table.by_id:
+            return
+        self.table.remove(conn)
+        if conn.listener is not None and conn.state is State.CLOSED and conn.flow is None:
+            conn.listener.handshaking = max(0, conn.listener.handshaking - 1)
+        if conn.active:
+            self.ports.release(conn.tuple.local_ip, conn.tuple.local_port)
+        if notify:
+            self._tell(conn, cp.Closed(ctx_id=self._ctx(conn), conn_id=conn.conn_id))
+        if conn.flow is not None:
+            asyncio.get_running_loop().create_task(self._remove_flow(conn))
+
+    async def _remove_flow(self, conn: Connection) -> None:
+        spec, lease = conn.flow_spec, conn.flow
+        if spec is None or lease is None:
+            return
+        conn.flow_spec = None
+        try:
+            await self.datapath.delete(list(reversed(flow_entries(self.p4info, spec))))
+        except Exception as exc:  # noqa: BLE001 - keep the id out of use if removal failed
+            log.error("removing the flow of %s failed: %s", conn.describe(), exc)
+            return
+        conn.flow = None
+        self.flow_ids.free(lease.flow_id)
+        self.stats.bump("flows_removed")
+
+    def _tell(self, conn: Connection, event: cp.Message) -> None:
+        """Deliver an event about a connection the application knows of."""
+        if conn.owner is not None and conn.announced:
+            conn.owner.deliver(event)
+
+    @staticmethod
+    def _ctx(conn: Connection) -> int:
+        return conn.owner.ctx_id if conn.owner is not None else 0
+
+    # ---------------------------------------------------------------- sending
+
+    def _send_syn(self, conn: Connection) -> None:
+        flags = TcpFlags.SYN | (TcpFlags.ACK if not conn.active else TcpFlags(0))
+        peer = conn.peer_options
+        offer_all = conn.active  # an active open offers; a passive one only echoes
+        options = TcpOptions(
+            mss=self.tcp.mss,
+            window_scale=conn.window_shift if offer_all or peer.window_scale is not None else None,
+            timestamps=((self.datapath.clock.now(), peer.timestamps[0] if peer.timestamps else 0)
+                        if offer_all or conn.timestamps else None))
+        ack = conn.rcv_nxt if flags & TcpFlags.ACK else 0
+        window = min(self.tcp.rx_ring_size, MAX_UNSCALED_WINDOW)
+        self._send(conn.interface, conn.peer_mac, conn.tuple, conn.iss, ack, flags, window,
+                   options)
+
+    def _send_fin(self, conn: Connection) -> None:
+        """Send our FIN (once) and keep retransmitting it until it is acknowledged."""
+        if conn.fin_seq is None:
+            conn.fin_seq = conn.snd_nxt
+            conn.snd_nxt = seq_add(conn.snd_nxt, 1)
+            conn.retries = 0
+        self._send(conn.interface, conn.peer_mac, conn.tuple, conn.fin_seq, conn.rcv_nxt,
+                   TcpFlags.FIN | TcpFlags.ACK, self._window(conn), self._ts_option(conn))
+        conn.cancel_timer()
+        delay = self.tcp.syn_rto_s * (2 ** conn.retries)
+        conn.timer = asyncio.get_running_loop().call_later(delay, self._fin_timeout, conn)
+
+    def _fin_timeout(self, conn: Connection) -> None:
+        conn.timer = None
+        if conn.state not in (State.FIN_WAIT_1, State.CLOSING, State.LAST_ACK):
+            return
+        if conn.retries >= self.tcp.fin_retries:
+            self.stats.bump("fin_timeouts")
+            conn.sm.fire(Event.TIMEOUT)
+            self._finish(conn)
+            return
+        conn.retries += 1
+        self._send_fin(conn)
+
+    def _send_ack(self, conn: Connection) -> None:
+        self._send(conn.interface, conn.peer_mac, conn.tuple, conn.snd_nxt, conn.rcv_nxt,
+                   TcpFlags.ACK, self._window(conn), self._ts_option(conn))
+
+    def _window(self, conn: Connection) -> int:
+        return min(self.tcp.rx_ring_size >> conn.window_shift, MAX_UNSCALED_WINDOW)
+
+    def _ts_option(self, conn: Connection) -> TcpOptions | None:
+        if not conn.timestamps:
+            return None
+        echo = conn.peer_options.timestamps[0] if conn.peer_options.timestamps else 0
+        return TcpOptions(timestamps=(self.datapath.clock.now(), echo))
+
+    def _send_rst_for(self, seg: TcpSegment, iface: Interface) -> None:
+        """RFC 793 reset for a segment of no connection (ours or a closed port)."""
+        key = FlowTuple(seg.dst_ip, seg.dst_port, seg.src_ip, seg.src_port)
+        if seg.flags & TcpFlags.ACK:
+            self._send(iface, seg.src_mac, key, seg.ack, 0, TcpFlags.RST)
+        else:
+            length = len(seg.payload) + bool(seg.flags & TcpFlags.SYN) + bool(seg.flags & TcpFlags.FIN)
+            self._send(iface, seg.src_mac, key, 0, seq_add(seg.seq, length),
+                       TcpFlags.RST | TcpFlags.ACK)
+
+    def _reset_stray(self, seg: TcpSegment, iface: Interface) -> None:
+        self.stats.bump("segments_for_no_connection")
+        self._send_rst_for(seg, iface)
+
+    def _send(self, iface: Interface, peer_mac: str, key: FlowTuple, seq: int, ack: int,
+              flags: TcpFlags, window: int = 0, options: TcpOptions | None = None) -> None:
+        frame = build_segment(iface.mac, peer_mac, key.local_ip, key.peer_ip, key.local_port,
+                              key.peer_port, seq, ack, flags, window, options)
+        self.datapath.send(frame, iface.port)
+
+
+def _describe(seg: TcpSegment) -> str:
+    return (f"{seg.src_ip}:{seg.src_port}->{seg.dst_ip}:{seg.dst_port} "
+            f"flags={seg.flags!r} seq={seg.seq} ack={seg.ack}")

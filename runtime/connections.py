@@ -1,0 +1,119 @@
+"""Connection and listener state of the slow path, and the tables that hold them."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from host_lib import control_protocol as cp
+from runtime.config import Interface
+from runtime.flow_entries import FlowSpec, FlowTuple
+from runtime.flow_ids import FlowLease
+from runtime.tcp_segments import TcpOptions
+from runtime.tcp_state import State, TcpStateMachine
+
+
+class EventSink(Protocol):
+    """Where a connection's application events go (an application context)."""
+
+    ctx_id: int
+
+    def deliver(self, event: cp.Message) -> None: ...
+
+
+@dataclass(eq=False)
+class Listener:
+    """A passive open: `ip` None listens on every local address."""
+
+    listener_id: int
+    ip: str | None
+    port: int
+    backlog: int
+    owner: EventSink
+    handshaking: int = 0  # SYN received, not yet established
+
+    def matches(self, ip: str, port: int) -> bool:
+        return self.port == port and self.ip in (None, ip)
+
+
+@dataclass(eq=False)
+class Connection:
+    """One TCP connection as the slow path tracks it."""
+
+    conn_id: int
+    tuple: FlowTuple
+    interface: Interface
+    peer_mac: str
+    sm: TcpStateMachine
+    iss: int
+    irs: int = 0
+    snd_nxt: int = 0
+    rcv_nxt: int = 0
+    peer_options: TcpOptions = field(default_factory=TcpOptions)
+    window_shift: int = 0   # ours; 0 unless the peer also does window scaling
+    timestamps: bool = False
+    owner: EventSink | None = None
+    listener: Listener | None = None
+    active: bool = False    # we connected (the local port is ours to release)
+    announced: bool = False  # the application was told about it (Connected/Incoming...)
+    flow: FlowLease | None = None
+    flow_spec: FlowSpec | None = None
+    fin_seq: int | None = None  # sequence number of our FIN once sent
+    timer: asyncio.TimerHandle | None = None
+    retries: int = 0
+
+    @property
+    def state(self) -> State:
+        return self.sm.state
+
+    def cancel_timer(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def describe(self) -> str:
+        t = self.tuple
+        return f"#{self.conn_id} {t.local_ip}:{t.local_port}<->{t.peer_ip}:{t.peer_port}"
+
+
+class ConnectionTable:
+    """Connections by id and by 4-tuple, listeners by id; all lookups O(1) or O(listeners
+    on a port)."""
+
+    def __init__(self) -> None:
+        self._ids = itertools.count(1)
+        self.by_tuple: dict[FlowTuple, Connection] = {}
+        self.by_id: dict[int, Connection] = {}
+        self.listeners: dict[int, Listener] = {}
+        self._listeners_by_port: dict[int, list[Listener]] = {}
+
+    def next_id(self) -> int:
+        return next(self._ids)
+
+    def add(self, conn: Connection) -> None:
+        self.by_tuple[conn.tuple] = conn
+        self.by_id[conn.conn_id] = conn
+
+    def remove(self, conn: Connection) -> None:
+        self.by_tuple.pop(conn.tuple, None)
+        self.by_id.pop(conn.conn_id, None)
+
+    def add_listener(self, listener: Listener) -> None:
+        self.listeners[listener.listener_id] = listener
+        self._listeners_by_port.setdefault(listener.port, []).append(listener)
+
+    def remove_listener(self, listener: Listener) -> None:
+        self.listeners.pop(listener.listener_id, None)
+        same_port = self._listeners_by_port.get(listener.port, [])
+        if listener in same_port:
+            same_port.remove(listener)
+        if not same_port:
+            self._listeners_by_port.pop(listener.port, None)
+
+    def find_listener(self, ip: str, port: int) -> Listener | None:
+        """The listener for a SYN to ip:port; a specific address wins over the wildcard."""
+        candidates = [l for l in self._listeners_by_port.get(port, []) if l.matches(ip, port)]
+        candidates.sort(key=lambda l: l.ip is None)
+        return candidates[0] if candidates else None

@@ -1,0 +1,185 @@
+"""The control API for applications: host_lib.control_protocol over a UNIX stream socket.
+
+One AppSession per connected application; it owns contexts (event queues) and may only act on
+its own listeners and connections. A bad message gets an Error reply; nothing an application
+sends can stop the daemon. An application that hangs up loses its listeners, and its
+connections are reset."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import itertools
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from host_lib import control_protocol as cp
+from runtime.connection_control import ConnectionControl
+from runtime.connections import Connection, Listener
+
+log = logging.getLogger(__name__)
+
+_WRITE_BUFFER_LIMIT = 4 << 20  # an application that stops reading events is disconnected
+
+
+@dataclass(eq=False)
+class AppContext:
+    """A per-thread event queue of an application (TAS's context)."""
+
+    ctx_id: int
+    session: "AppSession"
+
+    def deliver(self, event: cp.Message) -> None:
+        self.session.send(event)
+
+
+@dataclass(eq=False)
+class AppSession:
+    """One connected application."""
+
+    app_id: int
+    writer: asyncio.StreamWriter
+    contexts: dict[int, AppContext] = field(default_factory=dict)
+    name: str = "?"
+
+    def send(self, msg: cp.Message) -> None:
+        if self.writer.is_closing():
+            return
+        if self.writer.transport.get_write_buffer_size() > _WRITE_BUFFER_LIMIT:
+            log.warning("application %s does not read its events: disconnecting it", self.name)
+            self.writer.close()
+            return
+        self.writer.write(cp.encode(msg))
+
+
+class ControlServer:
+    """Accepts applications on `path` (mode 0600: only the owner may connect)."""
+
+    def __init__(self, path: Path, control: ConnectionControl) -> None:
+        self.path = path
+        self.control = control
+        self._ids = itertools.count(1)
+        self._server: asyncio.base_events.Server | None = None
+        self.sessions: set[AppSession] = set()
+
+    async def start(self) -> None:
+        if self.path.exists() or self.path.is_symlink():
+            self.path.unlink()  # a stale socket of a previous run
+        old_umask = os.umask(0o177)
+        try:
+            self._server = await asyncio.start_unix_server(self._serve, path=str(self.path))
+        finally:
+            os.umask(old_umask)
+        os.chmod(self.path, 0o600)
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+        for session in list(self.sessions):
+            session.writer.close()
+        if self.path.exists():
+            self.path.unlink()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        session = AppSession(next(self._ids), writer)
+        try:
+            if not await self._handshake(session, reader):
+                return
+            self.sessions.add(session)
+            log.info("application %s (app %d) connected", session.name, session.app_id)
+            await self._requests(session, reader)
+        except (ConnectionError, asyncio.IncompleteReadError, cp.FramingError) as exc:
+            log.info("application %s left: %s", session.name, exc)
+        finally:
+            self.sessions.discard(session)
+            for ctx in session.contexts.values():
+                self.control.abort_owned_by(ctx)
+            writer.close()
+
+    async def _handshake(self, session: AppSession, reader: asyncio.StreamReader) -> bool:
+        try:
+            hello = await cp.read_message(reader, expect=cp.ClientMessage)
+        except cp.ProtocolError as exc:
+            session.send(cp.Error.from_protocol_error(exc))
+            return False
+        if not isinstance(hello, cp.Hello) or hello.version != cp.PROTOCOL_VERSION:
+            session.send(cp.Error(req_id=None, errno=errno.EPROTO, message=(
+                f"expected Hello with version {cp.PROTOCOL_VERSION} first, got {hello!r}: "
+                "use a host_lib matching this runtime")))
+            return False
+        session.name = f"{hello.app_name}[{hello.pid}]"
+        session.send(cp.HelloOk(app_id=session.app_id, version=cp.PROTOCOL_VERSION))
+        return True
+
+    async def _requests(self, session: AppSession, reader: asyncio.StreamReader) -> None:
+        while True:
+            try:
+                msg = await cp.read_message(reader, expect=cp.ClientMessage)
+            except cp.FramingError:
+                raise
+            except cp.ProtocolError as exc:
+                session.send(cp.Error.from_protocol_error(exc))
+                continue
+            if isinstance(msg, cp.Bye):
+                return
+            try:
+                reply = await self._handle(session, msg)
+            except OSError as exc:
+                reply = cp.Error.from_os_error(getattr(msg, "req_id", None), exc)
+            except Exception as exc:  # noqa: BLE001 - a bug must not kill the daemon
+                log.exception("request %r failed", msg)
+                reply = cp.Error(req_id=getattr(msg, "req_id", None), errno=errno.EIO,
+                                 message=f"internal error: {exc}")
+            session.send(reply)
+
+    async def _handle(self, session: AppSession, msg: cp.Message) -> cp.Message:
+        if isinstance(msg, cp.CreateContext):
+            ctx = AppContext(next(self._ids), session)
+            session.contexts[ctx.ctx_id] = ctx
+            return cp.ContextCreated(req_id=msg.req_id, ctx_id=ctx.ctx_id)
+        if isinstance(msg, cp.Listen):
+            ctx = self._context(session, msg.ctx_id)
+            listener = self.control.listen(ctx, msg.local_ip, msg.port, msg.backlog)
+            return cp.Listening(req_id=msg.req_id, listener_id=listener.listener_id,
+                                local_ip=msg.local_ip or "0.0.0.0", port=msg.port)
+        if isinstance(msg, cp.Connect):
+            ctx = self._context(session, msg.ctx_id)
+            conn_id = await self.control.connect(ctx, msg.peer_ip, msg.peer_port, msg.local_ip,
+                                                 msg.local_port, msg.timeout_s)
+            return cp.Connecting(req_id=msg.req_id, conn_id=conn_id)
+        if isinstance(msg, cp.Close):
+            self.control.close(self._connection(session, msg.conn_id))
+            return cp.Ok(req_id=msg.req_id)
+        if isinstance(msg, cp.Shutdown):
+            conn = self._connection(session, msg.conn_id)
+            if msg.how in ("wr", "rdwr"):
+                self.control.shutdown_write(conn)
+            return cp.Ok(req_id=msg.req_id)
+        if isinstance(msg, cp.GetStats):
+            return cp.Stats(req_id=msg.req_id, counters=self.control.snapshot())
+        if isinstance(msg, cp.CloseListener):
+            self.control.close_listener(self._listener(session, msg.listener_id))
+            return cp.Ok(req_id=msg.req_id)
+        raise OSError(errno.EOPNOTSUPP, f"{type(msg).__name__} is not a request")
+
+    @staticmethod
+    def _context(session: AppSession, ctx_id: int) -> AppContext:
+        try:
+            return session.contexts[ctx_id]
+        except KeyError:
+            raise OSError(errno.EBADF, f"no context {ctx_id} in this application") from None
+
+    def _connection(self, session: AppSession, conn_id: int) -> Connection:
+        conn = self.control.table.by_id.get(conn_id)
+        if conn is None or not isinstance(conn.owner, AppContext) or conn.owner.session is not session:
+            raise OSError(errno.EBADF, f"no connection {conn_id} of this application")
+        return conn
+
+    def _listener(self, session: AppSession, listener_id: int) -> Listener:
+        listener = self.control.table.listeners.get(listener_id)
+        if listener is None or listener.owner.session is not session:
+            raise OSError(errno.EBADF, f"no listener {listener_id} of this application")
+        return listener

@@ -1,0 +1,147 @@
+"""The p4tas runtime daemon: the slow path. `python -m runtime --help` lists its options."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from runtime.config import BUILD_DIR, Interface, RuntimeConfig, TcpParams
+from runtime.connection_control import ConnectionControl
+from runtime.control_server import ControlServer
+from runtime.datapath import Datapath
+from runtime.datapath_constants import ack_clone_sessions
+from runtime.p4rt.client import P4RuntimeClient, P4RuntimeError
+
+log = logging.getLogger("runtime")
+
+
+class StartupError(RuntimeError):
+    """The daemon cannot start; the message says what to check."""
+
+
+def connect_switch(config: RuntimeConfig) -> P4RuntimeClient:
+    """Become primary, load (or verify) the pipeline, program the ACK clone sessions."""
+    for path in (config.p4info, config.bmv2_json):
+        if not Path(path).is_file():
+            raise StartupError(f"pipeline artifact {path} not found: run `make p4` or pass "
+                               "--p4info/--bmv2-json")
+    client = P4RuntimeClient(config.grpc_addr, config.device_id)
+    try:
+        client.connect()
+        pushed = client.ensure_pipeline(config.p4info, config.bmv2_json)
+        client.write_clone_sessions(ack_clone_sessions([i.port for i in config.interfaces]))
+    except P4RuntimeError as exc:
+        client.close()
+        raise StartupError(f"switch at {config.grpc_addr}: {exc}") from None
+    log.info("connected to %s as primary; pipeline %s", config.grpc_addr,
+             "loaded" if pushed else "already running")
+    return client
+
+
+async def serve(config: RuntimeConfig) -> int:
+    """Run until SIGINT/SIGTERM or until the switch goes away."""
+    loop = asyncio.get_running_loop()
+    client = await loop.run_in_executor(None, connect_switch, config)
+    datapath = Datapath(client)
+    control = ConnectionControl(config, datapath, client.p4info)
+    server = ControlServer(config.control_socket, control)
+    await server.start()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    packets = loop.create_task(_dispatch(datapath, control))
+    print(f"READY p4tas runtime: switch {config.grpc_addr}, control socket "
+          f"{config.control_socket}, interfaces "
+          + ", ".join(f"port {i.port} {i.ip} {i.mac}" for i in config.interfaces), flush=True)
+    stopped = loop.create_task(stop.wait())
+    done, _ = await asyncio.wait({packets, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    status = 0
+    if packets in done and packets.exception() is not None:
+        log.error("lost the switch: %s", packets.exception())
+        status = 1
+    log.info("stopping: resetting %d connections", len(control.table.by_id))
+    await control.shutdown_all()
+    await server.close()
+    packets.cancel()
+    datapath.close()
+    client.close()
+    log.info("stopped; stats: %s", dict(control.stats.counts))
+    return status
+
+
+async def _dispatch(datapath: Datapath, control: ConnectionControl) -> None:
+    async for pin in datapath.packet_ins():
+        control.on_packet_in(pin)
+
+
+def interfaces_from_env(state_dir: Path) -> tuple[Interface, ...]:
+    """Our interfaces from a bmv2_env state dir brought up with `--peers` (peers.json)."""
+    peers_file = state_dir / "peers.json"
+    try:
+        peers = json.loads(peers_file.read_text())["peers"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise StartupError(f"cannot read {peers_file} ({exc}): bring the environment up with "
+                           "`python -m bmv2_env up --peers` or pass --interface") from None
+    return tuple(Interface(p["wire_port"], p["local_ip"], p["local_mac"]) for p in peers)
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[RuntimeConfig, str]:
+    parser = argparse.ArgumentParser(
+        prog="python -m runtime",
+        description="The p4tas slow path: connection control over P4Runtime and the control "
+                    "API for applications (host_lib).")
+    parser.add_argument("--grpc-addr", default="127.0.0.1:9559",
+                        help="P4Runtime address of the switch (default %(default)s)")
+    parser.add_argument("--device-id", type=int, default=0, help="P4Runtime device id")
+    parser.add_argument("--p4info", type=Path, default=BUILD_DIR / "p4tas.p4info.txtpb",
+                        help="p4info (text format) of the pipeline (default: the committed one)")
+    parser.add_argument("--bmv2-json", type=Path, default=BUILD_DIR / "p4tas.json",
+                        help="bmv2 JSON of the pipeline (default: the committed one)")
+    parser.add_argument("--interface", action="append", default=[], metavar="PORT=IP/LEN,MAC",
+                        help="a wire port and the address we own on it; repeat per port")
+    parser.add_argument("--env-state", type=Path, metavar="DIR",
+                        help="take the interfaces from a bmv2_env state dir (peers.json)")
+    parser.add_argument("--control-socket", type=Path, default=Path("/tmp/p4tas-runtime.sock"),
+                        help="UNIX socket for applications (default %(default)s)")
+    parser.add_argument("--rx-ring-size", type=int, default=TcpParams.rx_ring_size,
+                        help="per-connection RX ring bytes, a power of two (default %(default)s)")
+    parser.add_argument("--time-wait", type=float, default=TcpParams.time_wait_s,
+                        help="TIME_WAIT seconds (default %(default)s)")
+    parser.add_argument("--syn-retries", type=int, default=TcpParams.syn_retries,
+                        help="SYN retransmissions before giving up (default %(default)s)")
+    parser.add_argument("--syn-rto", type=float, default=TcpParams.syn_rto_s,
+                        help="first SYN retransmission timeout, doubling (default %(default)s s)")
+    parser.add_argument("--log-level", default="INFO",
+                        choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    args = parser.parse_args(argv)
+    try:
+        interfaces = tuple(Interface.parse(text) for text in args.interface)
+        if args.env_state:
+            interfaces += interfaces_from_env(args.env_state)
+    except (ValueError, StartupError) as exc:
+        parser.error(str(exc))
+    if not interfaces:
+        parser.error("no interfaces: pass --interface PORT=IP/LEN,MAC or --env-state DIR")
+    size = args.rx_ring_size
+    if size < 2 or size & (size - 1):
+        parser.error(f"--rx-ring-size {size} is not a power of two")
+    tcp = TcpParams(rx_ring_size=size, time_wait_s=args.time_wait, syn_retries=args.syn_retries,
+                    syn_rto_s=args.syn_rto)
+    config = RuntimeConfig(args.grpc_addr, args.device_id, args.p4info, args.bmv2_json,
+                           interfaces, args.control_socket, tcp)
+    return config, args.log_level
+
+
+def main(argv: list[str] | None = None) -> int:
+    config, level = parse_args(argv)
+    logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        return asyncio.run(serve(config))
+    except StartupError as exc:
+        print(f"p4tas runtime: {exc}", file=sys.stderr)
+        return 1

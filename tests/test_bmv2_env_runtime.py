@@ -1,0 +1,451 @@
+"""Tests of bmv2_env.runtime_proc (the runtime daemon of an environment), `run`, the runtime in
+`status` and `down`, and the plumbing of bench/bench_conn.py.
+
+Most tests use a stand-in for `python -m runtime` (a script that takes the same arguments,
+prints READY, binds the control socket and waits for SIGTERM), so they need neither bmv2 nor
+the compiled pipeline. The state dirs are temporary (P4TAS_STATE_DIR) and the prefix (`r<pid>`)
+is unique to this process. The last tests run the real stack (`run`, status, down) when bmv2
+and p4src/build/ are there, and check that nothing is left.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from bmv2_env import __main__ as cli
+from bmv2_env import env, runtime_proc, switch, topology
+from bmv2_env.peers import Peer, PeerSet
+from bmv2_env.pipeline import PipelineError, PipelineFiles
+from bmv2_env.portmap import PortMap
+from bmv2_env.runtime_proc import RuntimeInfo, RuntimeProcError
+from bmv2_env.state import STATE_DIR_ENV, EnvRecord
+from bmv2_env.toolchain import ToolNotFound, find_simple_switch_grpc
+
+REPO = Path(__file__).resolve().parent.parent
+IS_ROOT = os.geteuid() == 0
+needs_root = pytest.mark.skipif(not IS_ROOT, reason="veths and namespaces need root")
+
+# Takes the daemon's arguments; --mode (an extra argument) picks the behaviour.
+STAND_IN = textwrap.dedent("""\
+    import argparse, signal, socket, sys, time
+    p = argparse.ArgumentParser()
+    p.add_argument("--grpc-addr"); p.add_argument("--env-state"); p.add_argument("--control-socket")
+    p.add_argument("--mode", default="ready")
+    a = p.parse_args()
+    print("stand-in runtime starting up slowly", a.grpc_addr, flush=True)
+    if a.mode == "crash":
+        print("error: no switch at", a.grpc_addr, file=sys.stderr, flush=True)
+        sys.exit(3)
+    if a.mode == "silent":
+        time.sleep(600)
+    if a.mode == "stubborn":
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    else:
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    srv = socket.socket(socket.AF_UNIX)
+    srv.bind(a.control_socket)
+    print("READY stand-in: control socket", a.control_socket, flush=True)
+    while True:
+        time.sleep(1)
+    """)
+
+
+def _prefix() -> str:
+    return f"r{os.getpid() % 1000}"
+
+
+@pytest.fixture
+def stand_in(tmp_path: Path) -> list[str]:
+    script = tmp_path / "stand_in_runtime.py"
+    script.write_text(STAND_IN)
+    return [sys.executable, str(script)]
+
+
+@pytest.fixture
+def state_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """A state dir (P4TAS_STATE_DIR) holding env.json and peers.json, as after `up --peers`."""
+    directory = tmp_path / "state"
+    monkeypatch.setenv(STATE_DIR_ENV, str(directory))
+    portmap = PortMap(1, _prefix())
+    EnvRecord(portmap, "127.0.0.1:9", log=False, pipeline=True, peers=True).save(directory)
+    peer = Peer(f"{_prefix()}n1", f"{_prefix()}w1p", "10.99.1.2", "02:00:00:00:00:02",
+                "10.99.1.1", "02:00:0a:63:01:01", 1)
+    PeerSet(_prefix(), (peer,)).save(directory)
+    return directory
+
+
+@pytest.fixture
+def cleanup(state_dir: Path):
+    """Whatever a test leaves running in the state dir is stopped afterwards."""
+    yield
+    runtime_proc.stop_all(state_dir, grace=1)
+
+
+def _gone(pid: int, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while Path(f"/proc/{pid}").exists():
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            return True
+        if state == "Z" or time.monotonic() > deadline:
+            return state == "Z"
+        time.sleep(0.05)
+    return True
+
+
+# ---- command line and pid file (no processes) ---------------------------------------------------
+def test_build_command(tmp_path: Path) -> None:
+    cmd = runtime_proc.build_command(tmp_path, "127.0.0.1:9600", ["--time-wait", "0.5"])
+    assert cmd == [sys.executable, "-m", "runtime", "--grpc-addr", "127.0.0.1:9600",
+                   "--env-state", str(tmp_path), "--control-socket",
+                   str(tmp_path / "control.sock"), "--time-wait", "0.5"]
+    relative = runtime_proc.build_command(Path("some/dir"), "a:1", program=["x"])
+    assert relative[relative.index("--env-state") + 1] == os.path.abspath("some/dir")
+    for bad in (["--env-state", "/x"], ["--control-socket=/y"], ["--grpc-addr", "h:1"]):
+        with pytest.raises(ValueError, match="set by bmv2_env itself"):
+            runtime_proc.build_command(tmp_path, "a:1", bad)
+    with pytest.raises(TypeError):
+        runtime_proc.build_command(tmp_path, "a:1", "--time-wait 1")  # type: ignore[arg-type]
+
+
+def test_pid_file_handling(tmp_path: Path) -> None:
+    assert runtime_proc.read_pid(tmp_path) is None
+    assert runtime_proc.stop(tmp_path) is None  # no pid file: nothing to do
+    pid_file = tmp_path / "runtime.pid"
+    pid_file.write_text("not a pid\n")
+    assert runtime_proc.read_pid(tmp_path) is None
+    assert runtime_proc.running_pid(tmp_path) is None
+    assert runtime_proc.stop(tmp_path) is None
+    assert not pid_file.exists()  # an unreadable pid file is removed
+    pid_file.write_text(f"{2 ** 22 + 5}\n")  # beyond pid_max: no such process
+    assert runtime_proc.read_pid(tmp_path) == 2 ** 22 + 5
+    assert runtime_proc.running_pid(tmp_path) is None
+    assert runtime_proc.stop(tmp_path) is None
+    assert not pid_file.exists()
+
+
+def test_never_signals_a_pid_that_is_not_our_runtime(tmp_path: Path, stand_in: list[str]) -> None:
+    other = subprocess.Popen(["sleep", "30"])
+    # A runtime of *another* state dir: its command line names a different --env-state.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    foreign = subprocess.Popen(runtime_proc.build_command(elsewhere, "a:1", program=stand_in),
+                               stdout=subprocess.PIPE, text=True)
+    try:
+        while not foreign.stdout.readline().startswith("READY"):  # type: ignore[union-attr]
+            pass
+        for pid in (other.pid, foreign.pid, os.getpid()):
+            (tmp_path / "runtime.pid").write_text(f"{pid}\n")
+            assert not runtime_proc.is_runtime_process(pid, tmp_path)
+            assert runtime_proc.running_pid(tmp_path) is None
+            assert runtime_proc.stop(tmp_path, grace=0.5) is None
+            assert not (tmp_path / "runtime.pid").exists()
+            assert runtime_proc.terminate(pid, tmp_path, grace=0.5) is False
+        assert other.poll() is None and foreign.poll() is None
+        assert runtime_proc.is_runtime_process(foreign.pid, elsewhere)
+        assert runtime_proc.find_runtimes_for(tmp_path) == []
+        assert runtime_proc.find_runtimes_for(elsewhere) == [foreign.pid]
+    finally:
+        for proc in (other, foreign):
+            proc.kill()
+            proc.wait()
+
+
+# ---- start / stop with the stand-in -------------------------------------------------------------
+def test_start_waits_for_ready_and_stop_stops(state_dir: Path, stand_in: list[str],
+                                              cleanup: None) -> None:
+    info = runtime_proc.start(state_dir, extra=["--mode", "ready"], program=stand_in, timeout=10)
+    assert isinstance(info, RuntimeInfo)
+    assert info.ready_line.startswith("READY stand-in: control socket")
+    assert info.grpc_addr == "127.0.0.1:9"  # from env.json
+    assert info.control_socket == state_dir / "control.sock" and info.control_socket.is_socket()
+    assert (state_dir / "runtime.pid").read_text().strip() == str(info.pid)
+    assert runtime_proc.running_pid(state_dir) == info.pid
+    assert "starting up slowly 127.0.0.1:9" in info.log_path.read_text()
+    argv = Path(f"/proc/{info.pid}/cmdline").read_bytes().split(b"\0")
+    assert [b"--mode", b"ready"] == argv[-3:-1]  # extra arguments come last
+    assert os.getpgid(info.pid) == info.pid  # own session: a Ctrl-C of `make run` spares it
+    with pytest.raises(RuntimeProcError, match=rf"already runs \(pid {info.pid}\)"):
+        runtime_proc.start(state_dir, program=stand_in)
+
+    assert runtime_proc.stop(state_dir) == info.pid
+    assert _gone(info.pid)
+    assert not (state_dir / "runtime.pid").exists()
+    assert not info.control_socket.exists()
+    assert info.log_path.exists()  # logs stay until `down`
+    assert runtime_proc.stop(state_dir) is None
+
+
+def test_ready_timeout_reports_the_log_tail(state_dir: Path, stand_in: list[str],
+                                            cleanup: None) -> None:
+    started = time.monotonic()
+    with pytest.raises(RuntimeProcError) as info:
+        runtime_proc.start(state_dir, extra=["--mode", "silent"], program=stand_in, timeout=1)
+    assert time.monotonic() - started < 15  # 1 s of waiting + stopping it
+    message = str(info.value)
+    assert message.startswith("the runtime printed no READY line within 1 s")
+    assert "--- last lines of" in message and "stand-in runtime starting up slowly" in message
+    assert runtime_proc.find_runtimes_for(state_dir) == []  # it was stopped
+    assert not (state_dir / "runtime.pid").exists()
+    assert (state_dir / "runtime.log").exists()
+
+
+def test_daemon_that_exits_reports_code_and_log(state_dir: Path, stand_in: list[str],
+                                                cleanup: None) -> None:
+    with pytest.raises(RuntimeProcError,
+                       match=r"(?s)exited with code 3 before it was ready.*no switch at"):
+        runtime_proc.start(state_dir, extra=["--mode", "crash"], program=stand_in, timeout=10)
+    assert not (state_dir / "runtime.pid").exists()
+
+
+def test_stubborn_daemon_is_killed_after_the_grace_period(state_dir: Path, stand_in: list[str],
+                                                          cleanup: None) -> None:
+    info = runtime_proc.start(state_dir, extra=["--mode", "stubborn"], program=stand_in)
+    started = time.monotonic()
+    assert runtime_proc.stop(state_dir, grace=0.5) == info.pid
+    assert 0.4 < time.monotonic() - started < 8
+    assert _gone(info.pid)
+
+
+def test_start_needs_an_environment_with_peers(tmp_path: Path, state_dir: Path,
+                                               stand_in: list[str]) -> None:
+    with pytest.raises(RuntimeProcError, match="no environment is up in .*up --peers"):
+        runtime_proc.start(tmp_path / "empty", program=stand_in)
+    (state_dir / "peers.json").unlink()
+    with pytest.raises(RuntimeProcError, match="peers.json missing"):
+        runtime_proc.start(state_dir, program=stand_in)
+    assert not (state_dir / "runtime.pid").exists()
+
+
+def test_real_daemon_failure_is_reported_with_its_log(state_dir: Path, cleanup: None) -> None:
+    """The real `python -m runtime`: a bad option makes it exit at once with its usage."""
+    with pytest.raises(RuntimeProcError,
+                       match=r"(?s)exited with code 2 .*--rx-ring-size 3 is not a power of two"):
+        runtime_proc.start(state_dir, extra=["--rx-ring-size", "3"], timeout=30)
+
+
+# ---- down and status ----------------------------------------------------------------------------
+def test_down_stops_the_runtime_first(state_dir: Path, stand_in: list[str], cleanup: None,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    info = runtime_proc.start(state_dir, program=stand_in)
+    st = env.status(_prefix())
+    assert st.runtime_pid == info.pid and st.runtime_pid_file
+    out = cli.describe_status(st)
+    assert f"runtime             pid {info.pid} running, control socket {info.control_socket}" \
+        in out
+
+    assert cli.main(["--prefix", _prefix(), "down"]) == 0
+    assert f"stopped runtime pid {info.pid}" in capsys.readouterr().out
+    assert _gone(info.pid)
+    assert not state_dir.exists()  # runtime.pid, runtime.log, control.sock went with the rest
+
+
+def test_down_finds_a_runtime_whose_pid_file_was_lost(state_dir: Path, stand_in: list[str],
+                                                      cleanup: None) -> None:
+    info = runtime_proc.start(state_dir, program=stand_in)
+    (state_dir / "runtime.pid").unlink()
+    result = env.down(_prefix())
+    assert result.runtime_pids == [info.pid]
+    assert _gone(info.pid)
+
+
+def test_status_reports_a_runtime_that_died(state_dir: Path, stand_in: list[str],
+                                            cleanup: None) -> None:
+    info = runtime_proc.start(state_dir, program=stand_in)
+    os.kill(info.pid, signal.SIGKILL)
+    assert _gone(info.pid)
+    runtime_proc._alive(info.pid)  # reap our child, as a separate `status` process would see it
+    st = env.status(_prefix())
+    assert st.runtime_pid is None and st.runtime_pid_file and not st.up and not st.nothing
+    assert "runtime             NOT running (see " in cli.describe_status(st)
+    assert env.down(_prefix()).runtime_pids == []
+    assert not state_dir.exists()
+
+
+def test_status_without_a_runtime(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv(STATE_DIR_ENV, str(tmp_path / "none"))
+    st = env.status(_prefix())
+    assert st.nothing and st.runtime_pid is None and not st.runtime_pid_file
+
+
+# ---- the `run` command --------------------------------------------------------------------------
+def test_cli_run_arguments(capsys: pytest.CaptureFixture[str]) -> None:
+    args = cli.parse_args(["run", "--ports", "1", "--", "--time-wait", "0.5"])
+    assert (args.command, args.ports, args.extra) == ("run", 1, ["--time-wait", "0.5"])
+    assert args.runtime_timeout == runtime_proc.DEFAULT_READY_TIMEOUT
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    assert "p4tas-env run" in capsys.readouterr().out
+    # A managed argument after -- is refused before anything is brought up.
+    assert cli.main(["--prefix", _prefix(), "run", "--", "--env-state", "/x"]) == 1
+    assert "set by bmv2_env itself" in capsys.readouterr().err
+    assert topology.existing_interfaces(_prefix()) == []
+
+
+def test_describe_run_says_what_runs_and_how_to_try_it(tmp_path: Path) -> None:
+    portmap = PortMap(2, "p4t")
+    peers = PeerSet("p4t", tuple(
+        Peer(f"p4tn{i}", f"p4tw{i}p", f"10.99.{i}.2", "aa:bb:cc:dd:ee:0f", f"10.99.{i}.1",
+             f"02:00:0a:63:0{i}:01", i) for i in (1, 2)))
+    record = EnvRecord(portmap, "127.0.0.1:9559", log=False, pipeline=True, peers=True)
+    result = env.UpResult(4242, record, tmp_path, True, peers)
+    info = RuntimeInfo(4343, tmp_path, "127.0.0.1:9559", tmp_path / "control.sock",
+                       tmp_path / "runtime.log", "READY ...")
+    out = cli.describe_run(result, info)
+    assert "simple_switch_grpc  pid 4242" in out and "127.0.0.1:9559" in out
+    assert "runtime             pid 4343" in out
+    assert f"control socket      {tmp_path / 'control.sock'}" in out
+    assert re.search(r"(?m)^\s+1\s+p4tn1\s+p4tw1p\s+10\.99\.1\.2\s+\S+\s+10\.99\.1\.1", out)
+    assert "ip netns exec p4tn1 python3 -c" in out and '("10.99.1.1", 5001)' in out
+    assert f'ControlChannel("{tmp_path / "control.sock"}")' in out
+    assert "cp.IncomingConnection" in out
+    assert out.rstrip().endswith("Stop it with: make clean-env")
+
+
+def test_try_it_commands_are_valid_python(tmp_path: Path) -> None:
+    peer = Peer("p4tn1", "p4tw1p", "10.99.1.2", "aa:bb:cc:dd:ee:0f", "10.99.1.1",
+                "02:00:0a:63:01:01", 1)
+    for line in cli.try_it(peer, tmp_path / "control.sock", python="PY"):
+        found = re.search(r"python3? -c '([^']*)'|PY -c '([^']*)'", line)
+        if found:
+            compile(found.group(1) or found.group(2), "<try-it>", "exec")
+
+
+# ---- bench/bench_conn.py plumbing ----------------------------------------------------------------
+def _bench():
+    spec = importlib.util.spec_from_file_location("bench_conn", REPO / "bench" / "bench_conn.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_conn"] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
+
+
+def test_bench_skips_with_a_json_line(monkeypatch: pytest.MonkeyPatch,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    bench = _bench()
+    monkeypatch.setattr(bench, "skip_reason", lambda: "bmv2 not available: test")
+    assert bench.main(["--n", "5"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0] == "bench-conn: SKIPPED: bmv2 not available: test"
+    assert json.loads(lines[-1]) == {"bench": "conn", "skipped": "bmv2 not available: test"}
+
+
+def test_bench_describes_the_bmv2_build() -> None:
+    try:
+        find_simple_switch_grpc()
+    except ToolNotFound as exc:
+        pytest.skip(f"no bmv2: {exc}")
+    text = _bench().describe_bmv2()
+    assert text.startswith("simple_switch_grpc ") and "logging macros" in text
+
+
+@needs_root
+def test_bench_linux_half_creates_measures_and_removes(capsys: pytest.CaptureFixture[str]) -> None:
+    bench = _bench()
+    pair = bench.LinuxPair()
+    args = bench.parse_args(["--n", "20", "--concurrency", "2", "--warmup", "2",
+                             "--deadline", "30"])
+    try:
+        variants, server, _ = bench.bench_linux(args, pair)
+    finally:
+        bench.cleanup(bench.P4tasSide(), pair)
+    assert [v.name for v in variants] == ["sequential", "2 concurrent"]
+    assert all(v.ok == 20 and not v.errors and v.rate > 0 for v in variants)
+    assert server["accepted"] == 42
+    names = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert pair.tag not in names
+    assert not any(n.startswith(pair.tag) for n in os.listdir("/sys/class/net"))
+
+
+# ---- the real stack (bmv2 + pipeline + runtime) -------------------------------------------------
+def _real_stack_or_skip() -> None:
+    try:
+        find_simple_switch_grpc()
+        PipelineFiles().check()
+    except (ToolNotFound, PipelineError) as exc:
+        pytest.skip(f"needs bmv2 and p4src/build/: {exc}")
+    if not IS_ROOT:
+        pytest.skip("needs root")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _assert_nothing_left(prefix: str, state_dir: Path, pids: list[int]) -> None:
+    assert all(_gone(pid) for pid in pids)
+    assert switch.find_switches_on(prefix) == []
+    assert runtime_proc.find_runtimes_for(state_dir) == []
+    assert topology.existing_interfaces(prefix) == []
+    assert topology.existing_namespaces(prefix) == []
+    assert not state_dir.exists()
+
+
+@needs_root
+def test_real_run_status_down_leaves_nothing(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    _real_stack_or_skip()
+    state_dir = tmp_path / "state"
+    monkeypatch.setenv(STATE_DIR_ENV, str(state_dir))
+    prefix = _prefix()
+    base = ["--prefix", prefix, "--grpc-port", str(_free_port()), "--ports", "1"]
+    pids: list[int] = []
+    try:
+        assert cli.main(base + ["run"]) == 0, capsys.readouterr().err
+        out = capsys.readouterr().out
+        assert out.startswith(f"p4tas is running (environment '{prefix}')")
+        pids = [switch.read_pid(state_dir), runtime_proc.read_pid(state_dir)]  # type: ignore
+        assert f"runtime             pid {pids[1]}" in out
+        assert runtime_proc.running_pid(state_dir) == pids[1]
+        assert (state_dir / "control.sock").is_socket()
+
+        assert cli.main(base + ["status"]) == 0
+        out = capsys.readouterr().out
+        assert f"environment '{prefix}': up" in out and f"runtime             pid {pids[1]}" in out
+
+        # An application reaches the daemon through the printed control socket.
+        from host_lib.control_channel import ControlChannel
+        with ControlChannel(state_dir / "control.sock", app_name="test") as ch:
+            assert ch.stats()["connections"] == 0
+    finally:
+        assert cli.main(base + ["down"]) == 0
+    out = capsys.readouterr().out
+    assert f"stopped runtime pid {pids[1]}" in out and "stopped simple_switch_grpc pid" in out
+    _assert_nothing_left(prefix, state_dir, pids)
+
+
+@needs_root
+def test_real_run_with_a_failing_runtime_tears_down(monkeypatch: pytest.MonkeyPatch,
+                                                    tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    _real_stack_or_skip()
+    state_dir = tmp_path / "state"
+    monkeypatch.setenv(STATE_DIR_ENV, str(state_dir))
+    prefix = _prefix()
+    base = ["--prefix", prefix, "--grpc-port", str(_free_port()), "--ports", "1"]
+    try:
+        assert cli.main(base + ["run", "--", "--rx-ring-size", "3"]) == 1
+    finally:
+        cli.main(base + ["down"])
+    err = capsys.readouterr().err
+    assert err.startswith("run: error: the runtime exited with code 2 before it was ready")
+    assert "not a power of two" in err and "run: everything torn down; logs kept in" in err
+    assert (state_dir / "runtime.log").exists() or not state_dir.exists()
+    assert switch.find_switches_on(prefix) == []
+    assert topology.existing_interfaces(prefix) == []
+    assert topology.existing_namespaces(prefix) == []

@@ -1,0 +1,69 @@
+"""The runtime daemon's command line and configuration, and the pure TCP helpers it uses."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from runtime.config import Interface
+from runtime.connection_control import seq_add, seq_in_window, window_shift_for
+from runtime.daemon import parse_args
+
+
+def test_interface_parse() -> None:
+    iface = Interface.parse("1=10.99.1.1/24,02:00:0A:63:01:01")
+    assert (iface.port, iface.ip, iface.mac, iface.prefix_len) == (1, "10.99.1.1",
+                                                                   "02:00:0a:63:01:01", 24)
+    assert str(iface.network) == "10.99.1.0/24"
+
+
+@pytest.mark.parametrize("text", ["1=10.99.1.1", "x=10.0.0.1,02:00:00:00:00:01",
+                                  "1=10.0.0.300,02:00:00:00:00:01", "1=10.0.0.1,02:00"])
+def test_bad_interfaces(text: str) -> None:
+    with pytest.raises(ValueError, match="interface|MAC"):
+        Interface.parse(text)
+
+
+def test_args_and_routes(tmp_path: Path) -> None:
+    config, level = parse_args(["--interface", "1=10.99.1.1/24,02:00:0a:63:01:01",
+                                "--interface", "2=10.99.2.1/24,02:00:0a:63:02:01",
+                                "--rx-ring-size", "65536", "--log-level", "DEBUG"])
+    assert level == "DEBUG" and config.tcp.rx_ring_size == 65536
+    assert config.route("10.99.2.7").port == 2
+    assert config.route("192.0.2.1") is None
+    assert config.interface_for_port(1).ip == "10.99.1.1"
+
+
+def test_interfaces_from_env_state(tmp_path: Path) -> None:
+    (tmp_path / "peers.json").write_text(json.dumps({"peers": [
+        {"wire_port": 1, "local_ip": "10.99.1.1", "local_mac": "02:00:0a:63:01:01"}]}))
+    config, _ = parse_args(["--env-state", str(tmp_path)])
+    assert config.interfaces == (Interface(1, "10.99.1.1", "02:00:0a:63:01:01"),)
+
+
+@pytest.mark.parametrize("argv, words", [
+    ([], "no interfaces"),
+    (["--interface", "1=10.0.0.1,02:00:00:00:00:01", "--rx-ring-size", "1000"], "power of two"),
+])
+def test_bad_args(argv: list[str], words: str, capsys) -> None:
+    with pytest.raises(SystemExit):
+        parse_args(argv)
+    assert words in capsys.readouterr().err
+
+
+def test_env_state_without_peers_is_a_clear_error(tmp_path: Path, capsys) -> None:
+    with pytest.raises(SystemExit):
+        parse_args(["--env-state", str(tmp_path)])
+    assert "up --peers" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("ring, shift", [(1024, 0), (65535, 0), (65536, 1), (1 << 18, 3),
+                                         (1 << 30, 14)])
+def test_window_shift(ring: int, shift: int) -> None:
+    assert window_shift_for(ring) == shift
+
+
+def test_sequence_arithmetic_wraps() -> None:
+    assert seq_add(0xFFFFFFFF, 2) == 1
+    assert seq_in_window(5, 0xFFFFFFF0, 100)
+    assert not seq_in_window(0xFFFFFFEF, 0xFFFFFFF0, 100)
