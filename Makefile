@@ -17,7 +17,7 @@ export P4TAS_REPORT
 PTF_PREFIX ?= p4ptf
 PTF_GRPC_PORT ?= 9560
 
-.PHONY: setup p4 p4-check ptf test unit run clean-env status
+.PHONY: setup p4 p4-check ptf test pytest run clean-env status
 
 setup: $(VENV)/.installed
 
@@ -51,7 +51,7 @@ p4-check:
 	  fi; \
 	fi
 
-unit: setup
+pytest: setup
 	$(PY) -m pytest tests
 
 # Veths + simple_switch_grpc + pipeline, the PTF suite, and teardown even on failure or Ctrl-C.
@@ -61,7 +61,7 @@ ptf: setup
 test: setup
 	@mkdir -p $(dir $(P4TAS_REPORT)) && : > $(P4TAS_REPORT)
 	@status=0; \
-	$(MAKE) --no-print-directory unit || status=1; \
+	$(MAKE) --no-print-directory pytest || status=1; \
 	$(MAKE) --no-print-directory p4-check || status=1; \
 	$(MAKE) --no-print-directory ptf || status=1; \
 	$(PY) tests/summary.py $(P4TAS_REPORT) || status=1; \

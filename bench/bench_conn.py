@@ -10,7 +10,8 @@
     same client script with the same N and K.
 
 A connection is connect() + waiting for the server's FIN + close(). The rate of a variant is
-the successful connections divided by the time from the start signal to the last client's end.
+the successful connections divided by the time from the start signal to the last client's end;
+each variant runs --repeat times (3) and the median rate is reported (all rates are in the JSON).
 Everything created (environment, runtime, namespaces, veths, processes) is removed at the end,
 also on failure or Ctrl-C. Without root, bmv2 or the compiled pipeline the benchmark is skipped
 (exit 0). The last line of the output is one JSON object with the figures.
@@ -28,7 +29,6 @@ import re
 import select
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import time
@@ -166,6 +166,7 @@ class Variant:
     errors: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
     latencies_us: list[int] = field(default_factory=list)
+    all_rates: list[float] = field(default_factory=list)  # every repetition's rate
 
     @property
     def rate(self) -> float:
@@ -183,12 +184,15 @@ class Variant:
 
     def line(self) -> str:
         errs = ", ".join(f"{k} {v}" for k, v in sorted(self.errors.items())) or "no errors"
+        runs = f" (median of {', '.join(map(str, self.all_rates))})" \
+            if len(self.all_rates) > 1 else ""
         return (f"  {self.name:<14} {self.ok}/{self.n} ok ({errs}) in {self.seconds:.2f} s: "
-                f"{self.rate:8.1f} conn/s; per connection p50 {self.percentile_ms(0.5):.2f} ms, "
-                f"p99 {self.percentile_ms(0.99):.2f} ms")
+                f"{self.rate:8.1f} conn/s{runs}; per connection "
+                f"p50 {self.percentile_ms(0.5):.2f} ms, p99 {self.percentile_ms(0.99):.2f} ms")
 
     def figures(self) -> dict:
-        return {"conn_per_s": round(self.rate, 1), "ok": self.ok, "errors": self.error_count,
+        return {"conn_per_s": round(self.rate, 1), "runs": self.all_rates or [round(self.rate, 1)],
+                "ok": self.ok, "errors": self.error_count,
                 "seconds": round(self.seconds, 3),
                 "p50_ms": round(self.percentile_ms(0.5), 3),
                 "p99_ms": round(self.percentile_ms(0.99), 3)}
@@ -233,20 +237,34 @@ def run_clients(netns: str, host: str, port: int, n: int, clients: int, timeout:
     return result
 
 
+def _median_run(netns: str, host: str, port: int, args: argparse.Namespace, clients: int,
+                name: str) -> Variant:
+    """`args.repeat` runs of one variant; the run with the median rate, all rates noted."""
+    runs = [run_clients(netns, host, port, args.n, clients, args.timeout, args.deadline, name)
+            for _ in range(args.repeat)]
+    chosen = sorted(runs, key=lambda v: v.rate)[len(runs) // 2]
+    chosen.all_rates = [round(v.rate, 1) for v in runs]
+    for other in runs:  # errors of any run count
+        if other is not chosen:
+            for kind, count in other.errors.items():
+                chosen.errors[kind] = chosen.errors.get(kind, 0) + count
+    return chosen
+
+
 def measure(netns: str, host: str, port: int, args: argparse.Namespace,
             label: str) -> list[Variant]:
-    """Warm-up, then N sequential connections, then N connections by K clients."""
+    """Warm-up, then N sequential connections, then N connections by K clients (each variant
+    `args.repeat` times, the median kept)."""
     if args.warmup:
         warm = run_clients(netns, host, port, args.warmup, 1, args.timeout, args.deadline,
                            f"{label} warm-up")
         if warm.ok == 0:
             raise BenchError(f"{label}: not one warm-up connection succeeded "
                              f"({warm.errors}); nothing to measure")
-    variants = [run_clients(netns, host, port, args.n, 1, args.timeout, args.deadline,
-                            "sequential")]
+    variants = [_median_run(netns, host, port, args, 1, "sequential")]
     if args.concurrency > 1:
-        variants.append(run_clients(netns, host, port, args.n, args.concurrency, args.timeout,
-                                    args.deadline, f"{args.concurrency} concurrent"))
+        variants.append(_median_run(netns, host, port, args, args.concurrency,
+                                    f"{args.concurrency} concurrent"))
     return variants
 
 
@@ -445,6 +463,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--concurrency", "-k", type=_int_range(1, MAX_CONCURRENCY), default=4,
                         help="client processes of the concurrent variant (default %(default)s; "
                              "1: sequential only)")
+    parser.add_argument("--repeat", type=_int_range(1, 20), default=3,
+                        help="runs of each variant; the median rate is reported (default "
+                             "%(default)s)")
     parser.add_argument("--warmup", type=_int_range(0, 1000), default=10,
                         help="connections before measuring, not counted (default %(default)s)")
     parser.add_argument("--timeout", type=float, default=5.0,
@@ -469,7 +490,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.pop(STATE_DIR_ENV, None)  # our environment's state dir is ours alone
     bmv2 = describe_bmv2()
     print(f"bench-conn: {args.n} connections per variant (sequential, and {args.concurrency} "
-          f"concurrent clients), {args.warmup} warm-up connections not counted")
+          f"concurrent clients), median of {args.repeat} runs, {args.warmup} warm-up "
+          "connections not counted")
     print(f"bmv2: {bmv2}", flush=True)
     side, pair = P4tasSide(), LinuxPair()
     error = None
@@ -510,6 +532,7 @@ def report(args: argparse.Namespace, bmv2: str, p4tas: list[Variant], linux: lis
     print(f"p4tas {p4tas[0].rate:.1f} conn/s, Linux {linux[0].rate:.1f} conn/s sequential: "
           f"ratio p4tas/Linux {seq}" + (f" (Linux {1 / seq:.1f}x faster)" if seq else ""))
     figures: dict = {"bench": "conn", "n": args.n, "concurrency": args.concurrency,
+                     "repeat": args.repeat,
                      "p4tas_conn_per_s": round(p4tas[0].rate, 1),
                      "linux_conn_per_s": round(linux[0].rate, 1), "ratio": seq}
     if len(p4tas) > 1:

@@ -153,7 +153,14 @@ class ConnectionControl:
         conn.timestamps = seg.options.timestamps is not None
 
     def _on_syn_for(self, conn: Connection, seg: TcpSegment) -> None:
-        if conn.state is State.SYN_SENT and seg.flags & TcpFlags.ACK:
+        if (conn.state is State.TIME_WAIT and not seg.flags & TcpFlags.ACK
+                and seq_in_window(seg.seq, conn.rcv_nxt, 1 << 31)):
+            # RFC 1122 4.2.2.13: a new SYN beyond the old connection reopens the 4-tuple.
+            self.stats.bump("time_wait_reopens")
+            conn.sm.fire(Event.TIME_WAIT_EXPIRED)
+            self._finish(conn, notify=False)
+            self._on_syn(conn.tuple, seg, conn.interface)
+        elif conn.state is State.SYN_SENT and seg.flags & TcpFlags.ACK:
             self._on_syn_ack(conn, seg)
         elif conn.state is State.SYN_RECEIVED and not seg.flags & TcpFlags.ACK:
             self._send_syn(conn)  # the peer did not get our SYN-ACK
@@ -210,6 +217,8 @@ class ConnectionControl:
                 ctx_id=conn.owner.ctx_id, conn_id=conn.conn_id,
                 listener_id=conn.listener.listener_id, local_ip=t.local_ip,
                 local_port=t.local_port, peer_ip=t.peer_ip, peer_port=t.peer_port))
+        if conn.state is State.CLOSE_WAIT:  # the peer's FIN beat the flow installation
+            self._tell(conn, cp.PeerClosed(ctx_id=conn.owner.ctx_id, conn_id=conn.conn_id))
 
     # ---------------------------------------------------------------- active open
 

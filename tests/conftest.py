@@ -1,4 +1,5 @@
-"""Adds the unit tests' counts to the `make test` report (P4TAS_REPORT), see tests/summary.py."""
+"""Adds the pytest counts (unit and end-to-end tests) to the `make test` report
+(P4TAS_REPORT); tests/summary.py adds the stages up."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
     failed = len(stats.get("failed", [])) + len(stats.get("error", []))
     skipped = stats.get("skipped", [])
     reasons = sorted({str(r.longrepr[2]) for r in skipped if isinstance(r.longrepr, tuple)})
-    line = f"unit: {passed} passed, {failed} failed, {len(skipped)} skipped"
+    line = f"pytest: {passed} passed, {failed} failed, {len(skipped)} skipped"
     if reasons:
         line += f" ({'; '.join(reasons)})"
     with open(report, "a", encoding="utf-8") as handle:

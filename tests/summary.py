@@ -10,7 +10,7 @@ import re
 import sys
 from dataclasses import dataclass
 
-STAGES = ("unit", "p4-check", "ptf")
+STAGES = ("pytest", "p4-check", "ptf")
 LINE = re.compile(r"^(?P<stage>[\w-]+): (?P<passed>\d+) passed, (?P<failed>\d+) failed, "
                   r"(?P<skipped>\d+) skipped(?: \((?P<why>.*)\))?$")
 

@@ -357,14 +357,15 @@ def test_bench_linux_half_creates_measures_and_removes(capsys: pytest.CaptureFix
     bench = _bench()
     pair = bench.LinuxPair()
     args = bench.parse_args(["--n", "20", "--concurrency", "2", "--warmup", "2",
-                             "--deadline", "30"])
+                             "--repeat", "2", "--deadline", "30"])
     try:
         variants, server, _ = bench.bench_linux(args, pair)
     finally:
         bench.cleanup(bench.P4tasSide(), pair)
     assert [v.name for v in variants] == ["sequential", "2 concurrent"]
     assert all(v.ok == 20 and not v.errors and v.rate > 0 for v in variants)
-    assert server["accepted"] == 42
+    assert all(len(v.all_rates) == 2 and round(v.rate, 1) in v.all_rates for v in variants)
+    assert server["accepted"] == 2 + 2 * 20 + 2 * 20
     names = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     assert pair.tag not in names
     assert not any(n.startswith(pair.tag) for n in os.listdir("/sys/class/net"))
