@@ -75,6 +75,7 @@ class ConnectionControl:
         self.arp_responder = ArpResponder({i.ip: i.mac for i in config.interfaces}, self.arp)
         self.stats = Stats(Counter())
         self.window_shift = window_shift_for(self.tcp.rx_ring_size)
+        self._switch_tasks: set[asyncio.Task] = set()
 
     # ---------------------------------------------------------------- packets from the switch
 
@@ -174,7 +175,7 @@ class ConnectionControl:
         conn.retries = 0
         if conn.listener is not None:
             conn.listener.handshaking -= 1
-        asyncio.get_running_loop().create_task(self._install(conn))
+        self._track(self._install(conn))
 
     async def _install(self, conn: Connection) -> None:
         """Install the flow, then tell the application (the fast path is ready by then)."""
@@ -381,7 +382,7 @@ class ConnectionControl:
             self._abort(conn, send_rst=True)
         elif conn.state in (State.ESTABLISHED, State.CLOSE_WAIT):
             conn.sm.fire(Event.APP_CLOSE)
-            asyncio.get_running_loop().create_task(self._fin_after_removal(conn))
+            self._track(self._fin_after_removal(conn))
         # Closing states: already closing, nothing more to do.
 
     async def _fin_after_removal(self, conn: Connection) -> None:
@@ -412,10 +413,12 @@ class ConnectionControl:
                 self._tell(conn, cp.ConnectionReset(ctx_id=self._ctx(conn), conn_id=conn.conn_id,
                                                     message="the p4tas runtime is stopping"))
             self._abort(conn, send_rst=conn.state not in (State.SYN_SENT, State.TIME_WAIT))
-        await asyncio.sleep(0)
-        pending = [c for c in self.table.by_id.values()]
-        for conn in pending:
-            await self._remove_flow(conn)
+        await self.flush_switch_writes()
+
+    async def flush_switch_writes(self) -> None:
+        """Wait until every flow installation and removal under way has reached the switch."""
+        while self._switch_tasks:
+            await asyncio.gather(*self._switch_tasks, return_exceptions=True)
 
     def snapshot(self) -> dict[str, int]:
         """Event counters plus what is in use now (for GetStats and leak checks)."""
@@ -499,7 +502,16 @@ class ConnectionControl:
         if notify:
             self._tell(conn, cp.Closed(ctx_id=self._ctx(conn), conn_id=conn.conn_id))
         if conn.flow is not None:
-            asyncio.get_running_loop().create_task(self._remove_flow(conn))
+            self._spawn_removal(conn)
+
+    def _spawn_removal(self, conn: Connection) -> None:
+        self._track(self._remove_flow(conn))
+
+    def _track(self, coro) -> None:
+        """Run a coroutine that writes to the switch; shutdown waits for all of them."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._switch_tasks.add(task)
+        task.add_done_callback(self._switch_tasks.discard)
 
     async def _remove_flow(self, conn: Connection) -> None:
         spec, lease = conn.flow_spec, conn.flow

@@ -227,3 +227,71 @@ def test_blind_rst_with_wrong_sequence_is_ignored(stack: Stack) -> None:
         assert out.split("\n")[1] == "eof", (out, err)
         ch.wait_for(cp.Closed, conn_id=incoming.conn_id, timeout=10)
         ch.close_listener(listening.listener_id)
+
+
+# Linux client: connect, then report how the connection ended.
+CONNECT_UNTIL_END = """
+import socket, sys
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)
+print("connected", flush=True)
+try:
+    print("eof" if s.recv(1) == b"" else "data", flush=True)
+except ConnectionResetError:
+    print("reset", flush=True)
+"""
+
+
+def test_vanished_application_loses_listeners_and_connections(stack: Stack) -> None:
+    ch = stack.channel()
+    ctx = ch.create_context()
+    ch.listen(ctx, LISTEN_PORT)
+    client = stack.linux(CONNECT_UNTIL_END, local_ip(stack), str(LISTEN_PORT))
+    ch.wait_for(cp.IncomingConnection, timeout=10)
+    ch._sock.close()  # the application dies without a word
+    out, err = client.communicate(timeout=15)
+    assert out.split("\n")[1] == "reset", (out, err)
+    with stack.channel() as other:
+        wait_until(lambda: other.stats()["listeners"] == 0, what="listener removed")
+        wait_until(lambda: other.stats()["connections"] == 0, what="connection reset")
+        other.listen(other.create_context(), LISTEN_PORT)  # the port is free again
+    wait_until(lambda: not stack.flow_entries(), what="flow entries removed")
+
+
+def test_bad_messages_get_errors_and_the_daemon_survives(stack: Stack) -> None:
+    import socket
+    import struct
+    with stack.channel() as ch:
+        ctx = ch.create_context()
+        with pytest.raises(OSError) as bad_ctx:
+            ch.listen(ctx + 1000, LISTEN_PORT)
+        assert "no context" in str(bad_ctx.value)
+        with pytest.raises(OSError) as bad_conn:
+            ch.close_connection(424242)
+        assert "no connection 424242" in str(bad_conn.value)
+        # Raw garbage on a fresh socket: an error reply, then the daemon still serves others.
+        raw = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        raw.connect(str(stack.socket_path))
+        payload = b"{not json"
+        raw.sendall(struct.pack("!I", len(payload)) + payload)
+        reply = cp.recv_message(raw)
+        assert isinstance(reply, cp.Error) and "JSON" in reply.message
+        raw.close()
+        assert ch.stats()["listeners"] == 0
+
+
+def test_runtime_stop_resets_connections_and_removes_flows(stack: Stack) -> None:
+    """Last in this module: it stops the daemon (the fixture's teardown copes)."""
+    from bmv2_env import runtime_proc
+    ch = stack.channel()
+    ctx = ch.create_context()
+    ch.listen(ctx, LISTEN_PORT)
+    client = stack.linux(CONNECT_UNTIL_END, local_ip(stack), str(LISTEN_PORT))
+    incoming = ch.wait_for(cp.IncomingConnection, timeout=10)
+    assert len(stack.flow_entries()) == 1
+    runtime_proc.terminate(stack.runtime.pid, stack.runtime.log_path.parent, 20)
+    reset = ch.wait_for(cp.ConnectionReset, conn_id=incoming.conn_id, timeout=10)
+    assert "stopping" in reset.message
+    out, err = client.communicate(timeout=15)
+    assert out.split("\n")[1] == "reset", (out, err)
+    assert not stack.flow_entries(), "the daemon must remove what it installed"
+    assert any("stopped; stats" in line for line in stack.runtime_log)
