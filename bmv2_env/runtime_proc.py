@@ -21,16 +21,14 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from .processes import ManagedProcess, ProcessKind, find_pids
 from .state import CONTROL_SOCKET, PEERS_FILE, RUNTIME_LOG, RUNTIME_PID, EnvRecord
-from .switch import _cmdline, log_tail
 
 log = logging.getLogger(__name__)
 
@@ -38,13 +36,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 READY_PREFIX = "READY"
 DEFAULT_READY_TIMEOUT = 30.0
 STOP_GRACE = 10.0  # the daemon resets its connections on SIGTERM before it exits
-_KILL_WAIT = 5.0
-_POLL = 0.05
 # Arguments this module sets itself; passing them as extra arguments is an error.
 _MANAGED_ARGS = ("--grpc-addr", "--env-state", "--control-socket")
-
-# Daemons started by this process, so that their exit is reaped (no zombies, no ResourceWarning).
-_children: dict[int, subprocess.Popen[bytes]] = {}
 
 
 class RuntimeProcError(RuntimeError):
@@ -105,75 +98,40 @@ def _has_pair(argv: Sequence[str], option: str, value: str) -> bool:
         or f"{option}={value}" in argv
 
 
-def _alive(pid: int) -> bool:
-    """True while `pid` exists and is not a zombie; reaps it if it is our child."""
-    child = _children.get(pid)
-    if child is not None:
-        if child.poll() is None:
-            return True
-        del _children[pid]
-        return False
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+def _kind(state_dir: Path | str) -> ProcessKind:
+    """A runtime daemon of *this* state dir: `--env-state <state dir>` and `--control-socket
+    <state dir>/control.sock` on its command line, exactly as build_command writes them."""
+    directory = _dir(state_dir)
+
+    def matches(argv: Sequence[str]) -> bool:
+        return (_has_pair(argv, "--env-state", str(directory))
+                and _has_pair(argv, "--control-socket", str(directory / CONTROL_SOCKET)))
+    return ProcessKind("runtime", matches, RuntimeProcError)
+
+
+def _process(state_dir: Path | str) -> ManagedProcess:
+    """This state dir's daemon: runtime.pid, runtime.log; errors carry 30 lines of the log."""
+    return ManagedProcess(_kind(state_dir), pid_path(state_dir), log_path(state_dir), 30)
 
 
 def is_runtime_process(pid: int, state_dir: Path | str) -> bool:
-    """True if `pid` is a live runtime daemon of *this* state dir (a reused PID is not).
-
-    The test is the command line: `--env-state <state dir>` and `--control-socket
-    <state dir>/control.sock`, exactly as build_command writes them.
-    """
-    if pid <= 0 or pid == os.getpid():
-        return False
-    argv = _cmdline(pid)
-    directory = _dir(state_dir)
-    return (_has_pair(argv, "--env-state", str(directory))
-            and _has_pair(argv, "--control-socket", str(directory / CONTROL_SOCKET))
-            and _alive(pid))
+    """True if `pid` is a live runtime daemon of *this* state dir (a reused PID is not)."""
+    return _kind(state_dir).is_ours(pid)
 
 
 def read_pid(state_dir: Path | str) -> int | None:
     """The PID recorded in runtime.pid, or None (no file, or not a number)."""
-    try:
-        return int(pid_path(state_dir).read_text().strip())
-    except (OSError, ValueError):
-        return None
+    return _process(state_dir).read_pid()
 
 
 def running_pid(state_dir: Path | str) -> int | None:
     """The recorded PID if that process really is this state dir's running daemon."""
-    pid = read_pid(state_dir)
-    return pid if pid is not None and is_runtime_process(pid, state_dir) else None
+    return _process(state_dir).running_pid()
 
 
 def find_runtimes_for(state_dir: Path | str) -> list[int]:
     """PIDs of every daemon running for this state dir (say, one whose pid file was lost)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and is_runtime_process(int(entry.name), state_dir):
-            found.append(int(entry.name))
-    return sorted(found)
-
-
-def _signal(pid: int, sig: signal.Signals) -> None:
-    """Signal `pid`, and its process group if it leads one (start() makes it a session leader)."""
-    try:
-        leader = os.getpgid(pid) == pid
-        os.killpg(pid, sig) if leader else os.kill(pid, sig)
-    except ProcessLookupError:
-        pass
-
-
-def _wait_gone(pid: int, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while _alive(pid):
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(_POLL)
-    return True
+    return find_pids(_kind(state_dir).is_ours)
 
 
 def terminate(pid: int, state_dir: Path | str, grace: float = STOP_GRACE) -> bool:
@@ -182,30 +140,10 @@ def terminate(pid: int, state_dir: Path | str, grace: float = STOP_GRACE) -> boo
     The command line is checked again before each signal, so a PID that changed hands
     meanwhile is left alone. Raises RuntimeProcError if the daemon survives SIGKILL.
     """
-    signalled = False
-    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, _KILL_WAIT)):
-        if not is_runtime_process(pid, state_dir):
-            if not signalled:
-                log.info("pid %d is not the runtime of %s: not signalling it", pid, state_dir)
-            return signalled
-        _signal(pid, sig)
-        signalled = True
-        if _wait_gone(pid, wait):
-            log.info("stopped the runtime pid %d (%s)", pid, sig.name)
-            return True
-        log.warning("runtime pid %d still running %g s after %s", pid, wait, sig.name)
-    raise RuntimeProcError(f"runtime pid {pid} survived SIGKILL")
+    return _kind(state_dir).terminate(pid, grace)
 
 
 # ---- start / stop ------------------------------------------------------------------------------
-def _failure(message: str, state_dir: Path) -> RuntimeProcError:
-    path = log_path(state_dir)
-    tail = log_tail(path, 30)
-    if not tail:
-        return RuntimeProcError(f"{message} ({path} is empty)")
-    return RuntimeProcError(f"{message}\n--- last lines of {path} ---\n{tail}")
-
-
 def _ready_line(path: Path) -> str | None:
     try:
         text = path.read_text(errors="replace")
@@ -214,20 +152,13 @@ def _ready_line(path: Path) -> str | None:
     return next((line for line in text.splitlines() if line.startswith(READY_PREFIX)), None)
 
 
-def _wait_ready(proc: subprocess.Popen[bytes], state_dir: Path, timeout: float) -> str:
-    deadline = time.monotonic() + timeout
-    path = log_path(state_dir)
-    while True:
-        line = _ready_line(path)
-        if line is not None:
-            return line
-        if proc.poll() is not None:
-            raise _failure(f"the runtime exited with code {proc.returncode} before it was "
-                           f"ready", state_dir)
-        if time.monotonic() >= deadline:
-            raise _failure(f"the runtime printed no {READY_PREFIX} line within {timeout:g} s",
-                           state_dir)
-        time.sleep(_POLL)
+def _wait_ready(process: ManagedProcess, proc: subprocess.Popen[bytes], timeout: float) -> str:
+    """The daemon's READY line, once it printed it; RuntimeProcError with its log if it did not."""
+    def exited(code: int) -> str:
+        return f"the runtime exited with code {code} before it was ready"
+    silent = f"the runtime printed no {READY_PREFIX} line within {timeout:g} s"
+    return process.wait_ready(proc, lambda: _ready_line(process.log_path), timeout, exited,
+                              silent)
 
 
 def start(state_dir: Path | str, grpc_addr: str | None = None, extra: Sequence[str] = (), *,
@@ -256,18 +187,14 @@ def start(state_dir: Path | str, grpc_addr: str | None = None, extra: Sequence[s
         raise RuntimeProcError(f"a runtime for {directory} already runs (pid {running}); stop "
                                "it first (`python -m bmv2_env down` stops everything)")
     cmd = build_command(directory, grpc_addr, extra, program)
-    pid_path(directory).unlink(missing_ok=True)
+    process = _process(directory)
+    process.pid_path.unlink(missing_ok=True)
     log.info("starting: %s", " ".join(cmd))
     child_env = dict(os.environ if env is None else env)
     child_env.setdefault("PYTHONUNBUFFERED", "1")
-    with open(log_path(directory), "wb") as log_file:
-        proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=child_env, stdin=subprocess.DEVNULL,
-                                stdout=log_file, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-    _children[proc.pid] = proc
-    pid_path(directory).write_text(f"{proc.pid}\n")
+    proc = process.spawn(cmd, cwd=REPO_ROOT, env=child_env)
     try:
-        line = _wait_ready(proc, directory, timeout)
+        line = _wait_ready(process, proc, timeout)
     except BaseException:
         stop(directory)
         raise
@@ -283,17 +210,13 @@ def stop(state_dir: Path | str, grace: float = STOP_GRACE) -> int | None:
     not this state dir's daemon (which is then left alone).
     """
     directory = _dir(state_dir)
-    pid = read_pid(directory)
-    if pid is None:
-        if pid_path(directory).exists():
-            log.warning("%s is unreadable: removing it", pid_path(directory))
-            pid_path(directory).unlink(missing_ok=True)
+    process = _process(directory)
+    if process.read_pid() is None:
+        if process.pid_path.exists():
+            log.warning("%s is unreadable: removing it", process.pid_path)
+            process.pid_path.unlink(missing_ok=True)
         return None
-    stopped = pid if terminate(pid, directory, grace) else None
-    child = _children.pop(pid, None)
-    if child is not None:
-        child.poll()  # reap it
-    pid_path(directory).unlink(missing_ok=True)
+    stopped = process.stop(grace)
     _remove_socket(directory)
     return stopped
 

@@ -16,7 +16,7 @@ from runtime.config import Interface, RuntimeConfig
 from runtime.connections import Connection, ConnectionTable, EventSink, Listener
 from runtime.datapath import Datapath, PacketIn
 from runtime.datapath_constants import PacketInReason
-from runtime.flow_entries import FlowSpec, FlowTuple, flow_entries
+from runtime.flow_entries import MAX_GENERATION, FlowSpec, FlowTuple, flow_entries
 from runtime.flow_ids import FlowIdAllocator
 from runtime.local_ports import LocalPortAllocator
 from runtime.p4rt.p4info import P4Info
@@ -69,7 +69,7 @@ class ConnectionControl:
         self.datapath = datapath
         self.p4info = p4info
         self.table = ConnectionTable()
-        self.flow_ids = FlowIdAllocator()
+        self.flow_ids = FlowIdAllocator(first_generation=random.randrange(1, MAX_GENERATION + 1))
         self.ports = LocalPortAllocator()
         self.arp = ArpCache()
         self.arp_responder = ArpResponder({i.ip: i.mac for i in config.interfaces}, self.arp)

@@ -35,12 +35,23 @@ def connect_switch(config: RuntimeConfig) -> P4RuntimeClient:
         client.connect()
         pushed = client.ensure_pipeline(config.p4info, config.bmv2_json)
         client.write_clone_sessions(ack_clone_sessions([i.port for i in config.interfaces]))
+        stale = remove_stale_flows(client)
     except P4RuntimeError as exc:
         client.close()
         raise StartupError(f"switch at {config.grpc_addr}: {exc}") from None
-    log.info("connected to %s as primary; pipeline %s", config.grpc_addr,
-             "loaded" if pushed else "already running")
+    log.info("connected to %s as primary; pipeline %s; %d stale flow entries removed",
+             config.grpc_addr, "loaded" if pushed else "already running", stale)
     return client
+
+
+def remove_stale_flows(client: P4RuntimeClient) -> int:
+    """Delete flow entries a previous run left behind (it crashed or was killed): their
+    connections are gone with it, and their flow ids would collide with ours."""
+    stale = [entity.table_entry for table in ("flow_lookup", "flow_state")
+             for entity in client.read([client.p4info.table_wildcard(table)])]
+    if stale:
+        client.delete(stale)
+    return len(stale)
 
 
 async def serve(config: RuntimeConfig) -> int:

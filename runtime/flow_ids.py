@@ -39,9 +39,15 @@ class FlowLease(NamedTuple):
 class FlowIdAllocator:
     """O(1) allocate/free of flow ids 0..capacity-1 with a per-id generation."""
 
-    def __init__(self, capacity: int = MAX_FLOWS) -> None:
+    def __init__(self, capacity: int = MAX_FLOWS, first_generation: int = 1) -> None:
+        """`first_generation`: what each id's first lease carries; a daemon that restarts
+        against a running switch picks it at random, so stale register state of the previous
+        run (same id, same generation) is all but impossible."""
         if capacity < 1:
             raise ValueError(f"capacity {capacity} must be at least 1")
+        if not 1 <= first_generation <= MAX_GENERATION:
+            raise ValueError(f"first_generation {first_generation} outside 1..{MAX_GENERATION}")
+        self._base = first_generation - 1
         self._capacity = capacity
         self._next_fresh = 0
         self._freed: deque[int] = deque()
@@ -73,7 +79,7 @@ class FlowIdAllocator:
             flow_id = self._freed.popleft()
         else:
             raise FlowTableFull(self._capacity)
-        generation = self._generations[flow_id] % MAX_GENERATION + 1
+        generation = (self._generations[flow_id] or self._base) % MAX_GENERATION + 1
         self._generations[flow_id] = generation
         self._allocated[flow_id] = 1
         self._in_use += 1

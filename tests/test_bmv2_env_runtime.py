@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from bmv2_env import __main__ as cli
-from bmv2_env import env, runtime_proc, switch, topology
+from bmv2_env import env, processes, runtime_proc, switch, topology
 from bmv2_env.peers import Peer, PeerSet
 from bmv2_env.pipeline import PipelineError, PipelineFiles
 from bmv2_env.portmap import PortMap
@@ -267,7 +267,7 @@ def test_status_reports_a_runtime_that_died(state_dir: Path, stand_in: list[str]
     info = runtime_proc.start(state_dir, program=stand_in)
     os.kill(info.pid, signal.SIGKILL)
     assert _gone(info.pid)
-    runtime_proc._alive(info.pid)  # reap our child, as a separate `status` process would see it
+    processes.alive(info.pid)  # reap our child, as a separate `status` process would see it
     st = env.status(_prefix())
     assert st.runtime_pid is None and st.runtime_pid_file and not st.up and not st.nothing
     assert "runtime             NOT running (see " in cli.describe_status(st)

@@ -279,6 +279,29 @@ def test_bad_messages_get_errors_and_the_daemon_survives(stack: Stack) -> None:
         assert ch.stats()["listeners"] == 0
 
 
+def test_restarted_runtime_removes_flows_of_a_killed_one(stack: Stack) -> None:
+    """A daemon killed with SIGKILL leaves its flows in the switch; the next one cleans up."""
+    import os
+    import signal
+    from bmv2_env import runtime_proc
+    ch = stack.channel()
+    ctx = ch.create_context()
+    ch.listen(ctx, LISTEN_PORT)
+    client = stack.linux(CONNECT_UNTIL_END, local_ip(stack), str(LISTEN_PORT))
+    ch.wait_for(cp.IncomingConnection, timeout=10)
+    assert len(stack.flow_entries()) == 1
+    os.kill(stack.runtime.pid, signal.SIGKILL)
+    wait_until(lambda: not runtime_proc.is_runtime_process(stack.runtime.pid,
+                                                           stack.runtime.state_dir),
+               what="the killed daemon to be gone")
+    assert len(stack.flow_entries()) == 1, "nobody removed the flow: the daemon was killed"
+    runtime_proc.stop(stack.runtime.state_dir)  # only clears the pid file now
+    stack.runtime = runtime_proc.start(stack.runtime.state_dir, extra=RUNTIME_ARGS)
+    assert not stack.flow_entries(), "the new daemon must remove the stale flow"
+    client.kill()
+    client.communicate()
+
+
 def test_runtime_stop_resets_connections_and_removes_flows(stack: Stack) -> None:
     """Last in this module: it stops the daemon (the fixture's teardown copes)."""
     from bmv2_env import runtime_proc

@@ -111,3 +111,12 @@ def test_100k_cycles_are_constant_time() -> None:
         held[i % 1000] = ids.allocate().flow_id
     assert time.perf_counter() - start < 2.0
     assert ids.in_use == 1000
+
+
+def test_first_generation_is_configurable_and_still_wraps() -> None:
+    alloc = FlowIdAllocator(1, first_generation=65535)
+    assert alloc.allocate() == (0, 65535)
+    alloc.free(0)
+    assert alloc.allocate() == (0, 1)
+    with pytest.raises(ValueError, match="first_generation 0"):
+        FlowIdAllocator(1, first_generation=0)
