@@ -78,6 +78,12 @@ class ControlChannel:
             req_id=r, ctx_id=ctx_id, peer_ip=peer_ip, peer_port=peer_port, timeout_s=timeout_s,
             local_ip=local_ip, local_port=local_port)).conn_id
 
+    def accept(self, timeout: float | None = None) -> cp.IncomingConnection:
+        """Wait for the next incoming connection and take it off the accept queue."""
+        incoming = self.wait_for(cp.IncomingConnection, timeout=timeout)
+        self._request(lambda r: cp.Accept(req_id=r, conn_id=incoming.conn_id))
+        return incoming
+
     def close_connection(self, conn_id: int) -> None:
         self._request(lambda r: cp.Close(req_id=r, conn_id=conn_id))
 

@@ -336,6 +336,15 @@ class Connect(Request):
 
 @register
 @dataclass(frozen=True, kw_only=True)
+class Accept(Request):
+    """The application took an IncomingConnection off its accept queue (frees backlog)."""
+
+    TYPE: ClassVar[str] = "Accept"
+    conn_id: int = _field(_ID)
+
+
+@register
+@dataclass(frozen=True, kw_only=True)
 class Close(Request):
     """Close the connection: FIN after the queued data; Closed follows."""
 

@@ -130,7 +130,7 @@ class ConnectionControl:
             self.stats.bump("syn_to_closed_port")
             self._send_rst_for(seg, iface)
             return
-        if listener.handshaking >= listener.backlog:
+        if listener.queue_full():
             self.stats.bump("syn_backlog_drops")
             return
         self.arp.learn(seg.src_ip, seg.src_mac)
@@ -214,6 +214,7 @@ class ConnectionControl:
                                             local_ip=t.local_ip, local_port=t.local_port,
                                             peer_ip=t.peer_ip, peer_port=t.peer_port))
         else:
+            conn.listener.unaccepted.add(conn.conn_id)
             conn.owner.deliver(cp.IncomingConnection(
                 ctx_id=conn.owner.ctx_id, conn_id=conn.conn_id,
                 listener_id=conn.listener.listener_id, local_ip=t.local_ip,
@@ -365,6 +366,11 @@ class ConnectionControl:
         self.table.add_listener(listener)
         return listener
 
+    def accept(self, conn: Connection) -> None:
+        """The application took the connection off its listener's accept queue."""
+        if conn.listener is not None:
+            conn.listener.unaccepted.discard(conn.conn_id)
+
     def close_listener(self, listener: Listener) -> None:
         self.table.remove_listener(listener)
         addresses = [listener.ip] if listener.ip else [i.ip for i in self.config.interfaces]
@@ -495,6 +501,8 @@ class ConnectionControl:
         if conn.conn_id not in self.table.by_id:
             return
         self.table.remove(conn)
+        if conn.listener is not None:
+            conn.listener.unaccepted.discard(conn.conn_id)
         if conn.listener is not None and conn.state is State.CLOSED and conn.flow is None:
             conn.listener.handshaking = max(0, conn.listener.handshaking - 1)
         if conn.active:

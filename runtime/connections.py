@@ -33,6 +33,11 @@ class Listener:
     backlog: int
     owner: EventSink
     handshaking: int = 0  # SYN received, not yet established
+    unaccepted: set = field(default_factory=set)  # conn ids announced, not yet accepted
+
+    def queue_full(self) -> bool:
+        """The backlog bounds half-open plus not-yet-accepted connections (like Linux's)."""
+        return self.handshaking + len(self.unaccepted) >= self.backlog
 
     def matches(self, ip: str, port: int) -> bool:
         return self.port == port and self.ip in (None, ip)

@@ -150,6 +150,9 @@ class ControlServer:
             conn_id = await self.control.connect(ctx, msg.peer_ip, msg.peer_port, msg.local_ip,
                                                  msg.local_port, msg.timeout_s)
             return cp.Connecting(req_id=msg.req_id, conn_id=conn_id)
+        if isinstance(msg, cp.Accept):
+            self.control.accept(self._connection(session, msg.conn_id))
+            return cp.Ok(req_id=msg.req_id)
         if isinstance(msg, cp.Close):
             self.control.close(self._connection(session, msg.conn_id))
             return cp.Ok(req_id=msg.req_id)

@@ -27,6 +27,7 @@ SAMPLES: list[cp.Message] = [
     cp.Shutdown(req_id=7, conn_id=12, how="wr"),
     cp.CloseListener(req_id=8, listener_id=3),
     cp.GetStats(req_id=9),
+    cp.Accept(req_id=10, conn_id=4),
     cp.Stats(req_id=9, counters={"flows_installed": 3, "connections": 0}),
     cp.HelloOk(app_id=1, version=cp.PROTOCOL_VERSION),
     cp.Ok(req_id=6),
@@ -82,7 +83,7 @@ def test_wire_form_is_the_documented_one() -> None:
 
 def test_directions() -> None:
     client = {cp.Hello, cp.Bye, cp.CreateContext, cp.Listen, cp.Connect, cp.Close, cp.Shutdown,
-              cp.CloseListener, cp.GetStats}
+              cp.CloseListener, cp.GetStats, cp.Accept}
     for cls in cp.MESSAGE_TYPES.values():
         assert issubclass(cls, cp.ClientMessage) == (cls in client), cls
         assert issubclass(cls, cp.ServerMessage) == (cls not in client), cls

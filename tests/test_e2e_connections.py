@@ -94,7 +94,7 @@ def test_linux_connects_to_p4tas_listener_and_p4tas_closes(stack: Stack) -> None
         ctx = ch.create_context()
         listening = ch.listen(ctx, LISTEN_PORT)
         client = stack.linux(CONNECT_UNTIL_EOF, local_ip(stack), str(LISTEN_PORT))
-        incoming = ch.wait_for(cp.IncomingConnection, timeout=10)
+        incoming = ch.accept(timeout=10)
         assert incoming.listener_id == listening.listener_id
         assert (incoming.peer_ip, incoming.local_port) == (stack.peer.peer_ip, LISTEN_PORT)
         entries = stack.flow_entries()
@@ -112,7 +112,7 @@ def test_linux_closes_first(stack: Stack) -> None:
         ctx = ch.create_context()
         listening = ch.listen(ctx, LISTEN_PORT)
         client = stack.linux(CONNECT_AND_CLOSE, local_ip(stack), str(LISTEN_PORT))
-        incoming = ch.wait_for(cp.IncomingConnection, timeout=10)
+        incoming = ch.accept(timeout=10)
         ch.wait_for(cp.PeerClosed, conn_id=incoming.conn_id, timeout=10)
         ch.close_connection(incoming.conn_id)
         ch.wait_for(cp.Closed, conn_id=incoming.conn_id, timeout=10)
@@ -182,7 +182,7 @@ def test_200_connections_leak_nothing(stack: Stack) -> None:
         listening = ch.listen(ctx, LISTEN_PORT, backlog=64)
         client = stack.linux(CONNECT_LOOP, local_ip(stack), str(LISTEN_PORT), str(n))
         for _ in range(n):
-            incoming = ch.wait_for(cp.IncomingConnection, timeout=15)
+            incoming = ch.accept(timeout=15)
             ch.close_connection(incoming.conn_id)
         out, err = client.communicate(timeout=120)
         assert out.strip() == f"done {n}", (out, err)
@@ -214,7 +214,7 @@ def test_blind_rst_with_wrong_sequence_is_ignored(stack: Stack) -> None:
         ctx = ch.create_context()
         listening = ch.listen(ctx, LISTEN_PORT)
         client = stack.linux(CONNECT_UNTIL_EOF, local_ip(stack), str(LISTEN_PORT))
-        incoming = ch.wait_for(cp.IncomingConnection, timeout=10)
+        incoming = ch.accept(timeout=10)
         before = ch.stats().get("blind_rsts_ignored", 0)
         attacker = stack.linux(BLIND_RST, stack.peer.peer_ip, str(incoming.peer_port),
                                local_ip(stack), str(LISTEN_PORT), str(0x7FFF0000))
@@ -246,7 +246,7 @@ def test_vanished_application_loses_listeners_and_connections(stack: Stack) -> N
     ctx = ch.create_context()
     ch.listen(ctx, LISTEN_PORT)
     client = stack.linux(CONNECT_UNTIL_END, local_ip(stack), str(LISTEN_PORT))
-    ch.wait_for(cp.IncomingConnection, timeout=10)
+    ch.accept(timeout=10)
     ch._sock.close()  # the application dies without a word
     out, err = client.communicate(timeout=15)
     assert out.split("\n")[1] == "reset", (out, err)
@@ -279,6 +279,72 @@ def test_bad_messages_get_errors_and_the_daemon_survives(stack: Stack) -> None:
         assert ch.stats()["listeners"] == 0
 
 
+# Linux clients: open N connections at once, report how many got established.
+CONNECT_MANY = """
+import socket, sys, time
+host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+socks = []
+for i in range(n):
+    s = socket.socket()
+    s.setblocking(False)
+    s.connect_ex((host, port))
+    socks.append(s)
+print("started", flush=True)
+time.sleep(float(sys.argv[4]))
+for s in socks:
+    s.close()
+"""
+
+
+def test_full_backlog_drops_syns_until_the_application_accepts(stack: Stack) -> None:
+    with stack.channel() as ch:
+        ctx = ch.create_context()
+        listening = ch.listen(ctx, LISTEN_PORT, backlog=2)
+        before = ch.stats().get("syn_backlog_drops", 0)
+        clients = stack.linux(CONNECT_MANY, local_ip(stack), str(LISTEN_PORT), "3", "4")
+        first = ch.wait_for(cp.IncomingConnection, timeout=10)
+        second = ch.wait_for(cp.IncomingConnection, timeout=10)
+        wait_until(lambda: ch.stats().get("syn_backlog_drops", 0) > before,
+                   what="the third SYN to be dropped")
+        assert ch.next_event(timeout=0.3) is None, "no third connection while the queue is full"
+        for incoming in (first, second):
+            ch._request(lambda r, c=incoming.conn_id: cp.Accept(req_id=r, conn_id=c))
+        # Linux retransmits the dropped SYN after ~1 s; now there is room.
+        third = ch.wait_for(cp.IncomingConnection, timeout=10)
+        assert third.conn_id not in (first.conn_id, second.conn_id)
+        clients.communicate(timeout=15)
+        for incoming in (first, second, third):
+            ch.close_connection(incoming.conn_id)
+        ch.close_listener(listening.listener_id)
+        wait_until(lambda: ch.stats()["connections"] == 0, what="connections gone")
+
+
+def test_connect_times_out_when_the_peer_never_answers(stack: Stack) -> None:
+    """ARP is resolved, then the peer is cut off: the SYN retries run out."""
+    from bmv2_env.peers import run_in
+    with stack.channel() as ch:
+        ctx = ch.create_context()
+        server = stack.linux(ACCEPT_UNTIL_EOF, stack.peer.peer_ip, "6002")
+        assert server.stdout.readline().strip() == "listening"  # ARP is resolved by now too
+        first = ch.connect(ctx, stack.peer.peer_ip, 6002, timeout_s=10)
+        assert isinstance(ch.wait_for((cp.Connected, cp.ConnectFailed), conn_id=first), cp.Connected)
+        ch.close_connection(first)
+        server.communicate(timeout=15)
+        # This kernel has no netem; a peer whose link is down loses everything just as well.
+        link = ["ip", "link", "set", "dev", stack.peer.ifname]
+        run_in(stack.peer, [*link, "down"], check=True)
+        try:
+            start = time.monotonic()
+            conn_id = ch.connect(ctx, stack.peer.peer_ip, 6003, timeout_s=10)
+            failed = ch.wait_for((cp.Connected, cp.ConnectFailed), conn_id=conn_id, timeout=15)
+            elapsed = time.monotonic() - start
+        finally:
+            run_in(stack.peer, [*link, "up"], check=True)
+        assert isinstance(failed, cp.ConnectFailed) and failed.errno == errno.ETIMEDOUT, failed
+        # --syn-rto 0.3 with 2 retries: 0.3 + 0.6 + 1.2 s.
+        assert 2.0 < elapsed < 4.0, elapsed
+
+
 def test_restarted_runtime_removes_flows_of_a_killed_one(stack: Stack) -> None:
     """A daemon killed with SIGKILL leaves its flows in the switch; the next one cleans up."""
     import os
@@ -288,7 +354,7 @@ def test_restarted_runtime_removes_flows_of_a_killed_one(stack: Stack) -> None:
     ctx = ch.create_context()
     ch.listen(ctx, LISTEN_PORT)
     client = stack.linux(CONNECT_UNTIL_END, local_ip(stack), str(LISTEN_PORT))
-    ch.wait_for(cp.IncomingConnection, timeout=10)
+    ch.accept(timeout=10)
     assert len(stack.flow_entries()) == 1
     os.kill(stack.runtime.pid, signal.SIGKILL)
     wait_until(lambda: not runtime_proc.is_runtime_process(stack.runtime.pid,
@@ -309,7 +375,7 @@ def test_runtime_stop_resets_connections_and_removes_flows(stack: Stack) -> None
     ctx = ch.create_context()
     ch.listen(ctx, LISTEN_PORT)
     client = stack.linux(CONNECT_UNTIL_END, local_ip(stack), str(LISTEN_PORT))
-    incoming = ch.wait_for(cp.IncomingConnection, timeout=10)
+    incoming = ch.accept(timeout=10)
     assert len(stack.flow_entries()) == 1
     runtime_proc.terminate(stack.runtime.pid, stack.runtime.log_path.parent, 20)
     reset = ch.wait_for(cp.ConnectionReset, conn_id=incoming.conn_id, timeout=10)

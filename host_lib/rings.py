@@ -1,0 +1,335 @@
+"""Single-producer/single-consumer rings over a shared-memory segment (layout: shm_layout).
+
+ByteRing carries payload (a connection's RX or TX bytes), EventQueue fixed-size event records (a
+context's RX or TX queue). Both keep two monotonically increasing u64 positions in their control
+block: the producer alone writes `head`, the consumer alone writes `tail`; positions never wrap and
+the ring offset of a position is `position & (size - 1)`. There are no locks: each side reads the
+other's position and writes only its own. Copies are memoryview slice assignments (memcpy), never
+per-byte Python loops; a read or write that crosses the end of the ring is two slices.
+
+A ring is used from exactly one producer and one consumer (each may be in another process). Every
+position loaded is checked (0 <= head - tail <= size): the other side may be an untrusted
+application, and a broken invariant raises RingCorruptedError rather than moving garbage.
+
+Memory ordering. The producer first copies the payload (or packs the record) and only then stores
+the new head; the consumer loads the head before it reads the bytes, and stores the new tail only
+after it is done with them. CPython performs these as separate C calls, in program order, and each
+position is one aligned 8-byte store/load (memoryview format "Q" copies it with a single memcpy of
+8 bytes). On x86-64 (TSO) stores to the shared mapping become visible to the other process in
+program order and loads are not reordered with other loads, so a consumer that sees a head also
+sees the bytes before it, and a producer that sees a tail may reuse the space behind it. Weaker
+architectures (arm64) would need a release fence before publishing a position and an acquire
+fence after loading one, which pure Python cannot express: p4tas targets x86-64 hosts.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+from host_lib.shm_layout import (
+    CONTROL_BLOCK_BYTES,
+    EVENT_RECORD,
+    EVENT_RECORD_BYTES,
+    HEAD_OFFSET,
+    POSITION_BYTES,
+    POSITION_FORMAT,
+    TAIL_OFFSET,
+    Direction,
+    Layout,
+    is_power_of_two,
+)
+
+BytesLike = bytes | bytearray | memoryview  # any bytes buffer works (abc.Buffer is 3.12+)
+
+_HEAD = HEAD_OFFSET // POSITION_BYTES
+_TAIL = TAIL_OFFSET // POSITION_BYTES
+
+
+class RingCorruptedError(ValueError):
+    """The positions in shared memory break the ring's invariant (the other side scribbled)."""
+
+
+def _byte_view(data: BytesLike) -> memoryview:
+    """A flat unsigned-byte view of any bytes-like object."""
+    view = memoryview(data)
+    return view if view.format == "B" and view.ndim == 1 else view.cast("B")
+
+
+class _Positions:
+    """The head/tail words of one control block and the invariant between them."""
+
+    __slots__ = ("_words", "capacity", "what")
+
+    def __init__(self, buf: memoryview, control_offset: int, capacity: int, what: str) -> None:
+        if control_offset % POSITION_BYTES or control_offset < 0:
+            raise ValueError(f"{what}: control block offset {control_offset} is not 8-byte aligned")
+        _check_inside(buf, control_offset, CONTROL_BLOCK_BYTES, f"{what} control block")
+        block = buf[control_offset:control_offset + CONTROL_BLOCK_BYTES]
+        self._words = block.cast(POSITION_FORMAT)
+        self.capacity = capacity
+        self.what = what
+
+    def load(self) -> tuple[int, int]:
+        """(head, tail), checked: RingCorruptedError unless 0 <= head - tail <= capacity."""
+        head = self._words[_HEAD]
+        tail = self._words[_TAIL]
+        if not 0 <= head - tail <= self.capacity:
+            raise RingCorruptedError(f"{self.what}: head {head} and tail {tail} are not within "
+                                     f"0..{self.capacity} of each other")
+        return head, tail
+
+    def publish_head(self, head: int) -> None:
+        """Producer: make everything before `head` visible (store it after the data)."""
+        self._words[_HEAD] = head
+
+    def publish_tail(self, tail: int) -> None:
+        """Consumer: hand everything before `tail` back to the producer."""
+        self._words[_TAIL] = tail
+
+    def reset(self, position: int) -> None:
+        """Empty the ring at `position`; only while neither side is using it."""
+        self._words[_TAIL] = position
+        self._words[_HEAD] = position
+
+    def release(self) -> None:
+        self._words.release()
+
+
+def _check_inside(buf: memoryview, offset: int, length: int, what: str) -> None:
+    if offset < 0 or offset + length > len(buf):
+        raise ValueError(f"{what} [{offset}, {offset + length}) lies outside the "
+                         f"{len(buf)}-byte buffer")
+
+
+def _check_capacity(capacity: int, what: str) -> None:
+    if not isinstance(capacity, int) or not is_power_of_two(capacity):
+        raise ValueError(f"{what}: size {capacity!r} is not a power of two")
+
+
+class ByteRing:
+    """SPSC byte ring: the producer writes/write_at+publish, the consumer peeks/consumes/reads."""
+
+    __slots__ = ("size", "_mask", "_data", "_pos")
+
+    def __init__(self, buf: memoryview, control_offset: int, data_offset: int, size: int,
+                 name: str = "ring") -> None:
+        _check_capacity(size, name)
+        buf = _byte_view(buf)
+        _check_inside(buf, data_offset, size, f"{name} bytes")
+        self.size = size
+        self._mask = size - 1
+        self._data = buf[data_offset:data_offset + size]
+        self._pos = _Positions(buf, control_offset, size, name)
+
+    # -- both sides ------------------------------------------------------------------------------
+
+    @property
+    def head(self) -> int:
+        """The producer's position: bytes ever written."""
+        return self._pos.load()[0]
+
+    @property
+    def tail(self) -> int:
+        """The consumer's position: bytes ever consumed."""
+        return self._pos.load()[1]
+
+    def readable(self) -> int:
+        """Bytes written and not yet consumed."""
+        head, tail = self._pos.load()
+        return head - tail
+
+    def free_space(self) -> int:
+        """Bytes the producer may write now."""
+        head, tail = self._pos.load()
+        return self.size - (head - tail)
+
+    def reset(self, position: int = 0) -> None:
+        """Empty the ring, both positions at `position`; only while no side uses it (slot reuse)."""
+        self._pos.reset(position)
+
+    def release(self) -> None:
+        """Drop this ring's views of the segment (so that it can be unmapped)."""
+        self._data.release()
+        self._pos.release()
+
+    # -- producer --------------------------------------------------------------------------------
+
+    def write(self, data: BytesLike) -> int:
+        """Append as much of `data` as fits and publish it; returns bytes written (0: full)."""
+        src = _byte_view(data)
+        head, tail = self._pos.load()
+        count = min(len(src), self.size - (head - tail))
+        if count:
+            self._copy_in(head & self._mask, src[:count])
+            self._pos.publish_head(head + count)
+        return count
+
+    def write_at(self, offset: int, data: BytesLike) -> None:
+        """Place `data` at ring offset `offset` (0..size-1) inside the free window, unpublished.
+
+        The NIC side uses it for payload whose ring offset it was told; publish() makes it readable.
+        """
+        src = _byte_view(data)
+        head, tail = self._pos.load()
+        free = self.size - (head - tail)
+        if not 0 <= offset < self.size:
+            raise ValueError(f"write_at offset {offset} is outside the ring (0..{self.size - 1})")
+        ahead = (offset - head) & self._mask
+        if ahead + len(src) > free:
+            raise ValueError(f"write_at({offset}, {len(src)} bytes) leaves the free window: it "
+                             f"starts {ahead} bytes after the write offset {head & self._mask} "
+                             f"and only {free} bytes are free")
+        self._copy_in(offset, src)
+
+    def publish(self, count: int) -> None:
+        """Make the next `count` bytes (placed with write_at) readable."""
+        head, tail = self._pos.load()
+        free = self.size - (head - tail)
+        if not 0 <= count <= free:
+            raise ValueError(f"publish({count}) but only {free} bytes are free")
+        self._pos.publish_head(head + count)
+
+    def _copy_in(self, offset: int, src: memoryview) -> None:
+        first = min(len(src), self.size - offset)
+        self._data[offset:offset + first] = src[:first]
+        if first < len(src):
+            self._data[:len(src) - first] = src[first:]
+
+    # -- consumer --------------------------------------------------------------------------------
+
+    def peek(self, count: int, skip: int = 0) -> list[memoryview]:
+        """Zero-copy views of up to `count` readable bytes starting `skip` bytes after the tail.
+
+        One piece, or two when they wrap; [] when there is nothing. The views alias the ring:
+        use them before consume() lets the producer overwrite them.
+        """
+        head, tail = self._pos.load()
+        available = head - tail
+        if count < 0 or not 0 <= skip <= available:
+            raise ValueError(f"peek({count}, skip={skip}) with {available} bytes readable")
+        count = min(count, available - skip)
+        if count == 0:
+            return []
+        start = (tail + skip) & self._mask
+        first = min(count, self.size - start)
+        pieces = [self._data[start:start + first]]
+        if first < count:
+            pieces.append(self._data[:count - first])
+        return pieces
+
+    def consume(self, count: int) -> None:
+        """Free the oldest `count` readable bytes for the producer."""
+        head, tail = self._pos.load()
+        if not 0 <= count <= head - tail:
+            raise ValueError(f"consume({count}) but only {head - tail} bytes are readable")
+        self._pos.publish_tail(tail + count)
+
+    def read(self, count: int) -> bytes:
+        """Copy out and consume up to `count` bytes (b"" when empty)."""
+        pieces = self.peek(count)
+        data = b"".join(pieces)
+        _release(pieces)
+        self.consume(len(data))
+        return data
+
+    def read_into(self, buffer: BytesLike) -> int:
+        """Copy up to len(buffer) bytes into a writable buffer and consume them; returns count."""
+        dst = _byte_view(buffer)
+        pieces = self.peek(len(dst))
+        done = 0
+        for piece in pieces:
+            dst[done:done + len(piece)] = piece
+            done += len(piece)
+        _release(pieces)
+        self.consume(done)
+        return done
+
+
+def _release(views: list[memoryview]) -> None:
+    for view in views:
+        view.release()
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One event record (fields as in shm_layout's docstring)."""
+
+    kind: int
+    slot: int
+    offset: int = 0
+    length: int = 0
+    flags: int = 0
+    aux: int = 0
+    opaque: int = 0
+
+
+class EventQueue:
+    """SPSC queue of fixed-size event records; push never overwrites (False when full)."""
+
+    __slots__ = ("depth", "_mask", "_records", "_pos")
+
+    def __init__(self, buf: memoryview, control_offset: int, records_offset: int, depth: int,
+                 name: str = "event queue") -> None:
+        _check_capacity(depth, name)
+        buf = _byte_view(buf)
+        length = depth * EVENT_RECORD_BYTES
+        _check_inside(buf, records_offset, length, f"{name} records")
+        self.depth = depth
+        self._mask = depth - 1
+        self._records = buf[records_offset:records_offset + length]
+        self._pos = _Positions(buf, control_offset, depth, name)
+
+    def push(self, event: Event) -> bool:
+        """Append one event; False when the queue is full (backpressure: retry later)."""
+        head, tail = self._pos.load()
+        if head - tail == self.depth:
+            return False
+        try:
+            EVENT_RECORD.pack_into(
+                self._records, (head & self._mask) * EVENT_RECORD_BYTES, event.kind, event.flags,
+                event.slot, event.offset, event.length, event.aux, event.opaque,
+            )
+        except struct.error as exc:
+            raise ValueError(f"{event} does not fit an event record: {exc}") from None
+        self._pos.publish_head(head + 1)
+        return True
+
+    def pop(self) -> Event | None:
+        """Take the oldest event, or None when the queue is empty."""
+        head, tail = self._pos.load()
+        if head == tail:
+            return None
+        kind, flags, slot, offset, length, aux, opaque = EVENT_RECORD.unpack_from(
+            self._records, (tail & self._mask) * EVENT_RECORD_BYTES)
+        self._pos.publish_tail(tail + 1)
+        return Event(kind, slot, offset, length, flags, aux, opaque)
+
+    def pending(self) -> int:
+        """Events pushed and not yet popped."""
+        head, tail = self._pos.load()
+        return head - tail
+
+    def reset(self, position: int = 0) -> None:
+        """Empty the queue; only while no side uses it."""
+        self._pos.reset(position)
+
+    def release(self) -> None:
+        """Drop this queue's views of the segment."""
+        self._records.release()
+        self._pos.release()
+
+
+def connection_ring(buf: memoryview, layout: Layout, slot: int, direction: Direction) -> ByteRing:
+    """A connection slot's RX ring (NIC -> application) or TX ring (application -> NIC)."""
+    return ByteRing(buf, layout.ring_control_offset(slot, direction),
+                    layout.ring_bytes_offset(slot, direction), layout.ring_size(direction),
+                    name=f"slot {slot} {direction.name} ring")
+
+
+def context_queue(buf: memoryview, layout: Layout, context: int,
+                  direction: Direction) -> EventQueue:
+    """A context's RX queue (to the application) or TX queue (from it)."""
+    return EventQueue(buf, layout.queue_control_offset(context, direction),
+                      layout.queue_records_offset(context, direction), layout.queue_depth,
+                      name=f"context {context} {direction.name} queue")
