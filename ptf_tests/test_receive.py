@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import time
+
 import ptf.testutils as tu
 
 from lib.base_test import WIRE_PORT, FastPathTest, next_flow_id, next_generation
 from lib.packets import (ECN_CE, ExpectedAck, data_segment, flow_spec, rx_consumed_frame,
                          rx_data_frame)
 from runtime.datapath_constants import HOST_PORT, DropReason
-from runtime.nic_host_header import RxFlags
+from runtime.nic_host_header import ChannelFlags
 
 DROPS = "drop_counter"
+CROSS_PORT_SETTLE_S = 0.3
 
 
 class ReceiveTest(FastPathTest):
@@ -54,7 +57,7 @@ class InOrderWithoutTimestamps(ReceiveTest):
     def runTest(self) -> None:
         payload = bytes(range(100))
         self.send_data(self.rcv_nxt, payload, tsval=None, flags="A")
-        self.verify_frame(HOST_PORT, rx_data_frame(self.spec, 0, payload, flags=RxFlags.NONE))
+        self.verify_frame(HOST_PORT, rx_data_frame(self.spec, 0, payload, flags=ChannelFlags.NONE))
         self.verify_ack(self.spec, self.ack(self.rcv_nxt + 100, self.ring_size - 100))
         tu.verify_no_other_packets(self)
 
@@ -137,10 +140,13 @@ class RxConsumedReopensWindow(ReceiveTest):
         # A message for another generation of this flow id must not open the window.
         stale = self.spec.generation % 0xFFFF + 1
         tu.send_packet(self, HOST_PORT, rx_consumed_frame(self.spec, 1000, generation=stale))
+        time.sleep(CROSS_PORT_SETTLE_S)
         self.send_data(self.rcv_nxt + 1000, b"b" * 100, tsval=2)
         self.verify_ack(self.spec, self.ack(self.rcv_nxt + 1000, 24, tsecr=2))
 
         tu.send_packet(self, HOST_PORT, rx_consumed_frame(self.spec, 1000))
+        # bmv2 does not order packets across ports: let the host message go through first.
+        time.sleep(CROSS_PORT_SETTLE_S)
         self.send_data(self.rcv_nxt + 1000, b"b" * 100, tsval=3)
         # 1000 + 100 bytes into a 1024-byte ring: the second segment starts at offset 1000
         # and wraps; the host copies it in two pieces.
@@ -174,7 +180,7 @@ class CeMarkedDataGetsEce(ReceiveTest):
     def runTest(self) -> None:
         self.send_data(self.rcv_nxt, b"e" * 64, tsval=3, ecn=ECN_CE)
         self.verify_frame(HOST_PORT,
-                          rx_data_frame(self.spec, 0, b"e" * 64, flags=RxFlags.PSH | RxFlags.CE))
+                          rx_data_frame(self.spec, 0, b"e" * 64, flags=ChannelFlags.PSH | ChannelFlags.CE))
         self.verify_ack(self.spec,
                         self.ack(self.rcv_nxt + 64, self.ring_size - 64, ece=True, tsecr=3))
         tu.verify_no_other_packets(self)

@@ -149,6 +149,7 @@ class ConnectionControl:
         """Record the peer's ISN and options; scale/timestamps only if both sides do them."""
         conn.irs = seg.seq
         conn.rcv_nxt = seq_add(seg.seq, 1)
+        conn.peer_window = seg.window  # a SYN's window is never scaled
         conn.peer_options = seg.options
         conn.window_shift = self.window_shift if seg.options.window_scale is not None else 0
         conn.timestamps = seg.options.timestamps is not None
@@ -189,7 +190,9 @@ class ConnectionControl:
             flow_id=lease.flow_id, generation=lease.generation, tuple=conn.tuple,
             local_mac=conn.interface.mac, peer_mac=conn.peer_mac,
             rx_ring_size=self.tcp.rx_ring_size, rx_start_seq=conn.rcv_nxt,
-            tx_start_seq=conn.snd_nxt, rx_window_shift=conn.window_shift)
+            tx_start_seq=conn.snd_nxt, wire_port=conn.interface.port,
+            rx_window_shift=conn.window_shift, timestamps=conn.timestamps,
+            peer_window=conn.peer_window)
         try:
             await self.datapath.insert(flow_entries(self.p4info, conn.flow_spec))
         except Exception as exc:  # noqa: BLE001 - any switch failure fails this connection
@@ -277,6 +280,7 @@ class ConnectionControl:
         the fast path: the handshake's last ACK, or segments while closing."""
         if (conn.state is State.SYN_RECEIVED and seg.flags & TcpFlags.ACK
                 and seg.ack == conn.snd_nxt):
+            conn.peer_window = seg.window  # raw, as the fast path will see later ones
             self._establish(conn, Event.RCV_ACK_OF_SYN)
         if seg.flags & TcpFlags.FIN:
             self._on_fin(conn, seg)

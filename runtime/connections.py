@@ -57,6 +57,7 @@ class Connection:
     snd_nxt: int = 0
     rcv_nxt: int = 0
     peer_options: TcpOptions = field(default_factory=TcpOptions)
+    peer_window: int = 0    # the peer's raw window at setup (the fast path tracks it after)
     window_shift: int = 0   # ours; 0 unless the peer also does window scaling
     timestamps: bool = False
     owner: EventSink | None = None

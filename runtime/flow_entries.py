@@ -43,7 +43,10 @@ class FlowSpec:
     rx_ring_size: int
     rx_start_seq: int
     tx_start_seq: int
+    wire_port: int
     rx_window_shift: int = 0
+    timestamps: bool = True
+    peer_window: int = 0xFFFF  # the peer's raw window when the connection was set up
 
     def __post_init__(self) -> None:
         if not 0 <= self.flow_id < MAX_FLOWS:
@@ -58,6 +61,10 @@ class FlowSpec:
         for name in ("rx_start_seq", "tx_start_seq"):
             if not 0 <= getattr(self, name) <= 0xFFFFFFFF:
                 raise ValueError(f"{name} {getattr(self, name)} is not a 32-bit sequence number")
+        if not 0 < self.wire_port < 0x1FF:
+            raise ValueError(f"wire_port {self.wire_port} is not a bmv2 port (1..510)")
+        if not 0 <= self.peer_window <= 0xFFFF:
+            raise ValueError(f"peer_window {self.peer_window} is not a 16-bit TCP window")
         if not 0 <= self.rx_window_shift <= MAX_WINDOW_SHIFT:
             raise ValueError(f"rx_window_shift {self.rx_window_shift} outside 0..{MAX_WINDOW_SHIFT}")
 
@@ -75,7 +82,7 @@ def lookup_entry(p4info: P4Info, spec: FlowSpec) -> p4runtime_pb2.TableEntry:
 
 
 def state_entry(p4info: P4Info, spec: FlowSpec) -> p4runtime_pb2.TableEntry:
-    """The flow_state entry: flow id -> static state, with the generation."""
+    """The flow_state entry: flow id -> static state (what TX needs to build headers too)."""
     return p4info.table_entry(
         "flow_state",
         match={"flow_id": spec.flow_id},
@@ -84,10 +91,17 @@ def state_entry(p4info: P4Info, spec: FlowSpec) -> p4runtime_pb2.TableEntry:
             "generation": spec.generation,
             "local_mac": spec.local_mac,
             "peer_mac": spec.peer_mac,
+            "local_ip": spec.tuple.local_ip,
+            "peer_ip": spec.tuple.peer_ip,
+            "local_port": spec.tuple.local_port,
+            "peer_port": spec.tuple.peer_port,
+            "wire_port": spec.wire_port,
             "rx_ring_size": spec.rx_ring_size,
             "rx_start_seq": spec.rx_start_seq,
             "tx_start_seq": spec.tx_start_seq,
             "rx_window_shift": spec.rx_window_shift,
+            "timestamps": int(spec.timestamps),
+            "peer_window": spec.peer_window,
         },
     )
 

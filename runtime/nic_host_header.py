@@ -2,14 +2,15 @@
 
 Frame: Ethernet (EtherType 0x88B5) + 24-byte header + payload. Header, big-endian:
   byte  0     opcode    Opcode
-  byte  1     flags     RxFlags (RX_DATA)
+  byte  1     flags     ChannelFlags
   bytes 2-3   gen       generation of the flow
   bytes 4-7   flow_id
-  bytes 8-11  offset    RX ring offset of the first payload byte (RX_DATA)
-  bytes 12-13 length    payload bytes that follow the header (RX_DATA)
-  bytes 14-15 reserved  zero
-  bytes 16-19 count     bytes the application consumed (RX_CONSUMED)
-  bytes 20-23 aux       zero (reserved)
+  bytes 8-11  offset    ring offset of the first payload byte (RX_DATA, TX_DATA), or the
+                        cumulative ACK sequence number (TX_ACKED)
+  bytes 12-13 length    payload bytes that follow the header (RX_DATA, TX_DATA)
+  bytes 14-15 window    the peer's raw (unscaled) TCP window (TX_ACKED), zero otherwise
+  bytes 16-19 count     bytes the application consumed (RX_CONSUMED), newly acked (TX_ACKED)
+  bytes 20-23 aux       RTT sample in TSval ticks (TX_ACKED), zero otherwise
 A frame may be longer than its payload (Ethernet pads short frames): `length` is the truth.
 """
 
@@ -29,16 +30,21 @@ HEADER_BYTES = ETH_HEADER.size + NIC_HOST_HEADER.size
 class Opcode(IntEnum):
     """What a channel message means (NIC_HOST_OP_* in constants.p4)."""
 
-    RX_DATA = 1
-    RX_CONSUMED = 2
+    RX_DATA = 1       # NIC -> host: payload at RX ring `offset`, `length` bytes
+    RX_CONSUMED = 2   # host -> NIC: the application freed `count` RX ring bytes
+    TX_DATA = 3       # host -> NIC: send the payload; the NIC adds headers and the sequence
+    TX_ACKED = 4      # NIC -> host: `count` more bytes acknowledged, up to sequence `offset`;
+                      # `window` is the peer's raw window, `aux` an RTT sample in TSval
+                      # ticks (0: none), flag ECE if the ACK echoed congestion
 
 
-class RxFlags(IntFlag):
-    """Flags of an RX_DATA message (NIC_HOST_FLAG_* in constants.p4)."""
+class ChannelFlags(IntFlag):
+    """Message flags (NIC_HOST_FLAG_* in constants.p4)."""
 
     NONE = 0
-    PSH = 0x01
-    CE = 0x02
+    PSH = 0x01   # RX_DATA: the segment carried PSH; TX_DATA: set PSH on the segment
+    CE = 0x02    # RX_DATA: the segment arrived CE-marked
+    ECE = 0x04   # TX_ACKED: the acknowledging segment echoed congestion (ECE)
 
 
 class FrameError(ValueError):
@@ -52,19 +58,20 @@ class NicHostMessage:
     opcode: Opcode
     flow_id: int
     gen: int
-    flags: RxFlags = RxFlags.NONE
+    flags: ChannelFlags = ChannelFlags.NONE
     offset: int = 0
     count: int = 0
     payload: bytes = b""
     aux: int = 0
+    window: int = 0
 
     def encode(self, dst_mac: bytes = b"\x00" * 6, src_mac: bytes = b"\x00" * 6) -> bytes:
         """Serialize to a complete Ethernet frame."""
         if len(self.payload) > 0xFFFF:
             raise FrameError(f"payload of {len(self.payload)} bytes does not fit the 16-bit length")
         header = NIC_HOST_HEADER.pack(
-            self.opcode, self.flags, self.gen, self.flow_id, self.offset, len(self.payload), 0,
-            self.count, self.aux,
+            self.opcode, self.flags, self.gen, self.flow_id, self.offset, len(self.payload),
+            self.window, self.count, self.aux,
         )
         return ETH_HEADER.pack(dst_mac, src_mac, ETHERTYPE_NIC_HOST) + header + self.payload
 
@@ -78,17 +85,15 @@ def decode(frame: bytes) -> NicHostMessage:
     _, _, ether_type = ETH_HEADER.unpack_from(frame)
     if ether_type != ETHERTYPE_NIC_HOST:
         raise FrameError(f"EtherType 0x{ether_type:04x} is not the channel's 0x{ETHERTYPE_NIC_HOST:04x}")
-    opcode, flags, gen, flow_id, offset, length, reserved, count, aux = NIC_HOST_HEADER.unpack_from(
+    opcode, flags, gen, flow_id, offset, length, window, count, aux = NIC_HOST_HEADER.unpack_from(
         frame, ETH_HEADER.size
     )
     try:
         op = Opcode(opcode)
     except ValueError:
         raise FrameError(f"unknown opcode {opcode} (known: {[o.name for o in Opcode]})") from None
-    if reserved != 0:
-        raise FrameError(f"reserved bytes 14-15 are 0x{reserved:04x}, must be zero")
     available = len(frame) - HEADER_BYTES
     if length > available:
         raise FrameError(f"header says {length} payload bytes but the frame carries {available}")
     payload = bytes(frame[HEADER_BYTES:HEADER_BYTES + length])
-    return NicHostMessage(op, flow_id, gen, RxFlags(flags), offset, count, payload, aux)
+    return NicHostMessage(op, flow_id, gen, ChannelFlags(flags), offset, count, payload, aux, window)

@@ -10,7 +10,7 @@ TUPLE = FlowTuple("10.0.0.1", 5001, "10.0.0.2", 40000)
 def spec(**overrides) -> FlowSpec:
     values = dict(flow_id=1, generation=1, tuple=TUPLE, local_mac="02:00:00:00:00:01",
                   peer_mac="02:00:00:00:00:02", rx_ring_size=4096, rx_start_seq=1,
-                  tx_start_seq=2, rx_window_shift=7)
+                  tx_start_seq=2, wire_port=1, rx_window_shift=7)
     values.update(overrides)
     return FlowSpec(**values)
 
@@ -28,6 +28,9 @@ def test_valid_spec() -> None:
     ({"rx_ring_size": 1}, "power of two"),
     ({"rx_start_seq": 1 << 32}, "rx_start_seq .* 32-bit"),
     ({"rx_window_shift": 15}, "rx_window_shift 15 outside"),
+    ({"wire_port": 0}, "wire_port 0"),
+    ({"wire_port": 511}, "wire_port 511"),
+    ({"peer_window": 70000}, "peer_window 70000"),
 ])
 def test_invalid_specs(overrides: dict, words: str) -> None:
     with pytest.raises(ValueError, match=words):

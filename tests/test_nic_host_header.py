@@ -3,12 +3,12 @@
 import pytest
 
 from runtime.datapath_constants import ETHERTYPE_NIC_HOST
-from runtime.nic_host_header import (HEADER_BYTES, FrameError, NicHostMessage, Opcode, RxFlags,
+from runtime.nic_host_header import (HEADER_BYTES, FrameError, NicHostMessage, Opcode, ChannelFlags,
                                      decode)
 
 
 def test_rx_data_round_trip() -> None:
-    msg = NicHostMessage(Opcode.RX_DATA, flow_id=70000, gen=513, flags=RxFlags.PSH | RxFlags.CE,
+    msg = NicHostMessage(Opcode.RX_DATA, flow_id=70000, gen=513, flags=ChannelFlags.PSH | ChannelFlags.CE,
                          offset=0xDEADBEEF, payload=b"\x00payload\xff")
     frame = msg.encode(dst_mac=b"\x02" * 6, src_mac=b"\x04" * 6)
     assert len(frame) == HEADER_BYTES + 9 == 38 + 9
@@ -26,7 +26,7 @@ def test_byte_layout_is_the_documented_one() -> None:
     assert header[4:8] == b"\x01\x02\x03\x04"           # flow id
     assert header[8:12] == b"\x55\x66\x77\x88"          # offset
     assert header[12:14] == b"\x00\x00"                 # length
-    assert header[14:16] == b"\x00\x00"                 # reserved
+    assert header[14:16] == b"\x00\x00"                 # window
     assert header[16:20] == b"\x11\x22\x33\x44"         # count
     assert header[20:24] == b"\x99\xaa\xbb\xcc"         # aux
 
@@ -58,11 +58,12 @@ def test_length_beyond_frame() -> None:
         decode(bytes(frame[:-2]))
 
 
-def test_nonzero_reserved() -> None:
-    frame = bytearray(NicHostMessage(Opcode.RX_DATA, 1, 1).encode())
-    frame[14 + 15] = 1
-    with pytest.raises(FrameError, match="reserved"):
-        decode(bytes(frame))
+def test_tx_acked_carries_the_peer_window() -> None:
+    msg = NicHostMessage(Opcode.TX_ACKED, 7, 3, flags=ChannelFlags.ECE, offset=123456, count=1448,
+                         aux=99, window=0xBEEF)
+    frame = msg.encode()
+    assert frame[14 + 14:14 + 16] == bytes.fromhex("beef")
+    assert decode(frame) == msg
 
 
 def test_oversized_payload_refused() -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from runtime import datapath_constants as dc
-from runtime.nic_host_header import ETH_HEADER, NIC_HOST_HEADER, Opcode, RxFlags
+from runtime.nic_host_header import ETH_HEADER, NIC_HOST_HEADER, Opcode, ChannelFlags
 
 P4SRC = Path(__file__).resolve().parent.parent / "p4src"
 CONSTANTS = (P4SRC / "shared" / "constants.p4").read_text()
@@ -43,7 +43,7 @@ def test_drop_reasons() -> None:
 def test_opcodes_and_flags() -> None:
     for op in Opcode:
         assert p4_value(f"NIC_HOST_OP_{op.name}") == op.value
-    for flag in (RxFlags.PSH, RxFlags.CE):
+    for flag in (ChannelFlags.PSH, ChannelFlags.CE, ChannelFlags.ECE):
         assert p4_value(f"NIC_HOST_FLAG_{flag.name}") == flag.value
 
 
@@ -61,7 +61,7 @@ def header_field_widths(header: str) -> list[tuple[str, int]]:
 def test_nic_host_header_layout_matches_the_codec() -> None:
     fields = header_field_widths("nic_host_h")
     assert [name for name, _ in fields] == ["opcode", "flags", "gen", "flow_id", "offset",
-                                            "length", "reserved", "count", "aux"]
+                                            "length", "window", "count", "aux"]
     struct_bits = {"B": 8, "H": 16, "I": 32}
     assert [bits for _, bits in fields] == [struct_bits[c] for c in NIC_HOST_HEADER.format[1:]]
     assert sum(bits for _, bits in fields) // 8 == NIC_HOST_HEADER.size == 24

@@ -34,6 +34,7 @@ const bit<16> ETH_HDR_BYTES = 14;
 const bit<16> IPV4_HDR_BYTES = 20;
 const bit<16> TCP_HDR_BYTES = 20;
 const bit<16> TCP_TS_OPT_BYTES = 12;    /* NOP, NOP, kind 8, len 10, TSval, TSecr */
+const bit<16> NIC_HOST_HDR_BYTES = 24;
 const bit<4> TCP_DATA_OFFSET_PLAIN = 5;
 const bit<4> TCP_DATA_OFFSET_TS = 8;
 /* Linux's option layout on data and ACK segments: NOP, NOP, kind 8 (timestamps), length 10. */
@@ -53,7 +54,12 @@ const bit<8> TCP_FASTPATH_FLAGS = TCP_ACK | TCP_PSH | TCP_ECE | TCP_CWR;
 const bit<2> ECN_CE = 3;
 
 /* ---- Generated segments ---------------------------------------------------------------- */
-const bit<8> ACK_TTL = 64;
+const bit<8> ACK_TTL = 64;   /* and of every segment the fast path builds */
+const bit<8> TCP_OPT_NOP = 1;
+const bit<8> TCP_OPT_TIMESTAMPS = 8;
+const bit<8> TCP_OPT_TIMESTAMPS_LEN = 10;
+const bit<3> IPV4_FLAGS_DF = 0b010;
+const bit<8> MAX_DUPACKS = 255;
 /* Our TSval ticks in 16 us units (ingress timestamp >> 4): fine enough for datacenter RTT
  * samples, and 2^31 ticks (9.5 h) before PAWS could see a wrap. */
 #define TS_TICK_SHIFT 4
@@ -63,9 +69,12 @@ const bit<32> TCP_MAX_WINDOW = 0xFFFF;
 /* ---- NIC<->host channel opcodes (header layout: shared/headers.p4, nic_host_h) -------- */
 const bit<8> NIC_HOST_OP_RX_DATA = 1;      /* NIC -> host: in-order payload for the RX ring */
 const bit<8> NIC_HOST_OP_RX_CONSUMED = 2;  /* host -> NIC: the app freed `count` RX bytes */
-/* RX_DATA flags */
-const bit<8> NIC_HOST_FLAG_PSH = 0x01;     /* the segment carried PSH */
-const bit<8> NIC_HOST_FLAG_CE = 0x02;      /* the segment arrived CE-marked */
+const bit<8> NIC_HOST_OP_TX_DATA = 3;      /* host -> NIC: payload to send; NIC adds headers */
+const bit<8> NIC_HOST_OP_TX_ACKED = 4;     /* NIC -> host: the peer acknowledged more data */
+/* flags */
+const bit<8> NIC_HOST_FLAG_PSH = 0x01;     /* RX_DATA: the segment carried PSH; TX_DATA: set PSH */
+const bit<8> NIC_HOST_FLAG_CE = 0x02;      /* RX_DATA: the segment arrived CE-marked */
+const bit<8> NIC_HOST_FLAG_ECE = 0x04;     /* TX_ACKED: the acknowledging segment carried ECE */
 
 /* ---- PacketIn reasons (packet_in_h.reason; index of exception_counter) ---------------- */
 const bit<8> REASON_ARP = 1;

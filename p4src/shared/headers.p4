@@ -70,14 +70,16 @@ header tcp_ts_h {
 /* NIC<->host channel header, after an Ethernet header with ETHERTYPE_NIC_HOST.
  * 24 bytes, big-endian; runtime/nic_host_header.py is the Python codec of the same layout.
  *   byte  0     opcode    NIC_HOST_OP_*
- *   byte  1     flags     NIC_HOST_FLAG_* (RX_DATA)
+ *   byte  1     flags     NIC_HOST_FLAG_*
  *   bytes 2-3   gen       generation of the flow the message is about
  *   bytes 4-7   flow_id
- *   bytes 8-11  offset    RX ring offset of the first payload byte (RX_DATA)
- *   bytes 12-13 length    payload bytes that follow this header (RX_DATA)
- *   bytes 14-15 reserved  zero
- *   bytes 16-19 count     bytes the application consumed (RX_CONSUMED)
- *   bytes 20-23 aux       zero (reserved for later opcodes)
+ *   bytes 8-11  offset    ring offset of the first payload byte (RX_DATA, TX_DATA), or the
+ *                         cumulative ACK sequence number (TX_ACKED)
+ *   bytes 12-13 length    payload bytes that follow this header (RX_DATA, TX_DATA)
+ *   bytes 14-15 window    the peer's raw (unscaled) TCP window (TX_ACKED), zero otherwise
+ *   bytes 16-19 count     bytes the application consumed (RX_CONSUMED), bytes newly
+ *                         acknowledged (TX_ACKED)
+ *   bytes 20-23 aux       RTT sample in TSval ticks (TX_ACKED), zero otherwise
  * Payload (RX_DATA) follows; trust `length`, not the frame size (Ethernet may pad). */
 header nic_host_h {
     bit<8> opcode;
@@ -86,7 +88,7 @@ header nic_host_h {
     flow_id_t flow_id;
     bit<32> offset;
     bit<16> length;
-    bit<16> reserved;
+    bit<16> window;
     bit<32> count;
     bit<32> aux;
 }
@@ -109,10 +111,29 @@ struct flow_static_t {
     flow_gen_t gen;
     bit<48> local_mac;
     bit<48> peer_mac;
+    bit<32> local_ip;
+    bit<32> peer_ip;
+    bit<16> local_port;
+    bit<16> peer_port;
+    port_t wire_port;        /* where the connection's segments leave */
     bit<32> rx_ring_size;    /* bytes, a power of two */
     bit<32> rx_start_seq;    /* peer's ISN + 1: maps to RX ring offset 0 */
     bit<32> tx_start_seq;    /* our ISN + 1: first send sequence */
     bit<8> rx_window_shift;  /* our window scale */
+    bit<8> timestamps;       /* nonzero: the connection negotiated timestamps */
+    bit<16> peer_window;     /* the peer's raw window when the connection was set up */
+}
+
+/* Dynamic per-flow state (flow_registers.p4), loaded once per packet and stored once. */
+struct flow_dyn_t {
+    flow_gen_t gen;
+    bit<32> rcv_nxt;         /* next sequence expected from the peer */
+    bit<32> rx_free;         /* free bytes in the RX ring */
+    bit<32> snd_nxt;         /* our next sequence */
+    bit<32> snd_una;         /* oldest sequence the peer has not acknowledged */
+    bit<32> ts_recent;       /* the peer's latest TSval, echoed in our segments */
+    bit<16> peer_window;     /* the peer's raw (unscaled) window */
+    bit<8> dupacks;          /* consecutive duplicate ACKs */
 }
 
 struct metadata_t {
@@ -130,7 +151,20 @@ struct metadata_t {
     bool flow_found;
     flow_id_t flow_id;
     flow_static_t flow;
+    flow_dyn_t dyn;
+    bool dyn_fresh;          /* the dynamic state was (re)initialized by this packet */
+    bit<16> adv_window;      /* our receive window as advertised (scaled) */
+
+    /* What this segment's ACK field told us, for the host (ack_processing.p4). */
+    bit<32> acked_bytes;
+    bool window_update;
+    bit<32> rtt_sample;
+    bool ack_ece;
+
+    bool delivered;          /* payload went to the host as RX_DATA */
+    bool to_host;            /* the packet itself became a host-port frame */
     bool ack_rewrite;        /* egress turned this packet into an ACK: fix its checksums */
+    bool tx_build;           /* a TX_DATA became a wire segment: fix its checksums */
 }
 
 #endif

@@ -2,9 +2,6 @@
  * The clone is the re-parsed original segment, so the peer's addresses, ports and TSval are
  * still in its headers; what ingress decided arrives in the preserved ack_* fields. */
 
-/* bmv2's standard_metadata.instance_type of an ingress-to-egress clone. */
-const bit<32> INSTANCE_TYPE_INGRESS_CLONE = 1;
-
 control AckEgress(inout headers_t hdr, inout metadata_t meta, inout standard_metadata_t sm) {
     apply {
         if (sm.instance_type == INSTANCE_TYPE_INGRESS_CLONE) {

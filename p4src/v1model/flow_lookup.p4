@@ -31,15 +31,24 @@ control FlowLookup(inout headers_t hdr, inout metadata_t meta) {
 
 control FlowState(inout metadata_t meta) {
     action set_flow_state(flow_gen_t generation, bit<48> local_mac, bit<48> peer_mac,
-                          bit<32> rx_ring_size, bit<32> rx_start_seq, bit<32> tx_start_seq,
-                          bit<8> rx_window_shift) {
+                          bit<32> local_ip, bit<32> peer_ip, bit<16> local_port,
+                          bit<16> peer_port, port_t wire_port, bit<32> rx_ring_size,
+                          bit<32> rx_start_seq, bit<32> tx_start_seq, bit<8> rx_window_shift,
+                          bit<8> timestamps, bit<16> peer_window) {
         meta.flow.gen = generation;
         meta.flow.local_mac = local_mac;
         meta.flow.peer_mac = peer_mac;
+        meta.flow.local_ip = local_ip;
+        meta.flow.peer_ip = peer_ip;
+        meta.flow.local_port = local_port;
+        meta.flow.peer_port = peer_port;
+        meta.flow.wire_port = wire_port;
         meta.flow.rx_ring_size = rx_ring_size;
         meta.flow.rx_start_seq = rx_start_seq;
         meta.flow.tx_start_seq = tx_start_seq;
         meta.flow.rx_window_shift = rx_window_shift;
+        meta.flow.timestamps = timestamps;
+        meta.flow.peer_window = peer_window;
         meta.flow_found = true;
     }
 

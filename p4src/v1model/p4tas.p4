@@ -4,12 +4,16 @@
 #include <v1model.p4>
 
 #include "../shared/headers.p4"
+#include "bmv2_constants.p4"
 #include "parser.p4"
 #include "checksums.p4"
-#include "flow_registers.p4"
+#include "flow_state_regs.p4"
 #include "exceptions.p4"
 #include "flow_lookup.p4"
+#include "ack_processing.p4"
 #include "receive.p4"
+#include "host_notify.p4"
+#include "transmit.p4"
 #include "host_messages.p4"
 #include "packet_io.p4"
 #include "ack_egress.p4"
@@ -18,9 +22,14 @@ control P4tasIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
     Exceptions() exceptions;
     FlowLookup() flow_lookup;
     FlowState() flow_state;
+    LoadFlowState() load_flow_state;
+    StoreFlowState() store_flow_state;
+    AckProcessing() ack_processing;
     Receive() receive;
+    HostNotify() host_notify;
     HostMessages() host_messages;
     ReturnRxSpace() return_rx_space;
+    Transmit() transmit;
     PacketOut() send_packet_out;
     Verdict() verdict;
 
@@ -48,10 +57,18 @@ control P4tasIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
                 meta.drop_reason = DROP_STALE_HOST_MESSAGE;   /* flow already removed */
             } else if (!meta.flow_found) {
                 meta.punt_reason = REASON_UNKNOWN_FLOW;
-            } else if (from_host) {
-                return_rx_space.apply(hdr, meta);
             } else {
-                receive.apply(hdr, meta, sm);
+                load_flow_state.apply(meta);
+                if (!from_host) {
+                    ack_processing.apply(hdr, meta, sm);
+                    receive.apply(hdr, meta, sm);
+                    host_notify.apply(hdr, meta, sm);
+                } else if (hdr.nic_host.opcode == NIC_HOST_OP_RX_CONSUMED) {
+                    return_rx_space.apply(hdr, meta);
+                } else {
+                    transmit.apply(hdr, meta, sm);
+                }
+                store_flow_state.apply(meta);
             }
         }
         verdict.apply(hdr, meta, sm);
@@ -60,9 +77,11 @@ control P4tasIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
 
 control P4tasEgress(inout headers_t hdr, inout metadata_t meta, inout standard_metadata_t sm) {
     AckEgress() ack_egress;
+    TrimHostFrames() trim_host_frames;
 
     apply {
         ack_egress.apply(hdr, meta, sm);
+        trim_host_frames.apply(hdr, sm);
     }
 }
 

@@ -24,7 +24,9 @@ control Verdict(inout headers_t hdr, inout metadata_t meta, inout standard_metad
             sm.egress_spec = CPU_PORT;
         } else if (meta.drop_reason != 0) {
             drop_counter.count((bit<32>)meta.drop_reason);
-            mark_to_drop(sm);
+            if (!meta.to_host) {
+                mark_to_drop(sm);   /* unless the packet was reused to notify the host */
+            }
         }
     }
 }

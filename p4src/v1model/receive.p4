@@ -4,28 +4,7 @@
  * old data, or no ring space, which the ACK's window tells the peer). */
 
 control Receive(inout headers_t hdr, inout metadata_t meta, inout standard_metadata_t sm) {
-    flow_rx_state_t st;
-
-    action load_state() {
-        bit<128> packed;
-        flow_rx_state.read(packed, meta.flow_id);
-        st.gen = packed[127:112];
-        st.rcv_nxt = packed[95:64];
-        st.rx_free = packed[63:32];
-        st.snd_nxt = packed[31:0];
-    }
-
-    /* First packet of this generation: the slot still holds a previous connection's state. */
-    action init_state() {
-        st.gen = meta.flow.gen;
-        st.rcv_nxt = meta.flow.rx_start_seq;
-        st.rx_free = meta.flow.rx_ring_size;
-        st.snd_nxt = meta.flow.tx_start_seq;
-    }
-
-    action store_state() {
-        flow_rx_state.write(meta.flow_id, st.gen ++ 16w0 ++ st.rcv_nxt ++ st.rx_free ++ st.snd_nxt);
-    }
+    AdvertisedWindow() adv_window;
 
     action deliver_to_host(bit<8> flags) {
         hdr.nic_host.setValid();
@@ -34,9 +13,10 @@ control Receive(inout headers_t hdr, inout metadata_t meta, inout standard_metad
         hdr.nic_host.gen = meta.flow.gen;
         hdr.nic_host.flow_id = meta.flow_id;
         /* Ring sizes are powers of two, so the ring offset is a mask, not a modulo. */
-        hdr.nic_host.offset = (st.rcv_nxt - meta.flow.rx_start_seq) & (meta.flow.rx_ring_size - 1);
+        hdr.nic_host.offset = (meta.dyn.rcv_nxt - meta.flow.rx_start_seq)
+                              & (meta.flow.rx_ring_size - 1);
         hdr.nic_host.length = meta.payload_len;
-        hdr.nic_host.reserved = 0;
+        hdr.nic_host.window = 0;
         hdr.nic_host.count = 0;
         hdr.nic_host.aux = 0;
         hdr.ethernet.ether_type = ETHERTYPE_NIC_HOST;
@@ -44,15 +24,17 @@ control Receive(inout headers_t hdr, inout metadata_t meta, inout standard_metad
         hdr.tcp.setInvalid();
         hdr.tcp_ts.setInvalid();
         sm.egress_spec = HOST_PORT;
-        st.rcv_nxt = st.rcv_nxt + (bit<32>)meta.payload_len;
-        st.rx_free = st.rx_free - (bit<32>)meta.payload_len;
+        meta.delivered = true;
+        meta.to_host = true;
+        meta.dyn.rcv_nxt = meta.dyn.rcv_nxt + (bit<32>)meta.payload_len;
+        meta.dyn.rx_free = meta.dyn.rx_free - (bit<32>)meta.payload_len;
     }
 
     /* The ACK is an ingress-to-egress clone rewritten by AckEgress; these fields survive. */
-    action send_ack(bit<16> window, bit<8> flags) {
-        meta.ack_window = window;
-        meta.ack_seq = st.snd_nxt;
-        meta.ack_ack = st.rcv_nxt;
+    action send_ack(bit<8> flags) {
+        meta.ack_window = meta.adv_window;
+        meta.ack_seq = meta.dyn.snd_nxt;
+        meta.ack_ack = meta.dyn.rcv_nxt;
         meta.ack_flags = flags;
         meta.ack_tsval = (bit<32>)(sm.ingress_global_timestamp >> TS_TICK_SHIFT);
         clone_preserving_field_list(CloneType.I2E,
@@ -60,17 +42,13 @@ control Receive(inout headers_t hdr, inout metadata_t meta, inout standard_metad
     }
 
     apply {
-        load_state();
-        if (st.gen != meta.flow.gen) {
-            init_state();
-        }
         if (meta.payload_len == 0) {
             meta.drop_reason = DROP_PURE_ACK;
         } else {
             bool ce = hdr.ipv4.ecn == ECN_CE;
             /* Sequence space wraps: "ahead" means a difference below 2^31. */
-            bit<32> ahead = hdr.tcp.seq_no - st.rcv_nxt;
-            if (ahead == 0 && (bit<32>)meta.payload_len <= st.rx_free) {
+            bit<32> ahead = hdr.tcp.seq_no - meta.dyn.rcv_nxt;
+            if (ahead == 0 && (bit<32>)meta.payload_len <= meta.dyn.rx_free) {
                 bit<8> flags = 0;
                 if ((hdr.tcp.flags & TCP_PSH) != 0) {
                     flags = flags | NIC_HOST_FLAG_PSH;
@@ -87,12 +65,8 @@ control Receive(inout headers_t hdr, inout metadata_t meta, inout standard_metad
                 meta.drop_reason = DROP_OLD_DATA;
             }
             /* Every segment with payload is answered, after any delivery above. */
-            bit<32> window = st.rx_free >> meta.flow.rx_window_shift;
-            if (window > TCP_MAX_WINDOW) {
-                window = TCP_MAX_WINDOW;
-            }
-            send_ack(window[15:0], ce ? TCP_ACK | TCP_ECE : TCP_ACK);
+            adv_window.apply(meta);
+            send_ack(ce ? TCP_ACK | TCP_ECE : TCP_ACK);
         }
-        store_state();
     }
 }

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import itertools
 import random
-from typing import Iterable
+from typing import Callable, Iterable
 
 import ptf
 import ptf.testutils as tu
@@ -16,7 +16,7 @@ from runtime.flow_entries import FlowSpec, flow_entries
 from runtime.p4rt.client import P4RuntimeClient
 from runtime.p4rt.proto import p4runtime_pb2
 
-from lib.packets import TS_OPTION_OFFSET, ExpectedAck
+from lib.packets import RTT_OFFSET, TS_OPTION_OFFSET, ExpectedAck
 
 # Wire ports the suite drives; bmv2_env brings up at least two.
 WIRE_PORT = 1
@@ -118,3 +118,12 @@ class FastPathTest(P4RuntimeTest):
         want = bytes(expected.packet(spec, tsval))
         self.assertEqual(got.hex(), want.hex(), "ACK differs from the expected one")
         return tsval
+
+    def verify_frame_with_rtt(self, port: int, expected: Callable[[int], bytes]) -> int:
+        """The next frame on `port` must be expected(rtt), with the RTT sample (switch clock)
+        taken from the frame; returns that sample."""
+        got = self.receive(port)
+        rtt = int.from_bytes(got[RTT_OFFSET:RTT_OFFSET + 4], "big")
+        self.assertEqual(got.hex(), bytes(expected(rtt)).hex(),
+                         f"frame on port {port} differs from the expected one")
+        return rtt

@@ -10,7 +10,7 @@ from scapy.layers.l2 import Ether
 from scapy.packet import Packet
 
 from runtime.flow_entries import FlowSpec, FlowTuple
-from runtime.nic_host_header import NicHostMessage, Opcode, RxFlags
+from runtime.nic_host_header import NicHostMessage, Opcode, ChannelFlags
 
 LOCAL_MAC = "02:00:00:00:00:01"
 PEER_MAC = "02:00:00:00:00:02"
@@ -18,17 +18,23 @@ LOCAL_IP = "10.0.0.1"
 PEER_IP = "10.0.0.2"
 ECN_CE = 3
 TS_OPTION_OFFSET = 14 + 20 + 20  # NOP, NOP, kind, len, then TSval
+RTT_OFFSET = 14 + 20  # the channel header's aux field
+
+
+PEER_WINDOW = 1000  # what data_segment() advertises
 
 
 def flow_spec(flow_id: int, generation: int, *, local_port: int = 5001, peer_port: int = 40000,
               rx_ring_size: int = 1 << 16, rx_start_seq: int = 1000, tx_start_seq: int = 5000,
-              rx_window_shift: int = 0) -> FlowSpec:
+              rx_window_shift: int = 0, wire_port: int = 1, timestamps: bool = True
+              ) -> FlowSpec:
     """A test connection between LOCAL (us) and PEER (the wire)."""
     return FlowSpec(
         flow_id=flow_id, generation=generation,
         tuple=FlowTuple(LOCAL_IP, local_port, PEER_IP, peer_port),
         local_mac=LOCAL_MAC, peer_mac=PEER_MAC, rx_ring_size=rx_ring_size,
-        rx_start_seq=rx_start_seq, tx_start_seq=tx_start_seq, rx_window_shift=rx_window_shift,
+        rx_start_seq=rx_start_seq, tx_start_seq=tx_start_seq, wire_port=wire_port,
+        rx_window_shift=rx_window_shift, timestamps=timestamps, peer_window=PEER_WINDOW,
     )
 
 
@@ -39,28 +45,33 @@ def ts_option(tsval: int, tsecr: int) -> list:
 
 def data_segment(spec: FlowSpec, seq: int, payload: bytes, *, flags: str = "PA",
                  tsval: int | None = 777, ecn: int = 0, ack: int | None = None,
-                 options: list | None = None) -> Packet:
+                 options: list | None = None, window: int | None = None,
+                 tsecr: int = 0) -> Packet:
     """A segment from the peer to us; timestamps by default, as Linux sends them."""
     t = spec.tuple
     if options is None:
-        options = ts_option(tsval, 0) if tsval is not None else []
+        options = ts_option(tsval, tsecr) if tsval is not None else []
     return (Ether(src=PEER_MAC, dst=LOCAL_MAC)
             / IP(src=t.peer_ip, dst=t.local_ip, tos=ecn, id=1, flags="DF")
             / TCP(sport=t.peer_port, dport=t.local_port, seq=seq,
                   ack=spec.tx_start_seq if ack is None else ack,
-                  flags=flags, window=1000, options=options)
+                  flags=flags, window=PEER_WINDOW if window is None else window,
+                  options=options)
             / payload)
 
 
 @dataclass(frozen=True)
 class ExpectedAck:
-    """What the fast path's ACK for a data segment must contain."""
+    """What a segment the fast path builds must contain: the ACK for a data segment, or
+    (with a payload) a data segment from TX_DATA."""
 
     seq: int
     ack: int
     window: int
     ece: bool = False
     tsecr: int | None = None  # None: the ACK carries no timestamp option
+    payload: bytes = b""      # a data segment the NIC built from TX_DATA
+    psh: bool = False
 
     def packet(self, spec: FlowSpec, tsval: int = 0) -> Packet:
         """The ACK as bytes on the wire, our TSval filled in (the switch clock picks it)."""
@@ -69,14 +80,18 @@ class ExpectedAck:
         return (Ether(src=LOCAL_MAC, dst=PEER_MAC)
                 / IP(src=t.local_ip, dst=t.peer_ip, tos=0, id=0, flags="DF", ttl=64)
                 / TCP(sport=t.local_port, dport=t.peer_port, seq=self.seq, ack=self.ack,
-                      flags="AE" if self.ece else "A", window=self.window, options=options))
+                      flags="A" + ("E" if self.ece else "") + ("P" if self.psh else ""),
+                      window=self.window, options=options)
+                / self.payload)
 
 
 def rx_data_frame(spec: FlowSpec, offset: int, payload: bytes,
-                  flags: RxFlags = RxFlags.PSH) -> bytes:
-    """The host-port frame that delivers `payload` at ring `offset`."""
+                  flags: ChannelFlags = ChannelFlags.PSH, *, acked: int = 0, rtt: int = 0,
+                  window: int = PEER_WINDOW) -> bytes:
+    """The host-port frame that delivers `payload` at ring `offset`, with what the segment's
+    ACK field said (bytes newly acked, RTT sample, the peer's raw window)."""
     msg = NicHostMessage(Opcode.RX_DATA, spec.flow_id, spec.generation, flags=flags,
-                         offset=offset, payload=payload)
+                         offset=offset, payload=payload, count=acked, aux=rtt, window=window)
     return msg.encode(dst_mac=_mac(LOCAL_MAC), src_mac=_mac(PEER_MAC))
 
 
@@ -89,3 +104,22 @@ def rx_consumed_frame(spec: FlowSpec, count: int, generation: int | None = None)
 
 def _mac(text: str) -> bytes:
     return bytes(int(part, 16) for part in text.split(":"))
+
+
+def tx_data_frame(spec: FlowSpec, offset: int, payload: bytes, *, psh: bool = True,
+                  generation: int | None = None) -> bytes:
+    """A host -> NIC message asking to send `payload` (the NIC adds the headers)."""
+    msg = NicHostMessage(Opcode.TX_DATA, spec.flow_id,
+                         spec.generation if generation is None else generation,
+                         flags=ChannelFlags.PSH if psh else ChannelFlags.NONE,
+                         offset=offset, payload=payload)
+    return msg.encode()
+
+
+def tx_acked_frame(spec: FlowSpec, ack: int, acked: int, *, rtt: int = 0,
+                   window: int = PEER_WINDOW, ece: bool = False) -> bytes:
+    """The host-port frame reporting a new ACK (the original segment, cut to its header)."""
+    msg = NicHostMessage(Opcode.TX_ACKED, spec.flow_id, spec.generation,
+                         flags=ChannelFlags.ECE if ece else ChannelFlags.NONE,
+                         offset=ack, count=acked, aux=rtt, window=window)
+    return msg.encode(dst_mac=_mac(LOCAL_MAC), src_mac=_mac(PEER_MAC))

@@ -1,0 +1,47 @@
+/* p4tas v1model: what the ACK field of a segment from the peer tells us (DESIGN.md 4).
+ * A new cumulative ACK advances snd_una and frees the host's TX ring (reported by HostNotify
+ * with an RTT sample from the timestamp echo); a duplicate ACK is counted, for fast
+ * retransmit; the peer's window is tracked so the host can hold data back. */
+
+control AckProcessing(inout headers_t hdr, inout metadata_t meta, in standard_metadata_t sm) {
+    /* Per-flow packet counters for statistics: v1model counters add packet lengths, not
+     * arbitrary amounts, so acknowledged *bytes* reach the host in TX_ACKED instead. */
+    counter(MAX_FLOWS, CounterType.packets) new_ack_counter;
+    counter(MAX_FLOWS, CounterType.packets) ece_ack_counter;
+    counter(MAX_FLOWS, CounterType.packets) dupack_counter;
+
+    apply {
+        bit<32> acked = hdr.tcp.ack_no - meta.dyn.snd_una;
+        bit<32> in_flight = meta.dyn.snd_nxt - meta.dyn.snd_una;
+        if (acked > in_flight) {
+            return;   /* acknowledges nothing we sent, or old: ignore the ACK field */
+        }
+        if (hdr.tcp_ts.isValid() && hdr.tcp.seq_no == meta.dyn.rcv_nxt) {
+            meta.dyn.ts_recent = hdr.tcp_ts.tsval;   /* RFC 7323: from in-order segments */
+        }
+        if (acked != 0) {
+            meta.dyn.snd_una = hdr.tcp.ack_no;
+            meta.dyn.dupacks = 0;
+            meta.acked_bytes = acked;
+            new_ack_counter.count(meta.flow_id);
+            if ((hdr.tcp.flags & TCP_ECE) != 0) {
+                meta.ack_ece = true;
+                ece_ack_counter.count(meta.flow_id);
+            }
+            if (hdr.tcp_ts.isValid() && hdr.tcp_ts.tsecr != 0) {
+                meta.rtt_sample = (bit<32>)(sm.ingress_global_timestamp >> TS_TICK_SHIFT)
+                                  - hdr.tcp_ts.tsecr;
+            }
+        } else if (meta.payload_len == 0 && in_flight != 0
+                   && hdr.tcp.window == meta.dyn.peer_window) {
+            /* RFC 5681: no data, no window change, data outstanding: a duplicate ACK. */
+            if (meta.dyn.dupacks != MAX_DUPACKS) {
+                meta.dyn.dupacks = meta.dyn.dupacks + 1;
+            }
+            dupack_counter.count(meta.flow_id);
+        } else if (meta.payload_len == 0 && hdr.tcp.window != meta.dyn.peer_window) {
+            meta.window_update = true;   /* e.g. the peer's window reopened */
+        }
+        meta.dyn.peer_window = hdr.tcp.window;
+    }
+}

@@ -1,0 +1,49 @@
+/* p4tas v1model: tell the host what a segment's ACK field said. A delivered segment carries
+ * it in its RX_DATA frame; otherwise the segment itself becomes a TX_ACKED frame (payload
+ * cut off in egress), so every new ACK reaches the host exactly once and per-ACK feedback
+ * never needs counter sweeps (DESIGN.md 5). */
+
+control HostNotify(inout headers_t hdr, inout metadata_t meta, inout standard_metadata_t sm) {
+    action fill_ack_fields(bit<8> ece_flag) {
+        hdr.nic_host.flags = hdr.nic_host.flags | ece_flag;
+        hdr.nic_host.window = meta.dyn.peer_window;
+        hdr.nic_host.count = meta.acked_bytes;
+        hdr.nic_host.aux = meta.rtt_sample;
+    }
+
+    action make_tx_acked() {
+        hdr.nic_host.setValid();
+        hdr.nic_host.opcode = NIC_HOST_OP_TX_ACKED;
+        hdr.nic_host.flags = 0;
+        hdr.nic_host.gen = meta.flow.gen;
+        hdr.nic_host.flow_id = meta.flow_id;
+        hdr.nic_host.offset = meta.dyn.snd_una;
+        hdr.nic_host.length = 0;
+        hdr.ethernet.ether_type = ETHERTYPE_NIC_HOST;
+        hdr.ipv4.setInvalid();
+        hdr.tcp.setInvalid();
+        hdr.tcp_ts.setInvalid();
+        sm.egress_spec = HOST_PORT;
+        meta.to_host = true;
+    }
+
+    apply {
+        bit<8> ece_flag = meta.ack_ece ? NIC_HOST_FLAG_ECE : 8w0;
+        if (meta.delivered) {
+            fill_ack_fields(ece_flag);
+        } else if (meta.acked_bytes != 0 || meta.window_update) {
+            make_tx_acked();
+            fill_ack_fields(ece_flag);
+        }
+    }
+}
+
+/* TX_ACKED frames are the original segment: drop its payload, the header says it all. */
+control TrimHostFrames(inout headers_t hdr, in standard_metadata_t sm) {
+    apply {
+        if (sm.instance_type == INSTANCE_TYPE_NORMAL && hdr.nic_host.isValid()
+                && hdr.nic_host.opcode == NIC_HOST_OP_TX_ACKED) {
+            truncate((bit<32>)(ETH_HDR_BYTES + NIC_HOST_HDR_BYTES));
+        }
+    }
+}

@@ -1,0 +1,77 @@
+/* p4tas v1model: TX_DATA from the host becomes a segment on the wire. The host sends only
+ * payload; the NIC owns the headers: addresses from the flow's static state, seq from
+ * snd_nxt, ack and window from the receive state, timestamps from its own clock. */
+
+control Transmit(inout headers_t hdr, inout metadata_t meta, inout standard_metadata_t sm) {
+    AdvertisedWindow() adv_window;
+
+    action build_segment(bit<16> tcp_hdr_len, bit<8> tcp_flags) {
+        hdr.ethernet.dst_addr = meta.flow.peer_mac;
+        hdr.ethernet.src_addr = meta.flow.local_mac;
+        hdr.ethernet.ether_type = ETHERTYPE_IPV4;
+
+        hdr.ipv4.setValid();
+        hdr.ipv4.version = 4;
+        hdr.ipv4.ihl = 5;
+        hdr.ipv4.dscp = 0;
+        hdr.ipv4.ecn = 0;
+        hdr.ipv4.total_len = IPV4_HDR_BYTES + tcp_hdr_len + hdr.nic_host.length;
+        hdr.ipv4.identification = 0;
+        hdr.ipv4.flags = IPV4_FLAGS_DF;
+        hdr.ipv4.frag_offset = 0;
+        hdr.ipv4.ttl = ACK_TTL;
+        hdr.ipv4.protocol = IP_PROTO_TCP;
+        hdr.ipv4.src_addr = meta.flow.local_ip;
+        hdr.ipv4.dst_addr = meta.flow.peer_ip;
+
+        hdr.tcp.setValid();
+        hdr.tcp.src_port = meta.flow.local_port;
+        hdr.tcp.dst_port = meta.flow.peer_port;
+        hdr.tcp.seq_no = meta.dyn.snd_nxt;
+        hdr.tcp.ack_no = meta.dyn.rcv_nxt;
+        hdr.tcp.data_offset = (bit<4>)(tcp_hdr_len >> 2);
+        hdr.tcp.res = 0;
+        hdr.tcp.flags = tcp_flags;
+        hdr.tcp.window = meta.adv_window;
+        hdr.tcp.checksum = 0;
+        hdr.tcp.urgent_ptr = 0;
+
+        meta.l4_len = tcp_hdr_len + hdr.nic_host.length;
+        meta.dyn.snd_nxt = meta.dyn.snd_nxt + (bit<32>)hdr.nic_host.length;
+        sm.egress_spec = meta.flow.wire_port;
+        meta.tx_build = true;
+    }
+
+    action add_timestamps() {
+        hdr.tcp_ts.setValid();
+        hdr.tcp_ts.nop1 = TCP_OPT_NOP;
+        hdr.tcp_ts.nop2 = TCP_OPT_NOP;
+        hdr.tcp_ts.kind = TCP_OPT_TIMESTAMPS;
+        hdr.tcp_ts.len = TCP_OPT_TIMESTAMPS_LEN;
+        hdr.tcp_ts.tsval = (bit<32>)(sm.ingress_global_timestamp >> TS_TICK_SHIFT);
+        hdr.tcp_ts.tsecr = meta.dyn.ts_recent;
+    }
+
+    apply {
+        if (hdr.nic_host.gen != meta.flow.gen) {
+            meta.drop_reason = DROP_STALE_HOST_MESSAGE;
+        } else if (hdr.nic_host.length == 0 || sm.packet_length
+                   != (bit<32>)(ETH_HDR_BYTES + NIC_HOST_HDR_BYTES + hdr.nic_host.length)) {
+            /* The checksum covers the payload: it must be exactly `length` bytes. */
+            meta.punt_reason = REASON_BAD_HOST_MESSAGE;
+        } else {
+            adv_window.apply(meta);
+            bit<8> tcp_flags = TCP_ACK;
+            if ((hdr.nic_host.flags & NIC_HOST_FLAG_PSH) != 0) {
+                tcp_flags = TCP_ACK | TCP_PSH;
+            }
+            if (meta.flow.timestamps != 0) {
+                build_segment(TCP_HDR_BYTES + TCP_TS_OPT_BYTES, tcp_flags);
+                add_timestamps();
+            } else {
+                build_segment(TCP_HDR_BYTES, tcp_flags);
+            }
+            hdr.nic_host.setInvalid();
+        }
+    }
+}

@@ -1,0 +1,179 @@
+"""PTF: the transmit fast path (TX_DATA -> segments on the wire) and ACK processing (new ACKs
+reported to the host with bytes, window and an RTT sample; duplicate ACKs counted)."""
+
+from __future__ import annotations
+
+import ptf.testutils as tu
+
+from lib.base_test import WIRE_PORT, FastPathTest, next_flow_id, next_generation
+from lib.packets import (PEER_WINDOW, ExpectedAck, data_segment, flow_spec, rx_data_frame,
+                         tx_acked_frame, tx_data_frame)
+from runtime.datapath_constants import HOST_PORT, DropReason, PacketInReason
+from runtime.nic_host_header import ChannelFlags
+
+RING = 1 << 12
+
+
+class TransmitTest(FastPathTest):
+    """A fresh connection; helpers to send from the host and to ACK as the peer."""
+
+    timestamps = True
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.spec = self.install_flow(flow_spec(next_flow_id(), next_generation(),
+                                                rx_ring_size=RING, timestamps=self.timestamps))
+        self.snd = self.spec.tx_start_seq   # our next sequence
+        self.rcv = self.spec.rx_start_seq   # what we expect from the peer
+        self.tx_offset = 0
+
+    def send_from_host(self, payload: bytes, psh: bool = True) -> int:
+        """TX_DATA; check the segment on the wire exactly; return its TSval."""
+        tu.send_packet(self, HOST_PORT, tx_data_frame(self.spec, self.tx_offset, payload, psh=psh))
+        expected = ExpectedAck(seq=self.snd, ack=self.rcv, window=RING, payload=payload, psh=psh,
+                               tsecr=self.ts_recent if self.timestamps else None)
+        tsval = self.verify_ack(self.spec, expected)
+        self.snd += len(payload)
+        self.tx_offset += len(payload)
+        return tsval
+
+    ts_recent = 0
+
+    def peer_ack(self, ack: int, *, tsecr: int = 0, flags: str = "A", window: int | None = None,
+                 payload: bytes = b"") -> None:
+        tu.send_packet(self, WIRE_PORT, data_segment(self.spec, self.rcv, payload, flags=flags,
+                                                     ack=ack, tsval=900, tsecr=tsecr,
+                                                     window=window))
+        self.ts_recent = 900
+
+
+class TxDataBecomesSegment(TransmitTest):
+    """TX_DATA leaves as a full segment: addresses, seq, ack, window, PSH, timestamps echoing
+    the peer's latest TSval, both checksums (compared byte for byte)."""
+
+    def runTest(self) -> None:
+        tu.send_packet(self, WIRE_PORT, data_segment(self.spec, self.rcv, b"hi", tsval=4242))
+        self.verify_frame(HOST_PORT, rx_data_frame(self.spec, 0, b"hi"))
+        self.rcv += 2
+        self.verify_ack(self.spec, ExpectedAck(seq=self.snd, ack=self.rcv, window=RING - 2,
+                                               tsecr=4242))
+        self.ts_recent = 4242
+        tu.send_packet(self, HOST_PORT, tx_data_frame(self.spec, 0, b"hello, peer"))
+        self.verify_ack(self.spec, ExpectedAck(seq=self.snd, ack=self.rcv, window=RING - 2,
+                                               tsecr=4242, payload=b"hello, peer", psh=True))
+        tu.verify_no_other_packets(self)
+
+
+class ConsecutiveTxDataAdvanceSeq(TransmitTest):
+    def runTest(self) -> None:
+        ts1 = self.send_from_host(b"a" * 1000, psh=False)
+        ts2 = self.send_from_host(b"b" * 448)
+        self.assertGreaterEqual(ts2, ts1)
+        tu.verify_no_other_packets(self)
+
+
+class TxDataWithoutTimestamps(TransmitTest):
+    timestamps = False
+
+    def runTest(self) -> None:
+        self.send_from_host(b"no options here")
+        tu.verify_no_other_packets(self)
+
+
+class StaleTxDataIsDropped(TransmitTest):
+    """TX_DATA for another generation of the flow id never reaches the wire."""
+
+    def runTest(self) -> None:
+        before = self.counter("drop_counter", DropReason.STALE_HOST_MESSAGE)
+        stale = self.spec.generation % 0xFFFF + 1
+        tu.send_packet(self, HOST_PORT, tx_data_frame(self.spec, 0, b"x" * 10, generation=stale))
+        tu.verify_no_other_packets(self)
+        after = self.counter("drop_counter", DropReason.STALE_HOST_MESSAGE)
+        self.assertEqual(after[0] - before[0], 1)
+        self.send_from_host(b"the real one")  # the sequence did not move
+
+
+class TxDataWithWrongLength(TransmitTest):
+    """A payload that is not exactly `length` bytes would get a wrong checksum: exception."""
+
+    def runTest(self) -> None:
+        frame = tx_data_frame(self.spec, 0, b"x" * 10) + b"junk"
+        tu.send_packet(self, HOST_PORT, frame)
+        payload, meta = self.expect_packet_in()
+        self.assertEqual(meta["reason"], PacketInReason.BAD_HOST_MESSAGE)
+        tu.verify_no_other_packets(self)
+
+
+class NewAckIsReportedWithRtt(TransmitTest):
+    """A pure ACK for new data becomes TX_ACKED: cumulative ack, bytes, window, RTT sample."""
+
+    def runTest(self) -> None:
+        tsval = self.send_from_host(b"q" * 300)
+        self.peer_ack(self.snd, tsecr=tsval)
+        rtt = self.verify_frame_with_rtt(HOST_PORT, lambda rtt: tx_acked_frame(
+            self.spec, self.snd, 300, rtt=rtt))
+        self.assertLess(rtt, 1_000_000 >> 4, "an RTT sample of under a second (16 us ticks)")
+        tu.verify_no_other_packets(self)
+
+
+class DuplicateAcksAreCounted(TransmitTest):
+    """ACKs that acknowledge nothing new while data is outstanding: counted, not reported."""
+
+    def runTest(self) -> None:
+        self.send_from_host(b"1" * 100)
+        self.send_from_host(b"2" * 100)
+        first_end = self.spec.tx_start_seq + 100
+        self.peer_ack(first_end)
+        self.verify_frame_with_rtt(HOST_PORT, lambda rtt: tx_acked_frame(
+            self.spec, first_end, 100, rtt=rtt))
+        before = self.counter("dupack_counter", self.spec.flow_id)
+        for _ in range(3):
+            self.peer_ack(first_end)
+        tu.verify_no_other_packets(self)
+        self.assertEqual(self.counter("dupack_counter", self.spec.flow_id)[0] - before[0], 3)
+
+
+class EceAckIsFlagged(TransmitTest):
+    def runTest(self) -> None:
+        self.send_from_host(b"e" * 64)
+        before = self.counter("ece_ack_counter", self.spec.flow_id)
+        self.peer_ack(self.snd, flags="AE")
+        self.verify_frame_with_rtt(HOST_PORT, lambda rtt: tx_acked_frame(
+            self.spec, self.snd, 64, rtt=rtt, ece=True))
+        self.assertEqual(self.counter("ece_ack_counter", self.spec.flow_id)[0] - before[0], 1)
+        tu.verify_no_other_packets(self)
+
+
+class DataCarryingANewAck(TransmitTest):
+    """Delivered data that also acknowledges ours: one RX_DATA frame carries both."""
+
+    def runTest(self) -> None:
+        tsval = self.send_from_host(b"request")
+        self.peer_ack(self.snd, tsecr=tsval, flags="PA", payload=b"response")
+        self.verify_frame_with_rtt(HOST_PORT, lambda rtt: rx_data_frame(
+            self.spec, 0, b"response", acked=len(b"request"), rtt=rtt))
+        self.rcv += len(b"response")
+        self.verify_ack(self.spec, ExpectedAck(seq=self.snd, ack=self.rcv,
+                                               window=RING - len(b"response"), tsecr=900))
+        tu.verify_no_other_packets(self)
+
+
+class WindowUpdateIsReported(TransmitTest):
+    """A pure ACK that only changes the window (e.g. reopens it) reaches the host."""
+
+    def runTest(self) -> None:
+        self.peer_ack(self.snd, window=PEER_WINDOW + 5000)
+        self.verify_frame(HOST_PORT, tx_acked_frame(self.spec, self.snd, 0,
+                                                    window=PEER_WINDOW + 5000))
+        self.peer_ack(self.snd, window=PEER_WINDOW + 5000)  # same window: nothing new
+        tu.verify_no_other_packets(self)
+
+
+class AckBeyondWhatWasSentIsIgnored(TransmitTest):
+    def runTest(self) -> None:
+        self.send_from_host(b"z" * 10)
+        self.peer_ack(self.snd + 1000)
+        tu.verify_no_other_packets(self)
+        self.peer_ack(self.snd)  # the real ACK still counts in full
+        self.verify_frame_with_rtt(HOST_PORT, lambda rtt: tx_acked_frame(
+            self.spec, self.snd, 10, rtt=rtt))

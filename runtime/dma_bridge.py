@@ -1,0 +1,620 @@
+"""The bmv2 DMA bridge: plays the NIC's DMA engine on the host port (DESIGN.md 3; issue 4, 2).
+
+On bmv2 nothing can write host memory, so this trusted bridge owns the host side of the host-port
+veth (`<prefix>hp`, bmv2 port HOST_PORT on the other end) through a raw AF_PACKET socket and moves
+payload between channel frames (runtime.nic_host_header) and the per-flow rings in shared memory
+(host_lib.rings):
+
+  NIC -> host  RX_DATA    payload into the flow's RX ring at the NIC's offset, an RX_DATA event
+               TX_ACKED   freed TX ring bytes, peer window, a TX_ACKED event, then more TX_DATA
+  host -> NIC  TX_DATA    MSS-sized chunks of the TX ring, never beyond the peer's window
+               RX_CONSUMED how many RX ring bytes the application freed
+
+Everything target-specific stays in this module behind `DmaEngine` (what the runtime calls) and
+`FrameLink` (how frames move): a SmartNIC whose DMA engine writes the rings itself replaces both
+without touching host_lib, which only ever sees rings and event queues.
+
+Events are never lost: when a context's event queue is full the bytes stay published and the
+channel remembers what it has not announced yet; the next event of that kind (or the retry timer)
+covers the whole unannounced range. RX_DATA events give ring *positions* (shm_layout), TX_ACKED
+events an RTT sample in microseconds in `aux`.
+
+bmv2 caveat: the NIC acknowledges received data before the bridge has "DMAed" it, so a frame the
+kernel drops on the host port is data lost for good; the socket gets a large receive buffer, the
+kernel's drop count is in `HostPort.kernel_drops()`, and an offset mismatch is reported through
+`on_flow_error` so that the runtime can reset the connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import socket
+import struct
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Protocol
+
+from host_lib.rings import ByteRing, Event, EventQueue, RingCorruptedError
+from host_lib.shm_layout import EventType
+from runtime.datapath_constants import ETHERTYPE_NIC_HOST, TS_TICK_SHIFT
+from runtime.nic_host_header import (
+    NIC_HOST_HEADER,
+    ChannelFlags,
+    FrameError,
+    NicHostMessage,
+    Opcode,
+    decode,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MSS = 1448             # payload bytes per segment with the timestamps option (MTU 1500)
+DEFAULT_PEER_WINDOW = 65535    # bytes until the first TX_ACKED tells the real window
+MAX_WINDOW_SCALE = 14          # RFC 7323
+RECV_BATCH = 256               # frames drained per readable callback (fairness with other tasks)
+RECV_BUFFER_BYTES = 65536      # larger than any frame the host port can carry
+SOCKET_RCVBUF_BYTES = 8 << 20  # absorbs bursts: a dropped RX_DATA frame is data lost (see above)
+EVENT_RETRY_SECONDS = 0.001    # while some context queue is full
+SEND_RETRY_SECONDS = 0.001     # after ENOBUFS (the device queue was full)
+SEND_ERROR_RETRY_SECONDS = 0.1  # after a hard send error (e.g. the interface went away)
+U32_MAX = 0xFFFFFFFF
+U16_MAX = 0xFFFF
+NIC_HEADER_BYTES = NIC_HOST_HEADER.size
+SYS_NET = Path("/sys/class/net")
+
+# Linux <asm/socket.h> and <linux/if_packet.h>; the socket module does not export them all.
+SO_RCVBUFFORCE = 33
+SOL_PACKET = 263
+PACKET_STATISTICS = 6
+PACKET_IGNORE_OUTGOING = 23
+PACKET_OUTGOING = 4
+TPACKET_STATS = struct.Struct("II")  # tp_packets, tp_drops
+TRANSIENT_SEND_ERRNOS = frozenset({errno.EAGAIN, errno.EWOULDBLOCK, errno.ENOBUFS})
+
+
+class DropCause(Enum):
+    """Why the bridge dropped (part of) a frame or could not act on it."""
+
+    MALFORMED = "malformed"                  # FrameError from decode
+    UNEXPECTED_OPCODE = "unexpected_opcode"  # a host->NIC opcode arrived from the NIC
+    UNKNOWN_FLOW = "unknown_flow"
+    STALE_GENERATION = "stale_generation"
+    BAD_OFFSET = "bad_offset"                # RX_DATA not at the RX ring's write offset (a bug)
+    RX_OVERFLOW = "rx_overflow"              # RX_DATA larger than the RX ring's free space (a bug)
+    ACK_BEYOND_SENT = "ack_beyond_sent"      # TX_ACKED count > bytes in flight (clamped; a bug)
+    RING_CORRUPTED = "ring_corrupted"        # the application scribbled on its rings or queue
+
+
+@dataclass
+class BridgeStats:
+    """Per-bridge counters for tests and logs."""
+
+    frames_in: Counter[Opcode] = field(default_factory=Counter)
+    frames_out: Counter[Opcode] = field(default_factory=Counter)
+    drops: Counter[DropCause] = field(default_factory=Counter)
+    events_posted: int = 0
+    events_deferred: int = 0  # pushes refused by a full queue (covered later)
+    send_retries: int = 0     # frames the link could not take at once (sent again later)
+
+
+@dataclass
+class FlowCounters:
+    """Per-flow counters; acked/ECE bytes and RTT samples are congestion-control feedback."""
+
+    rx_bytes: int = 0
+    rx_frames: int = 0
+    tx_bytes: int = 0
+    tx_frames: int = 0
+    acked_bytes: int = 0
+    ece_acked_bytes: int = 0
+    rtt_samples: int = 0
+    rtt_sum_ticks: int = 0
+    last_rtt_ticks: int = 0
+    rx_consumed_bytes: int = 0
+
+
+@dataclass(eq=False)
+class FlowChannel:
+    """One connection as the bridge sees it: its rings, its context's event queue, TX state.
+
+    `tx_sent` and `tx_acked` are positions in the TX ring's stream (tx_acked is the ring's tail);
+    `peer_window` is in bytes (raw window << wscale). `event_pending` is set while some bytes were
+    received or acknowledged without an event (the context queue was full).
+    """
+
+    flow_id: int
+    generation: int
+    slot: int
+    rx_ring: ByteRing
+    tx_ring: ByteRing
+    events: EventQueue
+    mss: int = DEFAULT_MSS
+    wscale: int = 0
+    peer_window: int = DEFAULT_PEER_WINDOW
+    opaque: int = 0
+    counters: FlowCounters = field(default_factory=FlowCounters)
+    tx_sent: int = field(init=False, default=0)
+    tx_acked: int = field(init=False, default=0)
+    rx_announced: int = field(init=False, default=0)  # RX position up to which events were posted
+    rx_flags_pending: int = field(init=False, default=0)
+    ack_announced: int = field(init=False, default=0)  # TX position up to which events were posted
+    ack_flags_pending: int = field(init=False, default=0)
+    ack_rtt_pending: int = field(init=False, default=0)
+    rx_consumed_unsent: int = field(init=False, default=0)
+    event_pending: bool = field(init=False, default=False)
+
+    def __post_init__(self) -> None:
+        if self.mss <= 0 or not 0 <= self.wscale <= MAX_WINDOW_SCALE or self.peer_window < 0:
+            raise ValueError(f"flow {self.flow_id}: bad mss {self.mss}, wscale {self.wscale} or "
+                             f"peer window {self.peer_window}")
+        self.tx_sent = self.tx_acked = self.ack_announced = self.tx_ring.tail
+        self.rx_announced = self.rx_ring.head
+
+    @property
+    def in_flight(self) -> int:
+        """Bytes handed to the NIC and not yet acknowledged."""
+        return self.tx_sent - self.tx_acked
+
+
+class DmaEngine(Protocol):
+    """What the runtime asks of a NIC's DMA engine (this bridge on bmv2, hardware elsewhere)."""
+
+    def register(self, channel: FlowChannel) -> None:
+        """Start moving data for a connection."""
+
+    def unregister(self, flow_id: int) -> FlowChannel | None:
+        """Stop moving data for a connection; returns its channel."""
+
+    def kick(self, flow_id: int) -> int:
+        """The application queued TX bytes: send what the window allows; returns bytes sent."""
+
+    def send_rx_consumed(self, flow_id: int, count: int) -> None:
+        """The application freed `count` RX ring bytes: tell the NIC."""
+
+
+class FrameLink(Protocol):
+    """A non-blocking frame pipe to the NIC (HostPort; a fake in unit tests)."""
+
+    max_payload: int
+
+    def fileno(self) -> int:
+        """The descriptor to watch for readability and writability."""
+
+    def recv_batch(self, limit: int) -> list[bytes]:
+        """Up to `limit` frames that are waiting, [] when none."""
+
+    def send(self, frame: bytes) -> bool:
+        """Send one frame; False if it could not go now (see retry_delay)."""
+
+    def retry_delay(self) -> float | None:
+        """After a failed send: None to wait for writability, else seconds to wait."""
+
+
+class HostPort:
+    """AF_PACKET raw socket on the host-port interface, channel EtherType only, non-blocking."""
+
+    def __init__(self, ifname: str, rcvbuf: int = SOCKET_RCVBUF_BYTES) -> None:
+        self.ifname = ifname
+        # Protocol 0 receives nothing until bind() names the interface and EtherType, so no frame
+        # of another interface slips in between socket() and bind().
+        self._sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+        try:
+            self._sock.bind((ifname, ETHERTYPE_NIC_HOST))
+            self._sock.setblocking(False)
+            self._set_rcvbuf(rcvbuf)
+            self._ignore_outgoing()
+            self.max_payload = min(interface_mtu(ifname) - NIC_HEADER_BYTES, U16_MAX)
+        except BaseException:
+            self._sock.close()
+            raise
+        self._last_errno = 0
+
+    def _set_rcvbuf(self, size: int) -> None:
+        """A receive buffer of `size` bytes, beyond net.core.rmem_max if we may (CAP_NET_ADMIN)."""
+        try:
+            self._sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, size)
+        except PermissionError:
+            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+
+    def _ignore_outgoing(self) -> None:
+        """Do not see frames other sockets send on this interface (Linux >= 4.20)."""
+        try:
+            self._sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
+        except OSError:
+            log.debug("%s: PACKET_IGNORE_OUTGOING unsupported; filtering by packet type",
+                      self.ifname)
+
+    def fileno(self) -> int:
+        """The socket's descriptor."""
+        return self._sock.fileno()
+
+    def recv_batch(self, limit: int = RECV_BATCH) -> list[bytes]:
+        """Drain up to `limit` waiting frames without blocking."""
+        frames: list[bytes] = []
+        while len(frames) < limit:
+            try:
+                frame, address = self._sock.recvfrom(RECV_BUFFER_BYTES)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:  # e.g. ENETDOWN, reported once when the link goes down
+                log.warning("%s: receive failed: %s", self.ifname, exc)
+                break
+            if address[2] != PACKET_OUTGOING:
+                frames.append(frame)
+        return frames
+
+    def send(self, frame: bytes) -> bool:
+        """Send one frame; False (errno kept for retry_delay) if it cannot go now."""
+        try:
+            self._sock.send(frame)
+        except OSError as exc:
+            code = exc.errno or 0
+            if code not in TRANSIENT_SEND_ERRNOS and code != self._last_errno:
+                log.warning("%s: send failed (retrying): %s", self.ifname, exc)
+            self._last_errno = code
+            return False
+        self._last_errno = 0
+        return True
+
+    def retry_delay(self) -> float | None:
+        """None: wait until writable (socket buffer full); else seconds to wait."""
+        if self._last_errno in (errno.EAGAIN, errno.EWOULDBLOCK):
+            return None
+        return SEND_RETRY_SECONDS if self._last_errno == errno.ENOBUFS else SEND_ERROR_RETRY_SECONDS
+
+    def kernel_drops(self) -> int:
+        """Frames the kernel dropped for want of receive buffer since the last call."""
+        raw = self._sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, TPACKET_STATS.size)
+        return TPACKET_STATS.unpack(raw)[1]
+
+    def close(self) -> None:
+        """Close the socket."""
+        self._sock.close()
+
+
+def interface_mtu(ifname: str) -> int:
+    """The MTU of a network interface, from sysfs."""
+    return int((SYS_NET / ifname / "mtu").read_text())
+
+
+FlowErrorCallback = Callable[[int, DropCause], None]
+
+
+class DmaBridge:
+    """Moves payload and events between the host port and the registered flows' rings."""
+
+    def __init__(self, link: FrameLink, on_flow_error: FlowErrorCallback | None = None) -> None:
+        self.link = link
+        self.stats = BridgeStats()
+        self._on_flow_error = on_flow_error
+        self._channels: dict[int, FlowChannel] = {}
+        self._pending_events: dict[int, None] = {}  # ordered set of flow ids
+        self._send_backlog: dict[int, None] = {}    # flows with TX/RX_CONSUMED waiting on the link
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._event_timer: asyncio.TimerHandle | None = None
+        self._send_retry_armed = False
+        self._send_timer: asyncio.TimerHandle | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Watch the host port from the running asyncio loop (one reader, no thread)."""
+        self._loop = asyncio.get_running_loop()
+        self._loop.add_reader(self.link.fileno(), self._on_readable)
+
+    def stop(self) -> None:
+        """Stop watching the host port and cancel the retry timers."""
+        if self._loop is None:
+            return
+        self._loop.remove_reader(self.link.fileno())
+        self._loop.remove_writer(self.link.fileno())
+        for timer in (self._event_timer, self._send_timer):
+            if timer is not None:
+                timer.cancel()
+        self._event_timer = self._send_timer = None
+        self._send_retry_armed = False
+        self._loop = None
+
+    # -- flows ---------------------------------------------------------------------------------
+
+    def register(self, channel: FlowChannel) -> None:
+        """Start serving a flow id; ValueError if it is taken (unregister the old one first)."""
+        if channel.flow_id in self._channels:
+            raise ValueError(f"flow {channel.flow_id} is already registered")
+        if channel.mss > self.link.max_payload:
+            log.warning("flow %d: MSS %d exceeds the host port's %d-byte payload; using that",
+                        channel.flow_id, channel.mss, self.link.max_payload)
+            channel.mss = self.link.max_payload
+        self._channels[channel.flow_id] = channel
+
+    def unregister(self, flow_id: int) -> FlowChannel | None:
+        """Stop serving a flow id; later frames for it are dropped as unknown."""
+        self._pending_events.pop(flow_id, None)
+        self._send_backlog.pop(flow_id, None)
+        return self._channels.pop(flow_id, None)
+
+    def channel(self, flow_id: int) -> FlowChannel | None:
+        """The registered channel of a flow id, if any."""
+        return self._channels.get(flow_id)
+
+    # -- NIC -> host ---------------------------------------------------------------------------
+
+    def _on_readable(self) -> None:
+        for frame in self.link.recv_batch(RECV_BATCH):
+            self.handle_frame(frame)
+        if self._pending_events:
+            self.flush_events()
+
+    def handle_frame(self, frame: bytes) -> None:
+        """Act on one frame from the NIC; never raises for a bad frame."""
+        try:
+            message = decode(frame)
+        except FrameError as exc:
+            self.stats.drops[DropCause.MALFORMED] += 1
+            log.debug("malformed host-port frame: %s", exc)
+            return
+        self.stats.frames_in[message.opcode] += 1
+        if message.opcode not in (Opcode.RX_DATA, Opcode.TX_ACKED):
+            self._drop(DropCause.UNEXPECTED_OPCODE, message, "not an opcode the NIC sends")
+            return
+        channel = self._channel_for(message)
+        if channel is None:
+            return
+        try:
+            if message.opcode == Opcode.RX_DATA:
+                self._rx_data(channel, message)
+            else:
+                self._tx_acked(channel, message)
+        except (RingCorruptedError, ValueError) as exc:
+            # Positions the application scribbled on (a ring moved backwards, a queue overfull).
+            self._flow_error(channel, DropCause.RING_CORRUPTED, str(exc))
+
+    def _channel_for(self, message: NicHostMessage) -> FlowChannel | None:
+        channel = self._channels.get(message.flow_id)
+        if channel is None:
+            self._drop(DropCause.UNKNOWN_FLOW, message, "no such flow")
+        elif channel.generation != message.gen:
+            self._drop(DropCause.STALE_GENERATION, message,
+                       f"generation {message.gen}, flow has {channel.generation}")
+            return None
+        return channel
+
+    def _drop(self, cause: DropCause, message: NicHostMessage, why: str) -> None:
+        self.stats.drops[cause] += 1
+        log.debug("dropped %s for flow %d gen %d: %s", message.opcode.name, message.flow_id,
+                  message.gen, why)
+
+    def _flow_error(self, channel: FlowChannel, cause: DropCause, why: str) -> None:
+        """A bug or a scribbling application: count, log, tell the runtime."""
+        self.stats.drops[cause] += 1
+        log.warning("flow %d: %s: %s", channel.flow_id, cause.value, why)
+        if self._on_flow_error is not None:
+            self._on_flow_error(channel.flow_id, cause)
+
+    def _rx_data(self, channel: FlowChannel, message: NicHostMessage) -> None:
+        """Payload into the RX ring, an event; piggy-backed ACK info as TX_ACKED."""
+        if message.payload:
+            self._deliver(channel, message)
+        if message.count:
+            # A bad payload does not make the ACK wrong, and skipping it would leak TX space.
+            self._tx_acked(channel, message)
+
+    def _deliver(self, channel: FlowChannel, message: NicHostMessage) -> None:
+        ring = channel.rx_ring
+        head = ring.head
+        expected = head & (ring.size - 1)
+        if message.offset != expected:
+            self._flow_error(channel, DropCause.BAD_OFFSET,
+                             f"RX_DATA at offset {message.offset}, ring writes at {expected}")
+            return
+        try:
+            ring.write_at(message.offset, message.payload)
+        except ValueError as exc:
+            self._flow_error(channel, DropCause.RX_OVERFLOW, str(exc))
+            return
+        ring.publish(len(message.payload))
+        channel.counters.rx_bytes += len(message.payload)
+        channel.counters.rx_frames += 1
+        channel.rx_flags_pending |= message.flags & (ChannelFlags.PSH | ChannelFlags.CE)
+        self._announce(channel)
+
+    def _tx_acked(self, channel: FlowChannel, message: NicHostMessage) -> None:
+        """Free acknowledged TX bytes, take the window and RTT, post an event, send more."""
+        count = message.count
+        if count > channel.in_flight:
+            self._flow_error(channel, DropCause.ACK_BEYOND_SENT,
+                             f"{count} bytes acked, {channel.in_flight} in flight; clamped")
+            count = channel.in_flight
+        if count:
+            channel.tx_ring.consume(count)
+            channel.tx_acked += count
+            self._count_ack(channel, message, count)
+        channel.peer_window = message.window << channel.wscale
+        self._announce(channel)
+        self.kick(channel.flow_id)
+
+    @staticmethod
+    def _count_ack(channel: FlowChannel, message: NicHostMessage, count: int) -> None:
+        counters = channel.counters
+        counters.acked_bytes += count
+        ece = message.flags & ChannelFlags.ECE
+        if ece:
+            counters.ece_acked_bytes += count
+            channel.ack_flags_pending |= ChannelFlags.ECE
+        if message.aux:
+            counters.rtt_samples += 1
+            counters.rtt_sum_ticks += message.aux
+            counters.last_rtt_ticks = message.aux
+            channel.ack_rtt_pending = min(message.aux << TS_TICK_SHIFT, U32_MAX)
+
+    # -- events --------------------------------------------------------------------------------
+
+    def _announce(self, channel: FlowChannel) -> None:
+        """Post the events a channel owes its context; remember the channel if the queue is full."""
+        if self._post_rx_event(channel) and self._post_ack_event(channel):
+            channel.event_pending = False
+            self._pending_events.pop(channel.flow_id, None)
+            return
+        self.stats.events_deferred += 1
+        if not channel.event_pending:
+            log.debug("flow %d: context queue full, event deferred", channel.flow_id)
+        channel.event_pending = True
+        self._pending_events[channel.flow_id] = None
+        self._arm_event_timer()
+
+    def _post_rx_event(self, channel: FlowChannel) -> bool:
+        """RX_DATA event for every byte published and not yet announced; False if queue full."""
+        head = channel.rx_ring.head
+        length = head - channel.rx_announced
+        if not length:
+            return True
+        event = Event(EventType.RX_DATA, channel.slot, channel.rx_announced, length,
+                      channel.rx_flags_pending, 0, channel.opaque)
+        if not channel.events.push(event):
+            return False
+        channel.rx_announced = head
+        channel.rx_flags_pending = 0
+        self.stats.events_posted += 1
+        return True
+
+    def _post_ack_event(self, channel: FlowChannel) -> bool:
+        """TX_ACKED event for every byte acknowledged and not yet announced; False if queue full."""
+        length = channel.tx_acked - channel.ack_announced
+        if not length:
+            return True
+        event = Event(EventType.TX_ACKED, channel.slot, channel.ack_announced, length,
+                      channel.ack_flags_pending, channel.ack_rtt_pending, channel.opaque)
+        if not channel.events.push(event):
+            return False
+        channel.ack_announced = channel.tx_acked
+        channel.ack_flags_pending = channel.ack_rtt_pending = 0
+        self.stats.events_posted += 1
+        return True
+
+    def flush_events(self) -> int:
+        """Retry the deferred events (e.g. after the application polled); returns flows left."""
+        for flow_id in list(self._pending_events):
+            channel = self._channels.get(flow_id)
+            if channel is None:
+                self._pending_events.pop(flow_id, None)
+                continue
+            try:
+                if self._post_rx_event(channel) and self._post_ack_event(channel):
+                    channel.event_pending = False
+                    self._pending_events.pop(flow_id, None)
+            except (RingCorruptedError, ValueError) as exc:
+                self._pending_events.pop(flow_id, None)
+                self._flow_error(channel, DropCause.RING_CORRUPTED, str(exc))
+        return len(self._pending_events)
+
+    def _arm_event_timer(self) -> None:
+        if self._loop is None or self._event_timer is not None:
+            return
+        self._event_timer = self._loop.call_later(EVENT_RETRY_SECONDS, self._on_event_timer)
+
+    def _on_event_timer(self) -> None:
+        self._event_timer = None
+        if self.flush_events():
+            self._arm_event_timer()
+
+    # -- host -> NIC ---------------------------------------------------------------------------
+
+    def kick(self, flow_id: int) -> int:
+        """Send TX_DATA for queued TX bytes the peer window admits; returns bytes sent."""
+        channel = self._channels.get(flow_id)
+        if channel is None:
+            self.stats.drops[DropCause.UNKNOWN_FLOW] += 1
+            log.debug("kick for unknown flow %d", flow_id)
+            return 0
+        try:
+            return self._send_tx(channel)
+        except (RingCorruptedError, ValueError) as exc:
+            self._flow_error(channel, DropCause.RING_CORRUPTED, str(exc))
+            return 0
+
+    def _send_tx(self, channel: FlowChannel) -> int:
+        ring = channel.tx_ring
+        unsent = ring.readable() - channel.in_flight
+        if unsent < 0:
+            raise RingCorruptedError(f"TX ring holds {unsent + channel.in_flight} bytes but "
+                                     f"{channel.in_flight} are in flight")
+        room = channel.peer_window - channel.in_flight
+        sent = 0
+        mask = ring.size - 1
+        while unsent > 0 and room > 0:
+            size = min(channel.mss, unsent, room)
+            pieces = ring.peek(size, skip=channel.in_flight)
+            payload = b"".join(pieces)
+            for piece in pieces:
+                piece.release()
+            flags = ChannelFlags.PSH if size == unsent else ChannelFlags.NONE
+            message = NicHostMessage(Opcode.TX_DATA, channel.flow_id, channel.generation, flags,
+                                     channel.tx_sent & mask, payload=payload)
+            if not self._send(message, channel.flow_id):
+                break
+            channel.tx_sent += size
+            channel.counters.tx_bytes += size
+            channel.counters.tx_frames += 1
+            unsent -= size
+            room -= size
+            sent += size
+        return sent
+
+    def send_rx_consumed(self, flow_id: int, count: int) -> None:
+        """Tell the NIC that the application freed `count` RX ring bytes (kept until sent)."""
+        if count < 0:
+            raise ValueError(f"RX_CONSUMED count {count} is negative")
+        channel = self._channels.get(flow_id)
+        if channel is None:
+            self.stats.drops[DropCause.UNKNOWN_FLOW] += 1
+            log.debug("RX_CONSUMED for unknown flow %d", flow_id)
+            return
+        channel.rx_consumed_unsent += count
+        self._flush_rx_consumed(channel)
+
+    def _flush_rx_consumed(self, channel: FlowChannel) -> None:
+        while channel.rx_consumed_unsent:
+            count = min(channel.rx_consumed_unsent, U32_MAX)
+            message = NicHostMessage(Opcode.RX_CONSUMED, channel.flow_id, channel.generation,
+                                     count=count)
+            if not self._send(message, channel.flow_id):
+                return
+            channel.rx_consumed_unsent -= count
+            channel.counters.rx_consumed_bytes += count
+
+    def _send(self, message: NicHostMessage, flow_id: int) -> bool:
+        """Send one message; on failure park the flow until the link can take more."""
+        if self.link.send(message.encode()):
+            self.stats.frames_out[message.opcode] += 1
+            return True
+        self.stats.send_retries += 1
+        self._send_backlog[flow_id] = None
+        self._arm_send_retry(self.link.retry_delay())
+        return False
+
+    def _arm_send_retry(self, delay: float | None) -> None:
+        if self._loop is None or self._send_retry_armed:
+            return
+        self._send_retry_armed = True
+        if delay is None:
+            self._loop.add_writer(self.link.fileno(), self._retry_sends)
+        else:
+            self._send_timer = self._loop.call_later(delay, self._retry_sends)
+
+    def _retry_sends(self) -> None:
+        """The link may take frames again: resend RX_CONSUMED and TX_DATA of parked flows."""
+        if self._loop is not None:
+            self._loop.remove_writer(self.link.fileno())
+        self._send_timer = None
+        self._send_retry_armed = False
+        backlog, self._send_backlog = self._send_backlog, {}
+        for flow_id in backlog:
+            channel = self._channels.get(flow_id)
+            if channel is not None:
+                self._flush_rx_consumed(channel)
+                self.kick(flow_id)
