@@ -336,6 +336,24 @@ class Connect(Request):
 
 @register
 @dataclass(frozen=True, kw_only=True)
+class Kick(ClientMessage):
+    """No reply: the application queued TX bytes and/or consumed RX bytes of conn_id's rings."""
+
+    TYPE: ClassVar[str] = "Kick"
+    conn_id: int = _field(_ID)
+
+
+@register
+@dataclass(frozen=True, kw_only=True)
+class Wake(ServerMessage):
+    """Events wait in context ctx_id's queue in shared memory."""
+
+    TYPE: ClassVar[str] = "Wake"
+    ctx_id: int = _field(_ID)
+
+
+@register
+@dataclass(frozen=True, kw_only=True)
 class Accept(Request):
     """The application took an IncomingConnection off its accept queue (frees backlog)."""
 
@@ -406,6 +424,10 @@ class HelloOk(ServerMessage):
     TYPE: ClassVar[str] = "HelloOk"
     app_id: int = _field(_ID)
     version: int = _field(_integer(0, 2**31 - 1))
+    # The application's shared-memory segment (host_lib.shm_layout): payload rings of its
+    # connections and its contexts' event queues; None when the runtime has no data path.
+    shm_name: str | None = _field(_optional(_text(MAX_APP_NAME_CHARS, clip=False, min_chars=1)),
+                                  default=None)
 
 
 @register
@@ -482,6 +504,7 @@ class IncomingConnection(Event):
     local_port: int = _field(_PORT)
     peer_ip: str = _field(_ipv4)
     peer_port: int = _field(_PORT)
+    slot: int | None = _field(_optional(_ID), default=None)  # ring slot in the segment
 
 
 @register
@@ -494,6 +517,7 @@ class Connected(Event):
     local_port: int = _field(_PORT)
     peer_ip: str = _field(_ipv4)
     peer_port: int = _field(_PORT)
+    slot: int | None = _field(_optional(_ID), default=None)  # ring slot in the segment
 
 
 @register

@@ -45,6 +45,10 @@ class TcpParams:
 
     mss: int = 1460
     rx_ring_size: int = 1 << 18
+    tx_ring_size: int = 1 << 18
+    max_app_connections: int = 64   # ring slots per application
+    max_app_contexts: int = 8
+    event_queue_depth: int = 1024
     syn_retries: int = 3
     syn_rto_s: float = 1.0
     time_wait_s: float = 2.0
@@ -63,6 +67,7 @@ class RuntimeConfig:
     interfaces: tuple[Interface, ...] = ()
     control_socket: Path = Path("/tmp/p4tas-runtime.sock")
     tcp: TcpParams = field(default_factory=TcpParams)
+    host_interface: str | None = None  # the host port's veth: the data path (DMA bridge)
 
     def interface_for_port(self, port: int) -> Interface | None:
         return next((i for i in self.interfaces if i.port == port), None)

@@ -15,6 +15,8 @@ from runtime.arp import ArpCache, ArpResponder, ArpTimeout, build_arp_request
 from runtime.config import Interface, RuntimeConfig
 from runtime.connections import Connection, ConnectionTable, EventSink, Listener
 from runtime.datapath import Datapath, PacketIn
+from runtime.dma_bridge import DmaBridge, FlowChannel
+from runtime.nic_host_header import NicHostMessage, Opcode
 from runtime.datapath_constants import PacketInReason
 from runtime.flow_entries import MAX_GENERATION, FlowSpec, FlowTuple, flow_entries
 from runtime.flow_ids import FlowIdAllocator
@@ -27,6 +29,8 @@ from runtime.tcp_state import Event, IllegalTransition, State, TcpStateMachine
 log = logging.getLogger(__name__)
 
 MAX_UNSCALED_WINDOW = 0xFFFF
+DEFAULT_PEER_MSS = 536  # RFC 1122, when the peer's SYN has no MSS option
+TS_OPTION_BYTES = 12
 MAX_WINDOW_SHIFT = 14
 SEQ_MOD = 1 << 32
 TCP_REASONS = {PacketInReason.SYN, PacketInReason.FIN, PacketInReason.RST,
@@ -63,8 +67,14 @@ class Stats:
 class ConnectionControl:
     """The slow path's TCP: owns connections, listeners, flow ids and local ports."""
 
-    def __init__(self, config: RuntimeConfig, datapath: Datapath, p4info: P4Info) -> None:
+    def __init__(self, config: RuntimeConfig, datapath: Datapath, p4info: P4Info,
+                 bridge: DmaBridge | None = None) -> None:
+        """`bridge`: the data path (payload between the NIC and the applications' rings);
+        without it connections carry no data (control only)."""
         self.config = config
+        self.bridge = bridge
+        self._by_flow: dict[int, Connection] = {}
+        self._wake_pending: dict[int, EventSink] = {}  # id(context) -> context, coalesced
         self.tcp = config.tcp
         self.datapath = datapath
         self.p4info = p4info
@@ -118,8 +128,10 @@ class ConnectionControl:
             else:
                 self._reset_stray(seg, iface)
         elif flags & TcpFlags.SYN:
+            self._sync_sequences(conn)
             self._on_syn_for(conn, seg)
         else:
+            self._sync_sequences(conn)
             self._on_segment_for(conn, seg)
 
     # ---------------------------------------------------------------- passive open
@@ -211,19 +223,114 @@ class ConnectionControl:
         t = conn.tuple
         if conn.owner is None:
             return
+        try:
+            slot = self._attach_data_path(conn)
+        except OSError as exc:
+            self._fail(conn, exc.errno or errno.ENOBUFS, str(exc))
+            return
         conn.announced = True
         if conn.active:
             conn.owner.deliver(cp.Connected(ctx_id=conn.owner.ctx_id, conn_id=conn.conn_id,
                                             local_ip=t.local_ip, local_port=t.local_port,
-                                            peer_ip=t.peer_ip, peer_port=t.peer_port))
+                                            peer_ip=t.peer_ip, peer_port=t.peer_port,
+                                            slot=slot))
         else:
             conn.listener.unaccepted.add(conn.conn_id)
             conn.owner.deliver(cp.IncomingConnection(
                 ctx_id=conn.owner.ctx_id, conn_id=conn.conn_id,
                 listener_id=conn.listener.listener_id, local_ip=t.local_ip,
-                local_port=t.local_port, peer_ip=t.peer_ip, peer_port=t.peer_port))
+                local_port=t.local_port, peer_ip=t.peer_ip, peer_port=t.peer_port, slot=slot))
         if conn.state is State.CLOSE_WAIT:  # the peer's FIN beat the flow installation
             self._tell(conn, cp.PeerClosed(ctx_id=conn.owner.ctx_id, conn_id=conn.conn_id))
+
+    # ---------------------------------------------------------------- data path
+
+    def _attach_data_path(self, conn: Connection) -> int | None:
+        """Give an established connection ring slots and register it with the bridge."""
+        memory = getattr(conn.owner, "memory", None)
+        if self.bridge is None or memory is None or conn.flow is None:
+            return None
+        slot, rx, tx = memory.allocate_slot()
+        peer = conn.peer_options
+        wscale = peer.window_scale or 0
+        mss = (peer.mss or DEFAULT_PEER_MSS) - (TS_OPTION_BYTES if conn.timestamps else 0)
+        channel = FlowChannel(conn.flow.flow_id, conn.flow.generation, slot, rx, tx,
+                              memory.events(conn.owner.ctx_id), mss=mss, wscale=wscale,
+                              peer_window=conn.peer_window << wscale, opaque=conn.conn_id)
+        self.bridge.register(channel)
+        conn.channel, conn.memory = channel, memory
+        self._by_flow[channel.flow_id] = conn
+        return slot
+
+    def _detach_data_path(self, conn: Connection) -> None:
+        if conn.channel is None:
+            return
+        self.bridge.unregister(conn.channel.flow_id)
+        self._by_flow.pop(conn.channel.flow_id, None)
+        conn.memory.free_slot(conn.channel.slot)
+        conn.channel = None
+
+    def _deliver_from_slow_path(self, conn: Connection, payload: bytes) -> None:
+        """Put payload into the RX ring as the NIC would (through the bridge's own checks)."""
+        channel = conn.channel
+        offset = channel.rx_ring.head & (channel.rx_ring.size - 1)
+        self.bridge.handle_frame(NicHostMessage(Opcode.RX_DATA, channel.flow_id,
+                                                channel.generation, offset=offset,
+                                                payload=payload).encode())
+
+    def _sync_sequences(self, conn: Connection) -> None:
+        """Our and the peer's next sequence numbers, from where the data path has got to."""
+        channel, spec = conn.channel, conn.flow_spec
+        if channel is None or spec is None:
+            return
+        data_end = seq_add(spec.tx_start_seq, channel.tx_sent)
+        conn.snd_nxt = data_end if conn.fin_seq is None else seq_add(conn.fin_seq, 1)
+        conn.rcv_nxt = seq_add(spec.rx_start_seq, channel.rx_ring.head + conn.fin_received)
+
+    def on_flow_error(self, flow_id: int, cause: str) -> None:
+        """Bridge hook: a flow's data path broke (lost frame, scribbled ring): reset it."""
+        conn = self._by_flow.get(flow_id)
+        if conn is None:
+            return
+        self.stats.bump("data_path_errors")
+        self._tell(conn, cp.ConnectionErrorEvent(ctx_id=self._ctx(conn), conn_id=conn.conn_id,
+                                                 errno=errno.EIO,
+                                                 message=f"data path error: {cause}"))
+        self._abort(conn, send_rst=True)
+
+    def kick(self, conn: Connection) -> None:
+        """The application queued TX bytes and/or consumed RX bytes of this connection."""
+        channel = conn.channel
+        if channel is None:
+            return
+        self.bridge.kick(channel.flow_id)
+        tail = channel.rx_ring.tail
+        if tail != conn.rx_consumed_seen:
+            self.bridge.send_rx_consumed(channel.flow_id, tail - conn.rx_consumed_seen)
+            conn.rx_consumed_seen = tail
+
+    def on_data_activity(self, channel: FlowChannel) -> None:
+        """Bridge hook: wake the owning context; a pending close may now send its FIN."""
+        conn = self._by_flow.get(channel.flow_id)
+        if conn is None:
+            return
+        if conn.owner is not None and id(conn.owner) not in self._wake_pending:
+            if not self._wake_pending:
+                asyncio.get_running_loop().call_soon(self._send_wakes)
+            self._wake_pending[id(conn.owner)] = conn.owner
+        if conn.close_pending and self._tx_drained(conn):
+            conn.close_pending = False
+            self._track(self._fin_after_removal(conn))
+
+    def _send_wakes(self) -> None:
+        pending, self._wake_pending = self._wake_pending, {}
+        for owner in pending.values():
+            owner.deliver(cp.Wake(ctx_id=owner.ctx_id))
+
+    @staticmethod
+    def _tx_drained(conn: Connection) -> bool:
+        channel = conn.channel
+        return channel is None or channel.tx_acked == channel.tx_ring.head
 
     # ---------------------------------------------------------------- active open
 
@@ -293,18 +400,22 @@ class ConnectionControl:
             self._abort(conn, send_rst=True)
 
     def _on_fin(self, conn: Connection, seg: TcpSegment) -> None:
-        if seg.seq != conn.rcv_nxt or seg.payload:
-            # Data before the FIN is still missing (the fast path delivers data; a FIN
-            # carrying data is left for the peer to retransmit after the data).
-            self.stats.bump("fins_out_of_order")
-            self._send_ack(conn)
-            return
-        if conn.state in (State.CLOSE_WAIT, State.CLOSING, State.LAST_ACK, State.TIME_WAIT):
+        if conn.fin_received:
             self._send_ack(conn)  # a retransmitted FIN: our ACK was lost
             if conn.state is State.TIME_WAIT:
                 self._arm_time_wait(conn)
             return
+        if seg.payload and seg.seq == conn.rcv_nxt and conn.channel is not None:
+            # The fast path hands FIN segments to us whole: their data goes in here.
+            self._deliver_from_slow_path(conn, seg.payload)
+            self._sync_sequences(conn)
+        if seq_add(seg.seq, len(seg.payload)) != conn.rcv_nxt:
+            # Data before the FIN is still missing: the peer retransmits it, then the FIN.
+            self.stats.bump("fins_out_of_order")
+            self._send_ack(conn)
+            return
         conn.rcv_nxt = seq_add(conn.rcv_nxt, 1)
+        conn.fin_received = True
         ours_acked = bool(seg.flags & TcpFlags.ACK) and seg.ack == conn.snd_nxt
         if conn.state is State.FIN_WAIT_1 and ours_acked:
             conn.sm.fire(Event.RCV_FIN_ACK_OF_FIN)
@@ -333,6 +444,7 @@ class ConnectionControl:
         if conn is None:
             self.stats.bump("rst_for_unknown")
             return
+        self._sync_sequences(conn)
         if conn.state is State.SYN_SENT:
             if seg.flags & TcpFlags.ACK and seg.ack == conn.snd_nxt:
                 conn.sm.fire(Event.RCV_RST)
@@ -392,13 +504,19 @@ class ConnectionControl:
             self._abort(conn, send_rst=True)
         elif conn.state in (State.ESTABLISHED, State.CLOSE_WAIT):
             conn.sm.fire(Event.APP_CLOSE)
-            self._track(self._fin_after_removal(conn))
+            self.kick(conn)  # whatever the application queued last goes out first
+            if self._tx_drained(conn):
+                self._track(self._fin_after_removal(conn))
+            else:
+                conn.close_pending = True  # on_data_activity sends the FIN once acked
         # Closing states: already closing, nothing more to do.
 
     async def _fin_after_removal(self, conn: Connection) -> None:
         """Take the flow out of the fast path first, so the peer's answers to our FIN come
         to the slow path instead of being absorbed as pure ACKs."""
+        self._sync_sequences(conn)
         await self._remove_flow(conn)
+        self._detach_data_path(conn)  # closed by the application: its slot is free again
         self._send_fin(conn)
 
     def shutdown_write(self, conn: Connection) -> None:
@@ -511,6 +629,7 @@ class ConnectionControl:
             conn.listener.handshaking = max(0, conn.listener.handshaking - 1)
         if conn.active:
             self.ports.release(conn.tuple.local_ip, conn.tuple.local_port)
+        self._detach_data_path(conn)
         if notify:
             self._tell(conn, cp.Closed(ctx_id=self._ctx(conn), conn_id=conn.conn_id))
         if conn.flow is not None:

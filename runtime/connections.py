@@ -8,7 +8,9 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from host_lib import control_protocol as cp
+from runtime.app_memory import AppMemory
 from runtime.config import Interface
+from runtime.dma_bridge import FlowChannel
 from runtime.flow_entries import FlowSpec, FlowTuple
 from runtime.flow_ids import FlowLease
 from runtime.tcp_segments import TcpOptions
@@ -19,6 +21,7 @@ class EventSink(Protocol):
     """Where a connection's application events go (an application context)."""
 
     ctx_id: int
+    memory: AppMemory | None  # the application's shared memory, if the data path is on
 
     def deliver(self, event: cp.Message) -> None: ...
 
@@ -67,6 +70,11 @@ class Connection:
     flow: FlowLease | None = None
     flow_spec: FlowSpec | None = None
     fin_seq: int | None = None  # sequence number of our FIN once sent
+    fin_received: bool = False
+    close_pending: bool = False   # the application closed; FIN once its TX data is acked
+    channel: FlowChannel | None = None  # the data path: rings and bridge state
+    memory: AppMemory | None = None
+    rx_consumed_seen: int = 0     # RX ring tail already returned to the NIC
     timer: asyncio.TimerHandle | None = None
     retries: int = 0
 

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from host_lib import control_protocol as cp
+from host_lib.shm_layout import Layout
+from runtime.app_memory import AppMemory
 from runtime.connection_control import ConnectionControl
 from runtime.connections import Connection, Listener
 
@@ -26,10 +28,15 @@ _WRITE_BUFFER_LIMIT = 4 << 20  # an application that stops reading events is dis
 
 @dataclass(eq=False)
 class AppContext:
-    """A per-thread event queue of an application (TAS's context)."""
+    """A per-thread event queue of an application (TAS's context); ctx_id is also its queue's
+    index in the application's shared memory."""
 
     ctx_id: int
     session: "AppSession"
+
+    @property
+    def memory(self) -> AppMemory | None:
+        return self.session.memory
 
     def deliver(self, event: cp.Message) -> None:
         self.session.send(event)
@@ -43,6 +50,7 @@ class AppSession:
     writer: asyncio.StreamWriter
     contexts: dict[int, AppContext] = field(default_factory=dict)
     name: str = "?"
+    memory: AppMemory | None = None
 
     def send(self, msg: cp.Message) -> None:
         if self.writer.is_closing():
@@ -57,9 +65,12 @@ class AppSession:
 class ControlServer:
     """Accepts applications on `path` (mode 0600: only the owner may connect)."""
 
-    def __init__(self, path: Path, control: ConnectionControl) -> None:
+    def __init__(self, path: Path, control: ConnectionControl,
+                 layout: Layout | None = None) -> None:
+        """`layout`: each application's shared memory; None runs without a data path."""
         self.path = path
         self.control = control
+        self.layout = layout
         self._ids = itertools.count(1)
         self._server: asyncio.base_events.Server | None = None
         self.sessions: set[AppSession] = set()
@@ -97,6 +108,8 @@ class ControlServer:
             self.sessions.discard(session)
             for ctx in session.contexts.values():
                 self.control.abort_owned_by(ctx)
+            if session.memory is not None:
+                session.memory.close()
             writer.close()
 
     async def _handshake(self, session: AppSession, reader: asyncio.StreamReader) -> bool:
@@ -111,7 +124,10 @@ class ControlServer:
                 "use a host_lib matching this runtime")))
             return False
         session.name = f"{hello.app_name}[{hello.pid}]"
-        session.send(cp.HelloOk(app_id=session.app_id, version=cp.PROTOCOL_VERSION))
+        if self.layout is not None:
+            session.memory = AppMemory.create(session.app_id, self.layout)
+        session.send(cp.HelloOk(app_id=session.app_id, version=cp.PROTOCOL_VERSION,
+                                shm_name=session.memory.name if session.memory else None))
         return True
 
     async def _requests(self, session: AppSession, reader: asyncio.StreamReader) -> None:
@@ -125,6 +141,11 @@ class ControlServer:
                 continue
             if isinstance(msg, cp.Bye):
                 return
+            if isinstance(msg, cp.Kick):   # no reply: the data path's doorbell
+                conn = self.control.table.by_id.get(msg.conn_id)
+                if conn is not None and conn.owner in session.contexts.values():
+                    self.control.kick(conn)
+                continue
             try:
                 reply = await self._handle(session, msg)
             except OSError as exc:
@@ -137,7 +158,9 @@ class ControlServer:
 
     async def _handle(self, session: AppSession, msg: cp.Message) -> cp.Message:
         if isinstance(msg, cp.CreateContext):
-            ctx = AppContext(next(self._ids), session)
+            ctx = AppContext(len(session.contexts), session)
+            if session.memory is not None:
+                session.memory.events(ctx.ctx_id)  # EMFILE beyond the layout's contexts
             session.contexts[ctx.ctx_id] = ctx
             return cp.ContextCreated(req_id=msg.req_id, ctx_id=ctx.ctx_id)
         if isinstance(msg, cp.Listen):

@@ -13,7 +13,9 @@ from pathlib import Path
 from runtime.config import BUILD_DIR, Interface, RuntimeConfig, TcpParams
 from runtime.connection_control import ConnectionControl
 from runtime.control_server import ControlServer
+from host_lib.shm_layout import Layout
 from runtime.datapath import Datapath
+from runtime.dma_bridge import DmaBridge, HostPort
 from runtime.datapath_constants import ack_clone_sessions
 from runtime.p4rt.client import P4RuntimeClient, P4RuntimeError
 
@@ -59,9 +61,14 @@ async def serve(config: RuntimeConfig) -> int:
     loop = asyncio.get_running_loop()
     client = await loop.run_in_executor(None, connect_switch, config)
     datapath = Datapath(client)
-    control = ConnectionControl(config, datapath, client.p4info)
-    server = ControlServer(config.control_socket, control)
+    bridge = open_bridge(config, lambda channel: control.on_data_activity(channel),
+                         lambda flow_id, cause: control.on_flow_error(flow_id, cause.value))
+    control = ConnectionControl(config, datapath, client.p4info, bridge)
+    layout = app_layout(config) if bridge is not None else None
+    server = ControlServer(config.control_socket, control, layout)
     await server.start()
+    if bridge is not None:
+        bridge.start()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
@@ -78,6 +85,8 @@ async def serve(config: RuntimeConfig) -> int:
     log.info("stopping: resetting %d connections", len(control.table.by_id))
     await control.shutdown_all()
     await server.close()
+    if bridge is not None:
+        bridge.stop()
     packets.cancel()
     datapath.close()
     client.close()
@@ -85,9 +94,38 @@ async def serve(config: RuntimeConfig) -> int:
     return status
 
 
+def open_bridge(config: RuntimeConfig, on_activity, on_flow_error) -> DmaBridge | None:
+    """The data path on the host port, if one is configured."""
+    if config.host_interface is None:
+        log.warning("no host port interface: connections carry no data (control only)")
+        return None
+    try:
+        link = HostPort(config.host_interface)
+    except OSError as exc:
+        raise StartupError(f"cannot open the host port {config.host_interface}: {exc}") from None
+    return DmaBridge(link, on_flow_error=on_flow_error, on_activity=on_activity)
+
+
+def app_layout(config: RuntimeConfig) -> Layout:
+    """Each application's shared memory; RX rings match what the NIC is told per flow."""
+    tcp = config.tcp
+    return Layout(rx_ring_size=tcp.rx_ring_size, tx_ring_size=tcp.tx_ring_size,
+                  max_connections=tcp.max_app_connections, max_contexts=tcp.max_app_contexts,
+                  queue_depth=tcp.event_queue_depth)
+
+
 async def _dispatch(datapath: Datapath, control: ConnectionControl) -> None:
     async for pin in datapath.packet_ins():
         control.on_packet_in(pin)
+
+
+def host_interface_from_env(state_dir: Path) -> str | None:
+    """The host port's peer-side veth from a bmv2_env state dir (portmap.json)."""
+    try:
+        ports = json.loads((state_dir / "portmap.json").read_text())["ports"]
+    except (OSError, ValueError, KeyError):
+        return None
+    return next((p["peer_iface"] for p in ports if p.get("role") == "host"), None)
 
 
 def interfaces_from_env(state_dir: Path) -> tuple[Interface, ...]:
@@ -117,6 +155,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[RuntimeConfig, str]:
                         help="a wire port and the address we own on it; repeat per port")
     parser.add_argument("--env-state", type=Path, metavar="DIR",
                         help="take the interfaces from a bmv2_env state dir (peers.json)")
+    parser.add_argument("--host-interface", metavar="IFNAME",
+                        help="the host port's veth (the NIC<->host channel); without it "
+                             "connections carry no data (default: from --env-state)")
     parser.add_argument("--control-socket", type=Path, default=Path("/tmp/p4tas-runtime.sock"),
                         help="UNIX socket for applications (default %(default)s)")
     parser.add_argument("--rx-ring-size", type=int, default=TcpParams.rx_ring_size,
@@ -143,8 +184,11 @@ def parse_args(argv: list[str] | None = None) -> tuple[RuntimeConfig, str]:
         parser.error(f"--rx-ring-size {size} is not a power of two")
     tcp = TcpParams(rx_ring_size=size, time_wait_s=args.time_wait, syn_retries=args.syn_retries,
                     syn_rto_s=args.syn_rto)
+    host_interface = args.host_interface
+    if host_interface is None and args.env_state:
+        host_interface = host_interface_from_env(args.env_state)
     config = RuntimeConfig(args.grpc_addr, args.device_id, args.p4info, args.bmv2_json,
-                           interfaces, args.control_socket, tcp)
+                           interfaces, args.control_socket, tcp, host_interface)
     return config, args.log_level
 
 

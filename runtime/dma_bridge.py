@@ -288,10 +288,14 @@ FlowErrorCallback = Callable[[int, DropCause], None]
 class DmaBridge:
     """Moves payload and events between the host port and the registered flows' rings."""
 
-    def __init__(self, link: FrameLink, on_flow_error: FlowErrorCallback | None = None) -> None:
+    def __init__(self, link: FrameLink, on_flow_error: FlowErrorCallback | None = None,
+                 on_activity: Callable[[FlowChannel], None] | None = None) -> None:
+        """`on_activity(channel)`: events were posted for the channel's context (wake the
+        application) or its TX ring drained further (the runtime may now send a FIN)."""
         self.link = link
         self.stats = BridgeStats()
         self._on_flow_error = on_flow_error
+        self._on_activity = on_activity
         self._channels: dict[int, FlowChannel] = {}
         self._pending_events: dict[int, None] = {}  # ordered set of flow ids
         self._send_backlog: dict[int, None] = {}    # flows with TX/RX_CONSUMED waiting on the link
@@ -459,6 +463,8 @@ class DmaBridge:
         if self._post_rx_event(channel) and self._post_ack_event(channel):
             channel.event_pending = False
             self._pending_events.pop(channel.flow_id, None)
+            if self._on_activity is not None:
+                self._on_activity(channel)
             return
         self.stats.events_deferred += 1
         if not channel.event_pending:
@@ -507,6 +513,8 @@ class DmaBridge:
                 if self._post_rx_event(channel) and self._post_ack_event(channel):
                     channel.event_pending = False
                     self._pending_events.pop(flow_id, None)
+                    if self._on_activity is not None:
+                        self._on_activity(channel)
             except (RingCorruptedError, ValueError) as exc:
                 self._pending_events.pop(flow_id, None)
                 self._flow_error(channel, DropCause.RING_CORRUPTED, str(exc))

@@ -28,6 +28,9 @@ SAMPLES: list[cp.Message] = [
     cp.CloseListener(req_id=8, listener_id=3),
     cp.GetStats(req_id=9),
     cp.Accept(req_id=10, conn_id=4),
+    cp.Kick(conn_id=4),
+    cp.Wake(ctx_id=2),
+    cp.HelloOk(app_id=3, version=1, shm_name="p4tas-app-3"),
     cp.Stats(req_id=9, counters={"flows_installed": 3, "connections": 0}),
     cp.HelloOk(app_id=1, version=cp.PROTOCOL_VERSION),
     cp.Ok(req_id=6),
@@ -83,7 +86,7 @@ def test_wire_form_is_the_documented_one() -> None:
 
 def test_directions() -> None:
     client = {cp.Hello, cp.Bye, cp.CreateContext, cp.Listen, cp.Connect, cp.Close, cp.Shutdown,
-              cp.CloseListener, cp.GetStats, cp.Accept}
+              cp.CloseListener, cp.GetStats, cp.Accept, cp.Kick}
     for cls in cp.MESSAGE_TYPES.values():
         assert issubclass(cls, cp.ClientMessage) == (cls in client), cls
         assert issubclass(cls, cp.ServerMessage) == (cls not in client), cls

@@ -1,0 +1,76 @@
+"""One application's shared memory as the runtime manages it: the segment it creates for the
+application (host_lib.shm_layout), and the ring slots handed to its connections."""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections import deque
+from dataclasses import dataclass, field
+
+from host_lib.rings import ByteRing, EventQueue, connection_ring, context_queue
+from host_lib.shm_layout import Direction, Layout, Segment
+
+
+@dataclass(eq=False)
+class AppMemory:
+    """The segment and its slot free list; the runtime keeps the Layout it created it with
+    (never re-reading the header, which the application could rewrite)."""
+
+    segment: Segment
+    layout: Layout
+    free_slots: deque = field(default_factory=deque)
+    _views: dict = field(default_factory=dict)  # slot -> (rx, tx); ctx -> EventQueue
+
+    @classmethod
+    def create(cls, app_id: int, layout: Layout) -> "AppMemory":
+        name = f"p4tas-{os.getpid()}-app{app_id}"
+        memory = cls(Segment.create(name, layout), layout)
+        memory.free_slots.extend(range(layout.max_connections))
+        return memory
+
+    @property
+    def name(self) -> str:
+        return self.segment.name
+
+    def allocate_slot(self) -> tuple[int, ByteRing, ByteRing]:
+        """A free slot with both rings reset to position 0 (the NIC's offsets start there)."""
+        if not self.free_slots:
+            raise OSError(errno.ENOBUFS, f"all {self.layout.max_connections} connection slots "
+                          "of this application are in use: close connections first")
+        slot = self.free_slots.popleft()
+        rx = connection_ring(self.segment.buf, self.layout, slot, Direction.RX)
+        tx = connection_ring(self.segment.buf, self.layout, slot, Direction.TX)
+        rx.reset(0)
+        tx.reset(0)
+        self._views[("slot", slot)] = (rx, tx)
+        return slot, rx, tx
+
+    def free_slot(self, slot: int) -> None:
+        for ring in self._views.pop(("slot", slot), ()):
+            ring.release()
+        self.free_slots.append(slot)
+
+    def events(self, ctx_id: int) -> EventQueue:
+        """Context ctx_id's queue of events towards the application."""
+        key = ("ctx", ctx_id)
+        if key not in self._views:
+            if not 0 <= ctx_id < self.layout.max_contexts:
+                raise OSError(errno.EMFILE, f"context {ctx_id}: at most "
+                              f"{self.layout.max_contexts} contexts per application")
+            queue = context_queue(self.segment.buf, self.layout, ctx_id, Direction.RX)
+            queue.reset()
+            self._views[key] = queue
+        return self._views[key]
+
+    def close(self) -> None:
+        """Release every view, unmap and unlink the segment."""
+        for views in self._views.values():
+            for view in views if isinstance(views, tuple) else (views,):
+                view.release()
+        self._views.clear()
+        try:
+            self.segment.unlink()
+        except FileNotFoundError:
+            pass
+        self.segment.close()
