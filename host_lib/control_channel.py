@@ -1,13 +1,24 @@
-"""An application's session with the p4tas runtime over its control socket (blocking).
+"""An application's session with the p4tas runtime over its control socket.
 
-Requests wait for their reply; events that arrive meanwhile are queued for next_event().
-The socket API (host_lib.socket) is built on this."""
+Two ways to use it:
+
+- blocking (tools, tests): requests wait for their reply; events that arrive meanwhile are
+  queued for next_event() / wait_for();
+- message-level (host_lib.socket, host_lib.streams): send() and kick() write one message, and
+  wait_readable() + read_messages() hand over every message the runtime sent, non-blocking, for
+  the caller to dispatch (replies by req_id, events by conn_id, Wake by ctx_id). fileno() is the
+  control socket, readable when the runtime has sent something.
+
+Don't mix the two on one channel. Either way, frames are split by a control_protocol.FrameReader,
+so a timeout never leaves the stream half-read."""
 
 from __future__ import annotations
 
 import collections
+import errno
 import itertools
 import os
+import select
 import socket
 import sys
 import time
@@ -16,44 +27,84 @@ from typing import Callable, TypeVar
 
 from host_lib import control_protocol as cp
 
-DEFAULT_SOCKET = Path(os.environ.get("P4TAS_CONTROL_SOCKET", "/tmp/p4tas-runtime.sock"))
+DEFAULT_SOCKET_PATH = "/tmp/p4tas-runtime.sock"
+DEFAULT_SOCKET = Path(os.environ.get("P4TAS_CONTROL_SOCKET", DEFAULT_SOCKET_PATH))
+_RECV_CHUNK = 256 * 1024
+
+
+def default_socket_path() -> Path:
+    """$P4TAS_CONTROL_SOCKET, read now (not at import), or the runtime's default path."""
+    return Path(os.environ.get("P4TAS_CONTROL_SOCKET") or DEFAULT_SOCKET_PATH)
 E = TypeVar("E", bound=cp.Message)
 
 
 class RuntimeUnavailable(ConnectionError):
     """The runtime daemon is not reachable or went away."""
 
+    def __init__(self, message: str, code: int = errno.ECONNREFUSED) -> None:
+        super().__init__(code, message)
+
+    def __str__(self) -> str:
+        return self.strerror or super().__str__()
+
 
 class ControlChannel:
     """One application's connection to the runtime."""
 
-    def __init__(self, path: Path = DEFAULT_SOCKET, app_name: str | None = None,
+    def __init__(self, path: Path | str | None = None, app_name: str | None = None,
                  timeout: float = 10.0) -> None:
+        path = Path(path) if path is not None else default_socket_path()
+        self.path = path
         self.timeout = timeout
         self._req_ids = itertools.count(1)
         self._events: collections.deque[cp.Message] = collections.deque()
+        self._inbox: collections.deque[cp.Message] = collections.deque()
+        self._reader = cp.FrameReader(expect=cp.ServerMessage)
+        self._gone: str | None = None  # why the runtime is unreachable now
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._sock.settimeout(timeout)
         try:
             self._sock.connect(str(path))
         except OSError as exc:
             self._sock.close()
-            raise RuntimeUnavailable(f"cannot reach the p4tas runtime at {path} ({exc}): is "
-                                     "`python -m runtime` running?") from None
-        name = app_name or Path(sys.argv[0] or "python").name
-        cp.send_message(self._sock, cp.Hello(version=cp.PROTOCOL_VERSION, app_name=name,
-                                             pid=os.getpid()))
-        reply = self._receive()
+            raise RuntimeUnavailable(
+                f"cannot reach the p4tas runtime at {path} ({exc}): is the runtime running "
+                "(`python -m runtime`, or `make run`), and does $P4TAS_CONTROL_SOCKET name its "
+                "control socket (--control-socket)?") from None
+        self._sock.setblocking(False)  # every wait is a poll() with a timeout (wait_readable)
+        self._fd = self._sock.fileno()
+        name = app_name or Path(sys.argv[0] or "python").name or "python"
+        try:
+            self.send(cp.Hello(version=cp.PROTOCOL_VERSION, app_name=name[:cp.MAX_APP_NAME_CHARS],
+                               pid=os.getpid()))
+            reply = self._receive()
+        except BaseException:
+            self._sock.close()
+            raise
         if isinstance(reply, cp.Error):
+            self._sock.close()
             raise reply.to_exception()
+        if not isinstance(reply, cp.HelloOk):
+            self._sock.close()
+            raise RuntimeUnavailable(f"the p4tas runtime at {path} answered Hello with {reply!r}")
         self.app_id = reply.app_id
+        self.shm_name: str | None = reply.shm_name
 
     def close(self) -> None:
-        try:
-            cp.send_message(self._sock, cp.Bye())
-        except OSError:
-            pass
+        if self._sock.fileno() < 0:
+            return
+        if self._gone is None:
+            try:
+                self.send(cp.Bye())
+            except OSError:
+                pass
+        self._gone = self._gone or "the control channel was closed by this application"
         self._sock.close()
+
+    @property
+    def closed(self) -> bool:
+        """True once close() ran or the runtime went away."""
+        return self._gone is not None
 
     def __enter__(self) -> "ControlChannel":
         return self
@@ -97,6 +148,99 @@ class ControlChannel:
         """The runtime's counters (connections, flows and ports in use, drops...)."""
         return self._request(lambda r: cp.GetStats(req_id=r)).counters
 
+    # ------------------------------------------------------------------ message level
+
+    def fileno(self) -> int:
+        """The control socket: readable when the runtime has sent something (or hung up)."""
+        return self._fd
+
+    def next_req_id(self) -> int:
+        """A fresh req_id for a request built by the caller (see send)."""
+        return next(self._req_ids)
+
+    def send(self, message: cp.ClientMessage) -> None:
+        """Write one message (no waiting for a reply); RuntimeUnavailable if the runtime is gone."""
+        self._check_alive()
+        data = memoryview(cp.encode(message))
+        while data:
+            try:
+                sent = self._sock.send(data)
+            except BlockingIOError:
+                # The runtime reads its socket continuously; a full buffer is momentary.
+                if not select.select([], [self._fd], [], self.timeout)[1]:
+                    raise self._lost(f"the p4tas runtime did not read its control socket for "
+                                     f"{self.timeout:g} s") from None
+                continue
+            except OSError as exc:
+                raise self._lost(f"the p4tas runtime went away ({exc})") from None
+            data = data[sent:]
+
+    def kick(self, conn_id: int) -> None:
+        """Doorbell: conn_id's TX ring has new bytes and/or RX ring space was consumed."""
+        self.send(cp.Kick(conn_id=conn_id))
+
+    def wait_readable(self, timeout: float | None) -> bool:
+        """Block (no state touched, no lock needed) until messages may be read; False on timeout.
+
+        timeout None waits for ever; 0 only checks."""
+        if self._inbox or self._gone is not None:
+            return True
+        poller = select.poll()
+        poller.register(self._fd, select.POLLIN)
+        ms = -1 if timeout is None else max(0, int(timeout * 1000 + 0.999))
+        try:
+            return bool(poller.poll(ms))
+        except InterruptedError:  # pragma: no cover - PEP 475 retries; kept for safety
+            return False
+
+    def read_messages(self) -> list[cp.Message]:
+        """Every message received so far, without blocking ([] if none).
+
+        RuntimeUnavailable when the runtime hung up (after the messages that preceded it)."""
+        messages = list(self._inbox)
+        self._inbox.clear()
+        if self._gone is not None:
+            if messages:
+                return messages
+            raise RuntimeUnavailable(self._gone, errno.ECONNRESET)
+        while True:
+            try:
+                data = self._sock.recv(_RECV_CHUNK)
+            except (BlockingIOError, InterruptedError):
+                return messages
+            except OSError as exc:
+                error = self._lost(f"the p4tas runtime's control connection failed ({exc})")
+                if messages:
+                    return messages
+                raise error from None
+            if not data:
+                error = self._lost("the p4tas runtime closed the control connection (did it "
+                                   "stop or restart? its connections of this process are gone)")
+                if messages:
+                    return messages
+                raise error
+            try:
+                messages.extend(self._reader.feed(data))
+            except cp.FramingError as exc:
+                messages.extend(exc.decoded_before)
+                error = self._lost(f"the p4tas runtime sent an unreadable stream ({exc})")
+                if messages:
+                    return messages
+                raise error from None
+            except cp.ProtocolError as exc:  # one bad message: skip it, keep the good ones
+                messages.extend(exc.decoded_before)
+                messages.extend(self._reader.feed(b""))
+            if len(data) < _RECV_CHUNK:
+                return messages
+
+    def _lost(self, why: str) -> RuntimeUnavailable:
+        self._gone = self._gone or why
+        return RuntimeUnavailable(self._gone, errno.ECONNRESET)
+
+    def _check_alive(self) -> None:
+        if self._gone is not None:
+            raise RuntimeUnavailable(self._gone, errno.ECONNRESET)
+
     # ------------------------------------------------------------------ events
 
     def next_event(self, timeout: float | None = None) -> cp.Message | None:
@@ -129,10 +273,7 @@ class ControlChannel:
 
     def _request(self, build: Callable[[int], cp.Message]) -> cp.Message:
         req_id = next(self._req_ids)
-        try:
-            cp.send_message(self._sock, build(req_id))
-        except OSError as exc:
-            raise RuntimeUnavailable(f"the p4tas runtime went away ({exc})") from None
+        self.send(build(req_id))
         while True:
             msg = self._receive()
             if isinstance(msg, cp.Event):
@@ -143,12 +284,16 @@ class ControlChannel:
                 return msg
 
     def _receive(self, timeout: float | None = None) -> cp.Message | None:
-        self._sock.settimeout(timeout if timeout is not None else self.timeout)
-        try:
-            return cp.recv_message(self._sock, expect=cp.ServerMessage)
-        except socket.timeout:
-            if timeout is not None:
-                return None
-            raise TimeoutError("the p4tas runtime did not answer in time") from None
-        except cp.ConnectionClosed as exc:
-            raise RuntimeUnavailable(f"the p4tas runtime closed the connection ({exc})") from None
+        """The next message; None after `timeout` s, TimeoutError after self.timeout if None."""
+        limit = timeout if timeout is not None else self.timeout
+        deadline = time.monotonic() + limit
+        while not self._inbox:
+            self._inbox.extend(self.read_messages())
+            if self._inbox:
+                break
+            left = deadline - time.monotonic()
+            if left <= 0 or not self.wait_readable(left):
+                if timeout is not None:
+                    return None
+                raise TimeoutError(f"the p4tas runtime did not answer within {limit:g} s")
+        return self._inbox.popleft()

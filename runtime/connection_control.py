@@ -161,7 +161,8 @@ class ConnectionControl:
         """Record the peer's ISN and options; scale/timestamps only if both sides do them."""
         conn.irs = seg.seq
         conn.rcv_nxt = seq_add(seg.seq, 1)
-        conn.peer_window = seg.window  # a SYN's window is never scaled
+        conn.peer_window = seg.window
+        conn.peer_window_bytes = seg.window  # a SYN's window is never scaled (RFC 7323)
         conn.peer_options = seg.options
         conn.window_shift = self.window_shift if seg.options.window_scale is not None else 0
         conn.timestamps = seg.options.timestamps is not None
@@ -256,7 +257,7 @@ class ConnectionControl:
         mss = (peer.mss or DEFAULT_PEER_MSS) - (TS_OPTION_BYTES if conn.timestamps else 0)
         channel = FlowChannel(conn.flow.flow_id, conn.flow.generation, slot, rx, tx,
                               memory.events(conn.owner.ctx_id), mss=mss, wscale=wscale,
-                              peer_window=conn.peer_window << wscale, opaque=conn.conn_id)
+                              peer_window=conn.peer_window_bytes, opaque=conn.conn_id)
         self.bridge.register(channel)
         conn.channel, conn.memory = channel, memory
         self._by_flow[channel.flow_id] = conn
@@ -321,6 +322,10 @@ class ConnectionControl:
         if conn.close_pending and self._tx_drained(conn):
             conn.close_pending = False
             self._track(self._fin_after_removal(conn))
+        elif conn.shutdown_pending and self._tx_drained(conn):
+            conn.shutdown_pending = False
+            self._sync_sequences(conn)
+            self._send_fin(conn)
 
     def _send_wakes(self) -> None:
         pending, self._wake_pending = self._wake_pending, {}
@@ -388,6 +393,7 @@ class ConnectionControl:
         if (conn.state is State.SYN_RECEIVED and seg.flags & TcpFlags.ACK
                 and seg.ack == conn.snd_nxt):
             conn.peer_window = seg.window  # raw, as the fast path will see later ones
+            conn.peer_window_bytes = seg.window << (conn.peer_options.window_scale or 0)
             self._establish(conn, Event.RCV_ACK_OF_SYN)
         if seg.flags & TcpFlags.FIN:
             self._on_fin(conn, seg)
@@ -520,10 +526,16 @@ class ConnectionControl:
         self._send_fin(conn)
 
     def shutdown_write(self, conn: Connection) -> None:
-        """shutdown(SHUT_WR): FIN, but keep receiving through the fast path."""
+        """shutdown(SHUT_WR): FIN after the queued data, but keep receiving through the fast
+        path (the flow stays installed; the peer's FIN acknowledges ours)."""
         if conn.state in (State.ESTABLISHED, State.CLOSE_WAIT):
             conn.sm.fire(Event.APP_CLOSE)
-            self._send_fin(conn)
+            self.kick(conn)
+            if self._tx_drained(conn):
+                self._sync_sequences(conn)
+                self._send_fin(conn)
+            else:
+                conn.shutdown_pending = True  # on_data_activity sends the FIN once acked
 
     def abort_owned_by(self, owner: EventSink) -> None:
         """An application vanished: its listeners go, its connections are reset."""

@@ -61,6 +61,7 @@ class Connection:
     rcv_nxt: int = 0
     peer_options: TcpOptions = field(default_factory=TcpOptions)
     peer_window: int = 0    # the peer's raw window at setup (the fast path tracks it after)
+    peer_window_bytes: int = 0  # the same in bytes (a SYN's window is not scaled, later ones are)
     window_shift: int = 0   # ours; 0 unless the peer also does window scaling
     timestamps: bool = False
     owner: EventSink | None = None
@@ -72,6 +73,7 @@ class Connection:
     fin_seq: int | None = None  # sequence number of our FIN once sent
     fin_received: bool = False
     close_pending: bool = False   # the application closed; FIN once its TX data is acked
+    shutdown_pending: bool = False  # shutdown(SHUT_WR): FIN once the TX data is acked
     channel: FlowChannel | None = None  # the data path: rings and bridge state
     memory: AppMemory | None = None
     rx_consumed_seen: int = 0     # RX ring tail already returned to the NIC

@@ -96,4 +96,4 @@ def stack_fixture(tmp_path_factory: pytest.TempPathFactory, runtime_args: list[s
                                   timeout=READY_TIMEOUT)
         yield Stack(result.peers.peer(1), info.control_socket, info.grpc_addr, info)
     finally:
-        env.down(PREFIX)  # stops the runtime first; a no-op for what was never started
+        env.down(PREFIX, keep_logs=True)  # stops the runtime first; a no-op for what was never started
