@@ -422,7 +422,8 @@ class ConnectionControl:
             return
         conn.rcv_nxt = seq_add(conn.rcv_nxt, 1)
         conn.fin_received = True
-        ours_acked = bool(seg.flags & TcpFlags.ACK) and seg.ack == conn.snd_nxt
+        ours_acked = (conn.fin_seq is not None and bool(seg.flags & TcpFlags.ACK)
+                      and seg.ack == conn.snd_nxt)
         if conn.state is State.FIN_WAIT_1 and ours_acked:
             conn.sm.fire(Event.RCV_FIN_ACK_OF_FIN)
         else:

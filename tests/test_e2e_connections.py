@@ -316,7 +316,10 @@ def test_full_backlog_drops_syns_until_the_application_accepts(stack: Stack) -> 
         for incoming in (first, second, third):
             ch.close_connection(incoming.conn_id)
         ch.close_listener(listening.listener_id)
-        wait_until(lambda: ch.stats()["connections"] == 0, what="connections gone")
+        try:
+            wait_until(lambda: ch.stats()["connections"] == 0, what="connections gone")
+        except AssertionError:
+            raise AssertionError(f"connections left: {ch.stats()}") from None
 
 
 def test_connect_times_out_when_the_peer_never_answers(stack: Stack) -> None:
