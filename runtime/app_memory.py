@@ -7,9 +7,29 @@ import errno
 import os
 from collections import deque
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from host_lib.rings import ByteRing, EventQueue, connection_ring, context_queue
-from host_lib.shm_layout import Direction, Layout, Segment
+from host_lib.shm_layout import SHM_DIR, Direction, Layout, Segment
+
+
+SEGMENT_PREFIX = "p4tas-"
+
+
+def segment_name(app_id: int) -> str:
+    """Segments carry the runtime's PID, so a later runtime can tell whose they are."""
+    return f"{SEGMENT_PREFIX}{os.getpid()}-app{app_id}"
+
+
+def remove_stale_segments() -> list[str]:
+    """Unlink segments of runtimes that are gone (killed before they could clean up)."""
+    removed = []
+    for path in Path(SHM_DIR).glob(f"{SEGMENT_PREFIX}*-app*"):
+        pid = path.name[len(SEGMENT_PREFIX):].split("-", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not Path(f"/proc/{pid}").exists():
+            path.unlink(missing_ok=True)
+            removed.append(path.name)
+    return removed
 
 
 @dataclass(eq=False)
@@ -24,8 +44,7 @@ class AppMemory:
 
     @classmethod
     def create(cls, app_id: int, layout: Layout) -> "AppMemory":
-        name = f"p4tas-{os.getpid()}-app{app_id}"
-        memory = cls(Segment.create(name, layout), layout)
+        memory = cls(Segment.create(segment_name(app_id), layout), layout)
         memory.free_slots.extend(range(layout.max_connections))
         return memory
 

@@ -10,6 +10,7 @@ import signal
 import sys
 from pathlib import Path
 
+from runtime.app_memory import remove_stale_segments
 from runtime.config import BUILD_DIR, Interface, RuntimeConfig, TcpParams
 from runtime.connection_control import ConnectionControl
 from runtime.control_server import ControlServer
@@ -65,6 +66,9 @@ async def serve(config: RuntimeConfig) -> int:
                          lambda flow_id, cause: control.on_flow_error(flow_id, cause.value))
     control = ConnectionControl(config, datapath, client.p4info, bridge)
     layout = app_layout(config) if bridge is not None else None
+    stale = remove_stale_segments()
+    if stale:
+        log.info("removed %d shared-memory segments of runtimes that are gone", len(stale))
     server = ControlServer(config.control_socket, control, layout)
     await server.start()
     if bridge is not None:

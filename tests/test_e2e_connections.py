@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import time
+from pathlib import Path
 
 import pytest
 
@@ -365,8 +366,10 @@ def test_restarted_runtime_removes_flows_of_a_killed_one(stack: Stack) -> None:
                what="the killed daemon to be gone")
     assert len(stack.flow_entries()) == 1, "nobody removed the flow: the daemon was killed"
     runtime_proc.stop(stack.runtime.state_dir)  # only clears the pid file now
+    killed = stack.runtime.pid
     stack.runtime = runtime_proc.start(stack.runtime.state_dir, extra=RUNTIME_ARGS)
     assert not stack.flow_entries(), "the new daemon must remove the stale flow"
+    assert not list(Path("/dev/shm").glob(f"p4tas-{killed}-app*")), "stale shared memory"
     client.kill()
     client.communicate()
 
