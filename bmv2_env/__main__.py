@@ -6,14 +6,17 @@ import argparse
 import dataclasses
 import logging
 import os
+import shutil
 import signal
 import sys
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 
-from . import env, ptf_runner, runtime_proc
+from . import echo_proc, env, ptf_runner, runtime_proc, switch
+from .echo_proc import EchoInfo, EchoProcError
 from .peers import Peer, PeerError, PeerSet
 from runtime.datapath_constants import ack_clone_sessions
 
@@ -29,7 +32,7 @@ from .toolchain import SIMPLE_SWITCH_GRPC_ENV, ToolNotFound, find_simple_switch_
 
 EXIT_OK, EXIT_FAIL, EXIT_INTERRUPTED = 0, 1, 130
 ENV_ERRORS = (ToolNotFound, CommandError, SwitchError, PipelineError, PtfError, PeerError,
-              RuntimeProcError, ValueError, OSError)
+              RuntimeProcError, EchoProcError, ValueError, OSError)
 
 DESCRIPTION = """\
 Bring up the p4tas development target: veth pairs for the bmv2 ports, simple_switch_grpc with
@@ -51,7 +54,9 @@ environment variables:
   {ptf_runner.REPORT_ENV:<21}file that `ptf` appends its one-line result to (set by `make test`)
 
 examples:
-  p4tas-env run                    # the whole stack (make run): up --peers + the runtime daemon
+  p4tas-env run                    # the whole stack in the foreground (make run): up --peers, the
+                                   # runtime daemon, examples/echo_server.py; Ctrl-C stops it all
+  p4tas-env run --background       # up --peers + the runtime daemon, left running (make clean-env)
   p4tas-env run -- --time-wait 0.5 # arguments after -- go to the runtime (python -m runtime)
   p4tas-env up                     # 2 wire ports, gRPC on 127.0.0.1:{DEFAULT_GRPC_PORT}
   p4tas-env --ports 4 --log up     # 4 wire ports, bmv2 packet log in the state dir's {SWITCH_LOG}
@@ -131,15 +136,27 @@ def build_parser() -> argparse.ArgumentParser:
                          "the root namespace")
     run = sub.add_parser(
         "run", parents=[sub_common],
-        help="the whole stack: up --peers, then the runtime daemon (make run)",
+        help="the whole stack in the foreground: up --peers, the runtime daemon and the example "
+             "echo server, until Ctrl-C (make run)",
         usage="p4tas-env run [options] [-- RUNTIME_ARGS...]",
         description="`up --peers` (replacing any environment of this prefix), then start the "
-                    "p4tas runtime daemon (python -m runtime) in the background with its log "
-                    f"({RUNTIME_LOG}), PID and control socket in the state dir; wait for it to "
-                    "be ready and print what runs and how to try it. Arguments after -- go to "
-                    "the runtime (see `python -m runtime --help`). If the runtime does not come "
-                    "up, everything is torn down again (logs kept). Stop it with "
-                    "`make clean-env` (or `down`).")
+                    "p4tas runtime daemon (python -m runtime) with its log "
+                    f"({RUNTIME_LOG}), PID and control socket in the state dir, then the example "
+                    "echo server (examples/echo_server.py, on host_lib sockets) on the p4tas "
+                    "address of wire port 1, port 7. Once a Linux client in the peer namespace "
+                    "got an echo back, print what runs, how to talk to the server, and one line "
+                    "`READY ns=<peer namespace> addr=<ip>:<port>`; then wait for Ctrl-C "
+                    "(SIGINT) or SIGTERM and tear everything down (exit status 0). If a part "
+                    "does not come up, or dies while running, everything is torn down (logs "
+                    "kept) and the exit status is 1. With --background: no echo server, and "
+                    "the switch and runtime are left running (stop them with `make clean-env` "
+                    "or `down`). Arguments after -- go to the runtime (see "
+                    "`python -m runtime --help`).")
+    run.add_argument("--background", action="store_true",
+                     help="bring up the switch, peers and runtime daemon, print what runs and "
+                          "exit, leaving them running (no echo server)")
+    run.add_argument("--echo-port", type=_int_in(1, 65535), default=echo_proc.DEFAULT_PORT,
+                     metavar="PORT", help="the echo server's TCP port (default %(default)s)")
     run.add_argument("--runtime-timeout", type=float, default=runtime_proc.DEFAULT_READY_TIMEOUT,
                      metavar="S", help="seconds to wait for the runtime's READY line (default "
                                        "%(default)s)")
@@ -324,6 +341,53 @@ def describe_run(result: env.UpResult, info: runtime_proc.RuntimeInfo) -> str:
     return "\n".join(lines)
 
 
+def talk_command(echo: EchoInfo) -> list[str]:
+    """Ready-to-paste commands that talk to the echo server from the peer namespace."""
+    ns, host, port = echo.netns, echo.host, echo.port
+    lines = []
+    if shutil.which("nc"):
+        lines.append(f"  ip netns exec {ns} nc {host} {port}")
+    # Each line typed (or piped) in is sent, and what comes back is printed; Ctrl-D ends it.
+    lines.append(
+        f"  ip netns exec {ns} python3 -c 'import socket, sys; "
+        f's = socket.create_connection(("{host}", {port}), timeout=10); '
+        '[print(s.sendall(line.encode()) or s.recv(65536).decode(), end="", flush=True) '
+        "for line in sys.stdin]'")
+    return lines
+
+
+def describe_foreground(result: env.UpResult, info: runtime_proc.RuntimeInfo,
+                        echo: EchoInfo) -> str:
+    """What foreground `run` prints before its READY line."""
+    record = result.record
+    prefix = record.portmap.prefix
+    lines = [
+        f"p4tas is running (environment '{prefix}'); Ctrl-C stops everything",
+        *_switch_lines(result),
+        f"  runtime             pid {info.pid}, log in {info.log_path}",
+        f"  control socket      {info.control_socket} (host_lib: "
+        f"P4TAS_CONTROL_SOCKET={info.control_socket})",
+        f"  echo server         pid {echo.pid}, examples/echo_server.py on p4tas "
+        f"{echo.host}:{echo.port}, log in {echo.log_path}",
+        f"  state dir           {result.state_dir}",
+        "",
+        port_table(record.portmap),
+    ]
+    peers = result.peers
+    if peers is not None and len(peers):
+        lines += ["", "Linux TCP peers (each in its namespace) and the p4tas address facing them:",
+                  peer_table(peers)]
+    lines += ["", f"Talk to the echo server from the Linux peer in {echo.netns} (as root, in "
+                  "another terminal; type lines, Ctrl-D ends):", *talk_command(echo)]
+    if peers is not None and len(peers):
+        lines += ["", "More to try (host_lib's control API, another port):",
+                  *try_it(peers.peers[0], info.control_socket)]
+    lines += ["", f"Status: {_status_hint(prefix)}",
+              "Stop: Ctrl-C here (or SIGTERM); if this process was killed, "
+              f"{_stop_hint(prefix)} removes what is left"]
+    return "\n".join(lines)
+
+
 def describe_status(st: env.Status) -> str:
     """What `status` prints."""
     if st.nothing:
@@ -348,6 +412,9 @@ def describe_status(st: env.Status) -> str:
                      f"{runtime_proc.log_path(st.state_dir)})")
     else:
         lines.append("  runtime             not started (`run` starts it)")
+    if st.echo_pid:
+        lines.append(f"  echo server         pid {st.echo_pid} running, log in "
+                     f"{echo_proc.log_path(st.state_dir)}")
     if st.namespaces:
         lines.append(f"  namespaces          {' '.join(st.namespaces)}")
     if st.missing_peers:
@@ -393,7 +460,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         try:
             info = runtime_proc.start(result.state_dir, result.record.grpc_addr, args.extra,
                                       timeout=args.runtime_timeout)
-        except RuntimeProcError as exc:
+            echo = None
+            if not args.background:
+                peer = result.peers.peer(1)  # type: ignore[union-attr]
+                echo = echo_proc.start(result.state_dir, peer, args.echo_port)
+        except (RuntimeProcError, EchoProcError) as exc:
             with _signals_ignored():
                 _teardown_quietly(opts.prefix)
             _error("run", exc)
@@ -403,8 +474,82 @@ def cmd_run(args: argparse.Namespace) -> int:
             with _signals_ignored():
                 _teardown_quietly(opts.prefix)
             raise
-    print(describe_run(result, info))
-    return EXIT_OK
+    if echo is None:
+        print(describe_run(result, info))
+        return EXIT_OK
+    return _foreground(result, info, echo)
+
+
+# How often the foreground `run` checks that the switch, the runtime and the echo server live.
+WATCH_INTERVAL = 1.0
+
+
+def _foreground(result: env.UpResult, info: runtime_proc.RuntimeInfo, echo: EchoInfo) -> int:
+    """Print what runs and the READY line, wait for SIGINT/SIGTERM (or a part dying), tear down."""
+    prefix, directory = result.record.portmap.prefix, result.state_dir
+    stop = threading.Event()
+    caught: list[str] = []
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        caught.append(signal.Signals(signum).name)
+        stop.set()
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    died = None
+    try:
+        print(describe_foreground(result, info, echo), flush=True)
+        print(echo.ready_line, flush=True)  # exactly one such line: scripts wait for it
+        while not stop.wait(WATCH_INTERVAL):
+            died = _what_died(directory)
+            if died:
+                break
+    finally:
+        for sig in previous:  # no second Ctrl-C may interrupt the teardown
+            signal.signal(sig, signal.SIG_IGN)
+    try:
+        if died:
+            print(f"run: error: {died}; tearing everything down (logs kept in {directory})",
+                  file=sys.stderr, flush=True)
+        else:
+            print(f"run: {caught[0] if caught else 'stopping'}: tearing everything down",
+                  flush=True)
+        return _foreground_teardown(prefix, directory, keep_logs=bool(died),
+                                    code=EXIT_FAIL if died else EXIT_OK)
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _what_died(directory: Path) -> str | None:
+    """Which part of a running stack is gone (None if all run)."""
+    if not echo_proc.alive(directory):
+        return f"the echo server exited (see {echo_proc.log_path(directory)})"
+    if runtime_proc.running_pid(directory) is None:
+        return f"the runtime exited (see {runtime_proc.log_path(directory)})"
+    if switch.running_pid(directory) is None:
+        return f"simple_switch_grpc exited (see {directory / SWITCH_LOG})"
+    return None
+
+
+def _foreground_teardown(prefix: str, directory: Path, keep_logs: bool, code: int) -> int:
+    """Stop the echo server, then everything `down` stops; say what was stopped."""
+    try:
+        echo_pids = echo_proc.stop_all(directory)
+        result = env.down(prefix, keep_logs=keep_logs)
+    except ENV_ERRORS as exc:
+        _error("run: teardown", exc)
+        print(f"run: clean up with: {_stop_hint(prefix)}", file=sys.stderr)
+        return EXIT_FAIL
+    parts = []
+    if echo_pids:
+        parts.append(f"echo server pid {', '.join(map(str, echo_pids))}")
+    if result.runtime_pids:
+        parts.append(f"runtime pid {', '.join(map(str, result.runtime_pids))}")
+    if result.stopped_pids:
+        parts.append(f"simple_switch_grpc pid {', '.join(map(str, result.stopped_pids))}")
+    stopped = "; ".join(parts) or "nothing was running any more"
+    removed = " ".join(result.removed) or "nothing"
+    print(f"run: stopped {stopped}; deleted {removed}", flush=True)
+    return code
 
 
 def _teardown_quietly(prefix: str) -> None:

@@ -6,20 +6,22 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import pipeline, runtime_proc, switch, topology
+from . import echo_proc, pipeline, runtime_proc, switch, topology
 from .peers import Peer, PeerError, PeerSet, link_in_netns
 from .pipeline import PipelineFiles
 from .portmap import DEFAULT_PREFIX, DEFAULT_WIRE_PORTS, PortMap
-from .state import (CONTROL_SOCKET, ENV_FILE, PEERS_FILE, PORTMAP_FILE, PTF_LOG, RUNTIME_LOG,
-                    RUNTIME_PID, SWITCH_LOG, SWITCH_PID, EnvRecord, state_dir)
+from .state import (CONTROL_SOCKET, ECHO_LOG, ECHO_PID, ENV_FILE, PEERS_FILE, PORTMAP_FILE,
+                    PTF_LOG, RUNTIME_LOG, RUNTIME_PID, SWITCH_LOG, SWITCH_PID, EnvRecord,
+                    state_dir)
 from .switch import DEFAULT_GRPC_PORT, SwitchConfig
 from .toolchain import find_simple_switch_grpc
 
 log = logging.getLogger(__name__)
 
 # Only these are ever deleted from the state dir (it may be a user's P4TAS_STATE_DIR).
-_STATE_FILES = (ENV_FILE, PORTMAP_FILE, PEERS_FILE, SWITCH_PID, RUNTIME_PID, CONTROL_SOCKET)
-_LOG_FILES = (SWITCH_LOG, PTF_LOG, "ptf.pcap", RUNTIME_LOG)
+_STATE_FILES = (ENV_FILE, PORTMAP_FILE, PEERS_FILE, SWITCH_PID, RUNTIME_PID, CONTROL_SOCKET,
+                ECHO_PID)
+_LOG_FILES = (SWITCH_LOG, PTF_LOG, "ptf.pcap", RUNTIME_LOG, ECHO_LOG)
 
 
 @dataclass(frozen=True)
@@ -63,11 +65,13 @@ class DownResult:
     removed: list[str] = field(default_factory=list)
     state_files: list[str] = field(default_factory=list)
     runtime_pids: list[int] = field(default_factory=list)  # the runtime daemon (runtime_proc)
+    echo_pids: list[int] = field(default_factory=list)  # run's echo server (echo_proc)
 
     @property
     def nothing(self) -> bool:
         """True if there was nothing to clean."""
-        return not (self.stopped_pids or self.removed or self.state_files or self.runtime_pids)
+        return not (self.stopped_pids or self.removed or self.state_files or self.runtime_pids
+                    or self.echo_pids)
 
 
 @dataclass(frozen=True)
@@ -85,6 +89,7 @@ class Status:
     missing_peers: list[str] = field(default_factory=list)  # "<netns>/<ifname>" not there
     runtime_pid: int | None = None  # the runtime daemon, if it runs (runtime_proc)
     runtime_pid_file: bool = False  # runtime.pid exists: a runtime was started for this env
+    echo_pid: int | None = None  # the example echo server of a foreground `run` (echo_proc)
 
     @property
     def expected_interfaces(self) -> list[str]:
@@ -113,7 +118,7 @@ class Status:
     def nothing(self) -> bool:
         """Nothing of ours exists (logs kept from a past run do not count)."""
         return not (self.record or self.pid or self.interfaces or self.namespaces or self.peers
-                    or self.runtime_pid or self.runtime_pid_file)
+                    or self.runtime_pid or self.runtime_pid_file or self.echo_pid)
 
 
 def up(opts: EnvOptions) -> UpResult:
@@ -152,12 +157,14 @@ def down(prefix: str, keep_logs: bool = False) -> DownResult:
     """Stop our runtime and switch, delete our veths and namespaces, clear the state dir (logs
     unless kept).
 
-    The runtime daemon goes first (runtime.pid, and any other daemon started for this state
-    dir), while the switch is still there to take its connection resets. The processes inside
-    our namespaces (Linux peers' clients and servers) are stopped too.
+    The example echo server of `run` goes first (an application: it closes its connections),
+    then the runtime daemon (runtime.pid, and any other daemon started for this state dir),
+    while the switch is still there to take its connection resets. The processes inside our
+    namespaces (Linux peers' clients and servers) are stopped too.
     """
     directory = state_dir(prefix)
     result = DownResult()
+    result.echo_pids = echo_proc.stop_all(directory)
     result.runtime_pids = runtime_proc.stop_all(directory)
     stopped = switch.stop(directory)
     if stopped is not None:
@@ -215,4 +222,5 @@ def status(prefix: str) -> Status:
         missing_peers=missing,
         runtime_pid=runtime_proc.running_pid(directory),
         runtime_pid_file=runtime_proc.pid_path(directory).exists(),
+        echo_pid=echo_proc.running_pid(directory),
     )

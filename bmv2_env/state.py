@@ -19,6 +19,8 @@ PEERS_FILE = "peers.json"
 RUNTIME_PID = "runtime.pid"  # the runtime daemon (bmv2_env.runtime_proc)
 RUNTIME_LOG = "runtime.log"
 CONTROL_SOCKET = "control.sock"  # the runtime's UNIX socket for applications (host_lib)
+ECHO_PID = "echo.pid"  # the example echo server of `run` (bmv2_env.echo_proc)
+ECHO_LOG = "echo.log"
 
 
 def state_dir(prefix: str) -> Path:

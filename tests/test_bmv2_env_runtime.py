@@ -286,6 +286,8 @@ def test_cli_run_arguments(capsys: pytest.CaptureFixture[str]) -> None:
     args = cli.parse_args(["run", "--ports", "1", "--", "--time-wait", "0.5"])
     assert (args.command, args.ports, args.extra) == ("run", 1, ["--time-wait", "0.5"])
     assert args.runtime_timeout == runtime_proc.DEFAULT_READY_TIMEOUT
+    assert not args.background and args.echo_port == 7  # the foreground stack is the default
+    assert cli.parse_args(["run", "--background", "--echo-port", "7007"]).echo_port == 7007
     with pytest.raises(SystemExit):
         cli.main(["--help"])
     assert "p4tas-env run" in capsys.readouterr().out
@@ -407,7 +409,7 @@ def test_real_run_status_down_leaves_nothing(monkeypatch: pytest.MonkeyPatch, tm
     base = ["--prefix", prefix, "--grpc-port", str(_free_port()), "--ports", "1"]
     pids: list[int] = []
     try:
-        assert cli.main(base + ["run"]) == 0, capsys.readouterr().err
+        assert cli.main(base + ["run", "--background"]) == 0, capsys.readouterr().err
         out = capsys.readouterr().out
         assert out.startswith(f"p4tas is running (environment '{prefix}')")
         pids = [switch.read_pid(state_dir), runtime_proc.read_pid(state_dir)]  # type: ignore
@@ -440,7 +442,7 @@ def test_real_run_with_a_failing_runtime_tears_down(monkeypatch: pytest.MonkeyPa
     prefix = _prefix()
     base = ["--prefix", prefix, "--grpc-port", str(_free_port()), "--ports", "1"]
     try:
-        assert cli.main(base + ["run", "--", "--rx-ring-size", "3"]) == 1
+        assert cli.main(base + ["run", "--background", "--", "--rx-ring-size", "3"]) == 1
     finally:
         cli.main(base + ["down"])
     err = capsys.readouterr().err
@@ -450,3 +452,124 @@ def test_real_run_with_a_failing_runtime_tears_down(monkeypatch: pytest.MonkeyPa
     assert switch.find_switches_on(prefix) == []
     assert topology.existing_interfaces(prefix) == []
     assert topology.existing_namespaces(prefix) == []
+
+
+# ---- the foreground `run` (make run): echo server, READY line, Ctrl-C tears down -------------------
+def test_echo_server_command_and_talk_command_are_valid() -> None:
+    from bmv2_env import echo_proc
+    cmd = echo_proc.build_command("10.99.1.1", 7, "p4tn1", python="PY")
+    assert cmd == ["PY", str(REPO / "examples" / "echo_server.py"), "--host", "10.99.1.1",
+                   "--port", "7", "--ready-ns", "p4tn1"]
+    info = echo_proc.EchoInfo(1, "10.99.1.1", 7, "p4tn1", Path("/x"))
+    assert info.ready_line == "READY ns=p4tn1 addr=10.99.1.1:7"
+    for line in cli.talk_command(info):
+        if "python3 -c" in line:
+            compile(re.search(r"python3 -c '([^']*)'", line).group(1), "<talk>", "exec")
+    compile(echo_proc.client_code("10.99.1.1", 7, b"x"), "<check>", "exec")
+
+
+def _shm_segments(pid: int) -> list[str]:
+    return [p.name for p in Path("/dev/shm").glob(f"p4tas-{pid}-*")]
+
+
+@needs_root
+def test_real_foreground_run_echoes_and_tears_down_on_sigint(tmp_path: Path) -> None:
+    """`python -m bmv2_env run` (what `make run` runs): READY line, an echo from the peer
+    namespace, SIGINT, exit status 0, nothing left."""
+    _real_stack_or_skip()
+    state_dir = tmp_path / "state"
+    prefix = f"f{os.getpid() % 1000}"
+    child_env = dict(os.environ, **{STATE_DIR_ENV: str(state_dir)})
+    cmd = [sys.executable, "-m", "bmv2_env", "--prefix", prefix, "--grpc-port",
+           str(_free_port()), "--ports", "1", "run"]
+    proc = subprocess.Popen(cmd, cwd=REPO, env=child_env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    out: list[str] = []
+    pids: list[int] = []
+    try:
+        deadline = time.monotonic() + 60
+        ready = None
+        while ready is None and time.monotonic() < deadline:
+            line = proc.stdout.readline()  # type: ignore[union-attr]
+            if not line:
+                break
+            out.append(line)
+            if line.startswith("READY"):
+                ready = line.rstrip("\n")
+        text = "".join(out)
+        assert ready == f"READY ns={prefix}n1 addr=10.99.1.1:7", text
+        assert f"ip netns exec {prefix}n1 " in text  # the ready-to-paste command
+        pids = [switch.read_pid(state_dir), runtime_proc.read_pid(state_dir),  # type: ignore
+                int((state_dir / "echo.pid").read_text())]
+        assert all(pid and Path(f"/proc/{pid}").exists() for pid in pids)
+
+        # A Linux client in the peer namespace: bytes go out and come back.
+        payload = os.urandom(100_000).hex()  # 200 kB
+        code = ("import socket, sys; "
+                "s = socket.create_connection(('10.99.1.1', 7), timeout=20); "
+                "data = sys.stdin.buffer.read(); s.sendall(data); s.shutdown(socket.SHUT_WR); "
+                "back = b''.join(iter(lambda: s.recv(65536), b'')); "
+                "sys.stdout.buffer.write(back)")
+        done = subprocess.run(["ip", "netns", "exec", f"{prefix}n1", "python3", "-c", code],
+                              input=payload.encode(), capture_output=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout == payload.encode()
+        segments = _shm_segments(pids[1])
+        assert segments  # the echo server's shared memory, made by the runtime
+
+        proc.send_signal(signal.SIGINT)
+        rest, _ = proc.communicate(timeout=60)
+        out.append(rest)
+        assert proc.returncode == 0, "".join(out)
+        assert "READY" not in rest  # exactly one READY line
+        assert "run: stopped echo server pid" in rest
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+            subprocess.run(cmd[:-1] + ["down"], cwd=REPO, env=child_env, capture_output=True)
+    assert all(_gone(pid) for pid in pids)
+    assert switch.find_switches_on(prefix) == []
+    assert runtime_proc.find_runtimes_for(state_dir) == []
+    from bmv2_env import echo_proc
+    assert echo_proc.find_servers_for(state_dir) == []
+    assert topology.existing_interfaces(prefix) == []
+    assert topology.existing_namespaces(prefix) == []
+    assert _shm_segments(pids[1]) == []
+    assert not state_dir.exists()
+
+
+@needs_root
+def test_real_foreground_run_killed_is_cleaned_by_down(tmp_path: Path) -> None:
+    """SIGKILL the foreground `run`: the echo server, runtime and switch survive it (own
+    sessions), and `down` (make clean-env) removes every one of them."""
+    _real_stack_or_skip()
+    state_dir = tmp_path / "state"
+    prefix = f"k{os.getpid() % 1000}"
+    child_env = dict(os.environ, **{STATE_DIR_ENV: str(state_dir)})
+    base = [sys.executable, "-m", "bmv2_env", "--prefix", prefix, "--grpc-port",
+            str(_free_port()), "--ports", "1"]
+    proc = subprocess.Popen(base + ["run"], cwd=REPO, env=child_env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()  # type: ignore[union-attr]
+            if not line or line.startswith("READY"):
+                break
+        assert line.startswith("READY"), line
+        echo_pid = int((state_dir / "echo.pid").read_text())
+        runtime_pid = runtime_proc.read_pid(state_dir)
+    finally:
+        proc.kill()
+        proc.communicate()
+        down = subprocess.run(base + ["down"], cwd=REPO, env=child_env, capture_output=True,
+                              text=True, timeout=60)
+    assert down.returncode == 0, down.stderr
+    assert f"stopped runtime pid {runtime_pid}" in down.stdout
+    assert _gone(echo_pid) and _gone(runtime_pid)  # type: ignore[arg-type]
+    assert switch.find_switches_on(prefix) == []
+    assert topology.existing_interfaces(prefix) == []
+    assert topology.existing_namespaces(prefix) == []
+    assert _shm_segments(runtime_pid) == []  # type: ignore[arg-type]
+    assert not state_dir.exists()
