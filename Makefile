@@ -67,8 +67,8 @@ test: setup
 	$(PY) tests/summary.py $(P4TAS_REPORT) || status=1; \
 	exit $$status
 
-# The main job: bmv2 with the pipeline, Linux peers in namespaces and the runtime daemon, in the
-# background; prints what runs and how to try it. `make clean-env` stops it all.
+# The whole stack in the foreground (bmv2, Linux peers, runtime, examples/echo_server.py):
+# prints what runs, how to talk to it and a READY line; Ctrl-C tears it all down.
 run: setup
 	$(PY) -m bmv2_env run
 
@@ -83,3 +83,10 @@ clean-env:
 .PHONY: bench-conn
 bench-conn: setup
 	$(PY) bench/bench_conn.py $(BENCH_ARGS)
+
+# Bulk goodput, RPC rate/latency, bmv2's forwarding ceiling and host_lib ring throughput, p4tas
+# against Linux, in one run (< 3 min). BENCH_ARGS="--profile /tmp/prof" adds py-spy hot spots;
+# see bench/bench_transfer.py --help.
+.PHONY: bench-transfer
+bench-transfer: setup
+	$(PY) bench/bench_transfer.py $(BENCH_ARGS)

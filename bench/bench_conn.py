@@ -25,133 +25,42 @@ import argparse
 import json
 import os
 import platform
-import re
-import select
 import signal
-import socket
 import subprocess
 import sys
-import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 
-REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+BENCH = Path(__file__).resolve().parent
+if str(BENCH) not in sys.path:
+    sys.path.insert(0, str(BENCH))
 
-from bmv2_env import env, runtime_proc, topology  # noqa: E402
-from bmv2_env.peers import TCP_SYSCTLS, popen_in  # noqa: E402
-from bmv2_env.pipeline import PipelineError, PipelineFiles  # noqa: E402
-from bmv2_env.shell import run  # noqa: E402
+from benchlib import (  # noqa: E402  (also puts the repository on sys.path)
+    PYTHON,
+    READY_TIMEOUT,
+    REPO,
+    BenchError,
+    LinuxPair,
+    P4tasSide,
+    _int_range,
+    _interrupt,
+    _last_json,
+    _readline,
+    _signals,
+    _stop,
+    _track,
+    describe_bmv2,
+    skip_reason,
+    stop_tracked,
+)
+from bmv2_env.peers import popen_in  # noqa: E402
 from bmv2_env.state import STATE_DIR_ENV  # noqa: E402
-from bmv2_env.toolchain import ToolNotFound, find_simple_switch_grpc  # noqa: E402
 
 CLIENT = REPO / "bench" / "conn_client.py"
 SERVER = REPO / "bench" / "conn_server.py"
-PYTHON = sys.executable
 MAX_N = 100_000
 MAX_CONCURRENCY = 64
-LINUX_NET = "10.98"
-READY_TIMEOUT = 20.0
-LOG_MACRO_STRING = b"Processing packet received on port"  # a BMLOG_DEBUG_PKT format string
-
-
-class BenchError(RuntimeError):
-    """The benchmark could not run as planned; the message says what broke."""
-
-
-# ---- the bmv2 build ----------------------------------------------------------------------------
-def _config_log_cxxflags(binary: Path) -> str | None:
-    """CXXFLAGS of the bmv2 build, from its configure log if one can be found."""
-    prefix = binary.resolve().parent.parent
-    candidates = [os.environ.get("BMV2_CONFIG_LOG", ""),
-                  f"{prefix}-src/bmv2/config.log", f"{prefix}/src/bmv2/config.log"]
-    for name in filter(None, candidates):
-        try:
-            text = Path(name).read_text(errors="replace")
-        except OSError:
-            continue
-        found = re.search(r"^CXXFLAGS='([^']*)'", text, re.M)
-        if found:
-            return found.group(1)
-    return None
-
-
-def describe_bmv2() -> str:
-    """simple_switch_grpc's version, whether logging macros are compiled in, its CXXFLAGS."""
-    binary = find_simple_switch_grpc()
-    version = run([str(binary), "--version"]).strip() or "unknown version"
-    try:
-        compiled_in = LOG_MACRO_STRING in binary.read_bytes()
-    except OSError:
-        compiled_in = None
-    config_h = binary.resolve().parent.parent / "include" / "bm" / "config.h"
-    if compiled_in is None and config_h.is_file():
-        compiled_in = "#define BM_LOG_DEBUG_ON" in config_h.read_text(errors="replace")
-    logging = {True: "logging macros compiled in (off at run time: no --log-console)",
-               False: "logging macros compiled out",
-               None: "logging macros unknown"}[compiled_in]
-    flags = _config_log_cxxflags(binary)
-    flags_text = f"CXXFLAGS {flags}" if flags else "CXXFLAGS unknown (no bmv2 config.log found)"
-    return f"simple_switch_grpc {version} ({binary}), {logging}, {flags_text}"
-
-
-def skip_reason() -> str | None:
-    """Why the benchmark cannot run here, or None."""
-    if os.geteuid() != 0:
-        return "needs root (veths and network namespaces)"
-    try:
-        find_simple_switch_grpc()
-    except ToolNotFound as exc:
-        return f"bmv2 not available: {exc}"
-    try:
-        PipelineFiles().check()
-    except PipelineError as exc:
-        return str(exc)
-    return None
-
-
-# ---- processes ---------------------------------------------------------------------------------
-_procs: list[subprocess.Popen] = []  # everything we started, stopped in cleanup()
-
-
-def _track(proc: subprocess.Popen) -> subprocess.Popen:
-    _procs.append(proc)
-    return proc
-
-
-def _readline(proc: subprocess.Popen, timeout: float, what: str) -> str:
-    """One line of `proc`'s stdout within `timeout` s (the process prints nothing else before)."""
-    ready, _, _ = select.select([proc.stdout], [], [], timeout)
-    if not ready:
-        raise BenchError(f"{what}: nothing within {timeout:g} s")
-    line = proc.stdout.readline()
-    if not line:
-        err = proc.stderr.read() if proc.poll() is not None else ""
-        raise BenchError(f"{what}: exited with code {proc.poll()}: {err.strip()[-2000:]}")
-    return line.strip()
-
-
-def _stop(proc: subprocess.Popen, timeout: float = 10.0) -> tuple[str, str]:
-    """SIGTERM (then SIGKILL) `proc`; return its remaining stdout and stderr."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, err = proc.communicate()
-    return out or "", err or ""
-
-
-def _last_json(text: str, what: str) -> dict:
-    lines = [line for line in text.splitlines() if line.startswith("{")]
-    if not lines:
-        raise BenchError(f"{what}: no JSON result in its output: {text.strip()[-2000:]!r}")
-    return json.loads(lines[-1])
 
 
 # ---- one measurement ---------------------------------------------------------------------------
@@ -290,42 +199,6 @@ def stop_server(proc: subprocess.Popen, what: str) -> dict:
 
 
 # ---- (a) p4tas ---------------------------------------------------------------------------------
-def _base36(number: int) -> str:
-    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
-    out = ""
-    while True:
-        number, rest = divmod(number, 36)
-        out = digits[rest] + out
-        if not number:
-            return out
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@dataclass
-class P4tasSide:
-    """The bmv2 environment + runtime of this run (prefix unique to this process)."""
-
-    prefix: str = field(default_factory=lambda: f"b{_base36(os.getpid())}"[:6])
-    up: bool = False
-
-    def start(self, runtime_args: Sequence[str]) -> tuple[env.UpResult, runtime_proc.RuntimeInfo]:
-        self.up = True  # from here on, cleanup() runs env.down
-        result = env.up(env.EnvOptions(ports=1, prefix=self.prefix, grpc_port=_free_port(),
-                                       peers=True))
-        info = runtime_proc.start(result.state_dir, result.record.grpc_addr, runtime_args)
-        return result, info
-
-    def cleanup(self) -> None:
-        if self.up:
-            env.down(self.prefix)
-            self.up = False
-
-
 def bench_p4tas(args: argparse.Namespace, side: P4tasSide) -> tuple[list[Variant], dict, str]:
     result, info = side.start(args.runtime_arg)
     peer = result.peers.peer(1)
@@ -340,64 +213,6 @@ def bench_p4tas(args: argparse.Namespace, side: P4tasSide) -> tuple[list[Variant
 
 
 # ---- (b) Linux to Linux ------------------------------------------------------------------------
-@dataclass
-class LinuxPair:
-    """Two namespaces joined by a veth pair; names carry this process's PID."""
-
-    tag: str = field(default_factory=lambda: f"p4bl{os.getpid()}")
-    octet: int = field(default_factory=lambda: os.getpid() % 254 + 1)
-    created: list[str] = field(default_factory=list)
-
-    @property
-    def client_ns(self) -> str:
-        return f"{self.tag}a"
-
-    @property
-    def server_ns(self) -> str:
-        return f"{self.tag}b"
-
-    @property
-    def server_ip(self) -> str:
-        return f"{LINUX_NET}.{self.octet}.2"
-
-    @property
-    def client_ip(self) -> str:
-        return f"{LINUX_NET}.{self.octet}.1"
-
-    def create(self) -> None:
-        va, vb = f"{self.tag}va", f"{self.tag}vb"
-        for ns in (self.client_ns, self.server_ns):
-            run(["ip", "netns", "add", ns])
-            self.created.append(ns)
-        run(["ip", "link", "add", "name", va, "mtu", str(topology.MTU), "type", "veth",
-             "peer", "name", vb, "mtu", str(topology.MTU)])
-        self.created.append(va)
-        for ns, ifname, ip in ((self.client_ns, va, self.client_ip),
-                               (self.server_ns, vb, self.server_ip)):
-            run(["ip", "link", "set", "dev", ifname, "netns", ns])
-            run(["ip", "-n", ns, "link", "set", "dev", "lo", "up"])
-            sysctls = [*TCP_SYSCTLS]
-            if topology.PROC_IPV6_CONF.is_dir():
-                sysctls += [f"net.ipv6.conf.{k}.disable_ipv6=1" for k in ("all", "default")]
-            run(["ip", "netns", "exec", ns, "sysctl", "-q", "-w", *sysctls])
-            run(["ip", "netns", "exec", ns, "ethtool", "-K", ifname, *topology.OFFLOADS_OFF])
-            run(["ip", "-n", ns, "addr", "add", f"{ip}/24", "dev", ifname])
-            run(["ip", "-n", ns, "link", "set", "dev", ifname, "up"])
-
-    def destroy(self) -> list[str]:
-        """Remove what create() made (processes inside the namespaces first); idempotent."""
-        removed = []
-        for name in reversed(self.created):
-            if topology.netns_exists(name):
-                topology.delete_netns(name)  # stops its processes; its veth end goes with it
-                removed.append(name)
-            elif topology.link_exists(name):
-                topology.delete_link(name)
-                removed.append(name)
-        self.created.clear()
-        return removed
-
-
 def bench_linux(args: argparse.Namespace, pair: LinuxPair) -> tuple[list[Variant], dict, str]:
     pair.create()
     where = (f"Linux client in {pair.client_ns} ({pair.client_ip}) -> Linux server in "
@@ -412,46 +227,16 @@ def bench_linux(args: argparse.Namespace, pair: LinuxPair) -> tuple[list[Variant
 
 
 # ---- main --------------------------------------------------------------------------------------
-@contextmanager
-def _signals(handler) -> Iterator[None]:
-    sigs = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-    previous = {s: signal.signal(s, handler) for s in sigs}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-
-
-def _interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt(signal.Signals(signum).name)
-
-
 def cleanup(side: P4tasSide, pair: LinuxPair) -> list[str]:
     """Stop every process we started, remove the environment and the namespaces; return
     the problems met (each step is tried whatever the previous one did)."""
-    problems = []
-    for proc in _procs:
-        if proc.poll() is None:
-            try:
-                _stop(proc, timeout=5)
-            except Exception as exc:  # noqa: BLE001 - keep cleaning
-                problems.append(f"stopping pid {proc.pid}: {exc}")
+    problems = stop_tracked()
     for step in (side.cleanup, pair.destroy):
         try:
             step()
         except Exception as exc:  # noqa: BLE001 - keep cleaning
             problems.append(f"{step.__qualname__}: {exc}")
     return problems
-
-
-def _int_range(low: int, high: int):
-    def parse(text: str) -> int:
-        value = int(text)
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"must be from {low} to {high}, got {value}")
-        return value
-    return parse
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
