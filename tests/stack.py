@@ -20,8 +20,8 @@ from host_lib.control_channel import ControlChannel
 from runtime.p4rt.client import P4RuntimeClient
 
 REPO = Path(__file__).resolve().parent.parent
-PREFIX = "p4e2e"
-GRPC_PORT = 9661
+PREFIX = os.environ.get("P4TAS_E2E_PREFIX", "p4e2e")  # distinct runs can coexist
+GRPC_PORT = int(os.environ.get("P4TAS_E2E_GRPC_PORT", "9661"))
 READY_TIMEOUT = 30.0
 
 
