@@ -17,9 +17,14 @@ export P4TAS_REPORT
 PTF_PREFIX ?= p4ptf
 PTF_GRPC_PORT ?= 9560
 
-.PHONY: setup p4 p4-check ptf test pytest run clean-env status
+.PHONY: setup p4 p4-check ptf test pytest run clean-env status system-deps
 
-setup: $(VENV)/.installed
+setup: $(VENV)/.installed system-deps
+
+# nftables: packet loss for the loss-recovery tests and benchmarks (bmv2_env/impairments.py;
+# kernels without sch_netem cannot use `tc netem`). Installed from Debian when it is missing.
+system-deps:
+	@command -v nft >/dev/null 2>&1 || { 	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then 	    echo "installing nftables (packet loss for the loss tests)"; 	    apt-get install -y -qq nftables >/dev/null || echo "nftables not installed: loss tests will skip"; 	  else echo "nft not found and cannot install it: loss tests will skip (apt-get install nftables)"; fi; }
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)

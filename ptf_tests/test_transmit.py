@@ -1,13 +1,14 @@
-"""PTF: the transmit fast path (TX_DATA -> segments on the wire) and ACK processing (new ACKs
-reported to the host with bytes, window and an RTT sample; duplicate ACKs counted)."""
+"""PTF: the transmit fast path (TX_DATA -> segments on the wire, sequence from the host's
+stream position, per-flow rate meter) and ACK processing (new ACKs reported to the host with
+bytes, window and an RTT sample; duplicate ACKs counted; the third starts a fast retransmit)."""
 
 from __future__ import annotations
 
 import ptf.testutils as tu
 
 from lib.base_test import WIRE_PORT, FastPathTest, next_flow_id, next_generation
-from lib.packets import (PEER_WINDOW, ExpectedAck, data_segment, flow_spec, rx_data_frame,
-                         tx_acked_frame, tx_data_frame)
+from lib.packets import (PEER_WINDOW, ExpectedAck, data_segment, flow_spec, retransmit_frame,
+                         rx_data_frame, tx_acked_frame, tx_data_frame)
 from runtime.datapath_constants import HOST_PORT, DropReason, PacketInReason
 from runtime.nic_host_header import ChannelFlags
 
@@ -117,7 +118,8 @@ class NewAckIsReportedWithRtt(TransmitTest):
 
 
 class DuplicateAcksAreCounted(TransmitTest):
-    """ACKs that acknowledge nothing new while data is outstanding: counted, not reported."""
+    """ACKs that acknowledge nothing new while data is outstanding: counted, not reported
+    (below the fast-retransmit threshold)."""
 
     def runTest(self) -> None:
         self.send_from_host(b"1" * 100)
@@ -127,10 +129,10 @@ class DuplicateAcksAreCounted(TransmitTest):
         self.verify_frame_with_rtt(HOST_PORT, lambda rtt: tx_acked_frame(
             self.spec, first_end, 100, rtt=rtt))
         before = self.counter("dupack_counter", self.spec.flow_id)
-        for _ in range(3):
+        for _ in range(2):
             self.peer_ack(first_end)
         tu.verify_no_other_packets(self)
-        self.assertEqual(self.counter("dupack_counter", self.spec.flow_id)[0] - before[0], 3)
+        self.assertEqual(self.counter("dupack_counter", self.spec.flow_id)[0] - before[0], 2)
 
 
 class EceAckIsFlagged(TransmitTest):
@@ -177,3 +179,155 @@ class AckBeyondWhatWasSentIsIgnored(TransmitTest):
         self.peer_ack(self.snd)  # the real ACK still counts in full
         self.verify_frame_with_rtt(HOST_PORT, lambda rtt: tx_acked_frame(
             self.spec, self.snd, 10, rtt=rtt))
+
+
+# ------------------------------------------------------------------------------- loss recovery
+
+
+class LossRecoveryTest(TransmitTest):
+    """Three 100-byte segments out, the first acknowledged: 200 bytes outstanding."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        for chunk in (b"1", b"2", b"3"):
+            self.send_from_host(chunk * 100)
+        self.una = self.spec.tx_start_seq + 100
+        self.peer_ack(self.una)
+        self.verify_frame_with_rtt(HOST_PORT, lambda rtt: tx_acked_frame(
+            self.spec, self.una, 100, rtt=rtt))
+
+    def dupacks(self, count: int) -> None:
+        for _ in range(count):
+            self.peer_ack(self.una)
+
+    def fast_retransmits(self) -> int:
+        return self.counter("fast_retransmit_counter", self.spec.flow_id)[0]
+
+
+class ThirdDuplicateAckStartsFastRetransmit(LossRecoveryTest):
+    """The third duplicate ACK becomes a RETRANSMIT frame naming the position to resume from
+    (100: snd_una); the fourth and fifth start nothing more."""
+
+    def runTest(self) -> None:
+        before = self.fast_retransmits()
+        self.dupacks(2)
+        tu.verify_no_other_packets(self)
+        self.dupacks(1)
+        self.verify_frame(HOST_PORT, retransmit_frame(self.spec, self.una))
+        self.dupacks(2)
+        tu.verify_no_other_packets(self)
+        self.assertEqual(self.fast_retransmits() - before, 1)
+
+
+class ResendCarriesItsOwnSequence(LossRecoveryTest):
+    """Going back: TX_DATA for stream position 100 leaves with seq tx_start + 100, and snd_nxt
+    stays at the highest byte sent (the next ACK we send carries seq tx_start + 300)."""
+
+    def runTest(self) -> None:
+        self.dupacks(3)
+        self.verify_frame(HOST_PORT, retransmit_frame(self.spec, self.una))
+        tu.send_packet(self, HOST_PORT, tx_data_frame(self.spec, 100, b"2" * 100, position=100))
+        self.verify_ack(self.spec, ExpectedAck(seq=self.una, ack=self.rcv, window=RING,
+                                               payload=b"2" * 100, psh=True, tsecr=900))
+        tu.send_packet(self, WIRE_PORT, data_segment(self.spec, self.rcv, b"x", ack=self.una,
+                                                     tsval=901))
+        self.verify_frame(HOST_PORT, rx_data_frame(self.spec, 0, b"x"))
+        self.verify_ack(self.spec, ExpectedAck(seq=self.snd, ack=self.rcv + 1,
+                                               window=RING - 1, tsecr=901))
+        tu.verify_no_other_packets(self)
+
+
+class OneFastRetransmitPerWindow(LossRecoveryTest):
+    """RFC 6582: after a fast retransmit, duplicate ACKs start another only once snd_una has
+    passed everything sent before it (the duplicates of a go-back-N draw dup ACKs too)."""
+
+    def runTest(self) -> None:
+        before = self.fast_retransmits()
+        self.dupacks(3)
+        self.verify_frame(HOST_PORT, retransmit_frame(self.spec, self.una))
+        self.una = self.snd  # the peer had the rest: everything sent so far is acknowledged
+        self.peer_ack(self.una)
+        self.verify_frame_with_rtt(HOST_PORT, lambda rtt: tx_acked_frame(
+            self.spec, self.una, 200, rtt=rtt))
+        self.send_from_host(b"4" * 100)
+        self.dupacks(3)  # duplicates of the resend: no new fast retransmit
+        tu.verify_no_other_packets(self)
+        self.send_from_host(b"5" * 100)
+        self.una += 100  # new data acknowledged beyond the recovery point
+        self.peer_ack(self.una)
+        self.verify_frame_with_rtt(HOST_PORT, lambda rtt: tx_acked_frame(
+            self.spec, self.una, 100, rtt=rtt))
+        self.dupacks(3)
+        self.verify_frame(HOST_PORT, retransmit_frame(self.spec, self.una))
+        self.assertEqual(self.fast_retransmits() - before, 2)
+
+
+class TimeoutResendMovesTheRecoveryPoint(LossRecoveryTest):
+    """A go-back-N after a timeout (flag RTO) tells the NIC that duplicate ACKs of what it
+    resends are expected: three of them start no fast retransmit."""
+
+    def runTest(self) -> None:
+        tu.send_packet(self, HOST_PORT, tx_data_frame(self.spec, 100, b"2" * 100, position=100,
+                                                      rto=True))
+        self.verify_ack(self.spec, ExpectedAck(seq=self.una, ack=self.rcv, window=RING,
+                                               payload=b"2" * 100, psh=True, tsecr=900))
+        self.dupacks(3)
+        tu.verify_no_other_packets(self)
+
+
+class ResendOfAcknowledgedDataRemindsTheHost(LossRecoveryTest):
+    """TX_DATA wholly below snd_una (the host missed a TX_ACKED that bmv2 dropped) does not
+    leave: the NIC answers with a TX_ACKED naming snd_una, payload cut off."""
+
+    def runTest(self) -> None:
+        before = self.counter("drop_counter", DropReason.OLD_DATA)
+        tu.send_packet(self, HOST_PORT, tx_data_frame(self.spec, 0, b"1" * 100, position=0))
+        self.verify_frame(HOST_PORT, tx_acked_frame(self.spec, self.una, 0, reminder=True))
+        tu.verify_no_other_packets(self)
+        self.assertEqual(self.counter("drop_counter", DropReason.OLD_DATA)[0] - before[0], 1)
+
+
+class WindowProbeBelowSndUnaIsSent(LossRecoveryTest):
+    """A window probe is one byte just below snd_una on purpose: it leaves as a segment, and
+    snd_nxt does not move (the ACK that follows still carries the highest sequence sent)."""
+
+    def runTest(self) -> None:
+        tu.send_packet(self, HOST_PORT, tx_data_frame(self.spec, 99, b"1", position=99,
+                                                      psh=False, probe=True))
+        self.verify_ack(self.spec, ExpectedAck(seq=self.una - 1, ack=self.rcv, window=RING,
+                                               payload=b"1", tsecr=900))
+        tu.send_packet(self, WIRE_PORT, data_segment(self.spec, self.rcv, b"y", ack=self.una,
+                                                     tsval=902))
+        self.verify_frame(HOST_PORT, rx_data_frame(self.spec, 0, b"y"))
+        self.verify_ack(self.spec, ExpectedAck(seq=self.snd, ack=self.rcv + 1,
+                                               window=RING - 1, tsecr=902))
+        tu.verify_no_other_packets(self)
+
+
+# ------------------------------------------------------------------------------ rate limiting
+
+
+class RateMeterDropsOutOfProfileSegments(TransmitTest):
+    """The flow's tx_rate meter (set over P4Runtime like the slow path does) passes a burst,
+    then drops what exceeds the rate, counted as RATE_LIMITED; other flows stay unlimited."""
+
+    BURST = 3000      # bytes: two 1000-byte segments fit (1038-byte host frames), not three
+    RATE = 1000       # bytes per second: nothing refills within the test
+
+    def runTest(self) -> None:
+        p4info = self.client.p4info
+        self.client.modify([p4info.meter_entry("tx_rate", self.spec.flow_id, self.RATE,
+                                               self.BURST, self.RATE, self.BURST)])
+        before = self.counter("drop_counter", DropReason.RATE_LIMITED)
+        self.send_from_host(b"a" * 1000)
+        self.send_from_host(b"b" * 1000)
+        for _ in range(3):
+            tu.send_packet(self, HOST_PORT, tx_data_frame(self.spec, self.tx_offset, b"c" * 1000))
+        tu.verify_no_other_packets(self)
+        self.assertEqual(self.counter("drop_counter", DropReason.RATE_LIMITED)[0] - before[0], 3)
+        other = self.install_flow(flow_spec(next_flow_id(), next_generation(), local_port=5002,
+                                            rx_ring_size=RING))
+        for i in range(5):
+            tu.send_packet(self, HOST_PORT, tx_data_frame(other, i * 1000, b"d" * 1000))
+            self.receive(WIRE_PORT)
+        tu.verify_no_other_packets(self)

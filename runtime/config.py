@@ -6,6 +6,8 @@ import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from runtime.retransmission import RtoConfig
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BUILD_DIR = REPO_ROOT / "p4src" / "build"
 
@@ -68,6 +70,7 @@ class RuntimeConfig:
     control_socket: Path = Path("/tmp/p4tas-runtime.sock")
     tcp: TcpParams = field(default_factory=TcpParams)
     host_interface: str | None = None  # the host port's veth: the data path (DMA bridge)
+    rto: RtoConfig = field(default_factory=RtoConfig)
 
     def interface_for_port(self, port: int) -> Interface | None:
         return next((i for i in self.interfaces if i.port == port), None)

@@ -206,10 +206,20 @@ class ConnectionControl:
             tx_start_seq=conn.snd_nxt, wire_port=conn.interface.port,
             rx_window_shift=conn.window_shift, timestamps=conn.timestamps,
             peer_window=conn.peer_window)
+        # The bridge must know the flow before the switch does: the peer's data may follow
+        # the handshake at once, and RX_DATA for an unknown flow would be lost.
+        try:
+            slot = self._attach_data_path(conn) if conn.owner is not None else None
+        except OSError as exc:
+            conn.flow = conn.flow_spec = None
+            self.flow_ids.free(lease.flow_id)
+            self._fail(conn, exc.errno or errno.ENOBUFS, str(exc))
+            return
         try:
             await self.datapath.insert(flow_entries(self.p4info, conn.flow_spec))
         except Exception as exc:  # noqa: BLE001 - any switch failure fails this connection
             log.error("installing %s failed: %s", conn.describe(), exc)
+            self._detach_data_path(conn)
             conn.flow = conn.flow_spec = None
             self.flow_ids.free(lease.flow_id)
             self._fail(conn, errno.EIO, f"the switch refused the flow: {exc}")
@@ -218,16 +228,11 @@ class ConnectionControl:
         if conn.state is State.CLOSED:
             await self._remove_flow(conn)
             return
-        self._notify_established(conn)
+        self._notify_established(conn, slot)
 
-    def _notify_established(self, conn: Connection) -> None:
+    def _notify_established(self, conn: Connection, slot: int | None) -> None:
         t = conn.tuple
         if conn.owner is None:
-            return
-        try:
-            slot = self._attach_data_path(conn)
-        except OSError as exc:
-            self._fail(conn, exc.errno or errno.ENOBUFS, str(exc))
             return
         conn.announced = True
         if conn.active:
@@ -257,7 +262,8 @@ class ConnectionControl:
         mss = (peer.mss or DEFAULT_PEER_MSS) - (TS_OPTION_BYTES if conn.timestamps else 0)
         channel = FlowChannel(conn.flow.flow_id, conn.flow.generation, slot, rx, tx,
                               memory.events(conn.owner.ctx_id), mss=mss, wscale=wscale,
-                              peer_window=conn.peer_window_bytes, opaque=conn.conn_id)
+                              peer_window=conn.peer_window_bytes, opaque=conn.conn_id,
+                              tx_start_seq=conn.flow_spec.tx_start_seq)
         self.bridge.register(channel)
         conn.channel, conn.memory = channel, memory
         self._by_flow[channel.flow_id] = conn
@@ -284,19 +290,24 @@ class ConnectionControl:
         channel, spec = conn.channel, conn.flow_spec
         if channel is None or spec is None:
             return
-        data_end = seq_add(spec.tx_start_seq, channel.tx_sent)
+        data_end = seq_add(spec.tx_start_seq, channel.tx_high)
         conn.snd_nxt = data_end if conn.fin_seq is None else seq_add(conn.fin_seq, 1)
         conn.rcv_nxt = seq_add(spec.rx_start_seq, channel.rx_ring.head + conn.fin_received)
 
     def on_flow_error(self, flow_id: int, cause: str) -> None:
-        """Bridge hook: a flow's data path broke (lost frame, scribbled ring): reset it."""
+        """Bridge hook: a flow's data path broke (lost frame, scribbled ring) or its peer went
+        silent (cause "timeout"): reset it and tell the application why."""
         conn = self._by_flow.get(flow_id)
         if conn is None:
             return
-        self.stats.bump("data_path_errors")
+        if cause == "timeout":
+            self.stats.bump("data_timeouts")
+            code, message = errno.ETIMEDOUT, "connection timed out: the peer acknowledged nothing"
+        else:
+            self.stats.bump("data_path_errors")
+            code, message = errno.EIO, f"data path error: {cause}"
         self._tell(conn, cp.ConnectionErrorEvent(ctx_id=self._ctx(conn), conn_id=conn.conn_id,
-                                                 errno=errno.EIO,
-                                                 message=f"data path error: {cause}"))
+                                                 errno=code, message=message))
         self._abort(conn, send_rst=True)
 
     def kick(self, conn: Connection) -> None:
@@ -429,7 +440,9 @@ class ConnectionControl:
         else:
             conn.sm.fire(Event.RCV_FIN)
         self._send_ack(conn)
-        if conn.state is State.CLOSE_WAIT:
+        # EOF for an application that still reads: after a SHUT_WR (channel still attached)
+        # the peer's FIN may end FIN_WAIT_2 while its last data waits in the RX ring.
+        if conn.state is State.CLOSE_WAIT or conn.channel is not None:
             self._tell(conn, cp.PeerClosed(ctx_id=self._ctx(conn), conn_id=conn.conn_id))
         if conn.state is State.TIME_WAIT:
             self._enter_time_wait(conn)
@@ -569,6 +582,8 @@ class ConnectionControl:
             flows_in_use=self.flow_ids.in_use,
             local_ports_in_use=sum(self.ports.in_use(i.ip) for i in self.config.interfaces),
             local_ports_quarantined=self.ports.quarantined)
+        if self.bridge is not None:
+            counters.update(self.bridge.stats.recovery)
         return counters
 
     # ---------------------------------------------------------------- timers
@@ -595,8 +610,11 @@ class ConnectionControl:
         self._arm_syn_timer(conn)
 
     def _enter_time_wait(self, conn: Connection) -> None:
+        """TIME_WAIT; an application that has not closed yet keeps its rings (it may still be
+        reading) until it closes or TIME_WAIT ends."""
         conn.cancel_timer()
-        self._tell(conn, cp.Closed(ctx_id=self._ctx(conn), conn_id=conn.conn_id))
+        if conn.channel is None:
+            self._tell(conn, cp.Closed(ctx_id=self._ctx(conn), conn_id=conn.conn_id))
         self._arm_time_wait(conn)
 
     def _arm_time_wait(self, conn: Connection) -> None:
@@ -607,7 +625,7 @@ class ConnectionControl:
     def _time_wait_over(self, conn: Connection) -> None:
         conn.timer = None
         conn.sm.fire(Event.TIME_WAIT_EXPIRED)
-        self._finish(conn, notify=False)
+        self._finish(conn, notify=conn.channel is not None)
 
     # ---------------------------------------------------------------- endings
 
@@ -623,6 +641,7 @@ class ConnectionControl:
         self._abort(conn, send_rst=False)
 
     def _abort(self, conn: Connection, send_rst: bool) -> None:
+        self._sync_sequences(conn)  # the RST must carry the sequence the data path reached
         if send_rst and conn.peer_mac:
             self._send(conn.interface, conn.peer_mac, conn.tuple, conn.snd_nxt, conn.rcv_nxt,
                        TcpFlags.RST | TcpFlags.ACK)

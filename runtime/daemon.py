@@ -19,6 +19,7 @@ from runtime.datapath import Datapath
 from runtime.dma_bridge import DmaBridge, HostPort
 from runtime.datapath_constants import ack_clone_sessions
 from runtime.p4rt.client import P4RuntimeClient, P4RuntimeError
+from runtime.retransmission import RtoConfig
 
 log = logging.getLogger("runtime")
 
@@ -107,7 +108,7 @@ def open_bridge(config: RuntimeConfig, on_activity, on_flow_error) -> DmaBridge 
         link = HostPort(config.host_interface)
     except OSError as exc:
         raise StartupError(f"cannot open the host port {config.host_interface}: {exc}") from None
-    return DmaBridge(link, on_flow_error=on_flow_error, on_activity=on_activity)
+    return DmaBridge(link, on_flow_error=on_flow_error, on_activity=on_activity, rto=config.rto)
 
 
 def app_layout(config: RuntimeConfig) -> Layout:
@@ -172,6 +173,11 @@ def parse_args(argv: list[str] | None = None) -> tuple[RuntimeConfig, str]:
                         help="SYN retransmissions before giving up (default %(default)s)")
     parser.add_argument("--syn-rto", type=float, default=TcpParams.syn_rto_s,
                         help="first SYN retransmission timeout, doubling (default %(default)s s)")
+    parser.add_argument("--min-rto", type=float, default=RtoConfig.min_rto_s,
+                        help="smallest data retransmission timeout (default %(default)s s)")
+    parser.add_argument("--give-up", type=float, default=RtoConfig.give_up_s,
+                        help="reset a connection whose peer acknowledges nothing for this long "
+                             "(default %(default)s s)")
     parser.add_argument("--log-level", default="INFO",
                         choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     args = parser.parse_args(argv)
@@ -191,8 +197,11 @@ def parse_args(argv: list[str] | None = None) -> tuple[RuntimeConfig, str]:
     host_interface = args.host_interface
     if host_interface is None and args.env_state:
         host_interface = host_interface_from_env(args.env_state)
+    if not 0 < args.min_rto < args.give_up:
+        parser.error(f"need 0 < --min-rto ({args.min_rto}) < --give-up ({args.give_up})")
+    rto = RtoConfig(min_rto_s=args.min_rto, give_up_s=args.give_up)
     config = RuntimeConfig(args.grpc_addr, args.device_id, args.p4info, args.bmv2_json,
-                           interfaces, args.control_socket, tcp, host_interface)
+                           interfaces, args.control_socket, tcp, host_interface, rto)
     return config, args.log_level
 
 

@@ -22,6 +22,7 @@ ETHERTYPE_ARP = 0x0806
 ETHERTYPE_NIC_HOST = 0x88B5
 
 TS_TICK_SHIFT = 4
+DUPACK_THRESHOLD = 3
 
 
 class PacketInReason(IntEnum):
@@ -52,6 +53,8 @@ class DropReason(IntEnum):
     NO_RX_SPACE = 5
     PURE_ACK = 6
     STALE_HOST_MESSAGE = 7
+    RATE_LIMITED = 8
+    HOST_BUSY = 9
 
 
 NUM_REASONS = len(PacketInReason) + 1

@@ -7,8 +7,14 @@ payload between channel frames (runtime.nic_host_header) and the per-flow rings 
 
   NIC -> host  RX_DATA    payload into the flow's RX ring at the NIC's offset, an RX_DATA event
                TX_ACKED   freed TX ring bytes, peer window, a TX_ACKED event, then more TX_DATA
-  host -> NIC  TX_DATA    MSS-sized chunks of the TX ring, never beyond the peer's window
+               RETRANSMIT third duplicate ACK: go back to the acknowledged position (go-back-N)
+  host -> NIC  TX_DATA    MSS-sized chunks of the TX ring, never beyond the peer's window,
+                          each with its TX stream position (the NIC derives the sequence)
                RX_CONSUMED how many RX ring bytes the application freed
+
+Loss recovery: the NIC detects the third duplicate ACK (RETRANSMIT); every other loss, and a
+lost window update, is caught by the retransmission timer (runtime.retransmission), which
+goes back the same way or sends a window probe, and gives a silent peer up.
 
 Everything target-specific stays in this module behind `DmaEngine` (what the runtime calls) and
 `FrameLink` (how frames move): a SmartNIC whose DMA engine writes the rings itself replaces both
@@ -32,6 +38,7 @@ import errno
 import logging
 import socket
 import struct
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -42,6 +49,7 @@ from typing import Protocol
 from host_lib.rings import ByteRing, Event, EventQueue, RingCorruptedError
 from host_lib.shm_layout import EventType
 from runtime.datapath_constants import ETHERTYPE_NIC_HOST, TS_TICK_SHIFT
+from runtime.retransmission import TICK_SECONDS, RetransmissionTimers, RtoConfig
 from runtime.nic_host_header import (
     NIC_HOST_HEADER,
     ChannelFlags,
@@ -58,7 +66,10 @@ DEFAULT_PEER_WINDOW = 65535    # bytes until the first TX_ACKED tells the real w
 MAX_WINDOW_SCALE = 14          # RFC 7323
 RECV_BATCH = 256               # frames drained per readable callback (fairness with other tasks)
 RECV_BUFFER_BYTES = 65536      # larger than any frame the host port can carry
-SOCKET_RCVBUF_BYTES = 8 << 20  # absorbs bursts: a dropped RX_DATA frame is data lost (see above)
+# Absorbs bursts: a dropped RX_DATA frame is data lost (see above). Every connection may have a
+# whole RX ring in flight, and the kernel charges about 1.5x a frame's size: 64 MiB holds the
+# windows of ~150 connections with the default 256 KiB rings.
+SOCKET_RCVBUF_BYTES = 64 << 20
 EVENT_RETRY_SECONDS = 0.001    # while some context queue is full
 SEND_RETRY_SECONDS = 0.001     # after ENOBUFS (the device queue was full)
 SEND_ERROR_RETRY_SECONDS = 0.1  # after a hard send error (e.g. the interface went away)
@@ -88,6 +99,7 @@ class DropCause(Enum):
     RX_OVERFLOW = "rx_overflow"              # RX_DATA larger than the RX ring's free space (a bug)
     ACK_BEYOND_SENT = "ack_beyond_sent"      # TX_ACKED count > bytes in flight (clamped; a bug)
     RING_CORRUPTED = "ring_corrupted"        # the application scribbled on its rings or queue
+    TIMEOUT = "timeout"                      # no progress for RtoConfig.give_up_s: peer gone
 
 
 @dataclass
@@ -100,6 +112,8 @@ class BridgeStats:
     events_posted: int = 0
     events_deferred: int = 0  # pushes refused by a full queue (covered later)
     send_retries: int = 0     # frames the link could not take at once (sent again later)
+    recovery: Counter[str] = field(default_factory=Counter)  # fast_retransmits, rto_timeouts,
+                                                             # window_probes, retransmitted_bytes
 
 
 @dataclass
@@ -116,15 +130,20 @@ class FlowCounters:
     rtt_sum_ticks: int = 0
     last_rtt_ticks: int = 0
     rx_consumed_bytes: int = 0
+    retransmitted_bytes: int = 0
+    fast_retransmits: int = 0
+    timeouts: int = 0
+    window_probes: int = 0
 
 
 @dataclass(eq=False)
 class FlowChannel:
     """One connection as the bridge sees it: its rings, its context's event queue, TX state.
 
-    `tx_sent` and `tx_acked` are positions in the TX ring's stream (tx_acked is the ring's tail);
-    `peer_window` is in bytes (raw window << wscale). `event_pending` is set while some bytes were
-    received or acknowledged without an event (the context queue was full).
+    `tx_sent`, `tx_high` and `tx_acked` are positions in the TX ring's stream: the next byte to
+    send, one past the highest byte ever sent (tx_sent falls behind it after a go-back-N), and
+    the ring's tail. `peer_window` is in bytes (raw window << wscale). `event_pending` is set
+    while some bytes were received or acknowledged without an event (the context queue was full).
     """
 
     flow_id: int
@@ -137,9 +156,13 @@ class FlowChannel:
     wscale: int = 0
     peer_window: int = DEFAULT_PEER_WINDOW
     opaque: int = 0
+    tx_start_seq: int = 0  # our sequence number of stream position 0 (TX_ACKED is absolute)
     counters: FlowCounters = field(default_factory=FlowCounters)
+    tx_base: int = field(init=False, default=0)  # ring position of the connection's first byte
     tx_sent: int = field(init=False, default=0)
+    tx_high: int = field(init=False, default=0)
     tx_acked: int = field(init=False, default=0)
+    rto_flag_pending: bool = field(init=False, default=False)  # next TX_DATA carries RTO
     rx_announced: int = field(init=False, default=0)  # RX position up to which events were posted
     rx_flags_pending: int = field(init=False, default=0)
     ack_announced: int = field(init=False, default=0)  # TX position up to which events were posted
@@ -152,13 +175,24 @@ class FlowChannel:
         if self.mss <= 0 or not 0 <= self.wscale <= MAX_WINDOW_SCALE or self.peer_window < 0:
             raise ValueError(f"flow {self.flow_id}: bad mss {self.mss}, wscale {self.wscale} or "
                              f"peer window {self.peer_window}")
-        self.tx_sent = self.tx_acked = self.ack_announced = self.tx_ring.tail
+        self.tx_base = self.tx_sent = self.tx_high = self.tx_acked = self.tx_ring.tail
+        self.ack_announced = self.tx_ring.tail
         self.rx_announced = self.rx_ring.head
 
     @property
     def in_flight(self) -> int:
         """Bytes handed to the NIC and not yet acknowledged."""
-        return self.tx_sent - self.tx_acked
+        return self.tx_high - self.tx_acked
+
+    def stream_position(self, ring_position: int) -> int:
+        """The connection's own byte count (what TX_DATA carries, mod 2^32) of a TX ring
+        position; a reused ring slot does not start at 0."""
+        return (ring_position - self.tx_base) & U32_MAX
+
+    @property
+    def unsent(self) -> int:
+        """Bytes queued in the TX ring from tx_sent on."""
+        return self.tx_ring.readable() - (self.tx_sent - self.tx_acked)
 
 
 class DmaEngine(Protocol):
@@ -289,10 +323,15 @@ class DmaBridge:
     """Moves payload and events between the host port and the registered flows' rings."""
 
     def __init__(self, link: FrameLink, on_flow_error: FlowErrorCallback | None = None,
-                 on_activity: Callable[[FlowChannel], None] | None = None) -> None:
+                 on_activity: Callable[[FlowChannel], None] | None = None,
+                 rto: RtoConfig = RtoConfig(),
+                 clock: Callable[[], float] = time.monotonic) -> None:
         """`on_activity(channel)`: events were posted for the channel's context (wake the
         application) or its TX ring drained further (the runtime may now send a FIN)."""
         self.link = link
+        self.clock = clock
+        self.timers = RetransmissionTimers(rto, clock())
+        self._rto_tick: asyncio.TimerHandle | None = None
         self.stats = BridgeStats()
         self._on_flow_error = on_flow_error
         self._on_activity = on_activity
@@ -317,10 +356,10 @@ class DmaBridge:
             return
         self._loop.remove_reader(self.link.fileno())
         self._loop.remove_writer(self.link.fileno())
-        for timer in (self._event_timer, self._send_timer):
+        for timer in (self._event_timer, self._send_timer, self._rto_tick):
             if timer is not None:
                 timer.cancel()
-        self._event_timer = self._send_timer = None
+        self._event_timer = self._send_timer = self._rto_tick = None
         self._send_retry_armed = False
         self._loop = None
 
@@ -340,6 +379,7 @@ class DmaBridge:
         """Stop serving a flow id; later frames for it are dropped as unknown."""
         self._pending_events.pop(flow_id, None)
         self._send_backlog.pop(flow_id, None)
+        self.timers.forget(flow_id)
         return self._channels.pop(flow_id, None)
 
     def channel(self, flow_id: int) -> FlowChannel | None:
@@ -363,7 +403,7 @@ class DmaBridge:
             log.debug("malformed host-port frame: %s", exc)
             return
         self.stats.frames_in[message.opcode] += 1
-        if message.opcode not in (Opcode.RX_DATA, Opcode.TX_ACKED):
+        if message.opcode not in (Opcode.RX_DATA, Opcode.TX_ACKED, Opcode.RETRANSMIT):
             self._drop(DropCause.UNEXPECTED_OPCODE, message, "not an opcode the NIC sends")
             return
         channel = self._channel_for(message)
@@ -372,8 +412,10 @@ class DmaBridge:
         try:
             if message.opcode == Opcode.RX_DATA:
                 self._rx_data(channel, message)
-            else:
+            elif message.opcode == Opcode.TX_ACKED:
                 self._tx_acked(channel, message)
+            else:
+                self._fast_retransmit(channel, message)
         except (RingCorruptedError, ValueError) as exc:
             # Positions the application scribbled on (a ring moved backwards, a queue overfull).
             self._flow_error(channel, DropCause.RING_CORRUPTED, str(exc))
@@ -413,8 +455,11 @@ class DmaBridge:
         head = ring.head
         expected = head & (ring.size - 1)
         if message.offset != expected:
+            drops = self.link.kernel_drops() if hasattr(self.link, "kernel_drops") else None
             self._flow_error(channel, DropCause.BAD_OFFSET,
-                             f"RX_DATA at offset {message.offset}, ring writes at {expected}")
+                             f"RX_DATA at offset {message.offset}, ring writes at {expected} "
+                             f"(host port: {drops} frames dropped by the kernel since the last "
+                             "check)")
             return
         try:
             ring.write_at(message.offset, message.payload)
@@ -430,20 +475,65 @@ class DmaBridge:
     def _tx_acked(self, channel: FlowChannel, message: NicHostMessage) -> None:
         """Free acknowledged TX bytes, take the window and RTT, post an event, send more."""
         count = message.count
+        if message.opcode == Opcode.TX_ACKED:
+            # Absolute (sequence `offset`): a TX_ACKED that bmv2 dropped is made up for here.
+            position = (message.offset - channel.tx_start_seq) & U32_MAX
+            count = (position - channel.stream_position(channel.tx_acked)) & U32_MAX
+            if count >= 1 << 31:
+                count = 0  # older than what we know (reordered behind a later one)
         if count > channel.in_flight:
             self._flow_error(channel, DropCause.ACK_BEYOND_SENT,
                              f"{count} bytes acked, {channel.in_flight} in flight; clamped")
             count = channel.in_flight
         if count:
-            channel.tx_ring.consume(count)
-            channel.tx_acked += count
+            self._advance_acked(channel, count)
             self._count_ack(channel, message, count)
         channel.peer_window = message.window << channel.wscale
         self._announce(channel)
         self.kick(channel.flow_id)
+        if count:
+            self.timers.progress(channel.flow_id, self.clock(), self._waits_on_peer(channel))
+            self._arm_rto_tick()
 
     @staticmethod
-    def _count_ack(channel: FlowChannel, message: NicHostMessage, count: int) -> None:
+    def _advance_acked(channel: FlowChannel, count: int) -> None:
+        channel.tx_ring.consume(count)
+        channel.tx_acked += count
+        # After a go-back-N the peer may acknowledge beyond what was resent: skip ahead.
+        channel.tx_sent = max(channel.tx_sent, channel.tx_acked)
+
+    def _fast_retransmit(self, channel: FlowChannel, message: NicHostMessage) -> None:
+        """RETRANSMIT: the NIC saw the third duplicate ACK; resend from snd_una."""
+        # Every TX_ACKED before it came first (one FIFO), so `aux` is normally tx_acked; ahead
+        # of it only if a TX_ACKED frame was lost, and that many bytes are acknowledged.
+        ahead = (message.aux - channel.stream_position(channel.tx_acked)) & U32_MAX
+        if 0 < ahead <= channel.in_flight:
+            self._advance_acked(channel, ahead)
+            self._announce(channel)
+        channel.peer_window = message.window << channel.wscale
+        channel.counters.fast_retransmits += 1
+        self.stats.recovery["fast_retransmits"] += 1
+        self.go_back_n(channel.flow_id)
+
+    def go_back_n(self, flow_id: int, timeout: bool = False) -> int:
+        """Resend everything unacknowledged from the acknowledged position; returns bytes sent.
+        After a timeout the first segment tells the NIC (NIC_HOST_FLAG_RTO)."""
+        channel = self._channels.get(flow_id)
+        if channel is None:
+            return 0
+        channel.counters.retransmitted_bytes += channel.tx_sent - channel.tx_acked
+        self.stats.recovery["retransmitted_bytes"] += channel.tx_sent - channel.tx_acked
+        channel.tx_sent = channel.tx_acked
+        channel.rto_flag_pending = timeout
+        return self.kick(flow_id)
+
+    @staticmethod
+    def _waits_on_peer(channel: FlowChannel) -> bool:
+        """Data in flight, or data held back by a window too small for any of it."""
+        return channel.in_flight > 0 or (
+            channel.unsent > 0 and channel.peer_window <= channel.tx_sent - channel.tx_acked)
+
+    def _count_ack(self, channel: FlowChannel, message: NicHostMessage, count: int) -> None:
         counters = channel.counters
         counters.acked_bytes += count
         ece = message.flags & ChannelFlags.ECE
@@ -455,6 +545,8 @@ class DmaBridge:
             counters.rtt_sum_ticks += message.aux
             counters.last_rtt_ticks = message.aux
             channel.ack_rtt_pending = min(message.aux << TS_TICK_SHIFT, U32_MAX)
+            self.timers.timer(channel.flow_id).rtt.sample(
+                (message.aux << TS_TICK_SHIFT) / 1_000_000)
 
     # -- events --------------------------------------------------------------------------------
 
@@ -546,32 +638,88 @@ class DmaBridge:
             return 0
 
     def _send_tx(self, channel: FlowChannel) -> int:
+        """TX_DATA from tx_sent on, within the peer's window."""
         ring = channel.tx_ring
-        unsent = ring.readable() - channel.in_flight
+        unsent = channel.unsent
         if unsent < 0:
-            raise RingCorruptedError(f"TX ring holds {unsent + channel.in_flight} bytes but "
-                                     f"{channel.in_flight} are in flight")
-        room = channel.peer_window - channel.in_flight
+            raise RingCorruptedError(f"TX ring holds {ring.readable()} bytes but "
+                                     f"{channel.tx_sent - channel.tx_acked} were sent")
+        room = channel.peer_window - (channel.tx_sent - channel.tx_acked)
         sent = 0
         mask = ring.size - 1
         while unsent > 0 and room > 0:
             size = min(channel.mss, unsent, room)
-            pieces = ring.peek(size, skip=channel.in_flight)
+            pieces = ring.peek(size, skip=channel.tx_sent - channel.tx_acked)
             payload = b"".join(pieces)
             for piece in pieces:
                 piece.release()
             flags = ChannelFlags.PSH if size == unsent else ChannelFlags.NONE
+            if channel.rto_flag_pending:
+                flags |= ChannelFlags.RTO
             message = NicHostMessage(Opcode.TX_DATA, channel.flow_id, channel.generation, flags,
-                                     channel.tx_sent & mask, payload=payload)
+                                     channel.tx_sent & mask, payload=payload,
+                                     aux=channel.stream_position(channel.tx_sent))
             if not self._send(message, channel.flow_id):
                 break
+            channel.rto_flag_pending = False
             channel.tx_sent += size
+            channel.tx_high = max(channel.tx_high, channel.tx_sent)
             channel.counters.tx_bytes += size
             channel.counters.tx_frames += 1
             unsent -= size
             room -= size
             sent += size
+        if self._waits_on_peer(channel):
+            self.timers.arm(channel.flow_id, self.clock())
+            self._arm_rto_tick()
         return sent
+
+    def _send_window_probe(self, channel: FlowChannel) -> None:
+        """Ask a peer with a closed window for its current one: one byte just below snd_una
+        (RFC 9293 3.8.6.1, as Linux probes). The peer discards it as old and answers with an
+        ACK; a byte beyond its window would instead move our snd_nxt past what the peer
+        accepts, and it would drop every later segment of ours as out of window."""
+        position = channel.tx_acked - 1
+        message = NicHostMessage(Opcode.TX_DATA, channel.flow_id, channel.generation,
+                                 ChannelFlags.PROBE, position & (channel.tx_ring.size - 1),
+                                 payload=b"\0", aux=channel.stream_position(position))
+        self._send(message, channel.flow_id)
+        self.timers.arm(channel.flow_id, self.clock())
+        self._arm_rto_tick()
+
+    # -- retransmission timeouts ---------------------------------------------------------------
+
+    def _arm_rto_tick(self) -> None:
+        if self._loop is None or self._rto_tick is not None or not len(self.timers):
+            return
+        self._rto_tick = self._loop.call_later(TICK_SECONDS, self._on_rto_tick)
+
+    def _on_rto_tick(self) -> None:
+        self._rto_tick = None
+        self.check_timeouts(self.clock())
+        self._arm_rto_tick()
+
+    def check_timeouts(self, now: float) -> None:
+        """Act on every flow whose retransmission timer expired by `now`."""
+        for flow_id in self.timers.expired(now):
+            channel = self._channels.get(flow_id)
+            if channel is None or not self._waits_on_peer(channel):
+                continue
+            if not self.timers.backed_off(flow_id, now):
+                self._flow_error(channel, DropCause.TIMEOUT,
+                                 f"no progress for {self.timers.config.give_up_s} s")
+                continue
+            try:
+                if channel.in_flight:
+                    channel.counters.timeouts += 1
+                    self.stats.recovery["rto_timeouts"] += 1
+                    self.go_back_n(flow_id, timeout=True)
+                else:
+                    channel.counters.window_probes += 1
+                    self.stats.recovery["window_probes"] += 1
+                    self._send_window_probe(channel)
+            except (RingCorruptedError, ValueError) as exc:
+                self._flow_error(channel, DropCause.RING_CORRUPTED, str(exc))
 
     def send_rx_consumed(self, flow_id: int, count: int) -> None:
         """Tell the NIC that the application freed `count` RX ring bytes (kept until sent)."""

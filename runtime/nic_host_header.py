@@ -32,10 +32,14 @@ class Opcode(IntEnum):
 
     RX_DATA = 1       # NIC -> host: payload at RX ring `offset`, `length` bytes
     RX_CONSUMED = 2   # host -> NIC: the application freed `count` RX ring bytes
-    TX_DATA = 3       # host -> NIC: send the payload; the NIC adds headers and the sequence
-    TX_ACKED = 4      # NIC -> host: `count` more bytes acknowledged, up to sequence `offset`;
+    TX_DATA = 3       # host -> NIC: send the payload from ring `offset`, TX stream position
+                      # `aux` (mod 2^32); the NIC adds the headers, sequence tx_start + aux
+    TX_ACKED = 4      # NIC -> host: acknowledged up to sequence `offset` (`count` more bytes);
+                      # also the NIC's answer to a TX_DATA of already acknowledged data;
                       # `window` is the peer's raw window, `aux` an RTT sample in TSval
                       # ticks (0: none), flag ECE if the ACK echoed congestion
+    RETRANSMIT = 5    # NIC -> host: third duplicate ACK; go back to TX stream position `aux`
+                      # (snd_una, mod 2^32); `window` as for TX_ACKED
 
 
 class ChannelFlags(IntFlag):
@@ -45,6 +49,8 @@ class ChannelFlags(IntFlag):
     PSH = 0x01   # RX_DATA: the segment carried PSH; TX_DATA: set PSH on the segment
     CE = 0x02    # RX_DATA: the segment arrived CE-marked
     ECE = 0x04   # TX_ACKED: the acknowledging segment echoed congestion (ECE)
+    RTO = 0x08   # TX_DATA: first segment of a go-back-N after a retransmission timeout
+    PROBE = 0x10  # TX_DATA: a window probe (one byte below snd_una, sent anyway)
 
 
 class FrameError(ValueError):

@@ -28,6 +28,7 @@ from runtime.dma_bridge import (
     FlowChannel,
     HostPort,
 )
+from runtime.retransmission import RtoConfig
 from runtime.nic_host_header import ETH_HEADER, ChannelFlags, NicHostMessage, Opcode, decode
 
 PREFIX = f"tb{os.getpid() % 1000}"
@@ -41,7 +42,10 @@ SILENCE_S = 0.1
 POLL_S = 0.001
 TEST_TIMEOUT_S = 20.0
 FLOW, GEN, SLOT, CONTEXT, OPAQUE = 7, 3, 1, 0, 0xC0FFEE
+TX_START = 0x1000  # the flow's first sequence number (TX_ACKED carries absolute sequences)
 SEED = 20240611
+# Tests about other things must not see retransmission timeouts.
+NO_TIMEOUTS = RtoConfig(min_rto_s=60, max_rto_s=60, initial_rto_s=60, give_up_s=120)
 
 
 # -- fixtures ------------------------------------------------------------------------------------
@@ -87,6 +91,7 @@ class Shm:
         buf, layout = self.segment.buf, self.segment.layout
         ring = lambda d: self._keep(connection_ring(buf, layout, slot, d))  # noqa: E731
         queue = lambda: self._keep(context_queue(buf, layout, CONTEXT, Direction.RX))  # noqa: E731
+        kwargs.setdefault("tx_start_seq", TX_START)
         channel = FlowChannel(flow_id, gen, slot, ring(Direction.RX), ring(Direction.TX), queue(),
                               opaque=OPAQUE, **kwargs)
         return Flow(channel, ring(Direction.RX), ring(Direction.TX), queue())
@@ -208,7 +213,7 @@ def test_rx_data_lands_at_ring_offsets_across_a_wrap(shm: Shm, nic: Nic, port: H
     chunks = [rng.randbytes(1000) for _ in range(6)]
 
     async def scenario() -> None:
-        bridge = DmaBridge(port)
+        bridge = DmaBridge(port, rto=NO_TIMEOUTS)
         bridge.register(flow.channel)
         bridge.start()
         try:
@@ -247,7 +252,7 @@ def test_bad_frames_are_dropped_and_counted_without_touching_the_ring(
     bad = b"X" * 300
 
     async def scenario() -> None:
-        bridge = DmaBridge(port, on_flow_error=lambda fid, cause: errors.append((fid, cause)))
+        bridge = DmaBridge(port, rto=NO_TIMEOUTS, on_flow_error=lambda fid, cause: errors.append((fid, cause)))
         bridge.register(flow.channel)
         bridge.start()
         try:
@@ -284,7 +289,7 @@ def test_unregistered_flow_is_unknown(shm: Shm, nic: Nic, port: HostPort) -> Non
     flow = shm.flow()
 
     async def scenario() -> None:
-        bridge = DmaBridge(port)
+        bridge = DmaBridge(port, rto=NO_TIMEOUTS)
         bridge.register(flow.channel)
         with pytest.raises(ValueError, match="already registered"):
             bridge.register(flow.channel)
@@ -308,7 +313,7 @@ def test_tx_chunks_by_mss_respects_peer_window_and_acks_free_space(
     data = random.Random(SEED).randbytes(9000)
 
     async def scenario() -> None:
-        bridge = DmaBridge(port)
+        bridge = DmaBridge(port, rto=NO_TIMEOUTS)
         bridge.register(flow.channel)
         bridge.start()
         try:
@@ -362,14 +367,14 @@ def test_tx_offsets_wrap_with_the_ring(shm: Shm, nic: Nic, port: HostPort) -> No
     data = random.Random(SEED + 1).randbytes(TX_RING + 1500)
 
     async def scenario() -> None:
-        bridge = DmaBridge(port)
+        bridge = DmaBridge(port, rto=NO_TIMEOUTS)
         bridge.register(flow.channel)
         bridge.start()
         try:
             assert flow.app_tx.write(data[:7700]) == 7700
             assert bridge.kick(FLOW) == 7700
             await nic.receive(8)
-            nic.send(tx_acked(7700, 7700, 0xFFFF))
+            nic.send(tx_acked(TX_START + 7700, 7700, 0xFFFF))
             await wait_until(lambda: flow.app_tx.free_space() == TX_RING, "all acked")
             assert flow.app_tx.write(data[7700:]) == len(data) - 7700
             assert bridge.kick(FLOW) == len(data) - 7700  # the ACK's kick found nothing queued
@@ -387,7 +392,7 @@ def test_default_mss_and_piggybacked_ack(shm: Shm, nic: Nic, port: HostPort) -> 
     flow = shm.flow(peer_window=1 << 20)
 
     async def scenario() -> None:
-        bridge = DmaBridge(port)
+        bridge = DmaBridge(port, rto=NO_TIMEOUTS)
         bridge.register(flow.channel)
         bridge.start()
         try:
@@ -413,7 +418,7 @@ def test_rx_consumed_is_sent_with_the_count(shm: Shm, nic: Nic, port: HostPort) 
     flow = shm.flow()
 
     async def scenario() -> None:
-        bridge = DmaBridge(port)
+        bridge = DmaBridge(port, rto=NO_TIMEOUTS)
         bridge.register(flow.channel)
         bridge.start()
         try:
@@ -435,7 +440,7 @@ def test_full_event_queue_loses_no_data(shm: Shm, nic: Nic, port: HostPort) -> N
     chunks = [bytes([i]) * 700 for i in range(3)]
 
     async def scenario() -> None:
-        bridge = DmaBridge(port)
+        bridge = DmaBridge(port, rto=NO_TIMEOUTS)
         bridge.register(flow.channel)
         for _ in range(QUEUE_DEPTH):  # an application that does not poll its queue
             assert flow.channel.events.push(Event(EventType.TX_ACKED, 3))
@@ -502,7 +507,7 @@ def test_sends_the_link_refuses_are_retried_not_lost(shm: Shm, delay: float | No
     link = FakeLink(failures=3, delay=delay)
 
     async def scenario() -> None:
-        bridge = DmaBridge(link)
+        bridge = DmaBridge(link, rto=NO_TIMEOUTS)
         bridge.register(flow.channel)
         bridge.start()
         try:
@@ -533,12 +538,198 @@ def test_scribbled_ring_positions_are_counted_not_raised(shm: Shm) -> None:
     head = shm.segment.layout.ring_control_offset(SLOT, Direction.TX) + HEAD_OFFSET
     struct.pack_into("<Q", shm.segment.buf, head, 1000)  # the application moves its head back
     assert bridge.kick(FLOW) == 0
-    bridge.handle_frame(tx_acked(2000, 2000, 100).encode())  # consume(2000) of 1000 readable
+    bridge.handle_frame(tx_acked(TX_START + 2000, 2000, 100).encode())  # consume(2000) of 1000 readable
     struct.pack_into("<Q", shm.segment.buf, head, 1 << 40)  # head - tail > ring size
-    bridge.handle_frame(tx_acked(3000, 1000, 100).encode())
+    bridge.handle_frame(tx_acked(TX_START + 3000, 1000, 100).encode())
     rx_head = shm.segment.layout.ring_control_offset(SLOT, Direction.RX) + HEAD_OFFSET
     struct.pack_into("<Q", shm.segment.buf, rx_head, 1 << 40)
     bridge.handle_frame(rx_data(0, b"data").encode())
     link.close()
     assert errors == [(FLOW, DropCause.RING_CORRUPTED)] * 4
     assert bridge.stats.drops == {DropCause.RING_CORRUPTED: 4}
+
+
+# -- loss recovery -------------------------------------------------------------------------------
+
+
+class Clock:
+    """A hand-driven monotonic clock."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+RTO = RtoConfig(min_rto_s=0.05, max_rto_s=1.0, initial_rto_s=0.2, give_up_s=2.0)
+
+
+def retransmit_frame(position: int, window: int) -> NicHostMessage:
+    return NicHostMessage(Opcode.RETRANSMIT, FLOW, GEN, offset=0x1000 + position, aux=position,
+                          window=window)
+
+
+def sent_data(link: FakeLink) -> list[tuple[int, int, int, ChannelFlags]]:
+    """(offset, aux, length, flags) of each TX_DATA sent so far; forgets them."""
+    out = [(m.offset, m.aux, len(m.payload), m.flags) for m in link.sent
+           if m.opcode == Opcode.TX_DATA]
+    link.sent.clear()
+    return out
+
+
+def recovering_bridge(shm: Shm, errors: list | None = None):
+    flow = shm.flow(mss=1000, peer_window=10_000)
+    link = FakeLink(failures=0, delay=None)
+    clock = Clock()
+    bridge = DmaBridge(link, rto=RTO, clock=clock,
+                       on_flow_error=(lambda fid, cause: errors.append((fid, cause)))
+                       if errors is not None else None)
+    bridge.register(flow.channel)
+    return flow, link, clock, bridge
+
+
+def test_tx_data_carries_its_stream_position_for_the_nic_sequence(shm: Shm) -> None:
+    flow, link, _, bridge = recovering_bridge(shm)
+    flow.app_tx.write(b"a" * 2500)
+    assert bridge.kick(FLOW) == 2500
+    assert sent_data(link) == [(0, 0, 1000, ChannelFlags.NONE), (1000, 1000, 1000,
+                               ChannelFlags.NONE), (2000, 2000, 500, ChannelFlags.PSH)]
+    link.close()
+
+
+def test_fast_retransmit_goes_back_to_the_acknowledged_position(shm: Shm) -> None:
+    flow, link, _, bridge = recovering_bridge(shm)
+    data = random.Random(SEED).randbytes(5000)
+    flow.app_tx.write(data)
+    bridge.kick(FLOW)
+    sent_data(link)
+    bridge.handle_frame(tx_acked(0x1000 + 1000, 1000, 10_000).encode())
+    assert sent_data(link) == []  # nothing new to send
+    bridge.handle_frame(retransmit_frame(1000, 10_000).encode())
+    resent = [m for m in link.sent if m.opcode == Opcode.TX_DATA]
+    assert [(m.offset, m.aux, len(m.payload)) for m in resent] == [
+        (1000, 1000, 1000), (2000, 2000, 1000), (3000, 3000, 1000), (4000, 4000, 1000)]
+    assert b"".join(m.payload for m in resent) == data[1000:]
+    assert all(not m.flags & ChannelFlags.RTO for m in resent)
+    channel = flow.channel
+    assert (channel.tx_sent, channel.tx_high, channel.in_flight) == (5000, 5000, 4000)
+    assert channel.counters.fast_retransmits == 1
+    assert channel.counters.retransmitted_bytes == 4000
+    link.close()
+
+
+def test_an_ack_beyond_the_resend_skips_ahead(shm: Shm) -> None:
+    """After going back the peer may acknowledge what it had all along: no duplicate resends."""
+    flow, link, _, bridge = recovering_bridge(shm)
+    flow.app_tx.write(b"b" * 8000)
+    flow.channel.peer_window = 8000
+    bridge.kick(FLOW)
+    sent_data(link)
+    flow.channel.peer_window = 1000  # so the resend stops after one segment
+    bridge.handle_frame(retransmit_frame(0, 1000 >> flow.channel.wscale).encode())
+    assert [a for _, a, _, _ in sent_data(link)] == [0]
+    bridge.handle_frame(tx_acked(0x1000 + 8000, 8000, 8000).encode())  # it had the rest
+    assert flow.channel.tx_sent == flow.channel.tx_high == flow.channel.tx_acked == 8000
+    assert sent_data(link) == []
+    link.close()
+
+
+def test_a_lost_tx_acked_is_recovered_from_the_retransmit_position(shm: Shm) -> None:
+    flow, link, _, bridge = recovering_bridge(shm)
+    flow.app_tx.write(b"c" * 3000)
+    bridge.kick(FLOW)
+    sent_data(link)
+    bridge.handle_frame(retransmit_frame(2000, 10_000).encode())  # 2000 acked, unannounced
+    assert flow.channel.tx_acked == 2000 and flow.app_tx.free_space() == TX_RING - 1000
+    assert [a for _, a, _, _ in sent_data(link)] == [2000]
+    link.close()
+
+
+def test_timeout_goes_back_with_the_rto_flag_and_backs_off(shm: Shm) -> None:
+    flow, link, clock, bridge = recovering_bridge(shm)
+    flow.app_tx.write(b"d" * 2000)
+    bridge.kick(FLOW)
+    sent_data(link)
+    clock.now += 0.19
+    bridge.check_timeouts(clock.now)
+    assert sent_data(link) == []  # initial RTO 0.2 s not yet over
+    clock.now += 0.02
+    bridge.check_timeouts(clock.now)
+    assert sent_data(link) == [(0, 0, 1000, ChannelFlags.RTO), (1000, 1000, 1000,
+                                                                 ChannelFlags.PSH)]
+    clock.now += 0.3
+    bridge.check_timeouts(clock.now)
+    assert sent_data(link) == []  # backed off to 0.4 s
+    clock.now += 0.15
+    bridge.check_timeouts(clock.now)
+    assert len(sent_data(link)) == 2
+    assert flow.channel.counters.timeouts == 2
+    # Progress resets the backoff; the RTT sample (10 ms) sets the RTO to its 50 ms minimum.
+    bridge.handle_frame(tx_acked(0x1000 + 1000, 1000, 10_000, rtt=10_000 >> TS_TICK_SHIFT)
+                        .encode())
+    clock.now += 0.06
+    bridge.check_timeouts(clock.now)
+    assert sent_data(link) == [(1000, 1000, 1000, ChannelFlags.RTO | ChannelFlags.PSH)]
+    link.close()
+
+
+def test_no_timeout_once_everything_is_acknowledged(shm: Shm) -> None:
+    flow, link, clock, bridge = recovering_bridge(shm)
+    flow.app_tx.write(b"e" * 1000)
+    bridge.kick(FLOW)
+    bridge.handle_frame(tx_acked(0x1000 + 1000, 1000, 10_000).encode())
+    sent_data(link)
+    assert len(bridge.timers) == 0
+    clock.now += 10
+    bridge.check_timeouts(clock.now)
+    assert sent_data(link) == []
+    link.close()
+
+
+def test_a_silent_peer_is_given_up(shm: Shm) -> None:
+    errors: list[tuple[int, DropCause]] = []
+    flow, link, clock, bridge = recovering_bridge(shm, errors)
+    flow.app_tx.write(b"f" * 1000)
+    bridge.kick(FLOW)
+    for _ in range(1000):
+        clock.now += 0.01
+        bridge.check_timeouts(clock.now)
+        if errors:
+            break
+    assert errors == [(FLOW, DropCause.TIMEOUT)]
+    assert 2.0 <= clock.now - 100.0 < 2.0 + 0.02
+    link.close()
+
+
+def test_a_zero_window_is_probed_when_its_update_may_be_lost(shm: Shm) -> None:
+    flow, link, clock, bridge = recovering_bridge(shm)
+    flow.app_tx.write(b"g" * 3000)
+    bridge.kick(FLOW)
+    bridge.handle_frame(tx_acked(0x1000 + 3000, 3000, 0).encode())  # all acked, window 0
+    flow.app_tx.write(b"h" * 500)
+    sent_data(link)
+    assert bridge.kick(FLOW) == 0
+    clock.now += 0.25
+    bridge.check_timeouts(clock.now)
+    # One byte just below snd_una: the peer drops it as old and answers with its window.
+    assert sent_data(link) == [(2999, 2999, 1, ChannelFlags.PROBE)]
+    assert flow.channel.counters.window_probes == 1 and flow.channel.tx_sent == 3000
+    bridge.handle_frame(tx_acked(0x1000 + 3000, 0, 1000).encode())  # the window reopened
+    assert sent_data(link) == [(3000, 3000, 500, ChannelFlags.PSH)]
+    link.close()
+
+
+def test_a_lost_tx_acked_is_made_up_by_the_next_one(shm: Shm) -> None:
+    """TX_ACKED carries the absolute sequence: the one after a lost one frees both ranges."""
+    flow, link, _, bridge = recovering_bridge(shm)
+    flow.app_tx.write(b"i" * 3000)
+    bridge.kick(FLOW)
+    bridge.handle_frame(tx_acked(TX_START + 1000, 1000, 10_000).encode())
+    # The TX_ACKED for 1000..2000 was dropped; the next says 3000 and "1000 more".
+    bridge.handle_frame(tx_acked(TX_START + 3000, 1000, 10_000).encode())
+    assert flow.channel.tx_acked == 3000 and flow.app_tx.free_space() == TX_RING
+    assert drain(flow.app_events)[-1].length == 2000
+    bridge.handle_frame(tx_acked(TX_START + 2000, 1000, 10_000).encode())  # stale: ignored
+    assert flow.channel.tx_acked == 3000 and not bridge.stats.drops
+    link.close()

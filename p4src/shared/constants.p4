@@ -60,6 +60,8 @@ const bit<8> TCP_OPT_TIMESTAMPS = 8;
 const bit<8> TCP_OPT_TIMESTAMPS_LEN = 10;
 const bit<3> IPV4_FLAGS_DF = 0b010;
 const bit<8> MAX_DUPACKS = 255;
+/* RFC 5681: the third duplicate ACK in a row means a segment was lost, not reordered. */
+const bit<8> DUPACK_THRESHOLD = 3;
 /* Our TSval ticks in 16 us units (ingress timestamp >> 4): fine enough for datacenter RTT
  * samples, and 2^31 ticks (9.5 h) before PAWS could see a wrap. */
 #define TS_TICK_SHIFT 4
@@ -71,10 +73,18 @@ const bit<8> NIC_HOST_OP_RX_DATA = 1;      /* NIC -> host: in-order payload for 
 const bit<8> NIC_HOST_OP_RX_CONSUMED = 2;  /* host -> NIC: the app freed `count` RX bytes */
 const bit<8> NIC_HOST_OP_TX_DATA = 3;      /* host -> NIC: payload to send; NIC adds headers */
 const bit<8> NIC_HOST_OP_TX_ACKED = 4;     /* NIC -> host: the peer acknowledged more data */
+const bit<8> NIC_HOST_OP_RETRANSMIT = 5;   /* NIC -> host: fast retransmit, go back to snd_una */
 /* flags */
 const bit<8> NIC_HOST_FLAG_PSH = 0x01;     /* RX_DATA: the segment carried PSH; TX_DATA: set PSH */
 const bit<8> NIC_HOST_FLAG_CE = 0x02;      /* RX_DATA: the segment arrived CE-marked */
 const bit<8> NIC_HOST_FLAG_ECE = 0x04;     /* TX_ACKED: the acknowledging segment carried ECE */
+/* TX_DATA: first segment of a go-back-N after a retransmission timeout. Its duplicates make
+ * the peer send duplicate ACKs, which must not start a fast retransmit: the NIC moves its
+ * recovery point to everything sent so far. */
+const bit<8> NIC_HOST_FLAG_RTO = 0x08;
+/* TX_DATA: a window probe, one byte below snd_una on purpose (sent, not taken for a resend
+ * of acknowledged data). */
+const bit<8> NIC_HOST_FLAG_PROBE = 0x10;
 
 /* ---- PacketIn reasons (packet_in_h.reason; index of exception_counter) ---------------- */
 const bit<8> REASON_ARP = 1;
@@ -100,6 +110,8 @@ const bit<8> DROP_OLD_DATA = 4;        /* already received (re-ACKed) */
 const bit<8> DROP_NO_RX_SPACE = 5;     /* does not fit the RX ring (ACK with current window) */
 const bit<8> DROP_PURE_ACK = 6;        /* no payload: nothing to deliver */
 const bit<8> DROP_STALE_HOST_MESSAGE = 7;  /* host message for an older generation of the flow */
-#define NUM_DROP_REASONS 8
+const bit<8> DROP_RATE_LIMITED = 8;    /* TX_DATA beyond the flow's rate (tx_rate meter red) */
+const bit<8> DROP_HOST_BUSY = 9;       /* in order, but the host port is backed up (dup ACK) */
+#define NUM_DROP_REASONS 10
 
 #endif

@@ -74,12 +74,16 @@ header tcp_ts_h {
  *   bytes 2-3   gen       generation of the flow the message is about
  *   bytes 4-7   flow_id
  *   bytes 8-11  offset    ring offset of the first payload byte (RX_DATA, TX_DATA), or the
- *                         cumulative ACK sequence number (TX_ACKED)
+ *                         cumulative ACK sequence number (TX_ACKED, RETRANSMIT)
  *   bytes 12-13 length    payload bytes that follow this header (RX_DATA, TX_DATA)
- *   bytes 14-15 window    the peer's raw (unscaled) TCP window (TX_ACKED), zero otherwise
+ *   bytes 14-15 window    the peer's raw (unscaled) TCP window (TX_ACKED, RETRANSMIT)
  *   bytes 16-19 count     bytes the application consumed (RX_CONSUMED), bytes newly
- *                         acknowledged (TX_ACKED)
- *   bytes 20-23 aux       RTT sample in TSval ticks (TX_ACKED), zero otherwise
+ *                         acknowledged (TX_ACKED, RX_DATA)
+ *   bytes 20-23 aux       RTT sample in TSval ticks (TX_ACKED, RX_DATA); the TX stream
+ *                         position of the first payload byte, mod 2^32 (TX_DATA: the
+ *                         segment's sequence is tx_start_seq + aux, so a go-back-N resend
+ *                         carries its own sequence); the TX stream position to resume
+ *                         from (RETRANSMIT)
  * Payload (RX_DATA) follows; trust `length`, not the frame size (Ethernet may pad). */
 header nic_host_h {
     bit<8> opcode;
@@ -134,6 +138,7 @@ struct flow_dyn_t {
     bit<32> ts_recent;       /* the peer's latest TSval, echoed in our segments */
     bit<16> peer_window;     /* the peer's raw (unscaled) window */
     bit<8> dupacks;          /* consecutive duplicate ACKs */
+    bit<32> recover;         /* RFC 6582: no new fast retransmit until snd_una passes it */
 }
 
 struct metadata_t {
@@ -160,6 +165,8 @@ struct metadata_t {
     bool window_update;
     bit<32> rtt_sample;
     bool ack_ece;
+    bool fast_retransmit;    /* this duplicate ACK starts a fast retransmit */
+    bool host_busy;          /* the host port's queue is backed up (host_backpressure.p4) */
 
     bool delivered;          /* payload went to the host as RX_DATA */
     bool to_host;            /* the packet itself became a host-port frame */

@@ -1,7 +1,8 @@
 /* p4tas v1model: what the ACK field of a segment from the peer tells us (DESIGN.md 4).
  * A new cumulative ACK advances snd_una and frees the host's TX ring (reported by HostNotify
- * with an RTT sample from the timestamp echo); a duplicate ACK is counted, for fast
- * retransmit; the peer's window is tracked so the host can hold data back. */
+ * with an RTT sample from the timestamp echo); duplicate ACKs are counted, and the third in a
+ * row starts a fast retransmit (HostNotify tells the host to go back to snd_una); the peer's
+ * window is tracked so the host can hold data back. */
 
 control AckProcessing(inout headers_t hdr, inout metadata_t meta, in standard_metadata_t sm) {
     /* Per-flow packet counters for statistics: v1model counters add packet lengths, not
@@ -9,8 +10,21 @@ control AckProcessing(inout headers_t hdr, inout metadata_t meta, in standard_me
     counter(MAX_FLOWS, CounterType.packets) new_ack_counter;
     counter(MAX_FLOWS, CounterType.packets) ece_ack_counter;
     counter(MAX_FLOWS, CounterType.packets) dupack_counter;
+    counter(MAX_FLOWS, CounterType.packets) fast_retransmit_counter;
+
+    /* RFC 6582: one fast retransmit per window of data. Duplicates of a go-back-N resend
+     * draw duplicate ACKs too; they must not start another until snd_una passes what had
+     * been sent when this one started. */
+    action start_fast_retransmit() {
+        meta.fast_retransmit = true;
+        meta.dyn.recover = meta.dyn.snd_nxt;
+        fast_retransmit_counter.count(meta.flow_id);
+    }
 
     apply {
+        if (meta.host_busy) {
+            return;   /* the host could not be told: leave it to a later cumulative ACK */
+        }
         bit<32> acked = hdr.tcp.ack_no - meta.dyn.snd_una;
         bit<32> in_flight = meta.dyn.snd_nxt - meta.dyn.snd_una;
         if (acked > in_flight) {
@@ -39,6 +53,11 @@ control AckProcessing(inout headers_t hdr, inout metadata_t meta, in standard_me
                 meta.dyn.dupacks = meta.dyn.dupacks + 1;
             }
             dupack_counter.count(meta.flow_id);
+            /* snd_una after recover: 1 <= snd_una - recover < 2^31, wrap-safe. */
+            if (meta.dyn.dupacks == DUPACK_THRESHOLD
+                    && meta.dyn.snd_una - meta.dyn.recover - 1 < 0x7FFFFFFF) {
+                start_fast_retransmit();
+            }
         } else if (meta.payload_len == 0 && hdr.tcp.window != meta.dyn.peer_window) {
             meta.window_update = true;   /* e.g. the peer's window reopened */
         }

@@ -8,7 +8,7 @@
  *   flow_rx_state: [127:112] generation  [111:96] zero  [95:64] rcv_nxt  [63:32] rx_free
  *                  [31:0] snd_nxt
  *   flow_tx_state: [127:96] snd_una  [95:64] ts_recent  [63:48] peer_window  [47:40] dupacks
- *                  [39:0] zero */
+ *                  [39:8] recover  [7:0] zero */
 register<bit<128>>(MAX_FLOWS) flow_rx_state;
 register<bit<128>>(MAX_FLOWS) flow_tx_state;
 
@@ -26,6 +26,7 @@ control LoadFlowState(inout metadata_t meta) {
         meta.dyn.ts_recent = tx[95:64];
         meta.dyn.peer_window = tx[63:48];
         meta.dyn.dupacks = tx[47:40];
+        meta.dyn.recover = tx[39:8];
         meta.dyn_fresh = false;
         /* First packet of this generation: the slot still holds a previous connection's. */
         if (meta.dyn.gen != meta.flow.gen) {
@@ -37,6 +38,8 @@ control LoadFlowState(inout metadata_t meta) {
             meta.dyn.ts_recent = 0;
             meta.dyn.peer_window = meta.flow.peer_window;
             meta.dyn.dupacks = 0;
+            /* Just before the first byte: the first loss may be fast-retransmitted. */
+            meta.dyn.recover = meta.flow.tx_start_seq - 1;
             meta.dyn_fresh = true;
         }
     }
@@ -47,7 +50,8 @@ control StoreFlowState(inout metadata_t meta) {
         flow_rx_state.write(meta.flow_id, meta.dyn.gen ++ 16w0 ++ meta.dyn.rcv_nxt
                                           ++ meta.dyn.rx_free ++ meta.dyn.snd_nxt);
         flow_tx_state.write(meta.flow_id, meta.dyn.snd_una ++ meta.dyn.ts_recent
-                                          ++ meta.dyn.peer_window ++ meta.dyn.dupacks ++ 40w0);
+                                          ++ meta.dyn.peer_window ++ meta.dyn.dupacks
+                                          ++ meta.dyn.recover ++ 8w0);
     }
 }
 

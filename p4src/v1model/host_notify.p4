@@ -1,7 +1,8 @@
 /* p4tas v1model: tell the host what a segment's ACK field said. A delivered segment carries
  * it in its RX_DATA frame; otherwise the segment itself becomes a TX_ACKED frame (payload
  * cut off in egress), so every new ACK reaches the host exactly once and per-ACK feedback
- * never needs counter sweeps (DESIGN.md 5). */
+ * never needs counter sweeps (DESIGN.md 5). The duplicate ACK that starts a fast retransmit
+ * becomes a RETRANSMIT frame: the host goes back to the TX stream position of snd_una. */
 
 control HostNotify(inout headers_t hdr, inout metadata_t meta, inout standard_metadata_t sm) {
     action fill_ack_fields(bit<8> ece_flag) {
@@ -11,9 +12,9 @@ control HostNotify(inout headers_t hdr, inout metadata_t meta, inout standard_me
         hdr.nic_host.aux = meta.rtt_sample;
     }
 
-    action make_tx_acked() {
+    action make_notice(bit<8> opcode) {
         hdr.nic_host.setValid();
-        hdr.nic_host.opcode = NIC_HOST_OP_TX_ACKED;
+        hdr.nic_host.opcode = opcode;
         hdr.nic_host.flags = 0;
         hdr.nic_host.gen = meta.flow.gen;
         hdr.nic_host.flow_id = meta.flow_id;
@@ -32,17 +33,23 @@ control HostNotify(inout headers_t hdr, inout metadata_t meta, inout standard_me
         if (meta.delivered) {
             fill_ack_fields(ece_flag);
         } else if (meta.acked_bytes != 0 || meta.window_update) {
-            make_tx_acked();
+            make_notice(NIC_HOST_OP_TX_ACKED);
             fill_ack_fields(ece_flag);
+        } else if (meta.fast_retransmit) {
+            make_notice(NIC_HOST_OP_RETRANSMIT);
+            fill_ack_fields(ece_flag);
+            hdr.nic_host.aux = meta.dyn.snd_una - meta.flow.tx_start_seq;
         }
     }
 }
 
-/* TX_ACKED frames are the original segment: drop its payload, the header says it all. */
+/* TX_ACKED and RETRANSMIT frames are the original segment: drop its payload, the header
+ * says it all. */
 control TrimHostFrames(inout headers_t hdr, in standard_metadata_t sm) {
     apply {
         if (sm.instance_type == INSTANCE_TYPE_NORMAL && hdr.nic_host.isValid()
-                && hdr.nic_host.opcode == NIC_HOST_OP_TX_ACKED) {
+                && (hdr.nic_host.opcode == NIC_HOST_OP_TX_ACKED
+                    || hdr.nic_host.opcode == NIC_HOST_OP_RETRANSMIT)) {
             truncate((bit<32>)(ETH_HDR_BYTES + NIC_HOST_HDR_BYTES));
         }
     }

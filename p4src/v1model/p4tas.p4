@@ -13,10 +13,12 @@
 #include "ack_processing.p4"
 #include "receive.p4"
 #include "host_notify.p4"
+#include "rate_limit.p4"
 #include "transmit.p4"
 #include "host_messages.p4"
 #include "packet_io.p4"
 #include "ack_egress.p4"
+#include "host_backpressure.p4"
 
 control P4tasIngress(inout headers_t hdr, inout metadata_t meta, inout standard_metadata_t sm) {
     Exceptions() exceptions;
@@ -30,6 +32,8 @@ control P4tasIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
     HostMessages() host_messages;
     ReturnRxSpace() return_rx_space;
     Transmit() transmit;
+    HostBackpressure() host_backpressure;
+    HostFrameCount() host_frame_count;
     PacketOut() send_packet_out;
     Verdict() verdict;
 
@@ -60,6 +64,7 @@ control P4tasIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
             } else {
                 load_flow_state.apply(meta);
                 if (!from_host) {
+                    host_backpressure.apply(meta);
                     ack_processing.apply(hdr, meta, sm);
                     receive.apply(hdr, meta, sm);
                     host_notify.apply(hdr, meta, sm);
@@ -72,14 +77,17 @@ control P4tasIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
             }
         }
         verdict.apply(hdr, meta, sm);
+        host_frame_count.apply(meta, sm);
     }
 }
 
 control P4tasEgress(inout headers_t hdr, inout metadata_t meta, inout standard_metadata_t sm) {
     AckEgress() ack_egress;
     TrimHostFrames() trim_host_frames;
+    HostQueueWatch() host_queue_watch;
 
     apply {
+        host_queue_watch.apply(sm);
         ack_egress.apply(hdr, meta, sm);
         trim_host_frames.apply(hdr, sm);
     }

@@ -48,7 +48,9 @@ control Receive(inout headers_t hdr, inout metadata_t meta, inout standard_metad
             bool ce = hdr.ipv4.ecn == ECN_CE;
             /* Sequence space wraps: "ahead" means a difference below 2^31. */
             bit<32> ahead = hdr.tcp.seq_no - meta.dyn.rcv_nxt;
-            if (ahead == 0 && (bit<32>)meta.payload_len <= meta.dyn.rx_free) {
+            if (ahead == 0 && meta.host_busy) {
+                meta.drop_reason = DROP_HOST_BUSY;
+            } else if (ahead == 0 && (bit<32>)meta.payload_len <= meta.dyn.rx_free) {
                 bit<8> flags = 0;
                 if ((hdr.tcp.flags & TCP_PSH) != 0) {
                     flags = flags | NIC_HOST_FLAG_PSH;

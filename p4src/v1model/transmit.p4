@@ -1,9 +1,13 @@
 /* p4tas v1model: TX_DATA from the host becomes a segment on the wire. The host sends only
- * payload; the NIC owns the headers: addresses from the flow's static state, seq from
- * snd_nxt, ack and window from the receive state, timestamps from its own clock. */
+ * payload; the NIC owns the headers: addresses from the flow's static state, ack and window
+ * from the receive state, timestamps from its own clock. The sequence number is the TX
+ * stream position the host gives (aux) plus tx_start_seq, so a go-back-N resend needs no
+ * extra message and a frame still queued from before a rewind cannot be sent under the
+ * wrong sequence; snd_nxt keeps the highest sequence sent (what ACKs are checked against). */
 
 control Transmit(inout headers_t hdr, inout metadata_t meta, inout standard_metadata_t sm) {
     AdvertisedWindow() adv_window;
+    TxRateLimit() rate_limit;
 
     action build_segment(bit<16> tcp_hdr_len, bit<8> tcp_flags) {
         hdr.ethernet.dst_addr = meta.flow.peer_mac;
@@ -27,7 +31,7 @@ control Transmit(inout headers_t hdr, inout metadata_t meta, inout standard_meta
         hdr.tcp.setValid();
         hdr.tcp.src_port = meta.flow.local_port;
         hdr.tcp.dst_port = meta.flow.peer_port;
-        hdr.tcp.seq_no = meta.dyn.snd_nxt;
+        hdr.tcp.seq_no = meta.flow.tx_start_seq + hdr.nic_host.aux;
         hdr.tcp.ack_no = meta.dyn.rcv_nxt;
         hdr.tcp.data_offset = (bit<4>)(tcp_hdr_len >> 2);
         hdr.tcp.res = 0;
@@ -37,7 +41,6 @@ control Transmit(inout headers_t hdr, inout metadata_t meta, inout standard_meta
         hdr.tcp.urgent_ptr = 0;
 
         meta.l4_len = tcp_hdr_len + hdr.nic_host.length;
-        meta.dyn.snd_nxt = meta.dyn.snd_nxt + (bit<32>)hdr.nic_host.length;
         sm.egress_spec = meta.flow.wire_port;
         meta.tx_build = true;
     }
@@ -52,6 +55,19 @@ control Transmit(inout headers_t hdr, inout metadata_t meta, inout standard_meta
         hdr.tcp_ts.tsecr = meta.dyn.ts_recent;
     }
 
+    action remind_host() {
+        hdr.nic_host.opcode = NIC_HOST_OP_TX_ACKED;
+        hdr.nic_host.flags = 0;
+        hdr.nic_host.offset = meta.dyn.snd_una;
+        hdr.nic_host.length = 0;
+        hdr.nic_host.window = meta.dyn.peer_window;
+        hdr.nic_host.count = 0;
+        hdr.nic_host.aux = 0;
+        sm.egress_spec = HOST_PORT;
+        meta.to_host = true;
+        meta.drop_reason = DROP_OLD_DATA;
+    }
+
     apply {
         if (hdr.nic_host.gen != meta.flow.gen) {
             meta.drop_reason = DROP_STALE_HOST_MESSAGE;
@@ -59,7 +75,19 @@ control Transmit(inout headers_t hdr, inout metadata_t meta, inout standard_meta
                    != (bit<32>)(ETH_HDR_BYTES + NIC_HOST_HDR_BYTES + hdr.nic_host.length)) {
             /* The checksum covers the payload: it must be exactly `length` bytes. */
             meta.punt_reason = REASON_BAD_HOST_MESSAGE;
+        } else if ((hdr.nic_host.flags & NIC_HOST_FLAG_PROBE) == 0
+                   && meta.flow.tx_start_seq + hdr.nic_host.aux + (bit<32>)hdr.nic_host.length
+                      - meta.dyn.snd_una - 1 >= 0x7FFFFFFF) {
+            /* Ends at or below snd_una: a resend of data already acknowledged, so the host
+             * missed a TX_ACKED (bmv2 dropped it). Remind it of snd_una instead. */
+            remind_host();
         } else {
+            rate_limit.apply(meta);
+        }
+        if (meta.punt_reason == 0 && meta.drop_reason == 0) {
+            if ((hdr.nic_host.flags & NIC_HOST_FLAG_RTO) != 0) {
+                meta.dyn.recover = meta.dyn.snd_nxt;   /* see NIC_HOST_FLAG_RTO */
+            }
             adv_window.apply(meta);
             bit<8> tcp_flags = TCP_ACK;
             if ((hdr.nic_host.flags & NIC_HOST_FLAG_PSH) != 0) {
@@ -70,6 +98,13 @@ control Transmit(inout headers_t hdr, inout metadata_t meta, inout standard_meta
                 add_timestamps();
             } else {
                 build_segment(TCP_HDR_BYTES, tcp_flags);
+            }
+            /* snd_nxt = max(snd_nxt, end of this segment) in wrapping sequence space; a
+             * resend below snd_una (acknowledged meanwhile) moves nothing. */
+            bit<32> end = hdr.tcp.seq_no + (bit<32>)hdr.nic_host.length;
+            bit<32> end_ahead = end - meta.dyn.snd_una;
+            if (end_ahead < 0x80000000 && end_ahead > meta.dyn.snd_nxt - meta.dyn.snd_una) {
+                meta.dyn.snd_nxt = end;
             }
             hdr.nic_host.setInvalid();
         }

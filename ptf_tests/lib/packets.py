@@ -107,19 +107,38 @@ def _mac(text: str) -> bytes:
 
 
 def tx_data_frame(spec: FlowSpec, offset: int, payload: bytes, *, psh: bool = True,
-                  generation: int | None = None) -> bytes:
-    """A host -> NIC message asking to send `payload` (the NIC adds the headers)."""
+                  generation: int | None = None, position: int | None = None,
+                  rto: bool = False, probe: bool = False) -> bytes:
+    """A host -> NIC message asking to send `payload` (the NIC adds the headers) from TX ring
+    `offset` at TX stream `position` (default: the offset, as in a ring that has not wrapped);
+    `rto`: the first segment of a go-back-N after a timeout; `probe`: a window probe."""
+    flags = ChannelFlags.PSH if psh else ChannelFlags.NONE
+    if rto:
+        flags |= ChannelFlags.RTO
+    if probe:
+        flags |= ChannelFlags.PROBE
     msg = NicHostMessage(Opcode.TX_DATA, spec.flow_id,
                          spec.generation if generation is None else generation,
-                         flags=ChannelFlags.PSH if psh else ChannelFlags.NONE,
-                         offset=offset, payload=payload)
+                         flags=flags, offset=offset, payload=payload,
+                         aux=offset if position is None else position)
     return msg.encode()
 
 
+def retransmit_frame(spec: FlowSpec, ack: int, *, window: int = PEER_WINDOW) -> bytes:
+    """The host-port frame starting a fast retransmit: the third duplicate ACK of `ack`, cut
+    to its header, telling the host to resume from stream position ack - tx_start_seq."""
+    msg = NicHostMessage(Opcode.RETRANSMIT, spec.flow_id, spec.generation, offset=ack,
+                         aux=(ack - spec.tx_start_seq) & 0xFFFFFFFF, window=window)
+    return msg.encode(dst_mac=_mac(LOCAL_MAC), src_mac=_mac(PEER_MAC))
+
+
 def tx_acked_frame(spec: FlowSpec, ack: int, acked: int, *, rtt: int = 0,
-                   window: int = PEER_WINDOW, ece: bool = False) -> bytes:
-    """The host-port frame reporting a new ACK (the original segment, cut to its header)."""
+                   window: int = PEER_WINDOW, ece: bool = False, reminder: bool = False) -> bytes:
+    """The host-port frame reporting a new ACK (the original segment, cut to its header);
+    a `reminder` is a host's TX_DATA frame turned back (its Ethernet header unchanged)."""
     msg = NicHostMessage(Opcode.TX_ACKED, spec.flow_id, spec.generation,
                          flags=ChannelFlags.ECE if ece else ChannelFlags.NONE,
                          offset=ack, count=acked, aux=rtt, window=window)
+    if reminder:
+        return msg.encode()
     return msg.encode(dst_mac=_mac(LOCAL_MAC), src_mac=_mac(PEER_MAC))

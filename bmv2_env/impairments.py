@@ -1,0 +1,118 @@
+"""Network impairments on a peer's link: random packet loss and a rate-limited bottleneck.
+
+Loss is what `tc netem loss` would do, but with nftables (`numgen random`), because kernels
+built without sch_netem (this project's CI machine among them) still have nf_tables. Rules sit
+in the peer's namespace, in a table of their own, on the input and output hooks, so segments
+are lost in both directions of the wire: the Linux peer's data and ACKs, and p4tas's. The
+bottleneck is a token bucket (`tc qdisc tbf`) on the peer veth's egress.
+
+Both need root (the namespaces are ours); loss needs the `nft` command (Debian: nftables).
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+
+from .peers import Peer, run_in
+
+LOSS_TABLE = "p4tas_loss"
+LOSS_RESOLUTION = 1_000_000   # loss is drawn per packet as numgen random mod this
+TBF_LATENCY_MS = 50           # queueing the bucket allows before it drops
+IPV4_TCP_TS_HEADERS = 52      # IPv4 + TCP + timestamps option: longer means payload
+
+
+class ImpairmentError(RuntimeError):
+    """An impairment could not be set; the message says what to install or fix."""
+
+
+@dataclass(frozen=True)
+class LossCounts:
+    """Packets the loss rules dropped in each direction (as seen from the peer)."""
+
+    peer_in: int
+    peer_out: int
+
+
+def nft_available() -> bool:
+    """Whether the `nft` command is installed."""
+    return shutil.which("nft") is not None
+
+
+def set_loss(peer: Peer, percent: float) -> None:
+    """Drop `percent` % of TCP segments entering and leaving the peer (0 removes the rules)."""
+    if not 0 <= percent < 100:
+        raise ImpairmentError(f"loss must be in [0, 100) percent, got {percent}")
+    clear_loss(peer)
+    if percent == 0:
+        return
+    if not nft_available():
+        raise ImpairmentError("packet loss needs the nft command: apt-get install nftables")
+    threshold = round(percent / 100 * LOSS_RESOLUTION)
+    rule = (f"meta l4proto tcp numgen random mod {LOSS_RESOLUTION} < {threshold} "
+            "counter drop")
+    script = (f"table inet {LOSS_TABLE} {{\n"
+              f"  chain peer_in {{ type filter hook input priority 0; {rule}; }}\n"
+              f"  chain peer_out {{ type filter hook output priority 0; {rule}; }}\n"
+              "}\n")
+    _nft(peer, ["-f", "-"], script)
+
+
+def drop_first_segment(peer: Peer, src_ip: str) -> None:
+    """One-shot loss: drop the next data segment `src_ip` sends the peer, and nothing after
+    it (a set remembers that it happened), so that a lone request is lost and only a
+    retransmission timeout can recover it. Replaces any loss rules."""
+    clear_loss(peer)
+    if not nft_available():
+        raise ImpairmentError("packet loss needs the nft command: apt-get install nftables")
+    rule = (f"ip saddr {src_ip} ip length > {IPV4_TCP_TS_HEADERS} tcp flags & syn == 0 "
+            "ip saddr != @dropped add @dropped { ip saddr } counter drop")
+    _nft(peer, ["-f", "-"], f"table inet {LOSS_TABLE} {{\n"
+                            "  set dropped { type ipv4_addr; flags dynamic; }\n"
+                            f"  chain peer_in {{ type filter hook input priority 0; {rule}; }}\n"
+                            "}\n")
+
+
+def clear_loss(peer: Peer) -> None:
+    """Remove the loss rules, if any."""
+    if nft_available():
+        run_in(peer, ["nft", "delete", "table", "inet", LOSS_TABLE], capture_output=True)
+
+
+def loss_counts(peer: Peer) -> LossCounts:
+    """How many packets the loss rules have dropped so far."""
+    out = _nft(peer, ["list", "table", "inet", LOSS_TABLE])
+    counts: dict[str, int] = {}
+    chain = None
+    for line in out.splitlines():
+        words = line.split()
+        if words[:1] == ["chain"]:
+            chain = words[1]
+        elif "packets" in words and chain is not None:
+            counts[chain] = int(words[words.index("packets") + 1])
+    return LossCounts(counts.get("peer_in", 0), counts.get("peer_out", 0))
+
+
+def set_bottleneck(peer: Peer, rate_mbit: float, burst_bytes: int = 32_000) -> None:
+    """Limit what the peer's veth sends towards the switch to `rate_mbit` (token bucket)."""
+    _tc(peer, ["qdisc", "replace", "dev", peer.ifname, "root", "tbf", "rate",
+               f"{rate_mbit}mbit", "burst", str(burst_bytes), "latency", f"{TBF_LATENCY_MS}ms"])
+
+
+def clear_bottleneck(peer: Peer) -> None:
+    """Remove the token bucket, if any."""
+    run_in(peer, ["tc", "qdisc", "del", "dev", peer.ifname, "root"], capture_output=True)
+
+
+def _nft(peer: Peer, args: list[str], stdin: str | None = None) -> str:
+    proc = run_in(peer, ["nft", *args], input=stdin, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise ImpairmentError(f"nft {' '.join(args)} in {peer.netns}: {proc.stderr.strip()}")
+    return proc.stdout
+
+
+def _tc(peer: Peer, args: list[str]) -> None:
+    proc = run_in(peer, ["tc", *args], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise ImpairmentError(f"tc {' '.join(args)} in {peer.netns}: {proc.stderr.strip()} "
+                              "(needs CONFIG_NET_SCH_TBF)")
