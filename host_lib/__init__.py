@@ -13,6 +13,7 @@ from host_lib.socket import (
     SHUT_RDWR,
     SHUT_WR,
     SOCK_STREAM,
+    TCP_CONGESTION,
     ConnEvent,
     Connection,
     Context,
@@ -26,7 +27,8 @@ from host_lib.socket import (
 from host_lib.streams import open_connection, start_server
 
 __all__ = [
-    "AF_INET", "SHUT_RD", "SHUT_RDWR", "SHUT_WR", "SOCK_STREAM", "ConnEvent", "Connection",
+    "AF_INET", "SHUT_RD", "SHUT_RDWR", "SHUT_WR", "SOCK_STREAM", "TCP_CONGESTION", "ConnEvent",
+    "Connection",
     "Context", "ControlChannel", "Listener", "RuntimeUnavailable", "Session", "close_session",
     "open_connection", "session", "socket", "start_server", "timeout",
 ]

@@ -73,6 +73,9 @@ MAX_TEXT_CHARS = 1024
 MAX_APP_NAME_CHARS = 256
 MAX_TIMEOUT_S = 3600.0
 MAX_ID = 2**63 - 1
+# Congestion control a listener or connection may ask for (runtime/congestion/; "none": no
+# rate limit, only the peer's window). None in a request: the runtime's default.
+CONGESTION_CONTROLS = ("dctcp", "timely", "none")
 FRAME_HEADER = struct.Struct("!I")
 
 ShutdownHow = Literal["rd", "wr", "rdwr"]
@@ -318,6 +321,7 @@ class Listen(Request):
     local_ip: str | None = _field(_optional(_ipv4), default=None)
     port: int = _field(_PORT)
     backlog: int = _field(_integer(1, 0xFFFF))
+    congestion: str | None = _field(_optional(_choice(*CONGESTION_CONTROLS)), default=None)
 
 
 @register
@@ -332,6 +336,7 @@ class Connect(Request):
     local_ip: str | None = _field(_optional(_ipv4), default=None)
     local_port: int | None = _field(_optional(_PORT), default=None)
     timeout_s: float = _field(_seconds)
+    congestion: str | None = _field(_optional(_choice(*CONGESTION_CONTROLS)), default=None)
 
 
 @register

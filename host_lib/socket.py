@@ -72,6 +72,7 @@ from host_lib.shm_layout import Direction, EventType, Segment
 
 AF_INET = _std.AF_INET
 SOCK_STREAM = _std.SOCK_STREAM
+TCP_CONGESTION = 13  # <netinet/tcp.h>; socket.TCP_CONGESTION where Python defines it
 SHUT_RD, SHUT_WR, SHUT_RDWR = _std.SHUT_RD, _std.SHUT_WR, _std.SHUT_RDWR
 timeout = _std.timeout  # == TimeoutError
 DEFAULT_CONNECT_TIMEOUT = 75.0  # the runtime's SYN timeout when the socket has none
@@ -402,19 +403,23 @@ class Context:
             return events
 
     def connect(self, host: str, port: int, timeout: float = DEFAULT_CONNECT_TIMEOUT,
-                local: tuple[str, int] | None = None) -> Connection:
-        """Start an active open; CONNECTED or CONNECT_FAILED follows on poll()."""
+                local: tuple[str, int] | None = None,
+                congestion: str | None = None) -> Connection:
+        """Start an active open; CONNECTED or CONNECT_FAILED follows on poll().
+        `congestion`: one of control_protocol.CONGESTION_CONTROLS (None: the default)."""
         peer_ip = _ipv4(host)
         with self.session.lock:
             return self.session.request(lambda r: cp.Connect(
                 req_id=r, ctx_id=self.ctx_id, peer_ip=peer_ip, peer_port=port,
                 local_ip=local[0] if local and local[0] else None,
-                local_port=local[1] if local and local[1] else None, timeout_s=timeout),
+                local_port=local[1] if local and local[1] else None, timeout_s=timeout,
+                congestion=congestion),
                 on_reply=lambda reply: self.session._connection_for(reply, self))
 
-    def listen(self, port: int, host: str | None = None, backlog: int = 128) -> Listener:
+    def listen(self, port: int, host: str | None = None, backlog: int = 128,
+               congestion: str | None = None) -> Listener:
         with self.session.lock:
-            return self.session.listen(self, port, host, backlog)
+            return self.session.listen(self, port, host, backlog, congestion)
 
 
 def _ipv4(host: Any) -> str:
@@ -547,14 +552,16 @@ class Session:
             raise
         return req_id
 
-    def listen(self, ctx: Context, port: int, host: str | None, backlog: int) -> Listener:
+    def listen(self, ctx: Context, port: int, host: str | None, backlog: int,
+               congestion: str | None = None) -> Listener:
         def register(reply: cp.Listening) -> Listener:
             listener = Listener(self, ctx, reply)
             self._listeners[listener.listener_id] = listener
             return listener
         return self.request(lambda r: cp.Listen(req_id=r, ctx_id=ctx.ctx_id, port=port,
                                                 backlog=max(1, min(backlog, 0xFFFF)),
-                                                local_ip=host), on_reply=register)
+                                                local_ip=host, congestion=congestion),
+                            on_reply=register)
 
     # -- waiting (lock held) -------------------------------------------------------------------
 
@@ -838,7 +845,8 @@ class Socket:
                                "port before listen()")
             host = None if self._bound[0] in ("", "0.0.0.0") else self._bound[0]
             self._listener = self._session.listen(self._session.socket_context,
-                                                  self._bound[1], host, backlog)
+                                                  self._bound[1], host, backlog,
+                                                  self._congestion())
             self._listener.watcher = self._changed
 
     def accept(self) -> tuple[Socket, tuple[str, int]]:
@@ -1033,9 +1041,22 @@ class Socket:
         return peer
 
     def setsockopt(self, level: int, option: int, value: Any, optlen: int | None = None) -> None:
-        """Accepted and remembered (TCP_NODELAY, SO_REUSEADDR, SO_KEEPALIVE...): no effect."""
+        """TCP_CONGESTION (b"dctcp", b"timely", b"none"; before connect/listen) chooses the
+        congestion control, as on Linux; others (TCP_NODELAY, SO_REUSEADDR...) are accepted
+        and remembered without effect."""
         self._check_open()
+        if (level, option) == (_std.IPPROTO_TCP, TCP_CONGESTION):
+            name = value.decode() if isinstance(value, (bytes, bytearray)) else str(value)
+            name = name.rstrip("\0")
+            if name not in cp.CONGESTION_CONTROLS:
+                raise _oserror(errno.ENOENT, f"no congestion control {name!r}: p4tas has "
+                               f"{', '.join(cp.CONGESTION_CONTROLS)}")
+            value = name.encode()
         self._options[(level, option)] = value
+
+    def _congestion(self) -> str | None:
+        value = self._options.get((_std.IPPROTO_TCP, TCP_CONGESTION))
+        return value.decode() if value else None
 
     def getsockopt(self, level: int, option: int, buflen: int | None = None) -> Any:
         self._check_open()
@@ -1157,7 +1178,8 @@ class Socket:
         session.request_nowait(lambda r: cp.Connect(
             req_id=r, ctx_id=session.socket_context.ctx_id, peer_ip=host, peer_port=port,
             local_ip=local[0] if local and local[0] not in ("", "0.0.0.0") else None,
-            local_port=local[1] if local and local[1] else None, timeout_s=limit), on_reply)
+            local_port=local[1] if local and local[1] else None, timeout_s=limit,
+            congestion=self._congestion()), on_reply)
 
     def _connect_pending(self) -> bool:
         if self._session.dead is not None:

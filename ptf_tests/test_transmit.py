@@ -309,7 +309,8 @@ class WindowProbeBelowSndUnaIsSent(LossRecoveryTest):
 
 class RateMeterDropsOutOfProfileSegments(TransmitTest):
     """The flow's tx_rate meter (set over P4Runtime like the slow path does) passes a burst,
-    then drops what exceeds the rate, counted as RATE_LIMITED; other flows stay unlimited."""
+    then drops what exceeds the rate, counted as RATE_LIMITED; a reset entry is unlimited
+    again; other flows are unlimited."""
 
     BURST = 3000      # bytes: two 1000-byte segments fit (1038-byte host frames), not three
     RATE = 1000       # bytes per second: nothing refills within the test
@@ -325,6 +326,10 @@ class RateMeterDropsOutOfProfileSegments(TransmitTest):
             tu.send_packet(self, HOST_PORT, tx_data_frame(self.spec, self.tx_offset, b"c" * 1000))
         tu.verify_no_other_packets(self)
         self.assertEqual(self.counter("drop_counter", DropReason.RATE_LIMITED)[0] - before[0], 3)
+        # Back to the default (what the runtime writes for "unlimited"): everything passes.
+        self.client.modify([p4info.meter_reset_entry("tx_rate", self.spec.flow_id)])
+        for _ in range(3):
+            self.send_from_host(b"e" * 1000)
         other = self.install_flow(flow_spec(next_flow_id(), next_generation(), local_port=5002,
                                             rx_ring_size=RING))
         for i in range(5):

@@ -6,6 +6,7 @@ import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from runtime.congestion.controller import ControlConfig
 from runtime.retransmission import RtoConfig
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -71,6 +72,8 @@ class RuntimeConfig:
     tcp: TcpParams = field(default_factory=TcpParams)
     host_interface: str | None = None  # the host port's veth: the data path (DMA bridge)
     rto: RtoConfig = field(default_factory=RtoConfig)
+    congestion: str = "dctcp"      # for connections that do not choose (runtime.congestion)
+    control: ControlConfig = field(default_factory=ControlConfig)
 
     def interface_for_port(self, port: int) -> Interface | None:
         return next((i for i in self.interfaces if i.port == port), None)

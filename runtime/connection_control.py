@@ -11,7 +11,9 @@ from collections import Counter
 from dataclasses import dataclass
 
 from host_lib import control_protocol as cp
+from runtime import congestion
 from runtime.arp import ArpCache, ArpResponder, ArpTimeout, build_arp_request
+from runtime.congestion.controller import RateController
 from runtime.config import Interface, RuntimeConfig
 from runtime.connections import Connection, ConnectionTable, EventSink, Listener
 from runtime.datapath import Datapath, PacketIn
@@ -68,11 +70,12 @@ class ConnectionControl:
     """The slow path's TCP: owns connections, listeners, flow ids and local ports."""
 
     def __init__(self, config: RuntimeConfig, datapath: Datapath, p4info: P4Info,
-                 bridge: DmaBridge | None = None) -> None:
+                 bridge: DmaBridge | None = None, rates: RateController | None = None) -> None:
         """`bridge`: the data path (payload between the NIC and the applications' rings);
-        without it connections carry no data (control only)."""
+        without it connections carry no data (control only). `rates`: congestion control."""
         self.config = config
         self.bridge = bridge
+        self.rates = rates
         self._by_flow: dict[int, Connection] = {}
         self._wake_pending: dict[int, EventSink] = {}  # id(context) -> context, coalesced
         self.tcp = config.tcp
@@ -149,7 +152,7 @@ class ConnectionControl:
         conn = Connection(
             conn_id=self.table.next_id(), tuple=key, interface=iface, peer_mac=seg.src_mac,
             sm=TcpStateMachine.incoming(), iss=random.getrandbits(32), owner=listener.owner,
-            listener=listener)
+            listener=listener, congestion=listener.congestion)
         conn.snd_nxt = seq_add(conn.iss, 1)
         self._take_peer_syn(conn, seg)
         listener.handshaking += 1
@@ -265,6 +268,8 @@ class ConnectionControl:
                               peer_window=conn.peer_window_bytes, opaque=conn.conn_id,
                               tx_start_seq=conn.flow_spec.tx_start_seq)
         self.bridge.register(channel)
+        if self.rates is not None:
+            self.rates.attach(channel, congestion.make(conn.congestion or self.config.congestion))
         conn.channel, conn.memory = channel, memory
         self._by_flow[channel.flow_id] = conn
         return slot
@@ -272,6 +277,8 @@ class ConnectionControl:
     def _detach_data_path(self, conn: Connection) -> None:
         if conn.channel is None:
             return
+        if self.rates is not None:
+            self.rates.detach(conn.channel.flow_id)
         self.bridge.unregister(conn.channel.flow_id)
         self._by_flow.pop(conn.channel.flow_id, None)
         conn.memory.free_slot(conn.channel.slot)
@@ -351,7 +358,8 @@ class ConnectionControl:
     # ---------------------------------------------------------------- active open
 
     async def connect(self, owner: EventSink, peer_ip: str, peer_port: int,
-                      local_ip: str | None, local_port: int | None, timeout_s: float) -> int:
+                      local_ip: str | None, local_port: int | None, timeout_s: float,
+                      congestion: str | None = None) -> int:
         """Start an active open; the outcome arrives as Connected or ConnectFailed."""
         iface = self.config.interface_for_ip(local_ip) if local_ip else self.config.route(peer_ip)
         if iface is None:
@@ -363,7 +371,7 @@ class ConnectionControl:
         key = FlowTuple(iface.ip, port, peer_ip, peer_port)
         conn = Connection(conn_id=self.table.next_id(), tuple=key, interface=iface, peer_mac="",
                           sm=TcpStateMachine(), iss=random.getrandbits(32), owner=owner,
-                          active=True)
+                          active=True, congestion=congestion)
         conn.snd_nxt = seq_add(conn.iss, 1)
         conn.window_shift = self.window_shift
         conn.timestamps = True
@@ -485,7 +493,8 @@ class ConnectionControl:
 
     # ---------------------------------------------------------------- application requests
 
-    def listen(self, owner: EventSink, ip: str | None, port: int, backlog: int) -> Listener:
+    def listen(self, owner: EventSink, ip: str | None, port: int, backlog: int,
+               congestion: str | None = None) -> Listener:
         addresses = [ip] if ip else [i.ip for i in self.config.interfaces]
         if ip and self.config.interface_for_ip(ip) is None:
             raise OSError(errno.EADDRNOTAVAIL, f"{ip} is not one of our addresses")
@@ -498,7 +507,8 @@ class ConnectionControl:
             for addr in reserved:
                 self.ports.release(addr, port)
             raise
-        listener = Listener(self.table.next_id(), ip, port, backlog, owner)
+        listener = Listener(self.table.next_id(), ip, port, backlog, owner,
+                            congestion=congestion)
         self.table.add_listener(listener)
         return listener
 
@@ -559,6 +569,9 @@ class ConnectionControl:
             conn.owner = None
             if conn.state not in (State.TIME_WAIT, State.CLOSED):
                 self._abort(conn, send_rst=conn.state is not State.SYN_SENT)
+            else:  # its rings go with the application's memory
+                self._sync_sequences(conn)
+                self._detach_data_path(conn)
 
     async def shutdown_all(self) -> None:
         """Daemon stop: reset every connection and remove every flow it installed."""

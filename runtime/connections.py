@@ -37,6 +37,7 @@ class Listener:
     owner: EventSink
     handshaking: int = 0  # SYN received, not yet established
     unaccepted: set = field(default_factory=set)  # conn ids announced, not yet accepted
+    congestion: str | None = None  # for its connections; None: the runtime's default
 
     def queue_full(self) -> bool:
         """The backlog bounds half-open plus not-yet-accepted connections (like Linux's)."""
@@ -79,6 +80,7 @@ class Connection:
     rx_consumed_seen: int = 0     # RX ring tail already returned to the NIC
     timer: asyncio.TimerHandle | None = None
     retries: int = 0
+    congestion: str | None = None  # congestion control asked for; None: the runtime's default
 
     @property
     def state(self) -> State:

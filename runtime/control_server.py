@@ -165,13 +165,14 @@ class ControlServer:
             return cp.ContextCreated(req_id=msg.req_id, ctx_id=ctx.ctx_id)
         if isinstance(msg, cp.Listen):
             ctx = self._context(session, msg.ctx_id)
-            listener = self.control.listen(ctx, msg.local_ip, msg.port, msg.backlog)
+            listener = self.control.listen(ctx, msg.local_ip, msg.port, msg.backlog,
+                                           msg.congestion)
             return cp.Listening(req_id=msg.req_id, listener_id=listener.listener_id,
                                 local_ip=msg.local_ip or "0.0.0.0", port=msg.port)
         if isinstance(msg, cp.Connect):
             ctx = self._context(session, msg.ctx_id)
             conn_id = await self.control.connect(ctx, msg.peer_ip, msg.peer_port, msg.local_ip,
-                                                 msg.local_port, msg.timeout_s)
+                                                 msg.local_port, msg.timeout_s, msg.congestion)
             return cp.Connecting(req_id=msg.req_id, conn_id=conn_id)
         if isinstance(msg, cp.Accept):
             self.control.accept(self._connection(session, msg.conn_id))

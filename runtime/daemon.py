@@ -20,6 +20,8 @@ from runtime.dma_bridge import DmaBridge, HostPort
 from runtime.datapath_constants import ack_clone_sessions
 from runtime.p4rt.client import P4RuntimeClient, P4RuntimeError
 from runtime.retransmission import RtoConfig
+from runtime.congestion import CHOICES
+from runtime.congestion.controller import ControlConfig, RateController
 
 log = logging.getLogger("runtime")
 
@@ -65,7 +67,9 @@ async def serve(config: RuntimeConfig) -> int:
     datapath = Datapath(client)
     bridge = open_bridge(config, lambda channel: control.on_data_activity(channel),
                          lambda flow_id, cause: control.on_flow_error(flow_id, cause.value))
-    control = ConnectionControl(config, datapath, client.p4info, bridge)
+    rates = (RateController(bridge, client.p4info, datapath.modify, config.control)
+             if bridge is not None else None)
+    control = ConnectionControl(config, datapath, client.p4info, bridge, rates)
     layout = app_layout(config) if bridge is not None else None
     stale = remove_stale_segments()
     if stale:
@@ -74,6 +78,7 @@ async def serve(config: RuntimeConfig) -> int:
     await server.start()
     if bridge is not None:
         bridge.start()
+        rates.start()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
@@ -91,6 +96,7 @@ async def serve(config: RuntimeConfig) -> int:
     await control.shutdown_all()
     await server.close()
     if bridge is not None:
+        rates.stop()
         bridge.stop()
     packets.cancel()
     datapath.close()
@@ -178,6 +184,11 @@ def parse_args(argv: list[str] | None = None) -> tuple[RuntimeConfig, str]:
     parser.add_argument("--give-up", type=float, default=RtoConfig.give_up_s,
                         help="reset a connection whose peer acknowledges nothing for this long "
                              "(default %(default)s s)")
+    parser.add_argument("--congestion", choices=CHOICES, default=RuntimeConfig.congestion,
+                        help="congestion control of connections that do not choose one "
+                             "(TCP_CONGESTION); 'none': no rate limit (default %(default)s)")
+    parser.add_argument("--cc-interval-rtts", type=float, default=ControlConfig.interval_rtts,
+                        help="control interval in RTTs (TAS tau; default %(default)s)")
     parser.add_argument("--log-level", default="INFO",
                         choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     args = parser.parse_args(argv)
@@ -200,8 +211,12 @@ def parse_args(argv: list[str] | None = None) -> tuple[RuntimeConfig, str]:
     if not 0 < args.min_rto < args.give_up:
         parser.error(f"need 0 < --min-rto ({args.min_rto}) < --give-up ({args.give_up})")
     rto = RtoConfig(min_rto_s=args.min_rto, give_up_s=args.give_up)
+    if args.cc_interval_rtts <= 0:
+        parser.error(f"--cc-interval-rtts must be positive, got {args.cc_interval_rtts}")
+    control = ControlConfig(interval_rtts=args.cc_interval_rtts)
     config = RuntimeConfig(args.grpc_addr, args.device_id, args.p4info, args.bmv2_json,
-                           interfaces, args.control_socket, tcp, host_interface, rto)
+                           interfaces, args.control_socket, tcp, host_interface, rto,
+                           args.congestion, control)
     return config, args.log_level
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import AsyncIterator, Iterable
 
 from runtime.datapath_constants import TS_TICK_SHIFT, PacketInReason
-from runtime.p4rt.client import P4RuntimeClient, StreamError, WriteError
+from runtime.p4rt.client import P4RuntimeClient, StreamError, WriteError, updates_of
 from runtime.p4rt.proto import p4runtime_pb2
 
 log = logging.getLogger(__name__)
@@ -99,7 +99,8 @@ class Datapath:
         self.client.packet_out(frame, egress_port=port)
 
     def write(self, kind: int, entities: Iterable) -> asyncio.Future:
-        """Queue updates; all queued in this loop iteration go in one WriteRequest.
+        """Queue updates of any entity type; all queued in this loop iteration go in one
+        WriteRequest.
 
         Returns a future that completes when this call's updates are written, or fails with
         the WriteError of just those updates."""
@@ -109,10 +110,7 @@ class Datapath:
             loop.call_soon(self._flush)
         batch = self._batch
         start = len(batch.updates)
-        for entity in entities:
-            update = p4runtime_pb2.Update(type=kind)
-            update.entity.table_entry.CopyFrom(entity)
-            batch.updates.append(update)
+        batch.updates.extend(updates_of(kind, entities))
         done = loop.create_future()
         batch.parts.append((start, len(batch.updates), done))
         return done
@@ -122,6 +120,10 @@ class Datapath:
 
     def delete(self, entries: Iterable[p4runtime_pb2.TableEntry]) -> asyncio.Future:
         return self.write(p4runtime_pb2.Update.DELETE, entries)
+
+    def modify(self, entities: Iterable) -> asyncio.Future:
+        """MODIFY table entries, meter entries (bmv2 takes only MODIFY for meters), ..."""
+        return self.write(p4runtime_pb2.Update.MODIFY, entities)
 
     def _flush(self) -> None:
         batch, self._batch = self._batch, None

@@ -49,6 +49,8 @@ from typing import Protocol
 from host_lib.rings import ByteRing, Event, EventQueue, RingCorruptedError
 from host_lib.shm_layout import EventType
 from runtime.datapath_constants import ETHERTYPE_NIC_HOST, TS_TICK_SHIFT
+from runtime import pacing
+from runtime.pacing import Pacer, TokenBucket
 from runtime.retransmission import TICK_SECONDS, RetransmissionTimers, RtoConfig
 from runtime.nic_host_header import (
     NIC_HOST_HEADER,
@@ -163,6 +165,7 @@ class FlowChannel:
     tx_high: int = field(init=False, default=0)
     tx_acked: int = field(init=False, default=0)
     rto_flag_pending: bool = field(init=False, default=False)  # next TX_DATA carries RTO
+    bucket: TokenBucket | None = field(init=False, default=None)  # None: not rate-limited
     rx_announced: int = field(init=False, default=0)  # RX position up to which events were posted
     rx_flags_pending: int = field(init=False, default=0)
     ack_announced: int = field(init=False, default=0)  # TX position up to which events were posted
@@ -332,6 +335,9 @@ class DmaBridge:
         self.clock = clock
         self.timers = RetransmissionTimers(rto, clock())
         self._rto_tick: asyncio.TimerHandle | None = None
+        self.pacer = Pacer(clock())
+        self._pacing_tick: asyncio.TimerHandle | None = None
+        self._active: dict[int, None] = {}  # flows that sent or were acked since take_active
         self.stats = BridgeStats()
         self._on_flow_error = on_flow_error
         self._on_activity = on_activity
@@ -356,10 +362,10 @@ class DmaBridge:
             return
         self._loop.remove_reader(self.link.fileno())
         self._loop.remove_writer(self.link.fileno())
-        for timer in (self._event_timer, self._send_timer, self._rto_tick):
+        for timer in (self._event_timer, self._send_timer, self._rto_tick, self._pacing_tick):
             if timer is not None:
                 timer.cancel()
-        self._event_timer = self._send_timer = self._rto_tick = None
+        self._event_timer = self._send_timer = self._rto_tick = self._pacing_tick = None
         self._send_retry_armed = False
         self._loop = None
 
@@ -380,7 +386,30 @@ class DmaBridge:
         self._pending_events.pop(flow_id, None)
         self._send_backlog.pop(flow_id, None)
         self.timers.forget(flow_id)
+        self.pacer.forget(flow_id)
+        self._active.pop(flow_id, None)
         return self._channels.pop(flow_id, None)
+
+    def set_rate(self, flow_id: int, rate_bps: float | None) -> None:
+        """Pace a flow to `rate_bps` (None: unlimited, the peer's window alone)."""
+        channel = self._channels.get(flow_id)
+        if channel is None:
+            return
+        now = self.clock()
+        if rate_bps is None:
+            channel.bucket = None
+            self.pacer.forget(flow_id)
+            self.kick(flow_id)
+        elif channel.bucket is None:
+            channel.bucket = TokenBucket.for_rate(rate_bps, channel.mss, now)
+        else:
+            channel.bucket.retune(rate_bps, channel.mss, now)
+
+    def take_active(self) -> list[int]:
+        """Flows that sent or had data acknowledged since the last call (congestion control
+        looks at these only)."""
+        active, self._active = list(self._active), {}
+        return active
 
     def channel(self, flow_id: int) -> FlowChannel | None:
         """The registered channel of a flow id, if any."""
@@ -488,6 +517,7 @@ class DmaBridge:
         if count:
             self._advance_acked(channel, count)
             self._count_ack(channel, message, count)
+            self._active[channel.flow_id] = None
         channel.peer_window = message.window << channel.wscale
         self._announce(channel)
         self.kick(channel.flow_id)
@@ -647,8 +677,15 @@ class DmaBridge:
         room = channel.peer_window - (channel.tx_sent - channel.tx_acked)
         sent = 0
         mask = ring.size - 1
+        now = self.clock() if channel.bucket is not None else 0.0
         while unsent > 0 and room > 0:
             size = min(channel.mss, unsent, room)
+            if channel.bucket is not None:
+                wait = channel.bucket.take(size, now)
+                if wait:
+                    self.pacer.defer(channel.flow_id, now + wait)
+                    self._arm_pacing_tick()
+                    break
             pieces = ring.peek(size, skip=channel.tx_sent - channel.tx_acked)
             payload = b"".join(pieces)
             for piece in pieces:
@@ -669,10 +706,27 @@ class DmaBridge:
             unsent -= size
             room -= size
             sent += size
+        if sent:
+            self._active[channel.flow_id] = None
         if self._waits_on_peer(channel):
             self.timers.arm(channel.flow_id, self.clock())
             self._arm_rto_tick()
         return sent
+
+    def _arm_pacing_tick(self) -> None:
+        if self._loop is None or self._pacing_tick is not None or not len(self.pacer):
+            return
+        self._pacing_tick = self._loop.call_later(pacing.TICK_SECONDS, self._on_pacing_tick)
+
+    def _on_pacing_tick(self) -> None:
+        self._pacing_tick = None
+        self.release_paced(self.clock())
+        self._arm_pacing_tick()
+
+    def release_paced(self, now: float) -> None:
+        """Send for every flow whose pacing wait is over."""
+        for flow_id in self.pacer.due(now):
+            self.kick(flow_id)
 
     def _send_window_probe(self, channel: FlowChannel) -> None:
         """Ask a peer with a closed window for its current one: one byte just below snd_una

@@ -733,3 +733,29 @@ def test_a_lost_tx_acked_is_made_up_by_the_next_one(shm: Shm) -> None:
     bridge.handle_frame(tx_acked(TX_START + 2000, 1000, 10_000).encode())  # stale: ignored
     assert flow.channel.tx_acked == 3000 and not bridge.stats.drops
     link.close()
+
+
+# -- pacing --------------------------------------------------------------------------------------
+
+
+def test_a_paced_flow_sends_its_burst_then_waits_for_tokens(shm: Shm) -> None:
+    """8 Mbit/s = 1 MB/s: the bucket holds two 1038-byte frames; each further frame waits
+    1.038 ms in the pacer's wheel; unlimited again sends the rest at once."""
+    flow, link, clock, bridge = recovering_bridge(shm)
+    bridge.set_rate(FLOW, 8_000_000)
+    flow.app_tx.write(b"p" * 6000)
+    assert bridge.kick(FLOW) == 2000
+    assert len(bridge.pacer) == 1
+    clock.now += 0.0010
+    bridge.release_paced(clock.now)
+    assert len(sent_data(link)) == 2  # the burst only: 1.0 ms is not yet 1.038 ms
+    clock.now += 0.0006
+    bridge.release_paced(clock.now)
+    assert [a for _, a, _, _ in sent_data(link)] == [2000]
+    clock.now += 0.0011
+    bridge.release_paced(clock.now)
+    assert [a for _, a, _, _ in sent_data(link)] == [3000]
+    bridge.set_rate(FLOW, None)
+    assert [a for _, a, _, _ in sent_data(link)] == [4000, 5000]
+    assert len(bridge.pacer) == 0
+    link.close()

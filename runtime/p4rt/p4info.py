@@ -333,6 +333,14 @@ class P4Info:
                                                         pburst=pburst))
         return entry
 
+    def meter_reset_entry(self, name: str, index: int) -> p4runtime_pb2.MeterEntry:
+        """A MeterEntry without config: back to the default, every packet green."""
+        mtr = self.meter(name)
+        self._check_index(mtr, index)
+        entry = p4runtime_pb2.MeterEntry(meter_id=mtr.preamble.id)
+        entry.index.index = index
+        return entry
+
     @staticmethod
     def _check_index(obj: Any, index: int) -> None:
         if not 0 <= index < obj.size:

@@ -1,0 +1,69 @@
+"""What every congestion-control algorithm sees and does (TAS 3.2: policy in the slow path).
+
+Once per control interval the controller (runtime.congestion.controller) hands an algorithm
+one flow's feedback for the interval, aggregated from the per-ACK notifications the NIC
+already sends (TX_ACKED bytes, ECE, RTT samples; RETRANSMIT; timeouts); the algorithm
+answers with the flow's new rate, which the fast path enforces and the bridge paces to.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import ClassVar
+
+MBIT = 1_000_000
+
+
+@dataclass(frozen=True)
+class IntervalFeedback:
+    """One flow's feedback for one control interval."""
+
+    interval_s: float
+    acked_bytes: int = 0
+    ece_bytes: int = 0          # of acked_bytes, acknowledged by ACKs with ECE
+    sent_bytes: int = 0         # handed to the NIC (retransmissions included)
+    fast_retransmits: int = 0
+    timeouts: int = 0
+    rtt_samples: int = 0
+    rtt_sum_s: float = 0.0
+
+    @property
+    def loss(self) -> bool:
+        """A segment was lost in the interval."""
+        return self.fast_retransmits > 0 or self.timeouts > 0
+
+    @property
+    def mean_rtt_s(self) -> float | None:
+        """The interval's average RTT sample, if there was one."""
+        return self.rtt_sum_s / self.rtt_samples if self.rtt_samples else None
+
+    @property
+    def send_rate_bps(self) -> float:
+        """What the flow actually sent in the interval, in bit/s."""
+        return self.sent_bytes * 8 / self.interval_s if self.interval_s > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class RateLimits:
+    """The range every algorithm keeps a rate in: 1 Mbit/s up to the link's capacity."""
+
+    min_bps: float = 1 * MBIT
+    max_bps: float = 10_000 * MBIT
+
+    def clamp(self, rate_bps: float) -> float:
+        return min(max(rate_bps, self.min_bps), self.max_bps)
+
+
+class CongestionControl(ABC):
+    """One flow's congestion controller: a rate, updated once per control interval."""
+
+    name: ClassVar[str]
+
+    def __init__(self, rate_bps: float, limits: RateLimits) -> None:
+        self.limits = limits
+        self.rate_bps = limits.clamp(rate_bps)
+
+    @abstractmethod
+    def update(self, feedback: IntervalFeedback) -> float:
+        """Take one interval's feedback; return (and keep) the new rate in bit/s."""

@@ -1,0 +1,57 @@
+"""Rate-based DCTCP as TAS runs it (TAS 3.2): DCTCP's control law applied to a rate.
+
+Slow start doubles the rate every interval until the first ECN mark or loss; afterwards the
+rate grows by a fixed step per interval. α, the fraction of marked bytes, is an EWMA with
+gain g; a marked interval multiplies the rate by (1 - α/2), a loss halves it. The rate never
+exceeds `send_cap` times what the flow actually sent (so an application-limited flow does not
+bank a rate it never uses).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from runtime.congestion.algorithm import MBIT, CongestionControl, IntervalFeedback, RateLimits
+
+
+@dataclass(frozen=True)
+class DctcpConfig:
+    """TAS's defaults."""
+
+    initial_bps: float = 10 * MBIT
+    step_bps: float = 10 * MBIT
+    g: float = 1 / 16
+    send_cap: float = 1.2
+
+
+class RateDctcp(CongestionControl):
+    """Rate-based DCTCP for one flow."""
+
+    name = "dctcp"
+
+    def __init__(self, limits: RateLimits = RateLimits(), config: DctcpConfig = DctcpConfig()):
+        super().__init__(config.initial_bps, limits)
+        self.config = config
+        self.alpha = 0.0
+        self.slow_start = True
+
+    def update(self, feedback: IntervalFeedback) -> float:
+        config = self.config
+        if feedback.acked_bytes:
+            marked = feedback.ece_bytes / feedback.acked_bytes
+            self.alpha = (1 - config.g) * self.alpha + config.g * marked
+        rate = self.rate_bps
+        if feedback.ece_bytes:
+            self.slow_start = False
+            rate *= 1 - self.alpha / 2
+        elif feedback.loss:
+            self.slow_start = False
+            rate /= 2
+        elif self.slow_start:
+            rate *= 2
+        else:
+            rate += config.step_bps
+        if feedback.sent_bytes:
+            rate = min(rate, config.send_cap * feedback.send_rate_bps)
+        self.rate_bps = self.limits.clamp(rate)
+        return self.rate_bps

@@ -1,0 +1,231 @@
+"""Congestion control: each algorithm's control law on synthetic feedback against values
+computed by hand, and the control loop (runtime.congestion.controller) over a stand-in bridge."""
+
+from __future__ import annotations
+
+import pytest
+
+from host_lib.control_protocol import CONGESTION_CONTROLS
+from runtime import congestion
+from runtime.congestion.algorithm import MBIT, IntervalFeedback, RateLimits
+from runtime.congestion.controller import ControlConfig, RateController
+from runtime.congestion.dctcp import DctcpConfig, RateDctcp
+from runtime.congestion.timely import Timely, TimelyConfig
+from runtime.dma_bridge import FlowCounters
+from runtime.p4rt.p4info import P4Info
+from runtime.config import BUILD_DIR
+from runtime.retransmission import RetransmissionTimers, RtoConfig
+
+WIDE = RateLimits(min_bps=1 * MBIT, max_bps=100_000 * MBIT)
+
+
+def fb(**kwargs) -> IntervalFeedback:
+    """Feedback for a 1 ms interval in which the flow could send at 10 Gbit/s (no cap)."""
+    kwargs.setdefault("interval_s", 0.001)
+    kwargs.setdefault("sent_bytes", 1_250_000)
+    return IntervalFeedback(**kwargs)
+
+
+# ----------------------------------------------------------------------------------- DCTCP
+
+
+def test_dctcp_slow_start_doubles_until_the_first_mark() -> None:
+    cc = RateDctcp(WIDE)
+    assert cc.rate_bps == 10 * MBIT
+    assert cc.update(fb(acked_bytes=10_000)) == 20 * MBIT
+    assert cc.update(fb(acked_bytes=10_000)) == 40 * MBIT
+    # First mark: 25 % of bytes marked; alpha = 15/16 * 0 + 1/16 * 0.25 = 0.015625.
+    rate = cc.update(fb(acked_bytes=10_000, ece_bytes=2_500))
+    assert cc.alpha == pytest.approx(0.015625)
+    assert rate == pytest.approx(40 * MBIT * (1 - 0.015625 / 2))
+    assert not cc.slow_start
+    # Afterwards: additive increase by the 10 Mbit/s step; alpha decays by 15/16.
+    assert cc.update(fb(acked_bytes=10_000)) == pytest.approx(rate + 10 * MBIT)
+    assert cc.alpha == pytest.approx(0.015625 * 15 / 16)
+
+
+def test_dctcp_loss_halves_and_ends_slow_start() -> None:
+    cc = RateDctcp(WIDE)
+    cc.update(fb(acked_bytes=1000))
+    assert cc.update(fb(acked_bytes=1000, fast_retransmits=1)) == 10 * MBIT
+    assert cc.update(fb(acked_bytes=1000)) == 20 * MBIT  # +step, not x2
+
+
+def test_dctcp_rate_is_capped_at_1_2_times_what_was_sent() -> None:
+    cc = RateDctcp(WIDE, DctcpConfig(initial_bps=100 * MBIT))
+    # 2500 bytes in 1 ms = 20 Mbit/s sent: the doubled 200 Mbit/s is capped at 24 Mbit/s.
+    assert cc.update(fb(acked_bytes=2500, sent_bytes=2500)) == pytest.approx(24 * MBIT)
+
+
+def test_dctcp_stays_within_its_limits() -> None:
+    cc = RateDctcp(RateLimits(min_bps=1 * MBIT, max_bps=50 * MBIT))
+    for _ in range(10):
+        cc.update(fb(acked_bytes=1000))
+    assert cc.rate_bps == 50 * MBIT
+    for _ in range(20):
+        cc.update(fb(acked_bytes=1000, timeouts=1))
+    assert cc.rate_bps == 1 * MBIT
+
+
+# ----------------------------------------------------------------------------------- TIMELY
+
+CFG = TimelyConfig(initial_bps=100 * MBIT, t_low_s=0.001, t_high_s=0.010, min_rtt_s=0.001,
+                   delta_bps=10 * MBIT, beta=0.5, ewma=0.5, hai_after=3, hai_factor=5)
+
+
+def rtt(seconds: float) -> IntervalFeedback:
+    return fb(acked_bytes=1000, rtt_samples=2, rtt_sum_s=2 * seconds)
+
+
+def test_timely_low_rtt_adds_delta() -> None:
+    cc = Timely(WIDE, CFG)
+    assert cc.update(rtt(0.0005)) == 110 * MBIT
+
+
+def test_timely_high_rtt_cuts_in_proportion() -> None:
+    cc = Timely(WIDE, CFG)
+    # 20 ms > Thigh 10 ms: rate * (1 - 0.5 * (1 - 10/20)) = 100 * 0.75.
+    assert cc.update(rtt(0.020)) == pytest.approx(75 * MBIT)
+
+
+def test_timely_gradient_decides_between_the_thresholds() -> None:
+    cc = Timely(WIDE, CFG)
+    assert cc.update(rtt(0.002)) == 110 * MBIT  # first sample: no difference yet, gradient 0
+    # RTT rises 2 -> 4 ms: diff = 0.5 * 0 + 0.5 * 2 ms = 1 ms; gradient 1 ms / 1 ms = 1.0:
+    # rate * (1 - 0.5 * 1.0).
+    assert cc.update(rtt(0.004)) == pytest.approx(55 * MBIT)
+    # RTT falls 4 -> 3 ms: diff = 0.5 * 1 ms + 0.5 * -1 ms = 0: additive increase.
+    assert cc.update(rtt(0.003)) == pytest.approx(65 * MBIT)
+
+
+def test_timely_hyperactive_increase_after_steady_intervals() -> None:
+    cc = Timely(WIDE, CFG)
+    rates = [cc.update(rtt(0.002)) for _ in range(4)]
+    # Steady RTT: +δ twice; from the third such interval on (hai_after=3) +5δ.
+    assert rates == [110 * MBIT, 120 * MBIT, 170 * MBIT, 220 * MBIT]
+
+
+def test_timely_without_samples_keeps_the_rate_and_halves_on_timeout() -> None:
+    cc = Timely(WIDE, CFG)
+    assert cc.update(fb()) == 100 * MBIT
+    assert cc.update(fb(timeouts=1)) == 50 * MBIT
+
+
+# ------------------------------------------------------------------------------- registry
+
+
+def test_registry_matches_the_control_protocol() -> None:
+    assert set(congestion.CHOICES) == set(CONGESTION_CONTROLS)
+    assert congestion.make("none") is None
+    assert isinstance(congestion.make("timely"), Timely)
+    with pytest.raises(ValueError, match="unknown congestion control 'cubic'"):
+        congestion.make("cubic")
+
+
+# ---------------------------------------------------------------------------- control loop
+
+
+class Channel:
+    def __init__(self, flow_id: int) -> None:
+        self.flow_id = flow_id
+        self.mss = 1448
+        self.counters = FlowCounters()
+
+
+class Bridge:
+    """What the controller uses of DmaBridge: counters, RTT estimates, rates, activity."""
+
+    def __init__(self) -> None:
+        self.now = 10.0
+        self.timers = RetransmissionTimers(RtoConfig(), self.now)
+        self.channels: dict[int, Channel] = {}
+        self.rates: dict[int, float | None] = {}
+        self.active: list[int] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def channel(self, flow_id: int) -> Channel | None:
+        return self.channels.get(flow_id)
+
+    def set_rate(self, flow_id: int, rate_bps: float | None) -> None:
+        self.rates[flow_id] = rate_bps
+
+    def take_active(self) -> list[int]:
+        active, self.active = self.active, []
+        return active
+
+
+@pytest.fixture
+def loop_parts():
+    bridge = Bridge()
+    writes: list[list] = []
+    p4info = P4Info.from_file(BUILD_DIR / "p4tas.p4info.txtpb")
+    controller = RateController(bridge, p4info, lambda batch: writes.append(batch),
+                                ControlConfig(initial_interval_s=0.01))
+    return bridge, controller, writes
+
+
+def test_attach_sets_the_initial_rate_and_meter(loop_parts) -> None:
+    bridge, controller, writes = loop_parts
+    channel = bridge.channels[5] = Channel(5)
+    controller.attach(channel, RateDctcp(WIDE))
+    assert bridge.rates[5] == 10 * MBIT
+    [[entry]] = writes
+    assert entry.index.index == 5 and entry.config.cir == int(10 * MBIT / 8 * 1.1) + 1
+
+
+def test_only_active_flows_are_updated_and_changes_written_in_one_batch(loop_parts) -> None:
+    bridge, controller, writes = loop_parts
+    for fid in (1, 2, 3):
+        bridge.channels[fid] = Channel(fid)
+        controller.attach(bridge.channels[fid], RateDctcp(WIDE))
+    writes.clear()
+    for fid in (1, 2):  # flow 3 is idle
+        bridge.channels[fid].counters.acked_bytes = 5000
+        bridge.channels[fid].counters.tx_bytes = 50_000
+    bridge.active = [1, 2]
+    controller.run_once(bridge.now)
+    bridge.now += 0.011  # one initial interval later
+    controller.run_once(bridge.now)
+    assert controller.updates == 2
+    assert bridge.rates == {1: 20 * MBIT, 2: 20 * MBIT, 3: 10 * MBIT}
+    [batch] = writes
+    assert sorted(e.index.index for e in batch) == [1, 2]
+    # No activity in the next interval: both leave the loop, nothing is written.
+    bridge.now += 0.011
+    controller.run_once(bridge.now)
+    bridge.now += 0.011
+    controller.run_once(bridge.now)
+    assert controller.updates == 2 and len(writes) == 1
+
+
+def test_small_changes_are_not_written(loop_parts) -> None:
+    bridge, controller, writes = loop_parts
+    channel = bridge.channels[7] = Channel(7)
+    algorithm = Timely(WIDE, TimelyConfig(initial_bps=1000 * MBIT, delta_bps=1 * MBIT))
+    controller.attach(channel, algorithm)
+    writes.clear()
+    channel.counters.acked_bytes = channel.counters.tx_bytes = 10_000
+    channel.counters.rtt_samples, channel.counters.rtt_sum_ticks = 1, 10  # 160 us: +1 Mbit/s
+    bridge.active = [7]
+    controller.run_once(bridge.now)
+    bridge.now += 0.011
+    controller.run_once(bridge.now)
+    assert bridge.rates[7] == 1001 * MBIT and writes == []  # 0.1 % change
+
+
+def test_detach_resets_the_meter_to_unlimited(loop_parts) -> None:
+    bridge, controller, writes = loop_parts
+    channel = bridge.channels[9] = Channel(9)
+    controller.attach(channel, RateDctcp(WIDE))
+    controller.detach(9)
+    reset = writes[-1][0]
+    assert reset.index.index == 9 and not reset.HasField("config")
+
+
+def test_unlimited_flows_are_not_controlled(loop_parts) -> None:
+    bridge, controller, writes = loop_parts
+    channel = bridge.channels[4] = Channel(4)
+    controller.attach(channel, None)
+    assert writes == [] and 4 not in bridge.rates
