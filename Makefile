@@ -95,3 +95,10 @@ bench-conn: setup
 .PHONY: bench-transfer
 bench-transfer: setup
 	$(PY) bench/bench_transfer.py $(BENCH_ARGS)
+
+# Goodput penalty under 0.1/1/5 % loss, Jain's fairness for 16 and 256 flows through one
+# bottleneck (p4tas against Linux, same run), and the pacer's per-packet cost at 1k..1M flows.
+# BENCH_ARGS="--only c" or "--flows 16"; see bench/bench_cc.py --help.
+.PHONY: bench-cc
+bench-cc: setup
+	$(PY) bench/bench_cc.py $(BENCH_ARGS)

@@ -150,6 +150,44 @@ def run_source(args: argparse.Namespace) -> dict:
             "seconds": round(elapsed, 6), "start": start, "end": end}
 
 
+def run_flows(args: argparse.Namespace) -> dict:
+    """--conns connections to one sink, all sending at once for --seconds (a barrier after
+    connect); each then SHUT_WRs and takes the sink's count. Per-flow delivered bytes."""
+    mod = _socket_module(args.api)
+    payload = memoryview(bytes((i * 7 + 3) % 251 for i in range(CHUNK)))
+    barrier = threading.Barrier(args.conns, timeout=args.deadline)
+    results: list[dict] = [{} for _ in range(args.conns)]
+
+    def flow(index: int) -> None:
+        sent, status, reply = 0, "ok", b""
+        sock = mod.socket()
+        sock.settimeout(args.timeout)
+        try:
+            sock.connect((args.host, args.port))
+            barrier.wait()
+            stop = time.monotonic() + args.seconds
+            while time.monotonic() < stop:
+                sent += sock.send(payload)
+            sock.shutdown(socket.SHUT_WR)
+            while data := sock.recv(64):
+                reply += data
+        except (TimeoutError, threading.BrokenBarrierError):
+            status = "stalled"
+        except OSError as exc:
+            status = f"error: {exc!r}"
+        finally:
+            sock.close()
+        delivered = int(reply) if reply.strip().isdigit() else None
+        results[index] = {"status": status, "sent": sent, "delivered": delivered}
+
+    threads = [threading.Thread(target=flow, args=(i,)) for i in range(args.conns)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(args.deadline + args.seconds + args.timeout)
+    return {"seconds": args.seconds, "flows": results}
+
+
 # ---- RPC ---------------------------------------------------------------------------------------
 def serve_echo(args: argparse.Namespace) -> dict:
     counts = {"connections": 0, "bytes": 0, "errors": 0}
@@ -385,6 +423,12 @@ def main() -> int:
         p.add_argument("host")
         p.add_argument("port", type=int)
         p.add_argument("--bytes", type=int, default=1 << 20)
+    p = sub.add_parser("flows")
+    p.add_argument("api", choices=["linux", "p4tas"])
+    p.add_argument("host")
+    p.add_argument("port", type=int)
+    p.add_argument("--conns", type=int, default=16)
+    p.add_argument("--seconds", type=float, default=5.0)
     p = sub.add_parser("rpc")
     p.add_argument("host")
     p.add_argument("port", type=int)
@@ -407,6 +451,7 @@ def main() -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, _on_signal)
     role = {"sink": serve_sink, "source": run_source, "echo": serve_echo, "rpc": run_rpc,
+            "flows": run_flows,
             "ring-producer": run_ring_producer, "ring-consumer": run_ring_consumer,
             "tcp-producer": run_tcp_producer, "tcp-consumer": run_tcp_consumer}[args.role]
     result = role(args)

@@ -12,10 +12,12 @@ Both need root (the namespaces are ours); loss needs the `nft` command (Debian: 
 from __future__ import annotations
 
 import shutil
+import subprocess
 from dataclasses import dataclass
 
 from .peers import Peer, run_in
 
+Namespace = Peer | str | None  # a peer, a namespace's name, or None: this namespace
 LOSS_TABLE = "p4tas_loss"
 LOSS_RESOLUTION = 1_000_000   # loss is drawn per packet as numgen random mod this
 TBF_LATENCY_MS = 50           # queueing the bucket allows before it drops
@@ -39,7 +41,7 @@ def nft_available() -> bool:
     return shutil.which("nft") is not None
 
 
-def set_loss(peer: Peer, percent: float) -> None:
+def set_loss(peer: Namespace, percent: float) -> None:
     """Drop `percent` % of TCP segments entering and leaving the peer (0 removes the rules)."""
     if not 0 <= percent < 100:
         raise ImpairmentError(f"loss must be in [0, 100) percent, got {percent}")
@@ -58,7 +60,7 @@ def set_loss(peer: Peer, percent: float) -> None:
     _nft(peer, ["-f", "-"], script)
 
 
-def drop_first_segment(peer: Peer, src_ip: str) -> None:
+def drop_first_segment(peer: Namespace, src_ip: str) -> None:
     """One-shot loss: drop the next data segment `src_ip` sends the peer, and nothing after
     it (a set remembers that it happened), so that a lone request is lost and only a
     retransmission timeout can recover it. Replaces any loss rules."""
@@ -73,13 +75,13 @@ def drop_first_segment(peer: Peer, src_ip: str) -> None:
                             "}\n")
 
 
-def clear_loss(peer: Peer) -> None:
+def clear_loss(peer: Namespace) -> None:
     """Remove the loss rules, if any."""
     if nft_available():
-        run_in(peer, ["nft", "delete", "table", "inet", LOSS_TABLE], capture_output=True)
+        _run(peer, ["nft", "delete", "table", "inet", LOSS_TABLE])
 
 
-def loss_counts(peer: Peer) -> LossCounts:
+def loss_counts(peer: Namespace) -> LossCounts:
     """How many packets the loss rules have dropped so far."""
     out = _nft(peer, ["list", "table", "inet", LOSS_TABLE])
     counts: dict[str, int] = {}
@@ -93,26 +95,34 @@ def loss_counts(peer: Peer) -> LossCounts:
     return LossCounts(counts.get("peer_in", 0), counts.get("peer_out", 0))
 
 
-def set_bottleneck(peer: Peer, rate_mbit: float, burst_bytes: int = 32_000) -> None:
-    """Limit what the peer's veth sends towards the switch to `rate_mbit` (token bucket)."""
-    _tc(peer, ["qdisc", "replace", "dev", peer.ifname, "root", "tbf", "rate",
-               f"{rate_mbit}mbit", "burst", str(burst_bytes), "latency", f"{TBF_LATENCY_MS}ms"])
+def set_bottleneck(ifname: str, rate_mbit: float, netns: Namespace = None,
+                   burst_bytes: int = 32_000) -> None:
+    """Limit what `ifname` sends to `rate_mbit` (a token bucket on its egress). For the
+    direction p4tas -> peer that is the switch's end of the wire veth (root namespace)."""
+    _tc(netns, ["qdisc", "replace", "dev", ifname, "root", "tbf", "rate", f"{rate_mbit}mbit",
+                "burst", str(burst_bytes), "latency", f"{TBF_LATENCY_MS}ms"])
 
 
-def clear_bottleneck(peer: Peer) -> None:
+def clear_bottleneck(ifname: str, netns: Namespace = None) -> None:
     """Remove the token bucket, if any."""
-    run_in(peer, ["tc", "qdisc", "del", "dev", peer.ifname, "root"], capture_output=True)
+    _run(netns, ["tc", "qdisc", "del", "dev", ifname, "root"])
 
 
-def _nft(peer: Peer, args: list[str], stdin: str | None = None) -> str:
-    proc = run_in(peer, ["nft", *args], input=stdin, capture_output=True, text=True)
+def _nft(peer: Namespace, args: list[str], stdin: str | None = None) -> str:
+    proc = _run(peer, ["nft", *args], stdin)
     if proc.returncode != 0:
-        raise ImpairmentError(f"nft {' '.join(args)} in {peer.netns}: {proc.stderr.strip()}")
+        raise ImpairmentError(f"nft {' '.join(args)} in {peer}: {proc.stderr.strip()}")
     return proc.stdout
 
 
-def _tc(peer: Peer, args: list[str]) -> None:
-    proc = run_in(peer, ["tc", *args], capture_output=True, text=True)
+def _run(netns: Namespace, argv: list[str], stdin: str | None = None):
+    if netns is None:
+        return subprocess.run(argv, input=stdin, capture_output=True, text=True)
+    return run_in(netns, argv, input=stdin, capture_output=True, text=True)
+
+
+def _tc(netns: Namespace, args: list[str]) -> None:
+    proc = _run(netns, ["tc", *args])
     if proc.returncode != 0:
-        raise ImpairmentError(f"tc {' '.join(args)} in {peer.netns}: {proc.stderr.strip()} "
+        raise ImpairmentError(f"tc {' '.join(args)}: {proc.stderr.strip()} "
                               "(needs CONFIG_NET_SCH_TBF)")

@@ -14,6 +14,7 @@ from runtime.nic_host_header import ChannelFlags
 
 DROPS = "drop_counter"
 CROSS_PORT_SETTLE_S = 0.3
+OOO = ChannelFlags.PSH | ChannelFlags.OOO
 
 
 class ReceiveTest(FastPathTest):
@@ -79,18 +80,57 @@ class ConsecutiveSegmentsAdvanceOffsets(ReceiveTest):
         tu.verify_no_other_packets(self)
 
 
-class OutOfOrderSegment(ReceiveTest):
-    """A segment ahead of the expected sequence: no delivery, duplicate ACK for the expected."""
+class OutOfOrderSegmentIsPlaced(ReceiveTest):
+    """A segment ahead of the expected sequence starts the out-of-order interval: written to
+    its ring offset (RX_DATA flagged OOO, not readable yet) and a duplicate ACK."""
 
     ring_size = 1 << 12
 
     def runTest(self) -> None:
         before = self.counter(DROPS, DropReason.OUT_OF_ORDER)
         self.send_data(self.rcv_nxt + 100, b"x" * 50, tsval=5)
+        self.verify_frame(HOST_PORT, rx_data_frame(self.spec, 100, b"x" * 50, OOO))
         self.verify_ack(self.spec, self.ack(self.rcv_nxt, self.ring_size, tsecr=5))
         tu.verify_no_other_packets(self)
-        after = self.counter(DROPS, DropReason.OUT_OF_ORDER)
-        self.assertEqual(after[0] - before[0], 1)
+        self.assertEqual(self.counter(DROPS, DropReason.OUT_OF_ORDER), before)
+
+
+class OutOfOrderIntervalMergesOnce(ReceiveTest):
+    """The interval grows at its end and at its front; the in-order segment that reaches it
+    is delivered with MERGED and aux = the 140 placed bytes: one notification for all, and
+    the ACK jumps over the whole interval."""
+
+    ring_size = 1 << 12
+
+    def runTest(self) -> None:
+        pieces = [(100, b"a" * 50), (150, b"b" * 50), (60, b"c" * 40)]
+        for offset, payload in pieces:
+            self.send_data(self.rcv_nxt + offset, payload, tsval=7)
+            self.verify_frame(HOST_PORT, rx_data_frame(self.spec, offset, payload, OOO))
+            self.verify_ack(self.spec, self.ack(self.rcv_nxt, self.ring_size, tsecr=7))
+        self.send_data(self.rcv_nxt, b"d" * 60, tsval=8)
+        self.verify_frame(HOST_PORT, rx_data_frame(
+            self.spec, 0, b"d" * 60, ChannelFlags.PSH | ChannelFlags.MERGED, rtt=140))
+        self.verify_ack(self.spec, self.ack(self.rcv_nxt + 200, self.ring_size - 200, tsecr=8))
+        tu.verify_no_other_packets(self)
+
+
+class OutsideTheIntervalIsDropped(ReceiveTest):
+    """Only one interval: a segment that neither starts nor extends it (disjoint, or inside
+    it) is dropped with a duplicate ACK and counted."""
+
+    ring_size = 1 << 12
+
+    def runTest(self) -> None:
+        self.send_data(self.rcv_nxt + 100, b"a" * 50, tsval=5)
+        self.verify_frame(HOST_PORT, rx_data_frame(self.spec, 100, b"a" * 50, OOO))
+        self.verify_ack(self.spec, self.ack(self.rcv_nxt, self.ring_size, tsecr=5))
+        before = self.counter(DROPS, DropReason.OUT_OF_ORDER)
+        for offset in (300, 120):
+            self.send_data(self.rcv_nxt + offset, b"z" * 10, tsval=6)
+            self.verify_ack(self.spec, self.ack(self.rcv_nxt, self.ring_size, tsecr=6))
+        tu.verify_no_other_packets(self)
+        self.assertEqual(self.counter(DROPS, DropReason.OUT_OF_ORDER)[0] - before[0], 2)
 
 
 class OldDataIsReAcked(ReceiveTest):

@@ -173,6 +173,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[RuntimeConfig, str]:
                         help="UNIX socket for applications (default %(default)s)")
     parser.add_argument("--rx-ring-size", type=int, default=TcpParams.rx_ring_size,
                         help="per-connection RX ring bytes, a power of two (default %(default)s)")
+    parser.add_argument("--max-app-connections", type=int,
+                        default=TcpParams.max_app_connections,
+                        help="connections (ring slots) per application (default %(default)s)")
     parser.add_argument("--time-wait", type=float, default=TcpParams.time_wait_s,
                         help="TIME_WAIT seconds (default %(default)s)")
     parser.add_argument("--syn-retries", type=int, default=TcpParams.syn_retries,
@@ -203,8 +206,10 @@ def parse_args(argv: list[str] | None = None) -> tuple[RuntimeConfig, str]:
     size = args.rx_ring_size
     if size < 2 or size & (size - 1):
         parser.error(f"--rx-ring-size {size} is not a power of two")
+    if args.max_app_connections < 1:
+        parser.error(f"--max-app-connections must be at least 1, got {args.max_app_connections}")
     tcp = TcpParams(rx_ring_size=size, time_wait_s=args.time_wait, syn_retries=args.syn_retries,
-                    syn_rto_s=args.syn_rto)
+                    syn_rto_s=args.syn_rto, max_app_connections=args.max_app_connections)
     host_interface = args.host_interface
     if host_interface is None and args.env_state:
         host_interface = host_interface_from_env(args.env_state)

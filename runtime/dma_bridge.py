@@ -132,6 +132,7 @@ class FlowCounters:
     rtt_sum_ticks: int = 0
     last_rtt_ticks: int = 0
     rx_consumed_bytes: int = 0
+    rx_ooo_frames: int = 0
     retransmitted_bytes: int = 0
     fast_retransmits: int = 0
     timeouts: int = 0
@@ -165,6 +166,7 @@ class FlowChannel:
     tx_high: int = field(init=False, default=0)
     tx_acked: int = field(init=False, default=0)
     rto_flag_pending: bool = field(init=False, default=False)  # next TX_DATA carries RTO
+    ooo_end: int = field(init=False, default=0)  # RX position past the bytes placed out of order
     bucket: TokenBucket | None = field(init=False, default=None)  # None: not rate-limited
     rx_announced: int = field(init=False, default=0)  # RX position up to which events were posted
     rx_flags_pending: int = field(init=False, default=0)
@@ -481,6 +483,9 @@ class DmaBridge:
 
     def _deliver(self, channel: FlowChannel, message: NicHostMessage) -> None:
         ring = channel.rx_ring
+        if message.flags & ChannelFlags.OOO:
+            self._place_out_of_order(channel, message)
+            return
         head = ring.head
         expected = head & (ring.size - 1)
         if message.offset != expected:
@@ -495,11 +500,35 @@ class DmaBridge:
         except ValueError as exc:
             self._flow_error(channel, DropCause.RX_OVERFLOW, str(exc))
             return
-        ring.publish(len(message.payload))
-        channel.counters.rx_bytes += len(message.payload)
+        merged = message.aux if message.flags & ChannelFlags.MERGED else 0
+        if merged and not self._merge_is_placed(channel, head + len(message.payload), merged):
+            self._flow_error(channel, DropCause.BAD_OFFSET,
+                             f"RX_DATA makes {merged} bytes readable that were never placed")
+            return
+        ring.publish(len(message.payload) + merged)
+        channel.ooo_end = 0 if merged else channel.ooo_end
+        channel.counters.rx_bytes += len(message.payload) + merged
         channel.counters.rx_frames += 1
         channel.rx_flags_pending |= message.flags & (ChannelFlags.PSH | ChannelFlags.CE)
         self._announce(channel)
+
+    def _place_out_of_order(self, channel: FlowChannel, message: NicHostMessage) -> None:
+        """Payload of the NIC's out-of-order interval: into the ring, not readable yet."""
+        ring = channel.rx_ring
+        head = ring.head
+        position = head + ((message.offset - head) & (ring.size - 1))
+        try:
+            ring.write_at(message.offset, message.payload)
+        except ValueError as exc:
+            self._flow_error(channel, DropCause.RX_OVERFLOW, str(exc))
+            return
+        channel.ooo_end = max(channel.ooo_end, position + len(message.payload))
+        channel.counters.rx_ooo_frames += 1
+
+    @staticmethod
+    def _merge_is_placed(channel: FlowChannel, start: int, length: int) -> bool:
+        """Whether the ring holds placed bytes up to start + length (a bug check)."""
+        return start + length <= channel.ooo_end
 
     def _tx_acked(self, channel: FlowChannel, message: NicHostMessage) -> None:
         """Free acknowledged TX bytes, take the window and RTT, post an event, send more."""
@@ -570,7 +599,7 @@ class DmaBridge:
         if ece:
             counters.ece_acked_bytes += count
             channel.ack_flags_pending |= ChannelFlags.ECE
-        if message.aux:
+        if message.aux and not message.flags & ChannelFlags.MERGED:
             counters.rtt_samples += 1
             counters.rtt_sum_ticks += message.aux
             counters.last_rtt_ticks = message.aux

@@ -51,6 +51,8 @@ class ChannelFlags(IntFlag):
     ECE = 0x04   # TX_ACKED: the acknowledging segment echoed congestion (ECE)
     RTO = 0x08   # TX_DATA: first segment of a go-back-N after a retransmission timeout
     PROBE = 0x10  # TX_DATA: a window probe (one byte below snd_una, sent anyway)
+    OOO = 0x20   # RX_DATA: placed out of order at `offset`, not readable yet
+    MERGED = 0x40  # RX_DATA: after this payload `aux` earlier placed bytes become readable
 
 
 class FrameError(ValueError):

@@ -759,3 +759,27 @@ def test_a_paced_flow_sends_its_burst_then_waits_for_tokens(shm: Shm) -> None:
     assert [a for _, a, _, _ in sent_data(link)] == [4000, 5000]
     assert len(bridge.pacer) == 0
     link.close()
+
+
+# -- out-of-order interval -----------------------------------------------------------------------
+
+
+def test_out_of_order_bytes_become_readable_with_the_merging_segment(shm: Shm) -> None:
+    flow, link, _, bridge = recovering_bridge(shm)
+    data = random.Random(SEED + 7).randbytes(300)
+    bridge.handle_frame(rx_data(100, data[100:200], flags=ChannelFlags.OOO).encode())
+    bridge.handle_frame(rx_data(200, data[200:300], flags=ChannelFlags.OOO).encode())
+    assert flow.app_rx.readable() == 0 and drain(flow.app_events) == []
+    bridge.handle_frame(rx_data(0, data[:100], flags=ChannelFlags.MERGED, aux=200).encode())
+    assert flow.app_rx.readable() == 300
+    assert drain(flow.app_events) == [Event(EventType.RX_DATA, SLOT, 0, 300, 0, 0, OPAQUE)]
+    assert bytes(b"".join(flow.app_rx.peek(300))) == data
+    link.close()
+
+
+def test_a_merge_of_bytes_never_placed_is_a_flow_error(shm: Shm) -> None:
+    errors: list[tuple[int, DropCause]] = []
+    flow, link, _, bridge = recovering_bridge(shm, errors)
+    bridge.handle_frame(rx_data(0, b"x" * 10, flags=ChannelFlags.MERGED, aux=50).encode())
+    assert errors == [(FLOW, DropCause.BAD_OFFSET)] and flow.app_rx.readable() == 0
+    link.close()

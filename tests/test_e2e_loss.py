@@ -2,13 +2,17 @@
 enter and leave the Linux peer's namespace (bmv2_env.impairments; the kernel here has no
 sch_netem for `tc netem`), so both p4tas's data and the peer's data and ACKs are lost. Loss
 recovery (fast retransmit in the NIC, go-back-N, retransmission timeouts in the runtime) must
-deliver every byte: SHA-256 of both streams is compared.
+deliver every byte: SHA-256 of both streams is compared. And fairness: flows that share a
+bottleneck (a token bucket on the wire) each get their share.
 """
 
 from __future__ import annotations
 
 import importlib
+import json
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -17,7 +21,7 @@ from bmv2_env import impairments
 from tests.e2e_helpers import (
     LINUX_STREAM_CLIENT, MIB, PORT, Worker, json_result, linux_echo_server, p4tas_echo,
     p4tas_listener, recv_exactly, settled_stats, sha, stats)
-from tests.stack import Stack, stack_fixture
+from tests.stack import REPO, Stack, stack_fixture
 
 RUNTIME_ARGS = ["--time-wait", "0.5", "--min-rto", "0.05"]
 VOLUME = 10 * MIB
@@ -92,3 +96,54 @@ def test_lost_tail_segment_is_recovered_by_timeout(stack: Stack) -> None:
     assert error is None and echoed_sha == sha(request)
     after = stats(stack)
     assert after.get("rto_timeouts", 0) - before.get("rto_timeouts", 0) >= 1, after
+
+
+# ---------------------------------------------------------------------------------- fairness
+
+FAIR_FLOWS = 16
+FAIR_SECONDS = 4.0
+BOTTLENECK_MBIT = 20
+PEER_SCRIPT = str(REPO / "bench" / "transfer_peer.py")
+
+
+def jain(values: list[float]) -> float:
+    """Jain's fairness index: 1.0 when all are equal, 1/n when one takes everything."""
+    return sum(values) ** 2 / (len(values) * sum(v * v for v in values))
+
+
+def test_jain_index() -> None:
+    assert jain([5, 5, 5, 5]) == 1.0
+    assert jain([1, 0, 0, 0]) == 0.25
+
+
+def test_16_flows_share_a_bottleneck(stack: Stack) -> None:
+    """16 p4tas flows (rate-based DCTCP, paced) into one Linux sink through a 20 Mbit/s token
+    bucket on the switch's side of the wire: every flow gets its share and every byte it
+    sent; Jain's index over the delivered bytes is printed."""
+    switch_side = stack.peer.ifname.removesuffix("p")
+    impairments.set_bottleneck(switch_side, BOTTLENECK_MBIT)
+    try:
+        sink = stack.linux(f"import runpy, sys; sys.argv = ['transfer_peer', 'sink', 'linux', "
+                           f"'{stack.peer.peer_ip}', '7003', '--timeout', '20']; "
+                           f"runpy.run_path('{PEER_SCRIPT}', run_name='__main__')")
+        assert sink.stdout.readline().strip() == "listening"
+        flows = subprocess.run(
+            [sys.executable, PEER_SCRIPT, "flows", "p4tas", stack.peer.peer_ip, "7003",
+             "--conns", str(FAIR_FLOWS), "--seconds", str(FAIR_SECONDS), "--timeout", "20",
+             "--deadline", "30"], capture_output=True, text=True, timeout=90,
+            env={**os.environ, "PYTHONPATH": str(REPO)})
+        sink.terminate()
+        sink.communicate(timeout=10)
+    finally:
+        impairments.clear_bottleneck(switch_side)
+    assert flows.returncode == 0, flows.stderr
+    report = json.loads(flows.stdout.strip().splitlines()[-1])["flows"]
+    assert [f["status"] for f in report] == ["ok"] * FAIR_FLOWS, report
+    delivered = [f["delivered"] for f in report]
+    assert delivered == [f["sent"] for f in report]  # the sink counted every byte sent
+    goodput = sum(delivered) * 8 / FAIR_SECONDS / 1e6
+    index = jain(delivered)
+    print(f"fairness: {FAIR_FLOWS} flows through {BOTTLENECK_MBIT} Mbit/s: Jain's index "
+          f"{index:.3f}, total {goodput:.1f} Mbit/s, per flow "
+          f"{min(delivered) / 1e3:.0f}..{max(delivered) / 1e3:.0f} kB")
+    assert min(delivered) > 0, delivered  # nobody starves

@@ -85,6 +85,12 @@ const bit<8> NIC_HOST_FLAG_RTO = 0x08;
 /* TX_DATA: a window probe, one byte below snd_una on purpose (sent, not taken for a resend
  * of acknowledged data). */
 const bit<8> NIC_HOST_FLAG_PROBE = 0x10;
+/* RX_DATA: payload placed out of order (the out-of-order interval, TAS 3.1): written into
+ * the RX ring at its offset but not readable yet. */
+const bit<8> NIC_HOST_FLAG_OOO = 0x20;
+/* RX_DATA: this in-order payload filled the gap before the out-of-order interval; `aux`
+ * more bytes, placed earlier, become readable after it. */
+const bit<8> NIC_HOST_FLAG_MERGED = 0x40;
 
 /* ---- PacketIn reasons (packet_in_h.reason; index of exception_counter) ---------------- */
 const bit<8> REASON_ARP = 1;

@@ -79,7 +79,8 @@ header tcp_ts_h {
  *   bytes 14-15 window    the peer's raw (unscaled) TCP window (TX_ACKED, RETRANSMIT)
  *   bytes 16-19 count     bytes the application consumed (RX_CONSUMED), bytes newly
  *                         acknowledged (TX_ACKED, RX_DATA)
- *   bytes 20-23 aux       RTT sample in TSval ticks (TX_ACKED, RX_DATA); the TX stream
+ *   bytes 20-23 aux       RTT sample in TSval ticks (TX_ACKED, RX_DATA), or with flag
+ *                         MERGED the out-of-order bytes now readable (RX_DATA); the TX stream
  *                         position of the first payload byte, mod 2^32 (TX_DATA: the
  *                         segment's sequence is tx_start_seq + aux, so a go-back-N resend
  *                         carries its own sequence); the TX stream position to resume
@@ -167,6 +168,7 @@ struct metadata_t {
     bool ack_ece;
     bool fast_retransmit;    /* this duplicate ACK starts a fast retransmit */
     bool host_busy;          /* the host port's queue is backed up (host_backpressure.p4) */
+    bit<32> ooo_merged;      /* bytes of the out-of-order interval this segment made readable */
 
     bool delivered;          /* payload went to the host as RX_DATA */
     bool to_host;            /* the packet itself became a host-port frame */

@@ -32,6 +32,12 @@ control HostNotify(inout headers_t hdr, inout metadata_t meta, inout standard_me
         bit<8> ece_flag = meta.ack_ece ? NIC_HOST_FLAG_ECE : 8w0;
         if (meta.delivered) {
             fill_ack_fields(ece_flag);
+            if (meta.ooo_merged != 0) {
+                /* aux says how much of the interval became readable; this ACK's RTT sample
+                 * gives way (the next ACK brings another). */
+                hdr.nic_host.flags = hdr.nic_host.flags | NIC_HOST_FLAG_MERGED;
+                hdr.nic_host.aux = meta.ooo_merged;
+            }
         } else if (meta.acked_bytes != 0 || meta.window_update) {
             make_notice(NIC_HOST_OP_TX_ACKED);
             fill_ack_fields(ece_flag);

@@ -1,20 +1,28 @@
 /* p4tas v1model: the receive fast path for data segments of known flows.
- * In order and fitting the RX ring: deliver to the host port as RX_DATA and ACK. Anything
- * else with payload is dropped and answered with an ACK for what we expect (out of order,
- * old data, or no ring space, which the ACK's window tells the peer). */
+ * In order and fitting the RX ring: deliver to the host port as RX_DATA and ACK. Out of order
+ * (TAS 3.1): one interval per flow is kept; a segment that starts it, or extends it at either
+ * end, is written to its place in the RX ring (RX_DATA flagged OOO: placed, not readable),
+ * and when the in-order segment reaches the interval, its RX_DATA (flagged MERGED) makes the
+ * whole interval readable at once. Anything else with payload is dropped and answered with
+ * an ACK for what we expect (which the peer counts as a duplicate ACK), as are old data and
+ * data that does not fit the ring (the ACK's window tells the peer). */
+
+/* The out-of-order interval, with the generation it belongs to (a flow id's next connection
+ * must not inherit it): [79:64] generation  [63:32] start sequence  [31:0] length. */
+register<bit<80>>(MAX_FLOWS) flow_ooo_state;
 
 control Receive(inout headers_t hdr, inout metadata_t meta, inout standard_metadata_t sm) {
     AdvertisedWindow() adv_window;
 
-    action deliver_to_host(bit<8> flags) {
+    /* Payload at `seq` to the host port as RX_DATA at its RX ring offset. */
+    action to_host(bit<8> flags, bit<32> seq) {
         hdr.nic_host.setValid();
         hdr.nic_host.opcode = NIC_HOST_OP_RX_DATA;
         hdr.nic_host.flags = flags;
         hdr.nic_host.gen = meta.flow.gen;
         hdr.nic_host.flow_id = meta.flow_id;
         /* Ring sizes are powers of two, so the ring offset is a mask, not a modulo. */
-        hdr.nic_host.offset = (meta.dyn.rcv_nxt - meta.flow.rx_start_seq)
-                              & (meta.flow.rx_ring_size - 1);
+        hdr.nic_host.offset = (seq - meta.flow.rx_start_seq) & (meta.flow.rx_ring_size - 1);
         hdr.nic_host.length = meta.payload_len;
         hdr.nic_host.window = 0;
         hdr.nic_host.count = 0;
@@ -26,6 +34,10 @@ control Receive(inout headers_t hdr, inout metadata_t meta, inout standard_metad
         sm.egress_spec = HOST_PORT;
         meta.delivered = true;
         meta.to_host = true;
+    }
+
+    action deliver_in_order(bit<8> flags) {
+        to_host(flags, meta.dyn.rcv_nxt);
         meta.dyn.rcv_nxt = meta.dyn.rcv_nxt + (bit<32>)meta.payload_len;
         meta.dyn.rx_free = meta.dyn.rx_free - (bit<32>)meta.payload_len;
     }
@@ -46,25 +58,60 @@ control Receive(inout headers_t hdr, inout metadata_t meta, inout standard_metad
             meta.drop_reason = DROP_PURE_ACK;
         } else {
             bool ce = hdr.ipv4.ecn == ECN_CE;
+            bit<8> flags = 0;
+            if ((hdr.tcp.flags & TCP_PSH) != 0) {
+                flags = flags | NIC_HOST_FLAG_PSH;
+            }
+            if (ce) {
+                flags = flags | NIC_HOST_FLAG_CE;
+            }
+            bit<32> seq = hdr.tcp.seq_no;
+            bit<32> len = (bit<32>)meta.payload_len;
             /* Sequence space wraps: "ahead" means a difference below 2^31. */
-            bit<32> ahead = hdr.tcp.seq_no - meta.dyn.rcv_nxt;
+            bit<32> ahead = seq - meta.dyn.rcv_nxt;
+
+            bit<80> ooo;
+            flow_ooo_state.read(ooo, meta.flow_id);
+            bit<32> ooo_start = ooo[63:32];
+            bit<32> ooo_len = ooo[31:0];
+            if (ooo[79:64] != meta.flow.gen) {
+                ooo_len = 0;
+            }
+            bool ooo_changed = false;
+
             if (ahead == 0 && meta.host_busy) {
                 meta.drop_reason = DROP_HOST_BUSY;
-            } else if (ahead == 0 && (bit<32>)meta.payload_len <= meta.dyn.rx_free) {
-                bit<8> flags = 0;
-                if ((hdr.tcp.flags & TCP_PSH) != 0) {
-                    flags = flags | NIC_HOST_FLAG_PSH;
+            } else if (ahead == 0 && len <= meta.dyn.rx_free) {
+                deliver_in_order(flags);
+                /* Reached (or overran) the interval: all of it is in order now. */
+                if (ooo_len != 0 && meta.dyn.rcv_nxt - ooo_start < 0x80000000) {
+                    bit<32> rest = ooo_start + ooo_len - meta.dyn.rcv_nxt;
+                    if (rest >= 0x80000000) {
+                        rest = 0;   /* this segment covered the whole interval */
+                    }
+                    meta.dyn.rcv_nxt = meta.dyn.rcv_nxt + rest;
+                    meta.dyn.rx_free = meta.dyn.rx_free - rest;
+                    meta.ooo_merged = rest;
+                    ooo_len = 0;
+                    ooo_changed = true;
                 }
-                if (ce) {
-                    flags = flags | NIC_HOST_FLAG_CE;
-                }
-                deliver_to_host(flags);
             } else if (ahead == 0) {
                 meta.drop_reason = DROP_NO_RX_SPACE;
+            } else if (ahead < 0x80000000 && !meta.host_busy && ahead + len <= meta.dyn.rx_free
+                       && (ooo_len == 0 || seq == ooo_start + ooo_len || seq + len == ooo_start)) {
+                if (ooo_len == 0 || seq + len == ooo_start) {
+                    ooo_start = seq;   /* a new interval, or one that grows at its front */
+                }
+                ooo_len = ooo_len + len;
+                ooo_changed = true;
+                to_host(flags | NIC_HOST_FLAG_OOO, seq);
             } else if (ahead < 0x80000000) {
                 meta.drop_reason = DROP_OUT_OF_ORDER;
             } else {
                 meta.drop_reason = DROP_OLD_DATA;
+            }
+            if (ooo_changed) {
+                flow_ooo_state.write(meta.flow_id, meta.flow.gen ++ ooo_start ++ ooo_len);
             }
             /* Every segment with payload is answered, after any delivery above. */
             adv_window.apply(meta);

@@ -1,0 +1,220 @@
+#!/usr/bin/env python3
+"""Congestion control and loss recovery: p4tas next to Linux TCP on the same kind of topology.
+
+In one run:
+  (a) goodput penalty under random loss (0.1, 1 and 5 % of segments dropped each way by
+      nftables on the receiver's namespace; bmv2_env/impairments.py): p4tas (host_lib sender
+      -> Linux sink through bmv2) and Linux -> Linux (two namespaces, one veth pair); the
+      penalty is 1 - goodput(loss) / goodput(no loss) of the same stack in the same run;
+  (b) fairness: 16 and 256 flows from one sender to one sink through a token-bucket
+      bottleneck on the sender's egress veth, Jain's index over the bytes each flow delivered,
+      for p4tas (rate-based DCTCP, paced) and Linux (its default congestion control);
+  (c) the pacer's cost per paced packet with 1k, 100k and 1M flows waiting (it must stay flat:
+      a timing wheel, not a heap).
+Prints every figure with the bmv2 build it came from; the last line is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench_transfer import (  # noqa: E402 - after the path setup
+    Bulk, bulk, finish, spawn, start_server, stop_server)
+from benchlib import (  # noqa: E402
+    BenchError, LinuxPair, P4tasSide, _int_range, describe_bmv2, skip_reason, stop_tracked)
+from bmv2_env import impairments  # noqa: E402
+from runtime.pacing import Pacer, TokenBucket  # noqa: E402
+
+BULK_PORT = 7101
+FLOWS_PORT = 7102
+RUNTIME_ARGS = ["--time-wait", "0.5", "--max-app-connections", "300"]
+
+
+def penalty(loss_mbps: float | None, clean_mbps: float | None) -> float | None:
+    if not loss_mbps or not clean_mbps:
+        return None
+    return round(1 - loss_mbps / clean_mbps, 4)
+
+
+def jain(values: list[float]) -> float | None:
+    total = sum(values)
+    squares = sum(v * v for v in values)
+    return round(total * total / (len(values) * squares), 4) if squares else None
+
+
+# ---- (a) loss ----------------------------------------------------------------------------------
+def loss_sweep(name: str, set_loss, sink, source, args: argparse.Namespace) -> dict:
+    results: dict[str, dict] = {}
+    clean = None
+    for percent in [0.0, *args.loss]:
+        set_loss(percent)
+        run: Bulk = bulk(f"{name} {percent:g}% loss", sink, source, args.bytes, args.repeat, args)
+        set_loss(0)
+        if percent == 0:
+            clean = run.mbps
+        results[f"{percent:g}"] = {**run.figures(), "penalty": penalty(run.mbps, clean)}
+        pen = results[f"{percent:g}"]["penalty"]
+        print(run.line() + ("" if pen is None or percent == 0 else f"  penalty {pen:.1%}"),
+              flush=True)
+    return results
+
+
+# ---- (b) fairness ------------------------------------------------------------------------------
+def fairness(name: str, sink: tuple, flows_argv: list, flows_ns: str | None, control,
+             bottleneck: tuple[str, str | None], args: argparse.Namespace) -> dict:
+    ifname, netns = bottleneck
+    impairments.set_bottleneck(ifname, args.bottleneck_mbit, netns)
+    out = {}
+    try:
+        for conns in args.flows:
+            sink_argv, sink_ns = sink
+            server = start_server(["sink", *sink_argv, "--timeout", args.timeout], sink_ns,
+                                  f"{name}: sink")
+            client = spawn(["flows", *flows_argv, "--conns", conns, "--seconds",
+                            args.flow_seconds, "--timeout", args.timeout, "--deadline",
+                            args.deadline], flows_ns, control)
+            report = finish(client, args.flow_seconds + args.deadline + 30, f"{name}: flows")
+            stop_server(server, f"{name}: sink")
+            flows = report.get("flows", [])
+            delivered = [f.get("delivered") or 0 for f in flows]
+            ok = sum(1 for f in flows if f.get("status") == "ok")
+            index = jain(delivered) if delivered else None
+            total = sum(delivered) * 8 / args.flow_seconds / 1e6
+            out[conns] = {"jain": index, "flows_ok": ok, "flows": conns,
+                          "total_mbit_per_s": round(total, 2),
+                          "min_kB": round(min(delivered) / 1e3, 1) if delivered else None,
+                          "max_kB": round(max(delivered) / 1e3, 1) if delivered else None}
+            print(f"  {name:<6} {conns:>4} flows through {args.bottleneck_mbit} Mbit/s: Jain "
+                  f"{index}, {ok}/{conns} ok, {total:.1f} Mbit/s in all, per flow "
+                  f"{out[conns]['min_kB']}..{out[conns]['max_kB']} kB", flush=True)
+    finally:
+        impairments.clear_bottleneck(ifname, netns)
+    return out
+
+
+# ---- (c) pacer ---------------------------------------------------------------------------------
+def pacer_cost(flows: int, packets: int, seed: int = 1) -> float:
+    """Nanoseconds per paced packet (take tokens, wait in the wheel, come due) with `flows`
+    flows waiting, each at 1..100 Mbit/s."""
+    rng = random.Random(seed)
+    now = 0.0
+    pacer = Pacer(now)
+    buckets = [TokenBucket.for_rate(rng.uniform(1e6, 1e8), 1448, now) for _ in range(flows)]
+    for flow_id in range(flows):
+        buckets[flow_id].tokens = 0.0
+        pacer.defer(flow_id, now + rng.uniform(0, 0.1))
+    done = 0
+    start = time.perf_counter()
+    while done < packets:
+        now += 0.0005
+        for flow_id in pacer.due(now):
+            bucket = buckets[flow_id]
+            wait = bucket.take(1448, now)
+            if not wait:
+                done += 1
+                wait = bucket.take(1448, now) or 1e-4
+            pacer.defer(flow_id, now + wait)
+    return (time.perf_counter() - start) / done * 1e9
+
+
+# ---- main --------------------------------------------------------------------------------------
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="bench_cc.py", description=__doc__.split("\n\n")[0],
+                                     epilog="The last line of output is one JSON object.")
+    parser.add_argument("--bytes", type=_int_range(1, 1 << 30), default=4 << 20,
+                        help="bytes per bulk transfer (default %(default)s)")
+    parser.add_argument("--repeat", type=_int_range(1, 10), default=2,
+                        help="transfers per loss rate; the median counts (default %(default)s)")
+    parser.add_argument("--loss", type=lambda t: [float(x) for x in t.split(",")],
+                        default=[0.1, 1.0, 5.0], help="loss rates in %% (default 0.1,1,5)")
+    parser.add_argument("--flows", type=lambda t: [int(x) for x in t.split(",")],
+                        default=[16, 256], help="flow counts for fairness (default 16,256)")
+    parser.add_argument("--flow-seconds", type=float, default=5.0,
+                        help="seconds every flow sends (default %(default)s)")
+    parser.add_argument("--bottleneck-mbit", type=float, default=20.0,
+                        help="the token bucket's rate (default %(default)s)")
+    parser.add_argument("--pacer-flows", type=lambda t: [int(x) for x in t.split(",")],
+                        default=[1000, 100_000, 1_000_000],
+                        help="waiting flows for the pacer's cost (default 1000,100000,1000000)")
+    parser.add_argument("--pacer-packets", type=int, default=200_000,
+                        help="paced packets timed per flow count (default %(default)s)")
+    parser.add_argument("--timeout", type=float, default=10.0,
+                        help="per socket operation (default %(default)s s)")
+    parser.add_argument("--deadline", type=float, default=60.0,
+                        help="per transfer (default %(default)s s)")
+    parser.add_argument("--only", default="a,b,c", help="parts to run (default %(default)s)")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    parts = set(args.only.split(","))
+    out: dict = {"bench": "cc", "bmv2": describe_bmv2()}
+    print(f"bmv2 build: {out['bmv2']}", flush=True)
+    reason = skip_reason()
+    if reason and parts & {"a", "b"}:
+        print(f"(a,b) skipped: {reason}", flush=True)
+        parts -= {"a", "b"}
+        out["skipped"] = reason
+    if "a" in parts and not impairments.nft_available():
+        print("(a) skipped: packet loss needs nft (apt-get install nftables)", flush=True)
+        parts.discard("a")
+    side, pair = P4tasSide(), LinuxPair()
+    try:
+        if parts & {"a", "b"}:
+            result, info = side.start(RUNTIME_ARGS)
+            peer, control = result.peers.peer(1), info.control_socket
+            pair.create()
+            print(f"p4tas: host_lib sender -> bmv2 -> Linux sink in {peer.netns}; Linux: "
+                  f"{pair.client_ns} -> {pair.server_ns}", flush=True)
+        if "a" in parts:
+            print("(a) goodput under loss", flush=True)
+            out["loss_p4tas"] = loss_sweep(
+                "p4tas", lambda p: impairments.set_loss(peer, p),
+                (["linux", peer.peer_ip, BULK_PORT], peer.netns, None),
+                (["p4tas", peer.peer_ip, BULK_PORT], None, control), args)
+            out["loss_linux"] = loss_sweep(
+                "Linux", lambda p: impairments.set_loss(pair.server_ns, p),
+                (["linux", pair.server_ip, BULK_PORT], pair.server_ns, None),
+                (["linux", pair.server_ip, BULK_PORT], pair.client_ns, None), args)
+        if "b" in parts:
+            print("(b) fairness through one bottleneck", flush=True)
+            out["fair_p4tas"] = fairness(
+                "p4tas", (["linux", peer.peer_ip, FLOWS_PORT], peer.netns),
+                ["p4tas", peer.peer_ip, FLOWS_PORT], None, control,
+                (peer.ifname.removesuffix("p"), None), args)
+            out["fair_linux"] = fairness(
+                "Linux", (["linux", pair.server_ip, FLOWS_PORT], pair.server_ns),
+                ["linux", pair.server_ip, FLOWS_PORT], pair.client_ns, None,
+                (f"{pair.tag}va", pair.client_ns), args)
+        if "c" in parts:
+            print("(c) pacer cost per packet", flush=True)
+            out["pacer_ns_per_packet"] = {}
+            for flows in args.pacer_flows:
+                cost = pacer_cost(flows, args.pacer_packets)
+                out["pacer_ns_per_packet"][flows] = round(cost, 1)
+                print(f"  {flows:>9} flows waiting: {cost:8.1f} ns per paced packet", flush=True)
+    except BenchError as exc:
+        out["error"] = str(exc)
+        print(f"error: {exc}", flush=True)
+    finally:
+        problems = stop_tracked()
+        side.cleanup()
+        pair.destroy()
+        if problems:
+            out["cleanup"] = problems
+    print(json.dumps(out), flush=True)
+    return 1 if "error" in out else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
