@@ -20,6 +20,7 @@ import argparse
 import json
 import random
 import sys
+from collections import Counter
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -89,13 +90,16 @@ def fairness(name: str, sink: tuple, flows_argv: list, flows_ns: str | None, con
             ok = sum(1 for f in flows if f.get("status") == "ok")
             index = jain(delivered) if delivered else None
             total = sum(delivered) * 8 / args.flow_seconds / 1e6
+            failures = Counter(str(f.get("status"))[:60] for f in flows if f.get("status") != "ok")
             out[conns] = {"jain": index, "flows_ok": ok, "flows": conns,
-                          "total_mbit_per_s": round(total, 2),
+                          "not_ok": dict(failures),
+                          "delivered_MB": round(total_mb, 2),
                           "min_kB": round(min(delivered) / 1e3, 1) if delivered else None,
                           "max_kB": round(max(delivered) / 1e3, 1) if delivered else None}
             print(f"  {name:<6} {conns:>4} flows through {args.bottleneck_mbit} Mbit/s: Jain "
-                  f"{index}, {ok}/{conns} ok, {total:.1f} Mbit/s in all, per flow "
-                  f"{out[conns]['min_kB']}..{out[conns]['max_kB']} kB", flush=True)
+                  f"{index}, {ok}/{conns} ok, {total_mb:.1f} MB delivered, per flow "
+                  f"{out[conns]['min_kB']}..{out[conns]['max_kB']} kB"
+                  + (f"; not ok: {dict(failures)}" if failures else ""), flush=True)
     finally:
         impairments.clear_bottleneck(ifname, netns)
     return out

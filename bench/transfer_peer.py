@@ -53,7 +53,7 @@ def _listener(api: str, host: str, port: int):
     if api == "linux":
         srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     srv.bind((host, port))
-    srv.listen(64)
+    srv.listen(1024)
     srv.settimeout(POLL_S)
     return srv
 
@@ -164,17 +164,22 @@ def run_flows(args: argparse.Namespace) -> dict:
         sock.settimeout(args.timeout)
         try:
             sock.connect((args.host, args.port))
-            barrier.wait()
+        except OSError as exc:
+            status = f"connect: {exc!r}"
+        try:
+            barrier.wait()  # every flow, connected or not, so that one failure stops no other
+            if status != "ok":
+                raise ConnectionError(status)
             stop = time.monotonic() + args.seconds
             while time.monotonic() < stop:
                 sent += sock.send(payload)
             sock.shutdown(socket.SHUT_WR)
             while data := sock.recv(64):
                 reply += data
-        except (TimeoutError, threading.BrokenBarrierError):
-            status = "stalled"
+        except (TimeoutError, threading.BrokenBarrierError) as exc:
+            status = f"stalled: {exc!r}"
         except OSError as exc:
-            status = f"error: {exc!r}"
+            status = status if status != "ok" else f"error: {exc!r}"
         finally:
             sock.close()
         delivered = int(reply) if reply.strip().isdigit() else None

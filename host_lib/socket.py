@@ -14,8 +14,10 @@ shm_layout.Segment.attach, and context 0 for the sockets. Every connection has a
 application consumes and a TX ring that it fills (rings.connection_ring of the slot the runtime
 named in IncomingConnection/Connected). Payload never crosses the control socket: recv copies out of
 the RX ring (ByteRing.read/read_into, memoryview slices, no per-byte loops), send copies into the TX
-ring, and each call then sends one Kick(conn_id) so that the runtime pushes the new TX bytes to the
-NIC and returns the freed RX space to the peer's window.
+ring, and a Kick(conn_id) doorbell tells the runtime when it must act: new TX bytes that no
+pending ACK, retransmission or pacing timer will pick up anyway (every byte before them already
+acknowledged), or freed RX space worth a window update (a quarter of the ring, or the reader
+caught up). Bulk transfers thus ring the doorbell rarely (virtio-style event suppression).
 
 Waiting and wakeup. An operation first checks what it needs (ring positions, connection state:
 connected, EOF, reset, the accept queue); if that is not there it "pumps" the session: reads every
@@ -48,8 +50,8 @@ being gone raises RuntimeUnavailable (a ConnectionError) naming what to check.
 Low-level API (on the same session): `session().create_context()` -> Context; ctx.connect(),
 ctx.listen() -> Connection / Listener; ctx.poll(timeout) -> list of ConnEvent; conn.rx_peek() are
 zero-copy memoryviews of received bytes, conn.rx_done(n) releases them; conn.tx_alloc(n) are
-writable memoryviews of free TX space, conn.tx_send(n) publishes them; each of those two sends
-one Kick (kick=False to batch, then conn.kick()).
+writable memoryviews of free TX space, conn.tx_send(n) publishes them; each of those rings the
+doorbell when needed (kick=False to batch, then conn.kick()).
 """
 
 from __future__ import annotations
@@ -75,6 +77,7 @@ SOCK_STREAM = _std.SOCK_STREAM
 TCP_CONGESTION = 13  # <netinet/tcp.h>; socket.TCP_CONGESTION where Python defines it
 SHUT_RD, SHUT_WR, SHUT_RDWR = _std.SHUT_RD, _std.SHUT_WR, _std.SHUT_RDWR
 timeout = _std.timeout  # == TimeoutError
+RX_UPDATE_FRACTION = 4  # window updates once a quarter of the RX ring was read (or all of it)
 DEFAULT_CONNECT_TIMEOUT = 75.0  # the runtime's SYN timeout when the socket has none
 
 _HOW = {SHUT_RD: "rd", SHUT_WR: "wr", SHUT_RDWR: "rdwr"}
@@ -143,6 +146,7 @@ class Connection:
         self.rd_shut = False
         self.close_sent = False
         self.gone = False  # Closed received (or never established)
+        self.rx_reported = 0  # RX ring tail as of the last doorbell (the runtime's window)
         self.want_write = False  # a send found the TX ring full
         self.watcher: Callable[[], None] | None = None
 
@@ -177,7 +181,7 @@ class Connection:
             raise _oserror(errno.ENOTCONN)
         self.rx.consume(count)
         if kick and count:
-            self.kick()
+            self._rx_doorbell()
 
     def tx_alloc(self, count: int | None = None) -> list[memoryview]:
         """Writable views of up to `count` bytes of free TX space; fill them, then tx_send(n)."""
@@ -192,17 +196,19 @@ class Connection:
         """Publish the first `count` bytes written into tx_alloc's views."""
         if self.tx is None:
             raise _oserror(errno.ENOTCONN)
+        head = self.tx.head
         self.tx.publish(count)
         if kick and count:
-            self.kick()
+            self._tx_doorbell(head)
 
     def send(self, data: Any, kick: bool = True) -> int:
         """Copy as much of `data` as fits into the TX ring; returns the count (0: ring full)."""
         if self.tx is None:
             raise _oserror(errno.ENOTCONN)
+        head = self.tx.head
         sent = self.tx.write(data)
         if kick and sent:
-            self.kick()
+            self._tx_doorbell(head)
         return sent
 
     def recv(self, count: int, kick: bool = True) -> bytes:
@@ -211,7 +217,7 @@ class Connection:
             return b""
         data = self.rx.read(count)
         if kick and data:
-            self.kick()
+            self._rx_doorbell()
         return data
 
     def recv_into(self, buffer: Any, kick: bool = True) -> int:
@@ -219,11 +225,29 @@ class Connection:
             return 0
         done = self.rx.read_into(buffer)
         if kick and done:
-            self.kick()
+            self._rx_doorbell()
         return done
+
+    def _tx_doorbell(self, old_head: int) -> None:
+        """After publishing TX bytes from `old_head` on: kick unless bytes before them are still
+        unacknowledged (their ACK, retransmission or pacing makes the runtime send ours too).
+        Checked after publishing: if the runtime's last look at the ring missed our bytes, it
+        had already taken every earlier byte off, and then the tail is at old_head here."""
+        if self.tx.tail == old_head:
+            self.kick()
+
+    def _rx_doorbell(self) -> None:
+        """Kick when the freed RX space is worth a window update: a quarter of the ring, or
+        everything read (an interactive reader updates at once)."""
+        tail = self.rx.tail
+        if tail - self.rx_reported >= self.rx.size // RX_UPDATE_FRACTION \
+                or self.rx.readable() == 0:
+            self.kick()
 
     def kick(self) -> None:
         """Tell the runtime this connection's rings moved (one message, no reply)."""
+        if self.rx is not None:
+            self.rx_reported = self.rx.tail
         if not self.gone:
             try:
                 self.session.channel.kick(self.conn_id)

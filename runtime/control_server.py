@@ -142,6 +142,7 @@ class ControlServer:
             if isinstance(msg, cp.Bye):
                 return
             if isinstance(msg, cp.Kick):   # no reply: the data path's doorbell
+                self.control.stats.bump("kicks")
                 conn = self.control.table.by_id.get(msg.conn_id)
                 if conn is not None and conn.owner in session.contexts.values():
                     self.control.kick(conn)

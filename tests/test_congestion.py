@@ -51,10 +51,18 @@ def test_dctcp_loss_halves_and_ends_slow_start() -> None:
     assert cc.update(fb(acked_bytes=1000)) == 20 * MBIT  # +step, not x2
 
 
-def test_dctcp_rate_is_capped_at_1_2_times_what_was_sent() -> None:
-    cc = RateDctcp(WIDE, DctcpConfig(initial_bps=100 * MBIT))
-    # 2500 bytes in 1 ms = 20 Mbit/s sent: the doubled 200 Mbit/s is capped at 24 Mbit/s.
+def test_dctcp_growth_is_capped_at_1_2_times_what_was_sent() -> None:
+    cc = RateDctcp(WIDE, DctcpConfig(initial_bps=10 * MBIT))
+    # 2500 bytes in 1 ms = 20 Mbit/s sent: the doubling to 20 Mbit/s passes; then 40 Mbit/s
+    # is capped at 24 Mbit/s.
+    assert cc.update(fb(acked_bytes=2500, sent_bytes=2500)) == pytest.approx(20 * MBIT)
     assert cc.update(fb(acked_bytes=2500, sent_bytes=2500)) == pytest.approx(24 * MBIT)
+
+
+def test_dctcp_cap_never_cuts_an_application_limited_flow() -> None:
+    cc = RateDctcp(WIDE, DctcpConfig(initial_bps=100 * MBIT))
+    # 125 bytes in 1 ms = 1 Mbit/s sent: no growth, but no cut to 1.2 Mbit/s either.
+    assert cc.update(fb(acked_bytes=125, sent_bytes=125)) == 100 * MBIT
 
 
 def test_dctcp_stays_within_its_limits() -> None:

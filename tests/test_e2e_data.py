@@ -31,7 +31,7 @@ from tests.e2e_helpers import (
     DRAIN, LINUX_CLIENT_ECHO, LINUX_ECHO_SERVER, LINUX_PINGPONG_CLIENTS, LINUX_STREAM_CLIENT, MIB,
     PORT, Worker, expect_line, finish, json_result, linux_echo_server, linux_with_stdin,
     p4tas_echo, p4tas_listener, recv_exactly, recv_until_eof, send_messages, settled_stats, sha,
-    tell, echo_once)
+    tell, echo_once, stats)
 from tests.stack import REPO, Stack, stack_fixture
 
 RUNTIME_ARGS = ["--time-wait", "0.5"]
@@ -113,6 +113,7 @@ VOLUME = {1: 1024, 100: 20_000, 1448: 1448 * 100, 65536: MIB, MIB: 10 * MIB}
 @pytest.mark.parametrize("msg", list(VOLUME))
 def test_linux_client_p4tas_echo_server_message_sizes(stack: Stack, msg: int) -> None:
     total = VOLUME[msg]
+    kicks_before = stats(stack).get("kicks", 0)
     with p4tas_listener(stack) as listener:
         server = Worker(lambda: p4tas_echo(listener.accept()[0], min(msg, MIB)))
         server.start()
@@ -126,6 +127,9 @@ def test_linux_client_p4tas_echo_server_message_sizes(stack: Stack, msg: int) ->
     assert echoed_sha == report["sent_sha"]
     # p4tas -> Linux: what the p4tas server sent (the same bytes) is what Linux received.
     assert report["got_sha"] == report["sent_sha"]
+    kicks = stats(stack).get("kicks", 0) - kicks_before
+    print(f"echo of {total} bytes in {msg}-byte messages: {kicks} doorbells "
+          f"({kicks / (2 * total / MIB):.0f} per MiB moved)")
 
 
 @pytest.mark.parametrize("msg", list(VOLUME))

@@ -46,9 +46,11 @@ class IntervalFeedback:
 
 @dataclass(frozen=True)
 class RateLimits:
-    """The range every algorithm keeps a rate in: 1 Mbit/s up to the link's capacity."""
+    """The range every algorithm keeps a rate in, up to the link's capacity. The floor is
+    below 1 Mbit/s so that hundreds of flows can share a slow bottleneck (256 flows through
+    20 Mbit/s get 78 kbit/s each)."""
 
-    min_bps: float = 1 * MBIT
+    min_bps: float = 0.05 * MBIT
     max_bps: float = 10_000 * MBIT
 
     def clamp(self, rate_bps: float) -> float:

@@ -2,9 +2,9 @@
 
 Slow start doubles the rate every interval until the first ECN mark or loss; afterwards the
 rate grows by a fixed step per interval. α, the fraction of marked bytes, is an EWMA with
-gain g; a marked interval multiplies the rate by (1 - α/2), a loss halves it. The rate never
-exceeds `send_cap` times what the flow actually sent (so an application-limited flow does not
-bank a rate it never uses).
+gain g; a marked interval multiplies the rate by (1 - α/2), a loss halves it. The rate does
+not grow past `send_cap` times what the flow actually sent (so an application-limited flow
+does not bank a rate it never uses), but that cap alone never lowers it.
 """
 
 from __future__ import annotations
@@ -52,6 +52,8 @@ class RateDctcp(CongestionControl):
         else:
             rate += config.step_bps
         if feedback.sent_bytes:
-            rate = min(rate, config.send_cap * feedback.send_rate_bps)
+            # Growth stops at 1.2x what was used; the cap never cuts the rate by itself (an
+            # application-limited flow would otherwise spiral down to the floor).
+            rate = min(rate, max(self.rate_bps, config.send_cap * feedback.send_rate_bps))
         self.rate_bps = self.limits.clamp(rate)
         return self.rate_bps
