@@ -89,7 +89,7 @@ def fairness(name: str, sink: tuple, flows_argv: list, flows_ns: str | None, con
             delivered = [f.get("delivered") or 0 for f in flows]
             ok = sum(1 for f in flows if f.get("status") == "ok")
             index = jain(delivered) if delivered else None
-            total = sum(delivered) * 8 / args.flow_seconds / 1e6
+            total_mb = sum(delivered) / 1e6
             failures = Counter(str(f.get("status"))[:60] for f in flows if f.get("status") != "ok")
             out[conns] = {"jain": index, "flows_ok": ok, "flows": conns,
                           "not_ok": dict(failures),

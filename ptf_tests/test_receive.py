@@ -133,6 +133,23 @@ class OutsideTheIntervalIsDropped(ReceiveTest):
         self.assertEqual(self.counter(DROPS, DropReason.OUT_OF_ORDER)[0] - before[0], 2)
 
 
+class ZeroWindowProbeIsAnswered(ReceiveTest):
+    """A zero-length segment one below rcv_nxt (Linux's window probe) gets an ACK with the
+    current window; a pure ACK at rcv_nxt gets none."""
+
+    ring_size = 1 << 12
+
+    def runTest(self) -> None:
+        self.send_data(self.rcv_nxt, b"p" * 100, tsval=20)
+        self.verify_frame(HOST_PORT, rx_data_frame(self.spec, 0, b"p" * 100))
+        self.verify_ack(self.spec, self.ack(self.rcv_nxt + 100, self.ring_size - 100, tsecr=20))
+        self.rcv_nxt += 100
+        self.send_data(self.rcv_nxt - 1, b"", flags="A", tsval=21)
+        self.verify_ack(self.spec, self.ack(self.rcv_nxt, self.ring_size - 100, tsecr=21))
+        self.send_data(self.rcv_nxt, b"", flags="A", tsval=22)
+        tu.verify_no_other_packets(self)
+
+
 class OldDataIsReAcked(ReceiveTest):
     """Data already received: re-ACK with the current expected sequence, no second delivery."""
 

@@ -5,7 +5,7 @@
  * and when the in-order segment reaches the interval, its RX_DATA (flagged MERGED) makes the
  * whole interval readable at once. Anything else with payload is dropped and answered with
  * an ACK for what we expect (which the peer counts as a duplicate ACK), as are old data and
- * data that does not fit the ring (the ACK's window tells the peer). */
+ * data that does not fit the ring (the ACK's window tells the peer), and zero-window probes. */
 
 /* The out-of-order interval, with the generation it belongs to (a flow id's next connection
  * must not inherit it): [79:64] generation  [63:32] start sequence  [31:0] length. */
@@ -56,6 +56,13 @@ control Receive(inout headers_t hdr, inout metadata_t meta, inout standard_metad
     apply {
         if (meta.payload_len == 0) {
             meta.drop_reason = DROP_PURE_ACK;
+            /* Below rcv_nxt: a zero-window probe (Linux sends rcv_nxt - 1, no data). It must
+             * be answered (RFC 9293 3.10.7.4), or the peer never learns that the window
+             * reopened. */
+            if (meta.dyn.rcv_nxt - hdr.tcp.seq_no - 1 < 0x7FFFFFFF) {
+                adv_window.apply(meta);
+                send_ack(TCP_ACK);
+            }
         } else {
             bool ce = hdr.ipv4.ecn == ECN_CE;
             bit<8> flags = 0;
