@@ -184,8 +184,9 @@ class SegmentLargerThanFreeSpace(ReceiveTest):
 
 
 class RxConsumedReopensWindow(ReceiveTest):
-    """RX_CONSUMED from the host returns ring space: the refused segment now fits, the ring
-    offset wraps, and the window in the ACK follows the free space."""
+    """RX_CONSUMED from the host returns ring space: the closed window is announced open at
+    once (a window update), the refused segment now fits, the ring offset wraps, and the
+    window in the ACK follows the free space."""
 
     ring_size = 1024
 
@@ -202,6 +203,8 @@ class RxConsumedReopensWindow(ReceiveTest):
         self.verify_ack(self.spec, self.ack(self.rcv_nxt + 1000, 24, tsecr=2))
 
         tu.send_packet(self, HOST_PORT, rx_consumed_frame(self.spec, 1000))
+        # The window had closed (24 bytes) and reopens past half the ring: a window update.
+        self.verify_ack(self.spec, self.ack(self.rcv_nxt + 1000, 1024, tsecr=2))
         # bmv2 does not order packets across ports: let the host message go through first.
         time.sleep(CROSS_PORT_SETTLE_S)
         self.send_data(self.rcv_nxt + 1000, b"b" * 100, tsval=3)

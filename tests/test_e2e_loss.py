@@ -124,13 +124,13 @@ def test_16_flows_share_a_bottleneck(stack: Stack) -> None:
     impairments.set_bottleneck(switch_side, BOTTLENECK_MBIT)
     try:
         sink = stack.linux(f"import runpy, sys; sys.argv = ['transfer_peer', 'sink', 'linux', "
-                           f"'{stack.peer.peer_ip}', '7003', '--timeout', '20']; "
+                           f"'{stack.peer.peer_ip}', '7003', '--timeout', '60']; "
                            f"runpy.run_path('{PEER_SCRIPT}', run_name='__main__')")
         assert sink.stdout.readline().strip() == "listening"
         flows = subprocess.run(
             [sys.executable, PEER_SCRIPT, "flows", "p4tas", stack.peer.peer_ip, "7003",
-             "--conns", str(FAIR_FLOWS), "--seconds", str(FAIR_SECONDS), "--timeout", "20",
-             "--deadline", "30"], capture_output=True, text=True, timeout=90,
+             "--conns", str(FAIR_FLOWS), "--seconds", str(FAIR_SECONDS), "--timeout", "60",
+             "--deadline", "30"], capture_output=True, text=True, timeout=150,
             env={**os.environ, "PYTHONPATH": str(REPO)})
         sink.terminate()
         sink.communicate(timeout=10)

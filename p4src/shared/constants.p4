@@ -65,6 +65,8 @@ const bit<8> DUPACK_THRESHOLD = 3;
 /* Our TSval ticks in 16 us units (ingress timestamp >> 4): fine enough for datacenter RTT
  * samples, and 2^31 ticks (9.5 h) before PAWS could see a wrap. */
 #define TS_TICK_SHIFT 4
+/* A window that reopens past this (or half the ring, if smaller) is announced at once. */
+const bit<32> WINDOW_UPDATE_BYTES = 4 * 1448;
 /* Largest unscaled TCP window. */
 const bit<32> TCP_MAX_WINDOW = 0xFFFF;
 

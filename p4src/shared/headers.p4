@@ -168,6 +168,7 @@ struct metadata_t {
     bool ack_ece;
     bool fast_retransmit;    /* this duplicate ACK starts a fast retransmit */
     bool host_busy;          /* the host port's queue is backed up (host_backpressure.p4) */
+    bool window_reopened;    /* RX_CONSUMED reopened a closed window: send a window update */
     bit<32> ooo_merged;      /* bytes of the out-of-order interval this segment made readable */
 
     bool delivered;          /* payload went to the host as RX_DATA */

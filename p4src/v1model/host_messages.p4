@@ -13,17 +13,26 @@ control HostMessages(inout headers_t hdr, inout metadata_t meta) {
 
 /* RX_CONSUMED: the application freed RX ring space; the advertised window follows it.
  * A message for an older generation of the flow (the connection ended and the flow id was
- * reused), or for a flow that has not received anything yet, must not touch the window. */
+ * reused), or for a flow that has not received anything yet, must not touch the window.
+ * When the window had (nearly) closed and now reopens, the peer is told at once with a
+ * window update once it is past min(half the ring, WINDOW_UPDATE_BYTES) (RFC 1122 4.2.3.3),
+ * rather than when its persist timer next probes (hundreds of milliseconds, backing off). */
 control ReturnRxSpace(inout headers_t hdr, inout metadata_t meta) {
     apply {
         if (hdr.nic_host.gen != meta.flow.gen || meta.dyn_fresh) {
             meta.drop_reason = DROP_STALE_HOST_MESSAGE;
         } else {
+            bit<32> before = meta.dyn.rx_free;
             meta.dyn.rx_free = meta.dyn.rx_free + hdr.nic_host.count;
             /* A confused host must not open the window beyond the ring. */
             if (meta.dyn.rx_free > meta.flow.rx_ring_size) {
                 meta.dyn.rx_free = meta.flow.rx_ring_size;
             }
+            bit<32> threshold = meta.flow.rx_ring_size >> 1;
+            if (threshold > WINDOW_UPDATE_BYTES) {
+                threshold = WINDOW_UPDATE_BYTES;
+            }
+            meta.window_reopened = before < threshold && meta.dyn.rx_free >= threshold;
         }
     }
 }

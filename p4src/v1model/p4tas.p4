@@ -70,6 +70,9 @@ control P4tasIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
                     host_notify.apply(hdr, meta, sm);
                 } else if (hdr.nic_host.opcode == NIC_HOST_OP_RX_CONSUMED) {
                     return_rx_space.apply(hdr, meta);
+                    if (meta.window_reopened) {
+                        transmit.apply(hdr, meta, sm);   /* the window update */
+                    }
                 } else {
                     transmit.apply(hdr, meta, sm);
                 }

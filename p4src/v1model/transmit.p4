@@ -69,6 +69,20 @@ control Transmit(inout headers_t hdr, inout metadata_t meta, inout standard_meta
     }
 
     apply {
+        if (hdr.nic_host.opcode == NIC_HOST_OP_RX_CONSUMED) {
+            /* A window update (ReturnRxSpace decided): a pure ACK at snd_nxt. */
+            hdr.nic_host.length = 0;
+            adv_window.apply(meta);
+            if (meta.flow.timestamps != 0) {
+                build_segment(TCP_HDR_BYTES + TCP_TS_OPT_BYTES, TCP_ACK);
+                add_timestamps();
+            } else {
+                build_segment(TCP_HDR_BYTES, TCP_ACK);
+            }
+            hdr.tcp.seq_no = meta.dyn.snd_nxt;
+            hdr.nic_host.setInvalid();
+            return;
+        }
         if (hdr.nic_host.gen != meta.flow.gen) {
             meta.drop_reason = DROP_STALE_HOST_MESSAGE;
         } else if (hdr.nic_host.length == 0 || sm.packet_length
