@@ -5,7 +5,9 @@ host_lib sockets and collect results. Every stream is checked by SHA-256 on both
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -13,14 +15,30 @@ import time
 
 import host_lib
 from bmv2_env.peers import popen_in
-from tests.stack import Stack
+from tests.stack import Stack, stack_fixture
 
 PORT = 7001
+CONTROL_SOCKET_ENV = "P4TAS_CONTROL_SOCKET"
 MIB = 1 << 20
 SETTLE_TIMEOUT = 10.0
 
 
 # ============================================================================ Linux-side scripts
+
+def accept_one(timeout: float, first_conn_timeout: float | None = None) -> str:
+    """Script lines: listen on (host, port) (variables the script set first), print
+    "listening", accept one connection `conn`; both sockets time out after `timeout`."""
+    conn_timeout = timeout if first_conn_timeout is None else first_conn_timeout
+    return f"""srv = socket.socket()
+srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind((host, port))
+srv.listen()
+print("listening", flush=True)
+srv.settimeout({timeout})
+conn, _ = srv.accept()
+conn.settimeout({conn_timeout})
+"""
+
 
 LINUX_CLIENT_ECHO = """
 import hashlib, socket, sys
@@ -40,15 +58,8 @@ print(len(got), hashlib.sha256(got).hexdigest() == hashlib.sha256(data).hexdiges
 
 LINUX_ECHO_SERVER = """
 import socket, sys
-srv = socket.socket()
-srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-srv.bind((sys.argv[1], int(sys.argv[2])))
-srv.listen()
-print("listening", flush=True)
-srv.settimeout(20)
-conn, _ = srv.accept()
-conn.settimeout(20)
-total = 0
+host, port = sys.argv[1], int(sys.argv[2])
+""" + accept_one(20) + """total = 0
 while True:
     chunk = conn.recv(65536)
     if not chunk:
@@ -341,3 +352,17 @@ def p4tas_echo(conn, bufsize: int) -> tuple[int, str]:
             conn.sendall(data)
             total += len(data)
     return total, digest.hexdigest()
+
+
+def host_lib_stack(tmp_path_factory, runtime_args: list[str]):
+    """Body of a module fixture: the stack (tests.stack) with this process's host_lib session
+    pointed at its runtime, closed again afterwards."""
+    gen = stack_fixture(tmp_path_factory, runtime_args)
+    stack = next(gen)
+    os.environ[CONTROL_SOCKET_ENV] = str(stack.socket_path)
+    try:
+        yield stack
+    finally:
+        importlib.import_module("host_lib.socket").close_session()
+        os.environ.pop(CONTROL_SOCKET_ENV, None)
+        next(gen, None)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import errno
 import hashlib
-import importlib
 import os
 import selectors
 import signal
@@ -31,8 +30,8 @@ from tests.e2e_helpers import (
     DRAIN, LINUX_CLIENT_ECHO, LINUX_ECHO_SERVER, LINUX_PINGPONG_CLIENTS, LINUX_STREAM_CLIENT, MIB,
     PORT, Worker, expect_line, finish, json_result, linux_echo_server, linux_with_stdin,
     p4tas_echo, p4tas_listener, recv_exactly, recv_until_eof, send_messages, settled_stats, sha,
-    tell, echo_once, stats)
-from tests.stack import REPO, Stack, stack_fixture
+    tell, echo_once, stats, accept_one, host_lib_stack)
+from tests.stack import REPO, Stack
 
 RUNTIME_ARGS = ["--time-wait", "0.5"]
 
@@ -41,15 +40,7 @@ RUNTIME_ARGS = ["--time-wait", "0.5"]
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    gen = stack_fixture(tmp_path_factory, RUNTIME_ARGS)
-    stack = next(gen)
-    os.environ["P4TAS_CONTROL_SOCKET"] = str(stack.socket_path)
-    try:
-        yield stack
-    finally:
-        importlib.import_module("host_lib.socket").close_session()
-        os.environ.pop("P4TAS_CONTROL_SOCKET", None)
-        next(gen, None)
+    yield from host_lib_stack(tmp_path_factory, RUNTIME_ARGS)
 
 
 @pytest.fixture(autouse=True)
@@ -452,15 +443,7 @@ LINUX_HALF_CLOSE_SERVER = DRAIN + """
 import hashlib, json, random, socket, sys, threading, time
 host, port, first, after = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 data = random.Random(5).randbytes(first + after)
-srv = socket.socket()
-srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-srv.bind((host, port))
-srv.listen()
-print("listening", flush=True)
-srv.settimeout(30)
-conn, _ = srv.accept()
-conn.settimeout(30)
-got, errors = bytearray(), []
+""" + accept_one(30) + """got, errors = bytearray(), []
 def reader():
     try:
         while chunk := conn.recv(1 << 20):
@@ -536,15 +519,8 @@ def test_half_close_linux_shuts_down_first(stack: Stack) -> None:
 # (an RST, whatever is in flight).
 LINUX_READ_THEN_RESET = """
 import socket, struct, sys
-srv = socket.socket()
-srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-srv.bind((sys.argv[1], int(sys.argv[2])))
-srv.listen()
-print("listening", flush=True)
-srv.settimeout(30)
-conn, _ = srv.accept()
-conn.settimeout(30)
-left = int(sys.argv[3])
+host, port = sys.argv[1], int(sys.argv[2])
+""" + accept_one(30) + """left = int(sys.argv[3])
 while left > 0:
     chunk = conn.recv(min(left, 65536))
     if not chunk:
@@ -663,16 +639,8 @@ while True:
 # "progress" once both moved `threshold` bytes; then each reports how its connection ended.
 LINUX_SINK_AND_SOURCE = """
 import json, socket, sys, threading
-bind_ip, port, app_ip, app_port, threshold = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
-srv = socket.socket()
-srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-srv.bind((bind_ip, port))
-srv.listen()
-print("listening", flush=True)
-srv.settimeout(30)
-conn, _ = srv.accept()
-conn.settimeout(15)
-assert sys.stdin.readline().strip() == "go"
+host, port, app_ip, app_port, threshold = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+""" + accept_one(30, 15) + """assert sys.stdin.readline().strip() == "go"
 client = socket.create_connection((app_ip, app_port), timeout=15)
 moved = {"sink": 0, "source": 0}
 ended = {}

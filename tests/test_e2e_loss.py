@@ -8,7 +8,6 @@ bottleneck (a token bucket on the wire) each get their share.
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import subprocess
@@ -20,8 +19,8 @@ import host_lib
 from bmv2_env import impairments
 from tests.e2e_helpers import (
     LINUX_STREAM_CLIENT, MIB, PORT, Worker, json_result, linux_echo_server, p4tas_echo,
-    p4tas_listener, recv_exactly, settled_stats, sha, stats)
-from tests.stack import REPO, Stack, stack_fixture
+    p4tas_listener, recv_exactly, settled_stats, sha, stats, host_lib_stack)
+from tests.stack import REPO, Stack
 
 RUNTIME_ARGS = ["--time-wait", "0.5", "--min-rto", "0.05"]
 VOLUME = 10 * MIB
@@ -32,15 +31,7 @@ MESSAGE = 64 * 1024
 def stack(tmp_path_factory):
     if not impairments.nft_available():
         pytest.skip("packet loss needs the nft command (apt-get install nftables)")
-    gen = stack_fixture(tmp_path_factory, RUNTIME_ARGS)
-    stack = next(gen)
-    os.environ["P4TAS_CONTROL_SOCKET"] = str(stack.socket_path)
-    try:
-        yield stack
-    finally:
-        importlib.import_module("host_lib.socket").close_session()
-        os.environ.pop("P4TAS_CONTROL_SOCKET", None)
-        next(gen, None)
+    yield from host_lib_stack(tmp_path_factory, RUNTIME_ARGS)
 
 
 @pytest.fixture(autouse=True)
