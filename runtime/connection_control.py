@@ -297,7 +297,7 @@ class ConnectionControl:
         channel, spec = conn.channel, conn.flow_spec
         if channel is None or spec is None:
             return
-        data_end = seq_add(spec.tx_start_seq, channel.tx_high)
+        data_end = seq_add(spec.tx_start_seq, channel.tx_high - channel.tx_base)
         conn.snd_nxt = data_end if conn.fin_seq is None else seq_add(conn.fin_seq, 1)
         conn.rcv_nxt = seq_add(spec.rx_start_seq, channel.rx_ring.head + conn.fin_received)
 
@@ -656,11 +656,24 @@ class ConnectionControl:
     def _abort(self, conn: Connection, send_rst: bool) -> None:
         self._sync_sequences(conn)  # the RST must carry the sequence the data path reached
         if send_rst and conn.peer_mac:
-            self._send(conn.interface, conn.peer_mac, conn.tuple, conn.snd_nxt, conn.rcv_nxt,
-                       TcpFlags.RST | TcpFlags.ACK)
+            for seq in self._rst_sequences(conn):
+                self._send(conn.interface, conn.peer_mac, conn.tuple, seq, conn.rcv_nxt,
+                           TcpFlags.RST | TcpFlags.ACK)
         if not conn.sm.is_closed:
             conn.sm.fire(Event.APP_ABORT)
         self._finish(conn, notify=False)
+
+    @staticmethod
+    def _rst_sequences(conn: Connection) -> list[int]:
+        """Where the peer's next expected sequence can be: RFC 5961 peers take an RST only
+        at exactly that point. With data in flight it lies between what the peer has
+        acknowledged and what we sent; one RST at each end (the peer answers a wrong one with
+        a challenge ACK, which changes nothing)."""
+        channel, spec = conn.channel, conn.flow_spec
+        if channel is None or spec is None or conn.fin_seq is not None \
+                or channel.tx_acked == channel.tx_high:
+            return [conn.snd_nxt]
+        return [seq_add(spec.tx_start_seq, channel.tx_acked - channel.tx_base), conn.snd_nxt]
 
     def _finish(self, conn: Connection, notify: bool = True) -> None:
         """Forget the connection: timers, fast-path entries, flow id, local port."""

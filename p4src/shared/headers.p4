@@ -140,6 +140,7 @@ struct flow_dyn_t {
     bit<16> peer_window;     /* the peer's raw (unscaled) window */
     bit<8> dupacks;          /* consecutive duplicate ACKs */
     bit<32> recover;         /* RFC 6582: no new fast retransmit until snd_una passes it */
+    bit<1> ooo_active;       /* an out-of-order interval exists (receive.p4 reads it then) */
 }
 
 struct metadata_t {

@@ -77,12 +77,17 @@ control Receive(inout headers_t hdr, inout metadata_t meta, inout standard_metad
             /* Sequence space wraps: "ahead" means a difference below 2^31. */
             bit<32> ahead = seq - meta.dyn.rcv_nxt;
 
-            bit<80> ooo;
-            flow_ooo_state.read(ooo, meta.flow_id);
-            bit<32> ooo_start = ooo[63:32];
-            bit<32> ooo_len = ooo[31:0];
-            if (ooo[79:64] != meta.flow.gen) {
-                ooo_len = 0;
+            /* The interval's register is read only when one exists or may start: an in-order
+             * segment of a flow without one (the common case) costs no access. */
+            bit<32> ooo_start = 0;
+            bit<32> ooo_len = 0;
+            if (meta.dyn.ooo_active == 1 || ahead != 0) {
+                bit<80> ooo;
+                flow_ooo_state.read(ooo, meta.flow_id);
+                if (ooo[79:64] == meta.flow.gen) {
+                    ooo_start = ooo[63:32];
+                    ooo_len = ooo[31:0];
+                }
             }
             bool ooo_changed = false;
 
@@ -119,6 +124,7 @@ control Receive(inout headers_t hdr, inout metadata_t meta, inout standard_metad
             }
             if (ooo_changed) {
                 flow_ooo_state.write(meta.flow_id, meta.flow.gen ++ ooo_start ++ ooo_len);
+                meta.dyn.ooo_active = ooo_len == 0 ? 1w0 : 1w1;
             }
             /* Every segment with payload is answered, after any delivery above. */
             adv_window.apply(meta);
