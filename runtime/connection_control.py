@@ -597,6 +597,8 @@ class ConnectionControl:
             local_ports_quarantined=self.ports.quarantined)
         if self.bridge is not None:
             counters.update(self.bridge.stats.recovery)
+        if self.rates is not None:
+            counters.update(cc_updates=self.rates.updates, meter_writes=self.rates.meter_writes)
         return counters
 
     # ---------------------------------------------------------------- timers

@@ -104,10 +104,6 @@ class RateController:
         if state is not None and state.written_bps is not None:
             self._flush([self._unlimited_entry(flow_id)])
 
-    def rate_of(self, flow_id: int) -> float | None:
-        state = self._flows.get(flow_id)
-        return state.algorithm.rate_bps if state is not None else None
-
     # -- the loop ------------------------------------------------------------------------------
 
     def run_once(self, now: float) -> None:
