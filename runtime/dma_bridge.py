@@ -233,6 +233,9 @@ class FrameLink(Protocol):
     def retry_delay(self) -> float | None:
         """After a failed send: None to wait for writability, else seconds to wait."""
 
+    def kernel_drops(self) -> int:
+        """Frames lost on the way in since the last call (0 where nothing can be lost)."""
+
 
 class HostPort:
     """AF_PACKET raw socket on the host-port interface, channel EtherType only, non-blocking."""
@@ -489,7 +492,7 @@ class DmaBridge:
         head = ring.head
         expected = head & (ring.size - 1)
         if message.offset != expected:
-            drops = self.link.kernel_drops() if hasattr(self.link, "kernel_drops") else None
+            drops = self.link.kernel_drops()
             self._flow_error(channel, DropCause.BAD_OFFSET,
                              f"RX_DATA at offset {message.offset}, ring writes at {expected} "
                              f"(host port: {drops} frames dropped by the kernel since the last "

@@ -496,6 +496,9 @@ class FakeLink:
     def retry_delay(self) -> float | None:
         return self.delay
 
+    def kernel_drops(self) -> int:
+        return 0
+
     def close(self) -> None:
         self._sock.close()
         self._other.close()
