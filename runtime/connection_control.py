@@ -420,9 +420,18 @@ class ConnectionControl:
             self._on_ack(conn, seg)
         if seg.payload and conn.state in (State.FIN_WAIT_1, State.FIN_WAIT_2, State.CLOSING,
                                           State.LAST_ACK, State.TIME_WAIT):
-            # RFC 1122 4.2.2.13: data for an application that closed the connection.
+            self._on_data_after_close(conn, seg)
+
+    def _on_data_after_close(self, conn: Connection, seg: TcpSegment) -> None:
+        """RFC 1122 4.2.2.13: new data for an application that closed the connection resets
+        it; a retransmission of data we already took (our ACK was lost) is only re-ACKed."""
+        data_end = seq_add(seg.seq, len(seg.payload))
+        if seq_in_window(data_end, seq_add(conn.rcv_nxt, 1), SEQ_MOD // 2):
             self.stats.bump("data_after_close")
             self._abort(conn, send_rst=True)
+        elif not seg.flags & TcpFlags.FIN:  # _on_fin answered a retransmitted FIN already
+            self.stats.bump("old_data_reacked")
+            self._send_ack(conn)
 
     def _on_fin(self, conn: Connection, seg: TcpSegment) -> None:
         if conn.fin_received:

@@ -609,6 +609,60 @@ def test_linux_aborts_while_p4tas_echoes(stack: Stack) -> None:
     assert stats_after["connections"] == 0 and stats_after["flows_in_use"] == 0, stats_after
 
 
+# Linux client: sends 100 bytes while sniffing its own segments, waits for p4tas's FIN (EOF),
+# then replays its data segment (what a peer does when our ACK was lost) and reports; on
+# "more" from stdin it sends new data and reports how the connection ended.
+LINUX_REPLAY_THEN_SEND = """
+import errno, socket, sys, time
+from scapy.all import AsyncSniffer, IP, TCP, Raw, send
+host, port = sys.argv[1], int(sys.argv[2])
+sniffer = AsyncSniffer(lfilter=lambda p: TCP in p and p[TCP].dport == port and Raw in p)
+sniffer.start()
+time.sleep(0.5)
+s = socket.create_connection((host, port), timeout=10)
+s.sendall(bytes(100))
+print("eof" if s.recv(1) == b"" else "data", flush=True)
+seg = sniffer.stop()[0]
+send(IP(src=seg[IP].src, dst=seg[IP].dst) / TCP(sport=seg[TCP].sport, dport=port, flags="PA",
+     seq=seg[TCP].seq, ack=seg[TCP].ack, window=seg[TCP].window) / Raw(seg[Raw].load),
+     verbose=False)
+print("replayed", flush=True)
+sys.stdin.readline()
+s.sendall(b"more")
+deadline = time.monotonic() + 5  # recv reports EOF (the FIN came first): look at SO_ERROR
+while time.monotonic() < deadline:
+    error = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+    if error:
+        break
+    time.sleep(0.02)
+print(errno.errorcode.get(error, "none"), flush=True)
+"""
+
+
+def test_data_after_close_old_is_reacked_new_is_reset(stack: Stack) -> None:
+    """After the application's close(): a retransmission of data it already received (the
+    peer lost our ACK) is only ACKed again; new data gets an RST (RFC 1122 4.2.2.13)."""
+    before = stats(stack)
+    with p4tas_listener(stack) as listener:
+        client = linux_with_stdin(stack, LINUX_REPLAY_THEN_SEND, stack.peer.local_ip, str(PORT))
+        conn, _ = listener.accept()
+        with conn:
+            conn.settimeout(10)
+            assert recv_exactly(conn, 100) == bytes(100)
+        expect_line(client, "eof")
+        expect_line(client, "replayed")
+        deadline = time.monotonic() + 10
+        while stats(stack).get("old_data_reacked", 0) == before.get("old_data_reacked", 0):
+            assert time.monotonic() < deadline, "the replayed segment never reached the runtime"
+            time.sleep(0.05)
+        assert stats(stack).get("data_after_close", 0) == before.get("data_after_close", 0)
+        tell(client, "more")
+        out, err = finish(client)
+        # Linux reports an RST that comes in CLOSE_WAIT as EPIPE (tcp_reset()).
+        assert out.split() == ["EPIPE"], (out, err)
+    assert stats(stack)["data_after_close"] == before.get("data_after_close", 0) + 1
+
+
 # ======================================================================= application killed
 
 # The application: connects to the Linux sink and listens for the Linux source; sends to the
