@@ -1,5 +1,8 @@
 # p4tas entry points. `make run` starts the stack, `make test` runs every test (README.md).
 # Tools are found through P4C / SIMPLE_SWITCH_GRPC, then PATH, then /opt/p4/bin.
+# TARGET=bmv2|soft picks the fast-path target of run, ptf, pytest and the benches; unset, bmv2
+# when simple_switch_grpc is found, else soft (bmv2_env/targets.py). `make test` runs every
+# available target regardless.
 
 PYTHON ?= python3
 VENV := .venv
@@ -13,11 +16,27 @@ P4_SOURCES := $(shell find p4src -name '*.p4' -not -path '$(P4_BUILD)/*')
 # One line per test stage; tests/summary.py adds them up at the end of `make test`.
 P4TAS_REPORT ?= $(CURDIR)/.venv/test-report.txt
 export P4TAS_REPORT
+TARGET ?=
+export TARGET
 # The PTF run gets its own veths and switch, so it never disturbs a `make run` environment.
 PTF_PREFIX ?= p4ptf
 PTF_GRPC_PORT ?= 9560
+# `make test` runs the PTF and end-to-end stages once per target, each on veths and a gRPC port
+# of its own (bmv2 keeps the names above and tests/stack.py's defaults), so no stage can
+# disturb another. Which targets: `python -m bmv2_env targets --tested` (bmv2 when
+# simple_switch_grpc is found, and soft).
+PTF_PREFIX_bmv2 ?= $(PTF_PREFIX)
+PTF_GRPC_PORT_bmv2 ?= $(PTF_GRPC_PORT)
+PTF_PREFIX_soft ?= p4ptfs
+PTF_GRPC_PORT_soft ?= 9570
+E2E_PREFIX_bmv2 ?= p4e2e
+E2E_GRPC_PORT_bmv2 ?= 9661
+E2E_PREFIX_soft ?= p4e2es
+E2E_GRPC_PORT_soft ?= 9671
+KNOWN_TARGETS := bmv2 soft
 
-.PHONY: setup p4 p4-check ptf test pytest run clean-env status system-deps
+.PHONY: setup p4 p4-check ptf test pytest pytest-unit run clean-env status system-deps targets \
+	FORCE
 
 setup: $(VENV)/.installed system-deps
 
@@ -56,23 +75,55 @@ p4-check:
 	  fi; \
 	fi
 
+# Every pytest test, the switch ones on the selected target (TARGET).
 pytest: setup
 	$(PY) -m pytest tests
 
-# Veths + simple_switch_grpc + pipeline, the PTF suite, and teardown even on failure or Ctrl-C.
+# The tests that need no switch (report line `pytest (unit)`).
+pytest-unit: setup
+	P4TAS_PYTEST_STAGE=unit $(PY) -m pytest -m "not target" tests
+
+# The tests that run a switch (tests/test_e2e_*.py and the real-switch tests of
+# tests/test_bmv2_env*.py: the `target` marker) on one target: make pytest-e2e-soft.
+pytest-e2e-%: setup FORCE
+	$(if $(filter $*,$(KNOWN_TARGETS)),,$(error unknown target '$*': use one of $(KNOWN_TARGETS)))
+	TARGET=$* P4TAS_PYTEST_STAGE=e2e P4TAS_E2E_PREFIX=$(E2E_PREFIX_$*) \
+	  P4TAS_E2E_GRPC_PORT=$(E2E_GRPC_PORT_$*) $(PY) -m pytest -m target tests
+
+# Veths + the switch of the selected target (TARGET) + pipeline, the PTF suite, and teardown even
+# on failure or Ctrl-C.
 ptf: setup
 	$(PY) -m bmv2_env --prefix $(PTF_PREFIX) --grpc-port $(PTF_GRPC_PORT) ptf
 
+# The PTF suite on one target, on that target's veths and port: make ptf-soft.
+ptf-%: setup FORCE
+	$(if $(filter $*,$(KNOWN_TARGETS)),,$(error unknown target '$*': use one of $(KNOWN_TARGETS)))
+	TARGET=$* $(PY) -m bmv2_env --prefix $(PTF_PREFIX_$*) --grpc-port $(PTF_GRPC_PORT_$*) ptf
+
+# Which targets there are and which one TARGET selects.
+targets: setup
+	$(PY) -m bmv2_env targets
+
+# The unit tests once, p4-check, then per available target (bmv2 when it is found, and soft)
+# the end-to-end tests and the PTF suite; every stage appends its line to the report.
 test: setup
 	@mkdir -p $(dir $(P4TAS_REPORT)) && : > $(P4TAS_REPORT)
 	@status=0; \
-	$(MAKE) --no-print-directory pytest || status=1; \
+	targets=$$($(PY) -m bmv2_env targets --tested) || { targets=soft; status=1; }; \
+	echo "make test: targets: $$targets"; \
+	$(MAKE) --no-print-directory pytest-unit || status=1; \
 	$(MAKE) --no-print-directory p4-check || status=1; \
-	$(MAKE) --no-print-directory ptf || status=1; \
-	$(PY) tests/summary.py $(P4TAS_REPORT) || status=1; \
+	for t in $$targets; do \
+	  $(MAKE) --no-print-directory pytest-e2e-$$t || status=1; \
+	  $(MAKE) --no-print-directory ptf-$$t || status=1; \
+	done; \
+	$(PY) tests/summary.py $(P4TAS_REPORT) $$targets || status=1; \
 	exit $$status
 
-# The whole stack in the foreground (bmv2, Linux peers, runtime, examples/echo_server.py):
+FORCE:
+
+# The whole stack in the foreground (the TARGET's switch, Linux peers, runtime,
+# examples/echo_server.py):
 # prints what runs, how to talk to it and a READY line; Ctrl-C tears it all down.
 run: setup
 	$(PY) -m bmv2_env run
@@ -83,7 +134,8 @@ status: setup
 clean-env:
 	@if [ -x $(PY) ]; then $(PY) -m bmv2_env down; else echo "nothing to clean: no .venv"; fi
 
-# Connection setups+teardowns per second, p4tas (bmv2 + runtime) against Linux-to-Linux.
+# Connection setups+teardowns per second, p4tas (switch of TARGET + runtime) against
+# Linux-to-Linux.
 # BENCH_ARGS="--n 1000 --concurrency 8" changes the count; see bench/bench_conn.py --help.
 .PHONY: bench-conn
 bench-conn: setup
@@ -102,3 +154,9 @@ bench-transfer: setup
 .PHONY: bench-cc
 bench-cc: setup
 	$(PY) bench/bench_cc.py $(BENCH_ARGS)
+
+# Packets per second of the p4tas pipeline on bmv2 and on softnic (same traffic, same run);
+# BENCH_ARGS="--packets 40000 --profile" adds softnic's hot spots; see bench/bench_targets.py.
+.PHONY: bench-targets
+bench-targets: setup
+	$(PY) bench/bench_targets.py $(BENCH_ARGS)

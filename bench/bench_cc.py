@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench_transfer import (  # noqa: E402 - after the path setup
     Bulk, bulk, finish, spawn, start_server, stop_server)
 from benchlib import (  # noqa: E402
-    BenchError, LinuxPair, P4tasSide, _int_range, describe_bmv2, skip_reason, stop_tracked)
+    BenchError, LinuxPair, P4tasSide, _int_range, describe_target, skip_reason, stop_tracked)
 from bmv2_env import impairments  # noqa: E402
 from runtime.pacing import Pacer, TokenBucket  # noqa: E402
 
@@ -192,7 +192,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     parts = set(args.only.split(","))
-    out: dict = {"bench": "cc", "bmv2": describe_bmv2()}
+    out: dict = {"bench": "cc", "bmv2": describe_target()}
     print(f"bmv2 build: {out['bmv2']}", flush=True)
     reason = skip_reason()
     if reason and parts & {"a", "b"}:

@@ -50,7 +50,7 @@ from benchlib import (  # noqa: E402  (also puts the repository on sys.path)
     _signals,
     _stop,
     _track,
-    describe_bmv2,
+    describe_target,
     skip_reason,
     stop_tracked,
 )
@@ -273,7 +273,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps({"bench": "conn", "skipped": reason}))
         return 0
     os.environ.pop(STATE_DIR_ENV, None)  # our environment's state dir is ours alone
-    bmv2 = describe_bmv2()
+    bmv2 = describe_target()
     print(f"bench-conn: {args.n} connections per variant (sequential, and {args.concurrency} "
           f"concurrent clients), median of {args.repeat} runs, {args.warmup} warm-up "
           "connections not counted")

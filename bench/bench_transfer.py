@@ -69,7 +69,7 @@ from benchlib import (  # noqa: E402  (also puts the repository on sys.path)
     _signals,
     _stop,
     _track,
-    describe_bmv2,
+    describe_target,
     skip_reason,
     stop_tracked,
 )
@@ -290,6 +290,10 @@ def bench_forwarding(args: argparse.Namespace, fwd: Forwarder) -> dict:
         p4c = find_tool("p4c", "P4C")
     except ToolNotFound as exc:
         return {"skipped": f"p4c not found: {exc}"}
+    try:
+        switch_binary = find_simple_switch_grpc()  # bmv2's own ceiling, whatever TARGET runs
+    except ToolNotFound as exc:
+        return {"skipped": f"simple_switch_grpc not found: {exc}"}
     fwd.tmp = Path(tempfile.mkdtemp(prefix="p4bt-fwd-"))
     compiled = subprocess.run([str(p4c), "--target", "bmv2", "--arch", "v1model", "-o",
                                str(fwd.tmp), str(FWD_P4)], capture_output=True, text=True,
@@ -301,7 +305,7 @@ def bench_forwarding(args: argparse.Namespace, fwd: Forwarder) -> dict:
         fwd.links.append(fwd.iface(port))
         topology.create_pair(fwd.iface(port), fwd.iface(port, peer=True))
     grpc_port = _free_port()
-    cmd = [str(find_simple_switch_grpc()), "--device-id", "0",
+    cmd = [str(switch_binary), "--device-id", "0",
            "-i", f"1@{fwd.iface(1)}", "-i", f"2@{fwd.iface(2)}", str(program),
            "--", "--grpc-server-addr", f"127.0.0.1:{grpc_port}"]
     fwd.proc = _track(subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -712,7 +716,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     os.environ.pop(STATE_DIR_ENV, None)  # our environment's state dir is ours alone
     started = time.monotonic()
-    bmv2 = describe_bmv2()
+    bmv2 = describe_target()
     print(f"bench-transfer: bulk {args.p4tas_bytes} B (p4tas) / {args.linux_bytes} B (Linux) x "
           f"{args.repeat}, RPC {args.rpc_conns} connections x {args.rpc_seconds:g} s, "
           f"forwarding {len(args.fwd_offered)} x {args.fwd_seconds:g} s, rings {args.ring_msgs} x {args.msg_bytes} B")

@@ -1,6 +1,10 @@
-"""What the benchmarks share: the bmv2 build's description, the skip check, the processes they
-start (tracked, so that cleanup stops them all), the p4tas environment of a run (bmv2 + runtime)
-and the Linux-to-Linux namespace pair, signal handling and argument parsing helpers.
+"""What the benchmarks share: the target's description (bmv2's build, or softnic), the skip check,
+the processes they start (tracked, so that cleanup stops them all), the p4tas environment of a
+run (the switch of the selected target + runtime) and the Linux-to-Linux namespace pair, signal
+handling and argument parsing helpers.
+
+The target is TARGET (bmv2 or soft), else bmv2 when simple_switch_grpc is found, else soft
+(bmv2_env.targets); skip_reason() prints it as the benchmark's first line.
 
 Used by bench_conn.py and bench_transfer.py (run as scripts: bench/ is on sys.path).
 """
@@ -10,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import re
 import select
 import signal
@@ -26,7 +31,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from bmv2_env import env, runtime_proc, topology  # noqa: E402
+from bmv2_env import env, runtime_proc, targets, topology  # noqa: E402
 from bmv2_env.peers import TCP_SYSCTLS  # noqa: E402
 from bmv2_env.pipeline import PipelineError, PipelineFiles  # noqa: E402
 from bmv2_env.shell import run  # noqa: E402
@@ -59,6 +64,19 @@ def _config_log_cxxflags(binary: Path) -> str | None:
     return None
 
 
+def describe_target() -> str:
+    """What runs the fast path on the selected target (TARGET): bmv2's build (describe_bmv2),
+    or softnic and the Python running it."""
+    try:
+        target = targets.select().target
+    except (ToolNotFound, ValueError) as exc:
+        return f"no usable target: {exc}"
+    if target.name == targets.BMV2:
+        return describe_bmv2()
+    return (f"{target.process} ({target.description}: {PYTHON} -m {targets.SOFTNIC}, "
+            f"Python {platform.python_version()})")
+
+
 def describe_bmv2() -> str:
     """simple_switch_grpc's version, whether logging macros are compiled in, its CXXFLAGS."""
     binary = find_simple_switch_grpc()
@@ -79,13 +97,22 @@ def describe_bmv2() -> str:
 
 
 def skip_reason() -> str | None:
-    """Why the benchmark cannot run here, or None."""
+    """Why the benchmark cannot run here, or None; prints the target it uses (`target: ...`).
+
+    An unusable TARGET (unknown, or bmv2 without simple_switch_grpc) is an error: the message
+    on stderr, exit status 1.
+    """
+    try:
+        selection = targets.select()
+    except (ToolNotFound, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(1) from None
+    print(selection.line, flush=True)
     if os.geteuid() != 0:
         return "needs root (veths and network namespaces)"
-    try:
-        find_simple_switch_grpc()
-    except ToolNotFound as exc:
-        return f"bmv2 not available: {exc}"
+    missing = selection.target.missing()
+    if missing:
+        return f"target {selection.name} not available: {missing}"
     try:
         PipelineFiles().check()
     except PipelineError as exc:
@@ -151,7 +178,8 @@ def _free_port() -> int:
 
 @dataclass
 class P4tasSide:
-    """The bmv2 environment + runtime of this run (prefix unique to this process)."""
+    """The environment (switch of the selected target) + runtime of this run (prefix unique to
+    this process)."""
 
     prefix: str = field(default_factory=lambda: f"b{_base36(os.getpid())}"[:6])
     up: bool = False
@@ -159,7 +187,7 @@ class P4tasSide:
     def start(self, runtime_args: Sequence[str]) -> tuple[env.UpResult, runtime_proc.RuntimeInfo]:
         self.up = True  # from here on, cleanup() runs env.down
         result = env.up(env.EnvOptions(ports=1, prefix=self.prefix, grpc_port=_free_port(),
-                                       peers=True))
+                                       peers=True, target=targets.select().name))
         info = runtime_proc.start(result.state_dir, result.record.grpc_addr, runtime_args)
         return result, info
 

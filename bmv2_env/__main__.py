@@ -1,4 +1,5 @@
-"""p4tas-env: bring the bmv2 development target up and down, and run the PTF suite on it."""
+"""p4tas-env: bring the development environment up and down on the selected fast-path target
+(TARGET=bmv2|soft, bmv2_env.targets), and run the PTF suite on it."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 
-from . import echo_proc, env, ptf_runner, runtime_proc, switch
+from . import echo_proc, env, ptf_runner, runtime_proc, switch, targets
 from .echo_proc import EchoInfo, EchoProcError
 from .peers import Peer, PeerError, PeerSet
 from runtime.datapath_constants import ack_clone_sessions
@@ -26,19 +27,22 @@ from .portmap import (DEFAULT_PREFIX, DEFAULT_WIRE_PORTS, MAX_WIRE_PORTS, MIN_WI
 from .ptf_runner import PtfCounts, PtfError
 from .runtime_proc import RuntimeProcError
 from .shell import CommandError
-from .state import PTF_LOG, RUNTIME_LOG, STATE_DIR_ENV, SWITCH_LOG
+from .state import PTF_LOG, RUNTIME_LOG, STATE_DIR_ENV, SWITCH_LOG, EnvRecord
 from .switch import DEFAULT_GRPC_PORT, SwitchError
-from .toolchain import SIMPLE_SWITCH_GRPC_ENV, ToolNotFound, find_simple_switch_grpc
+from .targets import TARGET_ENV, Selection, Target
+from .toolchain import SIMPLE_SWITCH_GRPC_ENV, ToolNotFound
 
 EXIT_OK, EXIT_FAIL, EXIT_INTERRUPTED = 0, 1, 130
 ENV_ERRORS = (ToolNotFound, CommandError, SwitchError, PipelineError, PtfError, PeerError,
               RuntimeProcError, EchoProcError, ValueError, OSError)
 
 DESCRIPTION = """\
-Bring up the p4tas development target: veth pairs for the bmv2 ports, simple_switch_grpc with
-P4Runtime on loopback, the committed pipeline (p4src/build/) and the ACK clone sessions; run the
-whole stack (`run`: Linux peers and the runtime daemon too); run the PTF suite against it; tear
-it all down. `python -m bmv2_env` is the same command."""
+Bring up the p4tas development environment: veth pairs for the switch ports, the switch of the
+selected target (bmv2: simple_switch_grpc; soft: python -m softnic, the software fast path)
+with P4Runtime on loopback, the committed pipeline (p4src/build/) and the ACK clone sessions;
+run the whole stack (`run`: Linux peers and the runtime daemon too); run the PTF suite against
+it; tear it all down. Every command but `down` prints the target it uses. `python -m bmv2_env`
+is the same command."""
 
 EPILOG = f"""\
 ports (see bmv2_env/README.md):
@@ -48,7 +52,13 @@ ports (see bmv2_env/README.md):
   up --peers: wire port i's peer side goes into namespace <prefix>n<i> with a Linux TCP peer,
         10.99.<i>.2/24; the p4tas side is 10.99.<i>.1, MAC 02:00:0a:63:<i hex>:01
 
+targets (see bmv2_env/README.md):
+  bmv2  simple_switch_grpc, the P4 reference switch (the default when it is found)
+  soft  softnic, this repository's software fast path (python -m softnic; the default without
+        simple_switch_grpc)
+
 environment variables:
+  {TARGET_ENV:<21}bmv2 or soft; unset: bmv2 if simple_switch_grpc is found, else soft
   {SIMPLE_SWITCH_GRPC_ENV:<21}path of simple_switch_grpc (else PATH, else /opt/p4/bin)
   {STATE_DIR_ENV:<21}state dir for PID, logs, port map (default /tmp/p4tas-<prefix>)
   {ptf_runner.REPORT_ENV:<21}file that `ptf` appends its one-line result to (set by `make test`)
@@ -59,7 +69,9 @@ examples:
   p4tas-env run --background       # up --peers + the runtime daemon, left running (make clean-env)
   p4tas-env run -- --time-wait 0.5 # arguments after -- go to the runtime (python -m runtime)
   p4tas-env up                     # 2 wire ports, gRPC on 127.0.0.1:{DEFAULT_GRPC_PORT}
-  p4tas-env --ports 4 --log up     # 4 wire ports, bmv2 packet log in the state dir's {SWITCH_LOG}
+  p4tas-env --ports 4 --log up     # 4 wire ports, the switch's packet log in {SWITCH_LOG}
+  TARGET=soft p4tas-env up         # the same on the software fast path (softnic)
+  p4tas-env targets                # which targets are there, which one is used
   p4tas-env up --peers --no-pipeline   # Linux peers in namespaces p4tn1, p4tn2
   p4tas-env status
   p4tas-env down                   # or: make clean-env
@@ -104,8 +116,9 @@ def _add_common(parser: argparse.ArgumentParser, suppress: bool) -> None:
                         default=default(DEFAULT_GRPC_PORT), metavar="PORT",
                         help=f"P4Runtime gRPC port on 127.0.0.1 (default {DEFAULT_GRPC_PORT})")
     parser.add_argument("--log", action="store_true", default=default(False),
-                        help=f"turn on bmv2's packet log (--log-console, into the state dir's "
-                             f"{SWITCH_LOG}); off by default because it slows bmv2 down")
+                        help=f"turn on the switch's packet log (--log-console, into the state "
+                             f"dir's {SWITCH_LOG}); off by default because it slows the switch "
+                             "down")
     parser.add_argument("-v", "--verbose", action="count", default=default(0),
                         help="log what is done (-vv: debug)")
 
@@ -122,9 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     up = sub.add_parser(
         "up", parents=[sub_common], help="bring the environment up (replacing a stale one)",
-        description="Remove any environment of this prefix, create the veths, start "
-                    "simple_switch_grpc, push the pipeline and the ACK clone sessions, and print "
-                    "what runs. Stop it with `make clean-env` (or `down`).")
+        description="Remove any environment of this prefix, create the veths, start the "
+                    "switch of the selected target (TARGET), push the pipeline and the ACK clone "
+                    "sessions, and print what runs. Stop it with `make clean-env` (or `down`).")
     up.add_argument("--no-pipeline", dest="pipeline", action="store_false",
                     help="start the switch without pushing p4src/build/ "
                          "(push a pipeline yourself over P4Runtime)")
@@ -163,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "down", parents=[sub_common],
         help="stop the runtime and the switch, delete the veths and the state dir",
-        description="Stop our runtime daemon and simple_switch_grpc (by PID, never a reused "
+        description="Stop our runtime daemon and switch of any target (by PID, never a reused "
                     "one), stop the processes in our namespaces, delete the namespaces, our "
                     "veths and the state dir. Succeeds when nothing is there.")
     sub.add_parser("status", parents=[sub_common], help="show what is up",
@@ -175,9 +188,17 @@ def build_parser() -> argparse.ArgumentParser:
         usage="p4tas-env ptf [options] [-- PTF_ARGS...]",
         description="Bring the environment up, run ptf on ptf_tests/ with the peer veths, tear "
                     "down even on failure or Ctrl-C, print `ptf: N passed, F failed, S skipped` "
-                    f"and append it to ${ptf_runner.REPORT_ENV}. Without simple_switch_grpc (or "
-                    "without root) the suite is reported as skipped. Arguments after -- go to "
-                    "ptf (test names, --test-case-timeout ...).")
+                    f"and append it to ${ptf_runner.REPORT_ENV} (`ptf [<target>]: ...`). "
+                    "Without root (or softnic's entry point) the suite is reported as skipped; "
+                    "TARGET=bmv2 without simple_switch_grpc is an error. Arguments after -- go "
+                    "to ptf (test names, --test-case-timeout ...).")
+    targets_cmd = sub.add_parser(
+        "targets", help="list the fast-path targets and say which one is used",
+        description="List the targets (bmv2, soft), whether each is there, and the one that "
+                    f"${TARGET_ENV} (or the default) selects.")
+    targets_cmd.add_argument("--tested", action="store_true",
+                             help="print only the names of the targets `make test` runs "
+                                  "(space-separated): bmv2 when it is found, and soft")
     return parser
 
 
@@ -247,6 +268,7 @@ def _stop_hint(prefix: str) -> str:
 def _switch_lines(result: env.UpResult) -> list[str]:
     """The switch, gRPC and pipeline lines of `up` and `run`."""
     record = result.record
+    name = targets.get(record.target).process
     if record.pipeline:
         sessions = ", ".join(
             f"{s}->{p}" for s, p in ack_clone_sessions(record.portmap.wire_ports).items())
@@ -256,7 +278,7 @@ def _switch_lines(result: env.UpResult) -> list[str]:
         pipe = "not pushed (--no-pipeline)"
     log_note = "packet log on" if record.log else "packet log off"
     return [
-        f"  simple_switch_grpc  pid {result.pid}, {log_note}, "
+        f"  {name:<19} pid {result.pid}, {log_note}, "
         f"output in {result.state_dir / SWITCH_LOG}",
         f"  P4Runtime (gRPC)    {record.grpc_addr}, device id 0",
         f"  pipeline            {pipe}",
@@ -267,7 +289,7 @@ def describe_up(result: env.UpResult) -> str:
     """What `up` prints: switch, gRPC, pipeline, port table, how to stop."""
     record = result.record
     return "\n".join([
-        f"p4tas bmv2 environment '{record.portmap.prefix}' is up",
+        f"p4tas {record.target} environment '{record.portmap.prefix}' is up",
         *_switch_lines(result),
         f"  state dir           {result.state_dir}",
         "",
@@ -282,7 +304,7 @@ EXAMPLE_PORT, EXAMPLE_LINUX_PORT = 5001, 6001
 
 
 def try_it(peer: Peer, control_socket: Path, python: str = sys.executable) -> list[str]:
-    """Commands to try a running stack: Linux <-> p4tas through bmv2, and host_lib's API."""
+    """Commands to try a running stack: Linux <-> p4tas through the switch, and host_lib's API."""
     sock, ns, ip, lip = str(control_socket), peer.netns, peer.local_ip, peer.peer_ip
     channel = ("from host_lib.control_channel import ControlChannel; "
                "from host_lib import control_protocol as cp; "
@@ -394,8 +416,9 @@ def describe_status(st: env.Status) -> str:
         return f"environment '{st.prefix}': nothing is up"
     head = "up" if st.up else f"PARTLY up; clean it with: {_stop_hint(st.prefix)}"
     lines = [f"environment '{st.prefix}': {head}"]
-    lines.append(f"  simple_switch_grpc  {f'pid {st.pid} running' if st.pid else 'not running'}")
+    lines.append(f"  {st.switch_name:<19} {f'pid {st.pid} running' if st.pid else 'not running'}")
     if st.record:
+        lines.append(f"  target              {st.record.target} (as brought up)")
         reach = "accepting connections" if st.grpc_up else "NOT reachable"
         lines.append(f"  P4Runtime (gRPC)    {st.record.grpc_addr}, {reach}")
         pushed = "pushed by up" if st.record.pipeline else "not pushed (--no-pipeline)"
@@ -443,17 +466,25 @@ def _error(command: str, exc: BaseException) -> None:
 
 
 # ---- commands ----------------------------------------------------------------------------------
+def _select() -> Selection:
+    """The target of this command (TARGET, else the default); prints the `target:` line."""
+    selection = targets.select()
+    print(selection.line, flush=True)
+    return selection
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     """`up`: see build_parser."""
+    opts = dataclasses.replace(options(args), target=_select().name)
     with _signals_interrupt():  # Ctrl-C or SIGTERM mid-way: env.up removes what it made
-        result = env.up(options(args))
+        result = env.up(opts)
     print(describe_up(result))
     return EXIT_OK
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     """`run`: see build_parser."""
-    opts = dataclasses.replace(options(args), peers=True, pipeline=True)
+    opts = dataclasses.replace(options(args), peers=True, pipeline=True, target=_select().name)
     runtime_proc.build_command(opts.state_dir, "-", args.extra)  # bad extra arguments: fail now
     with _signals_interrupt():  # Ctrl-C or SIGTERM mid-way: tear down what was made
         result = env.up(opts)
@@ -526,7 +557,9 @@ def _what_died(directory: Path) -> str | None:
     if runtime_proc.running_pid(directory) is None:
         return f"the runtime exited (see {runtime_proc.log_path(directory)})"
     if switch.running_pid(directory) is None:
-        return f"simple_switch_grpc exited (see {directory / SWITCH_LOG})"
+        record = EnvRecord.load(directory)
+        name = targets.get(record.target).process if record else "the switch"
+        return f"{name} exited (see {directory / SWITCH_LOG})"
     return None
 
 
@@ -544,8 +577,7 @@ def _foreground_teardown(prefix: str, directory: Path, keep_logs: bool, code: in
         parts.append(f"echo server pid {', '.join(map(str, echo_pids))}")
     if result.runtime_pids:
         parts.append(f"runtime pid {', '.join(map(str, result.runtime_pids))}")
-    if result.stopped_pids:
-        parts.append(f"simple_switch_grpc pid {', '.join(map(str, result.stopped_pids))}")
+    parts += result.switches_stopped()
     stopped = "; ".join(parts) or "nothing was running any more"
     removed = " ".join(result.removed) or "nothing"
     print(f"run: stopped {stopped}; deleted {removed}", flush=True)
@@ -569,8 +601,7 @@ def cmd_down(args: argparse.Namespace) -> int:
     parts = []
     if result.runtime_pids:
         parts.append(f"stopped runtime pid {', '.join(map(str, result.runtime_pids))}")
-    if result.stopped_pids:
-        parts.append(f"stopped simple_switch_grpc pid {', '.join(map(str, result.stopped_pids))}")
+    parts += [f"stopped {item}" for item in result.switches_stopped()]
     if result.removed:
         parts.append(f"deleted {' '.join(result.removed)}")  # veths (both ends) and namespaces
     if result.state_files:
@@ -581,17 +612,34 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     """`status`: see build_parser."""
+    _select()  # what `up` and `run` would use; the environment's own target is in the body
     st = env.status(args.prefix)
     print(describe_status(st))
     return EXIT_OK if st.up or st.nothing else EXIT_FAIL
 
 
-def _ptf_skip_reason() -> tuple[str, str] | None:
-    """(short, full) reason to skip the PTF suite, or None to run it."""
+def cmd_targets(args: argparse.Namespace) -> int:
+    """`targets`: see build_parser."""
+    if args.tested:
+        print(" ".join(t.name for t in targets.tested_targets()))
+        return EXIT_OK
     try:
-        find_simple_switch_grpc()
-    except ToolNotFound as exc:
-        return "simple_switch_grpc not found", str(exc)
+        print(targets.select().line)
+    except (ToolNotFound, ValueError) as exc:
+        print(f"target: none: {_first_line(exc)}")
+    for target in targets.TARGETS.values():
+        missing = target.missing()
+        where = f"NOT AVAILABLE: {missing}" if missing else " ".join(target.command_prefix())
+        print(f"  {target.name:<5} {target.description}: {where}")
+    print(f"make test runs: {' '.join(t.name for t in targets.tested_targets())}")
+    return EXIT_OK
+
+
+def _ptf_skip_reason(target: Target) -> tuple[str, str] | None:
+    """(short, full) reason to skip the PTF suite on `target`, or None to run it."""
+    missing = target.missing()
+    if missing:  # only the soft target can get here: TARGET=bmv2 without bmv2 is an error
+        return missing.partition(": ")[0], missing
     if os.geteuid() != 0:
         return "needs root", "creating veths and running ptf needs root (run as root or with sudo)"
     return None
@@ -621,12 +669,14 @@ def _signals_ignored() -> Iterator[None]:
             signal.signal(sig, old)
 
 
-def _run_suite(opts: env.EnvOptions, extra: Sequence[str]) -> tuple[PtfCounts, str | None]:
+def _run_suite(opts: env.EnvOptions, extra: Sequence[str],
+               stage: str) -> tuple[PtfCounts, str | None]:
     """up, then ptf; return the counts and a note for the report line."""
     result = env.up(opts)
     record = result.record
-    print(f"ptf: environment up: simple_switch_grpc pid {result.pid}, gRPC {record.grpc_addr}, "
-          f"{record.portmap.num_wire_ports} wire ports + host port", flush=True)
+    print(f"{stage}: environment up: {targets.get(record.target).process} pid {result.pid}, "
+          f"gRPC {record.grpc_addr}, {record.portmap.num_wire_ports} wire ports + host port",
+          flush=True)
     cmd = ptf_runner.build_command(record.portmap, record.grpc_addr, result.state_dir,
                                    PipelineFiles(), extra)
     code, output = ptf_runner.run(cmd)
@@ -640,16 +690,26 @@ def _run_suite(opts: env.EnvOptions, extra: Sequence[str]) -> tuple[PtfCounts, s
 
 def cmd_ptf(args: argparse.Namespace) -> int:
     """`ptf`: see build_parser."""
-    skip = _ptf_skip_reason()
+    try:
+        selection = _select()
+    except (ToolNotFound, ValueError) as exc:  # TARGET=bmv2 without bmv2, or TARGET=nonsense
+        stage = ptf_runner.stage_name(targets.selected_name())
+        _error("ptf", exc)
+        line = PtfCounts(failed=1).line(f"error: {_first_line(exc)}", stage)
+        print(line)
+        ptf_runner.append_report(line)
+        return EXIT_FAIL
+    stage = ptf_runner.stage_name(selection.name)
+    skip = _ptf_skip_reason(selection.target)
     if skip is not None:
-        print(f"ptf: SKIPPED: {skip[1]}")
-        ptf_runner.append_report(PtfCounts(skipped=ptf_runner.count_tests()).line(skip[0]))
+        print(f"{stage}: SKIPPED: {skip[1]}")
+        ptf_runner.append_report(PtfCounts(skipped=ptf_runner.count_tests()).line(skip[0], stage))
         return EXIT_OK
-    opts = options(args)
+    opts = dataclasses.replace(options(args), target=selection.name)
     exit_code = EXIT_FAIL
     try:
         with _signals_interrupt():
-            counts, note = _run_suite(opts, args.extra)
+            counts, note = _run_suite(opts, args.extra, stage)
             exit_code = EXIT_OK if counts.ok else EXIT_FAIL
     except KeyboardInterrupt:
         counts, note, exit_code = PtfCounts(failed=1), "interrupted", EXIT_INTERRUPTED
@@ -659,11 +719,11 @@ def cmd_ptf(args: argparse.Namespace) -> int:
     finally:
         with _signals_ignored():
             exit_code = _teardown(opts.prefix, exit_code)
-    line = counts.line(note)
+    line = counts.line(note, stage)
     print(line)
     kept = [name for name in (PTF_LOG, "ptf.pcap", SWITCH_LOG) if (opts.state_dir / name).exists()]
     if kept:
-        print(f"ptf: logs kept in {opts.state_dir}: {', '.join(kept)}")
+        print(f"{stage}: logs kept in {opts.state_dir}: {', '.join(kept)}")
     ptf_runner.append_report(line)
     return exit_code
 
@@ -680,6 +740,7 @@ def _teardown(prefix: str, exit_code: int) -> int:
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "up": cmd_up, "run": cmd_run, "down": cmd_down, "status": cmd_status, "ptf": cmd_ptf,
+    "targets": cmd_targets,
 }
 
 

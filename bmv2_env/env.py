@@ -1,4 +1,5 @@
-"""Bring a whole environment up and down: veths, switch, pipeline, state dir."""
+"""Bring a whole environment up and down: veths, switch (of the selected target), pipeline,
+state dir."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import echo_proc, pipeline, runtime_proc, switch, topology
+from . import echo_proc, pipeline, runtime_proc, switch, targets, topology
 from .peers import Peer, PeerError, PeerSet, link_in_netns
 from .pipeline import PipelineFiles
 from .portmap import DEFAULT_PREFIX, DEFAULT_WIRE_PORTS, PortMap
@@ -14,7 +15,7 @@ from .state import (CONTROL_SOCKET, ECHO_LOG, ECHO_PID, ENV_FILE, PEERS_FILE, PO
                     PTF_LOG, RUNTIME_LOG, RUNTIME_PID, SWITCH_LOG, SWITCH_PID, EnvRecord,
                     state_dir)
 from .switch import DEFAULT_GRPC_PORT, SwitchConfig
-from .toolchain import find_simple_switch_grpc
+from .targets import Target
 
 log = logging.getLogger(__name__)
 
@@ -34,16 +35,22 @@ class EnvOptions:
     log: bool = False
     pipeline: bool = True
     peers: bool = False  # wire ports' peer veths into namespaces with Linux peers (not for PTF)
+    target: str | None = None  # "bmv2" or "soft"; None: $TARGET or the default (targets.select)
 
     @property
     def state_dir(self) -> Path:
         """Where this environment keeps its PID, logs and port map."""
         return state_dir(self.prefix)
 
-    def switch_config(self) -> SwitchConfig:
+    def resolve_target(self) -> Target:
+        """The target to run: `target` if given, else the selected one (TARGET, default)."""
+        return targets.get(self.target) if self.target else targets.select().target
+
+    def switch_config(self, target: str | None = None) -> SwitchConfig:
         """The switch configuration for these options (validates them)."""
         portmap = PortMap(self.ports, self.prefix)
-        return SwitchConfig(portmap, self.state_dir, self.grpc_port, self.log)
+        return SwitchConfig(portmap, self.state_dir, self.grpc_port, self.log,
+                            target=target or self.target or targets.BMV2)
 
 
 @dataclass(frozen=True)
@@ -61,11 +68,19 @@ class UpResult:
 class DownResult:
     """What `down` removed."""
 
-    stopped_pids: list[int] = field(default_factory=list)  # simple_switch_grpc
+    stopped_pids: list[int] = field(default_factory=list)  # the switch (any target)
     removed: list[str] = field(default_factory=list)
     state_files: list[str] = field(default_factory=list)
     runtime_pids: list[int] = field(default_factory=list)  # the runtime daemon (runtime_proc)
     echo_pids: list[int] = field(default_factory=list)  # run's echo server (echo_proc)
+    switch_names: dict[int, str] = field(default_factory=dict)  # pid -> its target's process
+
+    def switches_stopped(self) -> list[str]:
+        """`simple_switch_grpc pid 12` (`softnic pid 13, 14`), one item per process name."""
+        by_name: dict[str, list[str]] = {}
+        for pid in self.stopped_pids:
+            by_name.setdefault(self.switch_names.get(pid, "switch"), []).append(str(pid))
+        return [f"{name} pid {', '.join(pids)}" for name, pids in by_name.items()]
 
     @property
     def nothing(self) -> bool:
@@ -90,6 +105,13 @@ class Status:
     runtime_pid: int | None = None  # the runtime daemon, if it runs (runtime_proc)
     runtime_pid_file: bool = False  # runtime.pid exists: a runtime was started for this env
     echo_pid: int | None = None  # the example echo server of a foreground `run` (echo_proc)
+
+    @property
+    def switch_name(self) -> str:
+        """What the switch is called: the recorded target's process, else the running one's."""
+        if self.record is not None and self.record.target in targets.TARGETS:
+            return targets.get(self.record.target).process
+        return switch.process_name(self.pid) if self.pid else "switch"
 
     @property
     def expected_interfaces(self) -> list[str]:
@@ -122,9 +144,13 @@ class Status:
 
 
 def up(opts: EnvOptions) -> UpResult:
-    """Replace any environment of this prefix with a fresh one; on failure remove what was made."""
-    config = opts.switch_config()
-    binary = find_simple_switch_grpc()
+    """Replace any environment of this prefix with a fresh one; on failure remove what was made.
+
+    The switch is of opts.target, else of the selected target (TARGET; bmv2_env.targets).
+    """
+    target = opts.resolve_target()
+    config = opts.switch_config(target.name)
+    program = target.command_prefix()  # ToolNotFound before anything is touched
     files = PipelineFiles()
     if opts.pipeline:
         files.check()
@@ -132,9 +158,10 @@ def up(opts: EnvOptions) -> UpResult:
     try:
         topology.create(config.portmap)
         peer_set = PeerSet.create(config.portmap) if opts.peers else None
-        pid = switch.start(config, binary)
+        pid = switch.start(config, program)
         loaded = pipeline.push(config.grpc_addr, config.portmap, files) if opts.pipeline else False
-        record = EnvRecord(config.portmap, config.grpc_addr, opts.log, opts.pipeline, opts.peers)
+        record = EnvRecord(config.portmap, config.grpc_addr, opts.log, opts.pipeline, opts.peers,
+                           target.name)
         if peer_set is not None:
             peer_set.save(config.state_dir)
         record.save(config.state_dir)
@@ -166,10 +193,14 @@ def down(prefix: str, keep_logs: bool = False) -> DownResult:
     result = DownResult()
     result.echo_pids = echo_proc.stop_all(directory)
     result.runtime_pids = runtime_proc.stop_all(directory)
+    recorded = switch.running_pid(directory)
+    name = switch.process_name(recorded) if recorded is not None else "switch"
     stopped = switch.stop(directory)
     if stopped is not None:
         result.stopped_pids.append(stopped)
+        result.switch_names[stopped] = name
     for pid in switch.find_switches_on(prefix):  # e.g. a switch whose state dir was lost
+        result.switch_names[pid] = switch.process_name(pid)
         switch.terminate(pid)
         result.stopped_pids.append(pid)
     result.removed = topology.destroy(prefix)

@@ -1,4 +1,5 @@
-"""Run the PTF suite against a running environment and turn its output into one report line."""
+"""Run the PTF suite against a running environment and turn its output into one report line,
+labelled with the target it ran on (`ptf [bmv2]: N passed, F failed, S skipped`)."""
 
 from __future__ import annotations
 
@@ -36,10 +37,15 @@ class PtfCounts:
         """True if nothing failed or errored."""
         return self.failed == 0
 
-    def line(self, note: str | None = None) -> str:
-        """`ptf: N passed, F failed, S skipped[ (note)]`."""
-        text = f"ptf: {self.passed} passed, {self.failed} failed, {self.skipped} skipped"
+    def line(self, note: str | None = None, stage: str = "ptf") -> str:
+        """`<stage>: N passed, F failed, S skipped[ (note)]`; stage e.g. `ptf [soft]`."""
+        text = f"{stage}: {self.passed} passed, {self.failed} failed, {self.skipped} skipped"
         return f"{text} ({note})" if note else text
+
+
+def stage_name(target: str) -> str:
+    """The report label of a PTF run on `target`: `ptf [bmv2]`."""
+    return f"ptf [{target}]"
 
 
 # ---- counting and parsing ---------------------------------------------------------------------

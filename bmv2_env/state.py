@@ -34,6 +34,7 @@ class EnvRecord:
     """What `up` brought up, saved as env.json (the PortMap also goes alone to portmap.json).
 
     `peers`: the wire ports' peer veths are in namespaces (`up --peers`; table in peers.json).
+    `target`: the switch's target (bmv2_env.targets), "bmv2" in records from before targets.
     """
 
     portmap: PortMap
@@ -41,6 +42,7 @@ class EnvRecord:
     log: bool
     pipeline: bool
     peers: bool = False
+    target: str = "bmv2"
 
     def save(self, directory: Path) -> None:
         """Write env.json and portmap.json into `directory`."""
@@ -55,6 +57,7 @@ class EnvRecord:
         try:
             data = json.loads((directory / ENV_FILE).read_text())
             return cls(PortMap.from_dict(data["portmap"]), str(data["grpc_addr"]),
-                       bool(data["log"]), bool(data["pipeline"]), bool(data.get("peers", False)))
+                       bool(data["log"]), bool(data["pipeline"]), bool(data.get("peers", False)),
+                       str(data.get("target", "bmv2")))
         except (OSError, ValueError, KeyError, TypeError):
             return None

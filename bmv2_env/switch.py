@@ -1,19 +1,20 @@
-"""Start and stop simple_switch_grpc on a PortMap's interfaces; PID and log go to the state dir."""
+"""Start and stop the switch (a target's process: simple_switch_grpc, or softnic) on a PortMap's
+interfaces; PID and log go to the state dir. The targets take the same arguments."""
 
 from __future__ import annotations
 
 import logging
-import os
 import socket
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import targets
 from .portmap import PortMap
 from .processes import ManagedProcess, ProcessKind, cmdline, find_pids
 from .state import SWITCH_LOG, SWITCH_PID
-from .toolchain import SIMPLE_SWITCH_GRPC, find_simple_switch_grpc
+from .targets import BMV2, Target
 from .topology import interface_pattern
 
 log = logging.getLogger(__name__)
@@ -25,24 +26,31 @@ STOP_GRACE = 5.0
 
 
 class SwitchError(RuntimeError):
-    """simple_switch_grpc could not be started or stopped."""
+    """The switch (simple_switch_grpc, softnic) could not be started or stopped."""
 
 
 @dataclass(frozen=True)
 class SwitchConfig:
-    """How to run one simple_switch_grpc."""
+    """How to run one switch of `target` (bmv2_env.targets: "bmv2" or "soft")."""
 
     portmap: PortMap
     state_dir: Path
     grpc_port: int = DEFAULT_GRPC_PORT
     log: bool = False
     device_id: int = 0
+    target: str = BMV2
 
     def __post_init__(self) -> None:
         if isinstance(self.grpc_port, bool) or not isinstance(self.grpc_port, int) \
                 or not 1 <= self.grpc_port <= 65535:
             raise ValueError(f"gRPC port must be an integer from 1 to 65535, "
                              f"got {self.grpc_port!r}")
+        targets.get(self.target)  # ValueError for an unknown target
+
+    @property
+    def target_info(self) -> Target:
+        """The target this switch runs."""
+        return targets.get(self.target)
 
     @property
     def grpc_addr(self) -> str:
@@ -60,9 +68,14 @@ class SwitchConfig:
         return self.state_dir / SWITCH_PID
 
 
-def build_command(binary: Path, config: SwitchConfig) -> list[str]:
-    """The simple_switch_grpc command line for `config` (no P4 program: pushed over P4Runtime)."""
-    cmd = [str(binary), "--no-p4", "--device-id", str(config.device_id),
+def build_command(program: Path | str | Sequence[str], config: SwitchConfig) -> list[str]:
+    """The switch command line for `config` (no P4 program: it is pushed over P4Runtime).
+
+    `program` is a binary (simple_switch_grpc) or a command prefix (`python -m softnic`): the
+    arguments after it are the same for every target.
+    """
+    prefix = [str(program)] if isinstance(program, (str, Path)) else [str(a) for a in program]
+    cmd = [*prefix, "--no-p4", "--device-id", str(config.device_id),
            *config.portmap.bmv2_interface_args()]
     if config.log:
         cmd.append("--log-console")
@@ -72,12 +85,12 @@ def build_command(binary: Path, config: SwitchConfig) -> list[str]:
 
 # ---- processes -------------------------------------------------------------------------------
 def _is_switch_cmdline(argv: Sequence[str]) -> bool:
-    """True if `argv` runs simple_switch_grpc; argv[1] counts too, for a wrapper script run by
-    its interpreter (`sh .../simple_switch_grpc`)."""
-    return any(os.path.basename(arg).endswith(SIMPLE_SWITCH_GRPC) for arg in argv[:2])
+    """True if `argv` runs any target's switch: simple_switch_grpc (also as a wrapper script run
+    by its interpreter, `sh .../simple_switch_grpc`) or `python -m softnic`."""
+    return targets.is_switch_cmdline(argv)
 
 
-SWITCH = ProcessKind(SIMPLE_SWITCH_GRPC, _is_switch_cmdline, SwitchError)
+SWITCH = ProcessKind("switch", _is_switch_cmdline, SwitchError)
 
 
 def _process(state_dir: Path) -> ManagedProcess:
@@ -86,8 +99,14 @@ def _process(state_dir: Path) -> ManagedProcess:
 
 
 def is_switch_process(pid: int) -> bool:
-    """True if `pid` is a live simple_switch_grpc (guards against a reused PID)."""
+    """True if `pid` is a live switch of any target (guards against a reused PID)."""
     return _is_switch_cmdline(cmdline(pid))
+
+
+def process_name(pid: int) -> str:
+    """What `pid` is called in messages: its target's process name, or `switch`."""
+    target = targets.of_cmdline(cmdline(pid))
+    return target.process if target is not None else "switch"
 
 
 def terminate(pid: int, grace: float = STOP_GRACE) -> None:
@@ -101,12 +120,13 @@ def read_pid(state_dir: Path) -> int | None:
 
 
 def running_pid(state_dir: Path) -> int | None:
-    """The recorded PID if that process really is a running simple_switch_grpc."""
+    """The recorded PID if that process really is a running switch (of any target)."""
     return _process(state_dir).running_pid()
 
 
 def find_switches_on(prefix: str) -> list[int]:
-    """PIDs of any simple_switch_grpc bound to interfaces of `prefix` (say, a lost state dir's)."""
+    """PIDs of any switch (simple_switch_grpc, softnic) bound to interfaces of `prefix` (say, a
+    lost state dir's)."""
     pattern = interface_pattern(prefix)
 
     def on_prefix(pid: int) -> bool:
@@ -126,18 +146,23 @@ def grpc_reachable(port: int, host: str = GRPC_HOST) -> bool:
         return False
 
 
-def start(config: SwitchConfig, binary: Path | None = None,
+def start(config: SwitchConfig, program: Path | Sequence[str] | None = None,
           timeout: float = DEFAULT_START_TIMEOUT) -> int:
-    """Start the switch in the background, wait for its gRPC port, return its PID."""
-    binary = binary or find_simple_switch_grpc()
+    """Start the switch in the background, wait for its gRPC port, return its PID.
+
+    `program`: the binary or command prefix (build_command); by default the one of
+    config.target (ToolNotFound if it is not there).
+    """
+    target = config.target_info
+    program = program or target.command_prefix()
     if grpc_reachable(config.grpc_port):
         raise SwitchError(f"{config.grpc_addr} is already in use (another switch? "
                           f"`make clean-env`, or choose another --grpc-port)")
     config.state_dir.mkdir(parents=True, exist_ok=True)
-    cmd = build_command(binary, config)
-    log.info("starting: %s", " ".join(cmd))
+    cmd = build_command(program, config)
+    log.info("starting %s: %s", target.name, " ".join(cmd))
     process = _process(config.state_dir)
-    proc = process.spawn(cmd)
+    proc = process.spawn(cmd, cwd=target.cwd)
     try:
         _wait_for_grpc(process, proc, config, timeout)
     except SwitchError:
@@ -149,11 +174,12 @@ def start(config: SwitchConfig, binary: Path | None = None,
 def _wait_for_grpc(process: ManagedProcess, proc: subprocess.Popen[bytes], config: SwitchConfig,
                    timeout: float) -> None:
     """Return once the switch accepts gRPC connections; SwitchError with its log if it does not."""
+    name = config.target_info.process
+
     def exited(code: int) -> str:
-        return (f"simple_switch_grpc exited with code {code} before its gRPC server came up on "
+        return (f"{name} exited with code {code} before its gRPC server came up on "
                 f"{config.grpc_addr}")
-    silent = (f"simple_switch_grpc did not accept gRPC connections on {config.grpc_addr} "
-              f"within {timeout:g} s")
+    silent = f"{name} did not accept gRPC connections on {config.grpc_addr} within {timeout:g} s"
     process.wait_ready(proc, lambda: True if grpc_reachable(config.grpc_port) else None,
                        timeout, exited, silent, poll=0.1)
 

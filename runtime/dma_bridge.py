@@ -238,15 +238,17 @@ class FrameLink(Protocol):
 
 
 class HostPort:
-    """AF_PACKET raw socket on the host-port interface, channel EtherType only, non-blocking."""
+    """AF_PACKET raw socket on the host-port interface, non-blocking; channel EtherType only
+    unless `ethertype` says otherwise (softnic takes every frame: ETH_P_ALL)."""
 
-    def __init__(self, ifname: str, rcvbuf: int = SOCKET_RCVBUF_BYTES) -> None:
+    def __init__(self, ifname: str, rcvbuf: int = SOCKET_RCVBUF_BYTES,
+                 ethertype: int = ETHERTYPE_NIC_HOST) -> None:
         self.ifname = ifname
         # Protocol 0 receives nothing until bind() names the interface and EtherType, so no frame
         # of another interface slips in between socket() and bind().
         self._sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
         try:
-            self._sock.bind((ifname, ETHERTYPE_NIC_HOST))
+            self._sock.bind((ifname, ethertype))
             self._sock.setblocking(False)
             self._set_rcvbuf(rcvbuf)
             self._ignore_outgoing()

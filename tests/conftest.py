@@ -1,9 +1,57 @@
-"""Adds the pytest counts (unit and end-to-end tests) to the `make test` report
-(P4TAS_REPORT); tests/summary.py adds the stages up."""
+"""Marks the tests that run a switch, names the target in pytest's header, and adds the pytest
+counts to the `make test` report (P4TAS_REPORT); tests/summary.py adds the stages up.
+
+A test that starts a real switch (every test of the end-to-end modules tests/test_e2e_*.py,
+and the `@pytest.mark.target` tests in tests/test_bmv2_env*.py) has the `target` marker: `make test`
+runs `-m "not target"` once (the unit stage) and `-m target` once per target (TARGET=bmv2,
+TARGET=soft). P4TAS_PYTEST_STAGE names the stage in the report line:
+
+- `unit` -> `pytest (unit): ...`
+- `e2e`  -> `pytest e2e [<target>]: ...` (the target TARGET selects, bmv2_env.targets)
+- unset  -> `pytest: ...`, or `pytest [<target>]: ...` when target tests ran
+"""
 
 from __future__ import annotations
 
 import os
+
+import pytest
+
+from bmv2_env import targets
+from bmv2_env.toolchain import ToolNotFound
+
+TARGET_MARK = "target"
+STAGE_ENV = "P4TAS_PYTEST_STAGE"
+E2E_MODULE_PREFIX = "test_e2e_"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", f"{TARGET_MARK}: runs a real switch of the selected target (TARGET=bmv2|soft); "
+                   "`make test` runs these once per target")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every test of an end-to-end module runs a switch: mark it."""
+    for item in items:
+        if item.path.name.startswith(E2E_MODULE_PREFIX):
+            item.add_marker(TARGET_MARK)
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    try:
+        return targets.select().line
+    except (ToolNotFound, ValueError) as exc:
+        return f"target: unusable: {exc}"
+
+
+def stage_label(stage: str | None, target: str, ran_target_tests: bool) -> str:
+    """The report label of this pytest run (see the module docstring)."""
+    if stage == "unit":
+        return "pytest (unit)"
+    if stage == "e2e":
+        return f"pytest e2e [{target}]"
+    return f"pytest [{target}]" if ran_target_tests else "pytest"
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
@@ -15,7 +63,12 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
     failed = len(stats.get("failed", [])) + len(stats.get("error", []))
     skipped = stats.get("skipped", [])
     reasons = sorted({str(r.longrepr[2]) for r in skipped if isinstance(r.longrepr, tuple)})
-    line = f"pytest: {passed} passed, {failed} failed, {len(skipped)} skipped"
+    ran_target_tests = any(TARGET_MARK in r.keywords for key in ("passed", "failed", "error",
+                                                                 "skipped")
+                           for r in stats.get(key, []) if hasattr(r, "keywords"))
+    label = stage_label(os.environ.get(STAGE_ENV, "").strip() or None, targets.selected_name(),
+                        ran_target_tests)
+    line = f"{label}: {passed} passed, {failed} failed, {len(skipped)} skipped"
     if reasons:
         line += f" ({'; '.join(reasons)})"
     with open(report, "a", encoding="utf-8") as handle:

@@ -1,5 +1,9 @@
-"""The whole p4tas stack for end-to-end tests: veths, bmv2 with the pipeline, Linux peers in
-namespaces, and the runtime daemon, started for real and torn down afterwards."""
+"""The whole p4tas stack for end-to-end tests: veths, the switch of the selected target (TARGET:
+bmv2 or soft, bmv2_env.targets) with the pipeline, Linux peers in namespaces, and the runtime
+daemon, started for real and torn down afterwards.
+
+The tests never ask which target runs: they run unchanged on every one (`make test` runs them
+once per target, each with its own P4TAS_E2E_PREFIX and P4TAS_E2E_GRPC_PORT)."""
 
 from __future__ import annotations
 
@@ -11,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from bmv2_env import env, runtime_proc
+from bmv2_env import env, runtime_proc, targets
 from bmv2_env.peers import Peer, popen_in
 from bmv2_env.pipeline import PipelineFiles
 from bmv2_env.runtime_proc import RuntimeInfo
-from bmv2_env.toolchain import ToolNotFound, find_simple_switch_grpc
+from bmv2_env.targets import Target
 from host_lib.control_channel import ControlChannel
 from runtime.p4rt.client import P4RuntimeClient
 
@@ -25,12 +29,21 @@ GRPC_PORT = int(os.environ.get("P4TAS_E2E_GRPC_PORT", "9661"))
 READY_TIMEOUT = 30.0
 
 
+def target() -> Target:
+    """The target the stack runs on: $TARGET, else bmv2 when it is found, else soft.
+
+    Raises (ToolNotFound, ValueError) for TARGET=bmv2 without simple_switch_grpc or an unknown
+    TARGET: a target asked for by name and not there is an error, not a skip.
+    """
+    return targets.select().target
+
+
 def skip_reason() -> str | None:
-    """Why the end-to-end stack cannot run here, or None."""
-    try:
-        find_simple_switch_grpc()
-    except ToolNotFound as exc:
-        return f"bmv2 not available: {exc}"
+    """Why the end-to-end stack cannot run here, or None (see target() for what raises)."""
+    chosen = target()
+    missing = chosen.missing()
+    if missing:
+        return f"target {chosen.name} not available: {missing}"
     files = PipelineFiles()
     if not (files.p4info.is_file() and files.bmv2_json.is_file()):
         return "p4src/build/ artifacts missing (make p4)"
@@ -91,7 +104,8 @@ def stack_fixture(tmp_path_factory: pytest.TempPathFactory, runtime_args: list[s
     if reason:
         pytest.skip(reason)
     try:
-        result = env.up(env.EnvOptions(ports=1, prefix=PREFIX, grpc_port=GRPC_PORT, peers=True))
+        result = env.up(env.EnvOptions(ports=1, prefix=PREFIX, grpc_port=GRPC_PORT, peers=True,
+                                       target=target().name))
         info = runtime_proc.start(result.state_dir, result.record.grpc_addr, runtime_args,
                                   timeout=READY_TIMEOUT)
         yield Stack(result.peers.peer(1), info.control_socket, info.grpc_addr, info)

@@ -1,8 +1,9 @@
 """Tests of bmv2_env: port map, tool lookup, CLI, veth topology, switch start/stop, PTF plumbing.
 
 The topology and CLI round-trip tests create real veths (root only) under a prefix unique to this
-process, and use a stand-in simple_switch_grpc (a script that only opens the gRPC port), so they
-need neither bmv2 nor the compiled pipeline.
+process, and use a stand-in simple_switch_grpc (a script that only opens the gRPC port, run as
+TARGET=bmv2), so they need neither bmv2 nor the compiled pipeline. The one test that runs the
+real switch (`target` marker) runs it on the selected target (TARGET).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from bmv2_env import __main__ as cli
-from bmv2_env import env, ptf_runner, switch, toolchain, topology
+from bmv2_env import env, ptf_runner, switch, targets, toolchain, topology
 from bmv2_env.pipeline import PipelineError, PipelineFiles
 from runtime.datapath_constants import ack_clone_sessions
 from bmv2_env.portmap import PortMap
@@ -80,10 +81,17 @@ def _ip_link(name: str) -> str:
 
 @pytest.fixture
 def no_switch_anywhere(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No SIMPLE_SWITCH_GRPC, an empty PATH and an empty /opt/p4/bin stand-in."""
+    """No SIMPLE_SWITCH_GRPC, an empty PATH and an empty /opt/p4/bin stand-in; TARGET=bmv2."""
     monkeypatch.delenv("SIMPLE_SWITCH_GRPC", raising=False)
     monkeypatch.setenv("PATH", str(tmp_path / "empty-path"))
     monkeypatch.setattr(toolchain, "OPT_P4_BIN", tmp_path / "empty-opt")
+    monkeypatch.setenv("TARGET", "bmv2")
+
+
+def _stand_in_switch(monkeypatch: pytest.MonkeyPatch, binary: Path) -> None:
+    """Run `binary` as simple_switch_grpc: SIMPLE_SWITCH_GRPC and TARGET=bmv2."""
+    monkeypatch.setenv("SIMPLE_SWITCH_GRPC", str(binary))
+    monkeypatch.setenv("TARGET", "bmv2")
 
 
 @pytest.fixture
@@ -216,9 +224,9 @@ def test_cli_help_documents_commands_options_and_env(capsys: pytest.CaptureFixtu
         cli.main(["--help"])
     assert info.value.code == 0
     out = capsys.readouterr().out
-    for word in ("up", "down", "status", "ptf", "--ports", "--prefix", "--grpc-port", "--log",
-                 "SIMPLE_SWITCH_GRPC", "P4TAS_STATE_DIR", "P4TAS_REPORT", "254", "255",
-                 "clean-env"):
+    for word in ("up", "down", "status", "ptf", "targets", "--ports", "--prefix", "--grpc-port",
+                 "--log", "TARGET", "bmv2", "soft", "SIMPLE_SWITCH_GRPC", "P4TAS_STATE_DIR",
+                 "P4TAS_REPORT", "254", "255", "clean-env"):
         assert word in out
 
 
@@ -285,6 +293,8 @@ def test_switch_command_line(tmp_path: Path) -> None:
     assert logged[logged.index("--") - 1] == "--log-console"
     with pytest.raises(ValueError, match="gRPC port"):
         SwitchConfig(PortMap(), tmp_path, grpc_port=0)
+    with pytest.raises(ValueError, match="unknown target 'tofino'"):
+        SwitchConfig(PortMap(), tmp_path, target="tofino")
 
 
 def test_switch_start_without_binary_gives_the_fix(no_switch_anywhere: None,
@@ -408,15 +418,49 @@ def test_ptf_command_line(tmp_path: Path) -> None:
                       "portmap": str(tmp_path / "portmap.json")}
 
 
-def test_ptf_skips_without_switch(no_switch_anywhere: None, monkeypatch: pytest.MonkeyPatch,
-                                  tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_ptf_with_target_bmv2_but_no_switch_is_an_error(
+        no_switch_anywhere: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    report = tmp_path / "report.txt"
+    monkeypatch.setenv("P4TAS_REPORT", str(report))
+    assert cli.main(["ptf"]) == 1
+    captured = capsys.readouterr()
+    assert captured.err.startswith("ptf: error: simple_switch_grpc not found: set "
+                                   "SIMPLE_SWITCH_GRPC")
+    expected = "ptf [bmv2]: 0 passed, 1 failed, 0 skipped (error: simple_switch_grpc not found: "
+    assert report.read_text().startswith(expected)
+    assert captured.out.startswith(expected)
+
+
+def test_ptf_skips_when_softnic_is_missing(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("TARGET", "soft")
+    monkeypatch.setattr(targets, "SOFTNIC_MAIN", tmp_path / "softnic" / "__main__.py")
     report = tmp_path / "report.txt"
     monkeypatch.setenv("P4TAS_REPORT", str(report))
     assert cli.main(["ptf"]) == 0
-    assert capsys.readouterr().out.startswith("ptf: SKIPPED: simple_switch_grpc not found")
-    expected = (f"ptf: 0 passed, 0 failed, {ptf_runner.count_tests()} skipped "
-                "(simple_switch_grpc not found)")
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "target: soft (software fast path; TARGET=soft)"
+    assert out[1].startswith("ptf [soft]: SKIPPED: softnic not found: ")
+    expected = (f"ptf [soft]: 0 passed, 0 failed, {ptf_runner.count_tests()} skipped "
+                "(softnic not found)")
     assert report.read_text() == expected + "\n"
+
+
+def test_ptf_skips_without_root(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("TARGET", "soft")
+    softnic_main = tmp_path / "softnic" / "__main__.py"  # there, whether softnic is yet or not
+    softnic_main.parent.mkdir()
+    softnic_main.write_text("")
+    monkeypatch.setattr(targets, "SOFTNIC_MAIN", softnic_main)
+    monkeypatch.setattr(cli.os, "geteuid", lambda: 1000)
+    report = tmp_path / "report.txt"
+    monkeypatch.setenv("P4TAS_REPORT", str(report))
+    assert cli.main(["ptf"]) == 0
+    assert "ptf [soft]: SKIPPED: creating veths and running ptf needs root" in \
+        capsys.readouterr().out
+    assert report.read_text().endswith(" skipped (needs root)\n")
 
 
 class _FakeEnv:
@@ -437,18 +481,19 @@ class _FakeEnv:
 
 
 @pytest.mark.parametrize("outcome, exit_code, line", [
-    ((0, OK_OUTPUT), 0, "ptf: 3 passed, 0 failed, 0 skipped"),
-    ((1, FAILED_OUTPUT), 1, "ptf: 2 passed, 2 failed, 1 skipped"),
+    ((0, OK_OUTPUT), 0, "ptf [bmv2]: 3 passed, 0 failed, 0 skipped"),
+    ((1, FAILED_OUTPUT), 1, "ptf [bmv2]: 2 passed, 2 failed, 1 skipped"),
     ((1, "ImportError\n"), 1,
-     "ptf: 0 passed, 1 failed, 0 skipped (ptf exited with code 1 before its test summary)"),
-    (KeyboardInterrupt(), 130, "ptf: 0 passed, 1 failed, 0 skipped (interrupted)"),
-    (SwitchError("boom\nlog tail"), 1, "ptf: 0 passed, 1 failed, 0 skipped (error: boom)"),
+     "ptf [bmv2]: 0 passed, 1 failed, 0 skipped (ptf exited with code 1 before its test summary)"),
+    (KeyboardInterrupt(), 130, "ptf [bmv2]: 0 passed, 1 failed, 0 skipped (interrupted)"),
+    (SwitchError("boom\nlog tail"), 1,
+     "ptf [bmv2]: 0 passed, 1 failed, 0 skipped (error: boom)"),
 ])
 def test_ptf_reports_and_always_tears_down(outcome: object, exit_code: int, line: str,
                                            monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
                                            capsys: pytest.CaptureFixture[str]) -> None:
     fake = _FakeEnv(tmp_path)
-    monkeypatch.setattr(cli, "find_simple_switch_grpc", lambda: Path("/bin/true"))
+    _stand_in_switch(monkeypatch, Path("/bin/true"))
     monkeypatch.setattr(cli.os, "geteuid", lambda: 0)
     monkeypatch.setattr(env, "up", fake.up)
     monkeypatch.setattr(env, "down", fake.down)
@@ -465,7 +510,9 @@ def test_ptf_reports_and_always_tears_down(outcome: object, exit_code: int, line
     assert cli.main(["ptf"]) == exit_code
     assert fake.downs == [("p4t", True)]
     assert report.read_text() == line + "\n"
-    assert line in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert line in out
+    assert out.startswith("target: bmv2 (simple_switch_grpc at /bin/true; TARGET=bmv2)\n")
 
 
 # ---- real veths (root) -------------------------------------------------------------------------
@@ -526,12 +573,13 @@ def test_cli_up_status_down_with_a_stand_in_switch(monkeypatch: pytest.MonkeyPat
                                                    state_dir: Path,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
     binary = _executable(tmp_path / "bin" / "simple_switch_grpc", FAKE_SWITCH)
-    monkeypatch.setenv("SIMPLE_SWITCH_GRPC", str(binary))
+    _stand_in_switch(monkeypatch, binary)
     prefix, port = _unique_prefix(), _free_port()
     base = ["--prefix", prefix, "--grpc-port", str(port)]
     try:
         assert cli.main(base + ["--ports", "3", "up", "--no-pipeline"]) == 0
         out = capsys.readouterr().out
+        assert out.startswith(f"target: bmv2 (simple_switch_grpc at {binary}; TARGET=bmv2)\n")
         pid = int(re.search(r"pid (\d+)", out).group(1))  # type: ignore[union-attr]
         assert f"127.0.0.1:{port}" in out and f"--prefix {prefix} down" in out
         assert re.search(rf"254\s+{prefix}h\s+{prefix}hp\s+host", out)
@@ -539,7 +587,9 @@ def test_cli_up_status_down_with_a_stand_in_switch(monkeypatch: pytest.MonkeyPat
         assert PortMap.from_json((state_dir / "portmap.json").read_text()) == PortMap(3, prefix)
 
         assert cli.main(base + ["status"]) == 0
-        assert f"environment '{prefix}': up" in capsys.readouterr().out
+        out = capsys.readouterr().out
+        assert f"environment '{prefix}': up" in out and "target              bmv2" in out
+        assert EnvRecord.load(state_dir).target == "bmv2"  # type: ignore[union-attr]
 
         # `up` again replaces the running environment instead of failing on the busy port.
         assert cli.main(base + ["--ports", "1", "up", "--no-pipeline"]) == 0
@@ -562,7 +612,7 @@ def test_cli_up_status_down_with_a_stand_in_switch(monkeypatch: pytest.MonkeyPat
 def test_failed_up_cleans_up(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, state_dir: Path,
                              capsys: pytest.CaptureFixture[str]) -> None:
     binary = _executable(tmp_path / "bin" / "simple_switch_grpc", CRASHING_SWITCH)
-    monkeypatch.setenv("SIMPLE_SWITCH_GRPC", str(binary))
+    _stand_in_switch(monkeypatch, binary)
     prefix = _unique_prefix()
     argv = ["--prefix", prefix, "--grpc-port", str(_free_port()), "up", "--no-pipeline"]
     assert cli.main(argv) == 1
@@ -574,16 +624,19 @@ def test_failed_up_cleans_up(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, st
     assert (state_dir / "switch.log").exists()  # kept for the user to read
 
 
-def _real_switch_or_skip() -> Path:
-    try:
-        return toolchain.find_simple_switch_grpc()
-    except ToolNotFound as exc:
-        pytest.skip(f"no real switch: {exc}")
+def _real_switch_or_skip() -> targets.Target:
+    """The selected target (TARGET); skip if its switch is not there (softnic's entry point)."""
+    target = targets.select().target  # TARGET=bmv2 without bmv2: an error, not a skip
+    missing = target.missing()
+    if missing:
+        pytest.skip(f"no real switch: {missing}")
+    return target
 
 
+@pytest.mark.target
 @needs_root
 def test_real_switch_up_status_down(state_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    _real_switch_or_skip()
+    target = _real_switch_or_skip()
     try:
         PipelineFiles().check()
         push: list[str] = []
@@ -595,12 +648,16 @@ def test_real_switch_up_status_down(state_dir: Path, capsys: pytest.CaptureFixtu
         assert cli.main(base + ["up", *push]) == 0, capsys.readouterr().err
         pid = switch.read_pid(state_dir)
         assert pid is not None and switch.is_switch_process(pid)
+        assert switch.process_name(pid) == target.process
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         assert f"127.0.0.1:{port}".encode() in argv and b"--cpu-port" in argv
         assert cli.main(base + ["status"]) == 0
-        assert f"environment '{prefix}': up" in capsys.readouterr().out
+        out = capsys.readouterr().out
+        assert f"environment '{prefix}': up" in out
+        assert f"  {target.process:<19} pid {pid} running" in out
     finally:
         assert cli.main(base + ["down"]) == 0
+    assert f"stopped {target.process} pid {pid}" in capsys.readouterr().out
     assert switch.running_pid(state_dir) is None
     assert switch.find_switches_on(prefix) == []
     assert not switch.grpc_reachable(port)

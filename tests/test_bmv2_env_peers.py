@@ -301,6 +301,7 @@ def test_cli_up_peers_status_down(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
     binary.write_text(FAKE_SWITCH)
     binary.chmod(binary.stat().st_mode | stat.S_IXUSR)
     monkeypatch.setenv("SIMPLE_SWITCH_GRPC", str(binary))
+    monkeypatch.setenv("TARGET", "bmv2")  # the stand-in plays simple_switch_grpc
     state_dir = tmp_path / "state"
     monkeypatch.setenv(STATE_DIR_ENV, str(state_dir))
     prefix = _prefix()

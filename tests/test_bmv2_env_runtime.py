@@ -4,8 +4,9 @@
 Most tests use a stand-in for `python -m runtime` (a script that takes the same arguments,
 prints READY, binds the control socket and waits for SIGTERM), so they need neither bmv2 nor
 the compiled pipeline. The state dirs are temporary (P4TAS_STATE_DIR) and the prefix (`r<pid>`)
-is unique to this process. The last tests run the real stack (`run`, status, down) when bmv2
-and p4src/build/ are there, and check that nothing is left.
+is unique to this process. The last tests (`target` marker) run the real stack (`run`, status,
+down) on the selected target (TARGET) when it and p4src/build/ are there, and check that nothing
+is left.
 """
 
 from __future__ import annotations
@@ -25,13 +26,13 @@ from pathlib import Path
 import pytest
 
 from bmv2_env import __main__ as cli
-from bmv2_env import env, processes, runtime_proc, switch, topology
+from bmv2_env import env, processes, runtime_proc, switch, targets, topology
 from bmv2_env.peers import Peer, PeerSet
-from bmv2_env.pipeline import PipelineError, PipelineFiles
 from bmv2_env.portmap import PortMap
 from bmv2_env.runtime_proc import RuntimeInfo, RuntimeProcError
 from bmv2_env.state import STATE_DIR_ENV, EnvRecord
 from bmv2_env.toolchain import ToolNotFound, find_simple_switch_grpc
+from tests import stack
 
 REPO = Path(__file__).resolve().parent.parent
 IS_ROOT = os.geteuid() == 0
@@ -345,13 +346,29 @@ def test_bench_skips_with_a_json_line(monkeypatch: pytest.MonkeyPatch,
     assert json.loads(lines[-1]) == {"bench": "conn", "skipped": "bmv2 not available: test"}
 
 
-def test_bench_describes_the_bmv2_build() -> None:
+def test_bench_describes_the_bmv2_build(monkeypatch: pytest.MonkeyPatch) -> None:
     try:
         find_simple_switch_grpc()
     except ToolNotFound as exc:
         pytest.skip(f"no bmv2: {exc}")
-    text = _bench().describe_bmv2()
+    monkeypatch.setenv("TARGET", "bmv2")
+    text = _bench().describe_target()
     assert text.startswith("simple_switch_grpc ") and "logging macros" in text
+
+
+def test_bench_describes_the_soft_target_and_prints_it(monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("TARGET", "soft")
+    bench = _bench()
+    assert bench.describe_target().startswith(f"softnic (software fast path: {sys.executable} "
+                                              "-m softnic, Python 3.")
+    monkeypatch.setattr(sys.modules["benchlib"].os, "geteuid", lambda: 1000)
+    assert bench.skip_reason() == "needs root (veths and network namespaces)"
+    assert capsys.readouterr().out.startswith("target: soft (software fast path; TARGET=soft)")
+    monkeypatch.setenv("TARGET", "tofino")
+    with pytest.raises(SystemExit):
+        bench.skip_reason()
+    assert "TARGET=tofino is not a target" in capsys.readouterr().err
 
 
 @needs_root
@@ -374,14 +391,12 @@ def test_bench_linux_half_creates_measures_and_removes(capsys: pytest.CaptureFix
 
 
 # ---- the real stack (bmv2 + pipeline + runtime) -------------------------------------------------
-def _real_stack_or_skip() -> None:
-    try:
-        find_simple_switch_grpc()
-        PipelineFiles().check()
-    except (ToolNotFound, PipelineError) as exc:
-        pytest.skip(f"needs bmv2 and p4src/build/: {exc}")
-    if not IS_ROOT:
-        pytest.skip("needs root")
+def _real_stack_or_skip() -> targets.Target:
+    """The selected target (TARGET), or skip: its switch, p4src/build/ or root missing."""
+    reason = stack.skip_reason()  # TARGET=bmv2 without bmv2 raises: an error, not a skip
+    if reason:
+        pytest.skip(reason)
+    return stack.target()
 
 
 def _free_port() -> int:
@@ -399,10 +414,11 @@ def _assert_nothing_left(prefix: str, state_dir: Path, pids: list[int]) -> None:
     assert not state_dir.exists()
 
 
+@pytest.mark.target
 @needs_root
 def test_real_run_status_down_leaves_nothing(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
                                              capsys: pytest.CaptureFixture[str]) -> None:
-    _real_stack_or_skip()
+    target = _real_stack_or_skip()
     state_dir = tmp_path / "state"
     monkeypatch.setenv(STATE_DIR_ENV, str(state_dir))
     prefix = _prefix()
@@ -411,7 +427,8 @@ def test_real_run_status_down_leaves_nothing(monkeypatch: pytest.MonkeyPatch, tm
     try:
         assert cli.main(base + ["run", "--background"]) == 0, capsys.readouterr().err
         out = capsys.readouterr().out
-        assert out.startswith(f"p4tas is running (environment '{prefix}')")
+        assert out.startswith(f"target: {target.name} (")
+        assert f"p4tas is running (environment '{prefix}')" in out
         pids = [switch.read_pid(state_dir), runtime_proc.read_pid(state_dir)]  # type: ignore
         assert f"runtime             pid {pids[1]}" in out
         assert runtime_proc.running_pid(state_dir) == pids[1]
@@ -428,10 +445,12 @@ def test_real_run_status_down_leaves_nothing(monkeypatch: pytest.MonkeyPatch, tm
     finally:
         assert cli.main(base + ["down"]) == 0
     out = capsys.readouterr().out
-    assert f"stopped runtime pid {pids[1]}" in out and "stopped simple_switch_grpc pid" in out
+    assert f"stopped runtime pid {pids[1]}" in out
+    assert f"stopped {target.process} pid {pids[0]}" in out
     _assert_nothing_left(prefix, state_dir, pids)
 
 
+@pytest.mark.target
 @needs_root
 def test_real_run_with_a_failing_runtime_tears_down(monkeypatch: pytest.MonkeyPatch,
                                                     tmp_path: Path,
@@ -472,6 +491,7 @@ def _shm_segments(pid: int) -> list[str]:
     return [p.name for p in Path("/dev/shm").glob(f"p4tas-{pid}-*")]
 
 
+@pytest.mark.target
 @needs_root
 def test_real_foreground_run_echoes_and_tears_down_on_sigint(tmp_path: Path) -> None:
     """`python -m bmv2_env run` (what `make run` runs): READY line, an echo from the peer
@@ -539,6 +559,7 @@ def test_real_foreground_run_echoes_and_tears_down_on_sigint(tmp_path: Path) -> 
     assert not state_dir.exists()
 
 
+@pytest.mark.target
 @needs_root
 def test_real_foreground_run_killed_is_cleaned_by_down(tmp_path: Path) -> None:
     """SIGKILL the foreground `run`: the echo server, runtime and switch survive it (own

@@ -69,3 +69,22 @@ def test_nic_host_header_layout_matches_the_codec() -> None:
     assert [bits for _, bits in fields] == [struct_bits[c] for c in NIC_HOST_HEADER.format[1:]]
     assert sum(bits for _, bits in fields) // 8 == NIC_HOST_HEADER.size == 24
     assert ETH_HEADER.size == 14
+
+
+def test_softnic_constants_match_the_p4_source() -> None:
+    """Every constant softnic's pipeline names after the P4 program has the P4 value (the
+    P4 expression evaluated with the Python names, e.g. TCP_ACK | TCP_PSH)."""
+    from softnic.pipeline import constants as sc
+
+    source = CONSTANTS + (P4SRC / "v1model" / "bmv2_constants.p4").read_text()
+    names = {n: v for n, v in vars(sc).items() if n.isupper() and isinstance(v, int)}
+    checked = 0
+    for name, value in names.items():
+        match = (re.search(rf"const\s+[^=;]+\s{name}\s*=\s*([^;]+);", source)
+                 or re.search(rf"#define\s+{name}\s+(\S+)", source))
+        if match is None:
+            continue
+        expression = re.sub(r"\b\d+w(\d)", r"\1", match.group(1))   # P4 width prefixes
+        assert eval(expression, {}, names) == value, name  # noqa: S307 - our own P4 source
+        checked += 1
+    assert checked >= len(names) - 1   # all but DROP_PORT (v1model's, not in our source)

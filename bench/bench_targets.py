@@ -1,0 +1,186 @@
+"""Packets per second of p4tas's pipeline on each target, same traffic, same run: bmv2
+(simple_switch_grpc running p4src/) and softnic (the software fast path).
+
+The traffic is one flow's common case: in-order data segments from the wire (each makes an
+RX_DATA frame to the host port and an ACK to the wire) alternating with TX_DATA messages from
+the host port (each makes a data segment on the wire). The sender keeps at most --window
+inputs outstanding (closed loop, so neither target drops for want of queue room); the rate is
+inputs over the time from the first input to the last output. `--profile` also runs
+softnic's pipeline in this process on the same frames under cProfile (its hot spots).
+The last line is one JSON object."""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import json
+import pstats
+import random
+import select
+import sys
+import time
+from io import StringIO
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bmv2_env import env, targets  # noqa: E402
+from bmv2_env.portmap import PortMap  # noqa: E402
+from bench.benchlib import describe_bmv2  # noqa: E402
+from runtime.datapath_constants import HOST_PORT, ack_clone_sessions  # noqa: E402
+from runtime.dma_bridge import HostPort  # noqa: E402
+from runtime.flow_entries import FlowSpec, FlowTuple, flow_entries  # noqa: E402
+from runtime.nic_host_header import ChannelFlags, NicHostMessage, Opcode  # noqa: E402
+from runtime.p4rt.client import P4RuntimeClient  # noqa: E402
+from scapy.layers.inet import IP, TCP  # noqa: E402
+from scapy.layers.l2 import Ether  # noqa: E402
+
+ETH_P_ALL = 3
+OUTPUTS = {"data": 2, "tx": 1}   # frames each kind of input makes
+SPEC = FlowSpec(flow_id=7, generation=3, tuple=FlowTuple("10.8.0.1", 5000, "10.8.0.2", 40000),
+                local_mac="02:00:00:00:00:01", peer_mac="02:00:00:00:00:02",
+                rx_ring_size=1 << 24, rx_start_seq=1000, tx_start_seq=9000, wire_port=1,
+                rx_window_shift=9, timestamps=True, peer_window=65535)
+
+
+def traffic(count: int, payload: int) -> list[tuple[int, bytes, int]]:
+    """(ingress port, frame, outputs expected) alternating wire data and host TX_DATA."""
+    rng, t, items = random.Random(1), SPEC.tuple, []
+    data = rng.randbytes(payload)
+    for i in range(count):
+        if i % 2 == 0:
+            seq = SPEC.rx_start_seq + (i // 2) * payload
+            frame = (Ether(src=SPEC.peer_mac, dst=SPEC.local_mac)
+                     / IP(src=t.peer_ip, dst=t.local_ip, flags="DF")
+                     / TCP(sport=t.peer_port, dport=t.local_port, seq=seq,
+                           ack=SPEC.tx_start_seq, flags="A", window=65535,
+                           options=[("NOP", None), ("NOP", None), ("Timestamp", (i, 0))])
+                     / data)
+            items.append((SPEC.wire_port, bytes(frame), OUTPUTS["data"]))
+        else:
+            pos = (i // 2) * payload
+            msg = NicHostMessage(Opcode.TX_DATA, SPEC.flow_id, SPEC.generation,
+                                 flags=ChannelFlags.PSH, offset=pos, payload=data, aux=pos)
+            items.append((HOST_PORT, msg.encode(), OUTPUTS["tx"]))
+    return items
+
+
+def measure(target: str, prefix: str, grpc_port: int, items: list, window: int) -> dict:
+    result = env.up(env.EnvOptions(ports=1, prefix=prefix, grpc_port=grpc_port, target=target))
+    ports: dict[int, HostPort] = {}
+    try:
+        with P4RuntimeClient(result.record.grpc_addr) as client:
+            client.fetch_p4info()
+            client.write_clone_sessions(ack_clone_sessions([1]))
+            client.insert(flow_entries(client.p4info, SPEC))
+            ports = {link.port: HostPort(link.peer_iface, ethertype=ETH_P_ALL)
+                     for link in PortMap(1, prefix).links()}
+            return run_closed_loop(ports, items, window)
+    finally:
+        for sock in ports.values():
+            sock.close()
+        env.down(prefix)
+
+
+def run_closed_loop(ports: dict[int, HostPort], items: list, window: int) -> dict:
+    expected = sum(n for _, _, n in items)
+    sent = received = 0
+    owed: list[int] = []          # outputs still due per outstanding input, oldest first
+    start = time.perf_counter()
+    last_progress = start
+    while received < expected:
+        while sent < len(items) and len(owed) < window:
+            port, frame, outputs = items[sent]
+            if not ports[port].send(frame):
+                break
+            owed.append(outputs)
+            sent += 1
+        select.select(list(ports.values()), [], [], 0.05)
+        got = sum(len(sock.recv_batch()) for sock in ports.values())
+        if got:
+            received += got
+            last_progress = time.perf_counter()
+            while owed and got >= owed[0]:
+                got -= owed.pop(0)
+            if owed and got:
+                owed[0] -= got
+        elif time.perf_counter() - last_progress > 2.0:
+            break                  # lost frames: stop, report what came
+    elapsed = last_progress - start
+    inputs_done = sent - len(owed)
+    return {"inputs": inputs_done, "outputs": received, "expected_outputs": expected,
+            "seconds": round(elapsed, 3), "pps": round(inputs_done / elapsed) if elapsed else None}
+
+
+def _ip(text: str) -> int:
+    return int.from_bytes(bytes(map(int, text.split("."))), "big")
+
+
+def _mac(text: str) -> int:
+    return int(text.replace(":", ""), 16)
+
+
+def profile_softnic(items: list, top: int) -> str:
+    """softnic's pipeline on the same frames in this process, under cProfile."""
+    from google.protobuf import text_format  # noqa: PLC0415 - only for --profile
+    from runtime.p4rt.proto import p4info_pb2  # noqa: PLC0415
+    from softnic.p4info_check import Program  # noqa: PLC0415
+    from softnic.p4runtime_server import DEFAULT_BMV2_JSON, DEFAULT_P4INFO  # noqa: PLC0415
+    from softnic.pipeline.flow_lookup import (FLOW_LOOKUP, FLOW_STATE, SET_FLOW_ID,  # noqa: PLC0415
+                                              SET_FLOW_STATE)
+    from softnic.pipeline.p4tas import P4tasPipeline  # noqa: PLC0415
+    program = Program(text_format.Parse(Path(DEFAULT_P4INFO).read_text(), p4info_pb2.P4Info()))
+    state = program.new_state(program.default_actions(Path(DEFAULT_BMV2_JSON).read_bytes()))
+    state.clone_sessions.update(ack_clone_sessions([1]))
+    t = SPEC.tuple
+    state.tables[FLOW_LOOKUP].entries[(_ip(t.peer_ip), _ip(t.local_ip), t.peer_port,
+                                       t.local_port)] = (SET_FLOW_ID, (SPEC.flow_id,))
+    state.tables[FLOW_STATE].entries[(SPEC.flow_id,)] = (SET_FLOW_STATE, (
+        SPEC.generation, _mac(SPEC.local_mac), _mac(SPEC.peer_mac), _ip(t.local_ip),
+        _ip(t.peer_ip), t.local_port, t.peer_port, SPEC.wire_port, SPEC.rx_ring_size,
+        SPEC.rx_start_seq, SPEC.tx_start_seq, SPEC.rx_window_shift, 1, SPEC.peer_window))
+    pipeline = P4tasPipeline(state)
+    profiler = cProfile.Profile()
+    start = time.perf_counter()
+    profiler.enable()
+    outputs = sum(len(pipeline.process(port, frame, 0)) for port, frame, _ in items)
+    profiler.disable()
+    elapsed = time.perf_counter() - start
+    out = StringIO()
+    pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(top)
+    return (f"softnic pipeline in-process (profiled): {len(items)} inputs, {outputs} outputs, "
+            f"{elapsed / len(items) * 1e6:.1f} us per input under cProfile\n{out.getvalue()}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--packets", type=int, default=20000)
+    parser.add_argument("--payload", type=int, default=1000)
+    parser.add_argument("--window", type=int, default=32)
+    parser.add_argument("--profile", action="store_true")
+    args = parser.parse_args()
+    items = traffic(args.packets, args.payload)
+    results = {}
+    for name, prefix, port in (("bmv2", "p4btb", 9691), ("soft", "p4bts", 9692)):
+        missing = targets.get(name).missing()
+        if missing:
+            print(f"{name}: skipped ({missing})", flush=True)
+            continue
+        results[name] = measure(name, prefix, port, items, args.window)
+        r = results[name]
+        print(f"{name}: {r['pps']} packets/s ({r['inputs']} inputs, {r['outputs']}/"
+              f"{r['expected_outputs']} outputs in {r['seconds']} s)", flush=True)
+    print(f"bmv2 build: {describe_bmv2() if 'bmv2' in results else 'not run'}", flush=True)
+    ratio = None
+    if "bmv2" in results and "soft" in results and results["bmv2"]["pps"]:
+        ratio = round(results["soft"]["pps"] / results["bmv2"]["pps"], 2)
+        print(f"softnic / bmv2: {ratio}", flush=True)
+    if args.profile:
+        print(profile_softnic(items, 15), flush=True)
+    print(json.dumps({"bench": "targets", "packets": args.packets, "payload": args.payload,
+                      "window": args.window, "results": results, "soft_over_bmv2": ratio}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,300 @@
+"""The pipeline config side of softnic's P4Runtime server: is a pushed P4Info the one of the
+program softnic runs (p4info_differences), can softnic run it at all (unsupported_features),
+and the program indexed by id for per-update lookups, with its tables' default actions from
+the bmv2 JSON and a fresh SwitchState for each commit (Program)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from runtime.p4rt.proto import p4info_pb2
+from softnic.state import Counter, ExactTable, Meter, Register, SwitchState
+
+MatchType = p4info_pb2.MatchField.MatchType
+
+# What identifies each kind of P4 object, beyond its name and id: the fields a controller's
+# encoding depends on. Annotations, docs and aliases are left out on purpose.
+_Describe = Callable[[Any], dict[str, Any]]
+
+
+def _fields(items: Any) -> tuple:
+    return tuple((f.id, f.name, f.bitwidth) for f in items)
+
+
+def _table(t: Any) -> dict[str, Any]:
+    return {
+        "match fields": tuple((m.id, m.name, m.bitwidth, MatchType.Name(m.match_type))
+                              for m in t.match_fields),
+        "actions": tuple(sorted((r.id, p4info_pb2.ActionRef.Scope.Name(r.scope))
+                                for r in t.action_refs)),
+        "size": t.size,
+        "const default action": t.const_default_action_id,
+        "implementation": t.implementation_id,
+        "direct resources": tuple(sorted(t.direct_resource_ids)),
+        "const entries": t.is_const_table,
+    }
+
+
+def _action(a: Any) -> dict[str, Any]:
+    return {"params": _fields(a.params)}
+
+
+def _unit_size(c: Any) -> dict[str, Any]:
+    return {"unit": c.spec.unit, "size": c.size}
+
+
+def _direct(c: Any) -> dict[str, Any]:
+    return {"unit": c.spec.unit, "table": c.direct_table_id}
+
+
+def _register(r: Any) -> dict[str, Any]:
+    return {"type": r.type_spec.SerializeToString(deterministic=True), "size": r.size}
+
+
+def _packet_metadata(c: Any) -> dict[str, Any]:
+    return {"metadata": _fields(c.metadata)}
+
+
+def _digest(d: Any) -> dict[str, Any]:
+    return {"type": d.type_spec.SerializeToString(deterministic=True)}
+
+
+def _action_profile(p: Any) -> dict[str, Any]:
+    return {"tables": tuple(sorted(p.table_ids)), "selector": p.with_selector, "size": p.size}
+
+
+def _value_set(v: Any) -> dict[str, Any]:
+    return {"match": tuple((m.id, m.name, m.bitwidth) for m in v.match), "size": v.size}
+
+
+# P4Info field -> (singular name for messages, describer)
+_KINDS: dict[str, tuple[str, _Describe]] = {
+    "tables": ("table", _table),
+    "actions": ("action", _action),
+    "counters": ("counter", _unit_size),
+    "direct_counters": ("direct counter", _direct),
+    "meters": ("meter", _unit_size),
+    "direct_meters": ("direct meter", _direct),
+    "registers": ("register", _register),
+    "controller_packet_metadata": ("controller packet metadata", _packet_metadata),
+    "digests": ("digest", _digest),
+    "action_profiles": ("action profile", _action_profile),
+    "value_sets": ("value set", _value_set),
+}
+
+
+def p4info_differences(expected: p4info_pb2.P4Info, given: p4info_pb2.P4Info) -> list[str]:
+    """What differs between two P4Infos, one line per object ("table X missing", ...);
+    empty when they describe the same program."""
+    out: list[str] = []
+    for kind, (what, describe) in _KINDS.items():
+        mine = {o.preamble.name: o for o in getattr(expected, kind)}
+        theirs = {o.preamble.name: o for o in getattr(given, kind)}
+        out += [f"{what} {name} missing" for name in mine if name not in theirs]
+        out += [f"unknown {what} {name}" for name in theirs if name not in mine]
+        for name in mine.keys() & theirs.keys():
+            out += _object_differences(what, name, mine[name], theirs[name], describe)
+    return out
+
+
+def _object_differences(what: str, name: str, mine: Any, theirs: Any,
+                        describe: _Describe) -> list[str]:
+    out = []
+    if mine.preamble.id != theirs.preamble.id:
+        out.append(f"{what} {name} id differs (expected {mine.preamble.id}, "
+                   f"got {theirs.preamble.id})")
+    want, got = describe(mine), describe(theirs)
+    for attr, value in want.items():
+        if got[attr] != value:
+            out.append(f"{what} {name} {attr} differ (expected {_show(value)}, "
+                       f"got {_show(got[attr])})")
+    return out
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def unsupported_features(p4info: p4info_pb2.P4Info) -> list[str]:
+    """Parts of a program softnic's state model cannot hold: it has exact-match tables with
+    direct actions, indirect counters and meters only."""
+    out = []
+    for table in p4info.tables:
+        for mf in table.match_fields:
+            if mf.match_type != MatchType.EXACT:
+                out.append(f"table {table.preamble.name} field {mf.name}: "
+                           f"{MatchType.Name(mf.match_type)} match (only EXACT is supported)")
+        if table.implementation_id:
+            out.append(f"table {table.preamble.name}: action profile implementation")
+    for kind in ("direct_counters", "direct_meters", "action_profiles", "value_sets"):
+        out += [f"{_KINDS[kind][0]} {o.preamble.name}" for o in getattr(p4info, kind)]
+    return out
+
+
+# --------------------------------------------------------------------------- program index
+
+class ConfigError(ValueError):
+    """A bmv2 JSON that does not fit the program."""
+
+
+@dataclass(frozen=True)
+class TableInfo:
+    """An exact-match table: its fields in p4info order and the actions it takes."""
+
+    id: int
+    name: str
+    alias: str
+    size: int
+    fields: tuple[tuple[int, int, str], ...]   # (field id, bitwidth, name)
+    field_pos: dict[int, int]                   # field id -> position in the key
+    scopes: dict[int, int]                      # action id -> ActionRef scope
+    const_default: bool
+
+
+@dataclass(frozen=True)
+class ActionInfo:
+    """An action: its parameters in p4info order."""
+
+    id: int
+    name: str
+    params: tuple[tuple[int, int], ...]          # (param id, bitwidth)
+    param_pos: dict[int, int]                    # param id -> position
+
+
+@dataclass(frozen=True)
+class IndexedInfo:
+    """An indirect counter or meter."""
+
+    id: int
+    name: str
+    size: int
+    unit: int
+
+
+@dataclass(frozen=True)
+class ControllerHeader:
+    """A controller header (packet_in/packet_out): metadata bit-packed big-endian in p4info
+    order, padded to whole bytes, as bmv2 deparses it."""
+
+    fields: tuple[tuple[int, int], ...]   # (metadata id, bitwidth)
+    widths: dict[int, int]                # metadata id -> bitwidth
+    nbytes: int
+
+    @classmethod
+    def of(cls, cpm: Any) -> ControllerHeader:
+        fields = tuple((m.id, m.bitwidth) for m in cpm.metadata)
+        return cls(fields, dict(fields), (sum(w for _, w in fields) + 7) // 8)
+
+    def unpack(self, frame: bytes) -> list[tuple[int, int]]:
+        """(metadata id, value) of each field of the header at the start of `frame`."""
+        bits = int.from_bytes(frame[:self.nbytes], "big")
+        shift, out = self.nbytes * 8, []
+        for fid, width in self.fields:
+            shift -= width
+            out.append((fid, (bits >> shift) & ((1 << width) - 1)))
+        return out
+
+    def pack(self, values: dict[int, int]) -> bytes:
+        """The header bytes of metadata values by id (missing fields are 0; values must fit)."""
+        bits, used = 0, 0
+        for fid, width in self.fields:
+            bits = (bits << width) | values.get(fid, 0)
+            used += width
+        return (bits << (self.nbytes * 8 - used)).to_bytes(self.nbytes, "big")
+
+
+DefaultActions = dict[int, tuple[str, tuple[int, ...]]]   # table id -> (action, params)
+
+
+class Program:
+    """The P4Info of the program softnic runs, indexed by id once."""
+
+    def __init__(self, p4info: p4info_pb2.P4Info) -> None:
+        self.p4info = p4info
+        self.tables = {t.preamble.id: _table_info(t) for t in p4info.tables}
+        self.actions = {a.preamble.id: _action_info(a) for a in p4info.actions}
+        self.actions_by_name = {a.name: a for a in self.actions.values()}
+        self.counters = {c.preamble.id: IndexedInfo(c.preamble.id, c.preamble.name, c.size,
+                                                    c.spec.unit) for c in p4info.counters}
+        self.meters = {m.preamble.id: IndexedInfo(m.preamble.id, m.preamble.name, m.size,
+                                                  m.spec.unit) for m in p4info.meters}
+        headers = {c.preamble.name: ControllerHeader.of(c)
+                   for c in p4info.controller_packet_metadata}
+        self.packet_in, self.packet_out = headers.get("packet_in"), headers.get("packet_out")
+
+    def new_state(self, defaults: DefaultActions) -> SwitchState:
+        """A fresh SwitchState: empty tables with their default actions, zeroed counters,
+        unconfigured meters, zeroed registers, no clone sessions."""
+        state = SwitchState()
+        for table in self.tables.values():
+            exact = ExactTable(table.name, table.size, defaults[table.id])
+            state.tables[table.name] = exact
+            state.tables.setdefault(table.alias, exact)
+        for c in self.counters.values():
+            state.counters[c.name] = Counter(c.name, c.size)
+        epoch_us = time.monotonic_ns() // 1000
+        for m in self.meters.values():
+            packets = m.unit == p4info_pb2.MeterSpec.PACKETS
+            state.meters[m.name] = Meter(m.name, m.size, packets, epoch_us)
+        for r in self.p4info.registers:
+            state.registers[r.preamble.name] = Register(r.preamble.name, r.size,
+                                                        _register_bitwidth(r))
+        return state
+
+    def default_actions(self, bmv2_json: bytes) -> DefaultActions:
+        """Each table's default action from a bmv2 JSON's "default_entry"s; ConfigError if
+        the JSON is not one of this program."""
+        try:
+            doc = json.loads(bmv2_json)
+            json_actions = {a["id"]: a for a in doc["actions"]}
+            json_tables = {t["name"]: t for p in doc["pipelines"] for t in p["tables"]}
+            out: DefaultActions = {}
+            for table in self.tables.values():
+                jt = json_tables.get(table.name)
+                if jt is None or "default_entry" not in jt:
+                    raise ConfigError(f"bmv2 JSON has no default entry for table {table.name}")
+                out[table.id] = self._json_default(table, jt["default_entry"], json_actions)
+        except ConfigError:
+            raise
+        except (ValueError, KeyError, TypeError, AttributeError) as err:
+            raise ConfigError(f"not a bmv2 JSON: {err!r}") from None
+        return out
+
+    def _json_default(self, table: TableInfo, entry: dict,
+                      json_actions: dict[int, dict]) -> tuple[str, tuple[int, ...]]:
+        name = json_actions.get(entry.get("action_id"), {}).get("name")
+        action = self.actions_by_name.get(name)
+        if action is None:
+            raise ConfigError(f"bmv2 JSON: default action {name!r} of table {table.name} "
+                              "is not a P4Info action")
+        params = tuple(int(v, 16) for v in entry.get("action_data", []))
+        if len(params) != len(action.params):
+            raise ConfigError(f"bmv2 JSON: default action {name} of table {table.name} has "
+                              f"{len(params)} parameters, P4Info says {len(action.params)}")
+        return action.name, params
+
+
+def _table_info(t: Any) -> TableInfo:
+    fields = tuple((m.id, m.bitwidth, m.name) for m in t.match_fields)
+    return TableInfo(t.preamble.id, t.preamble.name, t.preamble.alias or t.preamble.name,
+                     t.size, fields, {fid: i for i, (fid, _, _) in enumerate(fields)},
+                     {r.id: r.scope for r in t.action_refs}, bool(t.const_default_action_id))
+
+
+def _action_info(a: Any) -> ActionInfo:
+    params = tuple((p.id, p.bitwidth) for p in a.params)
+    return ActionInfo(a.preamble.id, a.preamble.name, params,
+                      {pid: i for i, (pid, _) in enumerate(params)})
+
+
+def _register_bitwidth(register: Any) -> int:
+    spec = register.type_spec
+    if spec.WhichOneof("type_spec") == "bitstring":
+        bits = spec.bitstring
+        return getattr(bits, bits.WhichOneof("type_spec")).bitwidth
+    return 0

@@ -1,0 +1,31 @@
+"""ack_egress.p4: turn the ingress-to-egress clone of a data segment into its ACK
+(AckEgress). The clone is the re-parsed original, so the peer's addresses are in it."""
+
+from __future__ import annotations
+
+from .constants import (ACK_TTL, ETH_HDR_BYTES, INSTANCE_TYPE_INGRESS_CLONE, IPV4_FLAGS_DF,
+                        IPV4_HDR_BYTES, TCP_DATA_OFFSET_PLAIN, TCP_DATA_OFFSET_TS,
+                        TCP_HDR_BYTES, TCP_TS_OPT_BYTES)
+from .headers import Headers, Metadata, StandardMetadata
+
+
+def ack_egress(hdr: Headers, meta: Metadata, sm: StandardMetadata) -> None:
+    if sm.instance_type != INSTANCE_TYPE_INGRESS_CLONE:
+        return
+    meta.ack_rewrite = True
+    eth, ip, tcp, ts = hdr.ethernet, hdr.ipv4, hdr.tcp, hdr.tcp_ts
+    eth.dst_addr, eth.src_addr = eth.src_addr, eth.dst_addr
+    ip.dst_addr, ip.src_addr = ip.src_addr, ip.dst_addr
+    ip.ecn = 0                     # pure ACKs are not ECN-capable (RFC 3168)
+    ip.identification, ip.flags, ip.frag_offset, ip.ttl = 0, IPV4_FLAGS_DF, 0, ACK_TTL
+    tcp.dst_port, tcp.src_port = tcp.src_port, tcp.dst_port
+    tcp.seq_no, tcp.ack_no, tcp.res = meta.ack_seq, meta.ack_ack, 0
+    tcp.flags, tcp.window, tcp.urgent_ptr = meta.ack_flags, meta.ack_window, 0
+    tcp_len = TCP_HDR_BYTES
+    tcp.data_offset = TCP_DATA_OFFSET_PLAIN
+    if ts is not None:
+        ts.tsecr, ts.tsval = ts.tsval, meta.ack_tsval
+        tcp_len = TCP_HDR_BYTES + TCP_TS_OPT_BYTES
+        tcp.data_offset = TCP_DATA_OFFSET_TS
+    ip.total_len = IPV4_HDR_BYTES + tcp_len
+    sm.truncate_to = ETH_HDR_BYTES + IPV4_HDR_BYTES + tcp_len

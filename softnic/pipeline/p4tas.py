@@ -1,0 +1,138 @@
+"""p4tas.p4: P4tasIngress and P4tasEgress wired from the controls, and what bmv2's
+simple_switch does around them for one packet: parse, verify, ingress, the I2E clone,
+egress, checksums, deparse and truncation."""
+
+from __future__ import annotations
+
+from softnic.state import SwitchState
+
+from .ack_egress import ack_egress
+from .ack_processing import AckCounters, ack_processing
+from .checksums import p4tas_compute_checksum, p4tas_verify_checksum
+from .constants import (DROP_PORT, DROP_STALE_HOST_MESSAGE, HOST_PORT,
+                        INSTANCE_TYPE_INGRESS_CLONE, NIC_HOST_OP_RX_CONSUMED,
+                        REASON_UNKNOWN_FLOW)
+from .exceptions import exceptions
+from .flow_lookup import FLOW_LOOKUP, FLOW_STATE, flow_lookup, flow_state
+from .flow_state_regs import load_flow_state, store_flow_state
+from .headers import Headers, Metadata, StandardMetadata
+from .host_backpressure import host_backpressure, host_frame_count, host_queue_watch
+from .host_messages import host_messages, return_rx_space
+from .host_notify import host_notify, trim_host_frames
+from .packet_io import packet_out, verdict
+from .parser import p4tas_deparser, p4tas_parser
+from .receive import receive
+from .transmit import transmit
+
+INGRESS = "P4tasIngress."
+
+
+class P4tasPipeline:
+    """One instance per loaded program; process() runs one packet through it."""
+
+    def __init__(self, state: SwitchState) -> None:
+        self.state = state
+        self.flow_lookup = state.tables[FLOW_LOOKUP]
+        self.flow_state = state.tables[FLOW_STATE]
+        regs = state.registers
+        self.flow_rx_state, self.flow_tx_state = regs["flow_rx_state"], regs["flow_tx_state"]
+        self.flow_ooo_state = regs["flow_ooo_state"]
+        self.host_frames_enqueued = regs["host_frames_enqueued"]
+        self.host_frames_dequeued = regs["host_frames_dequeued"]
+        counters = state.counters
+        self.ack_counters = AckCounters(
+            *(counters[f"{INGRESS}ack_processing.{name}_counter"]
+              for name in ("new_ack", "ece_ack", "dupack", "fast_retransmit")))
+        self.exception_counter = counters[f"{INGRESS}verdict.exception_counter"]
+        self.drop_counter = counters[f"{INGRESS}verdict.drop_counter"]
+        self.tx_rate = state.meters[f"{INGRESS}transmit.rate_limit.tx_rate"]
+
+    def process(self, ingress_port: int, frame: bytes, now_us: int) -> list[tuple[int, bytes]]:
+        """The frames this packet makes, as (egress port, bytes); CPU-port frames start
+        with the packet_in header."""
+        hdr, meta = Headers(), Metadata()
+        sm = StandardMetadata(ingress_port, len(frame), now_us)
+        payload = frame[p4tas_parser(frame, hdr, meta, sm):]
+        p4tas_verify_checksum(hdr, meta, sm, payload)
+        self.ingress(hdr, meta, sm)
+        outputs = []
+        if sm.clone_session is not None:
+            clone = self.ingress_clone(frame, meta, sm)
+            if clone is not None:
+                outputs.append(clone)
+        if sm.egress_spec != DROP_PORT:
+            sm.egress_port = sm.egress_spec
+            outputs.append((sm.egress_port, self.egress_and_deparse(hdr, meta, sm, payload)))
+        return outputs
+
+    def ingress_clone(self, frame: bytes, meta: Metadata,
+                      sm: StandardMetadata) -> tuple[int, bytes] | None:
+        """clone_preserving_field_list(I2E, session, FL_ACK): the original frame parsed
+        again, with only the ack_* fields of the metadata carried over."""
+        port = self.state.clone_sessions.get(sm.clone_session)
+        if port is None:
+            return None   # bmv2 clones nothing for a session that is not programmed
+        chdr, cmeta = Headers(), Metadata()
+        cmeta.ack_seq, cmeta.ack_ack, cmeta.ack_window = meta.ack_seq, meta.ack_ack, meta.ack_window
+        cmeta.ack_flags, cmeta.ack_tsval = meta.ack_flags, meta.ack_tsval
+        csm = StandardMetadata(sm.ingress_port, sm.packet_length, sm.ingress_global_timestamp)
+        cpayload = frame[p4tas_parser(frame, chdr, cmeta, csm):]
+        csm.instance_type = INSTANCE_TYPE_INGRESS_CLONE
+        csm.egress_port = port
+        return port, self.egress_and_deparse(chdr, cmeta, csm, cpayload)
+
+    def egress_and_deparse(self, hdr: Headers, meta: Metadata, sm: StandardMetadata,
+                           payload: bytes) -> bytes:
+        self.egress(hdr, meta, sm)
+        p4tas_compute_checksum(hdr, meta, payload)
+        out = p4tas_deparser(hdr) + payload
+        if sm.truncate_to is not None and len(out) > sm.truncate_to:
+            out = out[:sm.truncate_to]
+        return out
+
+    def ingress(self, hdr: Headers, meta: Metadata, sm: StandardMetadata) -> None:
+        """P4tasIngress.apply."""
+        sm.egress_spec = DROP_PORT   # nothing leaves unless a control below chooses a port
+        if hdr.packet_out is not None:
+            packet_out(hdr, sm)
+            return
+        from_host = sm.ingress_port == HOST_PORT
+        if from_host:
+            host_messages(hdr, meta)
+        else:
+            exceptions(hdr, meta, sm)
+            if meta.punt_reason == 0 and meta.drop_reason == 0:
+                flow_lookup(self.flow_lookup, hdr, meta)
+        if meta.punt_reason == 0 and meta.drop_reason == 0 and (from_host or meta.flow_found):
+            flow_state(self.flow_state, meta)
+        if meta.punt_reason == 0 and meta.drop_reason == 0:
+            if not meta.flow_found and from_host:
+                meta.drop_reason = DROP_STALE_HOST_MESSAGE   # flow already removed
+            elif not meta.flow_found:
+                meta.punt_reason = REASON_UNKNOWN_FLOW
+            else:
+                self.known_flow(hdr, meta, sm, from_host)
+        verdict(self.exception_counter, self.drop_counter, hdr, meta, sm)
+        host_frame_count(self.host_frames_enqueued, sm)
+
+    def known_flow(self, hdr: Headers, meta: Metadata, sm: StandardMetadata,
+                   from_host: bool) -> None:
+        load_flow_state(self.flow_rx_state, self.flow_tx_state, meta)
+        if not from_host:
+            host_backpressure(self.host_frames_enqueued, self.host_frames_dequeued, meta)
+            ack_processing(self.ack_counters, hdr, meta, sm)
+            receive(self.flow_ooo_state, hdr, meta, sm)
+            host_notify(hdr, meta, sm)
+        elif hdr.nic_host.opcode == NIC_HOST_OP_RX_CONSUMED:
+            return_rx_space(hdr, meta)
+            if meta.window_reopened:
+                transmit(self.tx_rate, hdr, meta, sm)   # the window update
+        else:
+            transmit(self.tx_rate, hdr, meta, sm)
+        store_flow_state(self.flow_rx_state, self.flow_tx_state, meta)
+
+    def egress(self, hdr: Headers, meta: Metadata, sm: StandardMetadata) -> None:
+        """P4tasEgress.apply."""
+        host_queue_watch(self.host_frames_enqueued, self.host_frames_dequeued, sm)
+        ack_egress(hdr, meta, sm)
+        trim_host_frames(hdr, sm)

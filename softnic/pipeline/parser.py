@@ -1,0 +1,79 @@
+"""parser.p4: P4tasParser and P4tasDeparser. The parser never rejects; running past the end
+of the frame sets parser_error (v1model's PacketTooShort) and keeps what was extracted."""
+
+from __future__ import annotations
+
+from .constants import (CPU_PORT, ETHERTYPE_IPV4, ETHERTYPE_NIC_HOST, HOST_PORT,
+                        IP_PROTO_TCP, IPV4_HDR_BYTES, TCP_DATA_OFFSET_TS, TCP_TS_OPT_PREFIX)
+from .headers import (Ethernet, Headers, Ipv4, Metadata, NicHost, PacketOut, StandardMetadata,
+                      Tcp, TcpTs)
+
+
+def p4tas_parser(frame: bytes, hdr: Headers, meta: Metadata, sm: StandardMetadata) -> int:
+    """Extract the headers of `frame`; returns the offset of the payload (what follows)."""
+    end = len(frame)
+    if sm.ingress_port == CPU_PORT:                            # state start
+        if end < PacketOut.SIZE:
+            sm.parser_error = True
+            return 0
+        hdr.packet_out = PacketOut.unpack(frame, 0)            # parse_packet_out
+        return PacketOut.SIZE
+    if end < Ethernet.SIZE:                                    # parse_ethernet
+        sm.parser_error = True
+        return 0
+    eth = hdr.ethernet = Ethernet.unpack(frame, 0)
+    off = Ethernet.SIZE
+    if eth.ether_type == ETHERTYPE_NIC_HOST:
+        if sm.ingress_port != HOST_PORT:                       # parse_nic_host_if_trusted
+            return off
+        if end < off + NicHost.SIZE:                           # parse_nic_host
+            sm.parser_error = True
+            return off
+        hdr.nic_host = NicHost.unpack(frame, off)
+        return off + NicHost.SIZE
+    if eth.ether_type != ETHERTYPE_IPV4:
+        return off
+    if end < off + Ipv4.SIZE:                                  # parse_ipv4
+        sm.parser_error = True
+        return off
+    ip = hdr.ipv4 = Ipv4.unpack(frame, off)
+    off += Ipv4.SIZE
+    meta.l4_len = (ip.total_len - IPV4_HDR_BYTES) & 0xFFFF
+    if not (ip.version == 4 and ip.ihl == 5 and ip.flags & 1 == 0 and ip.frag_offset == 0
+            and ip.protocol == IP_PROTO_TCP):
+        return off
+    if end < off + Tcp.SIZE:                                   # parse_tcp
+        sm.parser_error = True
+        return off
+    tcp = hdr.tcp = Tcp.unpack(frame, off)
+    off += Tcp.SIZE
+    if tcp.data_offset != TCP_DATA_OFFSET_TS:
+        return off
+    if end < off + 4:                                          # parse_tcp_ts_if_linux_layout
+        sm.parser_error = True
+        return off
+    if int.from_bytes(frame[off:off + 4], "big") != TCP_TS_OPT_PREFIX:
+        return off
+    if end < off + TcpTs.SIZE:                                 # parse_tcp_ts
+        sm.parser_error = True
+        return off
+    hdr.tcp_ts = TcpTs.unpack(frame, off)
+    return off + TcpTs.SIZE
+
+
+def p4tas_deparser(hdr: Headers) -> bytes:
+    """The valid headers in deparser order (the payload follows them)."""
+    parts = []
+    if hdr.packet_in is not None:
+        parts.append(hdr.packet_in.pack())
+    if hdr.ethernet is not None:
+        parts.append(hdr.ethernet.pack())
+    if hdr.nic_host is not None:
+        parts.append(hdr.nic_host.pack())
+    if hdr.ipv4 is not None:
+        parts.append(hdr.ipv4.pack())
+    if hdr.tcp is not None:
+        parts.append(hdr.tcp.pack())
+    if hdr.tcp_ts is not None:
+        parts.append(hdr.tcp_ts.pack())
+    return b"".join(parts)
