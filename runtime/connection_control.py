@@ -666,13 +666,16 @@ class ConnectionControl:
 
     def _abort(self, conn: Connection, send_rst: bool) -> None:
         self._sync_sequences(conn)  # the RST must carry the sequence the data path reached
-        if send_rst and conn.peer_mac:
-            for seq in self._rst_sequences(conn):
-                self._send(conn.interface, conn.peer_mac, conn.tuple, seq, conn.rcv_nxt,
-                           TcpFlags.RST | TcpFlags.ACK)
+        resets = self._rst_sequences(conn) if send_rst and conn.peer_mac else []
+        self._send_resets(conn, resets)
         if not conn.sm.is_closed:
             conn.sm.fire(Event.APP_ABORT)
-        self._finish(conn, notify=False)
+        self._finish(conn, notify=False, resets_after_removal=resets)
+
+    def _send_resets(self, conn: Connection, sequences: list[int]) -> None:
+        for seq in sequences:
+            self._send(conn.interface, conn.peer_mac, conn.tuple, seq, conn.rcv_nxt,
+                       TcpFlags.RST | TcpFlags.ACK)
 
     @staticmethod
     def _rst_sequences(conn: Connection) -> list[int]:
@@ -686,7 +689,8 @@ class ConnectionControl:
             return [conn.snd_nxt]
         return [seq_add(spec.tx_start_seq, channel.tx_acked - channel.tx_base), conn.snd_nxt]
 
-    def _finish(self, conn: Connection, notify: bool = True) -> None:
+    def _finish(self, conn: Connection, notify: bool = True,
+                resets_after_removal: list[int] | None = None) -> None:
         """Forget the connection: timers, fast-path entries, flow id, local port."""
         conn.cancel_timer()
         if conn.conn_id not in self.table.by_id:
@@ -702,10 +706,14 @@ class ConnectionControl:
         if notify:
             self._tell(conn, cp.Closed(ctx_id=self._ctx(conn), conn_id=conn.conn_id))
         if conn.flow is not None:
-            self._spawn_removal(conn)
+            self._track(self._remove_then_reset(conn, resets_after_removal or []))
 
-    def _spawn_removal(self, conn: Connection) -> None:
-        self._track(self._remove_flow(conn))
+    async def _remove_then_reset(self, conn: Connection, resets: list[int]) -> None:
+        """Remove the flow, then send an abort's RSTs once more: the fast path's frames in
+        flight have left by then (an RST ahead of them missed the peer's exact sequence),
+        and the peer's challenge ACK to a missed RST reaches the slow path, not the flow."""
+        await self._remove_flow(conn)
+        self._send_resets(conn, resets)
 
     def _track(self, coro) -> None:
         """Run a coroutine that writes to the switch; shutdown waits for all of them."""
