@@ -15,7 +15,7 @@ from collections import Counter as Tally
 from collections.abc import Callable
 
 from runtime.dma_bridge import HostPort
-from softnic.pipeline.constants import CPU_PORT
+from softnic.pipeline.constants import CPU_PORT, HOST_PORT
 from softnic.pipeline.p4tas import P4tasPipeline
 from softnic.state import SwitchState
 
@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 
 ETH_P_ALL = 3
 SEND_WAIT_SECONDS = 0.01   # a full socket buffer: wait this long for room, then drop
+HOST_SEND_TRIES = 200      # the host port waits up to 2 s before it drops
 
 
 class Dataplane:
@@ -103,11 +104,14 @@ class Dataplane:
         if sock is None:
             self.stats["no_such_port"] += 1
             return
-        if sock.send(frame):
-            return
-        select.select([], [sock], [], SEND_WAIT_SECONDS)   # full buffer: a short wait for room
-        if not sock.send(frame):
-            self.stats["send_dropped"] += 1
+        # The host port is not allowed to lose frames: RX_DATA was acknowledged to the peer
+        # already (bmv2 gets the same from host_backpressure.p4). Wire ports wait briefly.
+        tries = HOST_SEND_TRIES if port == HOST_PORT else 1
+        for _ in range(tries + 1):
+            if sock.send(frame):
+                return
+            select.select([], [sock], [], SEND_WAIT_SECONDS)   # full buffer: wait for room
+        self.stats["send_dropped"] += 1
 
     def close(self) -> None:
         for sock in self.ports.values():
