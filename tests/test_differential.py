@@ -138,12 +138,16 @@ def settle(ref: Side, soft: Side, start: tuple[int, int]) -> None:
         time.sleep(QUIET / 2)   # PacketIns come on the gRPC stream, not the ports
         if soft.collect() == before:
             break
-    want = len(soft.outputs) - start[1]
+    # Either side may lag (a PacketIn crosses a gRPC stream): until both have as many
+    # outputs for this input, or CATCH_UP passed, keep collecting on both.
     deadline = time.monotonic() + CATCH_UP
-    while ref.collect() - start[0] < want and time.monotonic() < deadline:
+    while time.monotonic() < deadline:
+        if ref.collect() - start[0] == soft.collect() - start[1]:
+            break
         ref.wait(0.002)
     time.sleep(0.001)
     ref.collect()
+    soft.collect()
 
 
 def counters(side: Side, flow_ids: list[int]) -> dict:
