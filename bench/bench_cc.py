@@ -4,14 +4,16 @@
 In one run:
   (a) goodput penalty under random loss (0.1, 1 and 5 % of segments dropped each way by
       nftables on the receiver's namespace; bmv2_env/impairments.py): p4tas (host_lib sender
-      -> Linux sink through bmv2) and Linux -> Linux (two namespaces, one veth pair); the
+      -> Linux sink through the TARGET's switch) and Linux -> Linux (two namespaces, one veth
+      pair); the
       penalty is 1 - goodput(loss) / goodput(no loss) of the same stack in the same run;
   (b) fairness: 16 and 256 flows from one sender to one sink through a token-bucket
       bottleneck on the sender's egress veth, Jain's index over the bytes each flow delivered,
       for p4tas (rate-based DCTCP, paced) and Linux (its default congestion control);
   (c) the pacer's cost per paced packet with 1k, 100k and 1M flows waiting (it must stay flat:
       a timing wheel, not a heap), next to a heap doing the same work.
-Prints every figure with the bmv2 build it came from; the last line is one JSON object.
+Prints every figure with the target (bmv2 build or softnic) it came from; the last line is one
+JSON object.
 """
 
 from __future__ import annotations
@@ -192,8 +194,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     parts = set(args.only.split(","))
-    out: dict = {"bench": "cc", "bmv2": describe_target()}
-    print(f"bmv2 build: {out['bmv2']}", flush=True)
+    out: dict = {"bench": "cc", "target": describe_target()}
+    print(f"target: {out['target']}", flush=True)
     reason = skip_reason()
     if reason and parts & {"a", "b"}:
         print(f"(a,b) skipped: {reason}", flush=True)
@@ -208,7 +210,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             result, info = side.start(RUNTIME_ARGS)
             peer, control = result.peers.peer(1), info.control_socket
             pair.create()
-            print(f"p4tas: host_lib sender -> bmv2 -> Linux sink in {peer.netns}; Linux: "
+            print(f"p4tas: host_lib sender -> the target -> Linux sink in {peer.netns}; Linux: "
                   f"{pair.client_ns} -> {pair.server_ns}", flush=True)
         if "a" in parts:
             print("(a) goodput under loss", flush=True)

@@ -1,6 +1,6 @@
-"""Connection setups+teardowns per second: p4tas (bmv2 + runtime) against Linux-to-Linux.
+"""Connection setups+teardowns per second: p4tas (TARGET's switch + runtime) against Linux-to-Linux.
 
-(a) p4tas: a bmv2 environment of its own (one wire port, a Linux peer in a namespace), the
+(a) p4tas: an environment of its own on TARGET (one wire port, a Linux peer in a namespace), the
     runtime daemon, and an application (bench/conn_server.py p4tas, host_lib.control_channel)
     that listens and closes every connection as soon as its IncomingConnection event arrives.
     The Linux client (bench/conn_client.py) in the peer's namespace connects to the p4tas
@@ -13,7 +13,7 @@ A connection is connect() + waiting for the server's FIN + close(). The rate of 
 the successful connections divided by the time from the start signal to the last client's end;
 each variant runs --repeat times (3) and the median rate is reported (all rates are in the JSON).
 Everything created (environment, runtime, namespaces, veths, processes) is removed at the end,
-also on failure or Ctrl-C. Without root, bmv2 or the compiled pipeline the benchmark is skipped
+also on failure or Ctrl-C. Without root, a target or the compiled pipeline the benchmark is skipped
 (exit 0). The last line of the output is one JSON object with the figures.
 
     .venv/bin/python bench/bench_conn.py [--n 300] [--concurrency 4]    # or: make bench-conn
@@ -208,7 +208,7 @@ def bench_p4tas(args: argparse.Namespace, side: P4tasSide) -> tuple[list[Variant
                           "p4tas server (host_lib application)")
     variants = measure(peer.netns, peer.local_ip, args.port, args, "p4tas")
     counts = stop_server(server, "p4tas server")
-    side.cleanup()  # bmv2 and the runtime stop before the Linux measurement
+    side.cleanup()  # the switch and the runtime stop before the Linux measurement
     return variants, counts, where
 
 
@@ -242,7 +242,8 @@ def cleanup(side: P4tasSide, pair: LinuxPair) -> list[str]:
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="bench_conn.py", description=__doc__.split("\n\n")[0],
-        epilog="Output: both rates, their ratio, the bmv2 build; the last line is JSON.")
+        epilog="Output: both rates, their ratio, the target (bmv2 build or softnic); the last "
+               "line is JSON.")
     parser.add_argument("--n", type=_int_range(1, MAX_N), default=300,
                         help=f"connections per variant (default %(default)s, at most {MAX_N})")
     parser.add_argument("--concurrency", "-k", type=_int_range(1, MAX_CONCURRENCY), default=4,
@@ -273,11 +274,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps({"bench": "conn", "skipped": reason}))
         return 0
     os.environ.pop(STATE_DIR_ENV, None)  # our environment's state dir is ours alone
-    bmv2 = describe_target()
+    target = describe_target()
     print(f"bench-conn: {args.n} connections per variant (sequential, and {args.concurrency} "
           f"concurrent clients), median of {args.repeat} runs, {args.warmup} warm-up "
           "connections not counted")
-    print(f"bmv2: {bmv2}", flush=True)
+    print(f"target: {target}", flush=True)
     side, pair = P4tasSide(), LinuxPair()
     error = None
     try:
@@ -302,12 +303,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if error:
         print(f"bench-conn: FAILED: {error}", file=sys.stderr)
         print(json.dumps({"bench": "conn", "n": args.n, "error": error.splitlines()[0],
-                          "cleanup_problems": problems, "bmv2": bmv2}))
+                          "cleanup_problems": problems, "target": target}))
         return 1
-    return report(args, bmv2, p4tas, linux, p4tas_server, problems)
+    return report(args, target, p4tas, linux, p4tas_server, problems)
 
 
-def report(args: argparse.Namespace, bmv2: str, p4tas: list[Variant], linux: list[Variant],
+def report(args: argparse.Namespace, target: str, p4tas: list[Variant], linux: list[Variant],
            p4tas_server: dict, problems: list[str]) -> int:
     def ratio(a: Variant, b: Variant) -> float | None:
         return round(a.rate / b.rate, 4) if b.rate > 0 else None
@@ -334,7 +335,7 @@ def report(args: argparse.Namespace, bmv2: str, p4tas: list[Variant], linux: lis
         "p4tas": {v.name: v.figures() for v in p4tas},
         "linux": {v.name: v.figures() for v in linux},
         "runtime_counters": p4tas_server.get("runtime", {}),
-        "bmv2": bmv2, "python": platform.python_version(),
+        "target": target, "python": platform.python_version(),
         "runtime_args": args.runtime_arg,
     }
     if problems:

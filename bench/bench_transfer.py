@@ -1,8 +1,9 @@
 """Data transfer through p4tas against Linux TCP, bmv2's own ceiling and the rings, in one run.
 
 (a) bulk goodput: a Linux client (peer namespace) -> a host_lib sink, and a host_lib client -> a
-    Linux sink in the peer namespace, through bmv2 + the runtime's DMA bridge; against the same
-    client and sink on two namespaces joined by one veth pair (Linux to Linux, as bench_conn).
+    Linux sink in the peer namespace, through TARGET's switch + the runtime's DMA bridge;
+    against the same client and sink on two namespaces joined by one veth pair (Linux to
+    Linux, as bench_conn).
     A transfer is connect, send N bytes, SHUT_WR, and the sink's byte count back; goodput is
     N / (connected .. count received). --repeat runs, the median is reported.
 (b) RPC: 64-byte requests echoed, one outstanding per connection (closed loop), 1 and 16
@@ -20,7 +21,7 @@ p4tas has no loss recovery yet: a dropped segment stalls a connection. Every cli
 has a per-operation timeout and a deadline; a run that misses them is reported as "stalled"
 (in the text and the JSON), never waited for. Everything created (the p4tas environment with
 prefix p4bt, namespaces, veths, processes, temporary folders, /dev/shm/p4tas-* segments of this
-run) is removed at the end, also on failure or Ctrl-C. Without root, bmv2 or the compiled
+run) is removed at the end, also on failure or Ctrl-C. Without root, a target or the compiled
 pipeline the benchmark is skipped (exit 0). The last line of the output is one JSON object.
 
 --profile DIR: after the measured runs of (a), one more transfer each way with py-spy sampling
@@ -649,7 +650,8 @@ def cleanup(side: P4tasSide, pair: LinuxPair, fwd: Forwarder, runtime_pid: int |
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="bench_transfer.py", description=__doc__.split("\n\n")[0],
-        epilog="Output: every figure with its ratios and the bmv2 build; the last line is JSON.")
+        epilog="Output: every figure with its ratios and the target (bmv2 build or softnic); "
+               "the last line is JSON.")
     parser.add_argument("--p4tas-bytes", type=_int_range(1, 1 << 30), default=2 << 20,
                         help="bytes per p4tas bulk transfer (default %(default)s)")
     parser.add_argument("--linux-bytes", type=_int_range(1, 1 << 32), default=64 << 20,
@@ -716,11 +718,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     os.environ.pop(STATE_DIR_ENV, None)  # our environment's state dir is ours alone
     started = time.monotonic()
-    bmv2 = describe_target()
+    target = describe_target()
     print(f"bench-transfer: bulk {args.p4tas_bytes} B (p4tas) / {args.linux_bytes} B (Linux) x "
           f"{args.repeat}, RPC {args.rpc_conns} connections x {args.rpc_seconds:g} s, "
           f"forwarding {len(args.fwd_offered)} x {args.fwd_seconds:g} s, rings {args.ring_msgs} x {args.msg_bytes} B")
-    print(f"bmv2: {bmv2}", flush=True)
+    print(f"target: {target}", flush=True)
     side, pair, fwd = P4tasSide(prefix=PREFIX), LinuxPair(tag=f"p4bt{os.getpid() % 10**7}"), \
         Forwarder()
     p4tas: dict = {}
@@ -754,9 +756,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if error:
         print(f"bench-transfer: FAILED: {error}", file=sys.stderr)
         print(json.dumps({"bench": "transfer", "error": error.splitlines()[0],
-                          "cleanup_problems": problems, "bmv2": bmv2}))
+                          "cleanup_problems": problems, "target": target}))
         return 1
-    return report(args, bmv2, p4tas, linux, forwarding, ring, problems,
+    return report(args, target, p4tas, linux, forwarding, ring, problems,
                   time.monotonic() - started)
 
 
@@ -764,11 +766,11 @@ def _ratio(a: float | None, b: float | None, digits: int = 4) -> float | None:
     return round(a / b, digits) if a is not None and b else None
 
 
-def report(args: argparse.Namespace, bmv2: str, p4tas: dict, linux: dict,
+def report(args: argparse.Namespace, target: str, p4tas: dict, linux: dict,
            forwarding: dict | None, ring: dict | None, problems: list[str],
            elapsed: float) -> int:
     print("")
-    figures: dict = {"bench": "transfer", "bmv2": bmv2, "python": platform.python_version(),
+    figures: dict = {"bench": "transfer", "target": target, "python": platform.python_version(),
                      "cpus": os.cpu_count(), "repeat": args.repeat}
     stalls = 0
     ceiling = forwarding.get("payload_mbit_per_s") if forwarding else None
@@ -830,7 +832,7 @@ def report(args: argparse.Namespace, bmv2: str, p4tas: dict, linux: dict,
     if stalls:
         print(f"bench-transfer: {stalls} p4tas measurement(s) STALLED (no loss recovery yet)",
               file=sys.stderr)
-    print(f"bmv2: {bmv2}; {elapsed:.0f} s in all")
+    print(f"target: {target}; {elapsed:.0f} s in all")
     print(json.dumps(figures))
     return 1 if problems else 0
 

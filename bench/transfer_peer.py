@@ -162,10 +162,12 @@ def run_flows(args: argparse.Namespace) -> dict:
         sent, status, reply = 0, "ok", b""
         sock = mod.socket()
         sock.settimeout(args.timeout)
+        began = time.monotonic()
         try:
             sock.connect((args.host, args.port))
         except OSError as exc:
             status = f"connect: {exc!r}"
+        connect_s = round(time.monotonic() - began, 3)
         try:
             barrier.wait()  # every flow, connected or not, so that one failure stops no other
             if status != "ok":
@@ -183,7 +185,8 @@ def run_flows(args: argparse.Namespace) -> dict:
         finally:
             sock.close()
         delivered = int(reply) if reply.strip().isdigit() else None
-        results[index] = {"status": status, "sent": sent, "delivered": delivered}
+        results[index] = {"status": status, "sent": sent, "delivered": delivered,
+                          "connect_s": connect_s}
 
     threads = [threading.Thread(target=flow, args=(i,)) for i in range(args.conns)]
     for thread in threads:

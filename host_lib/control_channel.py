@@ -179,14 +179,15 @@ class ControlChannel:
         """Doorbell: conn_id's TX ring has new bytes and/or RX ring space was consumed."""
         self.send(cp.Kick(conn_id=conn_id))
 
-    def wait_readable(self, timeout: float | None) -> bool:
-        """Block (no state touched, no lock needed) until messages may be read; False on timeout.
-
-        timeout None waits for ever; 0 only checks."""
+    def wait_readable(self, timeout: float | None, wake_fd: int | None = None) -> bool:
+        """Block (no state touched, no lock needed) until messages may be read or `wake_fd`
+        is readable; False on timeout. timeout None waits for ever; 0 only checks."""
         if self._inbox or self._gone is not None:
             return True
         poller = select.poll()
         poller.register(self._fd, select.POLLIN)
+        if wake_fd is not None:
+            poller.register(wake_fd, select.POLLIN)
         ms = -1 if timeout is None else max(0, int(timeout * 1000 + 0.999))
         try:
             return bool(poller.poll(ms))

@@ -409,12 +409,16 @@ class Context:
         if self.collect:
             self.events.append(event)
 
-    def _drain(self) -> None:
+    def _drain(self) -> bool:
+        """Hand this context's queued events to their connections; True if there were any."""
         slots = self.session._slots
+        drained = False
         while (event := self.queue.pop()) is not None:
+            drained = True
             conn = slots.get(event.slot)
             if conn is not None and conn.ctx is self:
                 conn._on_ring_event(event)
+        return drained
 
     # -- low-level API -------------------------------------------------------------------------
 
@@ -472,6 +476,10 @@ class Session:
         self.lock = threading.Lock()
         self._cond = threading.Condition(self.lock)
         self._polling = False
+        # Written when a thread reads what the poller may be waiting for (it blocks in poll()
+        # on the control socket, which that read has emptied): a wakeup is never lost.
+        self._wake_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self._closed = False
         self.dead: RuntimeUnavailable | None = None
         self._awaiting: dict[int, Callable[[cp.Message], None]] = {}  # req_id -> callback
         self._replies: dict[int, tuple[cp.Message, Any]] = {}  # for request(): (reply, result)
@@ -493,6 +501,7 @@ class Session:
                 self.socket_context = self._create_context(collect=False)
         except BaseException:
             self.channel.close()
+            self._release_wake_fd()
             raise
 
     # -- public --------------------------------------------------------------------------------
@@ -515,6 +524,10 @@ class Session:
         """Say Bye (the runtime resets this process's connections) and unmap the segment."""
         with self.lock:
             self.channel.close()
+            self._closed = True
+            self._wake_poller()
+            if not self._polling:
+                self._release_wake_fd()  # else the poller does, once it is out of poll()
             self._runtime_gone(RuntimeUnavailable("this process closed its p4tas session",
                                                   errno.ESHUTDOWN))
             for ctx in self.contexts.values():
@@ -606,33 +619,56 @@ class Session:
             self._polling = True
             self.lock.release()
             try:
-                self.channel.wait_readable(left)
+                self.channel.wait_readable(left, self._wake_fd)
             finally:
                 self.lock.acquire()
                 self._polling = False
+                self._take_wakeup()
                 self._cond.notify_all()
+
+    def _wake_poller(self) -> None:
+        """The thread blocked in poll() (if any) looks again: this one changed what it waits on."""
+        if self._polling and self._wake_fd >= 0:
+            os.eventfd_write(self._wake_fd, 1)
+
+    def _take_wakeup(self) -> None:
+        if self._closed:
+            self._release_wake_fd()
+            return
+        try:
+            os.eventfd_read(self._wake_fd)
+        except BlockingIOError:
+            pass
+
+    def _release_wake_fd(self) -> None:
+        if self._wake_fd >= 0:
+            os.close(self._wake_fd)
+            self._wake_fd = -1
 
     def _check_alive(self) -> None:
         if self.dead is not None:
             raise RuntimeUnavailable(str(self.dead), self.dead.errno or errno.ECONNRESET)
 
     def _pump(self) -> None:
+        progressed = bool(self.deferred)
         while self.deferred:
             try:
                 self.deferred.popleft()()
             except OSError:
                 pass
-        if self.dead is not None:
-            return
-        try:
-            messages = self.channel.read_messages()
-        except RuntimeUnavailable as exc:
-            self._runtime_gone(exc)
-            return
-        for msg in messages:
-            self._dispatch(msg)
-        for ctx in self.contexts.values():  # events without a Wake yet: cheap, one load each
-            ctx._drain()
+        if self.dead is None:
+            try:
+                messages = self.channel.read_messages()
+            except RuntimeUnavailable as exc:
+                self._runtime_gone(exc)
+                messages = []
+            for msg in messages:
+                self._dispatch(msg)
+            progressed |= bool(messages)
+            for ctx in self.contexts.values():  # events without a Wake yet: cheap, one load each
+                progressed |= ctx._drain()
+        if progressed or self.dead is not None:
+            self._wake_poller()
 
     def _dispatch(self, msg: cp.Message) -> None:
         if isinstance(msg, cp.Wake):

@@ -630,6 +630,7 @@ class ConnectionControl:
                 self._finish(conn)
             return
         conn.retries += 1
+        self.stats.bump("syn_retransmits")
         self._send_syn(conn)
         self._arm_syn_timer(conn)
 

@@ -129,7 +129,7 @@ def test_16_flows_share_a_bottleneck(stack: Stack) -> None:
         impairments.clear_bottleneck(switch_side)
     assert flows.returncode == 0, flows.stderr
     report = json.loads(flows.stdout.strip().splitlines()[-1])["flows"]
-    assert [f["status"] for f in report] == ["ok"] * FAIR_FLOWS, report
+    assert [f["status"] for f in report] == ["ok"] * FAIR_FLOWS, (report, stats(stack))
     delivered = [f["delivered"] for f in report]
     assert delivered == [f["sent"] for f in report]  # the sink counted every byte sent
     goodput = sum(delivered) * 8 / FAIR_SECONDS / 1e6

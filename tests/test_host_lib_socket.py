@@ -373,6 +373,51 @@ def test_connect_timeout_closes_attempt(make_fake):
     s.close()
 
 
+def test_blocked_thread_is_woken_when_another_reads_its_event(make_fake, monkeypatch):
+    """Thread A blocks in poll() for its Connected; thread B pumps first and dispatches it
+    (the control socket is empty again when A polls): A must still return at once."""
+    fake = make_fake(connect="silent")
+    session = hsock.session()
+    real_wait = session.channel.wait_readable
+    polling, proceed = threading.Event(), threading.Event()
+
+    def wait_readable(*args):
+        if not polling.is_set():  # A's first poll: let B read A's event before A polls
+            polling.set()
+            proceed.wait(5)
+        return real_wait(*args)
+    monkeypatch.setattr(session.channel, "wait_readable", wait_readable)
+    outcome: list = []
+
+    def thread_a() -> None:
+        s = host_lib.socket()
+        s.settimeout(5)
+        started = time.monotonic()
+        try:
+            s.connect(PEER)
+            outcome.append(time.monotonic() - started)
+        except OSError as exc:
+            outcome.append(exc)
+    a = threading.Thread(target=thread_a)
+    a.start()
+    try:
+        assert polling.wait(5)
+        fake.wait_for(cp.Connect)
+        fake.send(cp.Connected(ctx_id=0, conn_id=101, local_ip=LOCAL[0], local_port=LOCAL[1],
+                               peer_ip=PEER[0], peer_port=PEER[1], slot=0))
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:  # B reads and dispatches it while A still polls
+            with session.lock:
+                session.wait(lambda: True, 0)
+                if 101 in session._conns and session._conns[101].state == "open":
+                    break
+            time.sleep(0.01)
+    finally:
+        proceed.set()
+        a.join(10)
+    assert isinstance(outcome[0], float) and outcome[0] < 2, outcome
+
+
 def test_nonblocking_connect(fake):
     fake.connect_mode = "silent"
     s = host_lib.socket()
