@@ -256,7 +256,7 @@ async def open_connection(host: str, port: int, *, limit: int = 2 ** 16,
                           ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     """Like asyncio.open_connection, over p4tas."""
     loop = asyncio.get_running_loop()
-    sess = _pump_for(loop)
+    _pump_for(loop)  # this loop pumps the session (add_reader) from now on
     sock = Socket()
     sock.setblocking(False)
     if local_addr is not None:
