@@ -109,54 +109,89 @@ def fairness(name: str, sink: tuple, flows_argv: list, flows_ns: str | None, con
 
 
 # ---- (c) pacer ---------------------------------------------------------------------------------
-def pacer_cost(flows: int, packets: int, seed: int = 1) -> float:
-    """Nanoseconds per paced packet (take tokens, wait in the wheel, come due) with `flows`
-    flows waiting, each at 1..100 Mbit/s."""
+PACED_MSS = 1448
+
+
+def _paced_flows(flows: int, seed: int) -> tuple[list[TokenBucket], list[float]]:
+    """`flows` empty buckets at 1..100 Mbit/s and when each first comes due (within 100 ms)."""
     rng = random.Random(seed)
-    now = 0.0
-    pacer = Pacer(now)
-    buckets = [TokenBucket.for_rate(rng.uniform(1e6, 1e8), 1448, now) for _ in range(flows)]
-    for flow_id in range(flows):
-        buckets[flow_id].tokens = 0.0
-        pacer.defer(flow_id, now + rng.uniform(0, 0.1))
-    done = 0
+    buckets = [TokenBucket.for_rate(rng.uniform(1e6, 1e8), PACED_MSS, 0.0) for _ in range(flows)]
+    for bucket in buckets:
+        bucket.tokens = 0.0
+    return buckets, [rng.uniform(0, 0.1) for _ in range(flows)]
+
+
+def _turn(bucket: TokenBucket, now: float) -> tuple[bool, float]:
+    """A flow's turn: whether it sent a segment, and the seconds until its next turn."""
+    wait = bucket.take(PACED_MSS, now)
+    if wait:
+        return False, wait
+    return True, bucket.take(PACED_MSS, now) or 1e-4
+
+
+def wheel_pacer_run(flows: int, packets: int, seed: int = 1) -> tuple[float, list]:
+    """ns per paced packet with the runtime's Pacer (a timing wheel), and the (flow, time)
+    order in which flows came due."""
+    buckets, first = _paced_flows(flows, seed)
+    pacer = Pacer(0.0)
+    for flow_id, due in enumerate(first):
+        pacer.defer(flow_id, due)
+    order: list[tuple[int, float]] = []
+    done, now = 0, 0.0
     start = time.perf_counter()
     while done < packets:
         now += 0.0005
         for flow_id in pacer.due(now):
-            bucket = buckets[flow_id]
-            wait = bucket.take(1448, now)
-            if not wait:
-                done += 1
-                wait = bucket.take(1448, now) or 1e-4
+            order.append((flow_id, now))
+            sent, wait = _turn(buckets[flow_id], now)
+            done += sent
             pacer.defer(flow_id, now + wait)
-    return (time.perf_counter() - start) / done * 1e9
+    return (time.perf_counter() - start) / done * 1e9, order
 
 
-def heap_pacer_cost(flows: int, packets: int, seed: int = 1) -> float:
-    """The same workload with a binary heap of deadlines (what the wheel avoids): the
-    baseline that shows what O(log n) per packet costs at the same flow counts."""
-    rng = random.Random(seed)
-    now = 0.0
-    buckets = [TokenBucket.for_rate(rng.uniform(1e6, 1e8), 1448, now) for _ in range(flows)]
-    heap = []
-    for flow_id in range(flows):
-        buckets[flow_id].tokens = 0.0
-        heap.append((now + rng.uniform(0, 0.1), flow_id))
+def heap_pacer_run(flows: int, packets: int, seed: int = 1) -> tuple[float, list]:
+    """The same workload with a binary heap of deadlines (what the wheel avoids): what
+    O(log n) per packet costs at the same flow counts."""
+    buckets, first = _paced_flows(flows, seed)
+    heap = [(due, flow_id) for flow_id, due in enumerate(first)]
     heapq.heapify(heap)
-    done = 0
+    order: list[tuple[int, float]] = []
+    done, now = 0, 0.0
     start = time.perf_counter()
     while done < packets:
         now += 0.0005
         while heap and heap[0][0] <= now:
             _, flow_id = heapq.heappop(heap)
-            bucket = buckets[flow_id]
-            wait = bucket.take(1448, now)
-            if not wait:
-                done += 1
-                wait = bucket.take(1448, now) or 1e-4
+            order.append((flow_id, now))
+            sent, wait = _turn(buckets[flow_id], now)
+            done += sent
             heapq.heappush(heap, (now + wait, flow_id))
+    return (time.perf_counter() - start) / done * 1e9, order
+
+
+def flow_state_cost(flows: int, order: list, seed: int = 1) -> float:
+    """ns per packet of the same turns replayed without any scheduler: touching one flow's
+    bucket out of `flows` (cache misses grow with the flow count for any pacer)."""
+    buckets, _ = _paced_flows(flows, seed)
+    replayed: list[tuple[int, float]] = []
+    done = 0
+    start = time.perf_counter()
+    for flow_id, now in order:
+        replayed.append((flow_id, now))
+        sent, wait = _turn(buckets[flow_id], now)
+        done += sent
+        _ = now + wait
     return (time.perf_counter() - start) / done * 1e9
+
+
+def pacer_costs(flows: int, packets: int) -> dict[str, float]:
+    """Wheel and heap per paced packet: in all, and their own part (minus the flow state)."""
+    wheel, order = wheel_pacer_run(flows, packets)
+    state = flow_state_cost(flows, order)
+    heap, _ = heap_pacer_run(flows, packets)
+    return {"wheel": round(wheel, 1), "flow_state": round(state, 1),
+            "wheel_own": round(wheel - state, 1), "heap": round(heap, 1),
+            "heap_own": round(heap - state, 1)}
 
 
 # ---- main --------------------------------------------------------------------------------------
@@ -233,15 +268,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 ["linux", pair.server_ip, FLOWS_PORT], pair.client_ns, None,
                 (f"{pair.tag}va", pair.client_ns), args)
         if "c" in parts:
-            print("(c) pacer cost per packet", flush=True)
-            out["pacer_ns_per_packet"], out["heap_ns_per_packet"] = {}, {}
+            print("(c) pacer cost per paced packet (ns): in all = the scheduler's own part + "
+                  "touching the flow's bucket", flush=True)
+            out["pacer_ns_per_packet"] = {}
             for flows in args.pacer_flows:
-                cost = pacer_cost(flows, args.pacer_packets)
-                heap = heap_pacer_cost(flows, args.pacer_packets)
-                out["pacer_ns_per_packet"][flows] = round(cost, 1)
-                out["heap_ns_per_packet"][flows] = round(heap, 1)
-                print(f"  {flows:>9} flows waiting: {cost:8.1f} ns per paced packet "
-                      f"(a heap instead of the wheel: {heap:8.1f} ns)", flush=True)
+                costs = out["pacer_ns_per_packet"][flows] = pacer_costs(flows, args.pacer_packets)
+                print(f"  {flows:>9} flows waiting: wheel {costs['wheel']:7.1f} (own "
+                      f"{costs['wheel_own']:7.1f}), heap {costs['heap']:7.1f} (own "
+                      f"{costs['heap_own']:7.1f}), flow state {costs['flow_state']:7.1f}",
+                      flush=True)
     except BenchError as exc:
         out["error"] = str(exc)
         print(f"error: {exc}", flush=True)
