@@ -230,7 +230,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     parts = set(args.only.split(","))
     out: dict = {"bench": "cc", "target": describe_target()}
-    print(f"target: {out['target']}", flush=True)
+    print(f"fast path: {out['target']}", flush=True)
     reason = skip_reason()
     if reason and parts & {"a", "b"}:
         print(f"(a,b) skipped: {reason}", flush=True)

@@ -278,7 +278,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"bench-conn: {args.n} connections per variant (sequential, and {args.concurrency} "
           f"concurrent clients), median of {args.repeat} runs, {args.warmup} warm-up "
           "connections not counted")
-    print(f"target: {target}", flush=True)
+    print(f"fast path: {target}", flush=True)
     side, pair = P4tasSide(), LinuxPair()
     error = None
     try:

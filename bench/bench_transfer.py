@@ -722,7 +722,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"bench-transfer: bulk {args.p4tas_bytes} B (p4tas) / {args.linux_bytes} B (Linux) x "
           f"{args.repeat}, RPC {args.rpc_conns} connections x {args.rpc_seconds:g} s, "
           f"forwarding {len(args.fwd_offered)} x {args.fwd_seconds:g} s, rings {args.ring_msgs} x {args.msg_bytes} B")
-    print(f"target: {target}", flush=True)
+    print(f"fast path: {target}", flush=True)
     side, pair, fwd = P4tasSide(prefix=PREFIX), LinuxPair(tag=f"p4bt{os.getpid() % 10**7}"), \
         Forwarder()
     p4tas: dict = {}
@@ -832,7 +832,7 @@ def report(args: argparse.Namespace, target: str, p4tas: dict, linux: dict,
     if stalls:
         print(f"bench-transfer: {stalls} p4tas measurement(s) STALLED (no loss recovery yet)",
               file=sys.stderr)
-    print(f"target: {target}; {elapsed:.0f} s in all")
+    print(f"fast path: {target}; {elapsed:.0f} s in all")
     print(json.dumps(figures))
     return 1 if problems else 0
 
