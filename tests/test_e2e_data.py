@@ -81,12 +81,7 @@ def test_p4tas_client_to_linux_echo_server(stack: Stack) -> None:
         s.connect((stack.peer.peer_ip, 7002))
         sender = threading.Thread(target=lambda: (s.sendall(data), s.shutdown(1)))
         sender.start()
-        got = bytearray()
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            got += chunk
+        got = recv_until_eof(s, 65536)
         sender.join(timeout=30)
     out, err = server.communicate(timeout=30)
     assert out.split() == ["echoed", str(len(data))], (out, err)
