@@ -177,6 +177,7 @@ def flow_state_cost(flows: int, order: list, seed: int = 1) -> float:
     done = 0
     start = time.perf_counter()
     for flow_id, now in order:
+        # The timed runs' own bookkeeping too, so that the difference is the scheduler alone.
         replayed.append((flow_id, now))
         sent, wait = _turn(buckets[flow_id], now)
         done += sent

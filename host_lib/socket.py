@@ -28,7 +28,8 @@ operation still cannot proceed: non-blocking -> BlockingIOError, otherwise block
 control socket for the remaining timeout (socket.timeout at the end) and repeat. Threads: the
 session has one lock; one thread at a time blocks in poll() (without the lock), the others wait on
 a condition that it signals after every wakeup, so a thread blocked in recv() never stops another
-thread's send().
+thread's send(). A thread that reads or dispatches anything while another is in poll() wakes it
+(an eventfd in the same poll()): what it read may be what the poller waits for.
 
 fileno(). Each socket has its own descriptor (an epoll instance, so selectors can register several
 sockets) that is readable when the runtime has sent this process something (the control socket is
