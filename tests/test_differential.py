@@ -129,25 +129,27 @@ def feed(side: Side, item: tuple) -> None:
         side.ports[item[0]].send(item[1])
 
 
-def settle(ref: Side, soft: Side, start: tuple[int, int]) -> None:
-    """Wait until soft has been quiet for QUIET and bmv2 has produced as many outputs (or
-    CATCH_UP passed): one input's outputs on both sides."""
+def settle(ref: Side, soft: Side, start: tuple[int, int]) -> tuple[list, list]:
+    """One input's outputs on both sides, normalized and sorted: wait until soft has been
+    quiet for QUIET, then collect both until they agree or CATCH_UP passed."""
     while True:
         before = soft.collect()
         soft.wait(QUIET)
         time.sleep(QUIET / 2)   # PacketIns come on the gRPC stream, not the ports
         if soft.collect() == before:
             break
-    # Either side may lag (a PacketIn crosses a gRPC stream): until both have as many
-    # outputs for this input, or CATCH_UP passed, keep collecting on both.
+    # Either side may lag: a PacketIn crosses a gRPC stream, which under load can take longer
+    # than QUIET. An output that comes after this input's turn counts towards the next one,
+    # where the other side's copy is waited for in the same way.
     deadline = time.monotonic() + CATCH_UP
-    while time.monotonic() < deadline:
-        if ref.collect() - start[0] == soft.collect() - start[1]:
-            break
+    while True:
+        got = [sorted((normalized(o) for o in side.outputs[first:]), key=repr)
+               for side, first in ((ref, start[0]), (soft, start[1]))]
+        if got[0] == got[1] or time.monotonic() >= deadline:
+            return got[0], got[1]
         ref.wait(0.002)
-    time.sleep(0.001)
-    ref.collect()
-    soft.collect()
+        ref.collect()
+        soft.collect()
 
 
 def counters(side: Side, flow_ids: list[int]) -> dict:
@@ -179,13 +181,13 @@ def test_bmv2_and_soft_agree(sides: list[Side]) -> None:
         start = (len(ref.outputs), len(soft.outputs))
         feed(soft, item)
         feed(ref, item)
-        settle(ref, soft, start)
-        got_ref = [normalized(o) for o in ref.outputs[start[0]:]]
-        got_soft = [normalized(o) for o in soft.outputs[start[1]:]]
-        assert sorted(got_soft, key=repr) == sorted(got_ref, key=repr), (
+        got_ref, got_soft = settle(ref, soft, start)
+        assert got_soft == got_ref, (
             f"packet {n} (seed {SEED}) {item[0]}: {item[-1].hex()}\n"
             f"bmv2: {got_ref}\nsoft: {got_soft}")
         compared += 1
+    late_ref, late_soft = settle(ref, soft, (len(ref.outputs), len(soft.outputs)))
+    assert late_soft == late_ref, f"after the last packet: bmv2 {late_ref}, soft {late_soft}"
     flow_ids = [f.spec.flow_id for f in flows]
     assert counters(soft, flow_ids) == counters(ref, flow_ids)
     print(f"differential: {compared} packets compared (seed {SEED}), {len(ref.outputs)} "
