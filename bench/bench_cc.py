@@ -19,13 +19,15 @@ JSON object.
 from __future__ import annotations
 
 import argparse
+import gc
 import heapq
 import json
 import random
 import sys
-from collections import Counter
 import time
+from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -112,10 +114,17 @@ def fairness(name: str, sink: tuple, flows_argv: list, flows_ns: str | None, con
 PACED_MSS = 1448
 
 
-def _paced_flows(flows: int, seed: int) -> tuple[list[TokenBucket], list[float]]:
+@dataclass(slots=True)
+class PacedFlow(TokenBucket):
+    """A paced flow as the pacer sees it: its bucket and the pacer's mark."""
+
+    pacer_slot: int | None = None
+
+
+def _paced_flows(flows: int, seed: int) -> tuple[list[PacedFlow], list[float]]:
     """`flows` empty buckets at 1..100 Mbit/s and when each first comes due (within 100 ms)."""
     rng = random.Random(seed)
-    buckets = [TokenBucket.for_rate(rng.uniform(1e6, 1e8), PACED_MSS, 0.0) for _ in range(flows)]
+    buckets = [PacedFlow.for_rate(rng.uniform(1e6, 1e8), PACED_MSS, 0.0) for _ in range(flows)]
     for bucket in buckets:
         bucket.tokens = 0.0
     return buckets, [rng.uniform(0, 0.1) for _ in range(flows)]
@@ -133,20 +142,22 @@ def wheel_pacer_run(flows: int, packets: int, seed: int = 1) -> tuple[float, lis
     """ns per paced packet with the runtime's Pacer (a timing wheel), and the (flow, time)
     order in which flows came due."""
     buckets, first = _paced_flows(flows, seed)
-    pacer = Pacer(0.0)
-    for flow_id, due in enumerate(first):
-        pacer.defer(flow_id, due)
-    order: list[tuple[int, float]] = []
+    pacer: Pacer[PacedFlow] = Pacer(0.0)
+    for flow, due in zip(buckets, first):
+        pacer.defer(flow, due)
+    turns: list[tuple[PacedFlow, float]] = []
     done, now = 0, 0.0
     start = time.perf_counter()
     while done < packets:
         now += 0.0005
-        for flow_id in pacer.due(now):
-            order.append((flow_id, now))
-            sent, wait = _turn(buckets[flow_id], now)
+        for flow in pacer.due(now):
+            turns.append((flow, now))
+            sent, wait = _turn(flow, now)
             done += sent
-            pacer.defer(flow_id, now + wait)
-    return (time.perf_counter() - start) / done * 1e9, order
+            pacer.defer(flow, now + wait)
+    elapsed = time.perf_counter() - start
+    index = {id(flow): flow_id for flow_id, flow in enumerate(buckets)}
+    return elapsed / done * 1e9, [(index[id(flow)], now) for flow, now in turns]
 
 
 def heap_pacer_run(flows: int, packets: int, seed: int = 1) -> tuple[float, list]:
@@ -186,10 +197,17 @@ def flow_state_cost(flows: int, order: list, seed: int = 1) -> float:
 
 
 def pacer_costs(flows: int, packets: int) -> dict[str, float]:
-    """Wheel and heap per paced packet: in all, and their own part (minus the flow state)."""
-    wheel, order = wheel_pacer_run(flows, packets)
-    state = flow_state_cost(flows, order)
-    heap, _ = heap_pacer_run(flows, packets)
+    """Wheel and heap per paced packet: in all, and their own part (minus the flow state).
+    The garbage collector is off while they run, as timeit has it: its full passes cost in
+    proportion to all objects, the million flows included, and fall at random in one run."""
+    gc.collect()
+    gc.disable()
+    try:
+        wheel, order = wheel_pacer_run(flows, packets)
+        state = flow_state_cost(flows, order)
+        heap, _ = heap_pacer_run(flows, packets)
+    finally:
+        gc.enable()
     return {"wheel": round(wheel, 1), "flow_state": round(state, 1),
             "wheel_own": round(wheel - state, 1), "heap": round(heap, 1),
             "heap_own": round(heap - state, 1)}

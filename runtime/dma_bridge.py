@@ -168,6 +168,7 @@ class FlowChannel:
     rto_flag_pending: bool = field(init=False, default=False)  # next TX_DATA carries RTO
     ooo_end: int = field(init=False, default=0)  # RX position past the bytes placed out of order
     bucket: TokenBucket | None = field(init=False, default=None)  # None: not rate-limited
+    pacer_slot: int | None = field(init=False, default=None)  # the pacer's mark while waiting
     rx_announced: int = field(init=False, default=0)  # RX position up to which events were posted
     rx_flags_pending: int = field(init=False, default=0)
     ack_announced: int = field(init=False, default=0)  # TX position up to which events were posted
@@ -342,7 +343,7 @@ class DmaBridge:
         self.clock = clock
         self.timers = RetransmissionTimers(rto, clock())
         self._rto_tick: asyncio.TimerHandle | None = None
-        self.pacer = Pacer(clock())
+        self.pacer: Pacer[FlowChannel] = Pacer(clock())
         self._pacing_tick: asyncio.TimerHandle | None = None
         self._active: dict[int, None] = {}  # flows that sent or were acked since take_active
         self.stats = BridgeStats()
@@ -393,9 +394,11 @@ class DmaBridge:
         self._pending_events.pop(flow_id, None)
         self._send_backlog.pop(flow_id, None)
         self.timers.forget(flow_id)
-        self.pacer.forget(flow_id)
         self._active.pop(flow_id, None)
-        return self._channels.pop(flow_id, None)
+        channel = self._channels.pop(flow_id, None)
+        if channel is not None:
+            self.pacer.forget(channel)
+        return channel
 
     def set_rate(self, flow_id: int, rate_bps: float | None) -> None:
         """Pace a flow to `rate_bps` (None: unlimited, the peer's window alone)."""
@@ -405,7 +408,7 @@ class DmaBridge:
         now = self.clock()
         if rate_bps is None:
             channel.bucket = None
-            self.pacer.forget(flow_id)
+            self.pacer.forget(channel)
             self.kick(flow_id)
         elif channel.bucket is None:
             channel.bucket = TokenBucket.for_rate(rate_bps, channel.mss, now)
@@ -695,6 +698,9 @@ class DmaBridge:
             self.stats.drops[DropCause.UNKNOWN_FLOW] += 1
             log.debug("kick for unknown flow %d", flow_id)
             return 0
+        return self._kick_channel(channel)
+
+    def _kick_channel(self, channel: FlowChannel) -> int:
         try:
             return self._send_tx(channel)
         except (RingCorruptedError, ValueError) as exc:
@@ -717,7 +723,7 @@ class DmaBridge:
             if channel.bucket is not None:
                 wait = channel.bucket.take(size, now)
                 if wait:
-                    self.pacer.defer(channel.flow_id, now + wait)
+                    self.pacer.defer(channel, now + wait)
                     self._arm_pacing_tick()
                     break
             pieces = ring.peek(size, skip=channel.tx_sent - channel.tx_acked)
@@ -759,8 +765,8 @@ class DmaBridge:
 
     def release_paced(self, now: float) -> None:
         """Send for every flow whose pacing wait is over."""
-        for flow_id in self.pacer.due(now):
-            self.kick(flow_id)
+        for channel in self.pacer.due(now):
+            self._kick_channel(channel)
 
     def _send_window_probe(self, channel: FlowChannel) -> None:
         """Ask a peer with a closed window for its current one: one byte just below snd_una

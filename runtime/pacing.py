@@ -9,9 +9,9 @@ measures, so a paced flow stays within the meter.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-
-from runtime.timing_wheel import TimingWheel
+from typing import Generic, Protocol, TypeVar
 
 TICK_SECONDS = 0.0005
 WHEEL_SLOTS = 8192          # 4 s ahead: a 1 Mbit/s flow waits 12 ms for a full segment
@@ -19,7 +19,7 @@ BURST_SECONDS = 0.001       # a bucket holds 1 ms of its rate (and at least two 
 FRAME_OVERHEAD = 14 + 24    # Ethernet + NIC<->host header, as the meter sees a TX_DATA
 
 
-@dataclass
+@dataclass(slots=True)
 class TokenBucket:
     """Bytes a flow may send now; refills at `rate_Bps` up to `burst`."""
 
@@ -55,22 +55,67 @@ class TokenBucket:
         return (cost - self.tokens) / self.rate_Bps
 
 
-class Pacer:
-    """Flows waiting for tokens, by the time they will have them."""
+class Paced(Protocol):
+    """A flow the pacer can hold: it keeps the pacer's mark of the slot it waits in."""
+
+    pacer_slot: int | None
+
+
+P = TypeVar("P", bound=Paced)
+
+
+class Pacer(Generic[P]):
+    """Flows waiting for tokens, in the wheel slot of the tick their wait ends (Carousel).
+
+    A slot lists the flows themselves and each flow carries the slot it waits in, so there
+    is no table keyed by flow: a turn touches the slot's list and the flow, whatever the
+    number of flows. Waits are rounded up to a tick, and one longer than the wheel spans ends
+    at its last slot; the flow's bucket decides, when it comes up, whether it waits again.
+    """
 
     def __init__(self, now: float) -> None:
-        self._wheel: TimingWheel[int] = TimingWheel(TICK_SECONDS, WHEEL_SLOTS, now)
+        self._slots: list[list[P]] = [[] for _ in range(WHEEL_SLOTS)]
+        # Marks are these int objects, reused: comparing a flow's mark with `is` reads no
+        # further memory, which matters once a million flows' state is out of the cache.
+        self._marks = list(range(WHEEL_SLOTS))
+        self._current = math.floor(now / TICK_SECONDS)  # the tick `due` has processed up to
+        self._waiting = 0
 
     def __len__(self) -> int:
-        return len(self._wheel)
+        return self._waiting
 
-    def defer(self, flow_id: int, until: float) -> None:
-        """The flow sends again at `until`."""
-        self._wheel.schedule(flow_id, until)
+    def defer(self, flow: P, until: float) -> None:
+        """The flow sends again at `until` (its earlier wait, if any, is void)."""
+        ahead = min(max(math.ceil(until / TICK_SECONDS) - self._current, 1), WHEEL_SLOTS - 1)
+        slot = (self._current + ahead) % WHEEL_SLOTS
+        if flow.pacer_slot is None:
+            self._waiting += 1
+        flow.pacer_slot = self._marks[slot]
+        self._slots[slot].append(flow)   # an entry left in another slot is now stale
 
-    def due(self, now: float) -> list[int]:
-        """Flows whose wait is over."""
-        return self._wheel.advance(now)
+    def forget(self, flow: P) -> None:
+        """The flow no longer waits (its entry stays in its slot, stale)."""
+        if flow.pacer_slot is not None:
+            flow.pacer_slot = None
+            self._waiting -= 1
 
-    def forget(self, flow_id: int) -> None:
-        self._wheel.cancel(flow_id)
+    def due(self, now: float) -> list[P]:
+        """Flows whose wait ends by `now`, in slot order; they no longer wait."""
+        target = math.floor(now / TICK_SECONDS)
+        steps = min(target - self._current, WHEEL_SLOTS)
+        first = target - steps + 1
+        self._current = target
+        due: list[P] = []
+        for tick in range(first, target + 1):
+            slot = tick % WHEEL_SLOTS
+            entries = self._slots[slot]
+            if not entries:
+                continue
+            self._slots[slot] = []
+            mark = self._marks[slot]
+            for flow in entries:
+                if flow.pacer_slot is mark:   # else it was deferred again or forgotten
+                    flow.pacer_slot = None
+                    due.append(flow)
+        self._waiting -= len(due)
+        return due

@@ -1,8 +1,9 @@
-"""A hashed timing wheel (Varghese & Lauck; Carousel's structure): O(1) schedule and cancel,
-and `advance` costs the slots it passes plus the entries it returns, never the number of keys.
+"""A hashed timing wheel (Varghese & Lauck): O(1) schedule and cancel by key, and `advance`
+costs the slots it passes plus the entries it returns, never the number of keys.
 
-Used by the bridge for retransmission timeouts and for pacing (runtime.pacing): both keep up
-to one deadline per flow, and flows without a deadline cost nothing.
+Used for retransmission timeouts and the congestion control loop: both keep up to one exact
+deadline per flow id, and flows without a deadline cost nothing. Pacing has its own wheel
+that holds the flows themselves (runtime.pacing).
 """
 
 from __future__ import annotations
