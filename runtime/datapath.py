@@ -77,7 +77,10 @@ class Datapath:
     def __init__(self, client: P4RuntimeClient) -> None:
         self.client = client
         self.clock = SwitchClock()
-        self._executor = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="p4rt")
+        # One thread each: a Write must never overtake an earlier one (a meter's rates, an
+        # entry's insert and delete), and the PacketIn poll must not wait behind a Write.
+        self._writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="p4rt-write")
+        self._reader = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="p4rt-read")
         self._batch: _Batch | None = None
         self._closing = False
 
@@ -85,7 +88,7 @@ class Datapath:
         """PacketIns as they arrive, until close() or the stream ends (StreamError)."""
         loop = asyncio.get_running_loop()
         while not self._closing:
-            got = await loop.run_in_executor(self._executor, self.client.packet_in, _POLL_S)
+            got = await loop.run_in_executor(self._reader, self.client.packet_in, _POLL_S)
             if got is None:
                 continue
             frame, meta = got
@@ -130,12 +133,13 @@ class Datapath:
         if batch is None:
             return
         loop = asyncio.get_running_loop()
-        job = loop.run_in_executor(self._executor, self.client.write, batch.updates)
+        job = loop.run_in_executor(self._writer, self.client.write, batch.updates)
         job.add_done_callback(lambda f: _settle(batch, f))
 
     def close(self) -> None:
         self._closing = True
-        self._executor.shutdown(wait=True, cancel_futures=False)
+        self._reader.shutdown(wait=True, cancel_futures=False)
+        self._writer.shutdown(wait=True, cancel_futures=False)
 
 
 def _settle(batch: _Batch, job: asyncio.Future) -> None:

@@ -1,0 +1,53 @@
+"""runtime.datapath: the async front of the P4Runtime client."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+from runtime.config import BUILD_DIR
+from runtime.datapath import Datapath
+from runtime.p4rt.p4info import P4Info
+
+WRITE_SECONDS = 0.02
+
+
+class SlowClient:
+    """What Datapath uses of P4RuntimeClient; each Write takes a while and is recorded."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.active = self.most_active = 0
+        self.written: list[int] = []   # the meters' CIRs, in the order the writes finished
+
+    def write(self, updates: list) -> None:
+        with self.lock:
+            self.active += 1
+            self.most_active = max(self.most_active, self.active)
+        time.sleep(WRITE_SECONDS)
+        with self.lock:
+            self.active -= 1
+            self.written.extend(u.entity.meter_entry.config.cir for u in updates)
+
+    def packet_in(self, timeout: float) -> None:
+        time.sleep(timeout)
+
+
+def test_writes_go_one_at_a_time_in_the_order_they_were_made() -> None:
+    """A later rate must not overtake an earlier one on the way to the meter."""
+    p4info = P4Info.from_file(BUILD_DIR / "p4tas.p4info.txtpb")
+    client = SlowClient()
+
+    async def scenario() -> None:
+        datapath = Datapath(client)  # type: ignore[arg-type]
+        jobs = []
+        for cir in (1000, 2000, 3000):
+            jobs.append(datapath.modify([p4info.meter_entry("tx_rate", 7, cir, 9000, cir, 9000)]))
+            await asyncio.sleep(0)   # the next loop iteration: a Write of its own
+        await asyncio.gather(*jobs)
+        datapath.close()
+
+    asyncio.run(scenario())
+    assert client.written == [1000, 2000, 3000]
+    assert client.most_active == 1
