@@ -3,6 +3,8 @@ computed by hand, and the control loop (runtime.congestion.controller) over a st
 
 from __future__ import annotations
 
+import concurrent.futures
+
 import pytest
 
 from host_lib.control_protocol import CONGESTION_CONTROLS
@@ -237,3 +239,42 @@ def test_unlimited_flows_are_not_controlled(loop_parts) -> None:
     channel = bridge.channels[4] = Channel(4)
     controller.attach(channel, None)
     assert writes == [] and 4 not in bridge.rates
+
+
+def test_a_rise_paces_only_once_the_meter_allows_it_and_a_cut_at_once() -> None:
+    """Pacing faster before the meter write lands would have the meter drop the difference."""
+    bridge = Bridge()
+    pending: list[concurrent.futures.Future] = []
+
+    def write(batch: list) -> concurrent.futures.Future:
+        pending.append(concurrent.futures.Future())
+        return pending[-1]
+
+    p4info = P4Info.from_file(BUILD_DIR / "p4tas.p4info.txtpb")
+    controller = RateController(bridge, p4info, write, ControlConfig(initial_interval_s=0.01))
+    channel = bridge.channels[3] = Channel(3)
+    controller.attach(channel, RateDctcp(WIDE))
+    assert bridge.rates[3] == 10 * MBIT        # from unlimited: a cut, paced at once
+
+    def interval(**counters: int) -> None:
+        for name, value in counters.items():
+            setattr(channel.counters, name, getattr(channel.counters, name) + value)
+        bridge.active = [3]
+        controller.run_once(bridge.now)
+        bridge.now += 0.011
+        controller.run_once(bridge.now)
+
+    interval(acked_bytes=5000, tx_bytes=50_000)           # slow start: 20 Mbit/s
+    assert bridge.rates[3] == 10 * MBIT and len(pending) == 2
+    pending[1].set_result(None)
+    assert bridge.rates[3] == 20 * MBIT
+    interval(acked_bytes=5000, tx_bytes=50_000)           # 40 Mbit/s, not yet written ...
+    interval(acked_bytes=5000, tx_bytes=50_000, fast_retransmits=1)   # ... then a loss: 20
+    assert bridge.rates[3] == 20 * MBIT and len(pending) == 4
+    pending[2].set_result(None)                           # the older rise is void
+    assert bridge.rates[3] == 20 * MBIT
+    interval(acked_bytes=5000, tx_bytes=50_000)           # +10 Mbit/s, but the write fails
+    pending[4].set_exception(RuntimeError("device busy"))
+    assert bridge.rates[3] == 20 * MBIT
+    interval(acked_bytes=5000, tx_bytes=50_000)           # 40 Mbit/s: written again
+    assert len(pending) == 6
