@@ -9,7 +9,7 @@ import pytest
 
 from host_lib.control_protocol import CONGESTION_CONTROLS
 from runtime import congestion
-from runtime.congestion.algorithm import MBIT, IntervalFeedback, RateLimits
+from runtime.congestion.algorithm import MBIT, CongestionControl, IntervalFeedback, RateLimits
 from runtime.congestion.controller import ControlConfig, RateController
 from runtime.congestion.dctcp import DctcpConfig, RateDctcp
 from runtime.congestion.timely import Timely, TimelyConfig
@@ -241,8 +241,22 @@ def test_unlimited_flows_are_not_controlled(loop_parts) -> None:
     assert writes == [] and 4 not in bridge.rates
 
 
-def test_a_rise_paces_only_once_the_meter_allows_it_and_a_cut_at_once() -> None:
-    """Pacing faster before the meter write lands would have the meter drop the difference."""
+class Scripted(CongestionControl):
+    """Returns the rates it is given, one per interval."""
+
+    name = "scripted"
+
+    def __init__(self, rates: list[float]) -> None:
+        super().__init__(rates[0], WIDE)
+        self.rates = rates[1:]
+
+    def update(self, feedback: IntervalFeedback) -> float:
+        self.rate_bps = self.rates.pop(0)
+        return self.rate_bps
+
+
+def deferred_writes() -> tuple[Bridge, RateController, list[concurrent.futures.Future]]:
+    """A controller whose meter writes complete only when the test says so."""
     bridge = Bridge()
     pending: list[concurrent.futures.Future] = []
 
@@ -251,7 +265,29 @@ def test_a_rise_paces_only_once_the_meter_allows_it_and_a_cut_at_once() -> None:
         return pending[-1]
 
     p4info = P4Info.from_file(BUILD_DIR / "p4tas.p4info.txtpb")
-    controller = RateController(bridge, p4info, write, ControlConfig(initial_interval_s=0.01))
+    return bridge, RateController(bridge, p4info, write,
+                                  ControlConfig(initial_interval_s=0.01)), pending
+
+
+def test_a_small_change_during_a_rise_is_paced_with_it() -> None:
+    """20 -> 40 is written; 40.4 is within min_change of it, so not written, and waits too."""
+    bridge, controller, pending = deferred_writes()
+    channel = bridge.channels[2] = Channel(2)
+    controller.attach(channel, Scripted([20 * MBIT, 40 * MBIT, 40.4 * MBIT]))
+    for _ in range(2):
+        channel.counters.acked_bytes += 5000
+        bridge.active = [2]
+        controller.run_once(bridge.now)
+        bridge.now += 0.011
+        controller.run_once(bridge.now)
+    assert bridge.rates[2] == 20 * MBIT and len(pending) == 2
+    pending[1].set_result(None)
+    assert bridge.rates[2] == 40.4 * MBIT
+
+
+def test_a_rise_paces_only_once_the_meter_allows_it_and_a_cut_at_once() -> None:
+    """Pacing faster before the meter write lands would have the meter drop the difference."""
+    bridge, controller, pending = deferred_writes()
     channel = bridge.channels[3] = Channel(3)
     controller.attach(channel, RateDctcp(WIDE))
     assert bridge.rates[3] == 10 * MBIT        # from unlimited: a cut, paced at once

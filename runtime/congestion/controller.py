@@ -151,9 +151,11 @@ class RateController:
         if write:
             state.written_bps = rate_bps
             batch.entries.append(self._meter_entry(flow_id, rate_bps, state.mss))
-        if write and state.paced_bps is not None and rate_bps > state.paced_bps:
-            state.rising_to = rate_bps
-            batch.rises.append((flow_id, rate_bps))
+        rising = state.paced_bps is not None and rate_bps > state.paced_bps
+        if rising and (write or state.rising_to is not None):
+            state.rising_to = rate_bps   # a small change joins the rise in flight
+            if write:
+                batch.rises.append((flow_id, rate_bps))
         else:
             self._pace(flow_id, state, rate_bps)
 
@@ -162,17 +164,18 @@ class RateController:
         self.bridge.set_rate(flow_id, rate_bps)
 
     def _rise(self, rises: list[tuple[int, float]], future: asyncio.Future | None) -> None:
-        """The meter write of these rises is done: pace to them, unless a later decision
-        replaced them; if it failed, the old rate stays and the next change is written."""
+        """The meter write of these rises (flow, rate written) is done: pace to the flow's
+        latest rise, unless a later write or a cut replaced it; if it failed, the old rate
+        stays and the next change is written."""
         failed = future is not None and (future.cancelled() or future.exception() is not None)
-        for flow_id, rate_bps in rises:
+        for flow_id, written_bps in rises:
             state = self._flows.get(flow_id)
-            if state is None or state.rising_to != rate_bps:
+            if state is None or state.written_bps != written_bps or state.rising_to is None:
                 continue
             if failed:
                 state.rising_to, state.written_bps = None, None
             else:
-                self._pace(flow_id, state, rate_bps)
+                self._pace(flow_id, state, state.rising_to)
 
     def _interval(self, flow_id: int) -> float:
         srtt = self.bridge.timers.timer(flow_id).rtt.srtt_s
