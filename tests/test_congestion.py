@@ -166,14 +166,27 @@ class Bridge:
         return active
 
 
+def controller_for(bridge: Bridge, write) -> RateController:
+    p4info = P4Info.from_file(BUILD_DIR / "p4tas.p4info.txtpb")
+    return RateController(bridge, p4info, write, ControlConfig(initial_interval_s=0.01))
+
+
+def one_interval(bridge: Bridge, controller: RateController, channel: Channel,
+                 **counters: int) -> None:
+    """The flow's counters grow by `counters`, then one initial interval passes."""
+    for name, value in counters.items():
+        setattr(channel.counters, name, getattr(channel.counters, name) + value)
+    bridge.active = [channel.flow_id]
+    controller.run_once(bridge.now)
+    bridge.now += 0.011
+    controller.run_once(bridge.now)
+
+
 @pytest.fixture
 def loop_parts():
     bridge = Bridge()
     writes: list[list] = []
-    p4info = P4Info.from_file(BUILD_DIR / "p4tas.p4info.txtpb")
-    controller = RateController(bridge, p4info, lambda batch: writes.append(batch),
-                                ControlConfig(initial_interval_s=0.01))
-    return bridge, controller, writes
+    return bridge, controller_for(bridge, writes.append), writes
 
 
 def test_attach_sets_the_initial_rate_and_meter(loop_parts) -> None:
@@ -264,9 +277,7 @@ def deferred_writes() -> tuple[Bridge, RateController, list[concurrent.futures.F
         pending.append(concurrent.futures.Future())
         return pending[-1]
 
-    p4info = P4Info.from_file(BUILD_DIR / "p4tas.p4info.txtpb")
-    return bridge, RateController(bridge, p4info, write,
-                                  ControlConfig(initial_interval_s=0.01)), pending
+    return bridge, controller_for(bridge, write), pending
 
 
 def test_a_small_change_during_a_rise_is_paced_with_it() -> None:
@@ -275,11 +286,7 @@ def test_a_small_change_during_a_rise_is_paced_with_it() -> None:
     channel = bridge.channels[2] = Channel(2)
     controller.attach(channel, Scripted([20 * MBIT, 40 * MBIT, 40.4 * MBIT]))
     for _ in range(2):
-        channel.counters.acked_bytes += 5000
-        bridge.active = [2]
-        controller.run_once(bridge.now)
-        bridge.now += 0.011
-        controller.run_once(bridge.now)
+        one_interval(bridge, controller, channel, acked_bytes=5000)
     assert bridge.rates[2] == 20 * MBIT and len(pending) == 2
     pending[1].set_result(None)
     assert bridge.rates[2] == 40.4 * MBIT
@@ -293,12 +300,7 @@ def test_a_rise_paces_only_once_the_meter_allows_it_and_a_cut_at_once() -> None:
     assert bridge.rates[3] == 10 * MBIT        # from unlimited: a cut, paced at once
 
     def interval(**counters: int) -> None:
-        for name, value in counters.items():
-            setattr(channel.counters, name, getattr(channel.counters, name) + value)
-        bridge.active = [3]
-        controller.run_once(bridge.now)
-        bridge.now += 0.011
-        controller.run_once(bridge.now)
+        one_interval(bridge, controller, channel, **counters)
 
     interval(acked_bytes=5000, tx_bytes=50_000)           # slow start: 20 Mbit/s
     assert bridge.rates[3] == 10 * MBIT and len(pending) == 2
