@@ -38,18 +38,20 @@ KNOWN_TARGETS := bmv2 soft
 .PHONY: setup p4 p4-check ptf test pytest pytest-unit run clean-env status system-deps targets \
 	FORCE
 
-setup: $(VENV)/.installed system-deps
+setup: system-deps $(VENV)/.installed
 
-# nftables: packet loss for the loss-recovery tests and benchmarks (bmv2_env/impairments.py;
-# kernels without sch_netem cannot use `tc netem`). Installed from Debian when it is missing.
+# Every system tool the project runs (ethtool, nft, ip, ...), from Debian's packages when it is
+# missing; the list is bmv2_env/system_packages.txt. Without root or apt-get it says what to
+# install, and the tests that need a missing tool skip with that reason.
 system-deps:
-	@command -v nft >/dev/null 2>&1 || { 	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then 	    echo "installing nftables (packet loss for the loss tests)"; 	    apt-get install -y -qq nftables >/dev/null || echo "nftables not installed: loss tests will skip"; 	  else echo "nft not found and cannot install it: loss tests will skip (apt-get install nftables)"; fi; }
+	@$(PYTHON) bmv2_env/system_deps.py install || true
 
+# PYTHONWARNINGS: setuptools' notes on editable installs are for packagers, not for users.
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet --editable .
-	touch $@
+	@PYTHONWARNINGS=ignore $(PY) -m pip install --quiet --upgrade pip
+	@PYTHONWARNINGS=ignore $(PY) -m pip install --quiet --editable .
+	@touch $@
 
 # Compile the fast path into p4src/build/ (committed, so the Python side needs no compiler).
 p4:

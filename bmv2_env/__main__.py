@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 
-from . import echo_proc, env, ptf_runner, runtime_proc, switch, targets
+from . import echo_proc, env, ptf_runner, runtime_proc, switch, system_deps, targets
 from .echo_proc import EchoInfo, EchoProcError
 from .peers import Peer, PeerError, PeerSet
 from runtime.datapath_constants import ack_clone_sessions
@@ -170,6 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "exit, leaving them running (no echo server)")
     run.add_argument("--echo-port", type=_int_in(1, 65535), default=echo_proc.DEFAULT_PORT,
                      metavar="PORT", help="the echo server's TCP port (default %(default)s)")
+    run.add_argument("--metrics-port", type=_int_in(0, 65535), default=DEFAULT_METRICS_PORT,
+                     metavar="PORT", help="the runtime's Prometheus metrics on "
+                                          "127.0.0.1:PORT/metrics; 0: off (default %(default)s)")
     run.add_argument("--runtime-timeout", type=float, default=runtime_proc.DEFAULT_READY_TIMEOUT,
                      metavar="S", help="seconds to wait for the runtime's READY line (default "
                                        "%(default)s)")
@@ -378,6 +381,16 @@ def talk_command(echo: EchoInfo) -> list[str]:
     return lines
 
 
+def metrics_lines(runtime_argv: Sequence[str]) -> list[str]:
+    """Where the runtime serves its metrics, if it was asked to."""
+    args = iter(runtime_argv)
+    for arg in args:
+        if arg == "--metrics-port" or arg.startswith("--metrics-port="):
+            port = arg.partition("=")[2] or next(args, "")
+            return [f"  metrics             http://127.0.0.1:{port}/metrics (Prometheus)"]
+    return []
+
+
 def describe_foreground(result: env.UpResult, info: runtime_proc.RuntimeInfo,
                         echo: EchoInfo) -> str:
     """What foreground `run` prints before its READY line."""
@@ -389,6 +402,9 @@ def describe_foreground(result: env.UpResult, info: runtime_proc.RuntimeInfo,
         f"  runtime             pid {info.pid}, log in {info.log_path}",
         f"  control socket      {info.control_socket} (host_lib: "
         f"P4TAS_CONTROL_SOCKET={info.control_socket})",
+        f"  connections         {sys.executable} -m runtime flows --control-socket "
+        f"{info.control_socket}",
+        *metrics_lines(info.command),
         f"  echo server         pid {echo.pid}, examples/echo_server.py on p4tas "
         f"{echo.host}:{echo.port}, log in {echo.log_path}",
         f"  state dir           {result.state_dir}",
@@ -485,11 +501,12 @@ def cmd_up(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     """`run`: see build_parser."""
     opts = dataclasses.replace(options(args), peers=True, pipeline=True, target=_select().name)
-    runtime_proc.build_command(opts.state_dir, "-", args.extra)  # bad extra arguments: fail now
+    extra = runtime_extra(args)
+    runtime_proc.build_command(opts.state_dir, "-", extra)  # bad extra arguments: fail now
     with _signals_interrupt():  # Ctrl-C or SIGTERM mid-way: tear down what was made
         result = env.up(opts)
         try:
-            info = runtime_proc.start(result.state_dir, result.record.grpc_addr, args.extra,
+            info = runtime_proc.start(result.state_dir, result.record.grpc_addr, extra,
                                       timeout=args.runtime_timeout)
             echo = None
             if not args.background:
@@ -510,6 +527,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_OK
     return _foreground(result, info, echo)
 
+
+def runtime_extra(args: argparse.Namespace) -> list[str]:
+    """The runtime's extra arguments: the user's, plus the metrics port unless they set one."""
+    extra = list(args.extra)
+    if args.metrics_port and not any(a.split("=")[0] == "--metrics-port" for a in extra):
+        extra += ["--metrics-port", str(args.metrics_port)]
+    return extra
+
+
+# The runtime's metrics port under `make run` (9464: the exporters' range of Prometheus's list).
+DEFAULT_METRICS_PORT = 9464
 
 # How often the foreground `run` checks that the switch, the runtime and the echo server live.
 WATCH_INTERVAL = 1.0
@@ -642,6 +670,9 @@ def _ptf_skip_reason(target: Target) -> tuple[str, str] | None:
         return missing.partition(": ")[0], missing
     if os.geteuid() != 0:
         return "needs root", "creating veths and running ptf needs root (run as root or with sudo)"
+    lacking = system_deps.skip_reason()
+    if lacking is not None:
+        return lacking.partition(":")[0], lacking
     return None
 
 

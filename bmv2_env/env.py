@@ -7,7 +7,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import echo_proc, pipeline, runtime_proc, switch, targets, topology
+from . import echo_proc, pipeline, runtime_proc, switch, system_deps, targets, topology
 from .peers import Peer, PeerError, PeerSet, link_in_netns
 from .pipeline import PipelineFiles
 from .portmap import DEFAULT_PREFIX, DEFAULT_WIRE_PORTS, PortMap
@@ -16,6 +16,7 @@ from .state import (CONTROL_SOCKET, ECHO_LOG, ECHO_PID, ENV_FILE, PEERS_FILE, PO
                     state_dir)
 from .switch import DEFAULT_GRPC_PORT, SwitchConfig
 from .targets import Target
+from .toolchain import ToolNotFound
 
 log = logging.getLogger(__name__)
 
@@ -151,6 +152,9 @@ def up(opts: EnvOptions) -> UpResult:
     target = opts.resolve_target()
     config = opts.switch_config(target.name)
     program = target.command_prefix()  # ToolNotFound before anything is touched
+    lacking = system_deps.skip_reason()
+    if lacking is not None:
+        raise ToolNotFound(lacking)
     files = PipelineFiles()
     if opts.pipeline:
         files.check()

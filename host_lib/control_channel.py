@@ -27,8 +27,7 @@ from typing import Callable, TypeVar
 
 from host_lib import control_protocol as cp
 
-DEFAULT_SOCKET_PATH = "/tmp/p4tas-runtime.sock"
-DEFAULT_SOCKET = Path(os.environ.get("P4TAS_CONTROL_SOCKET", DEFAULT_SOCKET_PATH))
+DEFAULT_SOCKET_PATH = cp.DEFAULT_CONTROL_SOCKET
 _RECV_CHUNK = 256 * 1024
 
 
@@ -52,7 +51,8 @@ class ControlChannel:
     """One application's connection to the runtime."""
 
     def __init__(self, path: Path | str | None = None, app_name: str | None = None,
-                 timeout: float = 10.0) -> None:
+                 timeout: float = 10.0, monitor: bool = False) -> None:
+        """`monitor`: an operator's session (no shared memory; only stats and flows)."""
         path = Path(path) if path is not None else default_socket_path()
         self.path = path
         self.timeout = timeout
@@ -76,7 +76,7 @@ class ControlChannel:
         name = app_name or Path(sys.argv[0] or "python").name or "python"
         try:
             self.send(cp.Hello(version=cp.PROTOCOL_VERSION, app_name=name[:cp.MAX_APP_NAME_CHARS],
-                               pid=os.getpid()))
+                               pid=os.getpid(), monitor=monitor))
             reply = self._receive()
         except BaseException:
             self._sock.close()
@@ -147,6 +147,18 @@ class ControlChannel:
     def stats(self) -> dict[str, int]:
         """The runtime's counters (connections, flows and ports in use, drops...)."""
         return self._request(lambda r: cp.GetStats(req_id=r)).counters
+
+    def flows(self) -> list[cp.FlowInfo]:
+        """Every connection this session may see (all of them for root or the daemon's user),
+        asked for a page at a time."""
+        rows: list[cp.FlowInfo] = []
+        after = 0
+        while True:
+            page = self._request(lambda r: cp.ListFlows(req_id=r, after_conn_id=after))
+            rows.extend(page.rows())
+            if not page.more or not page.flows:
+                return rows
+            after = rows[-1].conn_id
 
     # ------------------------------------------------------------------ message level
 

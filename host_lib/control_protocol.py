@@ -18,9 +18,11 @@ Framing
     and carries on. Error texts (`message` fields) are clipped to MAX_TEXT_CHARS.
 
 Handshake
-    The application's first message is Hello(version, app_name, pid). The daemon answers
+    The application's first message is Hello(version, app_name, pid, monitor). The daemon answers
     HelloOk(app_id, version), or Error(req_id=None, EPROTONOSUPPORT, ...) and hangs up. `pid` is
     informational: the daemon identifies its peer with SO_PEERCRED, not with what it is told.
+    A `monitor` session (an operator's tool, `python -m runtime flows`) gets no shared memory
+    and may only send GetStats and ListFlows.
 
 Requests, application -> daemon; each carries a client-chosen `req_id` that its reply echoes:
     CreateContext()                       -> ContextCreated(ctx_id): a per-thread event queue
@@ -32,6 +34,11 @@ Requests, application -> daemon; each carries a client-chosen `req_id` that its 
     Close(conn_id)                        -> Ok; the Closed event follows once fully closed
     Shutdown(conn_id, how='rd'|'wr'|'rdwr') -> Ok
     CloseListener(listener_id)            -> Ok
+    GetStats()                            -> Stats(counters)
+    ListFlows(after_conn_id, limit)       -> FlowList(flows, more): the connections with ids
+                                             above after_conn_id, at most `limit`, as FlowInfo
+                                             rows; every application's when the peer runs as
+                                             root or as the daemon's user, else its own
     Any request may get Error(req_id, errno, message) instead. errno values are Python's `errno`
     (EADDRINUSE, ECONNREFUSED, ETIMEDOUT, EINVAL, EBADF, ...); Error.to_exception() rebuilds the
     OSError subclass a socket call would raise.
@@ -67,7 +74,8 @@ from functools import cache
 from types import MappingProxyType
 from typing import Any, ClassVar, Literal, TypeVar
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
+DEFAULT_CONTROL_SOCKET = "/tmp/p4tas-runtime.sock"  # the daemon's --control-socket default
 MAX_FRAME_BYTES = 64 * 1024
 MAX_TEXT_CHARS = 1024
 MAX_APP_NAME_CHARS = 256
@@ -121,6 +129,13 @@ def _seconds(value: Any) -> float:
             not 0 < value <= MAX_TIMEOUT_S:
         raise ValueError(f"must be a number of seconds in (0, {MAX_TIMEOUT_S:g}]")
     return float(value)
+
+
+def _boolean(value: Any) -> bool:
+    """true or false."""
+    if type(value) is not bool:
+        raise ValueError("must be true or false")
+    return value
 
 
 def _ipv4(value: Any) -> str:
@@ -293,6 +308,7 @@ class Hello(ClientMessage):
     version: int = _field(_integer(0, 2**31 - 1))
     app_name: str = _field(_text(MAX_APP_NAME_CHARS, clip=False, min_chars=1))
     pid: int = _field(_integer(1, 2**31 - 1))
+    monitor: bool = _field(_boolean, default=False)
 
 
 @register
@@ -419,6 +435,88 @@ class Stats(Reply):
 
     TYPE: ClassVar[str] = "Stats"
     counters: dict = _field(_counters)
+
+
+MAX_FLOWS_PER_LIST = 64  # FlowInfo rows per FlowList: inside MAX_FRAME_BYTES with long app names
+
+
+@dataclass(frozen=True, kw_only=True)
+class FlowInfo:
+    """One connection as an operator sees it (`python -m runtime flows`, like `ss -ti`).
+
+    Byte counts are since the connection was established; `rate_bps` is what congestion
+    control paces it to (None: unlimited); `rtt_us` the smoothed RTT (None: no sample yet);
+    `ooo_bytes` how far the out-of-order interval reaches past the in-order data (0: none);
+    ring fills are bytes queued (RX: received, not yet read; TX: written, not yet acknowledged).
+    """
+
+    conn_id: int
+    state: str
+    local_ip: str
+    local_port: int
+    peer_ip: str
+    peer_port: int
+    app: str = ""
+    congestion: str | None = None
+    bytes_sent: int = 0
+    bytes_acked: int = 0
+    bytes_received: int = 0
+    rate_bps: float | None = None
+    rtt_us: int | None = None
+    fast_retransmits: int = 0
+    rto_timeouts: int = 0
+    retransmitted_bytes: int = 0
+    ece_bytes: int = 0
+    ooo_bytes: int = 0
+    rx_ring_fill: int = 0
+    rx_ring_size: int = 0
+    tx_ring_fill: int = 0
+    tx_ring_size: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> FlowInfo:
+        """A row from its JSON object; unknown keys are ignored (newer daemons may add some)."""
+        names = {f.name for f in fields(cls)}
+        try:
+            return cls(**{k: v for k, v in data.items() if k in names})
+        except TypeError as exc:
+            raise ProtocolError(f"bad FlowInfo row: {exc}") from None
+
+
+def _flow_rows(value: Any) -> list[dict[str, Any]]:
+    """A list of at most MAX_FLOWS_PER_LIST FlowInfo objects."""
+    if not isinstance(value, list) or len(value) > MAX_FLOWS_PER_LIST:
+        raise ValueError(f"must be a list of at most {MAX_FLOWS_PER_LIST} flow objects")
+    for row in value:
+        if not isinstance(row, dict) or not all(isinstance(k, str) for k in row):
+            raise ValueError("must hold JSON objects with string keys")
+    return value
+
+
+@register
+@dataclass(frozen=True, kw_only=True)
+class ListFlows(Request):
+    """Ask for the connections with ids above after_conn_id (an operator's view)."""
+
+    TYPE: ClassVar[str] = "ListFlows"
+    after_conn_id: int = _field(_ID, default=0)
+    limit: int = _field(_integer(1, MAX_FLOWS_PER_LIST), default=MAX_FLOWS_PER_LIST)
+
+
+@register
+@dataclass(frozen=True, kw_only=True)
+class FlowList(Reply):
+    """Up to `limit` connections in id order; `more`: ask again after the last one."""
+
+    TYPE: ClassVar[str] = "FlowList"
+    flows: list = _field(_flow_rows)
+    more: bool = _field(_boolean, default=False)
+
+    def rows(self) -> list[FlowInfo]:
+        return [FlowInfo.from_dict(row) for row in self.flows]
 
 
 @register

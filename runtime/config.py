@@ -6,6 +6,7 @@ import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from host_lib import control_protocol as cp
 from runtime.congestion.controller import ControlConfig
 from runtime.retransmission import RtoConfig
 
@@ -68,12 +69,13 @@ class RuntimeConfig:
     p4info: Path = BUILD_DIR / "p4tas.p4info.txtpb"
     bmv2_json: Path = BUILD_DIR / "p4tas.json"
     interfaces: tuple[Interface, ...] = ()
-    control_socket: Path = Path("/tmp/p4tas-runtime.sock")
+    control_socket: Path = Path(cp.DEFAULT_CONTROL_SOCKET)
     tcp: TcpParams = field(default_factory=TcpParams)
     host_interface: str | None = None  # the host port's veth: the data path (DMA bridge)
     rto: RtoConfig = field(default_factory=RtoConfig)
     congestion: str = "dctcp"      # for connections that do not choose (runtime.congestion)
     control: ControlConfig = field(default_factory=ControlConfig)
+    metrics_port: int | None = None  # Prometheus metrics on 127.0.0.1:port; None: off
 
     def interface_for_port(self, port: int) -> Interface | None:
         return next((i for i in self.interfaces if i.port == port), None)

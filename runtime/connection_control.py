@@ -7,8 +7,7 @@ import asyncio
 import errno
 import logging
 import random
-from collections import Counter
-from dataclasses import dataclass
+import time
 
 from host_lib import control_protocol as cp
 from runtime import congestion
@@ -24,6 +23,7 @@ from runtime.flow_entries import MAX_GENERATION, FlowSpec, FlowTuple, flow_entri
 from runtime.flow_ids import FlowIdAllocator
 from runtime.local_ports import LocalPortAllocator
 from runtime.p4rt.p4info import P4Info
+from runtime.slow_path_stats import Stats
 from runtime.tcp_segments import (SegmentError, TcpFlags, TcpOptions, TcpSegment, build_segment,
                                   parse_segment)
 from runtime.tcp_state import Event, IllegalTransition, State, TcpStateMachine
@@ -56,16 +56,6 @@ def seq_in_window(seq: int, start: int, size: int) -> bool:
     return (seq - start) % SEQ_MOD < size
 
 
-@dataclass
-class Stats:
-    """Counters of what the slow path saw and did (exported in logs and tests)."""
-
-    counts: Counter
-
-    def bump(self, name: str, n: int = 1) -> None:
-        self.counts[name] += n
-
-
 class ConnectionControl:
     """The slow path's TCP: owns connections, listeners, flow ids and local ports."""
 
@@ -86,7 +76,7 @@ class ConnectionControl:
         self.ports = LocalPortAllocator()
         self.arp = ArpCache()
         self.arp_responder = ArpResponder({i.ip: i.mac for i in config.interfaces}, self.arp)
-        self.stats = Stats(Counter())
+        self.stats = Stats()
         self.window_shift = window_shift_for(self.tcp.rx_ring_size)
         self._switch_tasks: set[asyncio.Task] = set()
 
@@ -152,7 +142,7 @@ class ConnectionControl:
         conn = Connection(
             conn_id=self.table.next_id(), tuple=key, interface=iface, peer_mac=seg.src_mac,
             sm=TcpStateMachine.incoming(), iss=random.getrandbits(32), owner=listener.owner,
-            listener=listener, congestion=listener.congestion)
+            listener=listener, congestion=listener.congestion, opened_at=time.monotonic())
         conn.snd_nxt = seq_add(conn.iss, 1)
         self._take_peer_syn(conn, seg)
         listener.handshaking += 1
@@ -238,6 +228,7 @@ class ConnectionControl:
         if conn.owner is None:
             return
         conn.announced = True
+        self.stats.setup.observe(time.monotonic() - conn.opened_at)
         if conn.active:
             conn.owner.deliver(cp.Connected(ctx_id=conn.owner.ctx_id, conn_id=conn.conn_id,
                                             local_ip=t.local_ip, local_port=t.local_port,
@@ -371,7 +362,7 @@ class ConnectionControl:
         key = FlowTuple(iface.ip, port, peer_ip, peer_port)
         conn = Connection(conn_id=self.table.next_id(), tuple=key, interface=iface, peer_mac="",
                           sm=TcpStateMachine(), iss=random.getrandbits(32), owner=owner,
-                          active=True, congestion=congestion)
+                          active=True, congestion=congestion, opened_at=time.monotonic())
         conn.snd_nxt = seq_add(conn.iss, 1)
         conn.window_shift = self.window_shift
         conn.timestamps = True

@@ -81,6 +81,7 @@ class Connection:
     timer: asyncio.TimerHandle | None = None
     retries: int = 0
     congestion: str | None = None  # congestion control asked for; None: the runtime's default
+    opened_at: float = 0.0  # time.monotonic() of the first SYN sent or received
 
     @property
     def state(self) -> State:

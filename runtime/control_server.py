@@ -12,6 +12,8 @@ import errno
 import itertools
 import logging
 import os
+import socket
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,10 +22,14 @@ from host_lib.shm_layout import Layout
 from runtime.app_memory import AppMemory
 from runtime.connection_control import ConnectionControl
 from runtime.connections import Connection, Listener
+from runtime.flow_report import list_flows
 
 log = logging.getLogger(__name__)
 
 _WRITE_BUFFER_LIMIT = 4 << 20  # an application that stops reading events is disconnected
+_UCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid (SO_PEERCRED)
+# What a monitor session (Hello.monitor: an operator's tool) may ask.
+_MONITOR_REQUESTS = (cp.GetStats, cp.ListFlows)
 
 
 @dataclass(eq=False)
@@ -51,6 +57,13 @@ class AppSession:
     contexts: dict[int, AppContext] = field(default_factory=dict)
     name: str = "?"
     memory: AppMemory | None = None
+    uid: int | None = None    # from SO_PEERCRED; None if the kernel would not say
+    monitor: bool = False     # an operator's tool: no shared memory, no connections
+
+    @property
+    def privileged(self) -> bool:
+        """Root or the daemon's own user: may see every application's connections."""
+        return self.uid is not None and self.uid in (0, os.geteuid())
 
     def send(self, msg: cp.Message) -> None:
         if self.writer.is_closing():
@@ -95,7 +108,7 @@ class ControlServer:
             self.path.unlink()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        session = AppSession(next(self._ids), writer)
+        session = AppSession(next(self._ids), writer, uid=_peer_uid(writer))
         try:
             if not await self._handshake(session, reader):
                 return
@@ -124,7 +137,8 @@ class ControlServer:
                 "use a host_lib matching this runtime")))
             return False
         session.name = f"{hello.app_name}[{hello.pid}]"
-        if self.layout is not None:
+        session.monitor = hello.monitor
+        if self.layout is not None and not session.monitor:
             session.memory = AppMemory.create(session.app_id, self.layout)
         session.send(cp.HelloOk(app_id=session.app_id, version=cp.PROTOCOL_VERSION,
                                 shm_name=session.memory.name if session.memory else None))
@@ -141,6 +155,10 @@ class ControlServer:
                 continue
             if isinstance(msg, cp.Bye):
                 return
+            if session.monitor and not isinstance(msg, _MONITOR_REQUESTS):
+                session.send(cp.Error(req_id=getattr(msg, "req_id", None), errno=errno.EPERM,
+                                      message=f"{msg.TYPE} is not for a monitor session"))
+                continue
             if isinstance(msg, cp.Kick):   # no reply: the data path's doorbell
                 self.control.stats.bump("kicks")
                 conn = self.control.table.by_id.get(msg.conn_id)
@@ -188,10 +206,24 @@ class ControlServer:
             return cp.Ok(req_id=msg.req_id)
         if isinstance(msg, cp.GetStats):
             return cp.Stats(req_id=msg.req_id, counters=self.control.snapshot())
+        if isinstance(msg, cp.ListFlows):
+            return self._list_flows(session, msg)
         if isinstance(msg, cp.CloseListener):
             self.control.close_listener(self._listener(session, msg.listener_id))
             return cp.Ok(req_id=msg.req_id)
         raise OSError(errno.EOPNOTSUPP, f"{type(msg).__name__} is not a request")
+
+    def _list_flows(self, session: AppSession, msg: cp.ListFlows) -> cp.FlowList:
+        """A page of the connections this session may see (see AppSession.privileged)."""
+        def visible(conn: Connection) -> bool:
+            return session.privileged or _session_of(conn) is session
+
+        def owner_of(conn: Connection) -> str:
+            owner = _session_of(conn)
+            return owner.name if owner is not None else ""
+
+        rows, more = list_flows(self.control, msg.after_conn_id, msg.limit, owner_of, visible)
+        return cp.FlowList(req_id=msg.req_id, flows=[r.to_dict() for r in rows], more=more)
 
     @staticmethod
     def _context(session: AppSession, ctx_id: int) -> AppContext:
@@ -211,3 +243,20 @@ class ControlServer:
         if listener is None or listener.owner.session is not session:
             raise OSError(errno.EBADF, f"no listener {listener_id} of this application")
         return listener
+
+
+def _session_of(conn: Connection) -> AppSession | None:
+    """The application that owns a connection (None: nobody, e.g. after it left)."""
+    owner = conn.owner
+    return owner.session if isinstance(owner, AppContext) else None
+
+
+def _peer_uid(writer: asyncio.StreamWriter) -> int | None:
+    """The connecting process's user id, as the kernel tells it (SO_PEERCRED)."""
+    sock = writer.get_extra_info("socket")
+    try:
+        _pid, uid, _gid = _UCRED.unpack(sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
+                                                        _UCRED.size))
+    except (OSError, AttributeError):
+        return None
+    return uid

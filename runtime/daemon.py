@@ -18,6 +18,7 @@ from host_lib.shm_layout import Layout
 from runtime.datapath import Datapath
 from runtime.dma_bridge import DmaBridge, HostPort
 from runtime.datapath_constants import ack_clone_sessions
+from runtime.metrics import METRICS_ADDR, serve_metrics
 from runtime.p4rt.client import P4RuntimeClient, P4RuntimeError
 from runtime.retransmission import RtoConfig
 from runtime.congestion import CHOICES
@@ -74,6 +75,13 @@ async def serve(config: RuntimeConfig) -> int:
     stale = remove_stale_segments()
     if stale:
         log.info("removed %d shared-memory segments of runtimes that are gone", len(stale))
+    metrics = None
+    if config.metrics_port is not None:
+        try:
+            metrics, _thread = serve_metrics(config.metrics_port, loop, control, client)
+        except OSError as exc:
+            raise StartupError(f"metrics port {METRICS_ADDR}:{config.metrics_port}: {exc}") \
+                from None
     server = ControlServer(config.control_socket, control, layout)
     await server.start()
     if bridge is not None:
@@ -84,7 +92,10 @@ async def serve(config: RuntimeConfig) -> int:
         loop.add_signal_handler(sig, stop.set)
     packets = loop.create_task(_dispatch(datapath, control))
     print(f"READY p4tas runtime: switch {config.grpc_addr}, control socket "
-          f"{config.control_socket}, interfaces "
+          f"{config.control_socket}, "
+          + (f"metrics http://{METRICS_ADDR}:{config.metrics_port}/metrics, "
+             if metrics is not None else "")
+          + "interfaces "
           + ", ".join(f"port {i.port} {i.ip} {i.mac}" for i in config.interfaces), flush=True)
     stopped = loop.create_task(stop.wait())
     done, _ = await asyncio.wait({packets, stopped}, return_when=asyncio.FIRST_COMPLETED)
@@ -95,6 +106,8 @@ async def serve(config: RuntimeConfig) -> int:
     log.info("stopping: resetting %d connections", len(control.table.by_id))
     await control.shutdown_all()
     await server.close()
+    if metrics is not None:
+        metrics.shutdown()
     if bridge is not None:
         rates.stop()
         bridge.stop()
@@ -169,7 +182,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[RuntimeConfig, str]:
     parser.add_argument("--host-interface", metavar="IFNAME",
                         help="the host port's veth (the NIC<->host channel); without it "
                              "connections carry no data (default: from --env-state)")
-    parser.add_argument("--control-socket", type=Path, default=Path("/tmp/p4tas-runtime.sock"),
+    parser.add_argument("--control-socket", type=Path, default=RuntimeConfig.control_socket,
                         help="UNIX socket for applications (default %(default)s)")
     parser.add_argument("--rx-ring-size", type=int, default=TcpParams.rx_ring_size,
                         help="per-connection RX ring bytes, a power of two (default %(default)s)")
@@ -192,6 +205,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[RuntimeConfig, str]:
                              "(TCP_CONGESTION); 'none': no rate limit (default %(default)s)")
     parser.add_argument("--cc-interval-rtts", type=float, default=ControlConfig.interval_rtts,
                         help="control interval in RTTs (TAS tau; default %(default)s)")
+    parser.add_argument("--metrics-port", type=int, metavar="PORT",
+                        help="serve Prometheus metrics on 127.0.0.1:PORT/metrics (default: off)")
     parser.add_argument("--log-level", default="INFO",
                         choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     args = parser.parse_args(argv)
@@ -219,9 +234,11 @@ def parse_args(argv: list[str] | None = None) -> tuple[RuntimeConfig, str]:
     if args.cc_interval_rtts <= 0:
         parser.error(f"--cc-interval-rtts must be positive, got {args.cc_interval_rtts}")
     control = ControlConfig(interval_rtts=args.cc_interval_rtts)
+    if args.metrics_port is not None and not 0 < args.metrics_port < 65536:
+        parser.error(f"--metrics-port must be 1..65535, got {args.metrics_port}")
     config = RuntimeConfig(args.grpc_addr, args.device_id, args.p4info, args.bmv2_json,
                            interfaces, args.control_socket, tcp, host_interface, rto,
-                           args.congestion, control)
+                           args.congestion, control, args.metrics_port)
     return config, args.log_level
 
 

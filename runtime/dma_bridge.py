@@ -1,4 +1,4 @@
-"""The bmv2 DMA bridge: plays the NIC's DMA engine on the host port (DESIGN.md 3; issue 4, 2).
+"""The bmv2 DMA bridge: plays the NIC's DMA engine on the host port (ARCHITECTURE.md 2).
 
 On bmv2 nothing can write host memory, so this trusted bridge owns the host side of the host-port
 veth (`<prefix>hp`, bmv2 port HOST_PORT on the other end) through a raw AF_PACKET socket and moves

@@ -1,7 +1,7 @@
 """Flow ids (indexes into the fast path's per-flow tables and registers), with a generation each.
 
 The data plane re-initializes a flow's registers when the generation in its table entry differs from
-the one stored in its registers (DESIGN.md 5), so every reuse of an id carries a new generation:
+the one stored in its registers (ARCHITECTURE.md 5), so every reuse of an id carries a new generation:
 1, 2, ..., 65535, 1, ... (never 0, the registers' initial value). Ids never used come first, then
 freed ids in the order they were freed, so a freed id rests as long as possible before reuse and
 late events for its old connection are easy to tell apart. All operations are O(1).

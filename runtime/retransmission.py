@@ -85,6 +85,11 @@ class RetransmissionTimers:
             state = self._flows[flow_id] = FlowTimer()
         return state
 
+    def srtt(self, flow_id: int) -> float | None:
+        """The flow's smoothed RTT in seconds (None: no sample yet)."""
+        state = self._flows.get(flow_id)
+        return state.rtt.srtt_s if state is not None else None
+
     def arm(self, flow_id: int, now: float) -> None:
         """Data went out (or waits on a zero window): start the timer unless it runs."""
         state = self.timer(flow_id)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from bmv2_env import env, runtime_proc, targets
+from bmv2_env import env, runtime_proc, system_deps, targets
 from bmv2_env.peers import Peer, popen_in
 from bmv2_env.pipeline import PipelineFiles
 from bmv2_env.runtime_proc import RuntimeInfo
@@ -49,7 +49,7 @@ def skip_reason() -> str | None:
         return "p4src/build/ artifacts missing (make p4)"
     if os.geteuid() != 0:
         return "needs root for veths and namespaces"
-    return None
+    return system_deps.skip_reason()
 
 
 @dataclass

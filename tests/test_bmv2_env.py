@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from bmv2_env import __main__ as cli
-from bmv2_env import env, ptf_runner, switch, targets, toolchain, topology
+from bmv2_env import env, ptf_runner, switch, system_deps, targets, toolchain, topology
 from bmv2_env.pipeline import PipelineError, PipelineFiles
 from runtime.datapath_constants import ack_clone_sessions
 from bmv2_env.portmap import PortMap
@@ -33,7 +33,8 @@ from runtime import datapath_constants
 
 REPO = Path(__file__).resolve().parent.parent
 IS_ROOT = os.geteuid() == 0
-needs_root = pytest.mark.skipif(not IS_ROOT, reason="creating veths needs root")
+_CANNOT_RUN = "creating veths needs root" if not IS_ROOT else system_deps.skip_reason()
+needs_root = pytest.mark.skipif(_CANNOT_RUN is not None, reason=str(_CANNOT_RUN))
 
 
 # ---- helpers -----------------------------------------------------------------------------------

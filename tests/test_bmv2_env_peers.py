@@ -21,13 +21,15 @@ from pathlib import Path
 import pytest
 
 from bmv2_env import __main__ as cli
-from bmv2_env import peers, topology
+from bmv2_env import peers, system_deps, topology
 from bmv2_env.peers import Peer, PeerError, PeerSet, popen_in, run_in
 from bmv2_env.portmap import PortMap
 from bmv2_env.state import STATE_DIR_ENV, EnvRecord
 
 IS_ROOT = os.geteuid() == 0
-needs_root = pytest.mark.skipif(not IS_ROOT, reason="creating veths and namespaces needs root")
+_CANNOT_RUN = ("creating veths and namespaces needs root" if not IS_ROOT
+               else system_deps.skip_reason())
+needs_root = pytest.mark.skipif(_CANNOT_RUN is not None, reason=str(_CANNOT_RUN))
 OFFLOAD_FEATURES = ("tx-checksumming", "rx-checksumming", "tcp-segmentation-offload",
                     "generic-segmentation-offload", "generic-receive-offload")
 

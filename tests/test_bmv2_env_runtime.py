@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 from bmv2_env import __main__ as cli
-from bmv2_env import env, processes, runtime_proc, switch, targets, topology
+from bmv2_env import env, processes, runtime_proc, switch, system_deps, targets, topology
 from bmv2_env.peers import Peer, PeerSet
 from bmv2_env.portmap import PortMap
 from bmv2_env.runtime_proc import RuntimeInfo, RuntimeProcError
@@ -36,7 +36,8 @@ from tests import stack
 
 REPO = Path(__file__).resolve().parent.parent
 IS_ROOT = os.geteuid() == 0
-needs_root = pytest.mark.skipif(not IS_ROOT, reason="veths and namespaces need root")
+_CANNOT_RUN = "veths and namespaces need root" if not IS_ROOT else system_deps.skip_reason()
+needs_root = pytest.mark.skipif(_CANNOT_RUN is not None, reason=str(_CANNOT_RUN))
 
 # Takes the daemon's arguments; --mode (an extra argument) picks the behaviour.
 STAND_IN = textwrap.dedent("""\

@@ -27,6 +27,13 @@ SAMPLES: list[cp.Message] = [
     cp.Shutdown(req_id=7, conn_id=12, how="wr"),
     cp.CloseListener(req_id=8, listener_id=3),
     cp.GetStats(req_id=9),
+    cp.Hello(version=cp.PROTOCOL_VERSION, app_name="p4tas-flows", pid=4243, monitor=True),
+    cp.ListFlows(req_id=11),
+    cp.ListFlows(req_id=12, after_conn_id=40, limit=1),
+    cp.FlowList(req_id=11, flows=[cp.FlowInfo(
+        conn_id=41, state="ESTABLISHED", local_ip="10.0.0.1", local_port=7, peer_ip="10.0.0.2",
+        peer_port=40000, app="echo[12]", congestion="dctcp", bytes_sent=10, bytes_acked=10,
+        bytes_received=20, rate_bps=1e7, rtt_us=420).to_dict()], more=True),
     cp.Accept(req_id=10, conn_id=4),
     cp.Kick(conn_id=4),
     cp.Wake(ctx_id=2),
@@ -86,10 +93,37 @@ def test_wire_form_is_the_documented_one() -> None:
 
 def test_directions() -> None:
     client = {cp.Hello, cp.Bye, cp.CreateContext, cp.Listen, cp.Connect, cp.Close, cp.Shutdown,
-              cp.CloseListener, cp.GetStats, cp.Accept, cp.Kick}
+              cp.CloseListener, cp.GetStats, cp.Accept, cp.Kick, cp.ListFlows}
     for cls in cp.MESSAGE_TYPES.values():
         assert issubclass(cls, cp.ClientMessage) == (cls in client), cls
         assert issubclass(cls, cp.ServerMessage) == (cls not in client), cls
+
+
+def test_a_full_flow_list_fits_one_frame() -> None:
+    """MAX_FLOWS_PER_LIST rows with the longest app names and largest numbers still encode."""
+    row = cp.FlowInfo(conn_id=cp.MAX_ID, state="CLOSE_WAIT", local_ip="255.255.255.255",
+                      local_port=65535, peer_ip="255.255.255.255", peer_port=65535,
+                      app="a" * cp.MAX_APP_NAME_CHARS + "[2147483647]", congestion="timely",
+                      **{name: 2**63 - 1 for name in ("bytes_sent", "bytes_acked",
+                         "bytes_received", "fast_retransmits", "rto_timeouts",
+                         "retransmitted_bytes", "ece_bytes", "ooo_bytes", "rx_ring_fill",
+                         "rx_ring_size", "tx_ring_fill", "tx_ring_size", "rtt_us")},
+                      rate_bps=1.2345678901234567e300)
+    message = cp.FlowList(req_id=cp.MAX_ID, flows=[row.to_dict()] * cp.MAX_FLOWS_PER_LIST,
+                          more=True)
+    assert cp.decode(cp.encode(message)[cp.FRAME_HEADER.size:]).rows()[0] == row
+    with pytest.raises(cp.ProtocolError, match="at most"):
+        cp.FlowList(req_id=1, flows=[row.to_dict()] * (cp.MAX_FLOWS_PER_LIST + 1))
+
+
+def test_flow_rows_ignore_unknown_keys_and_reject_bad_ones() -> None:
+    row = {"conn_id": 1, "state": "SYN_SENT", "local_ip": "10.0.0.1", "local_port": 1,
+           "peer_ip": "10.0.0.2", "peer_port": 2, "added_later": 7}
+    assert cp.FlowList(req_id=1, flows=[row]).rows()[0].conn_id == 1
+    with pytest.raises(cp.ProtocolError, match="FlowInfo"):
+        cp.FlowList(req_id=1, flows=[{"conn_id": 1}]).rows()
+    with pytest.raises(cp.ProtocolError, match="flows"):
+        cp.FlowList(req_id=1, flows=[[1, 2]])
 
 
 @pytest.mark.parametrize("counters", [[1], {"a": -1}, {"a": 1.5}, {"a": True}, {1: 2}])
@@ -359,7 +393,7 @@ def test_asyncio_round_trip_over_a_unix_socket(tmp_path) -> None:
         reader, writer = await asyncio.open_unix_connection(path)
         sent = [m for m in SAMPLES if isinstance(m, cp.ClientMessage) and m.TYPE != "Hello"]
         await cp.write_message(writer, SAMPLES[0])
-        assert await cp.read_message(reader, cp.ServerMessage) == cp.HelloOk(app_id=3, version=1)
+        assert await cp.read_message(reader, cp.ServerMessage) == cp.HelloOk(app_id=3, version=cp.PROTOCOL_VERSION)
         for message in sent:
             await cp.write_message(writer, message)
         writer.close()

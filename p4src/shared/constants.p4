@@ -6,7 +6,7 @@
 
 /* ---- Sizes ---------------------------------------------------------------------------- */
 /* Flow ids index every per-flow register and the flow_state table: 64K flows now; raising it
- * is a recompile (1M entries still compile and fit bmv2's memory, DESIGN.md 5). */
+ * is a recompile (1M entries still compile and fit bmv2's memory, ARCHITECTURE.md 5). */
 #define MAX_FLOWS 65536
 typedef bit<32> flow_id_t;
 typedef bit<16> flow_gen_t;

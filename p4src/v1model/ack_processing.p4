@@ -1,4 +1,4 @@
-/* p4tas v1model: what the ACK field of a segment from the peer tells us (DESIGN.md 4).
+/* p4tas v1model: what the ACK field of a segment from the peer tells us (ARCHITECTURE.md 1).
  * A new cumulative ACK advances snd_una and frees the host's TX ring (reported by HostNotify
  * with an RTT sample from the timestamp echo); duplicate ACKs are counted, and the third in a
  * row starts a fast retransmit (HostNotify tells the host to go back to snd_una); the peer's

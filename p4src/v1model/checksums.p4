@@ -31,7 +31,7 @@ control P4tasComputeChecksum(inout headers_t hdr, inout metadata_t meta) {
               hdr.ipv4.protocol, hdr.ipv4.src_addr, hdr.ipv4.dst_addr },
             hdr.ipv4.hdr_checksum, HashAlgorithm.csum16);
         /* ACKs are truncated to their headers, and update_checksum_with_payload would still
-         * sum the cut payload on bmv2 (DESIGN.md 5): sum the headers with the TCP length. */
+         * sum the cut payload on bmv2 (ARCHITECTURE.md 5): sum the headers with the TCP length. */
         update_checksum(meta.ack_rewrite && !hdr.tcp_ts.isValid(),
             { hdr.ipv4.src_addr, hdr.ipv4.dst_addr, 8w0, hdr.ipv4.protocol, TCP_HDR_BYTES,
               hdr.tcp.src_port, hdr.tcp.dst_port, hdr.tcp.seq_no, hdr.tcp.ack_no,

@@ -1,4 +1,4 @@
-/* p4tas v1model: classify wire packets the fast path does not handle (DESIGN.md 4,
+/* p4tas v1model: classify wire packets the fast path does not handle (ARCHITECTURE.md 1,
  * "Exceptions"). Sets meta.punt_reason (to the CPU) or meta.drop_reason (counted and dropped);
  * a packet with neither is a common-case TCP segment and gets meta.payload_len. */
 

@@ -1,6 +1,6 @@
 /* p4tas v1model: dynamic per-flow state, indexed by flow id, loaded into meta.dyn once per
  * packet and stored once.
- * bmv2 cannot read or write registers over P4Runtime (DESIGN.md 5), so the data plane owns
+ * bmv2 cannot read or write registers over P4Runtime (ARCHITECTURE.md 5), so the data plane owns
  * this state and re-initializes a flow's slot itself when the generation in the flow_state
  * entry differs from the one stored here (a new connection reusing the flow id).
  * bmv2 turns every register access into a pipeline step of its own, so the state is packed

@@ -1,7 +1,7 @@
 /* p4tas v1model: tell the host what a segment's ACK field said. A delivered segment carries
  * it in its RX_DATA frame; otherwise the segment itself becomes a TX_ACKED frame (payload
  * cut off in egress), so every new ACK reaches the host exactly once and per-ACK feedback
- * never needs counter sweeps (DESIGN.md 5). The duplicate ACK that starts a fast retransmit
+ * never needs counter sweeps (ARCHITECTURE.md 5). The duplicate ACK that starts a fast retransmit
  * becomes a RETRANSMIT frame: the host goes back to the TX stream position of snd_una. */
 
 control HostNotify(inout headers_t hdr, inout metadata_t meta, inout standard_metadata_t sm) {

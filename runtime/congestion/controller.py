@@ -117,6 +117,11 @@ class RateController:
         if state is not None and state.written_bps is not None:
             self._flush(MeterBatch([self._unlimited_entry(flow_id)]))
 
+    def paced_rate(self, flow_id: int) -> float | None:
+        """The rate the flow is paced to now, bits/s (None: unlimited or not controlled)."""
+        state = self._flows.get(flow_id)
+        return state.paced_bps if state is not None else None
+
     # -- the loop ------------------------------------------------------------------------------
 
     def run_once(self, now: float) -> None:

@@ -24,7 +24,7 @@ from runtime.p4rt.proto import code_pb2, p4runtime_pb2, status_pb2
 log = logging.getLogger(__name__)
 
 _SERVICE = "/p4.v1.P4Runtime/"
-_MAX_MESSAGE = 256 * 1024 * 1024  # wildcard counter reads are tens of MB (DESIGN.md 5)
+_MAX_MESSAGE = 256 * 1024 * 1024  # wildcard counter reads are tens of MB (ARCHITECTURE.md 5)
 _SLOW_TIMEOUT = 120.0  # default deadline for pipeline pushes and reads (1M counters ~ 61 s)
 _CLOSED = object()  # queue sentinel: the stream has ended
 
