@@ -31,7 +31,8 @@ Requests, application -> daemon; each carries a client-chosen `req_id` that its 
                                              IncomingConnection events on ctx_id
     Connect(ctx_id, peer_ip, peer_port, local_ip|None, local_port|None, timeout_s)
                                           -> Connecting(conn_id), then Connected | ConnectFailed
-    Close(conn_id)                        -> Ok; the Closed event follows once fully closed
+    Close(conn_id, abort)                 -> Ok; the Closed event follows once fully closed;
+                                             abort: RST at once (SO_LINGER with timeout 0)
     Shutdown(conn_id, how='rd'|'wr'|'rdwr') -> Ok
     CloseListener(listener_id)            -> Ok
     GetStats()                            -> Stats(counters)
@@ -389,6 +390,7 @@ class Close(Request):
 
     TYPE: ClassVar[str] = "Close"
     conn_id: int = _field(_ID)
+    abort: bool = _field(_boolean, default=False)  # RST instead of FIN (SO_LINGER 0)
 
 
 @register

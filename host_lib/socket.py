@@ -64,6 +64,7 @@ import os
 import select
 import socket as _std
 import threading
+import struct
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -82,6 +83,7 @@ RX_UPDATE_FRACTION = 4  # window updates once a quarter of the RX ring was read 
 DEFAULT_CONNECT_TIMEOUT = 75.0  # the runtime's SYN timeout when the socket has none
 
 _HOW = {SHUT_RD: "rd", SHUT_WR: "wr", SHUT_RDWR: "rdwr"}
+_LINGER = struct.Struct("ii")  # struct linger: l_onoff, l_linger
 _MISSING = object()
 
 
@@ -265,8 +267,9 @@ class Connection:
             self.session.request_nowait(lambda r: cp.Shutdown(req_id=r, conn_id=self.conn_id,
                                                               how=how))
 
-    def close(self) -> None:
-        """Close: the runtime sends FIN once the TX bytes are acknowledged; Closed follows."""
+    def close(self, abort: bool = False) -> None:
+        """Close: the runtime sends FIN once the TX bytes are acknowledged (RST at once with
+        `abort`, or if received bytes were left unread); Closed follows."""
         if self.close_sent:
             return
         self.close_sent = True
@@ -274,7 +277,8 @@ class Connection:
             self.session._forget(self)
             return
         try:
-            self.session.request_nowait(lambda r: cp.Close(req_id=r, conn_id=self.conn_id))
+            self.session.request_nowait(lambda r: cp.Close(req_id=r, conn_id=self.conn_id,
+                                                           abort=abort))
         except RuntimeUnavailable:
             self.session._forget(self)
 
@@ -1079,7 +1083,7 @@ class Socket:
                 self._abandon_connect()
             if self._conn is not None:
                 self._conn.watcher = None
-                self._conn.close()
+                self._conn.close(abort=self._linger_zero())
             if self._listener is not None:
                 self._listener.watcher = None
                 self._listener.close()
@@ -1114,6 +1118,14 @@ class Socket:
                                f"{', '.join(cp.CONGESTION_CONTROLS)}")
             value = name.encode()
         self._options[(level, option)] = value
+
+    def _linger_zero(self) -> bool:
+        """SO_LINGER on with a zero timeout: close() resets the connection (as on Linux)."""
+        value = self._options.get((_std.SOL_SOCKET, _std.SO_LINGER))
+        if not isinstance(value, (bytes, bytearray)) or len(value) < _LINGER.size:
+            return False
+        onoff, seconds = _LINGER.unpack_from(value)
+        return bool(onoff) and seconds == 0
 
     def _congestion(self) -> str | None:
         value = self._options.get((_std.IPPROTO_TCP, TCP_CONGESTION))

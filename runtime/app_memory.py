@@ -41,6 +41,8 @@ class AppMemory:
     layout: Layout
     free_slots: deque = field(default_factory=deque)
     _views: dict = field(default_factory=dict)  # slot -> (rx, tx); ctx -> EventQueue
+    retired: bool = False  # the application left; close once no slot is in use
+    closed: bool = False
 
     @classmethod
     def create(cls, app_id: int, layout: Layout) -> "AppMemory":
@@ -69,6 +71,15 @@ class AppMemory:
         for ring in self._views.pop(("slot", slot), ()):
             ring.release()
         self.free_slots.append(slot)
+        if self.retired and len(self.free_slots) == self.layout.max_connections:
+            self.close()
+
+    def retire(self) -> None:
+        """The application is gone: close now, or when the last slot in use (an orphan
+        connection still sending from its TX ring) is freed."""
+        self.retired = True
+        if len(self.free_slots) == self.layout.max_connections:
+            self.close()
 
     def events(self, ctx_id: int) -> EventQueue:
         """Context ctx_id's queue of events towards the application."""
@@ -83,7 +94,10 @@ class AppMemory:
         return self._views[key]
 
     def close(self) -> None:
-        """Release every view, unmap and unlink the segment."""
+        """Release every view, unmap and unlink the segment (once)."""
+        if self.closed:
+            return
+        self.closed = True
         for views in self._views.values():
             for view in views if isinstance(views, tuple) else (views,):
                 view.release()

@@ -58,6 +58,11 @@ class TcpParams:
     time_wait_s: float = 2.0
     fin_retries: int = 3
     arp_timeout_s: float = 3.0
+    # A connection whose application exited or closed it lives on as an orphan until its data
+    # is acknowledged and FIN exchanged; it is reset after this long without progress (Linux's
+    # tcp_fin_timeout is 60 s too), and beyond max_orphans new ones are reset at once.
+    orphan_timeout_s: float = 60.0
+    max_orphans: int = 4096
 
 
 @dataclass(frozen=True)

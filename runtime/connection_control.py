@@ -10,6 +10,7 @@ import random
 import time
 
 from host_lib import control_protocol as cp
+from host_lib.rings import RingCorruptedError
 from runtime import congestion
 from runtime.arp import ArpCache, ArpResponder, ArpTimeout, build_arp_request
 from runtime.congestion.controller import RateController
@@ -22,6 +23,7 @@ from runtime.datapath_constants import PacketInReason
 from runtime.flow_entries import MAX_GENERATION, FlowSpec, FlowTuple, flow_entries
 from runtime.flow_ids import FlowIdAllocator
 from runtime.local_ports import LocalPortAllocator
+from runtime.orphans import Orphans
 from runtime.p4rt.p4info import P4Info
 from runtime.slow_path_stats import Stats
 from runtime.tcp_segments import (SegmentError, TcpFlags, TcpOptions, TcpSegment, build_segment,
@@ -77,6 +79,7 @@ class ConnectionControl:
         self.arp = ArpCache()
         self.arp_responder = ArpResponder({i.ip: i.mac for i in config.interfaces}, self.arp)
         self.stats = Stats()
+        self.orphans = Orphans(self.tcp, self._reset_orphan)
         self.window_shift = window_shift_for(self.tcp.rx_ring_size)
         self._switch_tasks: set[asyncio.Task] = set()
 
@@ -328,6 +331,10 @@ class ConnectionControl:
             if not self._wake_pending:
                 asyncio.get_running_loop().call_soon(self._send_wakes)
             self._wake_pending[id(conn.owner)] = conn.owner
+        if (conn.close_pending or conn in self.orphans) and self._unread(conn):
+            self.stats.bump("data_after_close")  # RFC 1122 4.2.2.13: nobody will read it
+            self._abort(conn, send_rst=True)
+            return
         if conn.close_pending and self._tx_drained(conn):
             conn.close_pending = False
             self._track(self._fin_after_removal(conn))
@@ -340,6 +347,16 @@ class ConnectionControl:
         pending, self._wake_pending = self._wake_pending, {}
         for owner in pending.values():
             owner.deliver(cp.Wake(ctx_id=owner.ctx_id))
+
+    @staticmethod
+    def _unread(conn: Connection) -> bool:
+        """Received bytes wait in the RX ring (a ring the application broke counts too)."""
+        if conn.channel is None:
+            return False
+        try:
+            return conn.channel.rx_ring.readable() > 0
+        except RingCorruptedError:
+            return True
 
     @staticmethod
     def _tx_drained(conn: Connection) -> bool:
@@ -526,12 +543,18 @@ class ConnectionControl:
                      if c.listener is listener and c.state is State.SYN_RECEIVED]:
             self._abort(conn, send_rst=True)
 
-    def close(self, conn: Connection) -> None:
-        """Application close(): FIN after the data; the fast path stops delivering."""
+    def close(self, conn: Connection, abort: bool = False) -> None:
+        """Application close(): FIN after the data; the fast path stops delivering. An RST
+        instead with `abort` (SO_LINGER 0) or with received data unread (RFC 2525 2.17)."""
         if conn.state in (State.SYN_SENT, State.CLOSED):
             self._abort(conn, send_rst=False)
         elif conn.state is State.SYN_RECEIVED:
             self._abort(conn, send_rst=True)
+        elif conn.state is not State.TIME_WAIT and (abort or self._unread(conn)):
+            self.stats.bump("closes_aborted" if abort else "closed_with_unread_data")
+            self._abort(conn, send_rst=True)
+        elif conn.shutdown_pending or (conn.channel is not None and conn.fin_seq is not None):
+            self._close_after_shutdown(conn)
         elif conn.state in (State.ESTABLISHED, State.CLOSE_WAIT):
             conn.sm.fire(Event.APP_CLOSE)
             self.kick(conn)  # whatever the application queued last goes out first
@@ -549,6 +572,19 @@ class ConnectionControl:
         self._detach_data_path(conn)  # closed by the application: its slot is free again
         self._send_fin(conn)
 
+    def _close_after_shutdown(self, conn: Connection) -> None:
+        """close() after shutdown(SHUT_WR): from now on nobody reads, so the flow leaves the
+        fast path like any closed one (a FIN still waiting for its data goes after it)."""
+        if conn.shutdown_pending:
+            conn.shutdown_pending, conn.close_pending = False, True
+            return
+        self._track(self._remove_after_fin(conn))
+
+    async def _remove_after_fin(self, conn: Connection) -> None:
+        self._sync_sequences(conn)
+        await self._remove_flow(conn)
+        self._detach_data_path(conn)
+
     def shutdown_write(self, conn: Connection) -> None:
         """shutdown(SHUT_WR): FIN after the queued data, but keep receiving through the fast
         path (the flow stays installed; the peer's FIN acknowledges ours)."""
@@ -562,16 +598,41 @@ class ConnectionControl:
                 conn.shutdown_pending = True  # on_data_activity sends the FIN once acked
 
     def abort_owned_by(self, owner: EventSink) -> None:
-        """An application vanished: its listeners go, its connections are reset."""
+        """An application vanished (exit, crash, hang-up): its listeners go, and each of its
+        connections ends as the kernel ends a dead process's sockets: as close() would."""
         for listener in [l for l in self.table.listeners.values() if l.owner is owner]:
             self.close_listener(listener)
         for conn in [c for c in self.table.by_id.values() if c.owner is owner]:
-            conn.owner = None
-            if conn.state not in (State.TIME_WAIT, State.CLOSED):
-                self._abort(conn, send_rst=conn.state is not State.SYN_SENT)
-            else:  # its rings go with the application's memory
-                self._sync_sequences(conn)
-                self._detach_data_path(conn)
+            self._orphan(conn)
+
+    def _orphan(self, conn: Connection) -> None:
+        """Let go of a connection whose application is gone: handshakes are abandoned, open
+        connections closed, closing ones finish as orphans (runtime.orphans)."""
+        conn.owner = None
+        if conn.state in (State.SYN_SENT, State.SYN_RECEIVED) or not conn.announced:
+            self._abort(conn, send_rst=conn.state is not State.SYN_SENT)
+            return
+        if conn.state is State.TIME_WAIT:  # its rings go with the application's memory
+            self._sync_sequences(conn)
+            self._detach_data_path(conn)
+            return
+        if self.orphans.full() and not self._unread(conn):
+            self.stats.bump("orphans_over_limit")
+            self._abort(conn, send_rst=True)
+            return
+        if conn.channel is not None:
+            conn.channel.orphan = True  # no events: nobody reads its queue any more
+        self.close(conn)
+        if conn.conn_id in self.table.by_id and conn.state is not State.TIME_WAIT:
+            self.stats.bump("orphans")
+            self.orphans.adopt(conn)
+
+    def _reset_orphan(self, conn: Connection) -> None:
+        """An orphan made no progress for the orphan timeout: reset it."""
+        self.stats.bump("orphans_reset")
+        log.info("%s: orphan without progress for %g s: reset", conn.describe(),
+                 self.tcp.orphan_timeout_s)
+        self._abort(conn, send_rst=True)
 
     async def shutdown_all(self) -> None:
         """Daemon stop: reset every connection and remove every flow it installed."""
@@ -592,7 +653,7 @@ class ConnectionControl:
         counters = dict(self.stats.counts)
         counters.update(
             connections=len(self.table.by_id), listeners=len(self.table.listeners),
-            flows_in_use=self.flow_ids.in_use,
+            flows_in_use=self.flow_ids.in_use, orphans_live=len(self.orphans),
             local_ports_in_use=sum(self.ports.in_use(i.ip) for i in self.config.interfaces),
             local_ports_quarantined=self.ports.quarantined)
         if self.bridge is not None:
@@ -685,6 +746,7 @@ class ConnectionControl:
                 resets_after_removal: list[int] | None = None) -> None:
         """Forget the connection: timers, fast-path entries, flow id, local port."""
         conn.cancel_timer()
+        self.orphans.forget(conn)
         if conn.conn_id not in self.table.by_id:
             return
         self.table.remove(conn)

@@ -122,7 +122,7 @@ class ControlServer:
             for ctx in session.contexts.values():
                 self.control.abort_owned_by(ctx)
             if session.memory is not None:
-                session.memory.close()
+                session.memory.retire()  # unmapped once its orphans let go of their rings
             writer.close()
 
     async def _handshake(self, session: AppSession, reader: asyncio.StreamReader) -> bool:
@@ -197,7 +197,7 @@ class ControlServer:
             self.control.accept(self._connection(session, msg.conn_id))
             return cp.Ok(req_id=msg.req_id)
         if isinstance(msg, cp.Close):
-            self.control.close(self._connection(session, msg.conn_id))
+            self.control.close(self._connection(session, msg.conn_id), abort=msg.abort)
             return cp.Ok(req_id=msg.req_id)
         if isinstance(msg, cp.Shutdown):
             conn = self._connection(session, msg.conn_id)

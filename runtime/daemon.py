@@ -191,6 +191,12 @@ def parse_args(argv: list[str] | None = None) -> tuple[RuntimeConfig, str]:
                         help="connections (ring slots) per application (default %(default)s)")
     parser.add_argument("--time-wait", type=float, default=TcpParams.time_wait_s,
                         help="TIME_WAIT seconds (default %(default)s)")
+    parser.add_argument("--orphan-timeout", type=float, default=TcpParams.orphan_timeout_s,
+                        help="reset a connection its application has left (closed, or exited) "
+                             "after this many seconds without progress (default %(default)s)")
+    parser.add_argument("--max-orphans", type=int, default=TcpParams.max_orphans,
+                        help="orphaned connections at most; beyond, they are reset "
+                             "(default %(default)s)")
     parser.add_argument("--syn-retries", type=int, default=TcpParams.syn_retries,
                         help="SYN retransmissions before giving up (default %(default)s)")
     parser.add_argument("--syn-rto", type=float, default=TcpParams.syn_rto_s,
@@ -223,7 +229,10 @@ def parse_args(argv: list[str] | None = None) -> tuple[RuntimeConfig, str]:
         parser.error(f"--rx-ring-size {size} is not a power of two")
     if args.max_app_connections < 1:
         parser.error(f"--max-app-connections must be at least 1, got {args.max_app_connections}")
+    if args.orphan_timeout <= 0 or args.max_orphans < 0:
+        parser.error("--orphan-timeout must be positive and --max-orphans not negative")
     tcp = TcpParams(rx_ring_size=size, time_wait_s=args.time_wait, syn_retries=args.syn_retries,
+                    orphan_timeout_s=args.orphan_timeout, max_orphans=args.max_orphans,
                     syn_rto_s=args.syn_rto, max_app_connections=args.max_app_connections)
     host_interface = args.host_interface
     if host_interface is None and args.env_state:

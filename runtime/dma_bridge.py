@@ -176,6 +176,7 @@ class FlowChannel:
     ack_rtt_pending: int = field(init=False, default=0)
     rx_consumed_unsent: int = field(init=False, default=0)
     event_pending: bool = field(init=False, default=False)
+    orphan: bool = field(init=False, default=False)  # its application is gone: no events
 
     def __post_init__(self) -> None:
         if self.mss <= 0 or not 0 <= self.wscale <= MAX_WINDOW_SCALE or self.peer_window < 0:
@@ -636,7 +637,8 @@ class DmaBridge:
         """RX_DATA event for every byte published and not yet announced; False if queue full."""
         head = channel.rx_ring.head
         length = head - channel.rx_announced
-        if not length:
+        if not length or channel.orphan:
+            channel.rx_announced = head
             return True
         event = Event(EventType.RX_DATA, channel.slot, channel.rx_announced, length,
                       channel.rx_flags_pending, 0, channel.opaque)
@@ -650,7 +652,8 @@ class DmaBridge:
     def _post_ack_event(self, channel: FlowChannel) -> bool:
         """TX_ACKED event for every byte acknowledged and not yet announced; False if queue full."""
         length = channel.tx_acked - channel.ack_announced
-        if not length:
+        if not length or channel.orphan:
+            channel.ack_announced = channel.tx_acked
             return True
         event = Event(EventType.TX_ACKED, channel.slot, channel.ack_announced, length,
                       channel.ack_flags_pending, channel.ack_rtt_pending, channel.opaque)

@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 METRICS_ADDR = "127.0.0.1"  # loopback only: the metrics name every connection's state
 SNAPSHOT_TIMEOUT_S = 5.0
 # Counter names of the slow path that are levels (in use now), not event totals.
-GAUGES = ("connections", "listeners", "flows_in_use", "local_ports_in_use",
+GAUGES = ("connections", "listeners", "flows_in_use", "orphans_live", "local_ports_in_use",
           "local_ports_quarantined")
 FAST_PATH_COUNTERS = {"exception_counter": PacketInReason, "drop_counter": DropReason}
 

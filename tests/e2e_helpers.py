@@ -366,3 +366,62 @@ def host_lib_stack(tmp_path_factory, runtime_args: list[str]):
         importlib.import_module("host_lib.socket").close_session()
         os.environ.pop(CONTROL_SOCKET_ENV, None)
         next(gen, None)
+
+
+# ============================================================================= wire capture
+
+# Runs in the peer's namespace: an AF_PACKET socket on the peer's veth records the flags of
+# every TCP segment to or from `port` (either side) until told "stop" on stdin, then prints one
+# JSON object: {"from_p4tas": {...}, "to_p4tas": {...}} counting SYN, FIN, RST and segments.
+WIRE_CAPTURE = """
+import json, select, socket, struct, sys
+ifname, p4tas_ip, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0800))
+s.bind((ifname, 0))
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 << 20)
+print("capturing", flush=True)
+counts = {"from_p4tas": {}, "to_p4tas": {}}
+def bump(side, name):
+    counts[side][name] = counts[side].get(name, 0) + 1
+while True:
+    ready, _, _ = select.select([s, sys.stdin], [], [], 1.0)
+    if sys.stdin in ready:
+        sys.stdin.readline()
+        break
+    if s not in ready:
+        continue
+    frame = s.recv(65536)
+    ip = frame[14:]
+    if len(ip) < 40 or ip[9] != 6:
+        continue
+    ihl = (ip[0] & 15) * 4
+    src, dst = socket.inet_ntoa(ip[12:16]), socket.inet_ntoa(ip[16:20])
+    sport, dport = struct.unpack("!HH", ip[ihl:ihl + 4])
+    if port not in (sport, dport):
+        continue
+    side = "from_p4tas" if src == p4tas_ip else "to_p4tas"
+    flags = ip[ihl + 13]
+    bump(side, "segments")
+    for bit, name in ((0x02, "SYN"), (0x01, "FIN"), (0x04, "RST")):
+        if flags & bit:
+            bump(side, name)
+print(json.dumps(counts), flush=True)
+"""
+
+
+class WireCapture:
+    """Counts SYN/FIN/RST on the peer's veth for one port, in both directions (the close is
+    checked on the wire, not only by what the Linux socket reports)."""
+
+    def __init__(self, stack: Stack, port: int) -> None:
+        self.proc = popen_in(stack.peer, [sys.executable, "-c", WIRE_CAPTURE,
+                                          stack.peer.ifname, stack.peer.local_ip, str(port)],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+        expect_line(self.proc, "capturing")
+
+    def stop(self, settle: float = 0.5) -> dict[str, dict[str, int]]:
+        """Stop after `settle` seconds more; {"from_p4tas": {...}, "to_p4tas": {...}}."""
+        time.sleep(settle)
+        tell(self.proc, "stop")
+        return json_result(self.proc, timeout=10)
