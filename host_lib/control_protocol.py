@@ -44,7 +44,9 @@ Requests, application -> daemon; each carries a client-chosen `req_id` that its 
     (EADDRINUSE, ECONNREFUSED, ETIMEDOUT, EINVAL, EBADF, ...); Error.to_exception() rebuilds the
     OSError subclass a socket call would raise.
     Bye() has no reply: a clean disconnect. An application that hangs up without it is treated
-    the same way: its listeners are removed and its open connections reset.
+    the same way: its listeners are removed and each connection ends as the kernel ends a
+    dead process's sockets: closed (FIN after its queued data, finishing as an orphan), or
+    reset when received data was left unread.
 
 Events, daemon -> application, on the context (ctx_id) that owns the connection (conn_id):
     IncomingConnection(listener_id, local_ip, local_port, peer_ip, peer_port): one to accept

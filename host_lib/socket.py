@@ -526,7 +526,8 @@ class Session:
             self._pump()
 
     def close(self) -> None:
-        """Say Bye (the runtime resets this process's connections) and unmap the segment."""
+        """Say Bye (the runtime closes this process's connections as close() would: FIN after
+        their queued data, RST where received data is unread) and unmap the segment."""
         with self.lock:
             self.channel.close()
             self._closed = True

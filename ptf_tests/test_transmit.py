@@ -10,6 +10,7 @@ from lib.base_test import WIRE_PORT, FastPathTest, next_flow_id, next_generation
 from lib.packets import (PEER_WINDOW, ExpectedAck, data_segment, flow_spec, retransmit_frame,
                          rx_data_frame, tx_acked_frame, tx_data_frame)
 from runtime.datapath_constants import HOST_PORT, DropReason, PacketInReason
+from runtime.nic_host_header import ChannelFlags
 
 RING = 1 << 12
 
@@ -300,6 +301,77 @@ class WindowProbeBelowSndUnaIsSent(LossRecoveryTest):
         self.verify_frame(HOST_PORT, rx_data_frame(self.spec, 0, b"y"))
         self.verify_ack(self.spec, ExpectedAck(seq=self.snd, ack=self.rcv + 1,
                                                window=RING - 1, tsecr=902))
+        tu.verify_no_other_packets(self)
+
+
+# ------------------------------------------------------------------------------ half-close
+
+class FinRidesOnTxData(TransmitTest):
+    """TX_DATA flagged FIN: the segment carries FIN after its payload; the FIN takes the next
+    sequence number, so every later ACK we generate carries seq past it (RFC 9293: what the
+    peer expects after our FIN), and the peer's data keeps flowing in (half-close)."""
+
+    def runTest(self) -> None:
+        tu.send_packet(self, HOST_PORT, tx_data_frame(self.spec, 0, b"last words", fin=True))
+        self.verify_ack(self.spec, ExpectedAck(seq=self.snd, ack=self.rcv, window=RING,
+                                               payload=b"last words", psh=True, fin=True,
+                                               tsecr=0))
+        fin_end = self.snd + len(b"last words") + 1
+        tu.send_packet(self, WIRE_PORT, data_segment(self.spec, self.rcv, b"more", tsval=77))
+        self.verify_frame(HOST_PORT, rx_data_frame(self.spec, 0, b"more"))
+        self.verify_ack(self.spec, ExpectedAck(seq=fin_end, ack=self.rcv + 4, window=RING - 4,
+                                               tsecr=77))
+        tu.verify_no_other_packets(self)
+
+
+class EmptyFinAfterAcknowledgedData(TransmitTest):
+    """A FIN alone (length 0) once the data is acknowledged is sent, not mistaken for a resend
+    of acknowledged data; the peer's ACK of it reaches the host flagged FIN, counting no
+    byte, with snd_una past the FIN."""
+
+    def runTest(self) -> None:
+        tsval = self.send_from_host(b"d" * 200)
+        self.peer_ack(self.snd, tsecr=tsval)
+        self.verify_frame_with_rtt(HOST_PORT, lambda rtt: tx_acked_frame(
+            self.spec, self.snd, 200, rtt=rtt))
+        tu.send_packet(self, HOST_PORT, tx_data_frame(self.spec, 200, b"", psh=False, fin=True))
+        self.verify_ack(self.spec, ExpectedAck(seq=self.snd, ack=self.rcv, window=RING,
+                                               fin=True, tsecr=900))
+        self.peer_ack(self.snd + 1)
+        self.verify_frame(HOST_PORT, tx_acked_frame(self.spec, self.snd + 1, 0, fin=True))
+        tu.verify_no_other_packets(self)
+
+
+class DataAckingOurFinIsDeliveredAndSaysSo(TransmitTest):
+    """The peer's data segment that also acknowledges our FIN: payload to the host as usual,
+    its RX_DATA flagged FIN (our FIN is acknowledged), the data counted without the FIN."""
+
+    def runTest(self) -> None:
+        tu.send_packet(self, HOST_PORT, tx_data_frame(self.spec, 0, b"abc", fin=True))
+        self.verify_ack(self.spec, ExpectedAck(seq=self.snd, ack=self.rcv, window=RING,
+                                               payload=b"abc", psh=True, fin=True, tsecr=0))
+        tu.send_packet(self, WIRE_PORT, data_segment(self.spec, self.rcv, b"reply",
+                                                     ack=self.snd + 4, tsval=5, tsecr=0))
+        self.verify_frame(HOST_PORT, rx_data_frame(
+            self.spec, 0, b"reply", ChannelFlags.PSH | ChannelFlags.FIN, acked=3))
+        self.verify_ack(self.spec, ExpectedAck(seq=self.snd + 4, ack=self.rcv + 5,
+                                               window=RING - 5, tsecr=5))
+        tu.verify_no_other_packets(self)
+
+
+class ResendAfterOurFinWasAckedRemindsWithFin(TransmitTest):
+    """A resend of data below snd_una after the FIN was acknowledged: the reminder names
+    snd_una (past the FIN) and is flagged FIN, so the host does not count the FIN as data."""
+
+    def runTest(self) -> None:
+        tu.send_packet(self, HOST_PORT, tx_data_frame(self.spec, 0, b"xy", fin=True))
+        self.verify_ack(self.spec, ExpectedAck(seq=self.snd, ack=self.rcv, window=RING,
+                                               payload=b"xy", psh=True, fin=True, tsecr=0))
+        self.peer_ack(self.snd + 3)
+        self.verify_frame(HOST_PORT, tx_acked_frame(self.spec, self.snd + 3, 2, fin=True))
+        tu.send_packet(self, HOST_PORT, tx_data_frame(self.spec, 0, b"xy", position=0))
+        self.verify_frame(HOST_PORT, tx_acked_frame(self.spec, self.snd + 3, 0, reminder=True,
+                                                    fin=True))
         tu.verify_no_other_packets(self)
 
 

@@ -35,6 +35,9 @@ log = logging.getLogger(__name__)
 MAX_UNSCALED_WINDOW = 0xFFFF
 DEFAULT_PEER_MSS = 536  # RFC 1122, when the peer's SYN has no MSS option
 TS_OPTION_BYTES = 12
+# How long a FIN that arrived ahead of RX data still on its way to the ring is held: the NIC
+# sent that data before the FIN, through the host port instead of the CPU port.
+FIN_HOLD_S = 0.05
 MAX_WINDOW_SHIFT = 14
 SEQ_MOD = 1 << 32
 TCP_REASONS = {PacketInReason.SYN, PacketInReason.FIN, PacketInReason.RST,
@@ -224,6 +227,8 @@ class ConnectionControl:
         if conn.state is State.CLOSED:
             await self._remove_flow(conn)
             return
+        if conn.active:
+            self._send_ack(conn)  # completes the handshake (see _on_syn_ack)
         self._notify_established(conn, slot)
 
     def _notify_established(self, conn: Connection, slot: int | None) -> None:
@@ -331,6 +336,13 @@ class ConnectionControl:
             if not self._wake_pending:
                 asyncio.get_running_loop().call_soon(self._send_wakes)
             self._wake_pending[id(conn.owner)] = conn.owner
+        if channel.fin_acked and conn.fin_seq is not None:
+            self._our_fin_acked(conn)
+        if conn.held_fin is not None:
+            held = conn.held_fin
+            self._sync_sequences(conn)
+            if seq_add(held.seq, len(held.payload)) == conn.rcv_nxt or held.seq == conn.rcv_nxt:
+                self._release_held_fin(conn)
         if (conn.close_pending or conn in self.orphans) and self._unread(conn):
             self.stats.bump("data_after_close")  # RFC 1122 4.2.2.13: nobody will read it
             self._abort(conn, send_rst=True)
@@ -409,8 +421,10 @@ class ConnectionControl:
             self._send(conn.interface, conn.peer_mac, conn.tuple, seg.ack, 0, TcpFlags.RST)
             return
         self._take_peer_syn(conn, seg)
+        # The handshake's last ACK goes once the flow is installed (_install): a server that
+        # speaks as soon as it accepts would otherwise race the installation, and its data
+        # would reach no flow.
         self._establish(conn, Event.RCV_SYN_ACK)
-        self._send_ack(conn)
 
     # ---------------------------------------------------------------- established and closing
 
@@ -447,11 +461,18 @@ class ConnectionControl:
             if conn.state is State.TIME_WAIT:
                 self._arm_time_wait(conn)
             return
+        if conn.channel is not None and seg.seq != conn.rcv_nxt:
+            self.bridge.poll()  # RX_DATA sent before the FIN may still wait on the host port
+            self._sync_sequences(conn)
         if seg.payload and seg.seq == conn.rcv_nxt and conn.channel is not None:
             # The fast path hands FIN segments to us whole: their data goes in here.
             self._deliver_from_slow_path(conn, seg.payload)
             self._sync_sequences(conn)
         if seq_add(seg.seq, len(seg.payload)) != conn.rcv_nxt:
+            if conn.channel is not None and conn.held_fin is None and \
+                    seq_in_window(seg.seq, conn.rcv_nxt, SEQ_MOD // 2):
+                self._hold_fin(conn, seg)  # the data before it may be on its way
+                return
             # Data before the FIN is still missing: the peer retransmits it, then the FIN.
             self.stats.bump("fins_out_of_order")
             self._send_ack(conn)
@@ -472,9 +493,34 @@ class ConnectionControl:
         if conn.state is State.TIME_WAIT:
             self._enter_time_wait(conn)
 
-    def _on_ack(self, conn: Connection, seg: TcpSegment) -> None:
-        if seg.ack != conn.snd_nxt:
+    def _hold_fin(self, conn: Connection, seg: TcpSegment) -> None:
+        """Keep a FIN that is ahead of the RX ring until the data before it arrives
+        (on_data_activity) or FIN_HOLD_S passes (then it counts as out of order)."""
+        self.stats.bump("fins_held")
+        conn.held_fin = seg
+        conn.held_fin_timer = asyncio.get_running_loop().call_later(
+            FIN_HOLD_S, self._release_held_fin, conn)
+
+    def _release_held_fin(self, conn: Connection) -> None:
+        """Decide on a held FIN now: the data before it arrived, or the hold is over."""
+        seg, conn.held_fin = conn.held_fin, None
+        if conn.held_fin_timer is not None:
+            conn.held_fin_timer.cancel()
+            conn.held_fin_timer = None
+        if seg is None or conn.conn_id not in self.table.by_id:
             return
+        self._sync_sequences(conn)
+        if seq_add(seg.seq, len(seg.payload)) == conn.rcv_nxt or seg.seq == conn.rcv_nxt:
+            self._on_fin(conn, seg)
+        else:
+            self.stats.bump("fins_out_of_order")
+            self._send_ack(conn)
+
+    def _on_ack(self, conn: Connection, seg: TcpSegment) -> None:
+        if seg.ack == conn.snd_nxt:
+            self._on_ack_of_fin(conn)
+
+    def _on_ack_of_fin(self, conn: Connection) -> None:
         if conn.state is State.FIN_WAIT_1:
             conn.sm.fire(Event.RCV_ACK_OF_FIN)
             conn.cancel_timer()
@@ -483,7 +529,15 @@ class ConnectionControl:
             self._enter_time_wait(conn)
         elif conn.state is State.LAST_ACK:
             conn.sm.fire(Event.RCV_ACK_OF_FIN)
-            self._finish(conn)
+            self._tcp_over(conn)
+
+    def _our_fin_acked(self, conn: Connection) -> None:
+        """The NIC saw the peer acknowledge our FIN (a half-closed flow still in the fast
+        path): FIN_WAIT_1 -> FIN_WAIT_2, CLOSING -> TIME_WAIT, LAST_ACK -> CLOSED."""
+        if conn.state in (State.FIN_WAIT_1, State.CLOSING, State.LAST_ACK):
+            conn.cancel_timer()
+            self._sync_sequences(conn)
+            self._on_ack_of_fin(conn)
 
     def _on_rst(self, conn: Connection | None, seg: TcpSegment) -> None:
         if conn is None:
@@ -546,7 +600,9 @@ class ConnectionControl:
     def close(self, conn: Connection, abort: bool = False) -> None:
         """Application close(): FIN after the data; the fast path stops delivering. An RST
         instead with `abort` (SO_LINGER 0) or with received data unread (RFC 2525 2.17)."""
-        if conn.state in (State.SYN_SENT, State.CLOSED):
+        if conn.lingering:
+            self._finish(conn)  # TCP was over already; the rings go now
+        elif conn.state in (State.SYN_SENT, State.CLOSED):
             self._abort(conn, send_rst=False)
         elif conn.state is State.SYN_RECEIVED:
             self._abort(conn, send_rst=True)
@@ -702,7 +758,20 @@ class ConnectionControl:
     def _time_wait_over(self, conn: Connection) -> None:
         conn.timer = None
         conn.sm.fire(Event.TIME_WAIT_EXPIRED)
-        self._finish(conn, notify=conn.channel is not None)
+        self._tcp_over(conn)
+
+    def _tcp_over(self, conn: Connection) -> None:
+        """The TCP connection is over (CLOSED). An application that has not closed it yet may
+        still be reading its RX ring: the record and the rings stay until it closes (close()
+        finishes it), only the fast-path entries and the 4-tuple go now. Otherwise it ends."""
+        if conn.channel is None or conn.owner is None:
+            self._finish(conn, notify=conn.channel is not None)
+            return
+        conn.cancel_timer()
+        conn.lingering = True
+        self._sync_sequences(conn)
+        self.table.release_tuple(conn)
+        self._track(self._remove_flow(conn))
 
     # ---------------------------------------------------------------- endings
 
@@ -747,6 +816,8 @@ class ConnectionControl:
         """Forget the connection: timers, fast-path entries, flow id, local port."""
         conn.cancel_timer()
         self.orphans.forget(conn)
+        if conn.held_fin_timer is not None:
+            conn.held_fin_timer.cancel()
         if conn.conn_id not in self.table.by_id:
             return
         self.table.remove(conn)
@@ -815,13 +886,19 @@ class ConnectionControl:
                    options)
 
     def _send_fin(self, conn: Connection) -> None:
-        """Send our FIN (once) and keep retransmitting it until it is acknowledged."""
+        """Send our FIN (once) and keep retransmitting it until it is acknowledged. While the
+        flow is in the fast path (shutdown(SHUT_WR): the peer may go on sending) the NIC
+        sends it, so that its ACKs carry the sequence after it and the peer's ACK of it is
+        seen (on_data_activity); otherwise a PacketOut does."""
         if conn.fin_seq is None:
             conn.fin_seq = conn.snd_nxt
             conn.snd_nxt = seq_add(conn.snd_nxt, 1)
             conn.retries = 0
-        self._send(conn.interface, conn.peer_mac, conn.tuple, conn.fin_seq, conn.rcv_nxt,
-                   TcpFlags.FIN | TcpFlags.ACK, self._window(conn), self._ts_option(conn))
+        if conn.channel is not None and conn.flow_spec is not None:
+            self.bridge.send_fin(conn.channel.flow_id)
+        else:
+            self._send(conn.interface, conn.peer_mac, conn.tuple, conn.fin_seq, conn.rcv_nxt,
+                       TcpFlags.FIN | TcpFlags.ACK, self._window(conn), self._ts_option(conn))
         conn.cancel_timer()
         delay = self.tcp.syn_rto_s * (2 ** conn.retries)
         conn.timer = asyncio.get_running_loop().call_later(delay, self._fin_timeout, conn)

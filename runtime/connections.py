@@ -13,7 +13,7 @@ from runtime.config import Interface
 from runtime.dma_bridge import FlowChannel
 from runtime.flow_entries import FlowSpec, FlowTuple
 from runtime.flow_ids import FlowLease
-from runtime.tcp_segments import TcpOptions
+from runtime.tcp_segments import TcpOptions, TcpSegment
 from runtime.tcp_state import State, TcpStateMachine
 
 
@@ -82,6 +82,9 @@ class Connection:
     retries: int = 0
     congestion: str | None = None  # congestion control asked for; None: the runtime's default
     opened_at: float = 0.0  # time.monotonic() of the first SYN sent or received
+    lingering: bool = False  # TCP is over, but the application still holds (reads) its rings
+    held_fin: TcpSegment | None = None  # the peer's FIN, ahead of RX data not yet delivered
+    held_fin_timer: asyncio.TimerHandle | None = None
 
     @property
     def state(self) -> State:
@@ -116,8 +119,13 @@ class ConnectionTable:
         self.by_id[conn.conn_id] = conn
 
     def remove(self, conn: Connection) -> None:
-        self.by_tuple.pop(conn.tuple, None)
+        self.release_tuple(conn)
         self.by_id.pop(conn.conn_id, None)
+
+    def release_tuple(self, conn: Connection) -> None:
+        """The 4-tuple may serve a new connection (this one keeps its id until removed)."""
+        if self.by_tuple.get(conn.tuple) is conn:
+            del self.by_tuple[conn.tuple]
 
     def add_listener(self, listener: Listener) -> None:
         self.listeners[listener.listener_id] = listener

@@ -3,7 +3,7 @@
 One AppSession per connected application; it owns contexts (event queues) and may only act on
 its own listeners and connections. A bad message gets an Error reply; nothing an application
 sends can stop the daemon. An application that hangs up loses its listeners, and its
-connections are reset."""
+connections are closed as if it had closed them (ConnectionControl.abort_owned_by)."""
 
 from __future__ import annotations
 

@@ -177,6 +177,8 @@ class FlowChannel:
     rx_consumed_unsent: int = field(init=False, default=0)
     event_pending: bool = field(init=False, default=False)
     orphan: bool = field(init=False, default=False)  # its application is gone: no events
+    fin_sent: bool = field(init=False, default=False)   # our FIN went out after tx_high
+    fin_acked: bool = field(init=False, default=False)  # ... and the peer acknowledged it
 
     def __post_init__(self) -> None:
         if self.mss <= 0 or not 0 <= self.wscale <= MAX_WINDOW_SCALE or self.peer_window < 0:
@@ -216,6 +218,9 @@ class DmaEngine(Protocol):
 
     def send_rx_consumed(self, flow_id: int, count: int) -> None:
         """The application freed `count` RX ring bytes: tell the NIC."""
+
+    def send_fin(self, flow_id: int) -> bool:
+        """Send our FIN after every queued byte (again, if it was lost); False if unknown."""
 
 
 class FrameLink(Protocol):
@@ -434,6 +439,18 @@ class DmaBridge:
         if self._pending_events:
             self.flush_events()
 
+    def poll(self) -> None:
+        """Act on every frame the host port holds now: the slow path calls it before deciding
+        on a segment that the NIC sent it after data still waiting here (a FIN)."""
+        while True:
+            frames = self.link.recv_batch(RECV_BATCH)
+            for frame in frames:
+                self.handle_frame(frame)
+            if len(frames) < RECV_BATCH:
+                break
+        if self._pending_events:
+            self.flush_events()
+
     def handle_frame(self, frame: bytes) -> None:
         """Act on one frame from the NIC; never raises for a bad frame."""
         try:
@@ -542,9 +559,13 @@ class DmaBridge:
     def _tx_acked(self, channel: FlowChannel, message: NicHostMessage) -> None:
         """Free acknowledged TX bytes, take the window and RTT, post an event, send more."""
         count = message.count
+        fin = bool(message.flags & ChannelFlags.FIN) and channel.fin_sent
+        if fin:
+            channel.fin_acked = True  # the runtime hears of it in on_activity
         if message.opcode == Opcode.TX_ACKED:
             # Absolute (sequence `offset`): a TX_ACKED that bmv2 dropped is made up for here.
-            position = (message.offset - channel.tx_start_seq) & U32_MAX
+            # Past our FIN, offset counts its sequence number too.
+            position = (message.offset - channel.tx_start_seq - fin) & U32_MAX
             count = (position - channel.stream_position(channel.tx_acked)) & U32_MAX
             if count >= 1 << 31:
                 count = 0  # older than what we know (reordered behind a later one)
@@ -770,6 +791,21 @@ class DmaBridge:
         """Send for every flow whose pacing wait is over."""
         for channel in self.pacer.due(now):
             self._kick_channel(channel)
+
+    def send_fin(self, flow_id: int) -> bool:
+        """Our FIN after everything queued: an empty TX_DATA flagged FIN at the stream's end
+        (the NIC builds the segment and counts the FIN's sequence number; a resend is the
+        same message). The runtime sends it once the TX ring is drained."""
+        channel = self._channels.get(flow_id)
+        if channel is None:
+            return False
+        channel.fin_sent = True
+        position = channel.tx_high
+        message = NicHostMessage(Opcode.TX_DATA, channel.flow_id, channel.generation,
+                                 ChannelFlags.FIN, position & (channel.tx_ring.size - 1),
+                                 aux=channel.stream_position(position))
+        self._send(message, channel.flow_id)
+        return True
 
     def _send_window_probe(self, channel: FlowChannel) -> None:
         """Ask a peer with a closed window for its current one: one byte just below snd_una

@@ -53,6 +53,8 @@ class ChannelFlags(IntFlag):
     PROBE = 0x10  # TX_DATA: a window probe (one byte below snd_una, sent anyway)
     OOO = 0x20   # RX_DATA: placed out of order at `offset`, not readable yet
     MERGED = 0x40  # RX_DATA: after this payload `aux` earlier placed bytes become readable
+    FIN = 0x80   # TX_DATA: our FIN follows the payload (which may be empty); TX_ACKED,
+                 # RX_DATA: this ACK covered our FIN (not counted in `count`)
 
 
 class FrameError(ValueError):

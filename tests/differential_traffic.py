@@ -189,6 +189,10 @@ class Traffic:
             flags |= ChannelFlags.PROBE
             position = (f.acked_pos - 1) & M32
             data = data[:1]
+        elif roll < 0.14:
+            flags |= ChannelFlags.FIN   # our FIN, after data or alone (half-close)
+            data = data if rng.random() < 0.5 else b""
+            f.tx_pos += len(data)
         else:
             f.tx_pos += len(data)
         gen = spec.generation if rng.random() < 0.95 else (spec.generation + 1) & 0xFFFF

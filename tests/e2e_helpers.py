@@ -376,7 +376,8 @@ def host_lib_stack(tmp_path_factory, runtime_args: list[str]):
 WIRE_CAPTURE = """
 import json, select, socket, struct, sys
 ifname, p4tas_ip, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
-s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0800))
+# ETH_P_ALL: outgoing frames reach only the taps of every protocol, not an ETH_P_IP socket.
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))
 s.bind((ifname, 0))
 s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 << 20)
 print("capturing", flush=True)
@@ -391,6 +392,8 @@ while True:
     if s not in ready:
         continue
     frame = s.recv(65536)
+    if frame[12:14] != bytes((8, 0)):  # IPv4 only
+        continue
     ip = frame[14:]
     if len(ip) < 40 or ip[9] != 6:
         continue

@@ -727,7 +727,9 @@ print(json.dumps({"ended": ended, "moved": moved}), flush=True)
 """
 
 
-def test_killed_application_is_reset_and_leaks_nothing(stack: Stack) -> None:
+def test_killed_application_closes_like_the_kernel_and_leaks_nothing(stack: Stack) -> None:
+    """SIGKILL mid-transfer: the connection it was sending on is closed gracefully (its TX
+    ring drains, then FIN), the one with unread received data is reset (RFC 2525 2.17)."""
     linux = linux_with_stdin(stack, LINUX_SINK_AND_SOURCE, stack.peer.peer_ip, "7002",
                              stack.peer.local_ip, str(PORT), str(256 * 1024))
     expect_line(linux, "listening")
@@ -750,7 +752,7 @@ def test_killed_application_is_reset_and_leaks_nothing(stack: Stack) -> None:
         app.stdout.close()
         app.stderr.close()
     report = json_result(linux, timeout=60)
-    assert report["ended"] == {"sink": "reset", "source": "reset"}, report
+    assert report["ended"] == {"sink": "eof", "source": "reset"}, report
     stats_after = settled_stats(stack)
     assert stats_after["connections"] == 0 and stats_after["flows_in_use"] == 0, stats_after
     assert stats_after["listeners"] == 0 and stats_after["local_ports_in_use"] == 0, stats_after

@@ -93,6 +93,10 @@ const bit<8> NIC_HOST_FLAG_OOO = 0x20;
 /* RX_DATA: this in-order payload filled the gap before the out-of-order interval; `aux`
  * more bytes, placed earlier, become readable after it. */
 const bit<8> NIC_HOST_FLAG_MERGED = 0x40;
+/* TX_DATA: our FIN follows this payload (which may be empty): the connection's last
+ * sequence number. TX_ACKED, RX_DATA: this ACK covered our FIN; `count` and the ring hold
+ * data only, so the FIN's sequence number is left out of both (offset is snd_una, past it). */
+const bit<8> NIC_HOST_FLAG_FIN = 0x80;
 
 /* ---- PacketIn reasons (packet_in_h.reason; index of exception_counter) ---------------- */
 const bit<8> REASON_ARP = 1;

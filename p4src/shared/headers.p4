@@ -141,6 +141,7 @@ struct flow_dyn_t {
     bit<8> dupacks;          /* consecutive duplicate ACKs */
     bit<32> recover;         /* RFC 6582: no new fast retransmit until snd_una passes it */
     bit<1> ooo_active;       /* an out-of-order interval exists (receive.p4 reads it then) */
+    bit<1> fin_sent;         /* our FIN went out: it is snd_nxt - 1 (transmit.p4) */
 }
 
 struct metadata_t {
@@ -168,6 +169,7 @@ struct metadata_t {
     bit<32> rtt_sample;
     bool ack_ece;
     bool fast_retransmit;    /* this duplicate ACK starts a fast retransmit */
+    bool fin_acked;          /* this ACK covered our FIN (NIC_HOST_FLAG_FIN to the host) */
     bool host_busy;          /* the host port's queue is backed up (host_backpressure.p4) */
     bool window_reopened;    /* RX_CONSUMED reopened a closed window: send a window update */
     bit<32> ooo_merged;      /* bytes of the out-of-order interval this segment made readable */

@@ -2,7 +2,9 @@
  * A new cumulative ACK advances snd_una and frees the host's TX ring (reported by HostNotify
  * with an RTT sample from the timestamp echo); duplicate ACKs are counted, and the third in a
  * row starts a fast retransmit (HostNotify tells the host to go back to snd_una); the peer's
- * window is tracked so the host can hold data back. */
+ * window is tracked so the host can hold data back. Once our FIN is out (fin_sent) it is
+ * snd_nxt - 1: an ACK of snd_nxt covers it, and the host hears so by flag, since the FIN has
+ * a sequence number but no byte in the TX ring (half-close: the peer may keep sending). */
 
 control AckProcessing(inout headers_t hdr, inout metadata_t meta, in standard_metadata_t sm) {
     /* Per-flow packet counters for statistics: v1model counters add packet lengths, not
@@ -36,6 +38,10 @@ control AckProcessing(inout headers_t hdr, inout metadata_t meta, in standard_me
         if (acked != 0) {
             meta.dyn.snd_una = hdr.tcp.ack_no;
             meta.dyn.dupacks = 0;
+            if (meta.dyn.fin_sent == 1 && hdr.tcp.ack_no == meta.dyn.snd_nxt) {
+                meta.fin_acked = true;
+                acked = acked - 1;
+            }
             meta.acked_bytes = acked;
             new_ack_counter.count(meta.flow_id);
             if ((hdr.tcp.flags & TCP_ECE) != 0) {

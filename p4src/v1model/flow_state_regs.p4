@@ -5,7 +5,8 @@
  * entry differs from the one stored here (a new connection reusing the flow id).
  * bmv2 turns every register access into a pipeline step of its own, so the state is packed
  * into two wide registers: two reads and two writes per packet.
- *   flow_rx_state: [127:112] generation  [111:97] zero  [96] ooo_active  [95:64] rcv_nxt
+ *   flow_rx_state: [127:112] generation  [111:98] zero  [97] fin_sent  [96] ooo_active
+ *                  [95:64] rcv_nxt
  *                  [63:32] rx_free
  *                  [31:0] snd_nxt
  *   flow_tx_state: [127:96] snd_una  [95:64] ts_recent  [63:48] peer_window  [47:40] dupacks
@@ -21,6 +22,7 @@ control LoadFlowState(inout metadata_t meta) {
         flow_tx_state.read(tx, meta.flow_id);
         meta.dyn.gen = rx[127:112];
         meta.dyn.ooo_active = rx[96:96];
+        meta.dyn.fin_sent = rx[97:97];
         meta.dyn.rcv_nxt = rx[95:64];
         meta.dyn.rx_free = rx[63:32];
         meta.dyn.snd_nxt = rx[31:0];
@@ -41,6 +43,7 @@ control LoadFlowState(inout metadata_t meta) {
             meta.dyn.peer_window = meta.flow.peer_window;
             meta.dyn.dupacks = 0;
             meta.dyn.ooo_active = 0;
+            meta.dyn.fin_sent = 0;
             /* Just before the first byte: the first loss may be fast-retransmitted. */
             meta.dyn.recover = meta.flow.tx_start_seq - 1;
             meta.dyn_fresh = true;
@@ -50,7 +53,8 @@ control LoadFlowState(inout metadata_t meta) {
 
 control StoreFlowState(inout metadata_t meta) {
     apply {
-        flow_rx_state.write(meta.flow_id, meta.dyn.gen ++ 15w0 ++ meta.dyn.ooo_active
+        flow_rx_state.write(meta.flow_id, meta.dyn.gen ++ 14w0 ++ meta.dyn.fin_sent
+                                          ++ meta.dyn.ooo_active
                                           ++ meta.dyn.rcv_nxt
                                           ++ meta.dyn.rx_free ++ meta.dyn.snd_nxt);
         flow_tx_state.write(meta.flow_id, meta.dyn.snd_una ++ meta.dyn.ts_recent

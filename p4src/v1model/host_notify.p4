@@ -30,6 +30,9 @@ control HostNotify(inout headers_t hdr, inout metadata_t meta, inout standard_me
 
     apply {
         bit<8> ece_flag = meta.ack_ece ? NIC_HOST_FLAG_ECE : 8w0;
+        if (meta.fin_acked) {
+            ece_flag = ece_flag | NIC_HOST_FLAG_FIN;
+        }
         if (meta.delivered) {
             fill_ack_fields(ece_flag);
             if (meta.ooo_merged != 0) {
@@ -38,7 +41,7 @@ control HostNotify(inout headers_t hdr, inout metadata_t meta, inout standard_me
                 hdr.nic_host.flags = hdr.nic_host.flags | NIC_HOST_FLAG_MERGED;
                 hdr.nic_host.aux = meta.ooo_merged;
             }
-        } else if (meta.acked_bytes != 0 || meta.window_update) {
+        } else if (meta.acked_bytes != 0 || meta.fin_acked || meta.window_update) {
             make_notice(NIC_HOST_OP_TX_ACKED);
             fill_ack_fields(ece_flag);
         } else if (meta.fast_retransmit) {

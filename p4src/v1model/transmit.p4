@@ -3,7 +3,10 @@
  * from the receive state, timestamps from its own clock. The sequence number is the TX
  * stream position the host gives (aux) plus tx_start_seq, so a go-back-N resend needs no
  * extra message and a frame still queued from before a rewind cannot be sent under the
- * wrong sequence; snd_nxt keeps the highest sequence sent (what ACKs are checked against). */
+ * wrong sequence; snd_nxt keeps the highest sequence sent (what ACKs are checked against).
+ * With NIC_HOST_FLAG_FIN the segment also carries our FIN, after its payload (which may be
+ * empty): the FIN takes the sequence number after the data, and the ACKs we generate from
+ * then on carry seq = snd_nxt past it, as the peer expects after a half-close. */
 
 control Transmit(inout headers_t hdr, inout metadata_t meta, inout standard_metadata_t sm) {
     AdvertisedWindow() adv_window;
@@ -58,6 +61,9 @@ control Transmit(inout headers_t hdr, inout metadata_t meta, inout standard_meta
     action remind_host() {
         hdr.nic_host.opcode = NIC_HOST_OP_TX_ACKED;
         hdr.nic_host.flags = 0;
+        if (meta.dyn.fin_sent == 1 && meta.dyn.snd_una == meta.dyn.snd_nxt) {
+            hdr.nic_host.flags = NIC_HOST_FLAG_FIN;   /* snd_una is past our FIN */
+        }
         hdr.nic_host.offset = meta.dyn.snd_una;
         hdr.nic_host.length = 0;
         hdr.nic_host.window = meta.dyn.peer_window;
@@ -83,15 +89,17 @@ control Transmit(inout headers_t hdr, inout metadata_t meta, inout standard_meta
             hdr.nic_host.setInvalid();
             return;
         }
+        bool fin = (hdr.nic_host.flags & NIC_HOST_FLAG_FIN) != 0;
+        bit<32> fin_len = fin ? 32w1 : 32w0;
         if (hdr.nic_host.gen != meta.flow.gen) {
             meta.drop_reason = DROP_STALE_HOST_MESSAGE;
-        } else if (hdr.nic_host.length == 0 || sm.packet_length
+        } else if ((hdr.nic_host.length == 0 && !fin) || sm.packet_length
                    != (bit<32>)(ETH_HDR_BYTES + NIC_HOST_HDR_BYTES + hdr.nic_host.length)) {
             /* The checksum covers the payload: it must be exactly `length` bytes. */
             meta.punt_reason = REASON_BAD_HOST_MESSAGE;
         } else if ((hdr.nic_host.flags & NIC_HOST_FLAG_PROBE) == 0
                    && meta.flow.tx_start_seq + hdr.nic_host.aux + (bit<32>)hdr.nic_host.length
-                      - meta.dyn.snd_una - 1 >= 0x7FFFFFFF) {
+                      + fin_len - meta.dyn.snd_una - 1 >= 0x7FFFFFFF) {
             /* Ends at or below snd_una: a resend of data already acknowledged, so the host
              * missed a TX_ACKED (bmv2 dropped it). Remind it of snd_una instead. */
             remind_host();
@@ -105,7 +113,11 @@ control Transmit(inout headers_t hdr, inout metadata_t meta, inout standard_meta
             adv_window.apply(meta);
             bit<8> tcp_flags = TCP_ACK;
             if ((hdr.nic_host.flags & NIC_HOST_FLAG_PSH) != 0) {
-                tcp_flags = TCP_ACK | TCP_PSH;
+                tcp_flags = tcp_flags | TCP_PSH;
+            }
+            if (fin) {
+                tcp_flags = tcp_flags | TCP_FIN;
+                meta.dyn.fin_sent = 1;
             }
             if (meta.flow.timestamps != 0) {
                 build_segment(TCP_HDR_BYTES + TCP_TS_OPT_BYTES, tcp_flags);
@@ -115,7 +127,7 @@ control Transmit(inout headers_t hdr, inout metadata_t meta, inout standard_meta
             }
             /* snd_nxt = max(snd_nxt, end of this segment) in wrapping sequence space; a
              * resend below snd_una (acknowledged meanwhile) moves nothing. */
-            bit<32> end = hdr.tcp.seq_no + (bit<32>)hdr.nic_host.length;
+            bit<32> end = hdr.tcp.seq_no + (bit<32>)hdr.nic_host.length + fin_len;
             bit<32> end_ahead = end - meta.dyn.snd_una;
             if (end_ahead < 0x80000000 && end_ahead > meta.dyn.snd_nxt - meta.dyn.snd_una) {
                 meta.dyn.snd_nxt = end;

@@ -72,6 +72,7 @@ class ExpectedAck:
     tsecr: int | None = None  # None: the ACK carries no timestamp option
     payload: bytes = b""      # a data segment the NIC built from TX_DATA
     psh: bool = False
+    fin: bool = False         # TX_DATA flagged FIN: our FIN rides on it
 
     def packet(self, spec: FlowSpec, tsval: int = 0) -> Packet:
         """The ACK as bytes on the wire, our TSval filled in (the switch clock picks it)."""
@@ -80,7 +81,8 @@ class ExpectedAck:
         return (Ether(src=LOCAL_MAC, dst=PEER_MAC)
                 / IP(src=t.local_ip, dst=t.peer_ip, tos=0, id=0, flags="DF", ttl=64)
                 / TCP(sport=t.local_port, dport=t.peer_port, seq=self.seq, ack=self.ack,
-                      flags="A" + ("E" if self.ece else "") + ("P" if self.psh else ""),
+                      flags="A" + ("E" if self.ece else "") + ("P" if self.psh else "")
+                      + ("F" if self.fin else ""),
                       window=self.window, options=options)
                 / self.payload)
 
@@ -108,11 +110,14 @@ def _mac(text: str) -> bytes:
 
 def tx_data_frame(spec: FlowSpec, offset: int, payload: bytes, *, psh: bool = True,
                   generation: int | None = None, position: int | None = None,
-                  rto: bool = False, probe: bool = False) -> bytes:
+                  rto: bool = False, probe: bool = False, fin: bool = False) -> bytes:
     """A host -> NIC message asking to send `payload` (the NIC adds the headers) from TX ring
     `offset` at TX stream `position` (default: the offset, as in a ring that has not wrapped);
-    `rto`: the first segment of a go-back-N after a timeout; `probe`: a window probe."""
+    `rto`: the first segment of a go-back-N after a timeout; `probe`: a window probe; `fin`:
+    our FIN follows the payload (which may be empty)."""
     flags = ChannelFlags.PSH if psh else ChannelFlags.NONE
+    if fin:
+        flags |= ChannelFlags.FIN
     if rto:
         flags |= ChannelFlags.RTO
     if probe:
@@ -133,11 +138,14 @@ def retransmit_frame(spec: FlowSpec, ack: int, *, window: int = PEER_WINDOW) -> 
 
 
 def tx_acked_frame(spec: FlowSpec, ack: int, acked: int, *, rtt: int = 0,
-                   window: int = PEER_WINDOW, ece: bool = False, reminder: bool = False) -> bytes:
+                   window: int = PEER_WINDOW, ece: bool = False, reminder: bool = False,
+                   fin: bool = False) -> bytes:
     """The host-port frame reporting a new ACK (the original segment, cut to its header);
-    a `reminder` is a host's TX_DATA frame turned back (its Ethernet header unchanged)."""
-    msg = NicHostMessage(Opcode.TX_ACKED, spec.flow_id, spec.generation,
-                         flags=ChannelFlags.ECE if ece else ChannelFlags.NONE,
+    a `reminder` is a host's TX_DATA frame turned back (its Ethernet header unchanged);
+    `fin`: the ACK covered our FIN (`acked` counts data bytes only)."""
+    flags = (ChannelFlags.ECE if ece else ChannelFlags.NONE) | (
+        ChannelFlags.FIN if fin else ChannelFlags.NONE)
+    msg = NicHostMessage(Opcode.TX_ACKED, spec.flow_id, spec.generation, flags=flags,
                          offset=ack, count=acked, aux=rtt, window=window)
     if reminder:
         return msg.encode()

@@ -44,6 +44,9 @@ def ack_processing(counters: AckCounters, hdr: Headers, meta: Metadata,
     if acked != 0:
         dyn.snd_una = tcp.ack_no
         dyn.dupacks = 0
+        if dyn.fin_sent == 1 and tcp.ack_no == dyn.snd_nxt:
+            meta.fin_acked = True   # our FIN: a sequence number, no ring byte
+            acked -= 1
         meta.acked_bytes = acked
         counters.new_ack.count(meta.flow_id, length)
         if tcp.flags & TCP_ECE:

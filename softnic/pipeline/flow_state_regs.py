@@ -17,6 +17,7 @@ def load_flow_state(rx_reg: Register, tx_reg: Register, meta: Metadata) -> None:
     dyn = meta.dyn = FlowDyn()
     dyn.gen = rx >> 112
     dyn.ooo_active = (rx >> 96) & 1
+    dyn.fin_sent = (rx >> 97) & 1
     dyn.rcv_nxt = (rx >> 64) & M32
     dyn.rx_free = (rx >> 32) & M32
     dyn.snd_nxt = rx & M32
@@ -37,13 +38,14 @@ def load_flow_state(rx_reg: Register, tx_reg: Register, meta: Metadata) -> None:
         dyn.peer_window = flow.peer_window
         dyn.dupacks = 0
         dyn.ooo_active = 0
+        dyn.fin_sent = 0
         dyn.recover = (flow.tx_start_seq - 1) & M32
         meta.dyn_fresh = True
 
 
 def store_flow_state(rx_reg: Register, tx_reg: Register, meta: Metadata) -> None:
     dyn = meta.dyn
-    rx_reg.cells[meta.flow_id] = ((dyn.gen << 112) | (dyn.ooo_active << 96)
+    rx_reg.cells[meta.flow_id] = ((dyn.gen << 112) | (dyn.fin_sent << 97) | (dyn.ooo_active << 96)
                                   | (dyn.rcv_nxt << 64) | (dyn.rx_free << 32) | dyn.snd_nxt)
     tx_reg.cells[meta.flow_id] = ((dyn.snd_una << 96) | (dyn.ts_recent << 64)
                                   | (dyn.peer_window << 48) | (dyn.dupacks << 40)

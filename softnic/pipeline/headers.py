@@ -154,7 +154,7 @@ class FlowDyn:
     """flow_dyn_t: the dynamic per-flow state, loaded once and stored once per packet."""
 
     __slots__ = ("gen", "rcv_nxt", "rx_free", "snd_nxt", "snd_una", "ts_recent",
-                 "peer_window", "dupacks", "recover", "ooo_active")
+                 "peer_window", "dupacks", "recover", "ooo_active", "fin_sent")
 
 
 class Metadata:
@@ -163,8 +163,9 @@ class Metadata:
     __slots__ = ("ack_seq", "ack_ack", "ack_window", "ack_flags", "ack_tsval", "punt_reason",
                  "drop_reason", "l4_len", "payload_len", "flow_found", "flow_id", "flow",
                  "dyn", "dyn_fresh", "adv_window", "acked_bytes", "window_update",
-                 "rtt_sample", "ack_ece", "fast_retransmit", "host_busy", "window_reopened",
-                 "ooo_merged", "delivered", "to_host", "ack_rewrite", "tx_build")
+                 "rtt_sample", "ack_ece", "fast_retransmit", "fin_acked", "host_busy",
+                 "window_reopened", "ooo_merged", "delivered", "to_host", "ack_rewrite",
+                 "tx_build")
 
     def __init__(self) -> None:
         self.ack_seq = self.ack_ack = self.ack_window = self.ack_flags = self.ack_tsval = 0
@@ -176,6 +177,7 @@ class Metadata:
         self.dyn_fresh = False
         self.adv_window = self.acked_bytes = self.rtt_sample = self.ooo_merged = 0
         self.window_update = self.ack_ece = self.fast_retransmit = self.host_busy = False
+        self.fin_acked = False
         self.window_reopened = self.delivered = self.to_host = False
         self.ack_rewrite = self.tx_build = False
 

@@ -4,7 +4,7 @@ payload off TX_ACKED and RETRANSMIT frames (TrimHostFrames)."""
 from __future__ import annotations
 
 from .constants import (ETH_HDR_BYTES, ETHERTYPE_NIC_HOST, HOST_PORT, INSTANCE_TYPE_NORMAL,
-                        NIC_HOST_FLAG_ECE, NIC_HOST_FLAG_MERGED, NIC_HOST_HDR_BYTES,
+                        NIC_HOST_FLAG_ECE, NIC_HOST_FLAG_FIN, NIC_HOST_FLAG_MERGED, NIC_HOST_HDR_BYTES,
                         NIC_HOST_OP_RETRANSMIT, NIC_HOST_OP_TX_ACKED)
 from .headers import Headers, Metadata, NicHost, StandardMetadata
 
@@ -33,13 +33,15 @@ def make_notice(hdr: Headers, meta: Metadata, sm: StandardMetadata, opcode: int)
 
 def host_notify(hdr: Headers, meta: Metadata, sm: StandardMetadata) -> None:
     ece_flag = NIC_HOST_FLAG_ECE if meta.ack_ece else 0
+    if meta.fin_acked:
+        ece_flag |= NIC_HOST_FLAG_FIN
     if meta.delivered:
         fill_ack_fields(hdr, meta, ece_flag)
         if meta.ooo_merged != 0:
             # aux says how much of the interval became readable; the RTT sample gives way.
             hdr.nic_host.flags |= NIC_HOST_FLAG_MERGED
             hdr.nic_host.aux = meta.ooo_merged
-    elif meta.acked_bytes != 0 or meta.window_update:
+    elif meta.acked_bytes != 0 or meta.fin_acked or meta.window_update:
         make_notice(hdr, meta, sm, NIC_HOST_OP_TX_ACKED)
         fill_ack_fields(hdr, meta, ece_flag)
     elif meta.fast_retransmit:

@@ -7,10 +7,11 @@ from softnic.state import Meter
 
 from .constants import (ACK_TTL, DROP_OLD_DATA, DROP_STALE_HOST_MESSAGE, ETH_HDR_BYTES,
                         ETHERTYPE_IPV4, HOST_PORT, IP_PROTO_TCP, IPV4_FLAGS_DF,
-                        IPV4_HDR_BYTES, NIC_HOST_FLAG_PROBE, NIC_HOST_FLAG_PSH,
+                        IPV4_HDR_BYTES, NIC_HOST_FLAG_FIN, NIC_HOST_FLAG_PROBE,
+                        NIC_HOST_FLAG_PSH,
                         NIC_HOST_FLAG_RTO, NIC_HOST_HDR_BYTES, NIC_HOST_OP_RX_CONSUMED,
                         NIC_HOST_OP_TX_ACKED, REASON_BAD_HOST_MESSAGE, TCP_ACK, TCP_HDR_BYTES,
-                        TCP_OPT_NOP, TCP_OPT_TIMESTAMPS, TCP_OPT_TIMESTAMPS_LEN, TCP_PSH,
+                        TCP_FIN, TCP_OPT_NOP, TCP_OPT_TIMESTAMPS, TCP_OPT_TIMESTAMPS_LEN, TCP_PSH,
                         TCP_TS_OPT_BYTES, TS_TICK_SHIFT)
 from .flow_state_regs import advertised_window
 from .headers import Headers, Ipv4, Metadata, StandardMetadata, Tcp, TcpTs
@@ -55,6 +56,8 @@ def add_timestamps(hdr: Headers, meta: Metadata, sm: StandardMetadata) -> None:
 def remind_host(hdr: Headers, meta: Metadata, sm: StandardMetadata) -> None:
     msg = hdr.nic_host
     msg.opcode, msg.flags, msg.offset, msg.length = NIC_HOST_OP_TX_ACKED, 0, meta.dyn.snd_una, 0
+    if meta.dyn.fin_sent == 1 and meta.dyn.snd_una == meta.dyn.snd_nxt:
+        msg.flags = NIC_HOST_FLAG_FIN   # snd_una is past our FIN
     msg.window, msg.count, msg.aux = meta.dyn.peer_window, 0, 0
     sm.egress_spec = HOST_PORT
     meta.to_host = True
@@ -79,12 +82,14 @@ def transmit(tx_rate: Meter, hdr: Headers, meta: Metadata, sm: StandardMetadata)
         hdr.tcp.seq_no = dyn.snd_nxt
         hdr.nic_host = None
         return
+    fin = bool(msg.flags & NIC_HOST_FLAG_FIN)
+    fin_len = 1 if fin else 0
     if msg.gen != flow.gen:
         meta.drop_reason = DROP_STALE_HOST_MESSAGE
-    elif msg.length == 0 or sm.packet_length != ETH_HDR_BYTES + NIC_HOST_HDR_BYTES + msg.length:
+    elif (msg.length == 0 and not fin) or sm.packet_length != ETH_HDR_BYTES + NIC_HOST_HDR_BYTES + msg.length:
         meta.punt_reason = REASON_BAD_HOST_MESSAGE   # the checksum covers exactly `length`
     elif (not msg.flags & NIC_HOST_FLAG_PROBE
-          and ((flow.tx_start_seq + msg.aux + msg.length - dyn.snd_una - 1) & M32)
+          and ((flow.tx_start_seq + msg.aux + msg.length + fin_len - dyn.snd_una - 1) & M32)
           >= 0x7FFFFFFF):
         remind_host(hdr, meta, sm)   # a resend of acknowledged data: the host missed a TX_ACKED
     else:
@@ -93,9 +98,13 @@ def transmit(tx_rate: Meter, hdr: Headers, meta: Metadata, sm: StandardMetadata)
         if msg.flags & NIC_HOST_FLAG_RTO:
             dyn.recover = dyn.snd_nxt   # see NIC_HOST_FLAG_RTO
         advertised_window(meta)
-        _segment(hdr, meta, sm, TCP_ACK | TCP_PSH if msg.flags & NIC_HOST_FLAG_PSH else TCP_ACK)
+        tcp_flags = TCP_ACK | TCP_PSH if msg.flags & NIC_HOST_FLAG_PSH else TCP_ACK
+        if fin:
+            tcp_flags |= TCP_FIN
+            dyn.fin_sent = 1
+        _segment(hdr, meta, sm, tcp_flags)
         # snd_nxt = max(snd_nxt, end of this segment) in wrapping sequence space.
-        end = (hdr.tcp.seq_no + msg.length) & M32
+        end = (hdr.tcp.seq_no + msg.length + fin_len) & M32
         end_ahead = (end - dyn.snd_una) & M32
         if end_ahead < 0x80000000 and end_ahead > ((dyn.snd_nxt - dyn.snd_una) & M32):
             dyn.snd_nxt = end
