@@ -38,6 +38,10 @@ TS_OPTION_BYTES = 12
 # How long a FIN that arrived ahead of RX data still on its way to the ring is held: the NIC
 # sent that data before the FIN, through the host port instead of the CPU port.
 FIN_HOLD_S = 0.05
+# Data segments that arrive while their flow is being installed are held (at most a ring's
+# worth) and handed back to the fast path once it is in; their ACK follows the data's landing
+# in the RX ring, or this long at the most.
+REINJECT_ACK_S = 0.1
 MAX_WINDOW_SHIFT = 14
 SEQ_MOD = 1 << 32
 TCP_REASONS = {PacketInReason.SYN, PacketInReason.FIN, PacketInReason.RST,
@@ -188,6 +192,7 @@ class ConnectionControl:
         conn.retries = 0
         if conn.listener is not None:
             conn.listener.handshaking -= 1
+        conn.installing = True  # from now on, data waits for the flow (_hold_segment)
         self._track(self._install(conn))
 
     async def _install(self, conn: Connection) -> None:
@@ -195,6 +200,7 @@ class ConnectionControl:
         try:
             lease = self.flow_ids.allocate()
         except OSError as exc:
+            conn.installing = False
             self._fail(conn, exc.errno or errno.ENOBUFS, str(exc))
             return
         conn.flow = lease
@@ -210,6 +216,7 @@ class ConnectionControl:
         try:
             slot = self._attach_data_path(conn) if conn.owner is not None else None
         except OSError as exc:
+            conn.installing = False
             conn.flow = conn.flow_spec = None
             self.flow_ids.free(lease.flow_id)
             self._fail(conn, exc.errno or errno.ENOBUFS, str(exc))
@@ -217,6 +224,8 @@ class ConnectionControl:
         try:
             await self.datapath.insert(flow_entries(self.p4info, conn.flow_spec))
         except Exception as exc:  # noqa: BLE001 - any switch failure fails this connection
+            conn.installing = False
+            conn.held_segments.clear()
             log.error("installing %s failed: %s", conn.describe(), exc)
             self._detach_data_path(conn)
             conn.flow = conn.flow_spec = None
@@ -224,9 +233,11 @@ class ConnectionControl:
             self._fail(conn, errno.EIO, f"the switch refused the flow: {exc}")
             return
         self.stats.bump("flows_installed")
+        conn.installing = False
         if conn.state is State.CLOSED:
             await self._remove_flow(conn)
             return
+        self._reinject_held(conn)
         if conn.active:
             self._send_ack(conn)  # completes the handshake (see _on_syn_ack)
         self._notify_established(conn, slot)
@@ -338,6 +349,8 @@ class ConnectionControl:
             self._wake_pending[id(conn.owner)] = conn.owner
         if channel.fin_acked and conn.fin_seq is not None:
             self._our_fin_acked(conn)
+        if conn.reinjected_until is not None:
+            self._ack_reinjected(conn)
         if conn.held_fin is not None:
             held = conn.held_fin
             self._sync_sequences(conn)
@@ -436,7 +449,9 @@ class ConnectionControl:
             conn.peer_window = seg.window  # raw, as the fast path will see later ones
             conn.peer_window_bytes = seg.window << (conn.peer_options.window_scale or 0)
             self._establish(conn, Event.RCV_ACK_OF_SYN)
-        if seg.flags & TcpFlags.FIN:
+        if seg.payload and conn.installing and not seg.flags & TcpFlags.FIN:
+            self._hold_segment(conn, seg)
+        elif seg.flags & TcpFlags.FIN:
             self._on_fin(conn, seg)
         elif seg.flags & TcpFlags.ACK:
             self._on_ack(conn, seg)
@@ -493,6 +508,41 @@ class ConnectionControl:
         if conn.state is State.TIME_WAIT:
             self._enter_time_wait(conn)
 
+    def _hold_segment(self, conn: Connection, seg: TcpSegment) -> None:
+        """Data that raced the flow's installation (a client that sends right behind its
+        handshake ACK): keep it for the fast path (_reinject_held), up to a ring's worth."""
+        if conn.held_bytes + len(seg.payload) > self.tcp.rx_ring_size:
+            self.stats.bump("held_segments_dropped")  # the peer retransmits it
+            return
+        self.stats.bump("segments_held")
+        conn.held_segments.append(seg)
+        conn.held_bytes += len(seg.payload)
+
+    def _reinject_held(self, conn: Connection) -> None:
+        """The flow is in the fast path: hand it the held data as if it arrived now; ACK it
+        as it lands in the RX ring (on_data_activity), so only delivered data is ACKed."""
+        held, conn.held_segments, conn.held_bytes = conn.held_segments, [], 0
+        if not held or conn.channel is None:
+            return
+        expected = conn.rcv_nxt
+        for seg in held:
+            self.datapath.reinject(seg.frame, conn.interface.port)
+            if seg.seq == expected:
+                expected = seq_add(expected, len(seg.payload))
+        self.stats.bump("segments_reinjected", len(held))
+        conn.reinjected_until = expected
+        asyncio.get_running_loop().call_later(REINJECT_ACK_S, self._ack_reinjected, conn, True)
+
+    def _ack_reinjected(self, conn: Connection, last: bool = False) -> None:
+        """ACK what of the reinjected data has reached the RX ring (the fast path does not)."""
+        if conn.reinjected_until is None or conn.conn_id not in self.table.by_id:
+            return
+        self._sync_sequences(conn)
+        self._send_ack(conn)
+        if last or not seq_in_window(conn.reinjected_until, seq_add(conn.rcv_nxt, 1),
+                                     SEQ_MOD // 2):
+            conn.reinjected_until = None
+
     def _hold_fin(self, conn: Connection, seg: TcpSegment) -> None:
         """Keep a FIN that is ahead of the RX ring until the data before it arrives
         (on_data_activity) or FIN_HOLD_S passes (then it counts as out of order)."""
@@ -503,10 +553,15 @@ class ConnectionControl:
 
     def _release_held_fin(self, conn: Connection) -> None:
         """Decide on a held FIN now: the data before it arrived, or the hold is over."""
-        seg, conn.held_fin = conn.held_fin, None
         if conn.held_fin_timer is not None:
             conn.held_fin_timer.cancel()
             conn.held_fin_timer = None
+        if conn.held_fin is not None and (conn.installing or conn.reinjected_until is not None):
+            # Held data goes back to the fast path first: wait for it to land.
+            conn.held_fin_timer = asyncio.get_running_loop().call_later(
+                FIN_HOLD_S, self._release_held_fin, conn)
+            return
+        seg, conn.held_fin = conn.held_fin, None
         if seg is None or conn.conn_id not in self.table.by_id:
             return
         self._sync_sequences(conn)
@@ -529,7 +584,7 @@ class ConnectionControl:
             self._enter_time_wait(conn)
         elif conn.state is State.LAST_ACK:
             conn.sm.fire(Event.RCV_ACK_OF_FIN)
-            self._tcp_over(conn)
+            self._tcp_over(conn, notify=True)
 
     def _our_fin_acked(self, conn: Connection) -> None:
         """The NIC saw the peer acknowledge our FIN (a half-closed flow still in the fast
@@ -758,14 +813,16 @@ class ConnectionControl:
     def _time_wait_over(self, conn: Connection) -> None:
         conn.timer = None
         conn.sm.fire(Event.TIME_WAIT_EXPIRED)
-        self._tcp_over(conn)
+        # An application that had closed was told Closed when TIME_WAIT began.
+        self._tcp_over(conn, notify=conn.channel is not None)
 
-    def _tcp_over(self, conn: Connection) -> None:
+    def _tcp_over(self, conn: Connection, notify: bool) -> None:
         """The TCP connection is over (CLOSED). An application that has not closed it yet may
         still be reading its RX ring: the record and the rings stay until it closes (close()
-        finishes it), only the fast-path entries and the 4-tuple go now. Otherwise it ends."""
+        finishes it), only the fast-path entries and the 4-tuple go now. Otherwise it ends
+        (`notify`: with a Closed event)."""
         if conn.channel is None or conn.owner is None:
-            self._finish(conn, notify=conn.channel is not None)
+            self._finish(conn, notify=notify)
             return
         conn.cancel_timer()
         conn.lingering = True
@@ -920,7 +977,14 @@ class ConnectionControl:
                    TcpFlags.ACK, self._window(conn), self._ts_option(conn))
 
     def _window(self, conn: Connection) -> int:
-        return min(self.tcp.rx_ring_size >> conn.window_shift, MAX_UNSCALED_WINDOW)
+        """Our window: the RX ring's free space (all of it before the data path exists)."""
+        free = self.tcp.rx_ring_size
+        if conn.channel is not None:
+            try:
+                free = min(max(conn.channel.rx_ring.free_space(), 0), free)
+            except RingCorruptedError:
+                free = 0
+        return min(free >> conn.window_shift, MAX_UNSCALED_WINDOW)
 
     def _ts_option(self, conn: Connection) -> TcpOptions | None:
         if not conn.timestamps:

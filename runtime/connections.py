@@ -84,6 +84,10 @@ class Connection:
     opened_at: float = 0.0  # time.monotonic() of the first SYN sent or received
     lingering: bool = False  # TCP is over, but the application still holds (reads) its rings
     held_fin: TcpSegment | None = None  # the peer's FIN, ahead of RX data not yet delivered
+    installing: bool = False  # the flow's entries are being written to the switch
+    held_segments: list = field(default_factory=list)  # data that raced the installation
+    held_bytes: int = 0
+    reinjected_until: int | None = None  # ACK RX data up to this sequence as it lands
     held_fin_timer: asyncio.TimerHandle | None = None
 
     @property

@@ -101,6 +101,11 @@ class Datapath:
         """PacketOut: `frame` leaves the switch on `port` unchanged."""
         self.client.packet_out(frame, egress_port=port)
 
+    def reinject(self, frame: bytes, port: int) -> None:
+        """PacketOut of a wire segment the fast path handles as if it had just arrived on
+        `port` (packet_out_h.reinject); it sends no ACK for it."""
+        self.client.packet_out(frame, egress_port=port, reinject=1)
+
     def write(self, kind: int, entities: Iterable) -> asyncio.Future:
         """Queue updates of any entity type; all queued in this loop iteration go in one
         WriteRequest.

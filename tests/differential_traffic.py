@@ -1,7 +1,7 @@
 """Seeded random traffic for the differential test (tests/test_differential.py): segments of
 a few installed flows (in order, out of order, duplicates, old data, ACKs and duplicate ACKs,
 window changes, probes, CE marks), exceptions and malformed frames, host-port messages and
-PacketOuts, all as (ingress port, frame) or ("packet_out", egress port, frame)."""
+PacketOuts, all as (ingress port, frame) or ("packet_out", egress port, frame, reinject)."""
 
 from __future__ import annotations
 
@@ -220,5 +220,7 @@ class Traffic:
         return [(HOST_PORT, bytes(frame))]
 
     def packet_out(self, f: FlowModel) -> list:
+        """A PacketOut to a port, or (reinject) a segment handed back to the fast path."""
         port, frame = self.segment(f, f.peer_seq, self.payload(), "PA")
-        return [("packet_out", self.rng.choice([1, 2, HOST_PORT]), frame)]
+        reinject = 1 if self.rng.random() < 0.4 else 0
+        return [("packet_out", self.rng.choice([1, 2, HOST_PORT]), frame, reinject)]

@@ -124,7 +124,7 @@ def tcp_checksum_ok(frame: bytes) -> bool:
 
 def feed(side: Side, item: tuple) -> None:
     if item[0] == "packet_out":
-        side.client.packet_out(item[2], egress_port=item[1], _pad=0)
+        side.client.packet_out(item[2], egress_port=item[1], reinject=item[3], _pad=0)
     else:
         side.ports[item[0]].send(item[1])
 

@@ -16,10 +16,15 @@ header packet_in_h {
     bit<32> tsval;
 }
 
+/* reinject = 0: the frame leaves on egress_port as it is. reinject = 1: the frame is a wire
+ * segment handed back to the fast path as if it had just arrived on wire port egress_port
+ * (the slow path held it while the segment's flow was being installed); the fast path
+ * handles it like any other, except that the slow path sends the ACK. */
 @controller_header("packet_out")
 header packet_out_h {
     port_t egress_port;
-    bit<7> _pad;
+    bit<1> reinject;
+    bit<6> _pad;
 }
 
 header ethernet_h {
@@ -176,6 +181,8 @@ struct metadata_t {
 
     bool delivered;          /* payload went to the host as RX_DATA */
     bool to_host;            /* the packet itself became a host-port frame */
+    port_t in_port;          /* the port the packet arrived on (a reinjected one's wire port) */
+    bool reinjected;         /* a wire segment the slow path handed back (packet_out_h) */
     bool ack_rewrite;        /* egress turned this packet into an ACK: fix its checksums */
     bool tx_build;           /* a TX_DATA became a wire segment: fix its checksums */
 }

@@ -40,11 +40,16 @@ control P4tasIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
     apply {
         /* Nothing leaves unless a control below chooses a port: no accidental port 0. */
         mark_to_drop(sm);
-        if (hdr.packet_out.isValid()) {
+        meta.in_port = sm.ingress_port;
+        if (hdr.packet_out.isValid() && hdr.packet_out.reinject == 1) {
+            meta.in_port = hdr.packet_out.egress_port;
+            meta.reinjected = true;
+            hdr.packet_out.setInvalid();
+        } else if (hdr.packet_out.isValid()) {
             send_packet_out.apply(hdr, sm);
             return;
         }
-        bool from_host = sm.ingress_port == HOST_PORT;
+        bool from_host = meta.in_port == HOST_PORT;
         if (from_host) {
             host_messages.apply(hdr, meta);
         } else {

@@ -17,7 +17,7 @@ control Verdict(inout headers_t hdr, inout metadata_t meta, inout standard_metad
         if (meta.punt_reason != 0) {
             exception_counter.count((bit<32>)meta.punt_reason);
             hdr.packet_in.setValid();
-            hdr.packet_in.ingress_port = sm.ingress_port;
+            hdr.packet_in.ingress_port = meta.in_port;
             hdr.packet_in._pad = 0;
             hdr.packet_in.reason = meta.punt_reason;
             hdr.packet_in.tsval = (bit<32>)(sm.ingress_global_timestamp >> TS_TICK_SHIFT);

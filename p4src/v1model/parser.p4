@@ -11,10 +11,14 @@ parser P4tasParser(packet_in pkt, out headers_t hdr, inout metadata_t meta,
         }
     }
 
-    /* A PacketOut is opaque after its controller header: the controller built the frame. */
+    /* A PacketOut is opaque after its controller header (the controller built the frame),
+     * unless it is a wire segment handed back to the fast path (reinject). */
     state parse_packet_out {
         pkt.extract(hdr.packet_out);
-        transition accept;
+        transition select(hdr.packet_out.reinject) {
+            1: parse_ethernet;
+            default: accept;
+        }
     }
 
     state parse_ethernet {

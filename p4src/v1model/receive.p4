@@ -50,7 +50,7 @@ control Receive(inout headers_t hdr, inout metadata_t meta, inout standard_metad
         meta.ack_flags = flags;
         meta.ack_tsval = (bit<32>)(sm.ingress_global_timestamp >> TS_TICK_SHIFT);
         clone_preserving_field_list(CloneType.I2E,
-                                    ACK_SESSION_BASE + (bit<32>)sm.ingress_port, FL_ACK);
+                                    ACK_SESSION_BASE + (bit<32>)meta.in_port, FL_ACK);
     }
 
     apply {
@@ -59,7 +59,7 @@ control Receive(inout headers_t hdr, inout metadata_t meta, inout standard_metad
             /* Below rcv_nxt: a zero-window probe (Linux sends rcv_nxt - 1, no data). It must
              * be answered (RFC 9293 3.10.7.4), or the peer never learns that the window
              * reopened. */
-            if (meta.dyn.rcv_nxt - hdr.tcp.seq_no - 1 < 0x7FFFFFFF) {
+            if (meta.dyn.rcv_nxt - hdr.tcp.seq_no - 1 < 0x7FFFFFFF && !meta.reinjected) {
                 adv_window.apply(meta);
                 send_ack(TCP_ACK);
             }
@@ -126,9 +126,13 @@ control Receive(inout headers_t hdr, inout metadata_t meta, inout standard_metad
                 flow_ooo_state.write(meta.flow_id, meta.flow.gen ++ ooo_start ++ ooo_len);
                 meta.dyn.ooo_active = ooo_len == 0 ? 1w0 : 1w1;
             }
-            /* Every segment with payload is answered, after any delivery above. */
+            /* Every segment with payload is answered, after any delivery above. A reinjected
+             * segment's original starts with the controller header, which the clone would
+             * carry: the slow path that handed it back sends the ACK instead. */
             adv_window.apply(meta);
-            send_ack(ce ? TCP_ACK | TCP_ECE : TCP_ACK);
+            if (!meta.reinjected) {
+                send_ack(ce ? TCP_ACK | TCP_ECE : TCP_ACK);
+            }
         }
     }
 }

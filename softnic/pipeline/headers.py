@@ -121,14 +121,14 @@ class PacketIn:
 class PacketOut:
     """The controller header of PacketOuts (@controller_header("packet_out"))."""
 
-    __slots__ = ("egress_port", "_pad")
+    __slots__ = ("egress_port", "reinject", "_pad")
     SIZE = 2
 
     @classmethod
     def unpack(cls, buf: bytes, off: int) -> "PacketOut":
         h = cls()
         (word,) = _PACKET_OUT.unpack_from(buf, off)
-        h.egress_port, h._pad = word >> 7, word & 0x7F
+        h.egress_port, h.reinject, h._pad = word >> 7, (word >> 6) & 1, word & 0x3F
         return h
 
 
@@ -165,7 +165,7 @@ class Metadata:
                  "dyn", "dyn_fresh", "adv_window", "acked_bytes", "window_update",
                  "rtt_sample", "ack_ece", "fast_retransmit", "fin_acked", "host_busy",
                  "window_reopened", "ooo_merged", "delivered", "to_host", "ack_rewrite",
-                 "tx_build")
+                 "tx_build", "in_port", "reinjected")
 
     def __init__(self) -> None:
         self.ack_seq = self.ack_ack = self.ack_window = self.ack_flags = self.ack_tsval = 0
@@ -180,6 +180,8 @@ class Metadata:
         self.fin_acked = False
         self.window_reopened = self.delivered = self.to_host = False
         self.ack_rewrite = self.tx_build = False
+        self.in_port = 0
+        self.reinjected = False
 
 
 class StandardMetadata:

@@ -93,10 +93,15 @@ class P4tasPipeline:
     def ingress(self, hdr: Headers, meta: Metadata, sm: StandardMetadata) -> None:
         """P4tasIngress.apply."""
         sm.egress_spec = DROP_PORT   # nothing leaves unless a control below chooses a port
-        if hdr.packet_out is not None:
+        meta.in_port = sm.ingress_port
+        if hdr.packet_out is not None and hdr.packet_out.reinject:
+            meta.in_port = hdr.packet_out.egress_port   # a wire segment handed back
+            meta.reinjected = True
+            hdr.packet_out = None
+        elif hdr.packet_out is not None:
             packet_out(hdr, sm)
             return
-        from_host = sm.ingress_port == HOST_PORT
+        from_host = meta.in_port == HOST_PORT
         if from_host:
             host_messages(hdr, meta)
         else:

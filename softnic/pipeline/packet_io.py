@@ -21,7 +21,7 @@ def verdict(exception_counter: Counter, drop_counter: Counter, hdr: Headers, met
     if meta.punt_reason != 0:
         exception_counter.count(meta.punt_reason, sm.packet_length)
         pin = hdr.packet_in = PacketIn()
-        pin.ingress_port = sm.ingress_port
+        pin.ingress_port = meta.in_port
         pin.reason = meta.punt_reason
         pin.tsval = (sm.ingress_global_timestamp >> TS_TICK_SHIFT) & M32
         sm.egress_spec = CPU_PORT

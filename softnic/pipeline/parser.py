@@ -17,12 +17,16 @@ def p4tas_parser(frame: bytes, hdr: Headers, meta: Metadata, sm: StandardMetadat
             sm.parser_error = True
             return 0
         hdr.packet_out = PacketOut.unpack(frame, 0)            # parse_packet_out
-        return PacketOut.SIZE
-    if end < Ethernet.SIZE:                                    # parse_ethernet
+        if not hdr.packet_out.reinject:
+            return PacketOut.SIZE
+        start = PacketOut.SIZE
+    else:
+        start = 0
+    if end < start + Ethernet.SIZE:                            # parse_ethernet
         sm.parser_error = True
-        return 0
-    eth = hdr.ethernet = Ethernet.unpack(frame, 0)
-    off = Ethernet.SIZE
+        return start
+    eth = hdr.ethernet = Ethernet.unpack(frame, start)
+    off = start + Ethernet.SIZE
     if eth.ether_type == ETHERTYPE_NIC_HOST:
         if sm.ingress_port != HOST_PORT:                       # parse_nic_host_if_trusted
             return off

@@ -44,7 +44,7 @@ def send_ack(meta: Metadata, sm: StandardMetadata, flags: int) -> None:
     meta.ack_ack = meta.dyn.rcv_nxt
     meta.ack_flags = flags
     meta.ack_tsval = (sm.ingress_global_timestamp >> TS_TICK_SHIFT) & M32
-    sm.clone_session = ACK_SESSION_BASE + sm.ingress_port
+    sm.clone_session = ACK_SESSION_BASE + meta.in_port
 
 
 def receive(ooo_reg: Register, hdr: Headers, meta: Metadata, sm: StandardMetadata) -> None:
@@ -52,7 +52,7 @@ def receive(ooo_reg: Register, hdr: Headers, meta: Metadata, sm: StandardMetadat
     if meta.payload_len == 0:
         meta.drop_reason = DROP_PURE_ACK
         # Below rcv_nxt: a zero-window probe, which must be answered (RFC 9293 3.10.7.4).
-        if ((dyn.rcv_nxt - hdr.tcp.seq_no - 1) & M32) < 0x7FFFFFFF:
+        if ((dyn.rcv_nxt - hdr.tcp.seq_no - 1) & M32) < 0x7FFFFFFF and not meta.reinjected:
             advertised_window(meta)
             send_ack(meta, sm, TCP_ACK)
         return
@@ -106,4 +106,5 @@ def receive(ooo_reg: Register, hdr: Headers, meta: Metadata, sm: StandardMetadat
         dyn.ooo_active = 0 if ooo_len == 0 else 1
     # Every segment with payload is answered, after any delivery above.
     advertised_window(meta)
-    send_ack(meta, sm, TCP_ACK | TCP_ECE if ce else TCP_ACK)
+    if not meta.reinjected:   # the slow path that handed it back sends the ACK
+        send_ack(meta, sm, TCP_ACK | TCP_ECE if ce else TCP_ACK)
