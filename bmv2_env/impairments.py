@@ -75,6 +75,35 @@ def drop_first_segment(peer: Namespace, src_ip: str) -> None:
                             "}\n")
 
 
+ECN_TABLE = "p4tas_ecn"
+
+
+def set_ecn_marking(peer: Namespace, percent: float) -> None:
+    """Mark CE on `percent` % of the ECN-capable TCP segments entering and leaving the peer,
+    as an AQM bottleneck would (RFC 3168; this kernel has no marking qdisc to borrow): the
+    segments p4tas sends and those the Linux peer sends. 0 removes the rules."""
+    if not 0 <= percent <= 100:
+        raise ImpairmentError(f"marking must be in [0, 100] percent, got {percent}")
+    clear_ecn_marking(peer)
+    if percent == 0:
+        return
+    if not nft_available():
+        raise ImpairmentError("ECN marking needs the nft command: apt-get install nftables")
+    threshold = round(percent / 100 * LOSS_RESOLUTION)
+    rule = (f"meta l4proto tcp ip ecn {{ ect0, ect1 }} numgen random mod {LOSS_RESOLUTION} "
+            f"< {threshold} ip ecn set ce counter")
+    _nft(peer, ["-f", "-"], f"table inet {ECN_TABLE} {{\n"
+                            f"  chain peer_in {{ type filter hook input priority 0; {rule}; }}\n"
+                            f"  chain peer_out {{ type filter hook output priority 0; {rule}; }}\n"
+                            "}\n")
+
+
+def clear_ecn_marking(peer: Namespace) -> None:
+    """Remove the marking rules, if any."""
+    if nft_available():
+        _run(peer, ["nft", "delete", "table", "inet", ECN_TABLE])
+
+
 def clear_loss(peer: Namespace) -> None:
     """Remove the loss rules, if any."""
     if nft_available():

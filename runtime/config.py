@@ -81,6 +81,7 @@ class RuntimeConfig:
     congestion: str = "dctcp"      # for connections that do not choose (runtime.congestion)
     control: ControlConfig = field(default_factory=ControlConfig)
     metrics_port: int | None = None  # Prometheus metrics on 127.0.0.1:port; None: off
+    ecn: bool = True  # negotiate ECN (RFC 3168) in both handshakes
 
     def interface_for_port(self, port: int) -> Interface | None:
         return next((i for i in self.interfaces if i.port == port), None)

@@ -169,6 +169,10 @@ class ConnectionControl:
         conn.peer_options = seg.options
         conn.window_shift = self.window_shift if seg.options.window_scale is not None else 0
         conn.timestamps = seg.options.timestamps is not None
+        # RFC 3168 6.1.1: an ECN-setup SYN has ECE and CWR, an ECN-setup SYN-ACK ECE only.
+        ece_cwr = seg.flags & (TcpFlags.ECE | TcpFlags.CWR)
+        conn.ecn = self.config.ecn and ece_cwr == (
+            TcpFlags.ECE if conn.active else TcpFlags.ECE | TcpFlags.CWR)
 
     def _on_syn_for(self, conn: Connection, seg: TcpSegment) -> None:
         if (conn.state is State.TIME_WAIT and not seg.flags & TcpFlags.ACK
@@ -210,7 +214,7 @@ class ConnectionControl:
             rx_ring_size=self.tcp.rx_ring_size, rx_start_seq=conn.rcv_nxt,
             tx_start_seq=conn.snd_nxt, wire_port=conn.interface.port,
             rx_window_shift=conn.window_shift, timestamps=conn.timestamps,
-            peer_window=conn.peer_window)
+            peer_window=conn.peer_window, ecn=conn.ecn)
         # The bridge must know the flow before the switch does: the peer's data may follow
         # the handshake at once, and RX_DATA for an unknown flow would be lost.
         try:
@@ -930,6 +934,10 @@ class ConnectionControl:
 
     def _send_syn(self, conn: Connection) -> None:
         flags = TcpFlags.SYN | (TcpFlags.ACK if not conn.active else TcpFlags(0))
+        if conn.active and self.config.ecn:
+            flags |= TcpFlags.ECE | TcpFlags.CWR   # ECN-setup SYN
+        elif not conn.active and conn.ecn:
+            flags |= TcpFlags.ECE                  # ECN-setup SYN-ACK
         peer = conn.peer_options
         offer_all = conn.active  # an active open offers; a passive one only echoes
         options = TcpOptions(

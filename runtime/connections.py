@@ -65,6 +65,7 @@ class Connection:
     peer_window_bytes: int = 0  # the same in bytes (a SYN's window is not scaled, later ones are)
     window_shift: int = 0   # ours; 0 unless the peer also does window scaling
     timestamps: bool = False
+    ecn: bool = False       # negotiated in the handshake (RFC 3168 6.1.1)
     owner: EventSink | None = None
     listener: Listener | None = None
     active: bool = False    # we connected (the local port is ours to release)

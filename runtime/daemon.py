@@ -211,6 +211,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[RuntimeConfig, str]:
                              "(TCP_CONGESTION); 'none': no rate limit (default %(default)s)")
     parser.add_argument("--cc-interval-rtts", type=float, default=ControlConfig.interval_rtts,
                         help="control interval in RTTs (TAS tau; default %(default)s)")
+    parser.add_argument("--ecn", choices=("on", "off"), default="on",
+                        help="negotiate ECN (RFC 3168) with peers: data goes out ECT(0) and "
+                             "DCTCP reacts to the peer's ECE (default %(default)s)")
     parser.add_argument("--metrics-port", type=int, metavar="PORT",
                         help="serve Prometheus metrics on 127.0.0.1:PORT/metrics (default: off)")
     parser.add_argument("--log-level", default="INFO",
@@ -247,7 +250,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[RuntimeConfig, str]:
         parser.error(f"--metrics-port must be 1..65535, got {args.metrics_port}")
     config = RuntimeConfig(args.grpc_addr, args.device_id, args.p4info, args.bmv2_json,
                            interfaces, args.control_socket, tcp, host_interface, rto,
-                           args.congestion, control, args.metrics_port)
+                           args.congestion, control, args.metrics_port, args.ecn == "on")
     return config, args.log_level
 
 

@@ -178,6 +178,7 @@ class FlowChannel:
     event_pending: bool = field(init=False, default=False)
     orphan: bool = field(init=False, default=False)  # its application is gone: no events
     fin_sent: bool = field(init=False, default=False)   # our FIN went out after tx_high
+    cwr_pending: bool = field(init=False, default=False)  # ECE seen: next new data sets CWR
     fin_acked: bool = field(init=False, default=False)  # ... and the peer acknowledged it
 
     def __post_init__(self) -> None:
@@ -629,6 +630,7 @@ class DmaBridge:
         if ece:
             counters.ece_acked_bytes += count
             channel.ack_flags_pending |= ChannelFlags.ECE
+            channel.cwr_pending = True
         if message.aux and not message.flags & ChannelFlags.MERGED:
             counters.rtt_samples += 1
             counters.rtt_sum_ticks += message.aux
@@ -757,6 +759,9 @@ class DmaBridge:
             flags = ChannelFlags.PSH if size == unsent else ChannelFlags.NONE
             if channel.rto_flag_pending:
                 flags |= ChannelFlags.RTO
+            if channel.cwr_pending and channel.tx_sent >= channel.tx_high:
+                flags |= ChannelFlags.CWR   # RFC 3168 6.1.2: on new data, not a resend
+                channel.cwr_pending = False
             message = NicHostMessage(Opcode.TX_DATA, channel.flow_id, channel.generation, flags,
                                      channel.tx_sent & mask, payload=payload,
                                      aux=channel.stream_position(channel.tx_sent))

@@ -47,6 +47,7 @@ class FlowSpec:
     rx_window_shift: int = 0
     timestamps: bool = True
     peer_window: int = 0xFFFF  # the peer's raw window when the connection was set up
+    ecn: bool = False  # ECN negotiated (RFC 3168): the NIC sends data ECT(0)
 
     def __post_init__(self) -> None:
         if not 0 <= self.flow_id < MAX_FLOWS:
@@ -102,6 +103,7 @@ def state_entry(p4info: P4Info, spec: FlowSpec) -> p4runtime_pb2.TableEntry:
             "rx_window_shift": spec.rx_window_shift,
             "timestamps": int(spec.timestamps),
             "peer_window": spec.peer_window,
+            "ecn": int(spec.ecn),
         },
     )
 

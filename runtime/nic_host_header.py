@@ -49,6 +49,7 @@ class ChannelFlags(IntFlag):
     PSH = 0x01   # RX_DATA: the segment carried PSH; TX_DATA: set PSH on the segment
     CE = 0x02    # RX_DATA: the segment arrived CE-marked
     ECE = 0x04   # TX_ACKED: the acknowledging segment echoed congestion (ECE)
+    CWR = 0x04   # TX_DATA (flags are per opcode): set CWR, first data after a cut for ECE
     RTO = 0x08   # TX_DATA: first segment of a go-back-N after a retransmission timeout
     PROBE = 0x10  # TX_DATA: a window probe (one byte below snd_una, sent anyway)
     OOO = 0x20   # RX_DATA: placed out of order at `offset`, not readable yet

@@ -372,7 +372,8 @@ def host_lib_stack(tmp_path_factory, runtime_args: list[str]):
 
 # Runs in the peer's namespace: an AF_PACKET socket on the peer's veth records the flags of
 # every TCP segment to or from `port` (either side) until told "stop" on stdin, then prints one
-# JSON object: {"from_p4tas": {...}, "to_p4tas": {...}} counting SYN, FIN, RST and segments.
+# JSON object: {"from_p4tas": {...}, "to_p4tas": {...}} counting segments, SYN, FIN, RST, ECE,
+# CWR, SYN_ECE (ECN-setup SYNs) and the ECN codepoints ECT and CE.
 WIRE_CAPTURE = """
 import json, select, socket, struct, sys
 ifname, p4tas_ip, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
@@ -405,9 +406,17 @@ while True:
     side = "from_p4tas" if src == p4tas_ip else "to_p4tas"
     flags = ip[ihl + 13]
     bump(side, "segments")
-    for bit, name in ((0x02, "SYN"), (0x01, "FIN"), (0x04, "RST")):
+    for bit, name in ((0x02, "SYN"), (0x01, "FIN"), (0x04, "RST"), (0x40, "ECE"),
+                      (0x80, "CWR")):
         if flags & bit:
             bump(side, name)
+    if flags & 0x02 and flags & 0x40:
+        bump(side, "SYN_ECE")   # an ECN-setup SYN or SYN-ACK (RFC 3168 6.1.1)
+    codepoint = ip[1] & 3
+    if codepoint in (1, 2):
+        bump(side, "ECT")
+    elif codepoint == 3:
+        bump(side, "CE")
 print(json.dumps(counts), flush=True)
 """
 

@@ -329,8 +329,9 @@ def test_tx_chunks_by_mss_respects_peer_window_and_acks_free_space(
             # 2000 bytes acked, window 1000 << 2 = 4000: 1000 in flight, room for the last 2000.
             nic.send(tx_acked(0x1000 + 2000, 2000, 1000, rtt=5, flags=ChannelFlags.ECE))
             second = await nic.receive(2)
+            # The ACK echoed congestion (ECE): the first new segment after it sets CWR.
             assert [(m.offset, len(m.payload), m.flags) for m in second] == [
-                (3000, 1000, ChannelFlags.NONE), (4000, 1000, ChannelFlags.PSH)]
+                (3000, 1000, ChannelFlags.CWR), (4000, 1000, ChannelFlags.PSH)]
             assert b"".join(m.payload for m in second) == data[3000:5000]
             assert flow.app_tx.free_space() == TX_RING - 3000
             assert drain(flow.app_events) == [

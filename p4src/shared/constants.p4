@@ -52,6 +52,7 @@ const bit<8> TCP_CWR = 0x80;
 const bit<8> TCP_FASTPATH_FLAGS = TCP_ACK | TCP_PSH | TCP_ECE | TCP_CWR;
 
 const bit<2> ECN_CE = 3;
+const bit<2> ECN_ECT0 = 2;   /* what our data segments carry once ECN is negotiated */
 
 /* ---- Generated segments ---------------------------------------------------------------- */
 const bit<8> ACK_TTL = 64;   /* and of every segment the fast path builds */
@@ -80,6 +81,9 @@ const bit<8> NIC_HOST_OP_RETRANSMIT = 5;   /* NIC -> host: fast retransmit, go b
 const bit<8> NIC_HOST_FLAG_PSH = 0x01;     /* RX_DATA: the segment carried PSH; TX_DATA: set PSH */
 const bit<8> NIC_HOST_FLAG_CE = 0x02;      /* RX_DATA: the segment arrived CE-marked */
 const bit<8> NIC_HOST_FLAG_ECE = 0x04;     /* TX_ACKED: the acknowledging segment carried ECE */
+/* TX_DATA (flags are per opcode): set CWR, the first new data after the host cut its rate in
+ * answer to ECE (RFC 3168 6.1.2), which ends an RFC 3168 receiver's ECE echo. */
+const bit<8> NIC_HOST_FLAG_CWR = 0x04;
 /* TX_DATA: first segment of a go-back-N after a retransmission timeout. Its duplicates make
  * the peer send duplicate ACKs, which must not start a fast retransmit: the NIC moves its
  * recovery point to everything sent so far. */

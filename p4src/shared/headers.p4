@@ -132,6 +132,7 @@ struct flow_static_t {
     bit<8> rx_window_shift;  /* our window scale */
     bit<8> timestamps;       /* nonzero: the connection negotiated timestamps */
     bit<16> peer_window;     /* the peer's raw window when the connection was set up */
+    bit<8> ecn;              /* nonzero: the connection negotiated ECN (RFC 3168) */
 }
 
 /* Dynamic per-flow state (flow_registers.p4), loaded once per packet and stored once. */

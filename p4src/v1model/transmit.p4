@@ -119,11 +119,20 @@ control Transmit(inout headers_t hdr, inout metadata_t meta, inout standard_meta
                 tcp_flags = tcp_flags | TCP_FIN;
                 meta.dyn.fin_sent = 1;
             }
+            if ((hdr.nic_host.flags & NIC_HOST_FLAG_CWR) != 0) {
+                tcp_flags = tcp_flags | TCP_CWR;
+            }
             if (meta.flow.timestamps != 0) {
                 build_segment(TCP_HDR_BYTES + TCP_TS_OPT_BYTES, tcp_flags);
                 add_timestamps();
             } else {
                 build_segment(TCP_HDR_BYTES, tcp_flags);
+            }
+            /* Data is ECN-capable once negotiated; pure ACKs, a FIN alone and window probes
+             * are not (RFC 3168 6.1.4, 6.1.6). */
+            if (meta.flow.ecn != 0 && hdr.nic_host.length != 0
+                    && (hdr.nic_host.flags & NIC_HOST_FLAG_PROBE) == 0) {
+                hdr.ipv4.ecn = ECN_ECT0;
             }
             /* snd_nxt = max(snd_nxt, end of this segment) in wrapping sequence space; a
              * resend below snd_una (acknowledged meanwhile) moves nothing. */

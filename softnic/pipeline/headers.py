@@ -147,7 +147,7 @@ class FlowStatic:
 
     __slots__ = ("gen", "local_mac", "peer_mac", "local_ip", "peer_ip", "local_port",
                  "peer_port", "wire_port", "rx_ring_size", "rx_start_seq", "tx_start_seq",
-                 "rx_window_shift", "timestamps", "peer_window")
+                 "rx_window_shift", "timestamps", "peer_window", "ecn")
 
 
 class FlowDyn:

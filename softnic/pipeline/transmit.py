@@ -7,11 +7,11 @@ from softnic.state import Meter
 
 from .constants import (ACK_TTL, DROP_OLD_DATA, DROP_STALE_HOST_MESSAGE, ETH_HDR_BYTES,
                         ETHERTYPE_IPV4, HOST_PORT, IP_PROTO_TCP, IPV4_FLAGS_DF,
-                        IPV4_HDR_BYTES, NIC_HOST_FLAG_FIN, NIC_HOST_FLAG_PROBE,
+                        IPV4_HDR_BYTES, NIC_HOST_FLAG_CWR, NIC_HOST_FLAG_FIN, NIC_HOST_FLAG_PROBE,
                         NIC_HOST_FLAG_PSH,
                         NIC_HOST_FLAG_RTO, NIC_HOST_HDR_BYTES, NIC_HOST_OP_RX_CONSUMED,
                         NIC_HOST_OP_TX_ACKED, REASON_BAD_HOST_MESSAGE, TCP_ACK, TCP_HDR_BYTES,
-                        TCP_FIN, TCP_OPT_NOP, TCP_OPT_TIMESTAMPS, TCP_OPT_TIMESTAMPS_LEN, TCP_PSH,
+                        ECN_ECT0, TCP_CWR, TCP_FIN, TCP_OPT_NOP, TCP_OPT_TIMESTAMPS, TCP_OPT_TIMESTAMPS_LEN, TCP_PSH,
                         TCP_TS_OPT_BYTES, TS_TICK_SHIFT)
 from .flow_state_regs import advertised_window
 from .headers import Headers, Ipv4, Metadata, StandardMetadata, Tcp, TcpTs
@@ -102,7 +102,12 @@ def transmit(tx_rate: Meter, hdr: Headers, meta: Metadata, sm: StandardMetadata)
         if fin:
             tcp_flags |= TCP_FIN
             dyn.fin_sent = 1
+        if msg.flags & NIC_HOST_FLAG_CWR:
+            tcp_flags |= TCP_CWR
         _segment(hdr, meta, sm, tcp_flags)
+        # Data is ECN-capable once negotiated; pure ACKs, a FIN alone and probes are not.
+        if flow.ecn != 0 and msg.length != 0 and not msg.flags & NIC_HOST_FLAG_PROBE:
+            hdr.ipv4.ecn = ECN_ECT0
         # snd_nxt = max(snd_nxt, end of this segment) in wrapping sequence space.
         end = (hdr.tcp.seq_no + msg.length + fin_len) & M32
         end_ahead = (end - dyn.snd_una) & M32
