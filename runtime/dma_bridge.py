@@ -584,6 +584,8 @@ class DmaBridge:
         if count:
             self.timers.progress(channel.flow_id, self.clock(), self._waits_on_peer(channel))
             self._arm_rto_tick()
+        elif message.window == 0 and channel.unsent > 0:
+            self.timers.peer_alive(channel.flow_id, self.clock())  # it answers our probes
 
     @staticmethod
     def _advance_acked(channel: FlowChannel, count: int) -> None:

@@ -110,6 +110,13 @@ class RetransmissionTimers:
         else:
             self.disarm(flow_id)
 
+    def peer_alive(self, flow_id: int, now: float) -> None:
+        """The peer answered a window probe: not progress (the backoff stays), but a peer
+        that keeps answering is never given up on (RFC 1122 4.2.2.17)."""
+        state = self._flows.get(flow_id)
+        if state is not None:
+            state.last_progress = now
+
     def disarm(self, flow_id: int) -> None:
         """Nothing is waiting on the peer any more."""
         state = self._flows.get(flow_id)

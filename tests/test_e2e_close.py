@@ -29,7 +29,9 @@ from tests.e2e_helpers import (CONTROL_SOCKET_ENV, MIB, PORT, WireCapture, accep
 from tests.stack import REPO, Stack
 
 ORPHAN_TIMEOUT_S = 4.0
-RUNTIME_ARGS = ["--time-wait", "0.5", "--orphan-timeout", str(ORPHAN_TIMEOUT_S)]
+GIVE_UP_S = 3.0   # a silent peer is reset after this; one that answers probes never is
+RUNTIME_ARGS = ["--time-wait", "0.5", "--orphan-timeout", str(ORPHAN_TIMEOUT_S),
+                "--give-up", str(GIVE_UP_S)]
 
 # A Linux sink: accepts one connection, reads to EOF (or an error), prints bytes, SHA-256, error.
 # With a delay argument it reads nothing for that many seconds first.
@@ -179,6 +181,48 @@ def test_so_linger_zero_resets(stack: Stack) -> None:
     seen = wire.stop()
     assert result["error"] == "ConnectionResetError", result
     assert seen["from_p4tas"].get("RST") and not seen["from_p4tas"].get("FIN"), seen
+
+
+# A Linux reader with a small buffer that reads nothing for `pause` seconds, then all.
+LINUX_PAUSED_READER = """
+import hashlib, json, socket, sys, time
+host, port, pause = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+srv = socket.socket()
+srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+srv.bind((host, port))
+srv.listen()
+print("listening", flush=True)
+srv.settimeout(30)
+conn, _ = srv.accept()
+conn.settimeout(60)
+time.sleep(pause)
+digest, total = hashlib.sha256(), 0
+while chunk := conn.recv(1 << 20):
+    digest.update(chunk)
+    total += len(chunk)
+print(json.dumps({"bytes": total, "sha": digest.hexdigest(), "error": None}), flush=True)
+"""
+
+
+def test_a_paused_reader_that_answers_probes_is_never_given_up(stack: Stack) -> None:
+    """RFC 1122 4.2.2.17: while the peer's window stays closed we probe it, and as long as it
+    answers the connection lives, however long past --give-up the pause lasts."""
+    port = 7106
+    data = random.Random(11).randbytes(2 * MIB)
+    reader = stack.linux(LINUX_PAUSED_READER, stack.peer.peer_ip, str(port),
+                         str(GIVE_UP_S * 3))
+    expect_line(reader, "listening")
+    wire = WireCapture(stack, port)
+    with host_lib.socket() as s:
+        s.settimeout(60)
+        s.connect((stack.peer.peer_ip, port))
+        s.sendall(data)
+    result = json_result(reader, timeout=90)
+    seen = wire.stop()
+    assert result == {"bytes": len(data), "sha": hashlib.sha256(data).hexdigest(),
+                      "error": None}
+    assert not seen["from_p4tas"].get("RST"), seen
 
 
 def test_graceful_close_is_a_fin_both_ways(stack: Stack) -> None:

@@ -42,6 +42,12 @@ control AckProcessing(inout headers_t hdr, inout metadata_t meta, in standard_me
                 meta.fin_acked = true;
                 acked = acked - 1;
             }
+            /* Outside recovery, recover follows snd_una: compared in wrapping sequence space,
+             * a recovery point left behind would read as "ahead" again after 2 GiB and keep
+             * fast retransmit off for the 2 GiB after that. */
+            if (meta.dyn.snd_una - meta.dyn.recover - 1 < 0x7FFFFFFF) {
+                meta.dyn.recover = meta.dyn.snd_una - 1;
+            }
             meta.acked_bytes = acked;
             new_ack_counter.count(meta.flow_id);
             if ((hdr.tcp.flags & TCP_ECE) != 0) {
@@ -64,8 +70,12 @@ control AckProcessing(inout headers_t hdr, inout metadata_t meta, in standard_me
                     && meta.dyn.snd_una - meta.dyn.recover - 1 < 0x7FFFFFFF) {
                 start_fast_retransmit();
             }
-        } else if (meta.payload_len == 0 && hdr.tcp.window != meta.dyn.peer_window) {
-            meta.window_update = true;   /* e.g. the peer's window reopened */
+        } else if (meta.payload_len == 0
+                   && (hdr.tcp.window != meta.dyn.peer_window || hdr.tcp.window == 0)) {
+            /* The window changed (e.g. reopened), or stays closed: then this ACK answers the
+             * host's window probe, and a peer that answers probes is alive (RFC 1122
+             * 4.2.2.17: never give up on it), so the host hears of each one. */
+            meta.window_update = true;
         }
         meta.dyn.peer_window = hdr.tcp.window;
     }

@@ -47,6 +47,8 @@ def ack_processing(counters: AckCounters, hdr: Headers, meta: Metadata,
         if dyn.fin_sent == 1 and tcp.ack_no == dyn.snd_nxt:
             meta.fin_acked = True   # our FIN: a sequence number, no ring byte
             acked -= 1
+        if ((dyn.snd_una - dyn.recover - 1) & M32) < 0x7FFFFFFF:
+            dyn.recover = (dyn.snd_una - 1) & M32   # outside recovery: follow snd_una
         meta.acked_bytes = acked
         counters.new_ack.count(meta.flow_id, length)
         if tcp.flags & TCP_ECE:
@@ -62,6 +64,6 @@ def ack_processing(counters: AckCounters, hdr: Headers, meta: Metadata,
         if (dyn.dupacks == DUPACK_THRESHOLD
                 and ((dyn.snd_una - dyn.recover - 1) & M32) < 0x7FFFFFFF):
             start_fast_retransmit(counters, meta, length)
-    elif meta.payload_len == 0 and tcp.window != dyn.peer_window:
-        meta.window_update = True
+    elif meta.payload_len == 0 and (tcp.window != dyn.peer_window or tcp.window == 0):
+        meta.window_update = True   # reopened, or an answer to a window probe
     dyn.peer_window = tcp.window
