@@ -219,6 +219,38 @@ class ThirdDuplicateAckStartsFastRetransmit(LossRecoveryTest):
         self.assertEqual(self.fast_retransmits() - before, 1)
 
 
+class FastRetransmitStillWorksPastTwoGibibytes(TransmitTest):
+    """recover follows snd_una outside recovery: after snd_una has moved more than 2^31 past
+    where recovery last ended, wrapping comparison must not read the old recovery point as
+    "ahead" (which kept fast retransmit off for the next 2 GiB)."""
+
+    def send_at(self, position: int, size: int) -> None:
+        tu.send_packet(self, HOST_PORT, tx_data_frame(self.spec, 0, b"f" * size,
+                                                      position=position))
+        self.verify_ack(self.spec, ExpectedAck(seq=(self.snd + position) & 0xFFFFFFFF,
+                                               ack=self.rcv, window=RING,
+                                               payload=b"f" * size, psh=True,
+                                               tsecr=self.ts_recent))
+
+    def ack_to(self, position: int, newly: int) -> int:
+        una = (self.snd + position) & 0xFFFFFFFF
+        self.peer_ack(una)
+        self.verify_frame_with_rtt(HOST_PORT, lambda rtt: tx_acked_frame(
+            self.spec, una, newly, rtt=rtt))
+        return una
+
+    def runTest(self) -> None:
+        # Two jumps of 1.5 GiB each (a TX_DATA must be less than 2^31 ahead of snd_una).
+        self.send_at(0x60000000, 100)
+        self.ack_to(0x60000000 + 100, 0x60000000 + 100)
+        self.send_at(0xC0000000, 200)
+        una = self.ack_to(0xC0000000 + 100, 0x60000000)
+        for _ in range(3):
+            self.peer_ack(una)
+        self.verify_frame(HOST_PORT, retransmit_frame(self.spec, una))
+        tu.verify_no_other_packets(self)
+
+
 class ResendCarriesItsOwnSequence(LossRecoveryTest):
     """Going back: TX_DATA for stream position 100 leaves with seq tx_start + 100, and snd_nxt
     stays at the highest byte sent (the next ACK we send carries seq tx_start + 300)."""
