@@ -23,6 +23,7 @@ from runtime.datapath_constants import PacketInReason
 from runtime.flow_entries import MAX_GENERATION, FlowSpec, FlowTuple, flow_entries
 from runtime.flow_ids import FlowIdAllocator
 from runtime.local_ports import LocalPortAllocator
+from runtime.normalize import NORMALIZABLE, normalizable, normalized_frame
 from runtime.orphans import Orphans
 from runtime.p4rt.p4info import P4Info
 from runtime.slow_path_stats import Stats
@@ -100,7 +101,7 @@ class ConnectionControl:
             if reply is not None:
                 self.datapath.send(reply, pin.ingress_port)
             return
-        if pin.reason not in TCP_REASONS:
+        if pin.reason not in TCP_REASONS and pin.reason not in NORMALIZABLE:
             log.debug("ignoring %s packet from port %d", pin.reason_name, pin.ingress_port)
             return
         try:
@@ -113,11 +114,29 @@ class ConnectionControl:
         if iface is None or seg.dst_ip != iface.ip:
             self.stats.bump("not_for_us")
             return
+        if pin.reason in NORMALIZABLE and self._reinject_normalized(seg, iface):
+            return
         try:
             self.on_segment(seg, iface)
         except IllegalTransition as exc:
             self.stats.bump("illegal_transitions")
             log.warning("%s (segment %s)", exc, _describe(seg))
+
+    def _reinject_normalized(self, seg: TcpSegment, iface: Interface) -> bool:
+        """A segment of a flow in the fast path that only its IPv4 options, URG or unusual
+        TCP options kept out: hand it back rebuilt (runtime.normalize). False: not such a
+        segment (the slow path handles it like any other)."""
+        key = FlowTuple(seg.dst_ip, seg.dst_port, seg.src_ip, seg.src_port)
+        conn = self.table.by_tuple.get(key)
+        if conn is None or conn.flow_spec is None or conn.installing or not normalizable(seg):
+            return False
+        self.stats.bump("segments_normalized")
+        self.datapath.reinject(normalized_frame(seg), iface.port)
+        if seg.payload:  # ACKed as it lands, or (old or out of order) after a moment
+            conn.reinjected_until = seq_add(seg.seq, len(seg.payload))
+            asyncio.get_running_loop().call_later(REINJECT_ACK_S, self._ack_reinjected, conn,
+                                                  True)
+        return True
 
     def on_segment(self, seg: TcpSegment, iface: Interface) -> None:
         key = FlowTuple(seg.dst_ip, seg.dst_port, seg.src_ip, seg.src_port)
