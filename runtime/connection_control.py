@@ -131,12 +131,19 @@ class ConnectionControl:
         if conn is None or conn.flow_spec is None or conn.installing or not normalizable(seg):
             return False
         self.stats.bump("segments_normalized")
-        self.datapath.reinject(normalized_frame(seg), iface.port)
-        if seg.payload:  # ACKed as it lands, or (old or out of order) after a moment
+        self._reinject_now(conn, seg, normalized_frame(seg))
+        return True
+
+    def _reinject_now(self, conn: Connection, seg: TcpSegment, frame: bytes | None = None
+                      ) -> None:
+        """Hand one segment (or its rebuilt `frame`) to the fast path, which has its flow;
+        its data is ACKed as it lands, or (old or out of order) after a moment."""
+        self.stats.bump("segments_reinjected")
+        self.datapath.reinject(frame or seg.frame, conn.interface.port)
+        if seg.payload:
             conn.reinjected_until = seq_add(seg.seq, len(seg.payload))
             asyncio.get_running_loop().call_later(REINJECT_ACK_S, self._ack_reinjected, conn,
                                                   True)
-        return True
 
     def on_segment(self, seg: TcpSegment, iface: Interface) -> None:
         key = FlowTuple(seg.dst_ip, seg.dst_port, seg.src_ip, seg.src_port)
@@ -474,6 +481,10 @@ class ConnectionControl:
             self._establish(conn, Event.RCV_ACK_OF_SYN)
         if seg.payload and conn.installing and not seg.flags & TcpFlags.FIN:
             self._hold_segment(conn, seg)
+        elif seg.payload and conn.flow_spec is not None and conn.channel is not None \
+                and not seg.flags & TcpFlags.FIN:
+            # Reached the switch just before the flow did, handled here just after.
+            self._reinject_now(conn, seg)
         elif seg.flags & TcpFlags.FIN:
             self._on_fin(conn, seg)
         elif seg.flags & TcpFlags.ACK:

@@ -437,3 +437,60 @@ class WireCapture:
         time.sleep(settle)
         tell(self.proc, "stop")
         return json_result(self.proc, timeout=10)
+
+
+# A Linux sink: accepts one connection (with a receive buffer of `rcvbuf` bytes if not 0),
+# reads nothing for `delay` seconds, then reads to EOF or an error; prints one JSON object:
+# bytes, their SHA-256, and the error's type name (or null).
+LINUX_SINK = """
+import hashlib, json, socket, sys, time
+host, port, delay, rcvbuf = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
+srv = socket.socket()
+srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+if rcvbuf:
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+srv.bind((host, port))
+srv.listen()
+print("listening", flush=True)
+srv.settimeout(90)
+conn, _ = srv.accept()
+conn.settimeout(90)
+time.sleep(delay)
+digest, total, error = hashlib.sha256(), 0, None
+try:
+    while chunk := conn.recv(1 << 20):
+        digest.update(chunk)
+        total += len(chunk)
+except OSError as exc:
+    error = type(exc).__name__
+conn.close()
+print(json.dumps({"bytes": total, "sha": digest.hexdigest(), "error": error}), flush=True)
+"""
+
+
+def linux_sink(stack: Stack, port: int, delay: float = 0.0, rcvbuf: int = 0
+               ) -> subprocess.Popen:
+    """LINUX_SINK on the peer's address, listening once this returns."""
+    sink = stack.linux(LINUX_SINK, stack.peer.peer_ip, str(port), str(delay), str(rcvbuf))
+    expect_line(sink, "listening")
+    return sink
+
+
+def sink_got(data: bytes) -> dict:
+    """What LINUX_SINK reports after receiving exactly `data` and the peer's FIN."""
+    return {"bytes": len(data), "sha": sha(data), "error": None}
+
+
+def send_and_close(stack: Stack, port: int, data: bytes, timeout: float = 60) -> None:
+    """A host_lib client: connect to the peer's `port`, send `data`, close."""
+    with host_lib.socket() as s:
+        s.settimeout(timeout)
+        s.connect((stack.peer.peer_ip, port))
+        s.sendall(data)
+
+
+def assert_fins_no_rst(seen: dict, both_ways: bool = True) -> None:
+    """The close on the wire: FIN from p4tas (and from the peer), no RST either way."""
+    assert seen["from_p4tas"].get("FIN") and not seen["from_p4tas"].get("RST"), seen
+    if both_ways:
+        assert seen["to_p4tas"].get("FIN") and not seen["to_p4tas"].get("RST"), seen

@@ -11,7 +11,6 @@ Every byte is checked by SHA-256; FIN and RST are counted on the peer's veth (Wi
 
 from __future__ import annotations
 
-import hashlib
 import os
 import random
 import socket as std_socket
@@ -23,34 +22,15 @@ import time
 import pytest
 
 import host_lib
-from tests.e2e_helpers import (CONTROL_SOCKET_ENV, MIB, PORT, WireCapture, accept_one,
-                               expect_line, host_lib_stack, json_result, p4tas_listener,
-                               settled_stats, stats)
+from tests.e2e_helpers import (CONTROL_SOCKET_ENV, MIB, PORT, WireCapture, assert_fins_no_rst,
+                               host_lib_stack, json_result, linux_sink, p4tas_listener,
+                               send_and_close, settled_stats, sink_got, stats)
 from tests.stack import REPO, Stack
 
 ORPHAN_TIMEOUT_S = 4.0
 GIVE_UP_S = 3.0   # a silent peer is reset after this; one that answers probes never is
 RUNTIME_ARGS = ["--time-wait", "0.5", "--orphan-timeout", str(ORPHAN_TIMEOUT_S),
                 "--give-up", str(GIVE_UP_S)]
-
-# A Linux sink: accepts one connection, reads to EOF (or an error), prints bytes, SHA-256, error.
-# With a delay argument it reads nothing for that many seconds first.
-LINUX_SINK = """
-import hashlib, json, socket, sys, time
-host, port, delay = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
-""" + accept_one(90) + """time.sleep(delay)
-digest, total, error = hashlib.sha256(), 0, None
-try:
-    while True:
-        chunk = conn.recv(1 << 20)
-        if not chunk:
-            break
-        digest.update(chunk)
-        total += len(chunk)
-except OSError as exc:
-    error = type(exc).__name__
-print(json.dumps({"bytes": total, "sha": digest.hexdigest(), "error": error}), flush=True)
-"""
 
 # A p4tas application in its own process: connects, sends `size` seeded bytes, then
 # `close`s and exits, or exits without closing (`exit`), or (`fill`) sends without blocking
@@ -116,12 +96,6 @@ def run_sender(stack: Stack, port: int, size: int, mode: str) -> tuple[int, str]
     return int(count), digest
 
 
-def linux_sink(stack: Stack, port: int, delay: float = 0.0):
-    sink = stack.linux(LINUX_SINK, stack.peer.peer_ip, str(port), str(delay))
-    expect_line(sink, "listening")
-    return sink
-
-
 @pytest.mark.parametrize("mode,size", [("close", 16 * MIB), ("exit", 2 * MIB)])
 def test_data_outlives_the_application(stack: Stack, mode: str, size: int) -> None:
     """sendall(); [close();] exit(): every byte arrives, then FIN, never RST."""
@@ -133,7 +107,7 @@ def test_data_outlives_the_application(stack: Stack, mode: str, size: int) -> No
     seen = wire.stop()
     assert result == {"bytes": count, "sha": digest, "error": None}
     assert count == size
-    assert seen["from_p4tas"].get("FIN") and not seen["from_p4tas"].get("RST"), seen
+    assert_fins_no_rst(seen)
 
 
 def test_an_orphan_that_makes_no_progress_is_reset(stack: Stack) -> None:
@@ -183,46 +157,16 @@ def test_so_linger_zero_resets(stack: Stack) -> None:
     assert seen["from_p4tas"].get("RST") and not seen["from_p4tas"].get("FIN"), seen
 
 
-# A Linux reader with a small buffer that reads nothing for `pause` seconds, then all.
-LINUX_PAUSED_READER = """
-import hashlib, json, socket, sys, time
-host, port, pause = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
-srv = socket.socket()
-srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-srv.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
-srv.bind((host, port))
-srv.listen()
-print("listening", flush=True)
-srv.settimeout(30)
-conn, _ = srv.accept()
-conn.settimeout(60)
-time.sleep(pause)
-digest, total = hashlib.sha256(), 0
-while chunk := conn.recv(1 << 20):
-    digest.update(chunk)
-    total += len(chunk)
-print(json.dumps({"bytes": total, "sha": digest.hexdigest(), "error": None}), flush=True)
-"""
-
-
 def test_a_paused_reader_that_answers_probes_is_never_given_up(stack: Stack) -> None:
     """RFC 1122 4.2.2.17: while the peer's window stays closed we probe it, and as long as it
     answers the connection lives, however long past --give-up the pause lasts."""
     port = 7106
     data = random.Random(11).randbytes(2 * MIB)
-    reader = stack.linux(LINUX_PAUSED_READER, stack.peer.peer_ip, str(port),
-                         str(GIVE_UP_S * 3))
-    expect_line(reader, "listening")
+    reader = linux_sink(stack, port, delay=GIVE_UP_S * 3, rcvbuf=64 * 1024)
     wire = WireCapture(stack, port)
-    with host_lib.socket() as s:
-        s.settimeout(60)
-        s.connect((stack.peer.peer_ip, port))
-        s.sendall(data)
-    result = json_result(reader, timeout=90)
-    seen = wire.stop()
-    assert result == {"bytes": len(data), "sha": hashlib.sha256(data).hexdigest(),
-                      "error": None}
-    assert not seen["from_p4tas"].get("RST"), seen
+    send_and_close(stack, port, data)
+    assert json_result(reader, timeout=90) == sink_got(data)
+    assert_fins_no_rst(wire.stop())
 
 
 def test_graceful_close_is_a_fin_both_ways(stack: Stack) -> None:
@@ -231,12 +175,6 @@ def test_graceful_close_is_a_fin_both_ways(stack: Stack) -> None:
     data = random.Random(3).randbytes(300_000)
     sink = linux_sink(stack, port)
     wire = WireCapture(stack, port)
-    with host_lib.socket() as s:
-        s.settimeout(30)
-        s.connect((stack.peer.peer_ip, port))
-        s.sendall(data)
-    result = json_result(sink, timeout=60)
-    seen = wire.stop()
-    assert result == {"bytes": len(data), "sha": hashlib.sha256(data).hexdigest(),
-                      "error": None}
-    assert seen["from_p4tas"].get("FIN") and not seen["from_p4tas"].get("RST"), seen
+    send_and_close(stack, port, data)
+    assert json_result(sink, timeout=60) == sink_got(data)
+    assert_fins_no_rst(wire.stop())

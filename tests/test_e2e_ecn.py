@@ -20,26 +20,13 @@ import pytest
 import host_lib
 from bmv2_env import impairments
 from bmv2_env.peers import run_in
-from tests.e2e_helpers import (MIB, PORT, WireCapture, accept_one, expect_line, host_lib_stack,
-                               json_result, p4tas_listener, recv_until_eof, sha)
+from tests.e2e_helpers import (MIB, PORT, WireCapture, assert_fins_no_rst, expect_line,
+                               host_lib_stack, json_result, linux_sink, p4tas_listener,
+                               recv_until_eof, send_and_close, sha, sink_got)
 from tests.stack import REPO, Stack
 
 MARK_PERCENT = 5.0
 VOLUME = 4 * MIB
-
-LINUX_SINK = """
-import hashlib, json, socket, sys
-host, port = sys.argv[1], int(sys.argv[2])
-""" + accept_one(60) + """digest, total = hashlib.sha256(), 0
-while True:
-    chunk = conn.recv(1 << 20)
-    if not chunk:
-        break
-    digest.update(chunk)
-    total += len(chunk)
-conn.close()
-print(json.dumps({"bytes": total, "sha": digest.hexdigest()}), flush=True)
-"""
 
 LINUX_SENDER = """
 import random, socket, sys
@@ -84,8 +71,7 @@ def test_p4tas_sender_negotiates_ecn_and_hears_ece(stack: Stack, peer_ecn) -> No
     peer_ecn(2)   # Linux's default: ECN when the other side asks for it
     port = 7401
     data = random.Random(8).randbytes(VOLUME)
-    sink = stack.linux(LINUX_SINK, stack.peer.peer_ip, str(port))
-    expect_line(sink, "listening")
+    sink = linux_sink(stack, port)
     impairments.set_ecn_marking(stack.peer, MARK_PERCENT)
     wire = WireCapture(stack, port)
     with host_lib.socket() as s:
@@ -97,13 +83,13 @@ def test_p4tas_sender_negotiates_ecn_and_hears_ece(stack: Stack, peer_ecn) -> No
         row = flow_row(stack, ours)
     report = json_result(sink)
     seen = wire.stop()
-    assert report == {"bytes": VOLUME, "sha": sha(data)}
+    assert report == sink_got(data)
     assert seen["from_p4tas"].get("SYN_ECE") and seen["to_p4tas"].get("SYN_ECE"), seen
     assert seen["from_p4tas"].get("ECT", 0) > VOLUME // 1448 // 2, seen  # our data is ECT(0)
     assert seen["to_p4tas"].get("ECE"), seen       # the marks came back ...
     assert seen["from_p4tas"].get("CWR"), seen     # ... and we answered them
     assert row["ece_bytes"] > 0, row               # what DCTCP reads each interval
-    assert seen["from_p4tas"].get("FIN") and not seen["from_p4tas"].get("RST"), seen
+    assert_fins_no_rst(seen)
 
 
 def test_linux_sender_gets_ece_and_answers_with_cwr(stack: Stack, peer_ecn) -> None:
@@ -124,22 +110,18 @@ def test_linux_sender_gets_ece_and_answers_with_cwr(stack: Stack, peer_ecn) -> N
     assert seen["to_p4tas"].get("ECT") and seen["to_p4tas"].get("CE"), seen
     assert seen["from_p4tas"].get("ECE"), seen    # CE echoed
     assert seen["to_p4tas"].get("CWR"), seen      # Linux reduced and said so
-    assert not seen["from_p4tas"].get("RST") and not seen["to_p4tas"].get("RST"), seen
+    assert_fins_no_rst(seen)
 
 
 def test_a_peer_without_ecn_gets_not_ect_data(stack: Stack, peer_ecn) -> None:
     peer_ecn(0)
     port = 7402
     data = random.Random(10).randbytes(MIB)
-    sink = stack.linux(LINUX_SINK, stack.peer.peer_ip, str(port))
-    expect_line(sink, "listening")
+    sink = linux_sink(stack, port)
     wire = WireCapture(stack, port)
-    with host_lib.socket() as s:
-        s.settimeout(60)
-        s.connect((stack.peer.peer_ip, port))
-        s.sendall(data)
+    send_and_close(stack, port, data)
     report = json_result(sink)
     seen = wire.stop()
-    assert report == {"bytes": MIB, "sha": sha(data)}
+    assert report == sink_got(data)
     assert seen["from_p4tas"].get("SYN_ECE") and not seen["to_p4tas"].get("SYN_ECE"), seen
     assert not seen["from_p4tas"].get("ECT") and not seen["to_p4tas"].get("ECT"), seen

@@ -16,7 +16,7 @@ import time
 import pytest
 
 import host_lib
-from tests.e2e_helpers import (PORT, accept_one, expect_line, host_lib_stack, json_result,
+from tests.e2e_helpers import (PORT, expect_line, host_lib_stack, json_result,
                                p4tas_echo, p4tas_listener, recv_exactly, sha)
 from tests.stack import Stack
 

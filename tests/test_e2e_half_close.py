@@ -8,15 +8,15 @@ application holds the connection, whatever TIME_WAIT does meanwhile.
 
 from __future__ import annotations
 
-import hashlib
 import random
 import time
 
 import pytest
 
 import host_lib
-from tests.e2e_helpers import (MIB, PORT, WireCapture, accept_one, expect_line, host_lib_stack,
-                               json_result, p4tas_listener, recv_until_eof, sha, stats)
+from tests.e2e_helpers import (MIB, PORT, WireCapture, accept_one, assert_fins_no_rst,
+                               expect_line, host_lib_stack, json_result, p4tas_listener,
+                               recv_until_eof, sha, stats)
 from tests.stack import Stack
 
 ANSWER = 2 * MIB
@@ -82,8 +82,7 @@ def test_p4tas_client_half_closes_and_reads_the_whole_answer(stack: Stack) -> No
     seen = wire.stop()
     assert report == {"request": sha(request), "bytes": REQUEST}
     assert len(answer) == ANSWER and sha(answer) == sha(random.Random(5).randbytes(ANSWER))
-    assert seen["from_p4tas"].get("FIN") and seen["to_p4tas"].get("FIN"), seen
-    assert not seen["from_p4tas"].get("RST") and not seen["to_p4tas"].get("RST"), seen
+    assert_fins_no_rst(seen)
 
 
 def test_p4tas_server_half_closes_first_then_reads(stack: Stack) -> None:
@@ -101,8 +100,7 @@ def test_p4tas_server_half_closes_first_then_reads(stack: Stack) -> None:
         seen = wire.stop()
     assert report == {"got": sha(greeting), "bytes": len(greeting)}
     assert len(got) == ANSWER and sha(got) == sha(random.Random(6).randbytes(ANSWER))
-    assert seen["from_p4tas"].get("FIN") and seen["to_p4tas"].get("FIN"), seen
-    assert not seen["from_p4tas"].get("RST") and not seen["to_p4tas"].get("RST"), seen
+    assert_fins_no_rst(seen)
 
 
 def test_linux_client_half_closes_and_p4tas_answers(stack: Stack) -> None:
@@ -137,8 +135,7 @@ print(json.dumps({"got": hashlib.sha256(got).hexdigest(), "bytes": len(got)}), f
         report = json_result(client)
         seen = wire.stop()
     assert report == {"got": sha(answer), "bytes": ANSWER}
-    assert seen["from_p4tas"].get("FIN") and seen["to_p4tas"].get("FIN"), seen
-    assert not seen["from_p4tas"].get("RST") and not seen["to_p4tas"].get("RST"), seen
+    assert_fins_no_rst(seen)
 
 
 def test_no_state_is_left_behind(stack: Stack) -> None:

@@ -4,9 +4,7 @@ them back (runtime/normalize.py). Every byte is checked by SHA-256."""
 
 from __future__ import annotations
 
-import json
 import random
-import socket as std_socket
 
 import pytest
 
