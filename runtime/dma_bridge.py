@@ -504,8 +504,9 @@ class DmaBridge:
         """Payload into the RX ring, an event; piggy-backed ACK info as TX_ACKED."""
         if message.payload:
             self._deliver(channel, message)
-        if message.count:
-            # A bad payload does not make the ACK wrong, and skipping it would leak TX space.
+        if message.count or message.flags & ChannelFlags.FIN:
+            # A bad payload does not make the ACK wrong, and skipping it would leak TX space;
+            # an ACK of our FIN alone counts no byte but still moves the close on.
             self._tx_acked(channel, message)
 
     def _deliver(self, channel: FlowChannel, message: NicHostMessage) -> None:
