@@ -407,6 +407,33 @@ class ResendAfterOurFinWasAckedRemindsWithFin(TransmitTest):
         tu.verify_no_other_packets(self)
 
 
+# ------------------------------------------------------------------------------------- ECN
+
+class EcnFlowSendsNewDataEctOnly(TransmitTest):
+    """With ECN negotiated, new data leaves ECT(0); a resend, a FIN alone and the window probe
+    do not (RFC 3168 6.1.4-6.1.6); TX_DATA flagged CWR sets CWR."""
+
+    def setUp(self) -> None:
+        FastPathTest.setUp(self)
+        self.spec = self.install_flow(flow_spec(next_flow_id(), next_generation(),
+                                                rx_ring_size=RING, ecn=True))
+        self.snd, self.rcv, self.tx_offset = self.spec.tx_start_seq, self.spec.rx_start_seq, 0
+
+    def runTest(self) -> None:
+        tu.send_packet(self, HOST_PORT, tx_data_frame(self.spec, 0, b"n" * 100, cwr=True))
+        self.verify_ack(self.spec, ExpectedAck(seq=self.snd, ack=self.rcv, window=RING,
+                                               payload=b"n" * 100, psh=True, cwr=True,
+                                               ect=True, tsecr=0))
+        tu.send_packet(self, HOST_PORT, tx_data_frame(self.spec, 0, b"n" * 100, position=0))
+        self.verify_ack(self.spec, ExpectedAck(seq=self.snd, ack=self.rcv, window=RING,
+                                               payload=b"n" * 100, psh=True, tsecr=0))
+        tu.send_packet(self, HOST_PORT, tx_data_frame(self.spec, 100, b"", psh=False,
+                                                      fin=True))
+        self.verify_ack(self.spec, ExpectedAck(seq=self.snd + 100, ack=self.rcv, window=RING,
+                                               fin=True, tsecr=0))
+        tu.verify_no_other_packets(self)
+
+
 # ------------------------------------------------------------------------------ rate limiting
 
 

@@ -28,7 +28,7 @@ from runtime.orphans import Orphans
 from runtime.p4rt.p4info import P4Info
 from runtime.slow_path_stats import Stats
 from runtime.tcp_segments import (SegmentError, TcpFlags, TcpOptions, TcpSegment, build_segment,
-                                  parse_segment)
+                                  checksums_ok, parse_segment)
 from runtime.tcp_state import Event, IllegalTransition, State, TcpStateMachine
 
 log = logging.getLogger(__name__)
@@ -43,6 +43,10 @@ FIN_HOLD_S = 0.05
 # worth) and handed back to the fast path once it is in; their ACK follows the data's landing
 # in the RX ring, or this long at the most.
 REINJECT_ACK_S = 0.1
+# Unknown-flow data of an installed flow raced its installation only this soon after it, and
+# only so many segments (a ring's worth of full segments).
+RACE_WINDOW_S = 0.5
+MAX_RACE_REINJECTS = 256
 MAX_WINDOW_SHIFT = 14
 SEQ_MOD = 1 << 32
 TCP_REASONS = {PacketInReason.SYN, PacketInReason.FIN, PacketInReason.RST,
@@ -114,8 +118,18 @@ class ConnectionControl:
         if iface is None or seg.dst_ip != iface.ip:
             self.stats.bump("not_for_us")
             return
-        if pin.reason in NORMALIZABLE and self._reinject_normalized(seg, iface):
-            return
+        if pin.reason in NORMALIZABLE:
+            if not checksums_ok(pin.frame):
+                # The fast path punts these before it checks sums: nothing corrupt goes on.
+                self.stats.bump("bad_checksums")
+                return
+            if self._reinject_normalized(seg, iface):
+                return
+            if not seg.flags & (TcpFlags.ACK | TcpFlags.SYN | TcpFlags.RST):
+                # Without ACK a segment of a synchronized connection is dropped (RFC 9293
+                # 3.10.7.4); never handed back as it is (it would only come back again).
+                self.stats.bump("unusual_segments_dropped")
+                return
         try:
             self.on_segment(seg, iface)
         except IllegalTransition as exc:
@@ -131,15 +145,25 @@ class ConnectionControl:
         if conn is None or conn.flow_spec is None or conn.installing or not normalizable(seg):
             return False
         self.stats.bump("segments_normalized")
-        self._reinject_now(conn, seg, normalized_frame(seg))
+        self._reinject_now(conn, seg)
         return True
 
-    def _reinject_now(self, conn: Connection, seg: TcpSegment, frame: bytes | None = None
-                      ) -> None:
-        """Hand one segment (or its rebuilt `frame`) to the fast path, which has its flow;
-        its data is ACKed as it lands, or (old or out of order) after a moment."""
+    def _raced_the_install(self, conn: Connection) -> bool:
+        """Whether an unknown-flow segment of an installed flow can only have raced the
+        installation: shortly after it, and not too many (a switch that lost the entries
+        would otherwise have every segment handed back and punted again)."""
+        if time.monotonic() > conn.installed_at + RACE_WINDOW_S or \
+                conn.race_reinjects >= MAX_RACE_REINJECTS:
+            self.stats.bump("unknown_flow_data_dropped")
+            return False
+        conn.race_reinjects += 1
+        return True
+
+    def _reinject_now(self, conn: Connection, seg: TcpSegment) -> None:
+        """Hand one segment to the fast path, which has its flow; its data is ACKed as it
+        lands, or (old or out of order) after a moment."""
         self.stats.bump("segments_reinjected")
-        self.datapath.reinject(frame or seg.frame, conn.interface.port)
+        self.datapath.reinject(normalized_frame(seg), conn.interface.port)
         if seg.payload:
             conn.reinjected_until = seq_add(seg.seq, len(seg.payload))
             asyncio.get_running_loop().call_later(REINJECT_ACK_S, self._ack_reinjected, conn,
@@ -197,7 +221,7 @@ class ConnectionControl:
         conn.timestamps = seg.options.timestamps is not None
         # RFC 3168 6.1.1: an ECN-setup SYN has ECE and CWR, an ECN-setup SYN-ACK ECE only.
         ece_cwr = seg.flags & (TcpFlags.ECE | TcpFlags.CWR)
-        conn.ecn = self.config.ecn and ece_cwr == (
+        conn.ecn = self._offers_ecn(conn) and ece_cwr == (
             TcpFlags.ECE if conn.active else TcpFlags.ECE | TcpFlags.CWR)
 
     def _on_syn_for(self, conn: Connection, seg: TcpSegment) -> None:
@@ -237,7 +261,10 @@ class ConnectionControl:
         conn.flow_spec = FlowSpec(
             flow_id=lease.flow_id, generation=lease.generation, tuple=conn.tuple,
             local_mac=conn.interface.mac, peer_mac=conn.peer_mac,
-            rx_ring_size=self.tcp.rx_ring_size, rx_start_seq=conn.rcv_nxt,
+            # A FIN that came with the handshake's last ACK is in rcv_nxt already; the ring
+            # maps data only (_sync_sequences adds the FIN back).
+            rx_ring_size=self.tcp.rx_ring_size,
+            rx_start_seq=(conn.rcv_nxt - conn.fin_received) % SEQ_MOD,
             tx_start_seq=conn.snd_nxt, wire_port=conn.interface.port,
             rx_window_shift=conn.window_shift, timestamps=conn.timestamps,
             peer_window=conn.peer_window, ecn=conn.ecn)
@@ -245,7 +272,7 @@ class ConnectionControl:
         # the handshake at once, and RX_DATA for an unknown flow would be lost.
         try:
             slot = self._attach_data_path(conn) if conn.owner is not None else None
-        except OSError as exc:
+        except (OSError, ValueError) as exc:
             conn.installing = False
             conn.flow = conn.flow_spec = None
             self.flow_ids.free(lease.flow_id)
@@ -264,6 +291,7 @@ class ConnectionControl:
             return
         self.stats.bump("flows_installed")
         conn.installing = False
+        conn.installed_at = time.monotonic()
         if conn.state is State.CLOSED:
             await self._remove_flow(conn)
             return
@@ -311,18 +339,29 @@ class ConnectionControl:
         if self.rates is not None:
             self.rates.attach(channel, congestion.make(conn.congestion or self.config.congestion))
         conn.channel, conn.memory = channel, memory
+        conn.channel_registered = True
         self._by_flow[channel.flow_id] = conn
         return slot
 
     def _detach_data_path(self, conn: Connection) -> None:
         if conn.channel is None:
             return
-        if self.rates is not None:
-            self.rates.detach(conn.channel.flow_id)
-        self.bridge.unregister(conn.channel.flow_id)
-        self._by_flow.pop(conn.channel.flow_id, None)
+        self._unregister_channel(conn)
         conn.memory.free_slot(conn.channel.slot)
         conn.channel = None
+
+    def _unregister_channel(self, conn: Connection) -> None:
+        """The bridge and rate control stop serving the channel (its rings stay): before the
+        flow id can go to another connection."""
+        if not conn.channel_registered:
+            return
+        conn.channel_registered = False
+        flow_id = conn.channel.flow_id
+        if self.rates is not None:
+            self.rates.detach(flow_id)
+        self.bridge.unregister(flow_id)
+        if self._by_flow.get(flow_id) is conn:
+            del self._by_flow[flow_id]
 
     def _deliver_from_slow_path(self, conn: Connection, payload: bytes) -> None:
         """Put payload into the RX ring as the NIC would (through the bridge's own checks)."""
@@ -360,9 +399,11 @@ class ConnectionControl:
     def kick(self, conn: Connection) -> None:
         """The application queued TX bytes and/or consumed RX bytes of this connection."""
         channel = conn.channel
-        if channel is None:
+        if channel is None or not conn.channel_registered:
             return
         self.bridge.kick(channel.flow_id)
+        if conn.channel is not channel:
+            return  # the kick found the rings broken and the connection was reset
         tail = channel.rx_ring.tail
         if tail != conn.rx_consumed_seen:
             self.bridge.send_rx_consumed(channel.flow_id, tail - conn.rx_consumed_seen)
@@ -482,7 +523,7 @@ class ConnectionControl:
         if seg.payload and conn.installing and not seg.flags & TcpFlags.FIN:
             self._hold_segment(conn, seg)
         elif seg.payload and conn.flow_spec is not None and conn.channel is not None \
-                and not seg.flags & TcpFlags.FIN:
+                and not seg.flags & TcpFlags.FIN and self._raced_the_install(conn):
             # Reached the switch just before the flow did, handled here just after.
             self._reinject_now(conn, seg)
         elif seg.flags & TcpFlags.FIN:
@@ -560,7 +601,8 @@ class ConnectionControl:
             return
         expected = conn.rcv_nxt
         for seg in held:
-            self.datapath.reinject(seg.frame, conn.interface.port)
+            # Rebuilt as the fast path parses it, whatever options it arrived with.
+            self.datapath.reinject(normalized_frame(seg), conn.interface.port)
             if seg.seq == expected:
                 expected = seq_add(expected, len(seg.payload))
         self.stats.bump("segments_reinjected", len(held))
@@ -689,6 +731,7 @@ class ConnectionControl:
     def close(self, conn: Connection, abort: bool = False) -> None:
         """Application close(): FIN after the data; the fast path stops delivering. An RST
         instead with `abort` (SO_LINGER 0) or with received data unread (RFC 2525 2.17)."""
+        conn.app_closed = True
         if conn.lingering:
             self._finish(conn)  # TCP was over already; the rings go now
         elif conn.state in (State.SYN_SENT, State.CLOSED):
@@ -698,6 +741,10 @@ class ConnectionControl:
         elif conn.state is not State.TIME_WAIT and (abort or self._unread(conn)):
             self.stats.bump("closes_aborted" if abort else "closed_with_unread_data")
             self._abort(conn, send_rst=True)
+        elif conn.state is State.TIME_WAIT:
+            # TCP finishes on its own; the application is done with the rings now.
+            self._track(self._remove_after_fin(conn))
+            self._tell_closed(conn)
         elif conn.shutdown_pending or (conn.channel is not None and conn.fin_seq is not None):
             self._close_after_shutdown(conn)
         elif conn.state in (State.ESTABLISHED, State.CLOSE_WAIT):
@@ -708,14 +755,46 @@ class ConnectionControl:
             else:
                 conn.close_pending = True  # on_data_activity sends the FIN once acked
         # Closing states: already closing, nothing more to do.
+        self._watch_closing(conn)
+
+    def _watch_closing(self, conn: Connection) -> None:
+        """A closed connection still finishing its close is an orphan (as the kernel's closed
+        sockets are): reset after the orphan timeout without progress, or at once beyond
+        --max-orphans."""
+        if conn.conn_id not in self.table.by_id or conn.lingering or conn in self.orphans \
+                or conn.state in (State.TIME_WAIT, State.CLOSED):
+            return
+        if self.orphans.full():
+            self.stats.bump("orphans_over_limit")
+            self._abort(conn, send_rst=True)
+            self._tell_closed(conn)
+            return
+        self.stats.bump("orphans")
+        self.orphans.adopt(conn)
 
     async def _fin_after_removal(self, conn: Connection) -> None:
         """Take the flow out of the fast path first, so the peer's answers to our FIN come
         to the slow path instead of being absorbed as pure ACKs."""
+        if await self._removed_without_new_data(conn):
+            self._detach_data_path(conn)  # closed by the application: its slot is free again
+            self._send_fin(conn)
+
+    async def _removed_without_new_data(self, conn: Connection) -> bool:
+        """Take a closed connection's flow out of the fast path. Data the NIC delivered
+        meanwhile (it acknowledged it) nobody will read: RST (RFC 1122 4.2.2.13), False."""
         self._sync_sequences(conn)
+        channel = conn.channel
+        head = channel.rx_ring.head if channel is not None else 0
         await self._remove_flow(conn)
-        self._detach_data_path(conn)  # closed by the application: its slot is free again
-        self._send_fin(conn)
+        if conn.conn_id not in self.table.by_id or conn.channel is not channel:
+            return False
+        if channel is not None:
+            self.bridge.poll()
+            if channel.rx_ring.head != head:
+                self.stats.bump("data_after_close")
+                self._abort(conn, send_rst=True)
+                return False
+        return True
 
     def _close_after_shutdown(self, conn: Connection) -> None:
         """close() after shutdown(SHUT_WR): from now on nobody reads, so the flow leaves the
@@ -726,9 +805,8 @@ class ConnectionControl:
         self._track(self._remove_after_fin(conn))
 
     async def _remove_after_fin(self, conn: Connection) -> None:
-        self._sync_sequences(conn)
-        await self._remove_flow(conn)
-        self._detach_data_path(conn)
+        if await self._removed_without_new_data(conn):
+            self._detach_data_path(conn)
 
     def shutdown_write(self, conn: Connection) -> None:
         """shutdown(SHUT_WR): FIN after the queued data, but keep receiving through the fast
@@ -748,29 +826,25 @@ class ConnectionControl:
         for listener in [l for l in self.table.listeners.values() if l.owner is owner]:
             self.close_listener(listener)
         for conn in [c for c in self.table.by_id.values() if c.owner is owner]:
-            self._orphan(conn)
+            try:
+                self._orphan(conn)
+            except Exception:  # noqa: BLE001 - one broken connection must not spare the rest
+                log.exception("%s: closing it for a vanished application failed", conn.describe())
+                self._abort(conn, send_rst=True)
 
     def _orphan(self, conn: Connection) -> None:
         """Let go of a connection whose application is gone: handshakes are abandoned, open
         connections closed, closing ones finish as orphans (runtime.orphans)."""
         conn.owner = None
+        if conn.lingering:
+            self._finish(conn, notify=False)
+            return
         if conn.state in (State.SYN_SENT, State.SYN_RECEIVED) or not conn.announced:
             self._abort(conn, send_rst=conn.state is not State.SYN_SENT)
             return
-        if conn.state is State.TIME_WAIT:  # its rings go with the application's memory
-            self._sync_sequences(conn)
-            self._detach_data_path(conn)
-            return
-        if self.orphans.full() and not self._unread(conn):
-            self.stats.bump("orphans_over_limit")
-            self._abort(conn, send_rst=True)
-            return
         if conn.channel is not None:
             conn.channel.orphan = True  # no events: nobody reads its queue any more
-        self.close(conn)
-        if conn.conn_id in self.table.by_id and conn.state is not State.TIME_WAIT:
-            self.stats.bump("orphans")
-            self.orphans.adopt(conn)
+        self.close(conn)  # as close() would; closing connections become orphans there
 
     def _reset_orphan(self, conn: Connection) -> None:
         """An orphan made no progress for the orphan timeout: reset it."""
@@ -778,6 +852,7 @@ class ConnectionControl:
         log.info("%s: orphan without progress for %g s: reset", conn.describe(),
                  self.tcp.orphan_timeout_s)
         self._abort(conn, send_rst=True)
+        self._tell_closed(conn)  # an application that closed it waits for this
 
     async def shutdown_all(self) -> None:
         """Daemon stop: reset every connection and remove every flow it installed."""
@@ -785,7 +860,8 @@ class ConnectionControl:
             if conn.state is not State.CLOSED:
                 self._tell(conn, cp.ConnectionReset(ctx_id=self._ctx(conn), conn_id=conn.conn_id,
                                                     message="the p4tas runtime is stopping"))
-            self._abort(conn, send_rst=conn.state not in (State.SYN_SENT, State.TIME_WAIT))
+            self._abort(conn, send_rst=conn.state not in (State.SYN_SENT, State.TIME_WAIT,
+                                                          State.CLOSED))
         await self.flush_switch_writes()
 
     async def flush_switch_writes(self) -> None:
@@ -835,8 +911,9 @@ class ConnectionControl:
         """TIME_WAIT; an application that has not closed yet keeps its rings (it may still be
         reading) until it closes or TIME_WAIT ends."""
         conn.cancel_timer()
-        if conn.channel is None:
-            self._tell(conn, cp.Closed(ctx_id=self._ctx(conn), conn_id=conn.conn_id))
+        self.orphans.forget(conn)  # TIME_WAIT ends on its own
+        if conn.app_closed or conn.channel is None:
+            self._tell_closed(conn)
         self._arm_time_wait(conn)
 
     def _arm_time_wait(self, conn: Connection) -> None:
@@ -847,21 +924,21 @@ class ConnectionControl:
     def _time_wait_over(self, conn: Connection) -> None:
         conn.timer = None
         conn.sm.fire(Event.TIME_WAIT_EXPIRED)
-        # An application that had closed was told Closed when TIME_WAIT began.
-        self._tcp_over(conn, notify=conn.channel is not None)
+        self._tcp_over(conn, notify=True)
 
     def _tcp_over(self, conn: Connection, notify: bool) -> None:
         """The TCP connection is over (CLOSED). An application that has not closed it yet may
         still be reading its RX ring: the record and the rings stay until it closes (close()
         finishes it), only the fast-path entries and the 4-tuple go now. Otherwise it ends
         (`notify`: with a Closed event)."""
-        if conn.channel is None or conn.owner is None:
+        if conn.app_closed or conn.channel is None or conn.owner is None:
             self._finish(conn, notify=notify)
             return
         conn.cancel_timer()
         conn.lingering = True
         self._sync_sequences(conn)
         self.table.release_tuple(conn)
+        self._unregister_channel(conn)  # before the flow id can serve another connection
         self._track(self._remove_flow(conn))
 
     # ---------------------------------------------------------------- endings
@@ -920,7 +997,7 @@ class ConnectionControl:
             self.ports.release(conn.tuple.local_ip, conn.tuple.local_port)
         self._detach_data_path(conn)
         if notify:
-            self._tell(conn, cp.Closed(ctx_id=self._ctx(conn), conn_id=conn.conn_id))
+            self._tell_closed(conn)
         if conn.flow is not None:
             self._track(self._remove_then_reset(conn, resets_after_removal or []))
 
@@ -951,6 +1028,12 @@ class ConnectionControl:
         self.flow_ids.free(lease.flow_id)
         self.stats.bump("flows_removed")
 
+    def _tell_closed(self, conn: Connection) -> None:
+        """The Closed event, once: the conn_id is void for the application from then on."""
+        if not conn.closed_told:
+            conn.closed_told = True
+            self._tell(conn, cp.Closed(ctx_id=self._ctx(conn), conn_id=conn.conn_id))
+
     def _tell(self, conn: Connection, event: cp.Message) -> None:
         """Deliver an event about a connection the application knows of."""
         if conn.owner is not None and conn.announced:
@@ -964,7 +1047,7 @@ class ConnectionControl:
 
     def _send_syn(self, conn: Connection) -> None:
         flags = TcpFlags.SYN | (TcpFlags.ACK if not conn.active else TcpFlags(0))
-        if conn.active and self.config.ecn:
+        if conn.active and self._offers_ecn(conn):
             flags |= TcpFlags.ECE | TcpFlags.CWR   # ECN-setup SYN
         elif not conn.active and conn.ecn:
             flags |= TcpFlags.ECE                  # ECN-setup SYN-ACK
@@ -979,6 +1062,12 @@ class ConnectionControl:
         window = min(self.tcp.rx_ring_size, MAX_UNSCALED_WINDOW)
         self._send(conn.interface, conn.peer_mac, conn.tuple, conn.iss, ack, flags, window,
                    options)
+
+    def _offers_ecn(self, conn: Connection) -> bool:
+        """ECN only where enabled and the congestion control reacts to ECE (RFC 3168 6.1.2:
+        a flow whose sender ignores marks must not be ECN-capable)."""
+        return self.config.ecn and congestion.reacts_to_ecn(
+            conn.congestion or self.config.congestion)
 
     def _send_fin(self, conn: Connection) -> None:
         """Send our FIN (once) and keep retransmitting it until it is acknowledged. While the

@@ -89,6 +89,11 @@ class Connection:
     held_segments: list = field(default_factory=list)  # data that raced the installation
     held_bytes: int = 0
     reinjected_until: int | None = None  # ACK RX data up to this sequence as it lands
+    installed_at: float = 0.0  # time.monotonic() when the flow reached the fast path
+    race_reinjects: int = 0    # unknown-flow data handed back after that (see _raced_...)
+    app_closed: bool = False   # the application called close() (or left)
+    closed_told: bool = False  # the Closed event went out
+    channel_registered: bool = False  # the bridge and rate control serve conn.channel
     held_fin_timer: asyncio.TimerHandle | None = None
 
     @property

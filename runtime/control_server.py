@@ -119,11 +119,13 @@ class ControlServer:
             log.info("application %s left: %s", session.name, exc)
         finally:
             self.sessions.discard(session)
-            for ctx in session.contexts.values():
-                self.control.abort_owned_by(ctx)
-            if session.memory is not None:
-                session.memory.retire()  # unmapped once its orphans let go of their rings
-            writer.close()
+            try:
+                for ctx in session.contexts.values():
+                    self.control.abort_owned_by(ctx)
+            finally:
+                if session.memory is not None:
+                    session.memory.retire()  # unmapped once its orphans let go of its rings
+                writer.close()
 
     async def _handshake(self, session: AppSession, reader: asyncio.StreamReader) -> bool:
         try:

@@ -561,13 +561,14 @@ class DmaBridge:
     def _tx_acked(self, channel: FlowChannel, message: NicHostMessage) -> None:
         """Free acknowledged TX bytes, take the window and RTT, post an event, send more."""
         count = message.count
-        fin = bool(message.flags & ChannelFlags.FIN) and channel.fin_sent
-        if fin:
+        if message.flags & ChannelFlags.FIN and channel.fin_sent:
             channel.fin_acked = True  # the runtime hears of it in on_activity
         if message.opcode == Opcode.TX_ACKED:
             # Absolute (sequence `offset`): a TX_ACKED that bmv2 dropped is made up for here.
-            # Past our FIN, offset counts its sequence number too.
-            position = (message.offset - channel.tx_start_seq - fin) & U32_MAX
+            # Once our FIN is acknowledged, offset (snd_una) counts its sequence number too,
+            # whether or not this frame is the one that said so (a later window update).
+            past_fin = 1 if channel.fin_acked else 0
+            position = (message.offset - channel.tx_start_seq - past_fin) & U32_MAX
             count = (position - channel.stream_position(channel.tx_acked)) & U32_MAX
             if count >= 1 << 31:
                 count = 0  # older than what we know (reordered behind a later one)
@@ -737,8 +738,10 @@ class DmaBridge:
             return 0
 
     def _send_tx(self, channel: FlowChannel) -> int:
-        """TX_DATA from tx_sent on, within the peer's window."""
+        """TX_DATA from tx_sent on, within the peer's window (nothing new after our FIN)."""
         ring = channel.tx_ring
+        if channel.fin_sent and channel.tx_sent >= channel.tx_high:
+            return 0
         unsent = channel.unsent
         if unsent < 0:
             raise RingCorruptedError(f"TX ring holds {ring.readable()} bytes but "

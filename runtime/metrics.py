@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 METRICS_ADDR = "127.0.0.1"  # loopback only: the metrics name every connection's state
 SNAPSHOT_TIMEOUT_S = 5.0
+READ_TIMEOUT_S = 2.0  # a hung switch must not pile scrapes up
 # Counter names of the slow path that are levels (in use now), not event totals.
 GAUGES = ("connections", "listeners", "flows_in_use", "orphans_live", "local_ports_in_use",
           "local_ports_quarantined")
@@ -60,7 +61,7 @@ def read_fast_path_counters(client: P4RuntimeClient) -> dict[str, dict[str, int]
     entries = [p4info.counter_entry(name) for name in FAST_PATH_COUNTERS]
     ids = {p4info.counter(name).preamble.id: name for name in FAST_PATH_COUNTERS}
     found: dict[str, dict[str, int]] = {name: {} for name in FAST_PATH_COUNTERS}
-    for entity in client.read(entries):
+    for entity in client.read(entries, timeout=READ_TIMEOUT_S):
         entry = entity.counter_entry
         name = ids.get(entry.counter_id)
         reasons = FAST_PATH_COUNTERS.get(name)

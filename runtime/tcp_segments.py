@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import socket
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import IntFlag
 
 from runtime.datapath_constants import ETHERTYPE_IPV4
@@ -102,8 +102,6 @@ class TcpSegment:
     options: TcpOptions
     payload: bytes = b""
     tos: int = 0
-    # The frame it was parsed from (parse_segment), to hand back to the fast path unchanged.
-    frame: bytes = field(default=b"", compare=False, repr=False)
 
 
 def internet_checksum(data: bytes | bytearray | memoryview) -> int:
@@ -251,7 +249,6 @@ def parse_segment(frame: bytes | bytearray | memoryview) -> TcpSegment:
         mac_to_str(src_mac), mac_to_str(dst_mac),
         socket.inet_ntoa(src_ip), socket.inet_ntoa(dst_ip),
         src_port, dst_port, seq, ack, TcpFlags(flags), window, options, payload, tos,
-        bytes(view),
     )
 
 

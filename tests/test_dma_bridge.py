@@ -789,29 +789,36 @@ def test_a_merge_of_bytes_never_placed_is_a_flow_error(shm: Shm) -> None:
     link.close()
 
 
-def test_our_fin_goes_after_the_data_and_its_ack_is_seen(shm: Shm) -> None:
+@pytest.mark.parametrize("via_rx_data", [False, True], ids=["tx_acked", "rx_data"])
+def test_our_fin_goes_after_the_data_and_its_ack_is_seen(shm: Shm, via_rx_data: bool) -> None:
     """send_fin: an empty TX_DATA flagged FIN at the stream's end. The peer's ACK of it comes
     flagged FIN: on a TX_ACKED (offset one past the data: the FIN's sequence number) or on
     the RX_DATA of the peer's next data (count 0); either frees no TX byte it does not hold."""
-    for via_rx_data in (False, True):
-        flow, link, _, bridge = recovering_bridge(shm)
-        flow.app_tx.write(b"e" * 1500)
-        bridge.kick(FLOW)
-        bridge.handle_frame(tx_acked(0x1000 + 1500, 1500, 10_000).encode())
-        sent_data(link)
-        assert bridge.send_fin(FLOW)
-        fin = [m for m in link.sent if m.opcode == Opcode.TX_DATA][-1]
-        assert (fin.aux, fin.payload, fin.flags) == (1500, b"", ChannelFlags.FIN)
-        assert not flow.channel.fin_acked
-        if via_rx_data:
-            bridge.handle_frame(rx_data(0, b"more", flags=ChannelFlags.FIN, count=0,
-                                        window=10_000).encode())
-        else:
-            bridge.handle_frame(tx_acked(0x1000 + 1501, 0, 10_000,
-                                         flags=ChannelFlags.FIN).encode())
-        assert flow.channel.fin_acked
-        channel = flow.channel
-        assert channel.tx_acked - channel.tx_base == 1500   # the FIN is no ring byte
-        assert not bridge.stats.drops, bridge.stats.drops
-        bridge.unregister(FLOW)
-        link.close()
+    flow, link, _, bridge = recovering_bridge(shm)
+    flow.app_tx.write(b"e" * 1500)
+    bridge.kick(FLOW)
+    bridge.handle_frame(tx_acked(0x1000 + 1500, 1500, 10_000).encode())
+    sent_data(link)
+    assert bridge.send_fin(FLOW)
+    fin = [m for m in link.sent if m.opcode == Opcode.TX_DATA][-1]
+    assert (fin.aux, fin.payload, fin.flags) == (1500, b"", ChannelFlags.FIN)
+    assert not flow.channel.fin_acked
+    if via_rx_data:
+        bridge.handle_frame(rx_data(0, b"more", flags=ChannelFlags.FIN, count=0,
+                                    window=10_000).encode())
+    else:
+        bridge.handle_frame(tx_acked(0x1000 + 1501, 0, 10_000,
+                                     flags=ChannelFlags.FIN).encode())
+    assert flow.channel.fin_acked
+    channel = flow.channel
+    assert channel.tx_acked - channel.tx_base == 1500   # the FIN is no ring byte
+    # Later ACKs (a window update while the peer keeps sending) name snd_una past the
+    # FIN without the flag: still nothing beyond what was sent.
+    bridge.handle_frame(tx_acked(0x1000 + 1501, 0, 20_000).encode())
+    assert channel.tx_acked - channel.tx_base == 1500
+    # Nothing the application might still write goes out after our FIN.
+    flow.app_tx.write(b"late")
+    assert bridge.kick(FLOW) == 0
+    assert not bridge.stats.drops, bridge.stats.drops
+    bridge.unregister(FLOW)
+    link.close()

@@ -128,18 +128,17 @@ control Transmit(inout headers_t hdr, inout metadata_t meta, inout standard_meta
             } else {
                 build_segment(TCP_HDR_BYTES, tcp_flags);
             }
-            /* Data is ECN-capable once negotiated; pure ACKs, a FIN alone and window probes
-             * are not (RFC 3168 6.1.4, 6.1.6). */
-            if (meta.flow.ecn != 0 && hdr.nic_host.length != 0
-                    && (hdr.nic_host.flags & NIC_HOST_FLAG_PROBE) == 0) {
-                hdr.ipv4.ecn = ECN_ECT0;
-            }
             /* snd_nxt = max(snd_nxt, end of this segment) in wrapping sequence space; a
              * resend below snd_una (acknowledged meanwhile) moves nothing. */
             bit<32> end = hdr.tcp.seq_no + (bit<32>)hdr.nic_host.length + fin_len;
             bit<32> end_ahead = end - meta.dyn.snd_una;
             if (end_ahead < 0x80000000 && end_ahead > meta.dyn.snd_nxt - meta.dyn.snd_una) {
                 meta.dyn.snd_nxt = end;
+                /* New data is ECN-capable once negotiated; retransmissions, pure ACKs, a FIN
+                 * alone and window probes are not (RFC 3168 6.1.4-6.1.6). */
+                if (meta.flow.ecn != 0 && hdr.nic_host.length != 0) {
+                    hdr.ipv4.ecn = ECN_ECT0;
+                }
             }
             hdr.nic_host.setInvalid();
         }

@@ -26,8 +26,8 @@ PEER_WINDOW = 1000  # what data_segment() advertises
 
 def flow_spec(flow_id: int, generation: int, *, local_port: int = 5001, peer_port: int = 40000,
               rx_ring_size: int = 1 << 16, rx_start_seq: int = 1000, tx_start_seq: int = 5000,
-              rx_window_shift: int = 0, wire_port: int = 1, timestamps: bool = True
-              ) -> FlowSpec:
+              rx_window_shift: int = 0, wire_port: int = 1, timestamps: bool = True,
+              ecn: bool = False) -> FlowSpec:
     """A test connection between LOCAL (us) and PEER (the wire)."""
     return FlowSpec(
         flow_id=flow_id, generation=generation,
@@ -35,6 +35,7 @@ def flow_spec(flow_id: int, generation: int, *, local_port: int = 5001, peer_por
         local_mac=LOCAL_MAC, peer_mac=PEER_MAC, rx_ring_size=rx_ring_size,
         rx_start_seq=rx_start_seq, tx_start_seq=tx_start_seq, wire_port=wire_port,
         rx_window_shift=rx_window_shift, timestamps=timestamps, peer_window=PEER_WINDOW,
+        ecn=ecn,
     )
 
 
@@ -73,16 +74,19 @@ class ExpectedAck:
     payload: bytes = b""      # a data segment the NIC built from TX_DATA
     psh: bool = False
     fin: bool = False         # TX_DATA flagged FIN: our FIN rides on it
+    cwr: bool = False         # TX_DATA flagged CWR
+    ect: bool = False         # the IPv4 ECN field says ECT(0)
 
     def packet(self, spec: FlowSpec, tsval: int = 0) -> Packet:
         """The ACK as bytes on the wire, our TSval filled in (the switch clock picks it)."""
         t = spec.tuple
         options = ts_option(tsval, self.tsecr) if self.tsecr is not None else []
         return (Ether(src=LOCAL_MAC, dst=PEER_MAC)
-                / IP(src=t.local_ip, dst=t.peer_ip, tos=0, id=0, flags="DF", ttl=64)
+                / IP(src=t.local_ip, dst=t.peer_ip, tos=2 if self.ect else 0, id=0,
+                     flags="DF", ttl=64)
                 / TCP(sport=t.local_port, dport=t.peer_port, seq=self.seq, ack=self.ack,
                       flags="A" + ("E" if self.ece else "") + ("P" if self.psh else "")
-                      + ("F" if self.fin else ""),
+                      + ("F" if self.fin else "") + ("C" if self.cwr else ""),
                       window=self.window, options=options)
                 / self.payload)
 
@@ -110,7 +114,8 @@ def _mac(text: str) -> bytes:
 
 def tx_data_frame(spec: FlowSpec, offset: int, payload: bytes, *, psh: bool = True,
                   generation: int | None = None, position: int | None = None,
-                  rto: bool = False, probe: bool = False, fin: bool = False) -> bytes:
+                  rto: bool = False, probe: bool = False, fin: bool = False,
+                  cwr: bool = False) -> bytes:
     """A host -> NIC message asking to send `payload` (the NIC adds the headers) from TX ring
     `offset` at TX stream `position` (default: the offset, as in a ring that has not wrapped);
     `rto`: the first segment of a go-back-N after a timeout; `probe`: a window probe; `fin`:
@@ -118,6 +123,8 @@ def tx_data_frame(spec: FlowSpec, offset: int, payload: bytes, *, psh: bool = Tr
     flags = ChannelFlags.PSH if psh else ChannelFlags.NONE
     if fin:
         flags |= ChannelFlags.FIN
+    if cwr:
+        flags |= ChannelFlags.CWR
     if rto:
         flags |= ChannelFlags.RTO
     if probe:

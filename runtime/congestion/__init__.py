@@ -15,6 +15,12 @@ UNLIMITED = "none"
 CHOICES = (*ALGORITHMS, UNLIMITED)
 
 
+def reacts_to_ecn(name: str) -> bool:
+    """Whether flows under this algorithm may negotiate ECN ("none" never reacts)."""
+    cls = ALGORITHMS.get(name)
+    return cls is not None and cls.uses_ecn
+
+
 def make(name: str, limits: RateLimits = RateLimits()) -> CongestionControl | None:
     """A fresh controller for one flow; None for "none"; ValueError for an unknown name."""
     if name == UNLIMITED:
@@ -27,4 +33,4 @@ def make(name: str, limits: RateLimits = RateLimits()) -> CongestionControl | No
 
 
 __all__ = ["ALGORITHMS", "CHOICES", "UNLIMITED", "CongestionControl", "IntervalFeedback",
-           "RateLimits", "make"]
+           "RateLimits", "make", "reacts_to_ecn"]

@@ -61,6 +61,9 @@ class CongestionControl(ABC):
     """One flow's congestion controller: a rate, updated once per control interval."""
 
     name: ClassVar[str]
+    # Whether the algorithm reacts to ECN marks (ECE-marked bytes in its feedback): only
+    # then may its flows be ECN-capable (RFC 3168 6.1.2).
+    uses_ecn: ClassVar[bool] = False
 
     def __init__(self, rate_bps: float, limits: RateLimits) -> None:
         self.limits = limits

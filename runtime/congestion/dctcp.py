@@ -28,6 +28,7 @@ class RateDctcp(CongestionControl):
     """Rate-based DCTCP for one flow."""
 
     name = "dctcp"
+    uses_ecn = True
 
     def __init__(self, limits: RateLimits = RateLimits(), config: DctcpConfig = DctcpConfig()):
         super().__init__(config.initial_bps, limits)

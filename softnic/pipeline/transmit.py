@@ -105,12 +105,13 @@ def transmit(tx_rate: Meter, hdr: Headers, meta: Metadata, sm: StandardMetadata)
         if msg.flags & NIC_HOST_FLAG_CWR:
             tcp_flags |= TCP_CWR
         _segment(hdr, meta, sm, tcp_flags)
-        # Data is ECN-capable once negotiated; pure ACKs, a FIN alone and probes are not.
-        if flow.ecn != 0 and msg.length != 0 and not msg.flags & NIC_HOST_FLAG_PROBE:
-            hdr.ipv4.ecn = ECN_ECT0
         # snd_nxt = max(snd_nxt, end of this segment) in wrapping sequence space.
         end = (hdr.tcp.seq_no + msg.length + fin_len) & M32
         end_ahead = (end - dyn.snd_una) & M32
         if end_ahead < 0x80000000 and end_ahead > ((dyn.snd_nxt - dyn.snd_una) & M32):
             dyn.snd_nxt = end
+            # New data is ECN-capable once negotiated; retransmissions, pure ACKs, a FIN
+            # alone and probes are not (RFC 3168 6.1.4-6.1.6).
+            if flow.ecn != 0 and msg.length != 0:
+                hdr.ipv4.ecn = ECN_ECT0
         hdr.nic_host = None
