@@ -19,6 +19,7 @@ from bmv2_env import env, runtime_proc, system_deps, targets
 from bmv2_env.peers import Peer, popen_in
 from bmv2_env.pipeline import PipelineFiles
 from bmv2_env.runtime_proc import RuntimeInfo
+from bmv2_env.state import RUNTIME_LOG, state_dir
 from bmv2_env.targets import Target
 from host_lib.control_channel import ControlChannel
 from runtime.p4rt.client import P4RuntimeClient
@@ -97,8 +98,7 @@ def stack_fixture(tmp_path_factory: pytest.TempPathFactory, runtime_args: list[s
 
     The environment and the runtime daemon (bmv2_env.runtime_proc, the same code as `make run`)
     are started for real; `env.down` stops the daemon, the switch and the peers afterwards.
-    `tmp_path_factory` is unused (the control socket lives in the environment's state dir) and
-    kept for the fixtures' signature.
+    The runtime's log is kept under `tmp_path_factory` when the stack goes down.
     """
     reason = skip_reason()
     if reason:
@@ -111,3 +111,14 @@ def stack_fixture(tmp_path_factory: pytest.TempPathFactory, runtime_args: list[s
         yield Stack(result.peers.peer(1), info.control_socket, info.grpc_addr, info)
     finally:
         env.down(PREFIX, keep_logs=True)  # stops the runtime first; a no-op for what was never started
+        _keep_runtime_log(tmp_path_factory)
+
+
+def _keep_runtime_log(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The next module's stack reuses the state dir: keep this one's runtime log (with its
+    final counters) where pytest keeps temporary files, to read after a failure."""
+    log = state_dir(PREFIX) / RUNTIME_LOG
+    if log.is_file():
+        kept = tmp_path_factory.mktemp("runtime-log") / "runtime.log"
+        kept.write_bytes(log.read_bytes())
+        print(f"\nruntime log kept: {kept}")
