@@ -48,16 +48,23 @@ def set_loss(peer: Namespace, percent: float) -> None:
     clear_loss(peer)
     if percent == 0:
         return
+    _rule_both_ways(peer, LOSS_TABLE, f"meta l4proto tcp {_random_share(percent)} counter drop",
+                    "packet loss")
+
+
+def _random_share(percent: float) -> str:
+    """An nft expression true for `percent` % of packets, drawn per packet."""
+    return f"numgen random mod {LOSS_RESOLUTION} < {round(percent / 100 * LOSS_RESOLUTION)}"
+
+
+def _rule_both_ways(peer: Namespace, table: str, rule: str, what: str) -> None:
+    """`rule` on the peer's input and output hooks, in a table of its own."""
     if not nft_available():
-        raise ImpairmentError("packet loss needs the nft command: apt-get install nftables")
-    threshold = round(percent / 100 * LOSS_RESOLUTION)
-    rule = (f"meta l4proto tcp numgen random mod {LOSS_RESOLUTION} < {threshold} "
-            "counter drop")
-    script = (f"table inet {LOSS_TABLE} {{\n"
-              f"  chain peer_in {{ type filter hook input priority 0; {rule}; }}\n"
-              f"  chain peer_out {{ type filter hook output priority 0; {rule}; }}\n"
-              "}\n")
-    _nft(peer, ["-f", "-"], script)
+        raise ImpairmentError(f"{what} needs the nft command: apt-get install nftables")
+    _nft(peer, ["-f", "-"], f"table inet {table} {{\n"
+                            f"  chain peer_in {{ type filter hook input priority 0; {rule}; }}\n"
+                            f"  chain peer_out {{ type filter hook output priority 0; {rule}; }}\n"
+                            "}\n")
 
 
 def drop_first_segment(peer: Namespace, src_ip: str) -> None:
@@ -87,15 +94,8 @@ def set_ecn_marking(peer: Namespace, percent: float) -> None:
     clear_ecn_marking(peer)
     if percent == 0:
         return
-    if not nft_available():
-        raise ImpairmentError("ECN marking needs the nft command: apt-get install nftables")
-    threshold = round(percent / 100 * LOSS_RESOLUTION)
-    rule = (f"meta l4proto tcp ip ecn {{ ect0, ect1 }} numgen random mod {LOSS_RESOLUTION} "
-            f"< {threshold} ip ecn set ce counter")
-    _nft(peer, ["-f", "-"], f"table inet {ECN_TABLE} {{\n"
-                            f"  chain peer_in {{ type filter hook input priority 0; {rule}; }}\n"
-                            f"  chain peer_out {{ type filter hook output priority 0; {rule}; }}\n"
-                            "}\n")
+    _rule_both_ways(peer, ECN_TABLE, "meta l4proto tcp ip ecn { ect0, ect1 } "
+                    f"{_random_share(percent)} ip ecn set ce counter", "ECN marking")
 
 
 def clear_ecn_marking(peer: Namespace) -> None:
