@@ -648,7 +648,9 @@ class ConnectionControl:
             self._send_ack(conn)
 
     def _on_ack(self, conn: Connection, seg: TcpSegment) -> None:
-        if seg.ack == conn.snd_nxt:
+        # Only once our FIN is out: until then snd_nxt is the end of the data, and an ACK of
+        # all of it (one that reaches us while the flow is being removed) is no ACK of a FIN.
+        if conn.fin_seq is not None and seg.ack == conn.snd_nxt:
             self._on_ack_of_fin(conn)
 
     def _on_ack_of_fin(self, conn: Connection) -> None:

@@ -242,3 +242,29 @@ def test_an_application_leaving_with_a_broken_ring_spares_its_other_connections(
         assert broken.conn_id not in r.control.table.by_id
         r.close()
     run(scenario)
+
+
+def test_an_ack_of_all_data_during_the_removal_is_not_the_ack_of_our_fin() -> None:
+    """close() after the peer's FIN: the flow leaves the fast path, then our FIN goes. An ACK
+    of all our data that reaches the slow path meanwhile (unknown flow) must not end the
+    connection in LAST_ACK before the FIN was even sent."""
+    async def scenario() -> None:
+        r = rig()
+
+        async def slow_delete(entries) -> None:
+            await asyncio.sleep(0.02)
+        r.datapath.delete = slow_delete
+        conn = await r.passive_open(40009)
+        r.segment(40009, conn.irs + 1, conn.snd_nxt, TcpFlags.FIN | TcpFlags.ACK,
+                  reason=PacketInReason.FIN)
+        r.control.close(conn)                    # CLOSE_WAIT -> LAST_ACK; flow removal starts
+        await asyncio.sleep(0.005)
+        r.segment(40009, conn.irs + 2, conn.snd_nxt, TcpFlags.ACK)   # ACKs all data, no FIN
+        await asyncio.sleep(0.05)
+        fins = [s for s in r.datapath.sent if s.flags & TcpFlags.FIN]
+        assert conn.state is State.LAST_ACK and len(fins) == 1, (conn.state, fins)
+        r.segment(40009, conn.irs + 2, fins[0].seq + 1, TcpFlags.ACK)  # the ACK of our FIN
+        assert conn.conn_id not in r.control.table.by_id and r.app.told(cp.Closed) == 1
+        assert not any(s.flags & TcpFlags.RST for s in r.datapath.sent)
+        r.close()
+    run(scenario)
