@@ -47,6 +47,7 @@ REINJECT_ACK_S = 0.1
 # only so many segments (a ring's worth of full segments).
 RACE_WINDOW_S = 0.5
 MAX_RACE_REINJECTS = 256
+ECN_FIELD, ECN_CE = 0x03, 0x03  # the IPv4 TOS byte's ECN bits, and Congestion Experienced
 MAX_WINDOW_SHIFT = 14
 SEQ_MOD = 1 << 32
 TCP_REASONS = {PacketInReason.SYN, PacketInReason.FIN, PacketInReason.RST,
@@ -163,6 +164,7 @@ class ConnectionControl:
         """Hand one segment to the fast path, which has its flow; its data is ACKed as it
         lands, or (old or out of order) after a moment."""
         self.stats.bump("segments_reinjected")
+        conn.reinjected_ce |= seg.tos & ECN_FIELD == ECN_CE
         self.datapath.reinject(normalized_frame(seg), conn.interface.port)
         if seg.payload:
             conn.reinjected_until = seq_add(seg.seq, len(seg.payload))
@@ -603,6 +605,7 @@ class ConnectionControl:
         for seg in held:
             # Rebuilt as the fast path parses it, whatever options it arrived with.
             self.datapath.reinject(normalized_frame(seg), conn.interface.port)
+            conn.reinjected_ce |= seg.tos & ECN_FIELD == ECN_CE
             if seg.seq == expected:
                 expected = seq_add(expected, len(seg.payload))
         self.stats.bump("segments_reinjected", len(held))
@@ -614,7 +617,9 @@ class ConnectionControl:
         if conn.reinjected_until is None or conn.conn_id not in self.table.by_id:
             return
         self._sync_sequences(conn)
-        self._send_ack(conn)
+        # The fast path echoes CE with ECE on the ACKs it sends; for reinjected data we do.
+        self._send_ack(conn, ece=conn.reinjected_ce)
+        conn.reinjected_ce = False
         if last or not seq_in_window(conn.reinjected_until, seq_add(conn.rcv_nxt, 1),
                                      SEQ_MOD // 2):
             conn.reinjected_until = None
@@ -1101,9 +1106,10 @@ class ConnectionControl:
         conn.retries += 1
         self._send_fin(conn)
 
-    def _send_ack(self, conn: Connection) -> None:
+    def _send_ack(self, conn: Connection, ece: bool = False) -> None:
+        flags = TcpFlags.ACK | (TcpFlags.ECE if ece and conn.ecn else TcpFlags(0))
         self._send(conn.interface, conn.peer_mac, conn.tuple, conn.snd_nxt, conn.rcv_nxt,
-                   TcpFlags.ACK, self._window(conn), self._ts_option(conn))
+                   flags, self._window(conn), self._ts_option(conn))
 
     def _window(self, conn: Connection) -> int:
         """Our window: the RX ring's free space (all of it before the data path exists)."""

@@ -91,6 +91,7 @@ class Connection:
     reinjected_until: int | None = None  # ACK RX data up to this sequence as it lands
     installed_at: float = 0.0  # time.monotonic() when the flow reached the fast path
     race_reinjects: int = 0    # unknown-flow data handed back after that (see _raced_...)
+    reinjected_ce: bool = False  # reinjected data arrived CE-marked: echo ECE on its ACK
     app_closed: bool = False   # the application called close() (or left)
     closed_told: bool = False  # the Closed event went out
     channel_registered: bool = False  # the bridge and rate control serve conn.channel

@@ -79,7 +79,7 @@ class Rig:
     def segment(self, sport: int, seq: int, ack: int, flags: TcpFlags, payload: bytes = b"",
                 reason: PacketInReason = PacketInReason.UNKNOWN_FLOW, **kw) -> None:
         frame = build_segment(PEER_MAC, LOCAL_MAC, PEER_IP, LOCAL_IP, sport, PORT, seq, ack,
-                              flags, 65535, kw.get("options"), payload)
+                              flags, 65535, kw.get("options"), payload, tos=kw.get("tos", 0))
         self.control.on_packet_in(PacketIn(frame, 1, int(reason), 0))
 
     def nic(self, conn, opcode: Opcode, flags: ChannelFlags, offset: int, count: int = 0,
@@ -266,5 +266,31 @@ def test_an_ack_of_all_data_during_the_removal_is_not_the_ack_of_our_fin() -> No
         r.segment(40009, conn.irs + 2, fins[0].seq + 1, TcpFlags.ACK)  # the ACK of our FIN
         assert conn.conn_id not in r.control.table.by_id and r.app.told(cp.Closed) == 1
         assert not any(s.flags & TcpFlags.RST for s in r.datapath.sent)
+        r.close()
+    run(scenario)
+
+
+def test_reinjected_ce_marked_data_is_echoed_with_ece() -> None:
+    """Data that raced the installation and arrived CE-marked: the slow path's ACK for it
+    echoes ECE, as the fast path's ACK would have (ECN negotiated)."""
+    async def scenario() -> None:
+        r = rig()
+        r.control.listen(r.app, None, PORT, 16)
+        r.segment(40010, 1000, 0, TcpFlags.SYN | TcpFlags.ECE | TcpFlags.CWR,
+                  reason=PacketInReason.SYN, options=TcpOptions(mss=1460))
+        synack = r.datapath.sent[-1]
+        assert synack.flags & TcpFlags.ECE            # ECN-setup SYN-ACK
+        r.segment(40010, 1001, synack.seq + 1, TcpFlags.ACK)
+        r.segment(40010, 1001, synack.seq + 1, TcpFlags.ACK | TcpFlags.PSH, b"raced",
+                  tos=0x03)                         # CE, held during the installation
+        for _ in range(5):
+            await asyncio.sleep(0)
+        conn = next(iter(r.control.table.by_id.values()))
+        assert conn.ecn and [s.payload for s in r.datapath.reinjected] == [b"raced"]
+        ch = conn.channel   # the NIC delivers the reinjected data: RX_DATA lands
+        r.bridge.handle_frame(NicHostMessage(Opcode.RX_DATA, ch.flow_id, ch.generation,
+                                             ChannelFlags.CE, 0, payload=b"raced").encode())
+        ack = r.datapath.sent[-1]
+        assert ack.flags & TcpFlags.ECE and ack.ack == 1001 + 5
         r.close()
     run(scenario)
