@@ -27,13 +27,12 @@ from typing import Callable, TypeVar
 
 from host_lib import control_protocol as cp
 
-DEFAULT_SOCKET_PATH = cp.DEFAULT_CONTROL_SOCKET
 _RECV_CHUNK = 256 * 1024
 
 
 def default_socket_path() -> Path:
     """$P4TAS_CONTROL_SOCKET, read now (not at import), or the runtime's default path."""
-    return Path(os.environ.get("P4TAS_CONTROL_SOCKET") or DEFAULT_SOCKET_PATH)
+    return Path(os.environ.get("P4TAS_CONTROL_SOCKET") or cp.DEFAULT_CONTROL_SOCKET)
 E = TypeVar("E", bound=cp.Message)
 
 

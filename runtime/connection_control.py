@@ -167,9 +167,10 @@ class ConnectionControl:
         conn.reinjected_ce |= seg.tos & ECN_FIELD == ECN_CE
         self.datapath.reinject(normalized_frame(seg), conn.interface.port)
         if seg.payload:
+            if conn.reinjected_until is None:  # one fallback ACK for a burst, not one each
+                asyncio.get_running_loop().call_later(REINJECT_ACK_S, self._ack_reinjected,
+                                                      conn, True)
             conn.reinjected_until = seq_add(seg.seq, len(seg.payload))
-            asyncio.get_running_loop().call_later(REINJECT_ACK_S, self._ack_reinjected, conn,
-                                                  True)
 
     def on_segment(self, seg: TcpSegment, iface: Interface) -> None:
         key = FlowTuple(seg.dst_ip, seg.dst_port, seg.src_ip, seg.src_port)

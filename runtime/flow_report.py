@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import replace
 
 from host_lib import control_protocol as cp
 from host_lib.rings import ByteRing, RingCorruptedError
@@ -27,17 +28,15 @@ def flow_info(control: ConnectionControl, conn: Connection, app: str) -> cp.Flow
     counters, flow_id = channel.counters, channel.flow_id
     rate = control.rates.paced_rate(flow_id) if control.rates is not None else None
     srtt = control.bridge.timers.srtt(flow_id)
-    return cp.FlowInfo(
-        **{**info.to_dict(),
-           "bytes_sent": channel.tx_high - channel.tx_base,
-           "bytes_acked": counters.acked_bytes, "bytes_received": counters.rx_bytes,
-           "rate_bps": rate, "rtt_us": None if srtt is None else round(srtt * 1e6),
-           "fast_retransmits": counters.fast_retransmits, "rto_timeouts": counters.timeouts,
-           "retransmitted_bytes": counters.retransmitted_bytes,
-           "ece_bytes": counters.ece_acked_bytes,
-           "ooo_bytes": max(channel.ooo_end - channel.rx_ring.head, 0) if channel.ooo_end else 0,
-           "rx_ring_fill": _fill(channel.rx_ring), "rx_ring_size": channel.rx_ring.size,
-           "tx_ring_fill": _fill(channel.tx_ring), "tx_ring_size": channel.tx_ring.size})
+    return replace(
+        info, bytes_sent=channel.tx_high - channel.tx_base,
+        bytes_acked=counters.acked_bytes, bytes_received=counters.rx_bytes, rate_bps=rate,
+        rtt_us=None if srtt is None else round(srtt * 1e6),
+        fast_retransmits=counters.fast_retransmits, rto_timeouts=counters.timeouts,
+        retransmitted_bytes=counters.retransmitted_bytes, ece_bytes=counters.ece_acked_bytes,
+        ooo_bytes=max(channel.ooo_end - channel.rx_ring.head, 0) if channel.ooo_end else 0,
+        rx_ring_fill=_fill(channel.rx_ring), rx_ring_size=channel.rx_ring.size,
+        tx_ring_fill=_fill(channel.tx_ring), tx_ring_size=channel.tx_ring.size)
 
 
 def _fill(ring: ByteRing) -> int:

@@ -58,6 +58,25 @@ print(json.dumps({"got": hashlib.sha256(got).hexdigest(), "bytes": len(got)}), f
 """
 
 
+# Linux client: sends a seeded request, half-closes (SHUT_WR), reads the answer to EOF.
+LINUX_HALF_CLOSING_CLIENT = """
+import hashlib, json, random, socket, sys
+host, port, request_len = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+request = random.Random(3).randbytes(request_len)
+s = socket.create_connection((host, port), timeout=60)
+s.sendall(request)
+s.shutdown(socket.SHUT_WR)
+got = bytearray()
+while True:
+    chunk = s.recv(1 << 20)
+    if not chunk:
+        break
+    got += chunk
+s.close()
+print(json.dumps({"got": hashlib.sha256(got).hexdigest(), "bytes": len(got)}), flush=True)
+"""
+
+
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     yield from host_lib_stack(tmp_path_factory, ["--time-wait", str(TIME_WAIT_S)])
@@ -106,27 +125,11 @@ def test_p4tas_server_half_closes_first_then_reads(stack: Stack) -> None:
 def test_linux_client_half_closes_and_p4tas_answers(stack: Stack) -> None:
     """The other direction: the Linux peer half-closes, p4tas answers 2 MiB and closes."""
     request = random.Random(3).randbytes(REQUEST)
-    script = """
-import hashlib, json, socket, sys
-host, port, request_len = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-import random
-request = random.Random(3).randbytes(request_len)
-s = socket.create_connection((host, port), timeout=60)
-s.sendall(request)
-s.shutdown(socket.SHUT_WR)
-got = bytearray()
-while True:
-    chunk = s.recv(1 << 20)
-    if not chunk:
-        break
-    got += chunk
-s.close()
-print(json.dumps({"got": hashlib.sha256(got).hexdigest(), "bytes": len(got)}), flush=True)
-"""
     answer = random.Random(4).randbytes(ANSWER)
     with p4tas_listener(stack, PORT) as listener:
         wire = WireCapture(stack, PORT)
-        client = stack.linux(script, stack.peer.local_ip, str(PORT), str(REQUEST))
+        client = stack.linux(LINUX_HALF_CLOSING_CLIENT, stack.peer.local_ip, str(PORT),
+                             str(REQUEST))
         conn, _ = listener.accept()
         with conn:
             conn.settimeout(30)
