@@ -27,11 +27,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bmv2_env import env, targets  # noqa: E402
 from bmv2_env.portmap import PortMap  # noqa: E402
 from bench.benchlib import describe_bmv2  # noqa: E402
-from runtime.datapath_constants import HOST_PORT, ack_clone_sessions  # noqa: E402
-from runtime.dma_bridge import HostPort  # noqa: E402
-from runtime.flow_entries import FlowSpec, FlowTuple, flow_entries  # noqa: E402
-from runtime.nic_host_header import ChannelFlags, NicHostMessage, Opcode  # noqa: E402
-from runtime.p4rt.client import P4RuntimeClient  # noqa: E402
+from nic_contract.constants import HOST_PORT, ack_clone_sessions  # noqa: E402
+from nic_contract.host_port import HostPort  # noqa: E402
+from nic_contract.flow_entries import FlowSpec, FlowTuple, flow_entries  # noqa: E402
+from nic_contract.nic_host_header import ChannelFlags, NicHostMessage, Opcode  # noqa: E402
+from nic_contract.p4rt.client import P4RuntimeClient  # noqa: E402
 from scapy.layers.inet import IP, TCP  # noqa: E402
 from scapy.layers.l2 import Ether  # noqa: E402
 
@@ -123,7 +123,7 @@ def _mac(text: str) -> int:
 def profile_softnic(items: list, top: int) -> str:
     """softnic's pipeline on the same frames in this process, under cProfile."""
     from google.protobuf import text_format  # noqa: PLC0415 - only for --profile
-    from runtime.p4rt.proto import p4info_pb2  # noqa: PLC0415
+    from nic_contract.p4rt.proto import p4info_pb2  # noqa: PLC0415
     from softnic.p4info_check import Program  # noqa: PLC0415
     from softnic.p4runtime_server import DEFAULT_BMV2_JSON, DEFAULT_P4INFO  # noqa: PLC0415
     from softnic.pipeline.flow_lookup import (FLOW_LOOKUP, FLOW_STATE, SET_FLOW_ID,  # noqa: PLC0415

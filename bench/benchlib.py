@@ -33,7 +33,7 @@ if str(REPO) not in sys.path:
 
 from bmv2_env import env, runtime_proc, targets, topology  # noqa: E402
 from bmv2_env.peers import TCP_SYSCTLS  # noqa: E402
-from bmv2_env.pipeline import PipelineError, PipelineFiles  # noqa: E402
+from nic_contract.pipeline import PipelineError, PipelineFiles  # noqa: E402
 from bmv2_env.shell import run  # noqa: E402
 from bmv2_env.toolchain import ToolNotFound, find_simple_switch_grpc  # noqa: E402
 

@@ -19,9 +19,9 @@ from types import FrameType
 from . import echo_proc, env, ptf_runner, runtime_proc, switch, system_deps, targets
 from .echo_proc import EchoInfo, EchoProcError
 from .peers import Peer, PeerError, PeerSet
-from runtime.datapath_constants import ack_clone_sessions
+from nic_contract.constants import ack_clone_sessions
 
-from .pipeline import PipelineError, PipelineFiles
+from nic_contract.pipeline import PipelineError, PipelineFiles
 from .portmap import (DEFAULT_PREFIX, DEFAULT_WIRE_PORTS, MAX_WIRE_PORTS, MIN_WIRE_PORTS, ROLE_CPU,
                       PortMap, validate_prefix)
 from .ptf_runner import PtfCounts, PtfError

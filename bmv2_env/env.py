@@ -9,7 +9,7 @@ from pathlib import Path
 
 from . import echo_proc, pipeline, runtime_proc, switch, system_deps, targets, topology
 from .peers import Peer, PeerError, PeerSet, link_in_netns
-from .pipeline import PipelineFiles
+from nic_contract.pipeline import PipelineFiles
 from .portmap import DEFAULT_PREFIX, DEFAULT_WIRE_PORTS, PortMap
 from .state import (CONTROL_SOCKET, ECHO_LOG, ECHO_PID, ENV_FILE, PEERS_FILE, PORTMAP_FILE,
                     PTF_LOG, RUNTIME_LOG, RUNTIME_PID, SWITCH_LOG, SWITCH_PID, EnvRecord,

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from runtime.datapath_constants import CPU_PORT, HOST_PORT
+from nic_contract.constants import CPU_PORT, HOST_PORT
 
 MIN_WIRE_PORTS = 1
 MAX_WIRE_PORTS = 16

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .pipeline import REPO_ROOT, PipelineFiles
+from nic_contract.pipeline import REPO_ROOT, PipelineFiles
 from .portmap import PortMap
 from .state import PORTMAP_FILE, PTF_LOG
 

@@ -3,15 +3,15 @@ with Linux peers (`p4tas-env up --peers`).
 
 Everything goes to the environment's state dir (bmv2_env.state.state_dir):
 
-- the command is `python -m runtime --grpc-addr <env grpc> --env-state <state dir>
-  --control-socket <state dir>/control.sock [extra args]` (the daemon takes its interfaces
-  from the state dir's peers.json);
+- the command is `python -m runtime --grpc-addr <env grpc> --control-socket
+  <state dir>/control.sock --interface PORT=IP/LEN,MAC ... --host-interface <host veth>
+  [extra args]`: this module reads the state dir's peers.json and portmap.json, the daemon
+  never reads a file of ours;
 - its stdout and stderr go to `runtime.log`, its PID to `runtime.pid`;
 - `start` returns once the daemon printed its `READY` line, and fails with the log's tail if
   it exits first or stays silent past the timeout;
 - `stop` signals by PID, SIGTERM then SIGKILL after a grace period, and only a process whose
-  /proc/<pid>/cmdline carries *this* state dir's `--env-state` and `--control-socket`
-  arguments: a PID reused by any other process is never signalled.
+  /proc/<pid>/cmdline carries *this* state dir's `--control-socket` argument: a PID reused by any other process is never signalled.
 
 The daemon runs in its own session, so it outlives the command that started it (`make run`)
 and a Ctrl-C in that terminal; `env.down` (`make clean-env`) stops it before the switch.
@@ -19,6 +19,7 @@ and a Ctrl-C in that terminal; `env.down` (`make clean-env`) stops it before the
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import subprocess
@@ -27,6 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from .peers import PeerError, PeerSet
 from .processes import ManagedProcess, ProcessKind, find_pids
 from .state import CONTROL_SOCKET, PEERS_FILE, RUNTIME_LOG, RUNTIME_PID, EnvRecord
 
@@ -37,7 +39,7 @@ READY_PREFIX = "READY"
 DEFAULT_READY_TIMEOUT = 30.0
 STOP_GRACE = 10.0  # the daemon resets its connections on SIGTERM before it exits
 # Arguments this module sets itself; passing them as extra arguments is an error.
-_MANAGED_ARGS = ("--grpc-addr", "--env-state", "--control-socket")
+_MANAGED_ARGS = ("--grpc-addr", "--control-socket", "--interface", "--host-interface")
 
 
 class RuntimeProcError(RuntimeError):
@@ -79,8 +81,11 @@ def pid_path(state_dir: Path | str) -> Path:
 
 
 def build_command(state_dir: Path | str, grpc_addr: str, extra: Sequence[str] = (),
-                  program: Sequence[str] | None = None) -> list[str]:
-    """The daemon's command line; `program` replaces `python -m runtime` (tests use a stand-in)."""
+                  program: Sequence[str] | None = None, *, interfaces: Sequence[str] = (),
+                  host_interface: str | None = None) -> list[str]:
+    """The daemon's command line; `program` replaces `python -m runtime` (tests use a stand-in).
+
+    `interfaces`: PORT=IP/LEN,MAC per wire port; `host_interface`: the host port's veth."""
     if isinstance(extra, (str, bytes)):
         raise TypeError("extra must be a sequence of arguments, not a string")
     clash = [a for a in extra if a.split("=", 1)[0] in _MANAGED_ARGS]
@@ -88,8 +93,17 @@ def build_command(state_dir: Path | str, grpc_addr: str, extra: Sequence[str] = 
         raise ValueError(f"{', '.join(clash)}: set by bmv2_env itself, not an extra argument")
     directory = _dir(state_dir)
     prog = list(program) if program else [sys.executable, "-m", "runtime"]
-    return [*prog, "--grpc-addr", grpc_addr, "--env-state", str(directory),
-            "--control-socket", str(directory / CONTROL_SOCKET), *map(str, extra)]
+    ours = [arg for text in interfaces for arg in ("--interface", text)]
+    if host_interface is not None:
+        ours += ["--host-interface", host_interface]
+    return [*prog, "--grpc-addr", grpc_addr, "--control-socket", str(directory / CONTROL_SOCKET),
+            *ours, *map(str, extra)]
+
+
+def interface_args(peers: PeerSet) -> list[str]:
+    """`--interface` values for the wire ports of `peers`: the address p4tas owns on each."""
+    return [f"{p.wire_port}={p.local_ip}/{ipaddress.IPv4Network(p.subnet).prefixlen},"
+            f"{p.local_mac}" for p in peers]
 
 
 # ---- processes ---------------------------------------------------------------------------------
@@ -99,13 +113,12 @@ def _has_pair(argv: Sequence[str], option: str, value: str) -> bool:
 
 
 def _kind(state_dir: Path | str) -> ProcessKind:
-    """A runtime daemon of *this* state dir: `--env-state <state dir>` and `--control-socket
-    <state dir>/control.sock` on its command line, exactly as build_command writes them."""
+    """A runtime daemon of *this* state dir: `--control-socket <state dir>/control.sock` on its
+    command line, exactly as build_command writes it."""
     directory = _dir(state_dir)
 
     def matches(argv: Sequence[str]) -> bool:
-        return (_has_pair(argv, "--env-state", str(directory))
-                and _has_pair(argv, "--control-socket", str(directory / CONTROL_SOCKET)))
+        return _has_pair(argv, "--control-socket", str(directory / CONTROL_SOCKET))
     return ProcessKind("runtime", matches, RuntimeProcError)
 
 
@@ -172,21 +185,25 @@ def start(state_dir: Path | str, grpc_addr: str | None = None, extra: Sequence[s
     carries the log's tail.
     """
     directory = _dir(state_dir)
-    if grpc_addr is None:
-        record = EnvRecord.load(directory)
-        if record is None:
-            raise RuntimeProcError(f"no environment is up in {directory}: bring it up with "
-                                   "`python -m bmv2_env up --peers` (or `make run`)")
-        grpc_addr = record.grpc_addr
+    record = EnvRecord.load(directory)
+    if record is None:
+        raise RuntimeProcError(f"no environment is up in {directory}: bring it up with "
+                               "`python -m bmv2_env up --peers` (or `make run`)")
+    grpc_addr = grpc_addr or record.grpc_addr
     if not (directory / PEERS_FILE).is_file():
         raise RuntimeProcError(f"{directory / PEERS_FILE} missing: the runtime takes its "
                                "interfaces from the Linux peers of `python -m bmv2_env up "
                                "--peers`")
+    try:
+        interfaces = interface_args(PeerSet.load(directory))
+    except PeerError as exc:
+        raise RuntimeProcError(str(exc)) from None
     running = running_pid(directory)
     if running is not None:
         raise RuntimeProcError(f"a runtime for {directory} already runs (pid {running}); stop "
                                "it first (`python -m bmv2_env down` stops everything)")
-    cmd = build_command(directory, grpc_addr, extra, program)
+    cmd = build_command(directory, grpc_addr, extra, program, interfaces=interfaces,
+                        host_interface=record.portmap.host_link.peer_iface)
     process = _process(directory)
     process.pid_path.unlink(missing_ok=True)
     log.info("starting: %s", " ".join(cmd))

@@ -11,8 +11,8 @@ from scapy.packet import Packet, Raw
 
 from lib.base_test import WIRE_PORT, FastPathTest, next_flow_id, next_generation
 from lib.packets import LOCAL_IP, LOCAL_MAC, PEER_IP, PEER_MAC, data_segment, flow_spec
-from runtime.datapath_constants import ETHERTYPE_NIC_HOST, HOST_PORT, DropReason, PacketInReason
-from runtime.nic_host_header import NicHostMessage, Opcode
+from nic_contract.constants import ETHERTYPE_NIC_HOST, HOST_PORT, DropReason, PacketInReason
+from nic_contract.nic_host_header import NicHostMessage, Opcode
 
 EXCEPTIONS = "exception_counter"
 DROPS = "drop_counter"

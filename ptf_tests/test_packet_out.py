@@ -9,7 +9,7 @@ from lib.base_test import (OTHER_WIRE_PORT, WIRE_PORT, FastPathTest, next_flow_i
                            next_generation)
 from lib.packets import (LOCAL_IP, LOCAL_MAC, PEER_IP, PEER_MAC, data_segment, flow_spec,
                          rx_data_frame)
-from runtime.datapath_constants import HOST_PORT, PacketInReason
+from nic_contract.constants import HOST_PORT, PacketInReason
 
 
 class PacketOutToEachPort(FastPathTest):

@@ -9,8 +9,8 @@ import ptf.testutils as tu
 from lib.base_test import WIRE_PORT, FastPathTest, next_flow_id, next_generation
 from lib.packets import (ECN_CE, ExpectedAck, data_segment, flow_spec, rx_consumed_frame,
                          rx_data_frame)
-from runtime.datapath_constants import HOST_PORT, DropReason
-from runtime.nic_host_header import ChannelFlags
+from nic_contract.constants import HOST_PORT, DropReason
+from nic_contract.nic_host_header import ChannelFlags
 
 DROPS = "drop_counter"
 CROSS_PORT_SETTLE_S = 0.3

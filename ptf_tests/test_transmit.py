@@ -9,8 +9,8 @@ import ptf.testutils as tu
 from lib.base_test import WIRE_PORT, FastPathTest, next_flow_id, next_generation
 from lib.packets import (PEER_WINDOW, ExpectedAck, data_segment, flow_spec, retransmit_frame,
                          rx_data_frame, tx_acked_frame, tx_data_frame)
-from runtime.datapath_constants import HOST_PORT, DropReason, PacketInReason
-from runtime.nic_host_header import ChannelFlags
+from nic_contract.constants import HOST_PORT, DropReason, PacketInReason
+from nic_contract.nic_host_header import ChannelFlags
 
 RING = 1 << 12
 

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
 
-from runtime.datapath_constants import ETHERTYPE_ARP, ETHERTYPE_IPV4
+from nic_contract.constants import ETHERTYPE_ARP, ETHERTYPE_IPV4
 from runtime.tcp_segments import ETH_HEADER, ip_to_bytes, mac_to_bytes, mac_to_str
 
 log = logging.getLogger(__name__)

@@ -7,11 +7,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from host_lib import control_protocol as cp
+from nic_contract.pipeline import BMV2_JSON, P4INFO
 from runtime.congestion.controller import ControlConfig
 from runtime.retransmission import RtoConfig
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-BUILD_DIR = REPO_ROOT / "p4src" / "build"
 
 
 @dataclass(frozen=True)
@@ -71,8 +70,8 @@ class RuntimeConfig:
 
     grpc_addr: str = "127.0.0.1:9559"
     device_id: int = 0
-    p4info: Path = BUILD_DIR / "p4tas.p4info.txtpb"
-    bmv2_json: Path = BUILD_DIR / "p4tas.json"
+    p4info: Path = P4INFO
+    bmv2_json: Path = BMV2_JSON
     interfaces: tuple[Interface, ...] = ()
     control_socket: Path = Path(cp.DEFAULT_CONTROL_SOCKET)
     tcp: TcpParams = field(default_factory=TcpParams)

@@ -18,14 +18,14 @@ from runtime.config import Interface, RuntimeConfig
 from runtime.connections import Connection, ConnectionTable, EventSink, Listener
 from runtime.datapath import Datapath, PacketIn
 from runtime.dma_bridge import DmaBridge, FlowChannel
-from runtime.nic_host_header import NicHostMessage, Opcode
-from runtime.datapath_constants import PacketInReason
-from runtime.flow_entries import MAX_GENERATION, FlowSpec, FlowTuple, flow_entries
+from nic_contract.nic_host_header import NicHostMessage, Opcode
+from nic_contract.constants import PacketInReason
+from nic_contract.flow_entries import MAX_GENERATION, FlowSpec, FlowTuple, flow_entries
 from runtime.flow_ids import FlowIdAllocator
 from runtime.local_ports import LocalPortAllocator
 from runtime.normalize import NORMALIZABLE, normalizable, normalized_frame
 from runtime.orphans import Orphans
-from runtime.p4rt.p4info import P4Info
+from nic_contract.p4rt.p4info import P4Info
 from runtime.slow_path_stats import Stats
 from runtime.tcp_segments import (SegmentError, TcpFlags, TcpOptions, TcpSegment, build_segment,
                                   checksums_ok, parse_segment)

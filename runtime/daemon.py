@@ -4,22 +4,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import signal
 import sys
 from pathlib import Path
 
 from runtime.app_memory import remove_stale_segments
-from runtime.config import BUILD_DIR, Interface, RuntimeConfig, TcpParams
+from runtime.config import Interface, RuntimeConfig, TcpParams
 from runtime.connection_control import ConnectionControl
 from runtime.control_server import ControlServer
 from host_lib.shm_layout import Layout
 from runtime.datapath import Datapath
-from runtime.dma_bridge import DmaBridge, HostPort
-from runtime.datapath_constants import ack_clone_sessions
+from nic_contract.host_port import HostPort
+from runtime.dma_bridge import DmaBridge
+from nic_contract.pipeline import BMV2_JSON, P4INFO, PipelineError, PipelineFiles, install
 from runtime.metrics import METRICS_ADDR, serve_metrics
-from runtime.p4rt.client import P4RuntimeClient, P4RuntimeError
+from nic_contract.p4rt.client import P4RuntimeClient, P4RuntimeError
 from runtime.retransmission import RtoConfig
 from runtime.congestion import CHOICES
 from runtime.congestion.controller import ControlConfig, RateController
@@ -33,15 +33,15 @@ class StartupError(RuntimeError):
 
 def connect_switch(config: RuntimeConfig) -> P4RuntimeClient:
     """Become primary, load (or verify) the pipeline, program the ACK clone sessions."""
-    for path in (config.p4info, config.bmv2_json):
-        if not Path(path).is_file():
-            raise StartupError(f"pipeline artifact {path} not found: run `make p4` or pass "
-                               "--p4info/--bmv2-json")
+    files = PipelineFiles(config.p4info, config.bmv2_json)
+    try:
+        files.check()
+    except PipelineError as exc:
+        raise StartupError(f"{exc}, or pass --p4info/--bmv2-json") from None
     client = P4RuntimeClient(config.grpc_addr, config.device_id)
     try:
         client.connect()
-        pushed = client.ensure_pipeline(config.p4info, config.bmv2_json)
-        client.write_clone_sessions(ack_clone_sessions([i.port for i in config.interfaces]))
+        pushed = install(client, [i.port for i in config.interfaces], files)
         stale = remove_stale_flows(client)
     except P4RuntimeError as exc:
         client.close()
@@ -143,26 +143,6 @@ async def _dispatch(datapath: Datapath, control: ConnectionControl) -> None:
         control.on_packet_in(pin)
 
 
-def host_interface_from_env(state_dir: Path) -> str | None:
-    """The host port's peer-side veth from a bmv2_env state dir (portmap.json)."""
-    try:
-        ports = json.loads((state_dir / "portmap.json").read_text())["ports"]
-    except (OSError, ValueError, KeyError):
-        return None
-    return next((p["peer_iface"] for p in ports if p.get("role") == "host"), None)
-
-
-def interfaces_from_env(state_dir: Path) -> tuple[Interface, ...]:
-    """Our interfaces from a bmv2_env state dir brought up with `--peers` (peers.json)."""
-    peers_file = state_dir / "peers.json"
-    try:
-        peers = json.loads(peers_file.read_text())["peers"]
-    except (OSError, ValueError, KeyError) as exc:
-        raise StartupError(f"cannot read {peers_file} ({exc}): bring the environment up with "
-                           "`python -m bmv2_env up --peers` or pass --interface") from None
-    return tuple(Interface(p["wire_port"], p["local_ip"], p["local_mac"]) for p in peers)
-
-
 def parse_args(argv: list[str] | None = None) -> tuple[RuntimeConfig, str]:
     parser = argparse.ArgumentParser(
         prog="python -m runtime",
@@ -171,17 +151,15 @@ def parse_args(argv: list[str] | None = None) -> tuple[RuntimeConfig, str]:
     parser.add_argument("--grpc-addr", default="127.0.0.1:9559",
                         help="P4Runtime address of the switch (default %(default)s)")
     parser.add_argument("--device-id", type=int, default=0, help="P4Runtime device id")
-    parser.add_argument("--p4info", type=Path, default=BUILD_DIR / "p4tas.p4info.txtpb",
+    parser.add_argument("--p4info", type=Path, default=P4INFO,
                         help="p4info (text format) of the pipeline (default: the committed one)")
-    parser.add_argument("--bmv2-json", type=Path, default=BUILD_DIR / "p4tas.json",
+    parser.add_argument("--bmv2-json", type=Path, default=BMV2_JSON,
                         help="bmv2 JSON of the pipeline (default: the committed one)")
     parser.add_argument("--interface", action="append", default=[], metavar="PORT=IP/LEN,MAC",
                         help="a wire port and the address we own on it; repeat per port")
-    parser.add_argument("--env-state", type=Path, metavar="DIR",
-                        help="take the interfaces from a bmv2_env state dir (peers.json)")
     parser.add_argument("--host-interface", metavar="IFNAME",
                         help="the host port's veth (the NIC<->host channel); without it "
-                             "connections carry no data (default: from --env-state)")
+                             "connections carry no data")
     parser.add_argument("--control-socket", type=Path, default=RuntimeConfig.control_socket,
                         help="UNIX socket for applications (default %(default)s)")
     parser.add_argument("--rx-ring-size", type=int, default=TcpParams.rx_ring_size,
@@ -221,12 +199,10 @@ def parse_args(argv: list[str] | None = None) -> tuple[RuntimeConfig, str]:
     args = parser.parse_args(argv)
     try:
         interfaces = tuple(Interface.parse(text) for text in args.interface)
-        if args.env_state:
-            interfaces += interfaces_from_env(args.env_state)
-    except (ValueError, StartupError) as exc:
+    except ValueError as exc:
         parser.error(str(exc))
     if not interfaces:
-        parser.error("no interfaces: pass --interface PORT=IP/LEN,MAC or --env-state DIR")
+        parser.error("no interfaces: pass --interface PORT=IP/LEN,MAC (one per wire port)")
     size = args.rx_ring_size
     if size < 2 or size & (size - 1):
         parser.error(f"--rx-ring-size {size} is not a power of two")
@@ -237,9 +213,6 @@ def parse_args(argv: list[str] | None = None) -> tuple[RuntimeConfig, str]:
     tcp = TcpParams(rx_ring_size=size, time_wait_s=args.time_wait, syn_retries=args.syn_retries,
                     orphan_timeout_s=args.orphan_timeout, max_orphans=args.max_orphans,
                     syn_rto_s=args.syn_rto, max_app_connections=args.max_app_connections)
-    host_interface = args.host_interface
-    if host_interface is None and args.env_state:
-        host_interface = host_interface_from_env(args.env_state)
     if not 0 < args.min_rto < args.give_up:
         parser.error(f"need 0 < --min-rto ({args.min_rto}) < --give-up ({args.give_up})")
     rto = RtoConfig(min_rto_s=args.min_rto, give_up_s=args.give_up)
@@ -249,7 +222,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[RuntimeConfig, str]:
     if args.metrics_port is not None and not 0 < args.metrics_port < 65536:
         parser.error(f"--metrics-port must be 1..65535, got {args.metrics_port}")
     config = RuntimeConfig(args.grpc_addr, args.device_id, args.p4info, args.bmv2_json,
-                           interfaces, args.control_socket, tcp, host_interface, rto,
+                           interfaces, args.control_socket, tcp, args.host_interface, rto,
                            args.congestion, control, args.metrics_port, args.ecn == "on")
     return config, args.log_level
 

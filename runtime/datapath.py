@@ -10,9 +10,9 @@ import time
 from dataclasses import dataclass, field
 from typing import AsyncIterator, Iterable
 
-from runtime.datapath_constants import TS_TICK_SHIFT, PacketInReason
-from runtime.p4rt.client import P4RuntimeClient, StreamError, WriteError, updates_of
-from runtime.p4rt.proto import p4runtime_pb2
+from nic_contract.constants import TS_TICK_SHIFT, PacketInReason
+from nic_contract.p4rt.client import P4RuntimeClient, StreamError, WriteError, updates_of
+from nic_contract.p4rt.proto import p4runtime_pb2
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ from array import array
 from collections import deque
 from typing import NamedTuple
 
-from runtime.datapath_constants import MAX_FLOWS
-from runtime.flow_entries import MAX_GENERATION
+from nic_contract.constants import MAX_FLOWS
+from nic_contract.flow_entries import MAX_GENERATION
 
 
 class FlowTableFull(OSError):

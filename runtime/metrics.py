@@ -19,9 +19,9 @@ from prometheus_client.core import (CollectorRegistry, CounterMetricFamily, Gaug
 from prometheus_client.registry import Collector
 
 from runtime.connection_control import ConnectionControl
-from runtime.datapath_constants import DropReason, PacketInReason
+from nic_contract.constants import DropReason, PacketInReason
 from runtime.flow_report import flows_by_state
-from runtime.p4rt.client import P4RuntimeClient, P4RuntimeError
+from nic_contract.p4rt.client import P4RuntimeClient, P4RuntimeError
 from runtime.slow_path_stats import SETUP_BUCKETS_S
 
 log = logging.getLogger(__name__)

@@ -7,7 +7,7 @@ the rest), only the timestamps option — and hands it back to the fast path (re
 
 from __future__ import annotations
 
-from runtime.datapath_constants import PacketInReason
+from nic_contract.constants import PacketInReason
 from runtime.tcp_segments import TcpFlags, TcpOptions, TcpSegment, build_segment
 
 NORMALIZABLE = frozenset({PacketInReason.IPV4_OPTIONS, PacketInReason.TCP_FLAGS,

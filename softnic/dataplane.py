@@ -14,7 +14,7 @@ import time
 from collections import Counter as Tally
 from collections.abc import Callable
 
-from runtime.dma_bridge import HostPort
+from nic_contract.host_port import HostPort
 from softnic.pipeline.constants import CPU_PORT, HOST_PORT
 from softnic.pipeline.p4tas import P4tasPipeline
 from softnic.state import SwitchState

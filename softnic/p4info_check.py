@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from runtime.p4rt.proto import p4info_pb2
+from nic_contract.p4rt.proto import p4info_pb2
 from softnic.state import Counter, ExactTable, Meter, Register, SwitchState
 
 MatchType = p4info_pb2.MatchField.MatchType

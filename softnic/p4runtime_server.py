@@ -4,9 +4,9 @@ simple_switch_grpc (PI's frontend over bmv2) for everything p4tas uses.
 Writes and reads go to a `SwitchState` that the dataplane runs packets against; a committed
 pipeline hands a fresh state to the dataplane. Error codes and messages follow PI
 (proto/frontend/src/device_mgr.cpp): a failed Write is UNKNOWN with one p4.v1.Error per update in
-the google.rpc.Status details, the way runtime/p4rt/client.py decodes them. The service is
+the google.rpc.Status details, the way nic_contract/p4rt/client.py decodes them. The service is
 built from generic handlers because the p4runtime wheel ships no usable service stubs (see
-runtime/p4rt/proto.py).
+nic_contract/p4rt/proto.py).
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ from typing import Any, Protocol
 import grpc
 from google.protobuf import text_format
 
-from runtime.p4rt.proto import code_pb2, p4info_pb2, p4runtime_pb2, status_pb2
+from nic_contract.pipeline import BMV2_JSON, P4INFO
+from nic_contract.p4rt.proto import code_pb2, p4info_pb2, p4runtime_pb2, status_pb2
 from softnic.p4info_check import (ConfigError, ControllerHeader, DefaultActions, IndexedInfo,
                                   Program, TableInfo, p4info_differences, unsupported_features)
 from softnic.state import SwitchState
@@ -34,9 +35,8 @@ log = logging.getLogger(__name__)
 pb = p4runtime_pb2
 Code = code_pb2.Code
 
-_REPO = Path(__file__).resolve().parent.parent
-DEFAULT_P4INFO = _REPO / "p4src" / "build" / "p4tas.p4info.txtpb"
-DEFAULT_BMV2_JSON = _REPO / "p4src" / "build" / "p4tas.json"
+DEFAULT_P4INFO = P4INFO
+DEFAULT_BMV2_JSON = BMV2_JSON
 
 API_VERSION = "1.4.0"
 _SERVICE = "p4.v1.P4Runtime"

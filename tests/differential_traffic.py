@@ -12,9 +12,9 @@ from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import ARP, Ether
 
-from runtime.datapath_constants import HOST_PORT
-from runtime.flow_entries import FlowSpec, FlowTuple
-from runtime.nic_host_header import ChannelFlags, NicHostMessage, Opcode
+from nic_contract.constants import HOST_PORT
+from nic_contract.flow_entries import FlowSpec, FlowTuple
+from nic_contract.nic_host_header import ChannelFlags, NicHostMessage, Opcode
 
 LOCAL_MAC, PEER_MAC = "02:00:00:00:00:01", "02:00:00:00:00:02"
 LOCAL_IP = "10.7.0.1"

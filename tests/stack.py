@@ -17,12 +17,12 @@ import pytest
 
 from bmv2_env import env, runtime_proc, system_deps, targets
 from bmv2_env.peers import Peer, popen_in
-from bmv2_env.pipeline import PipelineFiles
+from nic_contract.pipeline import PipelineFiles
 from bmv2_env.runtime_proc import RuntimeInfo
 from bmv2_env.state import RUNTIME_LOG, state_dir
 from bmv2_env.targets import Target
 from host_lib.control_channel import ControlChannel
-from runtime.p4rt.client import P4RuntimeClient
+from nic_contract.p4rt.client import P4RuntimeClient
 
 REPO = Path(__file__).resolve().parent.parent
 PREFIX = os.environ.get("P4TAS_E2E_PREFIX", "p4e2e")  # distinct runs can coexist

@@ -22,14 +22,14 @@ import pytest
 
 from bmv2_env import __main__ as cli
 from bmv2_env import env, ptf_runner, switch, system_deps, targets, toolchain, topology
-from bmv2_env.pipeline import PipelineError, PipelineFiles
-from runtime.datapath_constants import ack_clone_sessions
+from nic_contract.pipeline import PipelineError, PipelineFiles
+from nic_contract.constants import ack_clone_sessions
 from bmv2_env.portmap import PortMap
 from bmv2_env.ptf_runner import PtfCounts
 from bmv2_env.state import STATE_DIR_ENV, EnvRecord
 from bmv2_env.switch import SwitchConfig, SwitchError
 from bmv2_env.toolchain import ToolNotFound
-from runtime import datapath_constants
+from nic_contract import constants as datapath_constants
 
 REPO = Path(__file__).resolve().parent.parent
 IS_ROOT = os.geteuid() == 0

@@ -32,6 +32,8 @@ from bmv2_env.portmap import PortMap
 from bmv2_env.runtime_proc import RuntimeInfo, RuntimeProcError
 from bmv2_env.state import STATE_DIR_ENV, EnvRecord
 from bmv2_env.toolchain import ToolNotFound, find_simple_switch_grpc
+from runtime.config import Interface
+from runtime.daemon import parse_args
 from tests import stack
 
 REPO = Path(__file__).resolve().parent.parent
@@ -43,7 +45,8 @@ needs_root = pytest.mark.skipif(_CANNOT_RUN is not None, reason=str(_CANNOT_RUN)
 STAND_IN = textwrap.dedent("""\
     import argparse, signal, socket, sys, time
     p = argparse.ArgumentParser()
-    p.add_argument("--grpc-addr"); p.add_argument("--env-state"); p.add_argument("--control-socket")
+    p.add_argument("--grpc-addr"); p.add_argument("--control-socket")
+    p.add_argument("--interface", action="append"); p.add_argument("--host-interface")
     p.add_argument("--mode", default="ready")
     a = p.parse_args()
     print("stand-in runtime starting up slowly", a.grpc_addr, flush=True)
@@ -112,11 +115,16 @@ def _gone(pid: int, timeout: float = 5.0) -> bool:
 def test_build_command(tmp_path: Path) -> None:
     cmd = runtime_proc.build_command(tmp_path, "127.0.0.1:9600", ["--time-wait", "0.5"])
     assert cmd == [sys.executable, "-m", "runtime", "--grpc-addr", "127.0.0.1:9600",
-                   "--env-state", str(tmp_path), "--control-socket",
-                   str(tmp_path / "control.sock"), "--time-wait", "0.5"]
-    relative = runtime_proc.build_command(Path("some/dir"), "a:1", program=["x"])
-    assert relative[relative.index("--env-state") + 1] == os.path.abspath("some/dir")
-    for bad in (["--env-state", "/x"], ["--control-socket=/y"], ["--grpc-addr", "h:1"]):
+                   "--control-socket", str(tmp_path / "control.sock"), "--time-wait", "0.5"]
+    relative = runtime_proc.build_command(Path("some/dir"), "a:1", program=["x"],
+                                          interfaces=["1=10.99.1.1/24,02:00:0a:63:01:01"],
+                                          host_interface="p4thp")
+    assert relative == ["x", "--grpc-addr", "a:1", "--control-socket",
+                        os.path.abspath("some/dir/control.sock"),
+                        "--interface", "1=10.99.1.1/24,02:00:0a:63:01:01",
+                        "--host-interface", "p4thp"]
+    for bad in (["--interface", "1=x"], ["--control-socket=/y"], ["--grpc-addr", "h:1"],
+                ["--host-interface", "x"]):
         with pytest.raises(ValueError, match="set by bmv2_env itself"):
             runtime_proc.build_command(tmp_path, "a:1", bad)
     with pytest.raises(TypeError):
@@ -141,7 +149,7 @@ def test_pid_file_handling(tmp_path: Path) -> None:
 
 def test_never_signals_a_pid_that_is_not_our_runtime(tmp_path: Path, stand_in: list[str]) -> None:
     other = subprocess.Popen(["sleep", "30"])
-    # A runtime of *another* state dir: its command line names a different --env-state.
+    # A runtime of *another* state dir: its command line names a different --control-socket.
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     foreign = subprocess.Popen(runtime_proc.build_command(elsewhere, "a:1", program=stand_in),
@@ -179,6 +187,9 @@ def test_start_waits_for_ready_and_stop_stops(state_dir: Path, stand_in: list[st
     assert "starting up slowly 127.0.0.1:9" in info.log_path.read_text()
     argv = Path(f"/proc/{info.pid}/cmdline").read_bytes().split(b"\0")
     assert [b"--mode", b"ready"] == argv[-3:-1]  # extra arguments come last
+    # The environment's interfaces reach the daemon on its command line (it reads no file).
+    host_veth = PortMap(1, _prefix()).host_link.peer_iface.encode()
+    assert b"1=10.99.1.1/24,02:00:0a:63:01:01" in argv and host_veth in argv
     assert os.getpgid(info.pid) == info.pid  # own session: a Ctrl-C of `make run` spares it
     with pytest.raises(RuntimeProcError, match=rf"already runs \(pid {info.pid}\)"):
         runtime_proc.start(state_dir, program=stand_in)
@@ -294,7 +305,7 @@ def test_cli_run_arguments(capsys: pytest.CaptureFixture[str]) -> None:
         cli.main(["--help"])
     assert "p4tas-env run" in capsys.readouterr().out
     # A managed argument after -- is refused before anything is brought up.
-    assert cli.main(["--prefix", _prefix(), "run", "--", "--env-state", "/x"]) == 1
+    assert cli.main(["--prefix", _prefix(), "run", "--", "--host-interface", "x"]) == 1
     assert "set by bmv2_env itself" in capsys.readouterr().err
     assert topology.existing_interfaces(_prefix()) == []
 
@@ -317,6 +328,16 @@ def test_describe_run_says_what_runs_and_how_to_try_it(tmp_path: Path) -> None:
     assert f'ControlChannel("{tmp_path / "control.sock"}")' in out
     assert "cp.IncomingConnection" in out
     assert out.rstrip().endswith("Stop it with: make clean-env")
+
+
+def test_interface_args_are_what_the_runtime_parses() -> None:
+    peers = PeerSet("p4t", tuple(
+        Peer(f"p4tn{i}", f"p4tw{i}p", f"10.99.{i}.2", "aa:bb:cc:dd:ee:0f", f"10.99.{i}.1",
+             f"02:00:0a:63:0{i}:01", i) for i in (1, 2)))
+    argv = [arg for text in runtime_proc.interface_args(peers) for arg in ("--interface", text)]
+    config, _ = parse_args(argv)
+    assert config.interfaces == (Interface(1, "10.99.1.1", "02:00:0a:63:01:01", 24),
+                                 Interface(2, "10.99.2.1", "02:00:0a:63:02:01", 24))
 
 
 def test_try_it_commands_are_valid_python(tmp_path: Path) -> None:

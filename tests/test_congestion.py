@@ -14,8 +14,8 @@ from runtime.congestion.controller import ControlConfig, RateController
 from runtime.congestion.dctcp import DctcpConfig, RateDctcp
 from runtime.congestion.timely import Timely, TimelyConfig
 from runtime.dma_bridge import FlowCounters
-from runtime.p4rt.p4info import P4Info
-from runtime.config import BUILD_DIR
+from nic_contract.p4rt.p4info import P4Info
+from nic_contract.pipeline import P4INFO
 from runtime.retransmission import RetransmissionTimers, RtoConfig
 
 WIDE = RateLimits(min_bps=1 * MBIT, max_bps=100_000 * MBIT)
@@ -167,7 +167,7 @@ class Bridge:
 
 
 def controller_for(bridge: Bridge, write) -> RateController:
-    p4info = P4Info.from_file(BUILD_DIR / "p4tas.p4info.txtpb")
+    p4info = P4Info.from_file(P4INFO)
     return RateController(bridge, p4info, write, ControlConfig(initial_interval_s=0.01))
 
 

@@ -13,14 +13,15 @@ import itertools
 from host_lib import control_protocol as cp
 from host_lib.shm_layout import Layout
 from runtime.app_memory import AppMemory
-from runtime.config import BUILD_DIR, Interface, RuntimeConfig, TcpParams
+from nic_contract.pipeline import P4INFO
+from runtime.config import Interface, RuntimeConfig, TcpParams
 from runtime.connection_control import ConnectionControl
 from runtime.datapath import PacketIn, SwitchClock
-from runtime.datapath_constants import PacketInReason
+from nic_contract.constants import PacketInReason
 from runtime.dma_bridge import DmaBridge
 from runtime.flow_ids import FlowIdAllocator
-from runtime.nic_host_header import ChannelFlags, NicHostMessage, Opcode
-from runtime.p4rt.p4info import P4Info
+from nic_contract.nic_host_header import ChannelFlags, NicHostMessage, Opcode
+from nic_contract.p4rt.p4info import P4Info
 from runtime.tcp_segments import TcpFlags, TcpOptions, build_segment, parse_segment
 from runtime.tcp_state import State
 from tests.test_dma_bridge import FakeLink
@@ -113,8 +114,7 @@ def rig(flow_ids: int | None = None) -> Rig:
     holder: dict = {}
     bridge = DmaBridge(link, on_activity=lambda ch: holder["c"].on_data_activity(ch),
                        on_flow_error=lambda f, cause: holder["c"].on_flow_error(f, cause.value))
-    control = ConnectionControl(config, datapath, P4Info.from_file(BUILD_DIR /
-                                                                   "p4tas.p4info.txtpb"), bridge)
+    control = ConnectionControl(config, datapath, P4Info.from_file(P4INFO), bridge)
     holder["c"] = control
     if flow_ids is not None:
         control.flow_ids = FlowIdAllocator(capacity=flow_ids, first_generation=1)

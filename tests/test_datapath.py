@@ -6,9 +6,9 @@ import asyncio
 import threading
 import time
 
-from runtime.config import BUILD_DIR
+from nic_contract.pipeline import P4INFO
 from runtime.datapath import Datapath
-from runtime.p4rt.p4info import P4Info
+from nic_contract.p4rt.p4info import P4Info
 
 WRITE_SECONDS = 0.02
 
@@ -36,7 +36,7 @@ class SlowClient:
 
 def test_writes_go_one_at_a_time_in_the_order_they_were_made() -> None:
     """A later rate must not overtake an earlier one on the way to the meter."""
-    p4info = P4Info.from_file(BUILD_DIR / "p4tas.p4info.txtpb")
+    p4info = P4Info.from_file(P4INFO)
     client = SlowClient()
 
     async def scenario() -> None:

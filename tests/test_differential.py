@@ -20,12 +20,12 @@ import pytest
 
 from bmv2_env import env, targets
 from bmv2_env.portmap import PortMap
-from runtime.datapath_constants import PacketInReason, ack_clone_sessions
-from runtime.dma_bridge import HostPort
-from runtime.flow_entries import flow_entries
-from runtime.nic_host_header import ChannelFlags, Opcode
-from runtime.p4rt.client import P4RuntimeClient
-from runtime.tcp_segments import internet_checksum
+from nic_contract.constants import PacketInReason, ack_clone_sessions
+from nic_contract.host_port import HostPort
+from nic_contract.flow_entries import flow_entries
+from nic_contract.nic_host_header import AUX_OFFSET, ChannelFlags, Opcode
+from nic_contract.p4rt.client import P4RuntimeClient
+from nic_contract.checksum import internet_checksum
 from tests.differential_traffic import Traffic, make_flows
 from tests.stack import skip_reason
 
@@ -37,7 +37,7 @@ CATCH_UP = 2.0         # how long the other side may take to produce as many
 ETH_P_ALL = 3
 TS_TSVAL = slice(58, 62)
 TCP_CHECKSUM = slice(50, 52)
-NIC_AUX = slice(34, 38)
+NIC_AUX = slice(AUX_OFFSET, AUX_OFFSET + 4)
 COUNTERS = ["exception_counter", "drop_counter", "new_ack_counter", "ece_ack_counter",
             "dupack_counter", "fast_retransmit_counter"]
 

@@ -20,16 +20,16 @@ import pytest
 
 from host_lib.rings import ByteRing, Event, EventQueue, connection_ring, context_queue
 from host_lib.shm_layout import HEAD_OFFSET, Direction, EventType, Layout, Segment
-from runtime.datapath_constants import ETHERTYPE_NIC_HOST, TS_TICK_SHIFT
+from nic_contract.constants import ETHERTYPE_NIC_HOST, TS_TICK_SHIFT
 from runtime.dma_bridge import (
     DEFAULT_MSS,
     DmaBridge,
     DropCause,
     FlowChannel,
-    HostPort,
 )
+from nic_contract.host_port import HostPort
 from runtime.retransmission import RtoConfig
-from runtime.nic_host_header import ETH_HEADER, ChannelFlags, NicHostMessage, Opcode, decode
+from nic_contract.nic_host_header import ETH_HEADER, ChannelFlags, NicHostMessage, Opcode, decode
 
 PREFIX = f"tb{os.getpid() % 1000}"
 NIC_IF = PREFIX + "h"      # the switch's end of the host port (bmv2 port 254)

@@ -2,7 +2,7 @@
 
 import pytest
 
-from runtime.flow_entries import FlowSpec, FlowTuple
+from nic_contract.flow_entries import FlowSpec, FlowTuple
 
 TUPLE = FlowTuple("10.0.0.1", 5001, "10.0.0.2", 40000)
 

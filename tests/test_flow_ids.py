@@ -98,7 +98,7 @@ def test_is_allocated_and_generation_bounds() -> None:
 
 
 def test_default_capacity_is_the_data_plane_table_size() -> None:
-    from runtime.datapath_constants import MAX_FLOWS
+    from nic_contract.constants import MAX_FLOWS
     assert FlowIdAllocator().capacity == MAX_FLOWS
 
 

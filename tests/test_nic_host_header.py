@@ -2,8 +2,8 @@
 
 import pytest
 
-from runtime.datapath_constants import ETHERTYPE_NIC_HOST
-from runtime.nic_host_header import (HEADER_BYTES, FrameError, NicHostMessage, Opcode, ChannelFlags,
+from nic_contract.constants import ETHERTYPE_NIC_HOST
+from nic_contract.nic_host_header import (HEADER_BYTES, FrameError, NicHostMessage, Opcode, ChannelFlags,
                                      decode)
 
 

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from runtime import datapath_constants as dc
-from runtime.nic_host_header import ETH_HEADER, NIC_HOST_HEADER, Opcode, ChannelFlags
+from nic_contract import constants as dc
+from nic_contract.nic_host_header import ETH_HEADER, NIC_HOST_HEADER, Opcode, ChannelFlags
 
 P4SRC = Path(__file__).resolve().parent.parent / "p4src"
 CONSTANTS = (P4SRC / "shared" / "constants.p4").read_text()
@@ -88,3 +88,43 @@ def test_softnic_constants_match_the_p4_source() -> None:
         assert eval(expression, {}, names) == value, name  # noqa: S307 - our own P4 source
         checked += 1
     assert checked >= len(names) - 1   # all but DROP_PORT (v1model's, not in our source)
+
+
+SOFTNIC_HEADERS = {"ethernet_h": "Ethernet", "ipv4_h": "Ipv4", "tcp_h": "Tcp",
+                   "tcp_ts_h": "TcpTs", "nic_host_h": "NicHost", "packet_in_h": "PacketIn",
+                   "packet_out_h": "PacketOut"}
+
+
+def field_bytes(fields: list[tuple[str, int]], name: str) -> bytes:
+    """The header's bytes with every bit of field `name` set and all others clear."""
+    offset = 0
+    for field, bits in fields:
+        if field == name:
+            size = sum(b for _, b in fields)
+            value = ((1 << bits) - 1) << (size - offset - bits)
+            return value.to_bytes(size // 8, "big")
+        offset += bits
+    raise KeyError(name)
+
+
+@pytest.mark.parametrize("p4_header, class_name", sorted(SOFTNIC_HEADERS.items()))
+def test_softnic_header_classes_match_the_p4_layout(p4_header: str, class_name: str) -> None:
+    """Each softnic header class has the P4 header's fields in order and size, and packs and
+    unpacks every field at its bit position (all ones in one field, zeros elsewhere)."""
+    from softnic.pipeline import headers
+
+    cls = getattr(headers, class_name)
+    fields = header_field_widths(p4_header)
+    assert list(cls.__slots__) == [name for name, _ in fields]
+    assert cls.SIZE * 8 == sum(bits for _, bits in fields)
+    for name, bits in fields:
+        expected = field_bytes(fields, name)
+        value = b"\xff" * (bits // 8) if class_name == "Ethernet" and bits == 48 else (1 << bits) - 1
+        if hasattr(cls, "pack"):
+            header = cls.__new__(cls)
+            for other, other_bits in fields:
+                zero = bytes(6) if class_name == "Ethernet" and other_bits == 48 else 0
+                setattr(header, other, value if other == name else zero)
+            assert header.pack() == expected, name
+        if hasattr(cls, "unpack"):
+            assert getattr(cls.unpack(b"\x00" + expected, 1), name) == value, name

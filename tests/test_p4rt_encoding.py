@@ -1,4 +1,4 @@
-"""Unit tests of the P4Runtime helpers that need no switch (runtime.p4rt.p4info and client)."""
+"""Unit tests of the P4Runtime helpers that need no switch (nic_contract.p4rt.p4info and client)."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ import grpc
 import pytest
 from google.protobuf import any_pb2, text_format
 
-from runtime.p4rt import client as p4client
-from runtime.p4rt.p4info import P4Info, decode, encode
-from runtime.p4rt.proto import code_pb2, p4info_pb2, p4runtime_pb2, status_pb2
+from nic_contract.p4rt import client as p4client
+from nic_contract.p4rt.p4info import P4Info, decode, encode
+from nic_contract.p4rt.proto import code_pb2, p4info_pb2, p4runtime_pb2, status_pb2
 
 MT = p4info_pb2.MatchField.MatchType
 REPO = Path(__file__).resolve().parents[1]
@@ -342,7 +342,7 @@ def test_default_cookie_is_stable(tmp_path):
     assert 0 <= cookie < 2**64
     assert cookie == p4client.default_cookie(str(info), str(js))
     # Same in another interpreter with a different hash seed (no use of hash()).
-    code = ("import sys; from runtime.p4rt.client import default_cookie; "
+    code = ("import sys; from nic_contract.p4rt.client import default_cookie; "
             "print(default_cookie(sys.argv[1], sys.argv[2]))")
     env = dict(os.environ, PYTHONHASHSEED="12345")
     out = subprocess.run([sys.executable, "-c", code, str(info), str(js)], cwd=REPO, env=env,

@@ -1,6 +1,5 @@
 """The runtime daemon's command line and configuration, and the pure TCP helpers it uses."""
 
-import json
 from pathlib import Path
 
 import pytest
@@ -34,13 +33,6 @@ def test_args_and_routes(tmp_path: Path) -> None:
     assert config.interface_for_port(1).ip == "10.99.1.1"
 
 
-def test_interfaces_from_env_state(tmp_path: Path) -> None:
-    (tmp_path / "peers.json").write_text(json.dumps({"peers": [
-        {"wire_port": 1, "local_ip": "10.99.1.1", "local_mac": "02:00:0a:63:01:01"}]}))
-    config, _ = parse_args(["--env-state", str(tmp_path)])
-    assert config.interfaces == (Interface(1, "10.99.1.1", "02:00:0a:63:01:01"),)
-
-
 @pytest.mark.parametrize("argv, words", [
     ([], "no interfaces"),
     (["--interface", "1=10.0.0.1,02:00:00:00:00:01", "--rx-ring-size", "1000"], "power of two"),
@@ -49,12 +41,6 @@ def test_bad_args(argv: list[str], words: str, capsys) -> None:
     with pytest.raises(SystemExit):
         parse_args(argv)
     assert words in capsys.readouterr().err
-
-
-def test_env_state_without_peers_is_a_clear_error(tmp_path: Path, capsys) -> None:
-    with pytest.raises(SystemExit):
-        parse_args(["--env-state", str(tmp_path)])
-    assert "up --peers" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("ring, shift", [(1024, 0), (65535, 0), (65536, 1), (1 << 18, 3),

@@ -33,4 +33,5 @@ def test_missing_pipeline_artifacts(tmp_path: Path) -> None:
     result = run_runtime("--p4info", str(tmp_path / "nope.txtpb"),
                          "--control-socket", str(tmp_path / "s"))
     assert result.returncode == 1
-    assert "nope.txtpb not found" in result.stderr and "Traceback" not in result.stderr
+    assert "artifacts missing: " in result.stderr and "nope.txtpb" in result.stderr
+    assert "--p4info" in result.stderr and "Traceback" not in result.stderr

@@ -1,4 +1,4 @@
-"""softnic's P4Runtime server driven by the project's own client (runtime.p4rt.client) and raw
+"""softnic's P4Runtime server driven by the project's own client (nic_contract.p4rt.client) and raw
 stubs, against a fake dataplane: the status codes and error details a controller sees must be
 those of simple_switch_grpc."""
 
@@ -12,10 +12,10 @@ from pathlib import Path
 import grpc
 import pytest
 
-from runtime.p4rt.client import (NotPrimaryError, P4RuntimeClient, P4RuntimeError,
+from nic_contract.p4rt.client import (NotPrimaryError, P4RuntimeClient, P4RuntimeError,
                                  PipelineError, WriteError, default_cookie, updates_of)
-from runtime.p4rt.p4info import P4Info
-from runtime.p4rt.proto import code_pb2, p4info_pb2, p4runtime_pb2, status_pb2
+from nic_contract.p4rt.p4info import P4Info
+from nic_contract.p4rt.proto import code_pb2, p4info_pb2, p4runtime_pb2, status_pb2
 from softnic.p4runtime_server import DEFAULT_BMV2_JSON, DEFAULT_P4INFO, P4RuntimeServer
 from softnic.state import SwitchState
 

@@ -11,6 +11,7 @@ from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import ARP, Ether
 from scapy.utils import checksum as scapy_checksum
 
+from nic_contract.checksum import internet_checksum
 from runtime.tcp_segments import (
     SegmentError,
     TcpFlags,
@@ -19,7 +20,6 @@ from runtime.tcp_segments import (
     build_segment,
     checksums_ok,
     encode_options,
-    internet_checksum,
     parse_segment,
 )
 

@@ -73,7 +73,7 @@ header tcp_ts_h {
 }
 
 /* NIC<->host channel header, after an Ethernet header with ETHERTYPE_NIC_HOST.
- * 24 bytes, big-endian; runtime/nic_host_header.py is the Python codec of the same layout.
+ * 24 bytes, big-endian; nic_contract/nic_host_header.py is the Python codec of the same layout.
  *   byte  0     opcode    NIC_HOST_OP_*
  *   byte  1     flags     NIC_HOST_FLAG_*
  *   bytes 2-3   gen       generation of the flow the message is about

@@ -5,16 +5,17 @@ from __future__ import annotations
 
 import itertools
 import random
+from pathlib import Path
 from typing import Callable, Iterable
 
 import ptf
 import ptf.testutils as tu
 from ptf.base_tests import BaseTest
 
-from runtime.datapath_constants import ack_clone_sessions
-from runtime.flow_entries import FlowSpec, flow_entries
-from runtime.p4rt.client import P4RuntimeClient
-from runtime.p4rt.proto import p4runtime_pb2
+from nic_contract.pipeline import PipelineFiles, install
+from nic_contract.flow_entries import FlowSpec, flow_entries
+from nic_contract.p4rt.client import P4RuntimeClient
+from nic_contract.p4rt.proto import p4runtime_pb2
 
 from lib.packets import RTT_OFFSET, TS_OPTION_OFFSET, ExpectedAck
 
@@ -47,10 +48,10 @@ class P4RuntimeTest(BaseTest):
         self.dataplane.flush()
         self.client = P4RuntimeClient(tu.test_param_get("grpc_addr", "127.0.0.1:9559"))
         self.client.connect()
-        self.client.ensure_pipeline(tu.test_param_get("p4info"), tu.test_param_get("bmv2_json"))
-        self.p4info = self.client.p4info
         ports = [int(p) for p in str(tu.test_param_get("wire_ports", "1,2")).split(",")]
-        self.client.write_clone_sessions(ack_clone_sessions(ports))
+        files = PipelineFiles(Path(tu.test_param_get("p4info")), Path(tu.test_param_get("bmv2_json")))
+        install(self.client, ports, files)
+        self.p4info = self.client.p4info
         self.client.drain_packet_ins()
         self._written: list[p4runtime_pb2.TableEntry] = []
 

@@ -9,8 +9,8 @@ from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import Ether
 from scapy.packet import Packet
 
-from runtime.flow_entries import FlowSpec, FlowTuple
-from runtime.nic_host_header import NicHostMessage, Opcode, ChannelFlags
+from nic_contract.flow_entries import FlowSpec, FlowTuple
+from nic_contract.nic_host_header import AUX_OFFSET, ChannelFlags, NicHostMessage, Opcode
 
 LOCAL_MAC = "02:00:00:00:00:01"
 PEER_MAC = "02:00:00:00:00:02"
@@ -18,7 +18,7 @@ LOCAL_IP = "10.0.0.1"
 PEER_IP = "10.0.0.2"
 ECN_CE = 3
 TS_OPTION_OFFSET = 14 + 20 + 20  # NOP, NOP, kind, len, then TSval
-RTT_OFFSET = 14 + 20  # the channel header's aux field
+RTT_OFFSET = AUX_OFFSET  # the RTT sample of TX_ACKED
 
 
 PEER_WINDOW = 1000  # what data_segment() advertises

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 
 from runtime.congestion.algorithm import CongestionControl, IntervalFeedback
 from runtime.dma_bridge import DmaBridge, FlowChannel, FlowCounters
-from runtime.p4rt.p4info import P4Info
-from runtime.p4rt.proto import p4runtime_pb2
+from nic_contract.p4rt.p4info import P4Info
+from nic_contract.p4rt.proto import p4runtime_pb2
 from runtime.pacing import FRAME_OVERHEAD
 from runtime.timing_wheel import TimingWheel
 

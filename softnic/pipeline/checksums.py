@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import struct
 
-from runtime.tcp_segments import internet_checksum
+from nic_contract.checksum import internet_checksum
 
 from .constants import TCP_HDR_BYTES, TCP_TS_OPT_BYTES
 from .headers import Headers, Metadata, StandardMetadata

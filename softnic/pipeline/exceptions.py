@@ -3,7 +3,7 @@ packet with neither is a common-case TCP segment and gets meta.payload_len."""
 
 from __future__ import annotations
 
-from runtime.tcp_segments import internet_checksum
+from nic_contract.checksum import internet_checksum
 
 from .constants import (DROP_NOT_IP, DROP_NOT_TCP, ETH_HDR_BYTES, ETHERTYPE_ARP,
                         IP_PROTO_TCP, IPV4_HDR_BYTES, REASON_ARP, REASON_BAD_IPV4_CHECKSUM,

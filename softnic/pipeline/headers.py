@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 
+from nic_contract.nic_host_header import NIC_HOST_HEADER
+
 _IPV4 = struct.Struct("!BBHHHBBHII")
 _TCP = struct.Struct("!HHIIBBHHH")
 _TCP_TS = struct.Struct("!BBBBII")
-_NIC_HOST = struct.Struct("!BBHIIHHII")
+_NIC_HOST = NIC_HOST_HEADER  # the one definition of the channel header
 _PACKET_IN = struct.Struct("!HBI")
 _PACKET_OUT = struct.Struct("!H")
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
-from runtime.datapath_constants import MAX_FLOWS
-from runtime.p4rt.p4info import P4Info
-from runtime.p4rt.proto import p4runtime_pb2
+from nic_contract.constants import MAX_FLOWS
+from nic_contract.p4rt.p4info import P4Info
+from nic_contract.p4rt.proto import p4runtime_pb2
 
 MAX_GENERATION = 0xFFFF
 MAX_WINDOW_SHIFT = 14  # RFC 7323

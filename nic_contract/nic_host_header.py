@@ -20,11 +20,12 @@ import struct
 from dataclasses import dataclass
 from enum import IntEnum, IntFlag
 
-from runtime.datapath_constants import ETHERTYPE_NIC_HOST
+from nic_contract.constants import ETHERTYPE_NIC_HOST
 
 ETH_HEADER = struct.Struct("!6s6sH")
 NIC_HOST_HEADER = struct.Struct("!BBHIIHHII")
 HEADER_BYTES = ETH_HEADER.size + NIC_HOST_HEADER.size
+AUX_OFFSET = HEADER_BYTES - 4  # byte offset of `aux` (the last field) in a frame
 
 
 class Opcode(IntEnum):

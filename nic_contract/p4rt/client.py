@@ -3,7 +3,7 @@
 One user thread calls the methods; a reader thread owned by the client drains the StreamChannel
 (arbitration updates, PacketIn, digests) into queues. Stream failures are logged by the reader
 and raised as `StreamError` on the user's next call. gRPC stubs are built by hand over the
-upb protobuf classes of `runtime.p4rt.proto` (see that module for why).
+upb protobuf classes of `nic_contract.p4rt.proto` (see that module for why).
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from typing import Any, Callable, Iterable, Iterator
 
 import grpc
 
-from runtime.p4rt.p4info import P4Info
-from runtime.p4rt.proto import code_pb2, p4runtime_pb2, status_pb2
+from nic_contract.p4rt.p4info import P4Info
+from nic_contract.p4rt.proto import code_pb2, p4runtime_pb2, status_pb2
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,54 @@
+"""The compiled fast path: where its committed artifacts are (p4src/build/) and how a
+controller installs it on a switch (the pipeline, then the ACK clone sessions)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from nic_contract.constants import ack_clone_sessions
+
+if TYPE_CHECKING:
+    from nic_contract.p4rt.client import P4RuntimeClient
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+BUILD_DIR = REPO_ROOT / "p4src" / "build"
+P4INFO = BUILD_DIR / "p4tas.p4info.txtpb"
+BMV2_JSON = BUILD_DIR / "p4tas.json"
+
+
+class PipelineError(RuntimeError):
+    """The pipeline could not be installed (artifacts or client missing, or the switch refused)."""
+
+
+@dataclass(frozen=True)
+class PipelineFiles:
+    """The compiled artifacts pushed with SetForwardingPipelineConfig."""
+
+    p4info: Path = P4INFO
+    bmv2_json: Path = BMV2_JSON
+
+    def check(self) -> None:
+        """Raise PipelineError naming every missing artifact and how to produce it."""
+        missing = [shown(p) for p in (self.p4info, self.bmv2_json) if not p.is_file()]
+        if missing:
+            raise PipelineError(f"pipeline artifacts missing: {', '.join(missing)} "
+                                f"(run `make p4`, which needs p4c)")
+
+
+def shown(path: Path) -> str:
+    """`path` relative to the repository when it is inside it (shorter messages)."""
+    try:
+        return str(path.resolve().relative_to(REPO_ROOT))
+    except ValueError:
+        return str(path)
+
+
+def install(client: P4RuntimeClient, wire_ports: list[int],
+            files: PipelineFiles = PipelineFiles()) -> bool:
+    """Load the pipeline unless the switch runs it already, then program one ACK clone session
+    per wire port. True if the pipeline was (re)loaded."""
+    loaded = client.ensure_pipeline(files.p4info, files.bmv2_json)
+    client.write_clone_sessions(ack_clone_sessions(wire_ports))
+    return loaded
