@@ -10,7 +10,7 @@ from typing import Protocol
 from host_lib import control_protocol as cp
 from runtime.app_memory import AppMemory
 from runtime.config import Interface
-from runtime.dma_bridge import FlowChannel
+from runtime.flow_channel import FlowChannel
 from nic_contract.flow_entries import FlowSpec, FlowTuple
 from runtime.flow_ids import FlowLease
 from runtime.tcp_segments import TcpOptions, TcpSegment

@@ -17,6 +17,7 @@ from host_lib.shm_layout import Layout
 from runtime.datapath import Datapath
 from nic_contract.host_port import HostPort
 from runtime.dma_bridge import DmaBridge
+from runtime.flow_registry import FlowRegistry
 from nic_contract.pipeline import BMV2_JSON, P4INFO, PipelineError, PipelineFiles, install
 from runtime.metrics import METRICS_ADDR, serve_metrics
 from nic_contract.p4rt.client import P4RuntimeClient, P4RuntimeError
@@ -68,9 +69,10 @@ async def serve(config: RuntimeConfig) -> int:
     datapath = Datapath(client)
     bridge = open_bridge(config, lambda channel: control.on_data_activity(channel),
                          lambda flow_id, cause: control.on_flow_error(flow_id, cause.value))
-    rates = (RateController(bridge, client.p4info, datapath.modify, config.control)
-             if bridge is not None else None)
-    control = ConnectionControl(config, datapath, client.p4info, bridge, rates)
+    flows = FlowRegistry(bridge) if bridge is not None else None
+    rates = (RateController(flows, client.p4info, datapath.modify, config.control)
+             if flows is not None else None)
+    control = ConnectionControl(config, datapath, client.p4info, flows, rates)
     layout = app_layout(config) if bridge is not None else None
     stale = remove_stale_segments()
     if stale:

@@ -27,7 +27,7 @@ def flow_info(control: ConnectionControl, conn: Connection, app: str) -> cp.Flow
         return info
     counters, flow_id = channel.counters, channel.flow_id
     rate = control.rates.paced_rate(flow_id) if control.rates is not None else None
-    srtt = control.bridge.timers.srtt(flow_id)
+    srtt = channel.timer.rtt.srtt_s
     return replace(
         info, bytes_sent=channel.tx_high - channel.tx_base,
         bytes_acked=counters.acked_bytes, bytes_received=counters.rx_bytes, rate_bps=rate,

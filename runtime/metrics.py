@@ -48,8 +48,8 @@ class RuntimeSnapshot:
 
 def take_snapshot(control: ConnectionControl) -> RuntimeSnapshot:
     """Copy what a scrape reports (call on the event loop)."""
-    drops = ({cause.value: n for cause, n in control.bridge.stats.drops.items()}
-             if control.bridge is not None else {})
+    drops = ({cause.value: n for cause, n in control.nic.stats.drops.items()}
+             if control.nic is not None else {})
     setup = control.stats.setup
     return RuntimeSnapshot(control.snapshot(), drops, dict(flows_by_state(control)),
                            list(setup.counts), setup.total_s)

@@ -14,6 +14,7 @@ flows that are due, not the flows that exist.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Generic, Protocol, TypeVar
 
 from runtime.timing_wheel import TimingWheel
 
@@ -66,87 +67,76 @@ class FlowTimer:
     armed: bool = False
 
 
-class RetransmissionTimers:
-    """Per-flow RTO deadlines in one timing wheel."""
+class Timed(Protocol):
+    """What the timers schedule: a flow that carries its own FlowTimer (a FlowChannel)."""
+
+    timer: FlowTimer
+
+
+T = TypeVar("T", bound=Timed)
+
+
+class RetransmissionTimers(Generic[T]):
+    """Per-flow RTO deadlines in one timing wheel; each flow's state is its own `timer`."""
 
     def __init__(self, config: RtoConfig, now: float) -> None:
         self.config = config
-        self._wheel: TimingWheel[int] = TimingWheel(TICK_SECONDS, WHEEL_SLOTS, now)
-        self._flows: dict[int, FlowTimer] = {}
+        self._wheel: TimingWheel[T] = TimingWheel(TICK_SECONDS, WHEEL_SLOTS, now)
 
     def __len__(self) -> int:
         """Flows with a deadline."""
         return len(self._wheel)
 
-    def timer(self, flow_id: int) -> FlowTimer:
-        """The flow's timer state (created on first use)."""
-        state = self._flows.get(flow_id)
-        if state is None:
-            state = self._flows[flow_id] = FlowTimer()
-        return state
-
-    def srtt(self, flow_id: int) -> float | None:
-        """The flow's smoothed RTT in seconds (None: no sample yet)."""
-        state = self._flows.get(flow_id)
-        return state.rtt.srtt_s if state is not None else None
-
-    def arm(self, flow_id: int, now: float) -> None:
+    def arm(self, flow: T, now: float) -> None:
         """Data went out (or waits on a zero window): start the timer unless it runs."""
-        state = self.timer(flow_id)
+        state = flow.timer
         if state.armed:
             return  # RFC 6298 5.1: a running timer is not restarted by more sends
         state.last_progress = now
         state.armed = True
-        self._schedule(flow_id, state, now)
+        self._schedule(flow, now)
 
-    def progress(self, flow_id: int, now: float, still_waiting: bool) -> None:
+    def progress(self, flow: T, now: float, still_waiting: bool) -> None:
         """The peer acknowledged more: backoff resets; re-arm while data is still in flight."""
-        state = self.timer(flow_id)
+        state = flow.timer
         state.backoff = 0
         state.last_progress = now
         if still_waiting:
             state.armed = True
-            self._schedule(flow_id, state, now)
+            self._schedule(flow, now)
         else:
-            self.disarm(flow_id)
+            self.disarm(flow)
 
-    def peer_alive(self, flow_id: int, now: float) -> None:
+    @staticmethod
+    def peer_alive(flow: T, now: float) -> None:
         """The peer answered a window probe: not progress (the backoff stays), but a peer
         that keeps answering is never given up on (RFC 1122 4.2.2.17)."""
-        state = self._flows.get(flow_id)
-        if state is not None:
-            state.last_progress = now
+        flow.timer.last_progress = now
 
-    def disarm(self, flow_id: int) -> None:
-        """Nothing is waiting on the peer any more."""
-        state = self._flows.get(flow_id)
-        if state is not None:
-            state.armed = False
-        self._wheel.cancel(flow_id)
+    def disarm(self, flow: T) -> None:
+        """Nothing is waiting on the peer any more (or the flow is gone)."""
+        flow.timer.armed = False
+        self._wheel.cancel(flow)
 
-    def forget(self, flow_id: int) -> None:
-        """The flow is gone."""
-        self._wheel.cancel(flow_id)
-        self._flows.pop(flow_id, None)
-
-    def expired(self, now: float) -> list[int]:
+    def expired(self, now: float) -> list[T]:
         """Flows whose deadline passed; each is disarmed (the caller acts and re-arms)."""
         due = self._wheel.advance(now)
-        for flow_id in due:
-            self._flows[flow_id].armed = False
+        for flow in due:
+            flow.timer.armed = False
         return due
 
-    def backed_off(self, flow_id: int, now: float) -> bool:
+    def backed_off(self, flow: T, now: float) -> bool:
         """After a timeout: double the RTO and re-arm; False once the flow should give up."""
-        state = self.timer(flow_id)
+        state = flow.timer
         if now - state.last_progress >= self.config.give_up_s:
             return False
         state.backoff += 1
         state.armed = True
-        self._schedule(flow_id, state, now)
+        self._schedule(flow, now)
         return True
 
-    def _schedule(self, flow_id: int, state: FlowTimer, now: float) -> None:
+    def _schedule(self, flow: T, now: float) -> None:
+        state = flow.timer
         rto = min(state.rtt.rto(self.config) * (2 ** state.backoff), self.config.max_rto_s)
         # Never past the give-up time, so a silent peer is given up on time.
-        self._wheel.schedule(flow_id, min(now + rto, state.last_progress + self.config.give_up_s))
+        self._wheel.schedule(flow, min(now + rto, state.last_progress + self.config.give_up_s))

@@ -13,10 +13,11 @@ from runtime.congestion.algorithm import MBIT, CongestionControl, IntervalFeedba
 from runtime.congestion.controller import ControlConfig, RateController
 from runtime.congestion.dctcp import DctcpConfig, RateDctcp
 from runtime.congestion.timely import Timely, TimelyConfig
-from runtime.dma_bridge import FlowCounters
+from runtime.flow_channel import FlowCounters
 from nic_contract.p4rt.p4info import P4Info
 from nic_contract.pipeline import P4INFO
-from runtime.retransmission import RetransmissionTimers, RtoConfig
+from runtime.flow_registry import FlowRegistry
+from runtime.retransmission import FlowTimer
 
 WIDE = RateLimits(min_bps=1 * MBIT, max_bps=100_000 * MBIT)
 
@@ -140,14 +141,14 @@ class Channel:
         self.flow_id = flow_id
         self.mss = 1448
         self.counters = FlowCounters()
+        self.timer = FlowTimer()
 
 
 class Bridge:
-    """What the controller uses of DmaBridge: counters, RTT estimates, rates, activity."""
+    """What the controller uses of the NIC interface: clock, rates, activity."""
 
     def __init__(self) -> None:
         self.now = 10.0
-        self.timers = RetransmissionTimers(RtoConfig(), self.now)
         self.channels: dict[int, Channel] = {}
         self.rates: dict[int, float | None] = {}
         self.active: list[int] = []
@@ -161,14 +162,26 @@ class Bridge:
     def set_rate(self, flow_id: int, rate_bps: float | None) -> None:
         self.rates[flow_id] = rate_bps
 
-    def take_active(self) -> list[int]:
+    def register(self, channel: Channel) -> None:
+        self.channels[channel.flow_id] = channel
+
+    def unregister(self, flow_id: int) -> Channel | None:
+        return self.channels.pop(flow_id, None)
+
+    def take_active(self) -> list[Channel]:
         active, self.active = self.active, []
-        return active
+        return [self.channels[flow_id] for flow_id in active]
+
+
+def attach(controller: RateController, channel: Channel, algorithm) -> None:
+    """The flow registry's attach, then the controller's (as runtime.flow_install does)."""
+    controller.attach(controller.flows.attach(None, channel), algorithm)
 
 
 def controller_for(bridge: Bridge, write) -> RateController:
     p4info = P4Info.from_file(P4INFO)
-    return RateController(bridge, p4info, write, ControlConfig(initial_interval_s=0.01))
+    return RateController(FlowRegistry(bridge), p4info, write,
+                          ControlConfig(initial_interval_s=0.01))
 
 
 def one_interval(bridge: Bridge, controller: RateController, channel: Channel,
@@ -192,7 +205,7 @@ def loop_parts():
 def test_attach_sets_the_initial_rate_and_meter(loop_parts) -> None:
     bridge, controller, writes = loop_parts
     channel = bridge.channels[5] = Channel(5)
-    controller.attach(channel, RateDctcp(WIDE))
+    attach(controller, channel, RateDctcp(WIDE))
     assert bridge.rates[5] == 10 * MBIT
     [[entry]] = writes
     assert entry.index.index == 5 and entry.config.cir == int(10 * MBIT / 8 * 1.1) + 1
@@ -202,7 +215,7 @@ def test_only_active_flows_are_updated_and_changes_written_in_one_batch(loop_par
     bridge, controller, writes = loop_parts
     for fid in (1, 2, 3):
         bridge.channels[fid] = Channel(fid)
-        controller.attach(bridge.channels[fid], RateDctcp(WIDE))
+        attach(controller, bridge.channels[fid], RateDctcp(WIDE))
     writes.clear()
     for fid in (1, 2):  # flow 3 is idle
         bridge.channels[fid].counters.acked_bytes = 5000
@@ -227,7 +240,7 @@ def test_small_changes_are_not_written(loop_parts) -> None:
     bridge, controller, writes = loop_parts
     channel = bridge.channels[7] = Channel(7)
     algorithm = Timely(WIDE, TimelyConfig(initial_bps=1000 * MBIT, delta_bps=1 * MBIT))
-    controller.attach(channel, algorithm)
+    attach(controller, channel, algorithm)
     writes.clear()
     channel.counters.acked_bytes = channel.counters.tx_bytes = 10_000
     channel.counters.rtt_samples, channel.counters.rtt_sum_ticks = 1, 10  # 160 us: +1 Mbit/s
@@ -241,8 +254,8 @@ def test_small_changes_are_not_written(loop_parts) -> None:
 def test_detach_resets_the_meter_to_unlimited(loop_parts) -> None:
     bridge, controller, writes = loop_parts
     channel = bridge.channels[9] = Channel(9)
-    controller.attach(channel, RateDctcp(WIDE))
-    controller.detach(9)
+    attach(controller, channel, RateDctcp(WIDE))
+    controller.detach(controller.flows.get(9))
     reset = writes[-1][0]
     assert reset.index.index == 9 and not reset.HasField("config")
 
@@ -250,7 +263,7 @@ def test_detach_resets_the_meter_to_unlimited(loop_parts) -> None:
 def test_unlimited_flows_are_not_controlled(loop_parts) -> None:
     bridge, controller, writes = loop_parts
     channel = bridge.channels[4] = Channel(4)
-    controller.attach(channel, None)
+    attach(controller, channel, None)
     assert writes == [] and 4 not in bridge.rates
 
 
@@ -284,7 +297,7 @@ def test_a_small_change_during_a_rise_is_paced_with_it() -> None:
     """20 -> 40 is written; 40.4 is within min_change of it, so not written, and waits too."""
     bridge, controller, pending = deferred_writes()
     channel = bridge.channels[2] = Channel(2)
-    controller.attach(channel, Scripted([20 * MBIT, 40 * MBIT, 40.4 * MBIT]))
+    attach(controller, channel, Scripted([20 * MBIT, 40 * MBIT, 40.4 * MBIT]))
     for _ in range(2):
         one_interval(bridge, controller, channel, acked_bytes=5000)
     assert bridge.rates[2] == 20 * MBIT and len(pending) == 2
@@ -296,7 +309,7 @@ def test_a_rise_paces_only_once_the_meter_allows_it_and_a_cut_at_once() -> None:
     """Pacing faster before the meter write lands would have the meter drop the difference."""
     bridge, controller, pending = deferred_writes()
     channel = bridge.channels[3] = Channel(3)
-    controller.attach(channel, RateDctcp(WIDE))
+    attach(controller, channel, RateDctcp(WIDE))
     assert bridge.rates[3] == 10 * MBIT        # from unlimited: a cut, paced at once
 
     def interval(**counters: int) -> None:

@@ -16,14 +16,16 @@ from runtime.app_memory import AppMemory
 from nic_contract.pipeline import P4INFO
 from runtime.config import Interface, RuntimeConfig, TcpParams
 from runtime.connection_control import ConnectionControl
-from runtime.datapath import PacketIn, SwitchClock
+from runtime.datapath import PacketIn
 from nic_contract.constants import PacketInReason
 from runtime.dma_bridge import DmaBridge
+from runtime.flow_registry import FlowRegistry
 from runtime.flow_ids import FlowIdAllocator
 from nic_contract.nic_host_header import ChannelFlags, NicHostMessage, Opcode
 from nic_contract.p4rt.p4info import P4Info
-from runtime.tcp_segments import TcpFlags, TcpOptions, build_segment, parse_segment
+from runtime.tcp_segments import TcpFlags, TcpOptions, build_segment
 from runtime.tcp_state import State
+from tests.fakes import App, FakeDatapath
 from tests.test_dma_bridge import FakeLink
 
 LOCAL_MAC, PEER_MAC = "02:00:00:00:00:01", "02:00:00:00:00:02"
@@ -32,41 +34,6 @@ PORT = 80
 RING = 1 << 16
 TIME_WAIT_S = 0.05
 _app_ids = itertools.count(70001)
-
-
-class FakeDatapath:
-    """What ConnectionControl asks of the switch, recorded."""
-
-    def __init__(self) -> None:
-        self.sent: list = []
-        self.reinjected: list = []
-        self.inserts = self.deletes = 0
-        self.clock = SwitchClock()
-
-    async def insert(self, entries) -> None:
-        self.inserts += 1
-
-    async def delete(self, entries) -> None:
-        self.deletes += 1
-
-    def send(self, frame: bytes, port: int) -> None:
-        self.sent.append(parse_segment(frame))
-
-    def reinject(self, frame: bytes, port: int) -> None:
-        self.reinjected.append(parse_segment(frame))
-
-
-class App:
-    """An application context: its shared memory and the events it was told."""
-
-    def __init__(self, memory: AppMemory) -> None:
-        self.ctx_id, self.memory, self.events = 0, memory, []
-
-    def deliver(self, event: cp.Message) -> None:
-        self.events.append(event)
-
-    def told(self, kind: type) -> int:
-        return sum(isinstance(e, kind) for e in self.events)
 
 
 @dataclasses.dataclass
@@ -114,10 +81,10 @@ def rig(flow_ids: int | None = None) -> Rig:
     holder: dict = {}
     bridge = DmaBridge(link, on_activity=lambda ch: holder["c"].on_data_activity(ch),
                        on_flow_error=lambda f, cause: holder["c"].on_flow_error(f, cause.value))
-    control = ConnectionControl(config, datapath, P4Info.from_file(P4INFO), bridge)
+    control = ConnectionControl(config, datapath, P4Info.from_file(P4INFO), FlowRegistry(bridge))
     holder["c"] = control
     if flow_ids is not None:
-        control.flow_ids = FlowIdAllocator(capacity=flow_ids, first_generation=1)
+        control.installer.flow_ids = FlowIdAllocator(capacity=flow_ids, first_generation=1)
     layout = Layout(rx_ring_size=RING, tx_ring_size=RING, max_connections=4, max_contexts=2,
                     queue_depth=64)
     return Rig(control, datapath, link, bridge, App(AppMemory.create(next(_app_ids), layout)))
@@ -148,7 +115,7 @@ def test_close_after_half_close_and_time_wait_tells_closed_and_forgets() -> None
         await asyncio.sleep(TIME_WAIT_S * 3)
         assert r.app.told(cp.Closed) == 1
         assert conn.conn_id not in r.control.table.by_id
-        assert r.control.flow_ids.in_use == 0 and len(r.app.memory.free_slots) == 4
+        assert r.control.installer.flow_ids.in_use == 0 and len(r.app.memory.free_slots) == 4
         r.close()
     run(scenario)
 

@@ -32,6 +32,8 @@ from tests.stack import skip_reason
 PACKETS = int(os.environ.get("P4TAS_DIFF_PACKETS", "10000"))
 SEED = int(os.environ.get("P4TAS_DIFF_SEED", "20261122"))
 FLOWS = 6
+# Ports of its own: the unit stage must not collide with a PTF or end-to-end stage (Makefile).
+DIFF_GRPC_PORTS = (9611, 9612)
 QUIET = 0.002          # the software target emits a packet's frames at once: this ends them
 CATCH_UP = 2.0         # how long the other side may take to produce as many
 ETH_P_ALL = 3
@@ -83,8 +85,8 @@ def sides():
         pytest.skip(f"the differential test needs bmv2 as the reference: {reason}")
     made = []
     try:
-        made.append(bring_up("bmv2", "p4dfb", 9671))
-        made.append(bring_up("soft", "p4dfs", 9672))
+        made.append(bring_up("bmv2", "p4dfb", DIFF_GRPC_PORTS[0]))
+        made.append(bring_up("soft", "p4dfs", DIFF_GRPC_PORTS[1]))
         yield made
     finally:
         for side in made:

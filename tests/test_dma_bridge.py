@@ -21,12 +21,9 @@ import pytest
 from host_lib.rings import ByteRing, Event, EventQueue, connection_ring, context_queue
 from host_lib.shm_layout import HEAD_OFFSET, Direction, EventType, Layout, Segment
 from nic_contract.constants import ETHERTYPE_NIC_HOST, TS_TICK_SHIFT
-from runtime.dma_bridge import (
-    DEFAULT_MSS,
-    DmaBridge,
-    DropCause,
-    FlowChannel,
-)
+from runtime.dma_bridge import DmaBridge
+from runtime.flow_channel import DEFAULT_MSS, FlowChannel
+from runtime.nic_interface import DropCause
 from nic_contract.host_port import HostPort
 from runtime.retransmission import RtoConfig
 from nic_contract.nic_host_header import ETH_HEADER, ChannelFlags, NicHostMessage, Opcode, decode

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from runtime.config import Interface
-from runtime.connection_control import seq_add, seq_in_window, window_shift_for
+from runtime.tcp_seq import seq_add, seq_in_window, window_shift_for
 from runtime.daemon import parse_args
 
 

@@ -19,7 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from runtime.congestion.algorithm import CongestionControl, IntervalFeedback
-from runtime.dma_bridge import DmaBridge, FlowChannel, FlowCounters
+from runtime.flow_channel import FlowCounters
+from runtime.flow_registry import Flow, FlowRegistry
 from nic_contract.p4rt.p4info import P4Info
 from nic_contract.p4rt.proto import p4runtime_pb2
 from runtime.pacing import FRAME_OVERHEAD
@@ -67,7 +68,7 @@ class MeterBatch:
     """Meter entries for one Write, and the rate rises that wait until it is done."""
 
     entries: list[p4runtime_pb2.MeterEntry] = field(default_factory=list)
-    rises: list[tuple[int, float]] = field(default_factory=list)
+    rises: list[tuple[Flow, float]] = field(default_factory=list)
 
 
 MeterWriter = Callable[[list[p4runtime_pb2.MeterEntry]], "asyncio.Future | None"]
@@ -76,14 +77,15 @@ MeterWriter = Callable[[list[p4runtime_pb2.MeterEntry]], "asyncio.Future | None"
 class RateController:
     """Runs every attached flow's algorithm once per control interval."""
 
-    def __init__(self, bridge: DmaBridge, p4info: P4Info, write: MeterWriter,
+    def __init__(self, flows: FlowRegistry, p4info: P4Info, write: MeterWriter,
                  config: ControlConfig = ControlConfig()) -> None:
-        self.bridge = bridge
+        self.flows = flows
+        self.nic = flows.nic
         self.p4info = p4info
         self.config = config
         self._write = write
-        self._flows: dict[int, FlowControl] = {}
-        self._wheel: TimingWheel[int] = TimingWheel(TICK_SECONDS, WHEEL_SLOTS, bridge.clock())
+        self.controlled = 0  # flows with an algorithm (a FlowControl)
+        self._wheel: TimingWheel[Flow] = TimingWheel(TICK_SECONDS, WHEEL_SLOTS, self.nic.clock())
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tick: asyncio.TimerHandle | None = None
         self.meter_writes = 0
@@ -98,92 +100,97 @@ class RateController:
         self._tick = None
         self._loop = None
 
-    def attach(self, channel: FlowChannel, algorithm: CongestionControl | None) -> None:
+    def attach(self, flow: Flow, algorithm: CongestionControl | None) -> None:
         """Control a new flow (None: unlimited, which is also what its meter entry says)."""
         if algorithm is None:
             return
-        now = self.bridge.clock()
-        self._flows[channel.flow_id] = FlowControl(algorithm, channel.mss,
-                                                   _snapshot(channel.counters), now)
+        channel = flow.channel
+        flow.control = FlowControl(algorithm, channel.mss, _snapshot(channel.counters),
+                                   self.nic.clock())
+        self.controlled += 1
         batch = MeterBatch()
-        self._apply(channel.flow_id, algorithm.rate_bps, batch)
+        self._apply(flow, algorithm.rate_bps, batch)
         self._flush(batch)
         self._arm()
 
-    def detach(self, flow_id: int) -> None:
-        """The flow is gone; its meter entry is reopened for the next user of the id."""
-        state = self._flows.pop(flow_id, None)
-        self._wheel.cancel(flow_id)
-        if state is not None and state.written_bps is not None:
-            self._flush(MeterBatch([self._unlimited_entry(flow_id)]))
+    def detach(self, flow: Flow) -> None:
+        """The flow is going; its meter entry is reopened for the next user of the id."""
+        state, flow.control = flow.control, None
+        self._wheel.cancel(flow)
+        if state is None:
+            return
+        self.controlled -= 1
+        if state.written_bps is not None:
+            self._flush(MeterBatch([self._unlimited_entry(flow.flow_id)]))
 
     def paced_rate(self, flow_id: int) -> float | None:
         """The rate the flow is paced to now, bits/s (None: unlimited or not controlled)."""
-        state = self._flows.get(flow_id)
+        flow = self.flows.get(flow_id)
+        state = flow.control if flow is not None else None
         return state.paced_bps if state is not None else None
 
     # -- the loop ------------------------------------------------------------------------------
 
     def run_once(self, now: float) -> None:
         """One tick: schedule newly active flows, update the flows whose interval ended."""
-        for flow_id in self.bridge.take_active():
-            if flow_id in self._flows and flow_id not in self._wheel:
-                self._wheel.schedule(flow_id, now + self._interval(flow_id))
+        for channel in self.nic.take_active():
+            flow = self.flows.get(channel.flow_id)
+            if flow is not None and flow.control is not None and flow not in self._wheel:
+                self._wheel.schedule(flow, now + self._interval(flow))
         batch = MeterBatch()
-        for flow_id in self._wheel.advance(now):
-            self._update(flow_id, now, batch)
+        for flow in self._wheel.advance(now):
+            self._update(flow, now, batch)
         self._flush(batch)
 
-    def _update(self, flow_id: int, now: float, batch: MeterBatch) -> None:
-        state = self._flows.get(flow_id)
-        channel = self.bridge.channel(flow_id)
-        if state is None or channel is None:
+    def _update(self, flow: Flow, now: float, batch: MeterBatch) -> None:
+        state, channel = flow.control, flow.channel
+        if state is None:
             return
         feedback = _feedback(state.seen, channel.counters, now - state.since)
         state.seen, state.since = _snapshot(channel.counters), now
         if not (feedback.acked_bytes or feedback.sent_bytes or feedback.loss):
             return  # idle: out of the wheel until it sends again
         self.updates += 1
-        self._apply(flow_id, state.algorithm.update(feedback), batch)
-        self._wheel.schedule(flow_id, now + self._interval(flow_id))
+        self._apply(flow, state.algorithm.update(feedback), batch)
+        self._wheel.schedule(flow, now + self._interval(flow))
 
-    def _apply(self, flow_id: int, rate_bps: float, batch: MeterBatch) -> None:
+    def _apply(self, flow: Flow, rate_bps: float, batch: MeterBatch) -> None:
         """A new rate: a cut paces at once; a rise waits until the meter allows it, else the
         meter drops what the bridge sends faster in between (a loss the flow caused itself)."""
-        state = self._flows[flow_id]
+        state = flow.control
         written = state.written_bps
         write = written is None or abs(rate_bps - written) > self.config.min_change * written
         if write:
             state.written_bps = rate_bps
-            batch.entries.append(self._meter_entry(flow_id, rate_bps, state.mss))
+            batch.entries.append(self._meter_entry(flow.flow_id, rate_bps, state.mss))
         rising = state.paced_bps is not None and rate_bps > state.paced_bps
         if rising and (write or state.rising_to is not None):
             state.rising_to = rate_bps   # a small change joins the rise in flight
             if write:
-                batch.rises.append((flow_id, rate_bps))
+                batch.rises.append((flow, rate_bps))
         else:
-            self._pace(flow_id, state, rate_bps)
+            self._pace(flow, state, rate_bps)
 
-    def _pace(self, flow_id: int, state: FlowControl, rate_bps: float) -> None:
+    def _pace(self, flow: Flow, state: FlowControl, rate_bps: float) -> None:
         state.paced_bps, state.rising_to = rate_bps, None
-        self.bridge.set_rate(flow_id, rate_bps)
+        self.nic.set_rate(flow.flow_id, rate_bps)
 
-    def _rise(self, rises: list[tuple[int, float]], future: asyncio.Future | None) -> None:
+    def _rise(self, rises: list[tuple[Flow, float]], future: asyncio.Future | None) -> None:
         """The meter write of these rises (flow, rate written) is done: pace to the flow's
         latest rise, unless a later write or a cut replaced it; if it failed, the old rate
         stays and the next change is written."""
         failed = future is not None and (future.cancelled() or future.exception() is not None)
-        for flow_id, written_bps in rises:
-            state = self._flows.get(flow_id)
+        for flow, written_bps in rises:
+            state = flow.control
             if state is None or state.written_bps != written_bps or state.rising_to is None:
                 continue
             if failed:
                 state.rising_to, state.written_bps = None, None
             else:
-                self._pace(flow_id, state, state.rising_to)
+                self._pace(flow, state, state.rising_to)
 
-    def _interval(self, flow_id: int) -> float:
-        srtt = self.bridge.timers.timer(flow_id).rtt.srtt_s
+    def _interval(self, flow: Flow) -> float:
+        srtt = flow.channel.timer.rtt.srtt_s
         if srtt is None:
             return self.config.initial_interval_s
         return max(self.config.interval_rtts * srtt, self.config.min_interval_s)
@@ -210,13 +217,13 @@ class RateController:
             future.add_done_callback(lambda done: self._rise(batch.rises, done))
 
     def _arm(self) -> None:
-        if self._loop is None or self._tick is not None or not self._flows:
+        if self._loop is None or self._tick is not None or not self.controlled:
             return
         self._tick = self._loop.call_later(TICK_SECONDS, self._on_tick)
 
     def _on_tick(self) -> None:
         self._tick = None
-        self.run_once(self.bridge.clock())
+        self.run_once(self.nic.clock())
         self._arm()
 
 

@@ -1,0 +1,77 @@
+"""What every part of connection control shares: its tables and collaborators (set up by
+ConnectionControl) and the helpers each part uses."""
+
+from __future__ import annotations
+
+import asyncio
+
+from host_lib.rings import RingCorruptedError
+from runtime.app_events import AppEvents
+from runtime.arp import ArpCache
+from runtime.config import RuntimeConfig, TcpParams
+from runtime.connections import Connection, ConnectionTable
+from runtime.datapath import Datapath
+from runtime.flow_install import FlowInstaller
+from runtime.local_ports import LocalPortAllocator
+from runtime.nic_interface import NicInterface
+from runtime.orphans import Orphans
+from runtime.segment_sender import SegmentSender
+from runtime.slow_path_stats import Stats
+from runtime.tcp_seq import seq_add
+
+
+class ConnectionControlBase:
+    """The shared state of Handshake, Reinjection, Teardown and Endings."""
+
+    config: RuntimeConfig
+    tcp: TcpParams
+    datapath: Datapath
+    nic: NicInterface | None     # None: no data path (connections carry no data)
+    table: ConnectionTable
+    ports: LocalPortAllocator
+    arp: ArpCache
+    stats: Stats
+    orphans: Orphans
+    window_shift: int            # our window scale (the RX ring's size needs it)
+    sender: SegmentSender
+    events: AppEvents
+    installer: FlowInstaller
+    _switch_tasks: set[asyncio.Task]
+
+    def _sync_sequences(self, conn: Connection) -> None:
+        """Our and the peer's next sequence numbers, from where the data path has got to."""
+        channel, spec = conn.channel, conn.flow_spec
+        if channel is None or spec is None:
+            return
+        data_end = seq_add(spec.tx_start_seq, channel.tx_high - channel.tx_base)
+        conn.snd_nxt = data_end if conn.fin_seq is None else seq_add(conn.fin_seq, 1)
+        conn.rcv_nxt = seq_add(spec.rx_start_seq, channel.rx_ring.head + conn.fin_received)
+
+
+    @staticmethod
+    def _unread(conn: Connection) -> bool:
+        """Received bytes wait in the RX ring (a ring the application broke counts too)."""
+        if conn.channel is None:
+            return False
+        try:
+            return conn.channel.rx_ring.readable() > 0
+        except RingCorruptedError:
+            return True
+
+
+    @staticmethod
+    def _tx_drained(conn: Connection) -> bool:
+        channel = conn.channel
+        return channel is None or channel.tx_acked == channel.tx_ring.head
+
+
+    def _track(self, coro) -> None:
+        """Run a coroutine that writes to the switch; shutdown waits for all of them."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._switch_tasks.add(task)
+        task.add_done_callback(self._switch_tasks.discard)
+
+    async def flush_switch_writes(self) -> None:
+        """Wait until every flow installation and removal under way has reached the switch."""
+        while self._switch_tasks:
+            await asyncio.gather(*self._switch_tasks, return_exceptions=True)

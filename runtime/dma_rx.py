@@ -1,0 +1,213 @@
+"""NIC -> host on the bridge: RX_DATA into the RX ring (in order, or placed out of order),
+TX_ACKED and RETRANSMIT (acknowledged TX bytes, window, RTT samples, ECE), and the events each
+posts to the flow's context queue (never lost: a full queue defers them)."""
+
+from __future__ import annotations
+
+from host_lib.rings import Event, RingCorruptedError
+from host_lib.shm_layout import EventType
+from nic_contract.constants import TS_TICK_SHIFT
+from nic_contract.nic_host_header import ChannelFlags, NicHostMessage, Opcode
+from runtime.dma_base import BridgeBase, log
+from runtime.flow_channel import U32_MAX, FlowChannel
+from runtime.nic_interface import DropCause
+
+EVENT_RETRY_SECONDS = 0.001    # while some context queue is full
+
+
+class NicToHost(BridgeBase):
+    """The bridge's receive side (mixed into DmaBridge)."""
+
+    def _rx_data(self, channel: FlowChannel, message: NicHostMessage) -> None:
+        """Payload into the RX ring, an event; piggy-backed ACK info as TX_ACKED."""
+        if message.payload:
+            self._deliver(channel, message)
+        if message.count or message.flags & ChannelFlags.FIN:
+            # A bad payload does not make the ACK wrong, and skipping it would leak TX space;
+            # an ACK of our FIN alone counts no byte but still moves the close on.
+            self._tx_acked(channel, message)
+
+    def _deliver(self, channel: FlowChannel, message: NicHostMessage) -> None:
+        ring = channel.rx_ring
+        if message.flags & ChannelFlags.OOO:
+            self._place_out_of_order(channel, message)
+            return
+        head = ring.head
+        expected = head & (ring.size - 1)
+        if message.offset != expected:
+            drops = self.link.kernel_drops()
+            self._flow_error(channel, DropCause.BAD_OFFSET,
+                             f"RX_DATA at offset {message.offset}, ring writes at {expected} "
+                             f"(host port: {drops} frames dropped by the kernel since the last "
+                             "check)")
+            return
+        try:
+            ring.write_at(message.offset, message.payload)
+        except ValueError as exc:
+            self._flow_error(channel, DropCause.RX_OVERFLOW, str(exc))
+            return
+        merged = message.aux if message.flags & ChannelFlags.MERGED else 0
+        if merged and not self._merge_is_placed(channel, head + len(message.payload), merged):
+            self._flow_error(channel, DropCause.BAD_OFFSET,
+                             f"RX_DATA makes {merged} bytes readable that were never placed")
+            return
+        ring.publish(len(message.payload) + merged)
+        channel.ooo_end = 0 if merged else channel.ooo_end
+        channel.counters.rx_bytes += len(message.payload) + merged
+        channel.counters.rx_frames += 1
+        channel.rx_flags_pending |= message.flags & (ChannelFlags.PSH | ChannelFlags.CE)
+        self._announce(channel)
+
+    def _place_out_of_order(self, channel: FlowChannel, message: NicHostMessage) -> None:
+        """Payload of the NIC's out-of-order interval: into the ring, not readable yet."""
+        ring = channel.rx_ring
+        head = ring.head
+        position = head + ((message.offset - head) & (ring.size - 1))
+        try:
+            ring.write_at(message.offset, message.payload)
+        except ValueError as exc:
+            self._flow_error(channel, DropCause.RX_OVERFLOW, str(exc))
+            return
+        channel.ooo_end = max(channel.ooo_end, position + len(message.payload))
+        channel.counters.rx_ooo_frames += 1
+
+    @staticmethod
+    def _merge_is_placed(channel: FlowChannel, start: int, length: int) -> bool:
+        """Whether the ring holds placed bytes up to start + length (a bug check)."""
+        return start + length <= channel.ooo_end
+
+    def _tx_acked(self, channel: FlowChannel, message: NicHostMessage) -> None:
+        """Free acknowledged TX bytes, take the window and RTT, post an event, send more."""
+        count = message.count
+        if message.flags & ChannelFlags.FIN and channel.fin_sent:
+            channel.fin_acked = True  # the runtime hears of it in on_activity
+        if message.opcode == Opcode.TX_ACKED:
+            # Absolute (sequence `offset`): a TX_ACKED that bmv2 dropped is made up for here.
+            # Once our FIN is acknowledged, offset (snd_una) counts its sequence number too,
+            # whether or not this frame is the one that said so (a later window update).
+            past_fin = 1 if channel.fin_acked else 0
+            position = (message.offset - channel.tx_start_seq - past_fin) & U32_MAX
+            count = (position - channel.stream_position(channel.tx_acked)) & U32_MAX
+            if count >= 1 << 31:
+                count = 0  # older than what we know (reordered behind a later one)
+        if count > channel.in_flight:
+            self._flow_error(channel, DropCause.ACK_BEYOND_SENT,
+                             f"{count} bytes acked, {channel.in_flight} in flight; clamped")
+            count = channel.in_flight
+        if count:
+            self._advance_acked(channel, count)
+            self._count_ack(channel, message, count)
+            self._active[channel] = None
+        channel.peer_window = message.window << channel.wscale
+        self._announce(channel)
+        self.kick(channel.flow_id)
+        if count:
+            self.timers.progress(channel, self.clock(), self._waits_on_peer(channel))
+            self._arm_rto_tick()
+        elif message.window == 0 and channel.unsent > 0:
+            self.timers.peer_alive(channel, self.clock())  # it answers our probes
+
+    @staticmethod
+    def _advance_acked(channel: FlowChannel, count: int) -> None:
+        channel.tx_ring.consume(count)
+        channel.tx_acked += count
+        # After a go-back-N the peer may acknowledge beyond what was resent: skip ahead.
+        channel.tx_sent = max(channel.tx_sent, channel.tx_acked)
+
+    def _fast_retransmit(self, channel: FlowChannel, message: NicHostMessage) -> None:
+        """RETRANSMIT: the NIC saw the third duplicate ACK; resend from snd_una."""
+        # Every TX_ACKED before it came first (one FIFO), so `aux` is normally tx_acked; ahead
+        # of it only if a TX_ACKED frame was lost, and that many bytes are acknowledged.
+        ahead = (message.aux - channel.stream_position(channel.tx_acked)) & U32_MAX
+        if 0 < ahead <= channel.in_flight:
+            self._advance_acked(channel, ahead)
+            self._announce(channel)
+        channel.peer_window = message.window << channel.wscale
+        channel.counters.fast_retransmits += 1
+        self.stats.recovery["fast_retransmits"] += 1
+        self.go_back_n(channel.flow_id)
+
+    def _count_ack(self, channel: FlowChannel, message: NicHostMessage, count: int) -> None:
+        counters = channel.counters
+        counters.acked_bytes += count
+        ece = message.flags & ChannelFlags.ECE
+        if ece:
+            counters.ece_acked_bytes += count
+            channel.ack_flags_pending |= ChannelFlags.ECE
+            channel.cwr_pending = True
+        if message.aux and not message.flags & ChannelFlags.MERGED:
+            counters.rtt_samples += 1
+            counters.rtt_sum_ticks += message.aux
+            counters.last_rtt_ticks = message.aux
+            channel.ack_rtt_pending = min(message.aux << TS_TICK_SHIFT, U32_MAX)
+            channel.timer.rtt.sample((message.aux << TS_TICK_SHIFT) / 1_000_000)
+
+    def _announce(self, channel: FlowChannel) -> None:
+        """Post the events a channel owes its context; remember the channel if the queue is full."""
+        if self._post_rx_event(channel) and self._post_ack_event(channel):
+            channel.event_pending = False
+            self._pending_events.pop(channel, None)
+            if self._on_activity is not None:
+                self._on_activity(channel)
+            return
+        self.stats.events_deferred += 1
+        if not channel.event_pending:
+            log.debug("flow %d: context queue full, event deferred", channel.flow_id)
+        channel.event_pending = True
+        self._pending_events[channel] = None
+        self._arm_event_timer()
+
+    def _post_rx_event(self, channel: FlowChannel) -> bool:
+        """RX_DATA event for every byte published and not yet announced; False if queue full."""
+        head = channel.rx_ring.head
+        length = head - channel.rx_announced
+        if not length or channel.orphan:
+            channel.rx_announced = head
+            return True
+        event = Event(EventType.RX_DATA, channel.slot, channel.rx_announced, length,
+                      channel.rx_flags_pending, 0, channel.opaque)
+        if not channel.events.push(event):
+            return False
+        channel.rx_announced = head
+        channel.rx_flags_pending = 0
+        self.stats.events_posted += 1
+        return True
+
+    def _post_ack_event(self, channel: FlowChannel) -> bool:
+        """TX_ACKED event for every byte acknowledged and not yet announced; False if queue full."""
+        length = channel.tx_acked - channel.ack_announced
+        if not length or channel.orphan:
+            channel.ack_announced = channel.tx_acked
+            return True
+        event = Event(EventType.TX_ACKED, channel.slot, channel.ack_announced, length,
+                      channel.ack_flags_pending, channel.ack_rtt_pending, channel.opaque)
+        if not channel.events.push(event):
+            return False
+        channel.ack_announced = channel.tx_acked
+        channel.ack_flags_pending = channel.ack_rtt_pending = 0
+        self.stats.events_posted += 1
+        return True
+
+    def flush_events(self) -> int:
+        """Retry the deferred events (e.g. after the application polled); returns flows left."""
+        for channel in list(self._pending_events):
+            try:
+                if self._post_rx_event(channel) and self._post_ack_event(channel):
+                    channel.event_pending = False
+                    self._pending_events.pop(channel, None)
+                    if self._on_activity is not None:
+                        self._on_activity(channel)
+            except (RingCorruptedError, ValueError) as exc:
+                self._pending_events.pop(channel, None)
+                self._flow_error(channel, DropCause.RING_CORRUPTED, str(exc))
+        return len(self._pending_events)
+
+    def _arm_event_timer(self) -> None:
+        if self._loop is None or self._event_timer is not None:
+            return
+        self._event_timer = self._loop.call_later(EVENT_RETRY_SECONDS, self._on_event_timer)
+
+    def _on_event_timer(self) -> None:
+        self._event_timer = None
+        if self.flush_events():
+            self._arm_event_timer()
