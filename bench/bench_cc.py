@@ -33,12 +33,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench_transfer import (  # noqa: E402 - after the path setup
-    Bulk, bulk, finish, spawn, start_server, stop_server)
-from benchlib import (  # noqa: E402
+from benchlib import (  # noqa: E402 - after the path setup
     BenchError, LinuxPair, P4tasSide, _int_range, describe_target, skip_reason, stop_tracked)
 from bmv2_env import impairments  # noqa: E402
 from runtime.pacing import Pacer, TokenBucket  # noqa: E402
+from transfer_procs import finish, spawn, start_server, stop_server  # noqa: E402
+from transfer_workloads import Bulk, bulk  # noqa: E402
 
 BULK_PORT = 7101
 FLOWS_PORT = 7102

@@ -25,7 +25,6 @@ import argparse
 import json
 import os
 import platform
-import signal
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -37,24 +36,22 @@ if str(BENCH) not in sys.path:
     sys.path.insert(0, str(BENCH))
 
 from benchlib import (  # noqa: E402  (also puts the repository on sys.path)
-    PYTHON,
     READY_TIMEOUT,
     REPO,
     BenchError,
     LinuxPair,
     P4tasSide,
     _int_range,
-    _interrupt,
     _last_json,
     _readline,
-    _signals,
     _stop,
-    _track,
+    cleanup_steps,
     describe_target,
+    guarded,
     skip_reason,
-    stop_tracked,
+    spawn_script,
+    wait_listening,
 )
-from bmv2_env.peers import popen_in  # noqa: E402
 from bmv2_env.state import STATE_DIR_ENV  # noqa: E402
 
 CLIENT = REPO / "bench" / "conn_client.py"
@@ -114,10 +111,9 @@ def run_clients(netns: str, host: str, port: int, n: int, clients: int, timeout:
     shares = [s for s in shares if s > 0]
     procs = []
     for share in shares:
-        argv = [PYTHON, str(CLIENT), host, str(port), str(share), "--timeout", str(timeout),
-                "--deadline", str(deadline)]
-        procs.append(_track(popen_in(netns, argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True)))
+        argv = [host, port, share, "--timeout", timeout, "--deadline", deadline]
+        procs.append(spawn_script(CLIENT, argv, netns, stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     for proc in procs:
         line = _readline(proc, READY_TIMEOUT, f"{name}: client in {netns}")
         if line != "ready":
@@ -179,15 +175,9 @@ def measure(netns: str, host: str, port: int, args: argparse.Namespace,
 
 def start_server(argv: Sequence[str], netns: str | None, what: str) -> subprocess.Popen:
     """Start a conn_server.py and wait until it listens."""
-    kwargs = dict(stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                  text=True)
-    cmd = [PYTHON, str(SERVER), *argv]
-    proc = _track(popen_in(netns, cmd, **kwargs) if netns else
-                  subprocess.Popen(cmd, cwd=REPO, **kwargs))
-    line = _readline(proc, READY_TIMEOUT, what)
-    if line != "listening":
-        raise BenchError(f"{what}: said {line!r} instead of listening")
-    return proc
+    return wait_listening(spawn_script(SERVER, argv, netns, stdin=subprocess.DEVNULL,
+                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True),
+                          what)
 
 
 def stop_server(proc: subprocess.Popen, what: str) -> dict:
@@ -230,13 +220,7 @@ def bench_linux(args: argparse.Namespace, pair: LinuxPair) -> tuple[list[Variant
 def cleanup(side: P4tasSide, pair: LinuxPair) -> list[str]:
     """Stop every process we started, remove the environment and the namespaces; return
     the problems met (each step is tried whatever the previous one did)."""
-    problems = stop_tracked()
-    for step in (side.cleanup, pair.destroy):
-        try:
-            step()
-        except Exception as exc:  # noqa: BLE001 - keep cleaning
-            problems.append(f"{step.__qualname__}: {exc}")
-    return problems
+    return cleanup_steps(side.cleanup, pair.destroy)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -280,32 +264,18 @@ def main(argv: Sequence[str] | None = None) -> int:
           "connections not counted")
     print(f"fast path: {target}", flush=True)
     side, pair = P4tasSide(), LinuxPair()
-    error = None
-    try:
-        with _signals(_interrupt):
-            p4tas, p4tas_server, p4tas_where = bench_p4tas(args, side)
-            for v in p4tas:
-                print(v.line())
-            print(f"  server: {json.dumps(p4tas_server)}", flush=True)
-            linux, linux_server, _ = bench_linux(args, pair)
-            for v in linux:
-                print(v.line())
-            print(f"  server: {json.dumps(linux_server)}", flush=True)
-    except KeyboardInterrupt as exc:
-        error = f"interrupted ({exc})"
-    except Exception as exc:  # noqa: BLE001 - reported, then cleaned up
-        error = f"{type(exc).__name__}: {exc}"
-    finally:
-        with _signals(signal.SIG_IGN):
-            problems = cleanup(side, pair)
-    if problems:
-        print("bench-conn: cleanup problems: " + "; ".join(problems), file=sys.stderr)
-    if error:
-        print(f"bench-conn: FAILED: {error}", file=sys.stderr)
-        print(json.dumps({"bench": "conn", "n": args.n, "error": error.splitlines()[0],
-                          "cleanup_problems": problems, "target": target}))
+    with guarded(lambda: cleanup(side, pair)) as outcome:
+        p4tas, p4tas_server, _ = bench_p4tas(args, side)
+        for v in p4tas:
+            print(v.line())
+        print(f"  server: {json.dumps(p4tas_server)}", flush=True)
+        linux, linux_server, _ = bench_linux(args, pair)
+        for v in linux:
+            print(v.line())
+        print(f"  server: {json.dumps(linux_server)}", flush=True)
+    if outcome.failed("bench-conn", {"bench": "conn", "n": args.n}, target):
         return 1
-    return report(args, target, p4tas, linux, p4tas_server, problems)
+    return report(args, target, p4tas, linux, p4tas_server, outcome.problems)
 
 
 def report(args: argparse.Namespace, target: str, p4tas: list[Variant], linux: list[Variant],

@@ -1,12 +1,12 @@
 """What the benchmarks share: the target's description (bmv2's build, or softnic), the skip check,
 the processes they start (tracked, so that cleanup stops them all), the p4tas environment of a
 run (the switch of the selected target + runtime) and the Linux-to-Linux namespace pair, signal
-handling and argument parsing helpers.
+handling (`guarded`: the body of a run, then its cleanup) and argument parsing helpers.
 
 The target is TARGET (bmv2 or soft), else bmv2 when simple_switch_grpc is found, else soft
 (bmv2_env.targets); skip_reason() prints it as the benchmark's first line.
 
-Used by bench_conn.py and bench_transfer.py (run as scripts: bench/ is on sys.path).
+Used by the bench_*.py scripts and their modules (run as scripts: bench/ is on sys.path).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +32,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from bmv2_env import env, runtime_proc, targets, topology  # noqa: E402
-from bmv2_env.peers import TCP_SYSCTLS  # noqa: E402
+from bmv2_env.peers import TCP_SYSCTLS, popen_in  # noqa: E402
 from nic_contract.pipeline import PipelineError, PipelineFiles  # noqa: E402
 from bmv2_env.shell import run  # noqa: E402
 from bmv2_env.toolchain import ToolNotFound, find_simple_switch_grpc  # noqa: E402
@@ -126,6 +126,23 @@ _procs: list[subprocess.Popen] = []  # everything we started, stopped in cleanup
 
 def _track(proc: subprocess.Popen) -> subprocess.Popen:
     _procs.append(proc)
+    return proc
+
+
+def spawn_script(script: Path, argv: Sequence[object], netns: str | None,
+                 **kwargs: object) -> subprocess.Popen:
+    """`script` with `argv` under this Python, in `netns` (None: here, in the repository),
+    tracked for cleanup; `kwargs` go to subprocess.Popen."""
+    cmd = [PYTHON, str(script), *map(str, argv)]
+    return _track(popen_in(netns, cmd, **kwargs) if netns else
+                  subprocess.Popen(cmd, cwd=REPO, **kwargs))
+
+
+def wait_listening(proc: subprocess.Popen, what: str) -> subprocess.Popen:
+    """`proc` once its first line says `listening` (else BenchError)."""
+    line = _readline(proc, READY_TIMEOUT, what)
+    if line != "listening":
+        raise BenchError(f"{what}: said {line!r} instead of listening")
     return proc
 
 
@@ -289,3 +306,52 @@ def stop_tracked() -> list[str]:
             except Exception as exc:  # noqa: BLE001 - keep cleaning
                 problems.append(f"stopping pid {proc.pid}: {exc}")
     return problems
+
+
+def cleanup_steps(*steps: Callable[[], object]) -> list[str]:
+    """Stop every tracked process, then run each step whatever the previous one did; return
+    the problems met."""
+    problems = stop_tracked()
+    for step in steps:
+        try:
+            step()
+        except Exception as exc:  # noqa: BLE001 - keep cleaning
+            problems.append(f"{getattr(step, '__qualname__', 'cleanup')}: {exc}")
+    return problems
+
+
+@dataclass
+class Outcome:
+    """How the body of a run ended (`error`, None if it completed) and what its cleanup met."""
+
+    error: str | None = None
+    problems: list[str] = field(default_factory=list)
+
+    def failed(self, name: str, head: dict, target: str) -> bool:
+        """Print the cleanup problems and the error (stderr); with an error, also the JSON line
+        (`head`, the error, the cleanup problems, the target). True if there was an error."""
+        if self.problems:
+            print(f"{name}: cleanup problems: " + "; ".join(self.problems), file=sys.stderr)
+        if not self.error:
+            return False
+        print(f"{name}: FAILED: {self.error}", file=sys.stderr)
+        print(json.dumps(head | {"error": self.error.splitlines()[0],
+                                 "cleanup_problems": self.problems, "target": target}))
+        return True
+
+
+@contextmanager
+def guarded(cleanup: Callable[[], list[str]]) -> Iterator[Outcome]:
+    """Run the body with SIGINT, SIGTERM and SIGHUP as KeyboardInterrupt, then `cleanup` with
+    them ignored; an exception of the body ends up in the Outcome, not raised."""
+    outcome = Outcome()
+    try:
+        with _signals(_interrupt):
+            yield outcome
+    except KeyboardInterrupt as exc:
+        outcome.error = f"interrupted ({exc})"
+    except Exception as exc:  # noqa: BLE001 - reported, then cleaned up
+        outcome.error = f"{type(exc).__name__}: {exc}"
+    finally:
+        with _signals(signal.SIG_IGN):
+            outcome.problems = cleanup()

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from bmv2_env import __main__ as cli
+from bmv2_env.cli import arguments
+from bmv2_env.cli.main import main as p4tas_env
 from bmv2_env import env, ptf_runner, switch, system_deps, targets, toolchain, topology
 from nic_contract.pipeline import PipelineError, PipelineFiles
 from nic_contract.constants import ack_clone_sessions
@@ -222,7 +223,7 @@ def test_toolchain_missing_says_how_to_fix(no_switch_anywhere: None) -> None:
 # ---- CLI arguments -----------------------------------------------------------------------------
 def test_cli_help_documents_commands_options_and_env(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as info:
-        cli.main(["--help"])
+        p4tas_env(["--help"])
     assert info.value.code == 0
     out = capsys.readouterr().out
     for word in ("up", "down", "status", "ptf", "targets", "--ports", "--prefix", "--grpc-port",
@@ -234,7 +235,7 @@ def test_cli_help_documents_commands_options_and_env(capsys: pytest.CaptureFixtu
 @pytest.mark.parametrize("command", ["up", "down", "status", "ptf"])
 def test_cli_subcommand_help(command: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as info:
-        cli.main([command, "--help"])
+        p4tas_env([command, "--help"])
     assert info.value.code == 0
     assert "--ports" in capsys.readouterr().out
 
@@ -252,23 +253,25 @@ def test_cli_subcommand_help(command: str, capsys: pytest.CaptureFixture[str]) -
 def test_cli_bad_arguments(argv: list[str], message: str,
                            capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as info:
-        cli.main(argv)
+        p4tas_env(argv)
     assert info.value.code == 2
     assert message in capsys.readouterr().err
 
 
 def test_cli_options_before_or_after_the_command() -> None:
-    args = cli.parse_args(["--ports", "3", "up", "--prefix", "ab", "--no-pipeline", "--log"])
+    args = arguments.parse_args(["--ports", "3", "up", "--prefix", "ab", "--no-pipeline", "--log"])
     assert (args.command, args.ports, args.prefix, args.grpc_port, args.log, args.pipeline) == \
         ("up", 3, "ab", 9559, True, False)
-    opts = cli.options(cli.parse_args(["ptf", "--grpc-port", "9600", "--", "--failfast"]))
+    opts = arguments.options(
+        arguments.parse_args(["ptf", "--grpc-port", "9600", "--", "--failfast"]))
     assert opts == env.EnvOptions(ports=2, prefix="p4t", grpc_port=9600, log=False, pipeline=True)
-    assert cli.parse_args(["ptf", "--", "--failfast", "test_x"]).extra == ["--failfast", "test_x"]
+    extra = arguments.parse_args(["ptf", "--", "--failfast", "test_x"]).extra
+    assert extra == ["--failfast", "test_x"]
 
 
 def test_up_without_switch_binary_fails_clearly(no_switch_anywhere: None, state_dir: Path,
                                                capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli.main(["--prefix", "zz9", "up"]) == 1
+    assert p4tas_env(["--prefix", "zz9", "up"]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("up: error: simple_switch_grpc not found: set SIMPLE_SWITCH_GRPC")
     assert "\n" not in err
@@ -277,9 +280,9 @@ def test_up_without_switch_binary_fails_clearly(no_switch_anywhere: None, state_
 
 def test_down_and_status_with_nothing_there(state_dir: Path,
                                             capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli.main(["--prefix", "zz8", "down"]) == 0
+    assert p4tas_env(["--prefix", "zz8", "down"]) == 0
     assert "nothing to clean" in capsys.readouterr().out
-    assert cli.main(["--prefix", "zz8", "status"]) == 0
+    assert p4tas_env(["--prefix", "zz8", "status"]) == 0
     assert "nothing is up" in capsys.readouterr().out
 
 
@@ -424,7 +427,7 @@ def test_ptf_with_target_bmv2_but_no_switch_is_an_error(
         capsys: pytest.CaptureFixture[str]) -> None:
     report = tmp_path / "report.txt"
     monkeypatch.setenv("P4TAS_REPORT", str(report))
-    assert cli.main(["ptf"]) == 1
+    assert p4tas_env(["ptf"]) == 1
     captured = capsys.readouterr()
     assert captured.err.startswith("ptf: error: simple_switch_grpc not found: set "
                                    "SIMPLE_SWITCH_GRPC")
@@ -439,7 +442,7 @@ def test_ptf_skips_when_softnic_is_missing(monkeypatch: pytest.MonkeyPatch, tmp_
     monkeypatch.setattr(targets, "SOFTNIC_MAIN", tmp_path / "softnic" / "__main__.py")
     report = tmp_path / "report.txt"
     monkeypatch.setenv("P4TAS_REPORT", str(report))
-    assert cli.main(["ptf"]) == 0
+    assert p4tas_env(["ptf"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "target: soft (software fast path; TARGET=soft)"
     assert out[1].startswith("ptf [soft]: SKIPPED: softnic not found: ")
@@ -455,10 +458,10 @@ def test_ptf_skips_without_root(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
     softnic_main.parent.mkdir()
     softnic_main.write_text("")
     monkeypatch.setattr(targets, "SOFTNIC_MAIN", softnic_main)
-    monkeypatch.setattr(cli.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
     report = tmp_path / "report.txt"
     monkeypatch.setenv("P4TAS_REPORT", str(report))
-    assert cli.main(["ptf"]) == 0
+    assert p4tas_env(["ptf"]) == 0
     assert "ptf [soft]: SKIPPED: creating veths and running ptf needs root" in \
         capsys.readouterr().out
     assert report.read_text().endswith(" skipped (needs root)\n")
@@ -495,7 +498,7 @@ def test_ptf_reports_and_always_tears_down(outcome: object, exit_code: int, line
                                            capsys: pytest.CaptureFixture[str]) -> None:
     fake = _FakeEnv(tmp_path)
     _stand_in_switch(monkeypatch, Path("/bin/true"))
-    monkeypatch.setattr(cli.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
     monkeypatch.setattr(env, "up", fake.up)
     monkeypatch.setattr(env, "down", fake.down)
 
@@ -508,7 +511,7 @@ def test_ptf_reports_and_always_tears_down(outcome: object, exit_code: int, line
     monkeypatch.setattr(ptf_runner, "run", run)
     report = tmp_path / "report.txt"
     monkeypatch.setenv("P4TAS_REPORT", str(report))
-    assert cli.main(["ptf"]) == exit_code
+    assert p4tas_env(["ptf"]) == exit_code
     assert fake.downs == [("p4t", True)]
     assert report.read_text() == line + "\n"
     out = capsys.readouterr().out
@@ -578,7 +581,7 @@ def test_cli_up_status_down_with_a_stand_in_switch(monkeypatch: pytest.MonkeyPat
     prefix, port = _unique_prefix(), _free_port()
     base = ["--prefix", prefix, "--grpc-port", str(port)]
     try:
-        assert cli.main(base + ["--ports", "3", "up", "--no-pipeline"]) == 0
+        assert p4tas_env(base + ["--ports", "3", "up", "--no-pipeline"]) == 0
         out = capsys.readouterr().out
         assert out.startswith(f"target: bmv2 (simple_switch_grpc at {binary}; TARGET=bmv2)\n")
         pid = int(re.search(r"pid (\d+)", out).group(1))  # type: ignore[union-attr]
@@ -587,25 +590,25 @@ def test_cli_up_status_down_with_a_stand_in_switch(monkeypatch: pytest.MonkeyPat
         assert re.search(rf"3\s+{prefix}w3\s+{prefix}w3p\s+wire", out)
         assert PortMap.from_json((state_dir / "portmap.json").read_text()) == PortMap(3, prefix)
 
-        assert cli.main(base + ["status"]) == 0
+        assert p4tas_env(base + ["status"]) == 0
         out = capsys.readouterr().out
         assert f"environment '{prefix}': up" in out and "target              bmv2" in out
         assert EnvRecord.load(state_dir).target == "bmv2"  # type: ignore[union-attr]
 
         # `up` again replaces the running environment instead of failing on the busy port.
-        assert cli.main(base + ["--ports", "1", "up", "--no-pipeline"]) == 0
+        assert p4tas_env(base + ["--ports", "1", "up", "--no-pipeline"]) == 0
         assert not Path(f"/proc/{pid}").exists()
         assert topology.existing_interfaces(prefix) == sorted(PortMap(1, prefix).interface_names())
         pid = switch.read_pid(state_dir)  # type: ignore[assignment]
         capsys.readouterr()
     finally:
-        assert cli.main(base + ["down"]) == 0
+        assert p4tas_env(base + ["down"]) == 0
     assert "stopped simple_switch_grpc pid" in capsys.readouterr().out
     assert not Path(f"/proc/{pid}").exists()
     assert topology.existing_interfaces(prefix) == []
     assert switch.find_switches_on(prefix) == []
     assert not state_dir.exists()
-    assert cli.main(base + ["down"]) == 0
+    assert p4tas_env(base + ["down"]) == 0
     assert "nothing to clean" in capsys.readouterr().out
 
 
@@ -616,7 +619,7 @@ def test_failed_up_cleans_up(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, st
     _stand_in_switch(monkeypatch, binary)
     prefix = _unique_prefix()
     argv = ["--prefix", prefix, "--grpc-port", str(_free_port()), "up", "--no-pipeline"]
-    assert cli.main(argv) == 1
+    assert p4tas_env(argv) == 1
     err = capsys.readouterr().err
     assert err.startswith("up: error: simple_switch_grpc exited with code 3")
     assert "cannot open interface" in err  # the log tail follows the one-line error
@@ -646,18 +649,18 @@ def test_real_switch_up_status_down(state_dir: Path, capsys: pytest.CaptureFixtu
     prefix, port = _unique_prefix(), _free_port()
     base = ["--prefix", prefix, "--grpc-port", str(port)]
     try:
-        assert cli.main(base + ["up", *push]) == 0, capsys.readouterr().err
+        assert p4tas_env(base + ["up", *push]) == 0, capsys.readouterr().err
         pid = switch.read_pid(state_dir)
         assert pid is not None and switch.is_switch_process(pid)
         assert switch.process_name(pid) == target.process
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         assert f"127.0.0.1:{port}".encode() in argv and b"--cpu-port" in argv
-        assert cli.main(base + ["status"]) == 0
+        assert p4tas_env(base + ["status"]) == 0
         out = capsys.readouterr().out
         assert f"environment '{prefix}': up" in out
         assert f"  {target.process:<19} pid {pid} running" in out
     finally:
-        assert cli.main(base + ["down"]) == 0
+        assert p4tas_env(base + ["down"]) == 0
     assert f"stopped {target.process} pid {pid}" in capsys.readouterr().out
     assert switch.running_pid(state_dir) is None
     assert switch.find_switches_on(prefix) == []

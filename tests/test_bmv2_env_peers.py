@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from bmv2_env import __main__ as cli
+from bmv2_env.cli import arguments
+from bmv2_env.cli.main import main as p4tas_env
 from bmv2_env import peers, system_deps, topology
 from bmv2_env.peers import Peer, PeerError, PeerSet, popen_in, run_in
 from bmv2_env.portmap import PortMap
@@ -141,12 +142,12 @@ def test_run_in_builds_ip_netns_exec() -> None:
 
 
 def test_cli_up_has_peers_and_ptf_does_not(capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli.options(cli.parse_args(["up", "--peers", "--no-pipeline"])).peers is True
-    assert cli.options(cli.parse_args(["up"])).peers is False
-    assert cli.options(cli.parse_args(["ptf"])).peers is False
+    assert arguments.options(arguments.parse_args(["up", "--peers", "--no-pipeline"])).peers is True
+    assert arguments.options(arguments.parse_args(["up"])).peers is False
+    assert arguments.options(arguments.parse_args(["ptf"])).peers is False
     for command in ("ptf", "status", "down"):
         with pytest.raises(SystemExit):
-            cli.main([command, "--peers"])
+            p4tas_env([command, "--peers"])
         assert "unrecognized arguments: --peers" in capsys.readouterr().err
 
 
@@ -310,7 +311,7 @@ def test_cli_up_peers_status_down(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
     base = ["--prefix", prefix, "--grpc-port", str(_free_port())]
     sleeper = None
     try:
-        assert cli.main(base + ["up", "--peers", "--no-pipeline"]) == 0
+        assert p4tas_env(base + ["up", "--peers", "--no-pipeline"]) == 0
         out = capsys.readouterr().out
         assert re.search(rf"(?m)^\s+1\s+{prefix}n1\s+{prefix}w1p\s+10\.99\.1\.2\s+\S+\s+"
                          r"10\.99\.1\.1\s+02:00:0a:63:01:01$", out), out
@@ -319,16 +320,16 @@ def test_cli_up_peers_status_down(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
         assert EnvRecord.load(state_dir).peers is True  # type: ignore[union-attr]
         sleeper = popen_in(peer_set.peer(1), ["sleep", "60"])
 
-        assert cli.main(base + ["status"]) == 0
+        assert p4tas_env(base + ["status"]) == 0
         out = capsys.readouterr().out
         assert f"environment '{prefix}': up" in out
         assert f"{prefix}n2" in out and "02:00:0a:63:02:01" in out and "missing" not in out
 
         subprocess.run(["ip", "netns", "del", f"{prefix}n2"], check=True)  # break it
-        assert cli.main(base + ["status"]) == 1
+        assert p4tas_env(base + ["status"]) == 1
         assert f"missing peers       {prefix}n2/{prefix}w2p" in capsys.readouterr().out
     finally:
-        assert cli.main(base + ["down"]) == 0
+        assert p4tas_env(base + ["down"]) == 0
         if sleeper is not None:
             assert sleeper.wait(timeout=10) is not None
             _stop(sleeper)

@@ -25,7 +25,8 @@ from pathlib import Path
 
 import pytest
 
-from bmv2_env import __main__ as cli
+from bmv2_env.cli import arguments, describe
+from bmv2_env.cli.main import main as p4tas_env
 from bmv2_env import env, processes, runtime_proc, switch, system_deps, targets, topology
 from bmv2_env.peers import Peer, PeerSet
 from bmv2_env.portmap import PortMap
@@ -256,11 +257,11 @@ def test_down_stops_the_runtime_first(state_dir: Path, stand_in: list[str], clea
     info = runtime_proc.start(state_dir, program=stand_in)
     st = env.status(_prefix())
     assert st.runtime_pid == info.pid and st.runtime_pid_file
-    out = cli.describe_status(st)
+    out = describe.describe_status(st)
     assert f"runtime             pid {info.pid} running, control socket {info.control_socket}" \
         in out
 
-    assert cli.main(["--prefix", _prefix(), "down"]) == 0
+    assert p4tas_env(["--prefix", _prefix(), "down"]) == 0
     assert f"stopped runtime pid {info.pid}" in capsys.readouterr().out
     assert _gone(info.pid)
     assert not state_dir.exists()  # runtime.pid, runtime.log, control.sock went with the rest
@@ -283,7 +284,7 @@ def test_status_reports_a_runtime_that_died(state_dir: Path, stand_in: list[str]
     processes.alive(info.pid)  # reap our child, as a separate `status` process would see it
     st = env.status(_prefix())
     assert st.runtime_pid is None and st.runtime_pid_file and not st.up and not st.nothing
-    assert "runtime             NOT running (see " in cli.describe_status(st)
+    assert "runtime             NOT running (see " in describe.describe_status(st)
     assert env.down(_prefix()).runtime_pids == []
     assert not state_dir.exists()
 
@@ -296,16 +297,16 @@ def test_status_without_a_runtime(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
 
 # ---- the `run` command --------------------------------------------------------------------------
 def test_cli_run_arguments(capsys: pytest.CaptureFixture[str]) -> None:
-    args = cli.parse_args(["run", "--ports", "1", "--", "--time-wait", "0.5"])
+    args = arguments.parse_args(["run", "--ports", "1", "--", "--time-wait", "0.5"])
     assert (args.command, args.ports, args.extra) == ("run", 1, ["--time-wait", "0.5"])
     assert args.runtime_timeout == runtime_proc.DEFAULT_READY_TIMEOUT
     assert not args.background and args.echo_port == 7  # the foreground stack is the default
-    assert cli.parse_args(["run", "--background", "--echo-port", "7007"]).echo_port == 7007
+    assert arguments.parse_args(["run", "--background", "--echo-port", "7007"]).echo_port == 7007
     with pytest.raises(SystemExit):
-        cli.main(["--help"])
+        p4tas_env(["--help"])
     assert "p4tas-env run" in capsys.readouterr().out
     # A managed argument after -- is refused before anything is brought up.
-    assert cli.main(["--prefix", _prefix(), "run", "--", "--host-interface", "x"]) == 1
+    assert p4tas_env(["--prefix", _prefix(), "run", "--", "--host-interface", "x"]) == 1
     assert "set by bmv2_env itself" in capsys.readouterr().err
     assert topology.existing_interfaces(_prefix()) == []
 
@@ -319,7 +320,7 @@ def test_describe_run_says_what_runs_and_how_to_try_it(tmp_path: Path) -> None:
     result = env.UpResult(4242, record, tmp_path, True, peers)
     info = RuntimeInfo(4343, tmp_path, "127.0.0.1:9559", tmp_path / "control.sock",
                        tmp_path / "runtime.log", "READY ...")
-    out = cli.describe_run(result, info)
+    out = describe.describe_run(result, info)
     assert "simple_switch_grpc  pid 4242" in out and "127.0.0.1:9559" in out
     assert "runtime             pid 4343" in out
     assert f"control socket      {tmp_path / 'control.sock'}" in out
@@ -343,7 +344,7 @@ def test_interface_args_are_what_the_runtime_parses() -> None:
 def test_try_it_commands_are_valid_python(tmp_path: Path) -> None:
     peer = Peer("p4tn1", "p4tw1p", "10.99.1.2", "aa:bb:cc:dd:ee:0f", "10.99.1.1",
                 "02:00:0a:63:01:01", 1)
-    for line in cli.try_it(peer, tmp_path / "control.sock", python="PY"):
+    for line in describe.try_it(peer, tmp_path / "control.sock", python="PY"):
         found = re.search(r"python3? -c '([^']*)'|PY -c '([^']*)'", line)
         if found:
             compile(found.group(1) or found.group(2), "<try-it>", "exec")
@@ -447,7 +448,7 @@ def test_real_run_status_down_leaves_nothing(monkeypatch: pytest.MonkeyPatch, tm
     base = ["--prefix", prefix, "--grpc-port", str(_free_port()), "--ports", "1"]
     pids: list[int] = []
     try:
-        assert cli.main(base + ["run", "--background"]) == 0, capsys.readouterr().err
+        assert p4tas_env(base + ["run", "--background"]) == 0, capsys.readouterr().err
         out = capsys.readouterr().out
         assert out.startswith(f"target: {target.name} (")
         assert f"p4tas is running (environment '{prefix}')" in out
@@ -456,7 +457,7 @@ def test_real_run_status_down_leaves_nothing(monkeypatch: pytest.MonkeyPatch, tm
         assert runtime_proc.running_pid(state_dir) == pids[1]
         assert (state_dir / "control.sock").is_socket()
 
-        assert cli.main(base + ["status"]) == 0
+        assert p4tas_env(base + ["status"]) == 0
         out = capsys.readouterr().out
         assert f"environment '{prefix}': up" in out and f"runtime             pid {pids[1]}" in out
 
@@ -465,7 +466,7 @@ def test_real_run_status_down_leaves_nothing(monkeypatch: pytest.MonkeyPatch, tm
         with ControlChannel(state_dir / "control.sock", app_name="test") as ch:
             assert ch.stats()["connections"] == 0
     finally:
-        assert cli.main(base + ["down"]) == 0
+        assert p4tas_env(base + ["down"]) == 0
     out = capsys.readouterr().out
     assert f"stopped runtime pid {pids[1]}" in out
     assert f"stopped {target.process} pid {pids[0]}" in out
@@ -483,9 +484,9 @@ def test_real_run_with_a_failing_runtime_tears_down(monkeypatch: pytest.MonkeyPa
     prefix = _prefix()
     base = ["--prefix", prefix, "--grpc-port", str(_free_port()), "--ports", "1"]
     try:
-        assert cli.main(base + ["run", "--background", "--", "--rx-ring-size", "3"]) == 1
+        assert p4tas_env(base + ["run", "--background", "--", "--rx-ring-size", "3"]) == 1
     finally:
-        cli.main(base + ["down"])
+        p4tas_env(base + ["down"])
     err = capsys.readouterr().err
     assert err.startswith("run: error: the runtime exited with code 2 before it was ready")
     assert "not a power of two" in err and "run: everything torn down; logs kept in" in err
@@ -503,7 +504,7 @@ def test_echo_server_command_and_talk_command_are_valid() -> None:
                    "--port", "7", "--ready-ns", "p4tn1"]
     info = echo_proc.EchoInfo(1, "10.99.1.1", 7, "p4tn1", Path("/x"))
     assert info.ready_line == "READY ns=p4tn1 addr=10.99.1.1:7"
-    for line in cli.talk_command(info):
+    for line in describe.talk_command(info):
         if "python3 -c" in line:
             compile(re.search(r"python3 -c '([^']*)'", line).group(1), "<talk>", "exec")
     compile(echo_proc.client_code("10.99.1.1", 7, b"x"), "<check>", "exec")

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from bmv2_env import __main__ as cli
+from bmv2_env.cli import describe
+from bmv2_env.cli.main import main as p4tas_env
 from bmv2_env import env, switch, targets, toolchain
 from bmv2_env.portmap import PortMap
 from bmv2_env.state import EnvRecord
@@ -246,26 +247,26 @@ def test_env_record_keeps_the_target(tmp_path: Path) -> None:
 # ---- the CLI -----------------------------------------------------------------------------------
 def test_cli_targets_lists_and_selects(bmv2_found: Path, softnic_there: Path,
                                        capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli.main(["targets"]) == 0
+    assert p4tas_env(["targets"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0] == f"target: bmv2 (simple_switch_grpc at {bmv2_found}; default)"
     assert out[1] == f"  bmv2  the P4 reference switch: {bmv2_found}"
     assert out[2] == f"  soft  software fast path: {sys.executable} -m softnic"
     assert out[3] == "make test runs: bmv2 soft"
-    assert cli.main(["targets", "--tested"]) == 0
+    assert p4tas_env(["targets", "--tested"]) == 0
     assert capsys.readouterr().out == "bmv2 soft\n"
 
 
 def test_cli_targets_without_bmv2(no_bmv2: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
                                   capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setattr(targets, "SOFTNIC_MAIN", tmp_path / "absent" / "__main__.py")
-    assert cli.main(["targets"]) == 0
+    assert p4tas_env(["targets"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("target: soft (software fast path; simple_switch_grpc not found)\n")
     assert "  bmv2  the P4 reference switch: NOT AVAILABLE: simple_switch_grpc not found" in out
     assert "  soft  software fast path: NOT AVAILABLE: softnic not found" in out
     assert out.endswith("make test runs: soft\n")
-    assert cli.main(["targets", "--tested"]) == 0
+    assert p4tas_env(["targets", "--tested"]) == 0
     assert capsys.readouterr().out == "soft\n"
 
 
@@ -275,14 +276,14 @@ def test_cli_up_says_which_target_and_fails_on_a_bad_one(
     monkeypatch.setenv("TARGET", "tofino")
     monkeypatch.delenv("P4TAS_REPORT", raising=False)  # ptf's report line goes nowhere
     for command in ("up", "run", "status", "ptf"):
-        assert cli.main(["--prefix", "zz1", command]) == 1
+        assert p4tas_env(["--prefix", "zz1", command]) == 1
         assert "TARGET=tofino is not a target" in capsys.readouterr().err
 
 
 def test_cli_status_prints_the_target(no_bmv2: None, monkeypatch: pytest.MonkeyPatch,
                                       tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("P4TAS_STATE_DIR", str(tmp_path / "state"))
-    assert cli.main(["--prefix", "zz1", "status"]) == 0
+    assert p4tas_env(["--prefix", "zz1", "status"]) == 0
     assert capsys.readouterr().out.splitlines() == [
         "target: soft (software fast path; simple_switch_grpc not found)",
         "environment 'zz1': nothing is up"]
@@ -291,6 +292,6 @@ def test_cli_status_prints_the_target(no_bmv2: None, monkeypatch: pytest.MonkeyP
 def test_describe_up_names_the_softnic_process(tmp_path: Path) -> None:
     record = EnvRecord(PortMap(1, "p4t"), "127.0.0.1:9559", log=False, pipeline=False,
                        target="soft")
-    out = cli.describe_up(env.UpResult(4242, record, tmp_path, False))
+    out = describe.describe_up(env.UpResult(4242, record, tmp_path, False))
     assert out.startswith("p4tas soft environment 'p4t' is up")
     assert "  softnic             pid 4242, packet log off" in out
