@@ -124,13 +124,13 @@ def profile_softnic(items: list, top: int) -> str:
     """softnic's pipeline on the same frames in this process, under cProfile."""
     from google.protobuf import text_format  # noqa: PLC0415 - only for --profile
     from nic_contract.p4rt.proto import p4info_pb2  # noqa: PLC0415
-    from softnic.p4info_check import Program  # noqa: PLC0415
-    from softnic.p4runtime_server import DEFAULT_BMV2_JSON, DEFAULT_P4INFO  # noqa: PLC0415
+    from nic_contract.pipeline import BMV2_JSON, P4INFO  # noqa: PLC0415
+    from softnic.p4runtime.program import Program  # noqa: PLC0415
     from softnic.pipeline.flow_lookup import (FLOW_LOOKUP, FLOW_STATE, SET_FLOW_ID,  # noqa: PLC0415
                                               SET_FLOW_STATE)
     from softnic.pipeline.p4tas import P4tasPipeline  # noqa: PLC0415
-    program = Program(text_format.Parse(Path(DEFAULT_P4INFO).read_text(), p4info_pb2.P4Info()))
-    state = program.new_state(program.default_actions(Path(DEFAULT_BMV2_JSON).read_bytes()))
+    program = Program(text_format.Parse(P4INFO.read_text(), p4info_pb2.P4Info()))
+    state = program.new_state(program.default_actions(BMV2_JSON.read_bytes()))
     state.clone_sessions.update(ack_clone_sessions([1]))
     t = SPEC.tuple
     state.tables[FLOW_LOOKUP].entries[(_ip(t.peer_ip), _ip(t.local_ip), t.peer_port,

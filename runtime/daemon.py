@@ -20,7 +20,8 @@ from runtime.dma_bridge import DmaBridge
 from runtime.flow_registry import FlowRegistry
 from nic_contract.pipeline import BMV2_JSON, P4INFO, PipelineError, PipelineFiles, install
 from runtime.metrics import METRICS_ADDR, serve_metrics
-from nic_contract.p4rt.client import P4RuntimeClient, P4RuntimeError
+from nic_contract.p4rt.client import P4RuntimeClient
+from nic_contract.p4rt.errors import P4RuntimeError
 from runtime.retransmission import RtoConfig
 from runtime.congestion import CHOICES
 from runtime.congestion.controller import ControlConfig, RateController

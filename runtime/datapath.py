@@ -11,7 +11,9 @@ from dataclasses import dataclass, field
 from typing import AsyncIterator, Iterable
 
 from nic_contract.constants import TS_TICK_SHIFT, PacketInReason
-from nic_contract.p4rt.client import P4RuntimeClient, StreamError, WriteError, updates_of
+from nic_contract.p4rt.client import P4RuntimeClient
+from nic_contract.p4rt.errors import StreamError, WriteError
+from nic_contract.p4rt.messages import updates_of
 from nic_contract.p4rt.proto import p4runtime_pb2
 
 log = logging.getLogger(__name__)

@@ -21,7 +21,8 @@ from prometheus_client.registry import Collector
 from runtime.connection_control import ConnectionControl
 from nic_contract.constants import DropReason, PacketInReason
 from runtime.flow_report import flows_by_state
-from nic_contract.p4rt.client import P4RuntimeClient, P4RuntimeError
+from nic_contract.p4rt.client import P4RuntimeClient
+from nic_contract.p4rt.errors import P4RuntimeError
 from runtime.slow_path_stats import SETUP_BUCKETS_S
 
 log = logging.getLogger(__name__)

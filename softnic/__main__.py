@@ -11,7 +11,7 @@ import sys
 import threading
 
 from softnic.dataplane import Dataplane
-from softnic.p4runtime_server import P4RuntimeServer
+from softnic.p4runtime.server import P4RuntimeServer
 from softnic.pipeline.constants import CPU_PORT
 
 log = logging.getLogger("softnic")

@@ -1,5 +1,5 @@
 """The switch's P4 objects (tables, counters, meters, registers, clone sessions) as plain
-Python state: P4Runtime writes and reads it (p4runtime_server.py), the pipeline reads and
+Python state: P4Runtime writes and reads it (p4runtime/), the pipeline reads and
 updates it per packet (pipeline/). Values are ints; names are the P4 objects' p4info names."""
 
 from __future__ import annotations

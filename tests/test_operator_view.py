@@ -10,7 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from host_lib import control_protocol as cp
 from runtime import flows_cli
 from runtime.metrics import RuntimeCollector, RuntimeSnapshot
-from nic_contract.p4rt.client import P4RuntimeError
+from nic_contract.p4rt.errors import P4RuntimeError
 from runtime.slow_path_stats import SETUP_BUCKETS_S, SetupLatency
 
 ROW = cp.FlowInfo(conn_id=3, state="ESTABLISHED", local_ip="10.99.1.1", local_port=7,

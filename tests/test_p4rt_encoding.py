@@ -1,4 +1,5 @@
-"""Unit tests of the P4Runtime helpers that need no switch (nic_contract.p4rt.p4info and client)."""
+"""Unit tests of the P4Runtime helpers that need no switch (nic_contract.p4rt: p4info, messages,
+errors, and the client against a fake server)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ import pytest
 from google.protobuf import any_pb2, text_format
 
 from nic_contract.p4rt import client as p4client
+from nic_contract.p4rt import errors as p4errors
+from nic_contract.p4rt import messages as p4messages
 from nic_contract.p4rt.p4info import P4Info, decode, encode
 from nic_contract.p4rt.proto import code_pb2, p4info_pb2, p4runtime_pb2, status_pb2
 
@@ -338,11 +341,11 @@ def _pipeline_files(tmp_path: Path, p4info_text: str, json_text: str) -> tuple[P
 
 def test_default_cookie_is_stable(tmp_path):
     info, js = _pipeline_files(tmp_path, "pkg_info {}\n", '{"program": "x"}')
-    cookie = p4client.default_cookie(info, js)
+    cookie = p4messages.default_cookie(info, js)
     assert 0 <= cookie < 2**64
-    assert cookie == p4client.default_cookie(str(info), str(js))
+    assert cookie == p4messages.default_cookie(str(info), str(js))
     # Same in another interpreter with a different hash seed (no use of hash()).
-    code = ("import sys; from nic_contract.p4rt.client import default_cookie; "
+    code = ("import sys; from nic_contract.p4rt.messages import default_cookie; "
             "print(default_cookie(sys.argv[1], sys.argv[2]))")
     env = dict(os.environ, PYTHONHASHSEED="12345")
     out = subprocess.run([sys.executable, "-c", code, str(info), str(js)], cwd=REPO, env=env,
@@ -350,22 +353,22 @@ def test_default_cookie_is_stable(tmp_path):
     assert int(out) == cookie
     # Any change to either file, or moving bytes between them, changes the cookie.
     js.write_text('{"program": "y"}')
-    assert p4client.default_cookie(info, js) != cookie
+    assert p4messages.default_cookie(info, js) != cookie
     info2, js2 = _pipeline_files(tmp_path, "pkg_info {}\n{", '"program": "x"}')
-    assert p4client.default_cookie(info2, js2) != cookie
+    assert p4messages.default_cookie(info2, js2) != cookie
 
 
 def test_to_entity_and_updates(p4i):
     te = p4i.table_entry("flow_lookup", {"srcAddr": 1, "srcPort": 2}, "NoAction", {})
     ce = p4i.counter_entry("rx_pkts", 1)
-    pre = p4client.clone_session_entry(5, 7)
-    ents = [p4client.to_entity(x) for x in (te, ce, pre)]
+    pre = p4messages.clone_session_entry(5, 7)
+    ents = [p4messages.to_entity(x) for x in (te, ce, pre)]
     assert [e.WhichOneof("entity") for e in ents] == [
         "table_entry", "counter_entry", "packet_replication_engine_entry"]
-    assert p4client.to_entity(ents[0]) is ents[0]
+    assert p4messages.to_entity(ents[0]) is ents[0]
     with pytest.raises(TypeError):
-        p4client.to_entity("table")
-    ups = p4client.updates_of(p4runtime_pb2.Update.DELETE, [te])
+        p4messages.to_entity("table")
+    ups = p4messages.updates_of(p4runtime_pb2.Update.DELETE, [te])
     assert ups[0].type == p4runtime_pb2.Update.DELETE and ups[0].entity.table_entry == te
 
 
@@ -400,7 +403,7 @@ def _status_with(errors: list[p4runtime_pb2.Error]) -> bytes:
 
 
 def test_write_error_lists_failed_updates(p4i):
-    updates = p4client.updates_of(
+    updates = p4messages.updates_of(
         p4runtime_pb2.Update.INSERT,
         [p4i.table_entry("flow_lookup", {"srcAddr": i, "srcPort": 1}, "NoAction", {})
          for i in range(3)])
@@ -410,8 +413,8 @@ def test_write_error_lists_failed_updates(p4i):
     bad = p4runtime_pb2.Error(canonical_code=code_pb2.INVALID_ARGUMENT, message="Bad bytestring")
     err = FakeRpcError(grpc.StatusCode.UNKNOWN, "",
                        (("grpc-status-details-bin", _status_with([ok, exists, bad])),))
-    result = p4client._write_error(err, updates)
-    assert isinstance(result, p4client.WriteError)
+    result = p4errors.write_error(err, updates)
+    assert isinstance(result, p4errors.WriteError)
     text = str(result)
     assert "2 of 3 updates" in text
     assert "#1 ALREADY_EXISTS: Match entry exists, use MODIFY" in text
@@ -419,9 +422,9 @@ def test_write_error_lists_failed_updates(p4i):
     assert "#0" not in text
     assert [f.index for f in result.failures] == [1, 2]
     assert result.failures[0].update is updates[1]
-    plain = p4client._write_error(FakeRpcError(grpc.StatusCode.PERMISSION_DENIED, "Not primary"),
+    plain = p4errors.write_error(FakeRpcError(grpc.StatusCode.PERMISSION_DENIED, "Not primary"),
                                   updates)
-    assert isinstance(plain, p4client.NotPrimaryError) and "Not primary" in str(plain)
+    assert isinstance(plain, p4errors.NotPrimaryError) and "Not primary" in str(plain)
 
 
 def _free_port() -> int:
@@ -432,11 +435,11 @@ def _free_port() -> int:
 
 def test_connect_to_nothing_is_switch_unreachable():
     cl = p4client.P4RuntimeClient(f"127.0.0.1:{_free_port()}", timeout=0.5)
-    with pytest.raises(p4client.SwitchUnreachableError, match="is simple_switch_grpc running"):
+    with pytest.raises(p4errors.SwitchUnreachableError, match="is simple_switch_grpc running"):
         cl.connect()
     cl.close()  # idempotent after a failed connect
     cl.close()
-    with pytest.raises(p4client.P4RuntimeError, match="not connected"):
+    with pytest.raises(p4errors.P4RuntimeError, match="not connected"):
         cl.write([p4runtime_pb2.Update()])
 
 
@@ -566,7 +569,7 @@ def test_client_against_fake_server(fake, tmp_path, p4i):
         assert cl.is_primary
         assert cl.pipeline_cookie() is None  # FAILED_PRECONDITION -> None
         assert cl.ensure_pipeline(info_path, json_path) is True
-        assert fake.cookie == p4client.default_cookie(info_path, json_path)
+        assert fake.cookie == p4messages.default_cookie(info_path, json_path)
         assert cl.pipeline_cookie() == fake.cookie
         assert cl.ensure_pipeline(info_path, json_path) is False
         assert cl.p4info is not None and cl.p4info.table("routes").preamble.id == 0x02000002
@@ -575,7 +578,7 @@ def test_client_against_fake_server(fake, tmp_path, p4i):
                                          "NoAction", {}) for i in range(5)]
         cl.insert(entries)
         assert fake.write_batches == [5]  # one WriteRequest for the whole batch
-        with pytest.raises(p4client.WriteError) as exc:
+        with pytest.raises(p4errors.WriteError) as exc:
             cl.insert([entries[4], p4i.table_entry("flow_lookup", {"srcAddr": 9, "srcPort": 1},
                                                    "NoAction", {})])
         assert "1 of 2 updates: #0 ALREADY_EXISTS: Match entry exists" in str(exc.value)
@@ -605,9 +608,9 @@ def test_client_against_fake_server(fake, tmp_path, p4i):
 
         # A stream failure wakes a waiting packet_in and surfaces on every later call.
         cl.packet_out(b"die", egress_port=1)
-        with pytest.raises(p4client.StreamError, match="switch exploded"):
+        with pytest.raises(p4errors.StreamError, match="switch exploded"):
             cl.packet_in(5.0)
-        with pytest.raises(p4client.StreamError, match="INTERNAL"):
+        with pytest.raises(p4errors.StreamError, match="INTERNAL"):
             cl.insert(entries[:1])
         assert not cl.is_primary
     cl.close()  # idempotent after the context manager closed it
@@ -618,8 +621,8 @@ def test_client_not_primary():
     server, address = servicer.serve()
     try:
         cl = p4client.P4RuntimeClient(address, election_id=(0, 5), timeout=2.0)
-        with pytest.raises(p4client.NotPrimaryError, match="higher election_id"):
+        with pytest.raises(p4errors.NotPrimaryError, match="higher election_id"):
             cl.connect()
-        assert cl._reader is None  # connect failure closed everything
+        assert cl._channel is None and cl._stream._reader is None  # connect failure closed all
     finally:
         server.stop(grace=None)
