@@ -13,7 +13,7 @@ export P4C
 P4_MAIN := p4src/v1model/p4tas.p4
 P4_BUILD := p4src/build
 P4_SOURCES := $(shell find p4src -name '*.p4' -not -path '$(P4_BUILD)/*')
-# One line per test stage; tests/summary.py adds them up at the end of `make test`.
+# One line per test stage; tests/support/summary.py adds them up at the end of `make test`.
 P4TAS_REPORT ?= $(CURDIR)/.venv/test-report.txt
 export P4TAS_REPORT
 TARGET ?=
@@ -22,7 +22,7 @@ export TARGET
 PTF_PREFIX ?= p4ptf
 PTF_GRPC_PORT ?= 9560
 # `make test` runs the PTF and end-to-end stages once per target, each on veths and a gRPC port
-# of its own (bmv2 keeps the names above and tests/stack.py's defaults), so no stage can
+# of its own (bmv2 keeps the names above and tests/support/stack.py's defaults), so no stage can
 # disturb another. Which targets: `python -m bmv2_env targets --tested` (bmv2 when
 # simple_switch_grpc is found, and soft).
 PTF_PREFIX_bmv2 ?= $(PTF_PREFIX)
@@ -83,14 +83,14 @@ pytest: setup
 
 # The tests that need no switch (report line `pytest (unit)`).
 pytest-unit: setup
-	P4TAS_PYTEST_STAGE=unit $(PY) -m pytest -m "not target" tests
+	P4TAS_PYTEST_STAGE=unit $(PY) -m pytest -m "not target" tests/unit tests/contract tests/env
 
-# The tests that run a switch (tests/test_e2e_*.py and the real-switch tests of
-# tests/test_bmv2_env*.py: the `target` marker) on one target: make pytest-e2e-soft.
+# The tests that run a switch (tests/e2e/ and the real-switch tests of tests/env/: the `target`
+# marker) on one target: make pytest-e2e-soft.
 pytest-e2e-%: setup FORCE
 	$(if $(filter $*,$(KNOWN_TARGETS)),,$(error unknown target '$*': use one of $(KNOWN_TARGETS)))
 	TARGET=$* P4TAS_PYTEST_STAGE=e2e P4TAS_E2E_PREFIX=$(E2E_PREFIX_$*) \
-	  P4TAS_E2E_GRPC_PORT=$(E2E_GRPC_PORT_$*) $(PY) -m pytest -m target tests
+	  P4TAS_E2E_GRPC_PORT=$(E2E_GRPC_PORT_$*) $(PY) -m pytest -m target tests/e2e tests/env
 
 # Veths + the switch of the selected target (TARGET) + pipeline, the PTF suite, and teardown even
 # on failure or Ctrl-C.
@@ -119,7 +119,7 @@ test: setup
 	  $(MAKE) --no-print-directory pytest-e2e-$$t || status=1; \
 	  $(MAKE) --no-print-directory ptf-$$t || status=1; \
 	done; \
-	$(PY) tests/summary.py $(P4TAS_REPORT) $$targets || status=1; \
+	$(PY) tests/support/summary.py $(P4TAS_REPORT) $$targets || status=1; \
 	exit $$status
 
 FORCE:

@@ -1,6 +1,6 @@
 """Numbers shared with the P4 fast path (p4src/shared/constants.p4).
 
-tests/test_p4_python_agreement.py checks every value here against the P4 source.
+tests/contract/test_p4_python_agreement.py checks every value here against the P4 source.
 """
 
 from enum import IntEnum

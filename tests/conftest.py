@@ -1,10 +1,12 @@
 """Marks the tests that run a switch, names the target in pytest's header, and adds the pytest
-counts to the `make test` report (P4TAS_REPORT); tests/summary.py adds the stages up.
+counts to the `make test` report (P4TAS_REPORT); tests/support/summary.py adds the stages up.
 
-A test that starts a real switch (every test of the end-to-end modules tests/test_e2e_*.py,
-and the `@pytest.mark.target` tests in tests/test_bmv2_env*.py) has the `target` marker: `make test`
-runs `-m "not target"` once (the unit stage) and `-m target` once per target (TARGET=bmv2,
-TARGET=soft). P4TAS_PYTEST_STAGE names the stage in the report line:
+Tests by kind: tests/unit/, tests/contract/ (P4 vs Python, bmv2 vs softnic), tests/env/
+(bmv2_env), tests/e2e/ (the stack against Linux peers); helpers in tests/support/. A test that
+starts a real switch (every test under tests/e2e/, and the `@pytest.mark.target` tests of
+tests/env/) has the `target` marker: `make test` runs unit, contract and env with
+`-m "not target"` once (the unit stage) and e2e and env with `-m target` once per target
+(TARGET=bmv2, TARGET=soft). P4TAS_PYTEST_STAGE names the stage in the report line:
 
 - `unit` -> `pytest (unit): ...`
 - `e2e`  -> `pytest e2e [<target>]: ...` (the target TARGET selects, bmv2_env.targets)
@@ -22,7 +24,7 @@ from bmv2_env.toolchain import ToolNotFound
 
 TARGET_MARK = "target"
 STAGE_ENV = "P4TAS_PYTEST_STAGE"
-E2E_MODULE_PREFIX = "test_e2e_"
+E2E_DIR = "e2e"  # tests/e2e/: every test there runs a switch
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -32,9 +34,9 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Every test of an end-to-end module runs a switch: mark it."""
+    """Every end-to-end test runs a switch: mark it."""
     for item in items:
-        if item.path.name.startswith(E2E_MODULE_PREFIX):
+        if item.path.parent.name == E2E_DIR:
             item.add_marker(TARGET_MARK)
 
 

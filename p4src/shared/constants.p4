@@ -1,5 +1,5 @@
 /* p4tas: constants shared by every architecture's top-level program.
- * nic_contract/constants.py mirrors these values; tests/test_p4_python_agreement.py checks
+ * nic_contract/constants.py mirrors these values; tests/contract/test_p4_python_agreement.py checks
  * that the two agree, so change both together. */
 #ifndef P4TAS_CONSTANTS_P4
 #define P4TAS_CONSTANTS_P4

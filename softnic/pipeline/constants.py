@@ -1,5 +1,5 @@
 """The P4 program's constants (p4src/shared/constants.p4, p4src/v1model/bmv2_constants.p4)
-under the same names; tests/test_p4_python_agreement.py checks each against the source."""
+under the same names; tests/contract/test_p4_python_agreement.py checks each against the source."""
 
 from nic_contract.constants import (  # noqa: F401 - re-exported under the P4 names
     ACK_SESSION_BASE, CPU_PORT, DUPACK_THRESHOLD, ETHERTYPE_ARP, ETHERTYPE_IPV4,

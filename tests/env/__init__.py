@@ -1,0 +1,1 @@
+"""The development environment (bmv2_env): veths, namespaces, targets, processes, system packages."""
