@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import importlib
 import os
 import queue
 import selectors
@@ -23,11 +22,11 @@ import pytest
 
 import host_lib
 from host_lib import control_protocol as cp
+from host_lib import sessions as hsock
 from host_lib.control_channel import ControlChannel, RuntimeUnavailable
 from host_lib.rings import Event, connection_ring, context_queue
 from host_lib.shm_layout import Direction, EventType, Layout, Segment
 
-hsock = importlib.import_module("host_lib.socket")  # the module (host_lib.socket is the class)
 
 LAYOUT = Layout(rx_ring_size=4096, tx_ring_size=4096, max_connections=4, max_contexts=4,
                 queue_depth=64)
