@@ -11,7 +11,7 @@ by p4tas (the P4 fast path and the runtime) instead of the Linux kernel:
 (`make run` starts it exactly like this and tells you how to talk to it.)
 
 One thread serves every connection. Things to know about host_lib sockets (see the docstring
-of host_lib/socket.py):
+of host_lib/sockets.py):
 
 * fileno() works with `selectors`, but it only ever reports *readable*: "readable" means the
   socket can make progress (bytes to read, EOF, a connection to accept, TX space again after a

@@ -4,10 +4,11 @@ Two ways to use it:
 
 - blocking (tools, tests): requests wait for their reply; events that arrive meanwhile are
   queued for next_event() / wait_for();
-- message-level (host_lib.socket, host_lib.streams): send() and kick() write one message, and
-  wait_readable() + read_messages() hand over every message the runtime sent, non-blocking, for
-  the caller to dispatch (replies by req_id, events by conn_id, Wake by ctx_id). fileno() is the
-  control socket, readable when the runtime has sent something.
+- message-level (host_lib.sessions, under the sockets, the streams and the low-level API):
+  send() and kick() write one message, and wait_readable() + read_messages() hand over every
+  message the runtime sent, non-blocking, for the caller to dispatch (replies by req_id, events
+  by conn_id, Wake by ctx_id). fileno() is the control socket, readable when the runtime has
+  sent something.
 
 Don't mix the two on one channel. Either way, frames are split by a control_protocol.FrameReader,
 so a timeout never leaves the stream half-read."""

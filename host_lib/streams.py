@@ -21,7 +21,9 @@ import threading
 import weakref
 from typing import Any, Awaitable, Callable
 
-from host_lib.socket import Connection, Session, Socket, session
+from host_lib.context import Connection
+from host_lib.sessions import Session, session
+from host_lib.sockets import Socket
 
 _READ_CHUNK = 1 << 20
 _PUMPS: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Pump]" = \

@@ -5,7 +5,6 @@ host_lib sockets and collect results. Every stream is checked by SHA-256 on both
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 import os
 import subprocess
@@ -15,6 +14,7 @@ import time
 
 import host_lib
 from bmv2_env.peers import popen_in
+from host_lib.sessions import close_session
 from tests.support.stack import Stack, stack_fixture
 
 PORT = 7001
@@ -363,7 +363,7 @@ def host_lib_stack(tmp_path_factory, runtime_args: list[str]):
     try:
         yield stack
     finally:
-        importlib.import_module("host_lib.socket").close_session()
+        close_session()
         os.environ.pop(CONTROL_SOCKET_ENV, None)
         next(gen, None)
 
