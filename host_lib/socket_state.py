@@ -128,14 +128,18 @@ class SocketState:
             raise _oserror(errno.ENOTCONN)
         return conn
 
-    def _send_check(self, conn: Connection) -> None:
-        self._check_open()
+    def _raise_pending(self, conn: Connection) -> None:
+        """Raise the connection's pending error (SO_ERROR), or ENOTCONN after a failed connect."""
         if conn.error is not None:
             error = conn.take_error()
             self._update_ready()
             raise error
         if conn.state == "failed":
             raise _oserror(errno.ENOTCONN)
+
+    def _send_check(self, conn: Connection) -> None:
+        self._check_open()
+        self._raise_pending(conn)
         if conn.wr_shut or conn.dead or conn.gone:
             if isinstance(self._session.dead, RuntimeUnavailable) and not conn.wr_shut:
                 self._check_alive()
@@ -160,12 +164,7 @@ class SocketState:
 
     def _recv_error(self, conn: Connection) -> None:
         """Nothing was read: raise the pending error, if any (then b"" means EOF)."""
-        if conn.error is not None:
-            error = conn.take_error()
-            self._update_ready()
-            raise error
-        if conn.state == "failed":
-            raise _oserror(errno.ENOTCONN)
+        self._raise_pending(conn)
         if self._session.dead is not None and not conn.gone and not conn.close_sent:
             self._check_alive()
 
