@@ -150,7 +150,7 @@ class ConnectionControl(Handshake, Teardown, Endings, Reinjection):
     def kick(self, conn: Connection) -> None:
         """The application queued TX bytes and/or consumed RX bytes of this connection."""
         channel = conn.channel
-        if channel is None or not conn.channel_registered:
+        if channel is None or self.installer.flow_of(conn) is None:
             return
         self.nic.kick(channel.flow_id)
         if conn.channel is not channel:

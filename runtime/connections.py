@@ -94,7 +94,6 @@ class Connection:
     reinjected_ce: bool = False  # reinjected data arrived CE-marked: echo ECE on its ACK
     app_closed: bool = False   # the application called close() (or left)
     closed_told: bool = False  # the Closed event went out
-    channel_registered: bool = False  # the bridge and rate control serve conn.channel
     held_fin_timer: asyncio.TimerHandle | None = None
 
     @property

@@ -15,7 +15,7 @@ from runtime.connections import Connection
 from runtime.datapath import Datapath
 from runtime.flow_channel import FlowChannel
 from runtime.flow_ids import FlowIdAllocator
-from runtime.flow_registry import FlowRegistry
+from runtime.flow_registry import Flow, FlowRegistry
 from runtime.slow_path_stats import Stats
 from runtime.tcp_seq import SEQ_MOD
 
@@ -103,7 +103,6 @@ class FlowInstaller:
         if self.rates is not None:
             self.rates.attach(flow, congestion.make(conn.congestion or self.config.congestion))
         conn.channel, conn.memory = channel, memory
-        conn.channel_registered = True
         return slot
 
     def detach(self, conn: Connection) -> None:
@@ -114,14 +113,18 @@ class FlowInstaller:
         conn.memory.free_slot(conn.channel.slot)
         conn.channel = None
 
+    def flow_of(self, conn: Connection) -> Flow | None:
+        """The connection's attached flow: the NIC serves its channel (None once released)."""
+        if self.flows is None or conn.channel is None:
+            return None
+        flow = self.flows.get(conn.channel.flow_id)
+        return flow if flow is not None and flow.conn is conn else None
+
     def release(self, conn: Connection) -> None:
         """The NIC and rate control stop serving the channel (its rings stay): before the flow
         id can go to another connection."""
-        if not conn.channel_registered:
-            return
-        conn.channel_registered = False
-        flow = self.flows.get(conn.channel.flow_id)
-        if flow is None or flow.conn is not conn:
+        flow = self.flow_of(conn)
+        if flow is None:
             return
         if self.rates is not None:
             self.rates.detach(flow)

@@ -31,6 +31,7 @@ from bmv2_env.state import STATE_DIR_ENV, EnvRecord
 from bmv2_env.switch import SwitchConfig, SwitchError
 from bmv2_env.toolchain import ToolNotFound
 from nic_contract import constants as datapath_constants
+from tests.support.fakes import FAKE_SWITCH
 
 REPO = Path(__file__).resolve().parents[2]
 IS_ROOT = os.geteuid() == 0
@@ -46,22 +47,6 @@ def _executable(path: Path, text: str) -> Path:
     return path
 
 
-# A stand-in for simple_switch_grpc: keeps argv[0] (exec -a) and listens on --grpc-server-addr.
-FAKE_SWITCH = textwrap.dedent(f"""\
-    #!/bin/bash
-    exec -a "$0" {sys.executable} -c '
-    import socket, sys, time
-    args = sys.argv[1:]
-    print("fake switch:", " ".join(args), flush=True)
-    host, port = args[args.index("--grpc-server-addr") + 1].rsplit(":", 1)
-    server = socket.socket()
-    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    server.bind((host, int(port)))
-    server.listen()
-    while True:
-        time.sleep(1)
-    ' "$@"
-    """)
 
 CRASHING_SWITCH = "#!/bin/bash\necho 'error: cannot open interface' >&2\nexit 3\n"
 

@@ -26,6 +26,7 @@ from bmv2_env import peers, system_deps, topology
 from bmv2_env.peers import Peer, PeerError, PeerSet, popen_in, run_in
 from bmv2_env.portmap import PortMap
 from bmv2_env.state import STATE_DIR_ENV, EnvRecord
+from tests.support.fakes import FAKE_SWITCH
 
 IS_ROOT = os.geteuid() == 0
 _CANNOT_RUN = ("creating veths and namespaces needs root" if not IS_ROOT
@@ -273,21 +274,6 @@ def test_topology_destroy_removes_peers_with_their_processes(veths: PortMap) -> 
     _assert_nothing_left(veths.prefix)
 
 
-# A stand-in for simple_switch_grpc: keeps argv[0] (exec -a) and listens on --grpc-server-addr.
-FAKE_SWITCH = textwrap.dedent(f"""\
-    #!/bin/bash
-    exec -a "$0" {sys.executable} -c '
-    import socket, sys, time
-    args = sys.argv[1:]
-    host, port = args[args.index("--grpc-server-addr") + 1].rsplit(":", 1)
-    server = socket.socket()
-    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    server.bind((host, int(port)))
-    server.listen()
-    while True:
-        time.sleep(1)
-    ' "$@"
-    """)
 
 
 def _free_port() -> int:

@@ -5,6 +5,8 @@ bridge's host-port link (FakeLink)."""
 from __future__ import annotations
 
 import socket
+import sys
+import textwrap
 
 from host_lib import control_protocol as cp
 from nic_contract.nic_host_header import NicHostMessage, decode
@@ -141,3 +143,21 @@ class FakeLink:
     def close(self) -> None:
         self._sock.close()
         self._other.close()
+
+
+# A stand-in for simple_switch_grpc: keeps argv[0] (exec -a) and listens on --grpc-server-addr.
+FAKE_SWITCH = textwrap.dedent(f"""\
+    #!/bin/bash
+    exec -a "$0" {sys.executable} -c '
+    import socket, sys, time
+    args = sys.argv[1:]
+    print("fake switch:", " ".join(args), flush=True)
+    host, port = args[args.index("--grpc-server-addr") + 1].rsplit(":", 1)
+    server = socket.socket()
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server.bind((host, int(port)))
+    server.listen()
+    while True:
+        time.sleep(1)
+    ' "$@"
+    """)
