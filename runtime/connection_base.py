@@ -12,6 +12,7 @@ from runtime.config import RuntimeConfig, TcpParams
 from runtime.connections import Connection, ConnectionTable
 from runtime.datapath import Datapath
 from runtime.flow_install import FlowInstaller
+from runtime.isn import IsnGenerator
 from runtime.local_ports import LocalPortAllocator
 from runtime.nic_interface import NicInterface
 from runtime.orphans import Orphans
@@ -33,6 +34,7 @@ class ConnectionControlBase:
     stats: Stats
     orphans: Orphans
     window_shift: int            # our window scale (the RX ring's size needs it)
+    isns: IsnGenerator           # RFC 6528 initial sequence numbers
     sender: SegmentSender
     events: AppEvents
     installer: FlowInstaller

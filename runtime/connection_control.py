@@ -22,6 +22,7 @@ from runtime.flow_channel import FlowChannel
 from runtime.flow_install import FlowInstaller
 from runtime.flow_registry import FlowRegistry
 from runtime.handshake import Handshake
+from runtime.isn import IsnGenerator
 from runtime.local_ports import LocalPortAllocator
 from runtime.normalize import NORMALIZABLE
 from runtime.orphans import Orphans
@@ -62,6 +63,7 @@ class ConnectionControl(Handshake, Teardown, Endings, Reinjection):
         self.arp_responder = ArpResponder({i.ip: i.mac for i in config.interfaces}, self.arp)
         self.orphans = Orphans(self.tcp, self._reset_orphan)
         self.window_shift = window_shift_for(self.tcp.rx_ring_size)
+        self.isns = IsnGenerator()
         self._switch_tasks: set[asyncio.Task] = set()
 
     def on_packet_in(self, pin: PacketIn) -> None:

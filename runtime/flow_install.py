@@ -95,11 +95,15 @@ class FlowInstaller:
         peer = conn.peer_options
         wscale = peer.window_scale or 0
         mss = (peer.mss or DEFAULT_PEER_MSS) - (TS_OPTION_BYTES if conn.timestamps else 0)
-        channel = FlowChannel(conn.flow.flow_id, conn.flow.generation, slot, rx, tx,
-                              memory.events(conn.owner.ctx_id), mss=mss, wscale=wscale,
-                              peer_window=conn.peer_window_bytes, opaque=conn.conn_id,
-                              tx_start_seq=conn.flow_spec.tx_start_seq)
-        flow = self.flows.attach(conn, channel)
+        try:
+            channel = FlowChannel(conn.flow.flow_id, conn.flow.generation, slot, rx, tx,
+                                  memory.events(conn.owner.ctx_id), mss=mss, wscale=wscale,
+                                  peer_window=conn.peer_window_bytes, opaque=conn.conn_id,
+                                  tx_start_seq=conn.flow_spec.tx_start_seq)
+            flow = self.flows.attach(conn, channel)
+        except BaseException:
+            memory.free_slot(slot)  # nothing of a half-attached flow stays behind
+            raise
         if self.rates is not None:
             self.rates.attach(flow, congestion.make(conn.congestion or self.config.congestion))
         conn.channel, conn.memory = channel, memory

@@ -4,9 +4,9 @@ after ARP, SYN/SYN-ACK retransmission, and installing the flow once the handshak
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import errno
 import logging
-import random
 import time
 
 from nic_contract.flow_entries import FlowTuple
@@ -14,11 +14,26 @@ from runtime.arp import ArpTimeout, build_arp_request
 from runtime.config import Interface
 from runtime.connection_base import ConnectionControlBase
 from runtime.connections import Connection, EventSink, Listener
-from runtime.tcp_segments import TcpFlags, TcpSegment
+from runtime.tcp_segments import TcpFlags, TcpOptions, TcpSegment
 from runtime.tcp_seq import seq_add, seq_in_window
 from runtime.tcp_state import Event, State, TcpStateMachine
 
 log = logging.getLogger(__name__)
+
+
+# A peer's SYN options are clamped before anything is sized from them: RFC 7323 2.3 says a
+# window scale above 14 is taken as 14; an MSS below the RFC 9293 default (536) would only
+# serve to make us send tiny segments (a remote peer's cheap amplification), so it is raised.
+MAX_PEER_WINDOW_SCALE = 14
+MIN_PEER_MSS = 536
+
+
+def sanitized(options: TcpOptions) -> TcpOptions:
+    """The peer's SYN options with window scale and MSS within what we accept."""
+    scale, mss = options.window_scale, options.mss
+    return dataclasses.replace(
+        options, window_scale=None if scale is None else min(scale, MAX_PEER_WINDOW_SCALE),
+        mss=None if mss is None else max(mss, MIN_PEER_MSS))
 
 
 class Handshake(ConnectionControlBase):
@@ -36,7 +51,7 @@ class Handshake(ConnectionControlBase):
         self.arp.learn(seg.src_ip, seg.src_mac)
         conn = Connection(
             conn_id=self.table.next_id(), tuple=key, interface=iface, peer_mac=seg.src_mac,
-            sm=TcpStateMachine.incoming(), iss=random.getrandbits(32), owner=listener.owner,
+            sm=TcpStateMachine.incoming(), iss=self.isns.isn(key), owner=listener.owner,
             listener=listener, congestion=listener.congestion, opened_at=time.monotonic())
         conn.snd_nxt = seq_add(conn.iss, 1)
         self._take_peer_syn(conn, seg)
@@ -51,7 +66,9 @@ class Handshake(ConnectionControlBase):
         conn.rcv_nxt = seq_add(seg.seq, 1)
         conn.peer_window = seg.window
         conn.peer_window_bytes = seg.window  # a SYN's window is never scaled (RFC 7323)
-        conn.peer_options = seg.options
+        conn.peer_options = sanitized(seg.options)
+        if conn.peer_options != seg.options:
+            self.stats.bump("syn_options_clamped")
         conn.window_shift = self.window_shift if seg.options.window_scale is not None else 0
         conn.timestamps = seg.options.timestamps is not None
         # RFC 3168 6.1.1: an ECN-setup SYN has ECE and CWR, an ECN-setup SYN-ACK ECE only.
@@ -107,10 +124,10 @@ class Handshake(ConnectionControlBase):
         # the handshake at once, and RX_DATA for an unknown flow would be lost.
         try:
             slot = self.installer.attach(conn) if conn.owner is not None else None
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError) as exc:  # no ring slot, or a flow the NIC refused
             conn.installing = False
             self.installer.unlease(conn)
-            self._fail(conn, exc.errno or errno.ENOBUFS, str(exc))
+            self._fail(conn, getattr(exc, "errno", None) or errno.ENOBUFS, str(exc))
             return
         try:
             await self.installer.insert(conn)
@@ -146,7 +163,7 @@ class Handshake(ConnectionControlBase):
             self.ports.reserve(iface.ip, local_port)
         key = FlowTuple(iface.ip, port, peer_ip, peer_port)
         conn = Connection(conn_id=self.table.next_id(), tuple=key, interface=iface, peer_mac="",
-                          sm=TcpStateMachine(), iss=random.getrandbits(32), owner=owner,
+                          sm=TcpStateMachine(), iss=self.isns.isn(key), owner=owner,
                           active=True, congestion=congestion, opened_at=time.monotonic())
         conn.snd_nxt = seq_add(conn.iss, 1)
         conn.window_shift = self.window_shift

@@ -1,6 +1,10 @@
 """Local TCP ports per local IPv4 address: ephemeral allocation, bind()/listen() reservations and
 TIME_WAIT quarantine, all O(1) (quarantine expiry O(expired)).
 
+Ephemeral ports are picked uniformly at random among the free ones with a CSPRNG (RFC 6056 3.3.1,
+without its linear search: the free ports are kept in an array with swap-removal), so an off-path
+attacker cannot guess the next connection's port from the previous ones.
+
 A port is FREE, IN_USE or QUARANTINED. release() with a quarantine keeps the port out of use until
 a monotonic deadline; ports return to the pool in deadline order. Only connections that own their
 local port (active opens) release it; connections accepted on a listener share the listener's port.
@@ -11,6 +15,7 @@ from __future__ import annotations
 import enum
 import errno
 import ipaddress
+import secrets
 import time
 from collections import deque
 from collections.abc import Callable
@@ -34,13 +39,25 @@ class _PortState(enum.Enum):
 
 @dataclass
 class _Pool:
-    """One local IP's ports. Ports absent from `taken` are free."""
+    """One local IP's ports. Ports absent from `taken` are free; `free` lists the free
+    ephemeral ones in no order and `slot` says where each is in it."""
 
-    next_fresh: int
-    freed: deque[int] = field(default_factory=deque)  # entries reserve() took are skipped on pop
-    queued: set[int] = field(default_factory=set)     # ports in `freed`, so each is there once
+    free: list[int]
+    slot: dict[int, int]
     taken: dict[int, _PortState] = field(default_factory=dict)
     in_use: int = 0
+
+    def remove(self, port: int) -> None:
+        """Take `port` out of `free` (swap with the last entry: O(1))."""
+        index = self.slot.pop(port)
+        last = self.free.pop()
+        if last != port:
+            self.free[index] = last
+            self.slot[last] = index
+
+    def add(self, port: int) -> None:
+        self.slot[port] = len(self.free)
+        self.free.append(port)
 
 
 class LocalPortAllocator:
@@ -61,13 +78,12 @@ class LocalPortAllocator:
         """An ephemeral port for `local_ip`; OSError(EADDRNOTAVAIL) when the range is exhausted."""
         self.expire()
         pool = self._pool(local_ip)
-        port = self._take_fresh(pool)
-        if port is None:
-            port = self._take_freed(pool)
-        if port is None:
+        if not pool.free:
             raise OSError(errno.EADDRNOTAVAIL,
                           f"no free local port on {local_ip} in {self.low}..{self.high} "
                           f"({self.quarantined} ports in TIME_WAIT quarantine, all addresses)")
+        port = pool.free[secrets.randbelow(len(pool.free))]
+        pool.remove(port)
         pool.taken[port] = _PortState.IN_USE
         pool.in_use += 1
         return port
@@ -83,6 +99,8 @@ class LocalPortAllocator:
             raise PortInUse(local_ip, port, "in use")
         if state is _PortState.QUARANTINED:
             raise PortInUse(local_ip, port, "in TIME_WAIT")
+        if port in pool.slot:
+            pool.remove(port)
         pool.taken[port] = _PortState.IN_USE
         pool.in_use += 1
 
@@ -134,33 +152,14 @@ class LocalPortAllocator:
         pool = self._pools.get(local_ip)
         if pool is None:
             ipaddress.IPv4Address(local_ip)  # validate once per address, not per call
-            pool = self._pools[local_ip] = _Pool(next_fresh=self.low)
+            ports = list(range(self.low, self.high + 1))
+            pool = self._pools[local_ip] = _Pool(ports, {port: i for i, port in enumerate(ports)})
         return pool
 
     def _is_ephemeral(self, port: int) -> bool:
         return self.low <= port <= self.high
 
-    def _take_fresh(self, pool: _Pool) -> int | None:
-        """The next never-handed-out port of the range; skips ports reserve() took meanwhile."""
-        while pool.next_fresh <= self.high:
-            port = pool.next_fresh
-            pool.next_fresh += 1
-            if port not in pool.taken:
-                return port
-        return None
-
-    def _take_freed(self, pool: _Pool) -> int | None:
-        """The oldest freed port that is still free (entries taken by reserve() are stale)."""
-        while pool.freed:
-            port = pool.freed.popleft()
-            pool.queued.discard(port)
-            if port not in pool.taken:
-                return port
-        return None
-
     def _make_free(self, pool: _Pool, port: int) -> None:
         del pool.taken[port]
-        # Ports the fresh counter has not reached yet will be handed out by it.
-        if self._is_ephemeral(port) and port < pool.next_fresh and port not in pool.queued:
-            pool.freed.append(port)
-            pool.queued.add(port)
+        if self._is_ephemeral(port):
+            pool.add(port)

@@ -1,4 +1,5 @@
-"""Local ports: ephemeral order, reservations, TIME_WAIT quarantine on a fake clock, exhaustion."""
+"""Local ports: randomized ephemeral ports (RFC 6056), reservations, TIME_WAIT quarantine on a
+fake clock, exhaustion."""
 
 from __future__ import annotations
 
@@ -31,14 +32,23 @@ def clock() -> FakeClock:
 def test_defaults_are_linux_ephemeral_range() -> None:
     ports = LocalPortAllocator()
     assert (ports.low, ports.high) == (32768, 60999)
-    assert ports.allocate(IP) == 32768
+    assert 32768 <= ports.allocate(IP) <= 60999
 
 
-def test_allocation_order_and_per_ip_pools() -> None:
+def test_ephemeral_ports_are_unpredictable() -> None:
+    """RFC 6056: neither sequential nor the same from one run to the next."""
+    first = [LocalPortAllocator().allocate(IP) for _ in range(20)]
+    ports = LocalPortAllocator()
+    run = [ports.allocate(IP) for _ in range(20)]
+    assert run != list(range(run[0], run[0] + 20))  # not sequential
+    assert len(set(first)) > 1                      # not the same first port every run
+
+
+def test_every_port_once_and_per_ip_pools() -> None:
     ports = LocalPortAllocator(1000, 1003)
-    assert [ports.allocate(IP) for _ in range(3)] == [1000, 1001, 1002]
-    assert ports.allocate(OTHER_IP) == 1000  # each local address has its own ports
-    assert ports.in_use(IP) == 3 and ports.in_use(OTHER_IP) == 1 and ports.in_use("10.9.9.9") == 0
+    assert sorted(ports.allocate(IP) for _ in range(4)) == [1000, 1001, 1002, 1003]
+    assert 1000 <= ports.allocate(OTHER_IP) <= 1003  # each local address has its own ports
+    assert ports.in_use(IP) == 4 and ports.in_use(OTHER_IP) == 1 and ports.in_use("10.9.9.9") == 0
 
 
 def test_exhaustion_is_eaddrnotavail() -> None:
@@ -50,13 +60,12 @@ def test_exhaustion_is_eaddrnotavail() -> None:
     assert info.value.errno == errno.EADDRNOTAVAIL
 
 
-def test_released_port_reused_after_fresh_ones_in_release_order() -> None:
+def test_released_ports_come_back() -> None:
     ports = LocalPortAllocator(1000, 1003)
-    for _ in range(3):
-        ports.allocate(IP)
-    ports.release(IP, 1001)
-    ports.release(IP, 1000)
-    assert [ports.allocate(IP) for _ in range(3)] == [1003, 1001, 1000]
+    held = [ports.allocate(IP) for _ in range(4)]
+    ports.release(IP, held[1])
+    ports.release(IP, held[0])
+    assert sorted(ports.allocate(IP) for _ in range(2)) == sorted(held[:2])
 
 
 def test_reserve_conflicts_with_eaddrinuse() -> None:
@@ -76,10 +85,10 @@ def test_reserve_conflicts_with_eaddrinuse() -> None:
 
 def test_reserved_ephemeral_port_is_skipped_by_allocate() -> None:
     ports = LocalPortAllocator(1000, 1003)
-    ports.reserve(IP, 1001)  # ahead of the fresh counter
-    assert [ports.allocate(IP) for _ in range(3)] == [1000, 1002, 1003]
+    ports.reserve(IP, 1001)
+    assert sorted(ports.allocate(IP) for _ in range(3)) == [1000, 1002, 1003]
     ports.release(IP, 1000)
-    ports.reserve(IP, 1000)  # now the freed queue holds a stale entry for 1000
+    ports.reserve(IP, 1000)
     with pytest.raises(OSError) as info:
         ports.allocate(IP)
     assert info.value.errno == errno.EADDRNOTAVAIL
@@ -126,7 +135,7 @@ def test_expire_returns_ports_in_deadline_order(clock: FakeClock) -> None:
     assert ports.quarantined == 1
     clock.now += 1
     assert ports.expire() == 1  # 1000 (deadline 106)
-    assert [ports.allocate(IP) for _ in range(3)] == [1003, 1002, 1000]
+    assert sorted(ports.allocate(IP) for _ in range(3)) == [1000, 1002, 1003]
 
 
 def test_quarantined_reserved_port_returns_to_reservable(clock: FakeClock) -> None:
@@ -137,7 +146,10 @@ def test_quarantined_reserved_port_returns_to_reservable(clock: FakeClock) -> No
         ports.reserve(IP, 80)
     clock.now += 1
     ports.reserve(IP, 80)
-    assert ports.allocate(IP) == 1000  # ports outside the range never enter the ephemeral pool
+    # Ports outside the range never enter the ephemeral pool.
+    assert sorted(ports.allocate(IP) for _ in range(2)) == [1000, 1001]
+    with pytest.raises(OSError):
+        ports.allocate(IP)
 
 
 def test_bad_releases_rejected() -> None:
