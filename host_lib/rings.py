@@ -9,7 +9,10 @@ per-byte Python loops; a read or write that crosses the end of the ring is two s
 
 A ring is used from exactly one producer and one consumer (each may be in another process). Every
 position loaded is checked (0 <= head - tail <= size): the other side may be an untrusted
-application, and a broken invariant raises RingCorruptedError rather than moving garbage.
+application, and a broken invariant raises RingCorruptedError rather than moving garbage. A side
+that does not trust the other (the runtime) opens the ring with `own=` its role: it keeps its own
+position in its own memory and only publishes it to the shared word, so whatever the other side
+writes there can make that ring fail its checks but never moves the trusted side's position.
 
 Memory ordering. The producer first copies the payload (or packs the record) and only then stores
 the new head; the consumer loads the head before it reads the bytes, and stores the new tail only
@@ -24,6 +27,7 @@ fence after loading one, which pure Python cannot express: p4tas targets x86-64 
 
 from __future__ import annotations
 
+import enum
 import struct
 from dataclasses import dataclass
 
@@ -46,6 +50,13 @@ _HEAD = HEAD_OFFSET // POSITION_BYTES
 _TAIL = TAIL_OFFSET // POSITION_BYTES
 
 
+class RingSide(enum.Enum):
+    """Which position a side owns: the producer writes `head`, the consumer `tail`."""
+
+    PRODUCER = _HEAD
+    CONSUMER = _TAIL
+
+
 class RingCorruptedError(ValueError):
     """The positions in shared memory break the ring's invariant (the other side scribbled)."""
 
@@ -59,9 +70,10 @@ def _byte_view(data: BytesLike) -> memoryview:
 class _Positions:
     """The head/tail words of one control block and the invariant between them."""
 
-    __slots__ = ("_words", "capacity", "what")
+    __slots__ = ("_words", "capacity", "what", "_own", "_own_index")
 
-    def __init__(self, buf: memoryview, control_offset: int, capacity: int, what: str) -> None:
+    def __init__(self, buf: memoryview, control_offset: int, capacity: int, what: str,
+                 own: RingSide | None = None) -> None:
         if control_offset % POSITION_BYTES or control_offset < 0:
             raise ValueError(f"{what}: control block offset {control_offset} is not 8-byte aligned")
         _check_inside(buf, control_offset, CONTROL_BLOCK_BYTES, f"{what} control block")
@@ -69,11 +81,22 @@ class _Positions:
         self._words = block.cast(POSITION_FORMAT)
         self.capacity = capacity
         self.what = what
+        self._own_index = None if own is None else own.value
+        self._own = 0 if own is None else self._words[own.value]
+
+    def position(self, index: int) -> int:
+        """Head (_HEAD) or tail (_TAIL): this side's own from its memory, unchecked (it cannot
+        be wrong); the other side's through load() (checked against ours)."""
+        if index == self._own_index:
+            return self._own
+        return self.load()[0 if index == _HEAD else 1]
 
     def load(self) -> tuple[int, int]:
-        """(head, tail), checked: RingCorruptedError unless 0 <= head - tail <= capacity."""
-        head = self._words[_HEAD]
-        tail = self._words[_TAIL]
+        """(head, tail), checked: RingCorruptedError unless 0 <= head - tail <= capacity. The
+        position this side owns comes from its own memory, the other from the shared word."""
+        own = self._own_index
+        head = self._own if own == _HEAD else self._words[_HEAD]
+        tail = self._own if own == _TAIL else self._words[_TAIL]
         if not 0 <= head - tail <= self.capacity:
             raise RingCorruptedError(f"{self.what}: head {head} and tail {tail} are not within "
                                      f"0..{self.capacity} of each other")
@@ -81,14 +104,19 @@ class _Positions:
 
     def publish_head(self, head: int) -> None:
         """Producer: make everything before `head` visible (store it after the data)."""
+        if self._own_index == _HEAD:
+            self._own = head
         self._words[_HEAD] = head
 
     def publish_tail(self, tail: int) -> None:
         """Consumer: hand everything before `tail` back to the producer."""
+        if self._own_index == _TAIL:
+            self._own = tail
         self._words[_TAIL] = tail
 
     def reset(self, position: int) -> None:
         """Empty the ring at `position`; only while neither side is using it."""
+        self._own = position
         self._words[_TAIL] = position
         self._words[_HEAD] = position
 
@@ -113,26 +141,26 @@ class ByteRing:
     __slots__ = ("size", "_mask", "_data", "_pos")
 
     def __init__(self, buf: memoryview, control_offset: int, data_offset: int, size: int,
-                 name: str = "ring") -> None:
+                 name: str = "ring", own: RingSide | None = None) -> None:
         _check_capacity(size, name)
         buf = _byte_view(buf)
         _check_inside(buf, data_offset, size, f"{name} bytes")
         self.size = size
         self._mask = size - 1
         self._data = buf[data_offset:data_offset + size]
-        self._pos = _Positions(buf, control_offset, size, name)
+        self._pos = _Positions(buf, control_offset, size, name, own)
 
     # -- both sides ------------------------------------------------------------------------------
 
     @property
     def head(self) -> int:
         """The producer's position: bytes ever written."""
-        return self._pos.load()[0]
+        return self._pos.position(_HEAD)
 
     @property
     def tail(self) -> int:
         """The consumer's position: bytes ever consumed."""
-        return self._pos.load()[1]
+        return self._pos.position(_TAIL)
 
     def readable(self) -> int:
         """Bytes written and not yet consumed."""
@@ -270,7 +298,7 @@ class EventQueue:
     __slots__ = ("depth", "_mask", "_records", "_pos")
 
     def __init__(self, buf: memoryview, control_offset: int, records_offset: int, depth: int,
-                 name: str = "event queue") -> None:
+                 name: str = "event queue", own: RingSide | None = None) -> None:
         _check_capacity(depth, name)
         buf = _byte_view(buf)
         length = depth * EVENT_RECORD_BYTES
@@ -278,7 +306,7 @@ class EventQueue:
         self.depth = depth
         self._mask = depth - 1
         self._records = buf[records_offset:records_offset + length]
-        self._pos = _Positions(buf, control_offset, depth, name)
+        self._pos = _Positions(buf, control_offset, depth, name, own)
 
     def push(self, event: Event) -> bool:
         """Append one event; False when the queue is full (backpressure: retry later)."""
@@ -320,16 +348,18 @@ class EventQueue:
         self._pos.release()
 
 
-def connection_ring(buf: memoryview, layout: Layout, slot: int, direction: Direction) -> ByteRing:
-    """A connection slot's RX ring (NIC -> application) or TX ring (application -> NIC)."""
+def connection_ring(buf: memoryview, layout: Layout, slot: int, direction: Direction,
+                    own: RingSide | None = None) -> ByteRing:
+    """A connection slot's RX ring (NIC -> application) or TX ring (application -> NIC);
+    `own`: the position this side keeps in its own memory (see the module docstring)."""
     return ByteRing(buf, layout.ring_control_offset(slot, direction),
                     layout.ring_bytes_offset(slot, direction), layout.ring_size(direction),
-                    name=f"slot {slot} {direction.name} ring")
+                    name=f"slot {slot} {direction.name} ring", own=own)
 
 
 def context_queue(buf: memoryview, layout: Layout, context: int,
-                  direction: Direction) -> EventQueue:
+                  direction: Direction, own: RingSide | None = None) -> EventQueue:
     """A context's RX queue (to the application) or TX queue (from it)."""
     return EventQueue(buf, layout.queue_control_offset(context, direction),
                       layout.queue_records_offset(context, direction), layout.queue_depth,
-                      name=f"context {context} {direction.name} queue")
+                      name=f"context {context} {direction.name} queue", own=own)

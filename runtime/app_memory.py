@@ -9,7 +9,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from host_lib.rings import ByteRing, EventQueue, connection_ring, context_queue
+from host_lib.rings import ByteRing, EventQueue, RingSide, connection_ring, context_queue
 from host_lib.shm_layout import SHM_DIR, Direction, Layout, Segment
 
 
@@ -60,8 +60,9 @@ class AppMemory:
             raise OSError(errno.ENOBUFS, f"all {self.layout.max_connections} connection slots "
                           "of this application are in use: close connections first")
         slot = self.free_slots.popleft()
-        rx = connection_ring(self.segment.buf, self.layout, slot, Direction.RX)
-        tx = connection_ring(self.segment.buf, self.layout, slot, Direction.TX)
+        # The runtime produces RX and consumes TX; its positions stay in its own memory.
+        rx = connection_ring(self.segment.buf, self.layout, slot, Direction.RX, RingSide.PRODUCER)
+        tx = connection_ring(self.segment.buf, self.layout, slot, Direction.TX, RingSide.CONSUMER)
         rx.reset(0)
         tx.reset(0)
         self._views[("slot", slot)] = (rx, tx)
@@ -88,7 +89,8 @@ class AppMemory:
             if not 0 <= ctx_id < self.layout.max_contexts:
                 raise OSError(errno.EMFILE, f"context {ctx_id}: at most "
                               f"{self.layout.max_contexts} contexts per application")
-            queue = context_queue(self.segment.buf, self.layout, ctx_id, Direction.RX)
+            queue = context_queue(self.segment.buf, self.layout, ctx_id, Direction.RX,
+                                  RingSide.PRODUCER)
             queue.reset()
             self._views[key] = queue
         return self._views[key]

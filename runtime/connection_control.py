@@ -6,12 +6,14 @@ through runtime.flow_install. The fast path never sees these segments."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 
+from host_lib import control_protocol as cp
 from nic_contract.constants import PacketInReason
 from nic_contract.flow_entries import FlowTuple
 from nic_contract.p4rt.p4info import P4Info
-from runtime.app_events import AppEvents
+from runtime.app_events import AppEvents, ctx_of
 from runtime.arp import ArpCache, ArpResponder
 from runtime.config import Interface, RuntimeConfig
 from runtime.congestion.controller import RateController
@@ -66,8 +68,61 @@ class ConnectionControl(Handshake, Teardown, Endings, Reinjection):
         self.isns = IsnGenerator()
         self._switch_tasks: set[asyncio.Task] = set()
 
+    # ---------------------------------------------------------------- fault containment
+    # Every PacketIn and NIC callback is handled in isolation (ARCHITECTURE.md 6): a bug or a
+    # state an application broke is logged and counted, the one connection concerned is reset,
+    # and nothing else is disturbed (the packet task and the bridge's batch go on).
+
     def on_packet_in(self, pin: PacketIn) -> None:
         """Dispatch one PacketIn by its reason; bad packets are counted, never raised."""
+        try:
+            self._on_packet_in(pin)
+        except Exception:  # noqa: BLE001 - contained: see above
+            self._contain(f"a {pin.reason_name} PacketIn", self._connection_of(pin.frame))
+
+    def on_data_activity(self, channel: FlowChannel) -> None:
+        """NIC hook: the flow's rings moved (wake the application, maybe send a FIN)."""
+        try:
+            self._on_data_activity(channel)
+        except Exception:  # noqa: BLE001
+            self._contain("data-path activity", self.installer.connection(channel.flow_id))
+
+    def on_flow_error(self, flow_id: int, cause: str) -> None:
+        """NIC hook: a flow's data path broke or its peer went silent: reset it."""
+        try:
+            self._on_flow_error(flow_id, cause)
+        except Exception:  # noqa: BLE001
+            self._contain(f"data-path error {cause}", self.installer.connection(flow_id))
+
+    def _contain(self, what: str, conn: Connection | None) -> None:
+        """An exception escaped the handling of `what`: count it, log it, reset `conn`."""
+        self.stats.bump("internal_errors")
+        log.exception("handling %s of %s failed; %s", what,
+                      conn.describe() if conn is not None else "no connection",
+                      "resetting it" if conn is not None else "dropped")
+        if conn is None:
+            return
+        try:
+            self.events.tell(conn, cp.ConnectionErrorEvent(
+                ctx_id=ctx_of(conn), conn_id=conn.conn_id, errno=errno.EIO,
+                message=f"internal error while handling {what}: the connection was reset"))
+            self._abort(conn, send_rst=True)
+        except Exception:  # noqa: BLE001 - the reset itself failed: forget the connection
+            log.exception("resetting %s failed; forgetting it", conn.describe())
+            self._finish(conn, notify=False)
+
+    def _connection_of(self, frame: bytes) -> Connection | None:
+        """The connection a wire frame belongs to, if it parses and there is one."""
+        try:
+            seg = parse_segment(frame)
+        except SegmentError:
+            return None
+        return self.table.by_tuple.get(FlowTuple(seg.dst_ip, seg.dst_port, seg.src_ip,
+                                                 seg.src_port))
+
+    # ---------------------------------------------------------------- packets
+
+    def _on_packet_in(self, pin: PacketIn) -> None:
         self.stats.bump(f"packet_in.{pin.reason_name}")
         if pin.reason == PacketInReason.ARP:
             reply = self.arp_responder.handle(pin.frame)
@@ -162,8 +217,8 @@ class ConnectionControl(Handshake, Teardown, Endings, Reinjection):
             self.nic.send_rx_consumed(channel.flow_id, tail - conn.rx_consumed_seen)
             conn.rx_consumed_seen = tail
 
-    def on_data_activity(self, channel: FlowChannel) -> None:
-        """NIC hook: wake the owning context; a pending close may now send its FIN."""
+    def _on_data_activity(self, channel: FlowChannel) -> None:
+        """Wake the owning context; a pending close may now send its FIN."""
         conn = self.installer.connection(channel.flow_id)
         if conn is None:
             return

@@ -44,9 +44,9 @@ class Endings(ConnectionControlBase):
         else:
             self.stats.bump("blind_rsts_ignored")
 
-    def on_flow_error(self, flow_id: int, cause: str) -> None:
-        """NIC hook: a flow's data path broke (lost frame, scribbled ring) or its peer went
-        silent (cause "timeout"): reset it and tell the application why."""
+    def _on_flow_error(self, flow_id: int, cause: str) -> None:
+        """A flow's data path broke (lost frame, scribbled ring) or its peer went silent
+        (cause "timeout"): reset it and tell the application why."""
         conn = self.installer.connection(flow_id)
         if conn is None:
             return

@@ -226,3 +226,33 @@ def test_a_broken_data_path_resets_the_connection_and_tells_why() -> None:
         assert not r.control.table.by_id and len(r.control.flows) == 0
         r.close()
     run(scenario)
+
+
+def test_an_exception_in_one_connection_resets_it_and_spares_the_others() -> None:
+    """Fault containment: a PacketIn whose handling raises (a bug, or state an application
+    broke) resets its own connection; the next packets, of other connections, are handled."""
+    async def scenario() -> None:
+        r = Rig()
+        a = await r.established(sport=40000)
+        r.segment(40001, 5000, 0, TcpFlags.SYN, reason=PacketInReason.SYN,
+                  options=TcpOptions(mss=1460, window_scale=7))
+        r.segment(40001, 5001, r.datapath.sent[-1].seq + 1, TcpFlags.ACK)
+        for _ in range(5):
+            await asyncio.sleep(0)
+        b = next(c for c in r.control.table.by_id.values() if c.tuple.peer_port == 40001)
+        real_ack = r.control.sender.ack
+
+        def broken_for_a(conn, ece=False):
+            if conn is a:
+                raise RuntimeError("a bug in one connection's path")
+            real_ack(conn, ece)
+        r.control.sender.ack = broken_for_a
+        r.segment(40000, 1001, a.snd_nxt, TcpFlags.FIN | TcpFlags.ACK, reason=PacketInReason.FIN)
+        assert r.control.stats.counts["internal_errors"] == 1
+        assert a.conn_id not in r.control.table.by_id
+        assert any(s.flags & TcpFlags.RST and s.dst_port == 40000 for s in r.datapath.sent)
+        r.segment(40001, 5001, b.snd_nxt, TcpFlags.FIN | TcpFlags.ACK, reason=PacketInReason.FIN)
+        assert b.state is State.CLOSE_WAIT and r.datapath.sent[-1].ack == 5002
+        await r.control.flush_switch_writes()
+        r.close()
+    run(scenario)

@@ -11,6 +11,7 @@ import mmap
 import multiprocessing
 import os
 import random
+import struct
 import time
 import uuid
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ from host_lib.rings import (
     Event,
     EventQueue,
     RingCorruptedError,
+    RingSide,
     connection_ring,
     context_queue,
 )
@@ -477,3 +479,40 @@ def test_two_processes_ping_pong_events(segment_name: str) -> None:
     inbox.release()
     segment.close()
 
+
+
+def test_a_side_that_owns_its_position_ignores_scribbles_on_it() -> None:
+    """The runtime opens its rings with `own=`: an application that scribbles over the shared
+    position words can make the ring fail its checks, never move the runtime's own position."""
+    backing = bytearray(CONTROL_BLOCK_BYTES + 64)
+    producer = ByteRing(memoryview(backing), 0, CONTROL_BLOCK_BYTES, 64, own=RingSide.PRODUCER)
+    application = ByteRing(memoryview(backing), 0, CONTROL_BLOCK_BYTES, 64)
+    producer.write(b"abc")
+    struct.pack_into("=Q", backing, HEAD_OFFSET, 10**12)     # the application moves the head
+    assert producer.head == 3 and producer.readable() == 3
+    producer.write(b"de")                                    # publishing rewrites the shared word
+    assert application.read(5) == b"abcde"
+    struct.pack_into("=Q", backing, TAIL_OFFSET, 10**6)      # a tail beyond the head
+    with pytest.raises(RingCorruptedError):
+        producer.free_space()
+    struct.pack_into("=Q", backing, TAIL_OFFSET, 5)
+    assert producer.head == 5 and producer.free_space() == 64
+
+
+def test_a_consumer_that_owns_its_tail_ignores_scribbles_on_it() -> None:
+    backing = bytearray(CONTROL_BLOCK_BYTES + 64)
+    consumer = ByteRing(memoryview(backing), 0, CONTROL_BLOCK_BYTES, 64, own=RingSide.CONSUMER)
+    application = ByteRing(memoryview(backing), 0, CONTROL_BLOCK_BYTES, 64)
+    application.write(b"hello")
+    struct.pack_into("=Q", backing, TAIL_OFFSET, 4)          # the application "consumes" for us
+    assert consumer.read(5) == b"hello" and consumer.tail == 5
+
+
+def test_an_owned_position_is_readable_whatever_the_other_side_wrote() -> None:
+    backing = bytearray(CONTROL_BLOCK_BYTES + 64)
+    producer = ByteRing(memoryview(backing), 0, CONTROL_BLOCK_BYTES, 64, own=RingSide.PRODUCER)
+    producer.write(b"abc")
+    struct.pack_into("=Q", backing, TAIL_OFFSET, 2**63)      # garbage from the application
+    assert producer.head == 3                                # ours: no check needed
+    with pytest.raises(RingCorruptedError):
+        producer.tail                                        # theirs: checked against ours

@@ -1,0 +1,82 @@
+"""End to end: an untrusted application cannot disturb anyone else (ARCHITECTURE.md 6).
+
+One application scribbles random bytes over every word of its own shared-memory segment (rings,
+positions, event queues, the header) again and again while it keeps asking the runtime to send;
+meanwhile another application moves 4 MiB to a Linux peer. That transfer arrives whole (SHA-256),
+closes with FIN (no RST), the runtime stays up, and the scribbler's connection is reset.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+
+import pytest
+
+from tests.support.e2e_helpers import (CONTROL_SOCKET_ENV, MIB, WireCapture, assert_fins_no_rst,
+                                       expect_line, host_lib_stack, json_result, linux_sink,
+                                       send_and_close, settled_stats, sink_got, stats)
+from tests.support.stack import REPO, Stack
+
+# Connects, sends a little, then for `seconds` overwrites its whole segment with random bytes
+# every few milliseconds while it keeps calling send() (each a kick the runtime acts on).
+SCRIBBLER = """
+import os, sys, time
+import host_lib
+from host_lib.sessions import session
+host, port, seconds = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+s = host_lib.socket()
+s.settimeout(10)
+s.connect((host, port))
+s.sendall(b"x" * 100_000)
+buf = session().segment.buf
+print("scribbling", len(buf), flush=True)
+s.setblocking(False)
+end = time.monotonic() + seconds
+while time.monotonic() < end:
+    buf[:] = os.urandom(len(buf))
+    try:
+        s.send(b"y" * 4096)
+    except Exception:  # it broke its own rings: its own calls fail, that is all
+        pass
+    time.sleep(0.002)
+print("done", flush=True)
+os._exit(0)
+"""
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    yield from host_lib_stack(tmp_path_factory, ["--time-wait", "0.5", "--orphan-timeout", "5"])
+
+
+def test_a_scribbling_application_disturbs_no_other(stack: Stack) -> None:
+    victim_port, scribbler_port = 7301, 7302
+    data = random.Random(21).randbytes(4 * MIB)
+    before = stats(stack)
+    scribbler_sink = linux_sink(stack, scribbler_port)
+    env = dict(os.environ, **{CONTROL_SOCKET_ENV: str(stack.socket_path)})
+    scribbler = subprocess.Popen(
+        [sys.executable, "-c", SCRIBBLER, stack.peer.peer_ip, str(scribbler_port), "4"],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        expect_line(scribbler, "scribbling")
+        sink = linux_sink(stack, victim_port)
+        wire = WireCapture(stack, victim_port)
+        send_and_close(stack, victim_port, data)
+        assert json_result(sink, timeout=120) == sink_got(data)
+        assert_fins_no_rst(wire.stop())
+        out, err = scribbler.communicate(timeout=60)
+        assert "done" in out, err
+    finally:
+        scribbler.kill()
+    json_result(scribbler_sink, timeout=60)
+    after = settled_stats(stack, timeout=20)
+    assert after["connections"] == 0 and after["flows_in_use"] == 0, after
+    assert after.get("internal_errors", 0) == before.get("internal_errors", 0), after
+    broken = sum(after.get(k, 0) - before.get(k, 0)
+                 for k in ("data_path_errors", "closed_with_unread_data", "resets",
+                           "data_after_close"))
+    assert broken >= 1, after
