@@ -177,6 +177,14 @@ class ControlServer:
                                  message=f"internal error: {exc}")
             session.send(reply)
 
+    def _check_congestion(self, name: str | None) -> None:
+        """An application's TCP_CONGESTION must be on the operator's allow-list (EPERM)."""
+        allowed = self.control.config.allowed_congestion
+        if name is not None and name not in allowed:
+            raise OSError(errno.EPERM, f"congestion control {name!r} is not allowed for "
+                          f"applications (the runtime's --allow-congestion: "
+                          f"{','.join(allowed)})")
+
     async def _handle(self, session: AppSession, msg: cp.Message) -> cp.Message:
         if isinstance(msg, cp.CreateContext):
             ctx = AppContext(len(session.contexts), session)
@@ -186,12 +194,14 @@ class ControlServer:
             return cp.ContextCreated(req_id=msg.req_id, ctx_id=ctx.ctx_id)
         if isinstance(msg, cp.Listen):
             ctx = self._context(session, msg.ctx_id)
+            self._check_congestion(msg.congestion)
             listener = self.control.listen(ctx, msg.local_ip, msg.port, msg.backlog,
                                            msg.congestion)
             return cp.Listening(req_id=msg.req_id, listener_id=listener.listener_id,
                                 local_ip=msg.local_ip or "0.0.0.0", port=msg.port)
         if isinstance(msg, cp.Connect):
             ctx = self._context(session, msg.ctx_id)
+            self._check_congestion(msg.congestion)
             conn_id = await self.control.connect(ctx, msg.peer_ip, msg.peer_port, msg.local_ip,
                                                  msg.local_port, msg.timeout_s, msg.congestion)
             return cp.Connecting(req_id=msg.req_id, conn_id=conn_id)

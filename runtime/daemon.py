@@ -190,6 +190,11 @@ def parse_args(argv: list[str] | None = None) -> tuple[RuntimeConfig, str]:
     parser.add_argument("--congestion", choices=CHOICES, default=RuntimeConfig.congestion,
                         help="congestion control of connections that do not choose one "
                              "(TCP_CONGESTION); 'none': no rate limit (default %(default)s)")
+    parser.add_argument("--allow-congestion", default=",".join(RuntimeConfig.allowed_congestion),
+                        metavar="LIST",
+                        help="congestion controls applications may choose with TCP_CONGESTION, "
+                             "comma-separated, from " + ", ".join(CHOICES)
+                             + " (default %(default)s: 'none' only if listed)")
     parser.add_argument("--cc-interval-rtts", type=float, default=ControlConfig.interval_rtts,
                         help="control interval in RTTs (TAS tau; default %(default)s)")
     parser.add_argument("--ecn", choices=("on", "off"), default="on",
@@ -219,6 +224,11 @@ def parse_args(argv: list[str] | None = None) -> tuple[RuntimeConfig, str]:
     if not 0 < args.min_rto < args.give_up:
         parser.error(f"need 0 < --min-rto ({args.min_rto}) < --give-up ({args.give_up})")
     rto = RtoConfig(min_rto_s=args.min_rto, give_up_s=args.give_up)
+    allowed = tuple(name for name in args.allow_congestion.split(",") if name)
+    unknown = [name for name in allowed if name not in CHOICES]
+    if unknown:
+        parser.error(f"--allow-congestion: unknown {', '.join(unknown)} (choose from "
+                     f"{', '.join(CHOICES)})")
     if args.cc_interval_rtts <= 0:
         parser.error(f"--cc-interval-rtts must be positive, got {args.cc_interval_rtts}")
     control = ControlConfig(interval_rtts=args.cc_interval_rtts)
@@ -226,7 +236,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[RuntimeConfig, str]:
         parser.error(f"--metrics-port must be 1..65535, got {args.metrics_port}")
     config = RuntimeConfig(args.grpc_addr, args.device_id, args.p4info, args.bmv2_json,
                            interfaces, args.control_socket, tcp, args.host_interface, rto,
-                           args.congestion, control, args.metrics_port, args.ecn == "on")
+                           args.congestion, control, args.metrics_port, args.ecn == "on",
+                           allowed)
     return config, args.log_level
 
 

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import os
 import random
+import socket as std_socket
 import subprocess
 import sys
 
 import pytest
+
+import host_lib
 
 from tests.support.e2e_helpers import (CONTROL_SOCKET_ENV, MIB, WireCapture, assert_fins_no_rst,
                                        expect_line, host_lib_stack, json_result, linux_sink,
@@ -80,3 +83,20 @@ def test_a_scribbling_application_disturbs_no_other(stack: Stack) -> None:
                  for k in ("data_path_errors", "closed_with_unread_data", "resets",
                            "data_after_close"))
     assert broken >= 1, after
+
+
+def test_applications_choose_congestion_control_only_from_the_allow_list(stack: Stack) -> None:
+    """TCP_CONGESTION "none" (no rate limit) is refused with EPERM unless the operator allowed
+    it (--allow-congestion); an allowed algorithm is taken."""
+    port = 7303
+    sink = linux_sink(stack, port)
+    with host_lib.socket() as s:
+        s.setsockopt(std_socket.IPPROTO_TCP, host_lib.TCP_CONGESTION, b"none")
+        with pytest.raises(PermissionError, match="not allowed"):
+            s.connect((stack.peer.peer_ip, port))
+    with host_lib.socket() as s:
+        s.settimeout(30)
+        s.setsockopt(std_socket.IPPROTO_TCP, host_lib.TCP_CONGESTION, b"timely")
+        s.connect((stack.peer.peer_ip, port))
+        s.sendall(b"z" * 1000)
+    assert json_result(sink, timeout=30) == sink_got(b"z" * 1000)

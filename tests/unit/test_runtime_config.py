@@ -53,3 +53,13 @@ def test_sequence_arithmetic_wraps() -> None:
     assert seq_add(0xFFFFFFFF, 2) == 1
     assert seq_in_window(5, 0xFFFFFFF0, 100)
     assert not seq_in_window(0xFFFFFFEF, 0xFFFFFFF0, 100)
+
+
+def test_allowed_congestion_controls() -> None:
+    base = ["--interface", "1=10.0.0.1/24,02:00:00:00:00:01"]
+    config, _ = parse_args(base)
+    assert config.allowed_congestion == ("dctcp", "timely")  # "none" only if the operator says
+    config, _ = parse_args(base + ["--allow-congestion", "dctcp,none"])
+    assert config.allowed_congestion == ("dctcp", "none")
+    with pytest.raises(SystemExit):
+        parse_args(base + ["--allow-congestion", "cubic"])
