@@ -20,8 +20,8 @@
 p4tas has no loss recovery yet: a dropped segment stalls a connection. Every client therefore
 has a per-operation timeout and a deadline; a run that misses them is reported as "stalled"
 (in the text and the JSON), never waited for. Everything created (the p4tas environment with
-prefix p4bt, namespaces, veths, processes, temporary folders, /dev/shm/p4tas-* segments of this
-run) is removed at the end, also on failure or Ctrl-C. Without root, a target or the compiled
+prefix p4bt, namespaces, veths, processes, temporary folders, the ring benchmark's /dev/shm
+segment of this run) is removed at the end, also on failure or Ctrl-C. Without root, a target or the compiled
 pipeline the benchmark is skipped (exit 0). The last line of the output is one JSON object.
 
 --profile DIR: after the measured runs of (a), one more transfer each way with py-spy sampling

@@ -102,17 +102,13 @@ def bench_linux(args: argparse.Namespace, pair: LinuxPair, out: dict) -> None:
 
 
 def remove_runtime_segments(runtime_pid: int | None) -> list[str]:
-    """/dev/shm segments of this run: the ring benchmark's, and the runtime's if it left any."""
-    names = [ring_segment_name()]
-    if runtime_pid is not None and not Path(f"/proc/{runtime_pid}").exists():
-        names += [p.name for p in Path(SHM_DIR).glob(f"p4tas-{runtime_pid}-app*")]
-    removed = []
-    for name in names:
-        path = Path(SHM_DIR) / name
-        if path.exists():
-            path.unlink(missing_ok=True)
-            removed.append(name)
-    return removed
+    """The /dev/shm segment of the ring benchmark, if this run left it (the runtime's segments
+    are anonymous memfds: they go with the processes that map them)."""
+    path = Path(SHM_DIR) / ring_segment_name()
+    if not path.exists():
+        return []
+    path.unlink(missing_ok=True)
+    return [path.name]
 
 
 def cleanup(side: P4tasSide, pair: LinuxPair, fwd: Forwarder, runtime_pid: int | None) -> list[str]:

@@ -73,6 +73,8 @@ class ControlChannel:
                 "control socket (--control-socket)?") from None
         self._sock.setblocking(False)  # every wait is a poll() with a timeout (wait_readable)
         self._fd = self._sock.fileno()
+        self.shm_fd: int | None = None  # the segment's descriptor, which HelloOk carries
+        self._want_fd = True            # until the Hello is answered (read with recvmsg)
         name = app_name or Path(sys.argv[0] or "python").name or "python"
         try:
             self.send(cp.Hello(version=cp.PROTOCOL_VERSION, app_name=name[:cp.MAX_APP_NAME_CHARS],
@@ -87,10 +89,14 @@ class ControlChannel:
         if not isinstance(reply, cp.HelloOk):
             self._sock.close()
             raise RuntimeUnavailable(f"the p4tas runtime at {path} answered Hello with {reply!r}")
+        self._want_fd = False
         self.app_id = reply.app_id
         self.shm_name: str | None = reply.shm_name
 
     def close(self) -> None:
+        if self.shm_fd is not None:  # never mapped (a monitor, or the session failed first)
+            os.close(self.shm_fd)
+            self.shm_fd = None
         if self._sock.fileno() < 0:
             return
         if self._gone is None:
@@ -218,7 +224,7 @@ class ControlChannel:
             raise RuntimeUnavailable(self._gone, errno.ECONNRESET)
         while True:
             try:
-                data = self._sock.recv(_RECV_CHUNK)
+                data = self._recv_chunk()
             except (BlockingIOError, InterruptedError):
                 return messages
             except OSError as exc:
@@ -295,6 +301,19 @@ class ControlChannel:
                 raise msg.to_exception()
             elif getattr(msg, "req_id", None) == req_id:
                 return msg
+
+    def _recv_chunk(self) -> bytes:
+        """What the socket holds; while the Hello is unanswered also the descriptor that comes
+        with HelloOk (SCM_RIGHTS), kept as shm_fd."""
+        if not self._want_fd:
+            return self._sock.recv(_RECV_CHUNK)
+        data, fds, _, _ = socket.recv_fds(self._sock, _RECV_CHUNK, 1)
+        for fd in fds:
+            if self.shm_fd is None:
+                self.shm_fd = fd
+            else:
+                os.close(fd)
+        return data
 
     def _receive(self, timeout: float | None = None) -> cp.Message | None:
         """The next message; None after `timeout` s, TimeoutError after self.timeout if None."""

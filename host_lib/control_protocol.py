@@ -77,7 +77,7 @@ from functools import cache
 from types import MappingProxyType
 from typing import Any, ClassVar, Literal, TypeVar
 
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 DEFAULT_CONTROL_SOCKET = "/tmp/p4tas-runtime.sock"  # the daemon's --control-socket default
 MAX_FRAME_BYTES = 64 * 1024
 MAX_TEXT_CHARS = 1024
@@ -533,6 +533,8 @@ class HelloOk(ServerMessage):
     version: int = _field(_integer(0, 2**31 - 1))
     # The application's shared-memory segment (host_lib.shm_layout): payload rings of its
     # connections and its contexts' event queues; None when the runtime has no data path.
+    # The segment itself is a file descriptor passed with this frame (SCM_RIGHTS, see
+    # send_with_fd): it has no name another process could open; shm_name is for messages.
     shm_name: str | None = _field(_optional(_text(MAX_APP_NAME_CHARS, clip=False, min_chars=1)),
                                   default=None)
 
@@ -833,6 +835,15 @@ class FrameReader:
 def send_message(sock: socket.socket, message: Message) -> None:
     """Send one message on a blocking socket (sendall handles partial sends)."""
     sock.sendall(encode(message))
+
+
+def send_with_fd(sock: socket.socket, message: Message, fd: int) -> None:
+    """Send one message with a file descriptor attached to its first byte (SCM_RIGHTS); the
+    socket's send buffer must be empty (the first message of a connection)."""
+    frame = encode(message)
+    sent = socket.send_fds(sock, [frame], [fd])
+    if sent < len(frame):
+        sock.sendall(frame[sent:])
 
 
 def recv_message(sock: socket.socket, expect: type[Message] = Message) -> Message:

@@ -59,12 +59,17 @@ class Session:
         self.contexts: dict[int, Context] = {}
         self.deferred: collections.deque[Callable[[], None]] = collections.deque()
         try:
-            if not self.channel.shm_name:
+            if self.channel.shm_fd is None:
                 raise RuntimeUnavailable(
                     f"the p4tas runtime at {self.channel.path} has no data path (its HelloOk "
-                    "named no shared-memory segment): start it with the bmv2 target and its "
+                    "carried no shared-memory segment): start it with the bmv2 target and its "
                     "DMA bridge (`make run`)", errno.EOPNOTSUPP)
-            self.segment = Segment.attach(self.channel.shm_name)
+            try:
+                self.segment = Segment.attach_fd(self.channel.shm_fd,
+                                                 self.channel.shm_name or "")
+            finally:
+                os.close(self.channel.shm_fd)  # the mapping stays; the descriptor is not needed
+                self.channel.shm_fd = None
             self.layout = self.segment.layout
             with self.lock:
                 self.socket_context = self._create_context(collect=False)

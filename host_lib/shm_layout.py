@@ -79,6 +79,7 @@ position it loads (rings.RingCorruptedError), so a scribbling application only h
 
 from __future__ import annotations
 
+import fcntl
 import mmap
 import os
 import re
@@ -317,6 +318,24 @@ class Segment:
             os.close(fd)
         mapping[:HEADER_BYTES] = layout.pack_header()
         return cls(name, layout, mapping)
+
+    @classmethod
+    def create_memfd(cls, name: str, layout: Layout) -> tuple[Segment, int]:
+        """Create and initialise an anonymous segment (the runtime's side): a memfd with no name
+        in any file system, which only a process it is passed to (SCM_RIGHTS) can map. It is
+        sealed against shrinking and growing, so the application cannot truncate it under the
+        runtime's mapping (SIGBUS). Returns the segment and the fd to pass (the caller closes it)."""
+        fd = os.memfd_create(name, os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+        try:
+            os.ftruncate(fd, layout.size_bytes())
+            fcntl.fcntl(fd, fcntl.F_ADD_SEALS,
+                        fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SEAL)
+            mapping = mmap.mmap(fd, layout.size_bytes())
+        except BaseException:
+            os.close(fd)
+            raise
+        mapping[:HEADER_BYTES] = layout.pack_header()
+        return cls(name, layout, mapping), fd
 
     @classmethod
     def attach(cls, name: str) -> Segment:

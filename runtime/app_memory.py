@@ -4,32 +4,11 @@ application (host_lib.shm_layout), and the ring slots handed to its connections.
 from __future__ import annotations
 
 import errno
-import os
 from collections import deque
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from host_lib.rings import ByteRing, EventQueue, RingSide, connection_ring, context_queue
-from host_lib.shm_layout import SHM_DIR, Direction, Layout, Segment
-
-
-SEGMENT_PREFIX = "p4tas-"
-
-
-def segment_name(app_id: int) -> str:
-    """Segments carry the runtime's PID, so a later runtime can tell whose they are."""
-    return f"{SEGMENT_PREFIX}{os.getpid()}-app{app_id}"
-
-
-def remove_stale_segments() -> list[str]:
-    """Unlink segments of runtimes that are gone (killed before they could clean up)."""
-    removed = []
-    for path in Path(SHM_DIR).glob(f"{SEGMENT_PREFIX}*-app*"):
-        pid = path.name[len(SEGMENT_PREFIX):].split("-", 1)[0]
-        if pid.isdigit() and int(pid) != os.getpid() and not Path(f"/proc/{pid}").exists():
-            path.unlink(missing_ok=True)
-            removed.append(path.name)
-    return removed
+from host_lib.shm_layout import Direction, Layout, Segment
 
 
 @dataclass(eq=False)
@@ -45,10 +24,13 @@ class AppMemory:
     closed: bool = False
 
     @classmethod
-    def create(cls, app_id: int, layout: Layout) -> "AppMemory":
-        memory = cls(Segment.create(segment_name(app_id), layout), layout)
+    def create(cls, app_id: int, layout: Layout) -> tuple["AppMemory", int]:
+        """A new application's memory, and the descriptor to pass to it (then close it): an
+        anonymous, sealed segment no other process can open (Segment.create_memfd)."""
+        segment, fd = Segment.create_memfd(f"p4tas-app{app_id}", layout)
+        memory = cls(segment, layout)
         memory.free_slots.extend(range(layout.max_connections))
-        return memory
+        return memory, fd
 
     @property
     def name(self) -> str:
@@ -104,8 +86,4 @@ class AppMemory:
             for view in views if isinstance(views, tuple) else (views,):
                 view.release()
         self._views.clear()
-        try:
-            self.segment.unlink()
-        except FileNotFoundError:
-            pass
         self.segment.close()

@@ -84,6 +84,9 @@ class RuntimeConfig:
     # What an application may choose with TCP_CONGESTION (as Linux's
     # tcp_allowed_congestion_control): "none" (no rate limit) only if the operator says so.
     allowed_congestion: tuple[str, ...] = ("dctcp", "timely")
+    # Users of this group may connect applications (mode 0660); None: root and the daemon's
+    # own user only (0600).
+    control_group: str | None = None
 
     def interface_for_port(self, port: int) -> Interface | None:
         return next((i for i in self.interfaces if i.port == port), None)

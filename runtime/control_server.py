@@ -8,6 +8,7 @@ connections are closed as if it had closed them (ConnectionControl.abort_owned_b
 from __future__ import annotations
 
 import asyncio
+import grp
 import errno
 import itertools
 import logging
@@ -76,12 +77,14 @@ class AppSession:
 
 
 class ControlServer:
-    """Accepts applications on `path` (mode 0600: only the owner may connect)."""
+    """Accepts applications on `path`: mode 0600 (only the daemon's user), or 0660 owned by
+    `group` so that its members run applications as themselves (ARCHITECTURE.md 6)."""
 
     def __init__(self, path: Path, control: ConnectionControl,
-                 layout: Layout | None = None) -> None:
+                 layout: Layout | None = None, group: str | None = None) -> None:
         """`layout`: each application's shared memory; None runs without a data path."""
         self.path = path
+        self.group = group
         self.control = control
         self.layout = layout
         self._ids = itertools.count(1)
@@ -96,7 +99,11 @@ class ControlServer:
             self._server = await asyncio.start_unix_server(self._serve, path=str(self.path))
         finally:
             os.umask(old_umask)
-        os.chmod(self.path, 0o600)
+        if self.group is None:
+            os.chmod(self.path, 0o600)
+            return
+        os.chown(self.path, -1, group_id(self.group))
+        os.chmod(self.path, 0o660)
 
     async def close(self) -> None:
         if self._server is not None:
@@ -140,10 +147,16 @@ class ControlServer:
             return False
         session.name = f"{hello.app_name}[{hello.pid}]"
         session.monitor = hello.monitor
-        if self.layout is not None and not session.monitor:
-            session.memory = AppMemory.create(session.app_id, self.layout)
-        session.send(cp.HelloOk(app_id=session.app_id, version=cp.PROTOCOL_VERSION,
-                                shm_name=session.memory.name if session.memory else None))
+        if self.layout is None or session.monitor:
+            session.send(cp.HelloOk(app_id=session.app_id, version=cp.PROTOCOL_VERSION))
+            return True
+        session.memory, fd = AppMemory.create(session.app_id, self.layout)
+        try:
+            _send_with_fd(session.writer, cp.HelloOk(app_id=session.app_id,
+                                                     version=cp.PROTOCOL_VERSION,
+                                                     shm_name=session.memory.name), fd)
+        finally:
+            os.close(fd)  # the application has its own descriptor now; ours is not needed
         return True
 
     async def _requests(self, session: AppSession, reader: asyncio.StreamReader) -> None:
@@ -261,6 +274,23 @@ def _session_of(conn: Connection) -> AppSession | None:
     """The application that owns a connection (None: nobody, e.g. after it left)."""
     owner = conn.owner
     return owner.session if isinstance(owner, AppContext) else None
+
+
+def group_id(name: str) -> int:
+    """The id of a group; OSError if there is no such group."""
+    try:
+        return grp.getgrnam(name).gr_gid
+    except KeyError:
+        raise OSError(errno.EINVAL, f"no group {name!r} (--control-group): create it with "
+                      f"`groupadd {name}` and add the users who run applications") from None
+
+
+def _send_with_fd(writer: asyncio.StreamWriter, msg: cp.Message, fd: int) -> None:
+    """The first message of a session, with a descriptor (SCM_RIGHTS), on a duplicate of the
+    transport's socket: nothing is buffered in the transport yet, so the order holds."""
+    sock = writer.get_extra_info("socket")
+    with socket.socket(fileno=os.dup(sock.fileno())) as dup:
+        cp.send_with_fd(dup, msg, fd)
 
 
 def _peer_uid(writer: asyncio.StreamWriter) -> int | None:

@@ -9,10 +9,9 @@ import signal
 import sys
 from pathlib import Path
 
-from runtime.app_memory import remove_stale_segments
 from runtime.config import Interface, RuntimeConfig, TcpParams
 from runtime.connection_control import ConnectionControl
-from runtime.control_server import ControlServer
+from runtime.control_server import ControlServer, group_id
 from host_lib.shm_layout import Layout
 from runtime.datapath import Datapath
 from nic_contract.host_port import HostPort
@@ -75,9 +74,6 @@ async def serve(config: RuntimeConfig) -> int:
              if flows is not None else None)
     control = ConnectionControl(config, datapath, client.p4info, flows, rates)
     layout = app_layout(config) if bridge is not None else None
-    stale = remove_stale_segments()
-    if stale:
-        log.info("removed %d shared-memory segments of runtimes that are gone", len(stale))
     metrics = None
     if config.metrics_port is not None:
         try:
@@ -85,7 +81,7 @@ async def serve(config: RuntimeConfig) -> int:
         except OSError as exc:
             raise StartupError(f"metrics port {METRICS_ADDR}:{config.metrics_port}: {exc}") \
                 from None
-    server = ControlServer(config.control_socket, control, layout)
+    server = ControlServer(config.control_socket, control, layout, config.control_group)
     await server.start()
     if bridge is not None:
         bridge.start()
@@ -163,6 +159,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[RuntimeConfig, str]:
     parser.add_argument("--host-interface", metavar="IFNAME",
                         help="the host port's veth (the NIC<->host channel); without it "
                              "connections carry no data")
+    parser.add_argument("--control-group", metavar="GROUP",
+                        help="users of GROUP may run applications (control socket mode 0660); "
+                             "default: root and the daemon's user only (0600)")
     parser.add_argument("--control-socket", type=Path, default=RuntimeConfig.control_socket,
                         help="UNIX socket for applications (default %(default)s)")
     parser.add_argument("--rx-ring-size", type=int, default=TcpParams.rx_ring_size,
@@ -224,6 +223,11 @@ def parse_args(argv: list[str] | None = None) -> tuple[RuntimeConfig, str]:
     if not 0 < args.min_rto < args.give_up:
         parser.error(f"need 0 < --min-rto ({args.min_rto}) < --give-up ({args.give_up})")
     rto = RtoConfig(min_rto_s=args.min_rto, give_up_s=args.give_up)
+    if args.control_group is not None:
+        try:
+            group_id(args.control_group)
+        except OSError as exc:
+            parser.error(exc.strerror)
     allowed = tuple(name for name in args.allow_congestion.split(",") if name)
     unknown = [name for name in allowed if name not in CHOICES]
     if unknown:
@@ -234,10 +238,12 @@ def parse_args(argv: list[str] | None = None) -> tuple[RuntimeConfig, str]:
     control = ControlConfig(interval_rtts=args.cc_interval_rtts)
     if args.metrics_port is not None and not 0 < args.metrics_port < 65536:
         parser.error(f"--metrics-port must be 1..65535, got {args.metrics_port}")
-    config = RuntimeConfig(args.grpc_addr, args.device_id, args.p4info, args.bmv2_json,
-                           interfaces, args.control_socket, tcp, args.host_interface, rto,
-                           args.congestion, control, args.metrics_port, args.ecn == "on",
-                           allowed)
+    config = RuntimeConfig(
+        grpc_addr=args.grpc_addr, device_id=args.device_id, p4info=args.p4info,
+        bmv2_json=args.bmv2_json, interfaces=interfaces, control_socket=args.control_socket,
+        tcp=tcp, host_interface=args.host_interface, rto=rto, congestion=args.congestion,
+        control=control, metrics_port=args.metrics_port, ecn=args.ecn == "on",
+        allowed_congestion=allowed, control_group=args.control_group)
     return config, args.log_level
 
 

@@ -8,11 +8,16 @@ closes with FIN (no RST), the runtime stays up, and the scribbler's connection i
 
 from __future__ import annotations
 
+import grp
 import os
+import pwd
 import random
+import shutil
 import socket as std_socket
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -22,6 +27,8 @@ from tests.support.e2e_helpers import (CONTROL_SOCKET_ENV, MIB, WireCapture, ass
                                        expect_line, host_lib_stack, json_result, linux_sink,
                                        send_and_close, settled_stats, sink_got, stats)
 from tests.support.stack import REPO, Stack
+
+NOBODY, NOGROUP = "nobody", "nogroup"  # Debian's unprivileged user and group
 
 # Connects, sends a little, then for `seconds` overwrites its whole segment with random bytes
 # every few milliseconds while it keeps calling send() (each a kick the runtime acts on).
@@ -52,7 +59,8 @@ os._exit(0)
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    yield from host_lib_stack(tmp_path_factory, ["--time-wait", "0.5", "--orphan-timeout", "5"])
+    yield from host_lib_stack(tmp_path_factory, ["--time-wait", "0.5", "--orphan-timeout", "5",
+                                                 "--control-group", NOGROUP])
 
 
 def test_a_scribbling_application_disturbs_no_other(stack: Stack) -> None:
@@ -100,3 +108,54 @@ def test_applications_choose_congestion_control_only_from_the_allow_list(stack: 
         s.connect((stack.peer.peer_ip, port))
         s.sendall(b"z" * 1000)
     assert json_result(sink, timeout=30) == sink_got(b"z" * 1000)
+
+
+# Sends `size` seeded bytes to the peer and closes; prints who it ran as and the SHA-256.
+UNPRIVILEGED_SENDER = """
+import hashlib, os, random, sys
+import host_lib
+host, port, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+data = random.Random(5).randbytes(size)
+with host_lib.socket() as s:
+    s.settimeout(60)
+    s.connect((host, port))
+    s.sendall(data)
+print(os.getuid(), hashlib.sha256(data).hexdigest(), flush=True)
+"""
+
+
+@pytest.fixture
+def world_readable_dir():
+    """A temporary folder anyone may read (pytest's own are private to root)."""
+    path = Path(tempfile.mkdtemp(prefix="p4tas-user-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_an_application_runs_as_an_ordinary_user(stack: Stack, world_readable_dir: Path) -> None:
+    """The control socket admits the --control-group (here nogroup); the application, running
+    as nobody, gets its segment as a passed descriptor (nothing in /dev/shm anyone could open)
+    and moves its data."""
+    python = shutil.which("python3", path="/usr/bin:/bin")  # the system's, which nobody may run
+    if not shutil.which("setpriv") or python is None:
+        pytest.skip("setpriv or /usr/bin/python3 not found: install Debian packages util-linux "
+                    "and python3")
+    port = 7304
+    lib = world_readable_dir   # host_lib needs only the standard library: a copy nobody reads
+    shutil.copytree(REPO / "host_lib", lib / "host_lib")
+    for path in lib.rglob("*"):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    sink = linux_sink(stack, port)
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(lib),
+           CONTROL_SOCKET_ENV: str(stack.socket_path)}
+    done = subprocess.run(["setpriv", f"--reuid={NOBODY}", f"--regid={NOGROUP}", "--clear-groups",
+                           python, "-c", UNPRIVILEGED_SENDER, stack.peer.peer_ip, str(port), str(MIB)],
+                          cwd=lib, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    uid, digest = done.stdout.split()
+    assert int(uid) == pwd.getpwnam(NOBODY).pw_uid
+    assert json_result(sink, timeout=60) == {"bytes": MIB, "sha": digest, "error": None}
+    assert not [n for n in os.listdir("/dev/shm") if n.startswith("p4tas-") and "app" in n]
+    mode = stack.socket_path.stat()
+    assert mode.st_mode & 0o777 == 0o660 and mode.st_gid == grp.getgrnam(NOGROUP).gr_gid

@@ -36,6 +36,7 @@ from bmv2_env.toolchain import ToolNotFound, find_simple_switch_grpc
 from runtime.config import Interface
 from runtime.daemon import parse_args
 from tests.support import stack
+from tests.support.e2e_helpers import mapped_segments
 
 REPO = Path(__file__).resolve().parents[2]
 IS_ROOT = os.geteuid() == 0
@@ -511,7 +512,9 @@ def test_echo_server_command_and_talk_command_are_valid() -> None:
 
 
 def _shm_segments(pid: int) -> list[str]:
-    return [p.name for p in Path("/dev/shm").glob(f"p4tas-{pid}-*")]
+    """The application segments the runtime maps, and any left in /dev/shm (there should be
+    none: segments are anonymous memfds)."""
+    return sorted(mapped_segments(pid)) + [p.name for p in Path("/dev/shm").glob("p4tas-app*")]
 
 
 @pytest.mark.target

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import host_lib
 from bmv2_env.peers import popen_in
@@ -494,3 +495,14 @@ def assert_fins_no_rst(seen: dict, both_ways: bool = True) -> None:
     assert seen["from_p4tas"].get("FIN") and not seen["from_p4tas"].get("RST"), seen
     if both_ways:
         assert seen["to_p4tas"].get("FIN") and not seen["to_p4tas"].get("RST"), seen
+
+
+def mapped_segments(pid: int) -> set[str]:
+    """The application segments (memfds named p4tas-app*) process `pid` maps; empty once it
+    has unmapped them or is gone."""
+    try:
+        maps = Path(f"/proc/{pid}/maps").read_text()
+    except OSError:
+        return set()
+    return {line.split("/memfd:", 1)[1].split()[0] for line in maps.splitlines()
+            if "/memfd:p4tas-app" in line}

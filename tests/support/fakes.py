@@ -4,6 +4,7 @@ bridge's host-port link (FakeLink)."""
 
 from __future__ import annotations
 
+import os
 import socket
 import sys
 import textwrap
@@ -95,6 +96,13 @@ class FakeNic:
 
     def called(self, name: str) -> list[tuple]:
         return [c for c in self.calls if c[0] == name]
+
+
+def app_memory(app_id: int, layout) -> AppMemory:
+    """An application's memory as the runtime creates it (the passed descriptor closed)."""
+    memory, fd = AppMemory.create(app_id, layout)
+    os.close(fd)
+    return memory
 
 
 class App:

@@ -10,11 +10,11 @@ them: `make_fake = host_lib_fake.make_fake`, `fake = host_lib_fake.fake`."""
 from __future__ import annotations
 
 import errno
+import os
 import queue
 import socket as std_socket
 import threading
 import time
-import uuid
 
 import pytest
 
@@ -34,9 +34,10 @@ class FakeRuntime:
     """Speaks the control protocol to one application at a time; the test drives the data path."""
 
     def __init__(self, path: str, shm_name: str | None = "auto", connect: str = "ok") -> None:
+        """`shm_name` None: a runtime without a data path (no segment passed)."""
         self.path = path
-        self.segment = Segment.create(f"p4tas-test-{uuid.uuid4().hex[:12]}", LAYOUT) \
-            if shm_name == "auto" else None
+        self.segment, self._shm_fd = (Segment.create_memfd("p4tas-test", LAYOUT)
+                                      if shm_name == "auto" else (None, None))
         self.shm_name = self.segment.name if self.segment else shm_name
         self.connect_mode = connect  # ok | refused | silent | error
         self.received: queue.Queue[cp.Message] = queue.Queue()
@@ -65,7 +66,12 @@ class FakeRuntime:
         try:
             hello = cp.recv_message(client)
             assert isinstance(hello, cp.Hello)
-            self.send(cp.HelloOk(app_id=7, version=cp.PROTOCOL_VERSION, shm_name=self.shm_name))
+            hello_ok = cp.HelloOk(app_id=7, version=cp.PROTOCOL_VERSION, shm_name=self.shm_name)
+            if self._shm_fd is None:
+                self.send(hello_ok)
+            else:
+                with self._send_lock:
+                    cp.send_with_fd(client, hello_ok, self._shm_fd)
             while True:
                 msg = cp.recv_message(client, expect=cp.ClientMessage)
                 self.received.put(msg)
@@ -179,8 +185,9 @@ class FakeRuntime:
             except OSError:
                 pass
         self._thread.join(timeout=5)
+        if self._shm_fd is not None:
+            os.close(self._shm_fd)
         if self.segment is not None:
-            self.segment.unlink()
             try:
                 self.segment.close()
             except BufferError:

@@ -1,20 +1,23 @@
-"""The runtime's per-application shared memory: slots, contexts, cleanup of dead runtimes'."""
+"""The runtime's per-application shared memory: slots, contexts, and a segment that only the
+process it is passed to can map (a sealed memfd)."""
 
 import errno
+import mmap
 import os
 from pathlib import Path
 
 import pytest
 
-from host_lib.shm_layout import SHM_DIR, Layout
-from runtime.app_memory import AppMemory, remove_stale_segments
+from host_lib.shm_layout import SHM_DIR, Layout, Segment
+from runtime.app_memory import AppMemory
 
 LAYOUT = Layout(rx_ring_size=1 << 12, tx_ring_size=1 << 12, max_connections=2,
                 max_contexts=2, queue_depth=16)
 
 
 def test_slots_reset_rings_and_run_out() -> None:
-    memory = AppMemory.create(99000 + os.getpid() % 1000, LAYOUT)
+    memory, fd = AppMemory.create(7, LAYOUT)
+    os.close(fd)
     try:
         slot, rx, tx = memory.allocate_slot()
         tx.write(b"left over")
@@ -31,17 +34,27 @@ def test_slots_reset_rings_and_run_out() -> None:
         assert too_many.value.errno == errno.EMFILE
     finally:
         memory.close()
-    assert not (Path(SHM_DIR) / memory.name).exists()
 
 
-def test_segments_of_dead_runtimes_are_removed() -> None:
-    dead = Path(SHM_DIR) / "p4tas-999999999-app1"
-    ours = Path(SHM_DIR) / f"p4tas-{os.getpid()}-app1"
-    dead.write_bytes(b"x")
-    ours.write_bytes(b"x")
+def test_the_segment_has_no_name_and_cannot_be_resized() -> None:
+    """Nothing in /dev/shm another user could open; the passed descriptor maps the same memory,
+    and the application cannot truncate it under the runtime's mapping (SIGBUS)."""
+    before = set(os.listdir(SHM_DIR))
+    memory, fd = AppMemory.create(8, LAYOUT)
     try:
-        assert dead.name in remove_stale_segments()
-        assert not dead.exists() and ours.exists()
+        assert set(os.listdir(SHM_DIR)) == before
+        assert str(Path(f"/proc/self/fd/{fd}").readlink()).startswith("/memfd:p4tas-app8")
+        app_side = Segment.attach_fd(fd)
+        slot, rx, _ = memory.allocate_slot()
+        rx.write(b"hello")
+        assert app_side.layout == LAYOUT
+        with pytest.raises(PermissionError):
+            os.ftruncate(fd, 0)
+        with pytest.raises(PermissionError):
+            os.ftruncate(fd, LAYOUT.size_bytes() * 2)
+        assert isinstance(app_side.buf, memoryview) and len(app_side.buf) >= mmap.PAGESIZE
+        app_side.close()
+        memory.free_slot(slot)
     finally:
-        dead.unlink(missing_ok=True)
-        ours.unlink(missing_ok=True)
+        os.close(fd)
+        memory.close()

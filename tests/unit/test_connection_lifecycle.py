@@ -12,7 +12,6 @@ import itertools
 
 from host_lib import control_protocol as cp
 from host_lib.shm_layout import Layout
-from runtime.app_memory import AppMemory
 from nic_contract.pipeline import P4INFO
 from runtime.config import Interface, RuntimeConfig, TcpParams
 from runtime.connection_control import ConnectionControl
@@ -25,7 +24,7 @@ from nic_contract.nic_host_header import ChannelFlags, NicHostMessage, Opcode
 from nic_contract.p4rt.p4info import P4Info
 from runtime.tcp_segments import TcpFlags, TcpOptions, build_segment
 from runtime.tcp_state import State
-from tests.support.fakes import App, FakeDatapath, FakeLink
+from tests.support.fakes import App, app_memory, FakeDatapath, FakeLink
 
 LOCAL_MAC, PEER_MAC = "02:00:00:00:00:01", "02:00:00:00:00:02"
 LOCAL_IP, PEER_IP = "10.0.0.1", "10.0.0.2"
@@ -86,7 +85,7 @@ def rig(flow_ids: int | None = None) -> Rig:
         control.installer.flow_ids = FlowIdAllocator(capacity=flow_ids, first_generation=1)
     layout = Layout(rx_ring_size=RING, tx_ring_size=RING, max_connections=4, max_contexts=2,
                     queue_depth=64)
-    return Rig(control, datapath, link, bridge, App(AppMemory.create(next(_app_ids), layout)))
+    return Rig(control, datapath, link, bridge, App(app_memory(next(_app_ids), layout)))
 
 
 def run(scenario) -> None:

@@ -15,7 +15,6 @@ from nic_contract.constants import PacketInReason
 from nic_contract.p4rt.p4info import P4Info
 from nic_contract.pipeline import P4INFO
 from runtime.app_events import AppEvents
-from runtime.app_memory import AppMemory
 from runtime.config import Interface, RuntimeConfig, TcpParams
 from runtime.connection_control import ConnectionControl
 from runtime.datapath import PacketIn
@@ -26,7 +25,7 @@ from runtime.segment_sender import SegmentSender
 from runtime.slow_path_stats import Stats
 from runtime.tcp_segments import TcpFlags, TcpOptions, build_segment
 from runtime.tcp_state import State
-from tests.support.fakes import App, FakeDatapath, FakeLink, FakeNic
+from tests.support.fakes import App, app_memory, FakeDatapath, FakeLink, FakeNic
 
 LOCAL_MAC, PEER_MAC = "02:00:00:00:00:01", "02:00:00:00:00:02"
 LOCAL_IP, PEER_IP = "10.0.0.1", "10.0.0.2"
@@ -46,7 +45,7 @@ class Rig:
                                          FlowRegistry(self.nic))
         layout = Layout(rx_ring_size=RING, tx_ring_size=RING, max_connections=4,
                         max_contexts=2, queue_depth=64)
-        self.app = App(AppMemory.create(next(_app_ids), layout))
+        self.app = App(app_memory(next(_app_ids), layout))
 
     def segment(self, sport: int, seq: int, ack: int, flags: TcpFlags, payload: bytes = b"",
                 reason: PacketInReason = PacketInReason.UNKNOWN_FLOW,

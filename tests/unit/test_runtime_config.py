@@ -1,11 +1,14 @@
 """The runtime daemon's command line and configuration, and the pure TCP helpers it uses."""
 
+import asyncio
+import grp
 from pathlib import Path
 
 import pytest
 
 from runtime.config import Interface
 from runtime.tcp_seq import seq_add, seq_in_window, window_shift_for
+from runtime.control_server import ControlServer
 from runtime.daemon import parse_args
 
 
@@ -63,3 +66,24 @@ def test_allowed_congestion_controls() -> None:
     assert config.allowed_congestion == ("dctcp", "none")
     with pytest.raises(SystemExit):
         parse_args(base + ["--allow-congestion", "cubic"])
+
+
+def test_control_group_must_exist() -> None:
+    base = ["--interface", "1=10.0.0.1/24,02:00:00:00:00:01"]
+    assert parse_args(base + ["--control-group", "nogroup"])[0].control_group == "nogroup"
+    with pytest.raises(SystemExit):
+        parse_args(base + ["--control-group", "no-such-group-p4tas"])
+
+
+@pytest.mark.parametrize("group, mode", [(None, 0o600), ("nogroup", 0o660)])
+def test_control_socket_mode(tmp_path, group, mode) -> None:
+    """Root and the daemon's user only, or also the members of --control-group."""
+    async def scenario() -> None:
+        server = ControlServer(tmp_path / "control.sock", None, None, group)
+        await server.start()
+        info = (tmp_path / "control.sock").stat()
+        assert info.st_mode & 0o777 == mode
+        if group is not None:
+            assert info.st_gid == grp.getgrnam(group).gr_gid
+        await server.close()
+    asyncio.run(scenario())
