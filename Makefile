@@ -35,7 +35,7 @@ E2E_PREFIX_soft ?= p4e2es
 E2E_GRPC_PORT_soft ?= 9671
 KNOWN_TARGETS := bmv2 soft
 
-.PHONY: setup p4 p4-check ptf test pytest pytest-unit run clean-env status system-deps targets \
+.PHONY: setup p4 p4-check ptf test pytest pytest-unit run clean-env status system-deps targets fuzz \
 	FORCE
 
 setup: system-deps $(VENV)/.installed
@@ -101,6 +101,12 @@ ptf: setup
 ptf-%: setup FORCE
 	$(if $(filter $*,$(KNOWN_TARGETS)),,$(error unknown target '$*': use one of $(KNOWN_TARGETS)))
 	TARGET=$* $(PY) -m bmv2_env --prefix $(PTF_PREFIX_$*) --grpc-port $(PTF_GRPC_PORT_$*) ptf
+
+# The long fuzzing run (the unit stage runs 50,000 packets): softnic's pipeline, the runtime's
+# PacketIn handling and its control server, in-process (tests/support/fuzzing.py).
+FUZZ_PACKETS ?= 1000000
+fuzz: setup
+	$(PY) -m tests.support.fuzzing --packets $(FUZZ_PACKETS)
 
 # Which targets there are and which one TARGET selects.
 targets: setup

@@ -115,10 +115,10 @@ class ConnectionControl(Handshake, Teardown, Endings, Reinjection):
         """The connection a wire frame belongs to, if it parses and there is one."""
         try:
             seg = parse_segment(frame)
-        except SegmentError:
+            return self.table.by_tuple.get(FlowTuple(seg.dst_ip, seg.dst_port, seg.src_ip,
+                                                     seg.src_port))
+        except ValueError:  # SegmentError, or addresses no connection can have
             return None
-        return self.table.by_tuple.get(FlowTuple(seg.dst_ip, seg.dst_port, seg.src_ip,
-                                                 seg.src_port))
 
     # ---------------------------------------------------------------- packets
 

@@ -229,6 +229,8 @@ def parse_segment(frame: bytes | bytearray | memoryview) -> TcpSegment:
     dst_mac, src_mac, _ = ETH_HEADER.unpack_from(view)
     _, tos, _, _, _, _, _, _, src_ip, dst_ip = IPV4_HEADER.unpack_from(view, ETH_BYTES)
     src_port, dst_port, seq, ack, _, flags, window, _, _ = TCP_HEADER.unpack_from(view, tcp_start)
+    if not src_port or not dst_port:
+        raise SegmentError(f"TCP port 0 ({src_port} -> {dst_port}) is reserved, never a connection's")
     options = parse_options(view[tcp_start + TCP_MIN_BYTES:tcp_start + header_length])
     payload = bytes(view[tcp_start + header_length:ETH_BYTES + total_length])
     return TcpSegment(

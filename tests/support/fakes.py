@@ -15,7 +15,7 @@ from runtime.app_memory import AppMemory
 from runtime.datapath import SwitchClock
 from runtime.flow_channel import FlowChannel
 from runtime.nic_interface import NicStats
-from runtime.tcp_segments import parse_segment
+from runtime.tcp_segments import SegmentError, parse_segment
 
 
 class FakeDatapath:
@@ -23,6 +23,7 @@ class FakeDatapath:
 
     def __init__(self) -> None:
         self.sent: list = []
+        self.other: list[bytes] = []
         self.reinjected: list = []
         self.inserts = self.deletes = 0
         self.clock = SwitchClock()
@@ -34,7 +35,11 @@ class FakeDatapath:
         self.deletes += 1
 
     def send(self, frame: bytes, port: int) -> None:
-        self.sent.append(parse_segment(frame))
+        """PacketOuts: TCP segments are kept parsed in `sent`, others (ARP) in `other`."""
+        try:
+            self.sent.append(parse_segment(frame))
+        except SegmentError:
+            self.other.append(frame)
 
     def reinject(self, frame: bytes, port: int) -> None:
         self.reinjected.append(parse_segment(frame))

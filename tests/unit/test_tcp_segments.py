@@ -285,3 +285,11 @@ def test_checksums_ok_detects_each_checksum_separately() -> None:
 def test_checksums_ok_false_for_malformed_frames() -> None:
     assert not checksums_ok(b"")
     assert not checksums_ok(bytes(Ether() / IP() / UDP()))
+
+
+@pytest.mark.parametrize("sport, dport", [(0, 80), (40000, 0)])
+def test_port_zero_is_malformed(sport: int, dport: int) -> None:
+    """Found by the fuzzer: a segment from or to port 0 made the slow path build a FlowTuple,
+    which refuses port 0 (and its handling raised twice)."""
+    with pytest.raises(SegmentError, match="port 0"):
+        parse_segment(_build(src_port=sport, dst_port=dport))
