@@ -55,6 +55,7 @@ class DropReason(IntEnum):
     STALE_HOST_MESSAGE = 7
     RATE_LIMITED = 8
     HOST_BUSY = 9
+    BAD_ACK = 10
 
 
 NUM_REASONS = len(PacketInReason) + 1

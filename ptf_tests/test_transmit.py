@@ -172,9 +172,13 @@ class WindowUpdateIsReported(TransmitTest):
 
 
 class AckBeyondWhatWasSentIsIgnored(TransmitTest):
+    """An ACK beyond snd_nxt changes nothing and draws a challenge ACK (RFC 5961 5.2)."""
+
     def runTest(self) -> None:
         self.send_from_host(b"z" * 10)
         self.peer_ack(self.snd + 1000)
+        self.verify_ack(self.spec, ExpectedAck(seq=self.snd, ack=self.rcv, window=RING,
+                                               tsecr=900))
         tu.verify_no_other_packets(self)
         self.peer_ack(self.snd)  # the real ACK still counts in full
         self.verify_frame_with_rtt(HOST_PORT, lambda rtt: tx_acked_frame(
@@ -466,3 +470,38 @@ class RateMeterDropsOutOfProfileSegments(TransmitTest):
             tu.send_packet(self, HOST_PORT, tx_data_frame(other, i * 1000, b"d" * 1000))
             self.receive(WIRE_PORT)
         tu.verify_no_other_packets(self)
+
+
+class BlindAckOutsideTheWindowIsIgnored(TransmitTest):
+    """RFC 9293 3.10.7.4 / RFC 5961 5: a segment whose sequence misses our receive window
+    (a blind attacker's guess) does not get its ACK used, however plausible the ACK: the data
+    in flight stays unacknowledged; the segment is answered with an ACK, and the real ACK
+    later still counts."""
+
+    def runTest(self) -> None:
+        self.send_from_host(b"w" * 500)
+        before = self.counter("new_ack_counter", self.spec.flow_id)
+        forged = data_segment(self.spec, self.rcv + (1 << 20), b"evil", ack=self.snd, tsval=900)
+        tu.send_packet(self, WIRE_PORT, forged)
+        self.verify_ack(self.spec, ExpectedAck(seq=self.snd, ack=self.rcv, window=RING,
+                                               tsecr=900))   # ACKs echo the segment's TSval
+        tu.verify_no_other_packets(self)   # no TX_ACKED: snd_una did not move
+        self.assertEqual(self.counter("new_ack_counter", self.spec.flow_id), before)
+        self.peer_ack(self.snd)
+        self.verify_frame_with_rtt(HOST_PORT, lambda rtt: tx_acked_frame(
+            self.spec, self.snd, 500, rtt=rtt))
+
+
+class AckOfDataNeverSentDiscardsTheSegment(TransmitTest):
+    """RFC 5961 5.2: an ACK beyond snd_nxt discards the segment, its data too, and draws a
+    challenge ACK; the drop is counted."""
+
+    def runTest(self) -> None:
+        self.send_from_host(b"s" * 100)
+        before = self.counter("drop_counter", DropReason.BAD_ACK)
+        bogus = data_segment(self.spec, self.rcv, b"payload", ack=self.snd + 1000, tsval=901)
+        tu.send_packet(self, WIRE_PORT, bogus)
+        self.verify_ack(self.spec, ExpectedAck(seq=self.snd, ack=self.rcv, window=RING,
+                                               tsecr=901))
+        tu.verify_no_other_packets(self)   # no RX_DATA to the host
+        self.assertEqual(self.counter("drop_counter", DropReason.BAD_ACK)[0], before[0] + 1)

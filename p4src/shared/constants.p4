@@ -128,6 +128,7 @@ const bit<8> DROP_PURE_ACK = 6;        /* no payload: nothing to deliver */
 const bit<8> DROP_STALE_HOST_MESSAGE = 7;  /* host message for an older generation of the flow */
 const bit<8> DROP_RATE_LIMITED = 8;    /* TX_DATA beyond the flow's rate (tx_rate meter red) */
 const bit<8> DROP_HOST_BUSY = 9;       /* in order, but the host port is backed up (dup ACK) */
-#define NUM_DROP_REASONS 10
+const bit<8> DROP_BAD_ACK = 10;        /* ACKs data never sent (challenge ACK, RFC 5961 5.2) */
+#define NUM_DROP_REASONS 11
 
 #endif

@@ -177,6 +177,8 @@ struct metadata_t {
     bool fast_retransmit;    /* this duplicate ACK starts a fast retransmit */
     bool fin_acked;          /* this ACK covered our FIN (NIC_HOST_FLAG_FIN to the host) */
     bool host_busy;          /* the host port's queue is backed up (host_backpressure.p4) */
+    bool seq_acceptable;     /* the segment overlaps the receive window (segment_check.p4) */
+    bool ack_beyond_sent;    /* its ACK is beyond snd_nxt: discard it (segment_check.p4) */
     bool window_reopened;    /* RX_CONSUMED reopened a closed window: send a window update */
     bit<32> ooo_merged;      /* bytes of the out-of-order interval this segment made readable */
 

@@ -10,6 +10,7 @@
 #include "flow_state_regs.p4"
 #include "exceptions.p4"
 #include "flow_lookup.p4"
+#include "segment_check.p4"
 #include "ack_processing.p4"
 #include "receive.p4"
 #include "host_notify.p4"
@@ -26,6 +27,7 @@ control P4tasIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
     FlowState() flow_state;
     LoadFlowState() load_flow_state;
     StoreFlowState() store_flow_state;
+    SegmentCheck() segment_check;
     AckProcessing() ack_processing;
     Receive() receive;
     HostNotify() host_notify;
@@ -70,7 +72,10 @@ control P4tasIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
                 load_flow_state.apply(meta);
                 if (!from_host) {
                     host_backpressure.apply(meta);
-                    ack_processing.apply(hdr, meta, sm);
+                    segment_check.apply(hdr, meta);
+                    if (meta.seq_acceptable && !meta.ack_beyond_sent) {
+                        ack_processing.apply(hdr, meta, sm);
+                    }
                     receive.apply(hdr, meta, sm);
                     host_notify.apply(hdr, meta, sm);
                 } else if (hdr.nic_host.opcode == NIC_HOST_OP_RX_CONSUMED) {

@@ -54,7 +54,15 @@ control Receive(inout headers_t hdr, inout metadata_t meta, inout standard_metad
     }
 
     apply {
-        if (meta.payload_len == 0) {
+        if (meta.ack_beyond_sent) {
+            /* RFC 5961 5.2: an ACK of data never sent (SegmentCheck) discards the segment,
+             * data and all; a challenge ACK tells a real peer where we are. */
+            meta.drop_reason = DROP_BAD_ACK;
+            if (!meta.reinjected) {
+                adv_window.apply(meta);
+                send_ack(TCP_ACK);
+            }
+        } else if (meta.payload_len == 0) {
             meta.drop_reason = DROP_PURE_ACK;
             /* Below rcv_nxt: a zero-window probe (Linux sends rcv_nxt - 1, no data). It must
              * be answered (RFC 9293 3.10.7.4), or the peer never learns that the window

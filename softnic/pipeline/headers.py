@@ -166,6 +166,7 @@ class Metadata:
                  "drop_reason", "l4_len", "payload_len", "flow_found", "flow_id", "flow",
                  "dyn", "dyn_fresh", "adv_window", "acked_bytes", "window_update",
                  "rtt_sample", "ack_ece", "fast_retransmit", "fin_acked", "host_busy",
+                 "seq_acceptable", "ack_beyond_sent",
                  "window_reopened", "ooo_merged", "delivered", "to_host", "ack_rewrite",
                  "tx_build", "in_port", "reinjected")
 
@@ -179,7 +180,7 @@ class Metadata:
         self.dyn_fresh = False
         self.adv_window = self.acked_bytes = self.rtt_sample = self.ooo_merged = 0
         self.window_update = self.ack_ece = self.fast_retransmit = self.host_busy = False
-        self.fin_acked = False
+        self.fin_acked = self.seq_acceptable = self.ack_beyond_sent = False
         self.window_reopened = self.delivered = self.to_host = False
         self.ack_rewrite = self.tx_build = False
         self.in_port = 0

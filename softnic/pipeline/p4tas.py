@@ -22,6 +22,7 @@ from .host_notify import host_notify, trim_host_frames
 from .packet_io import packet_out, verdict
 from .parser import p4tas_deparser, p4tas_parser
 from .receive import receive
+from .segment_check import segment_check
 from .transmit import transmit
 
 INGRESS = "P4tasIngress."
@@ -125,7 +126,9 @@ class P4tasPipeline:
         load_flow_state(self.flow_rx_state, self.flow_tx_state, meta)
         if not from_host:
             host_backpressure(self.host_frames_enqueued, self.host_frames_dequeued, meta)
-            ack_processing(self.ack_counters, hdr, meta, sm)
+            segment_check(hdr, meta)
+            if meta.seq_acceptable and not meta.ack_beyond_sent:
+                ack_processing(self.ack_counters, hdr, meta, sm)
             receive(self.flow_ooo_state, hdr, meta, sm)
             host_notify(hdr, meta, sm)
         elif hdr.nic_host.opcode == NIC_HOST_OP_RX_CONSUMED:

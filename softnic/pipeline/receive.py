@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from softnic.state import Register
 
-from .constants import (ACK_SESSION_BASE, DROP_HOST_BUSY, DROP_NO_RX_SPACE, DROP_OLD_DATA,
+from .constants import (ACK_SESSION_BASE, DROP_BAD_ACK, DROP_HOST_BUSY, DROP_NO_RX_SPACE, DROP_OLD_DATA,
                         DROP_OUT_OF_ORDER, DROP_PURE_ACK, ECN_CE, ETHERTYPE_NIC_HOST,
                         HOST_PORT, NIC_HOST_FLAG_CE, NIC_HOST_FLAG_OOO, NIC_HOST_FLAG_PSH,
                         NIC_HOST_OP_RX_DATA, TCP_ACK, TCP_ECE, TCP_PSH, TS_TICK_SHIFT)
@@ -49,6 +49,13 @@ def send_ack(meta: Metadata, sm: StandardMetadata, flags: int) -> None:
 
 def receive(ooo_reg: Register, hdr: Headers, meta: Metadata, sm: StandardMetadata) -> None:
     dyn, flow = meta.dyn, meta.flow
+    if meta.ack_beyond_sent:
+        # RFC 5961 5.2: an ACK of data never sent discards the segment; a challenge ACK.
+        meta.drop_reason = DROP_BAD_ACK
+        if not meta.reinjected:
+            advertised_window(meta)
+            send_ack(meta, sm, TCP_ACK)
+        return
     if meta.payload_len == 0:
         meta.drop_reason = DROP_PURE_ACK
         # Below rcv_nxt: a zero-window probe, which must be answered (RFC 9293 3.10.7.4).

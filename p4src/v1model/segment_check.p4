@@ -1,0 +1,21 @@
+/* p4tas v1model: is a segment of a known flow acceptable? (RFC 9293 3.10.7.4, RFC 5961 5.2)
+ * Checked before its ACK field is used, so that a blind attacker who guesses a plausible ACK
+ * cannot move snd_una (freeing TX data the peer never got) without also hitting the receive
+ * window:
+ * - its sequence: it overlaps the receive window [rcv_nxt, rcv_nxt + rx_free), or starts at
+ *   rcv_nxt exactly (the RFC's allowance for ACKs while our window is closed). Otherwise its
+ *   ACK field is ignored; Receive answers it with an ACK as it answers any old or
+ *   out-of-window segment.
+ * - its ACK: not beyond snd_nxt (the highest sequence we sent: nobody can acknowledge more).
+ *   Otherwise the whole segment is discarded and answered with a challenge ACK (Receive). */
+
+control SegmentCheck(in headers_t hdr, inout metadata_t meta) {
+    apply {
+        /* Sequence space wraps: "within n after x" is (s - x) < n in 32-bit arithmetic. */
+        bit<32> ahead = hdr.tcp.seq_no - meta.dyn.rcv_nxt;
+        bit<32> last = ahead + (bit<32>)meta.payload_len - 1;
+        meta.seq_acceptable = ahead == 0 || ahead < meta.dyn.rx_free
+                              || (meta.payload_len != 0 && last < meta.dyn.rx_free);
+        meta.ack_beyond_sent = hdr.tcp.ack_no - meta.dyn.snd_nxt - 1 < 0x7FFFFFFF;
+    }
+}
