@@ -17,6 +17,7 @@ from runtime.local_ports import LocalPortAllocator
 from runtime.nic_interface import NicInterface
 from runtime.orphans import Orphans
 from runtime.segment_sender import SegmentSender
+from runtime.syn_cookies import SynCookies
 from runtime.slow_path_stats import Stats
 from runtime.tcp_seq import seq_add
 
@@ -35,6 +36,7 @@ class ConnectionControlBase:
     orphans: Orphans
     window_shift: int            # our window scale (the RX ring's size needs it)
     isns: IsnGenerator           # RFC 6528 initial sequence numbers
+    cookies: SynCookies          # RFC 4987 SYN cookies for listeners whose backlog is full
     sender: SegmentSender
     events: AppEvents
     installer: FlowInstaller

@@ -30,6 +30,7 @@ from runtime.normalize import NORMALIZABLE
 from runtime.orphans import Orphans
 from runtime.reinjection import Reinjection
 from runtime.segment_sender import SegmentSender
+from runtime.syn_cookies import SynCookies
 from runtime.slow_path_stats import Stats
 from runtime.tcp_segments import SegmentError, TcpFlags, TcpSegment, checksums_ok, parse_segment
 from runtime.tcp_seq import seq_add, window_shift_for
@@ -66,6 +67,7 @@ class ConnectionControl(Handshake, Teardown, Endings, Reinjection):
         self.orphans = Orphans(self.tcp, self._reset_orphan)
         self.window_shift = window_shift_for(self.tcp.rx_ring_size)
         self.isns = IsnGenerator()
+        self.cookies = SynCookies()
         self._switch_tasks: set[asyncio.Task] = set()
 
     # ---------------------------------------------------------------- fault containment
@@ -169,7 +171,7 @@ class ConnectionControl(Handshake, Teardown, Endings, Reinjection):
         elif conn is None:
             if flags & TcpFlags.SYN and not flags & TcpFlags.ACK:
                 self._on_syn(key, seg, iface)
-            else:
+            elif not (flags & TcpFlags.ACK and self._on_cookie_ack(key, seg, iface)):
                 self._reset_stray(seg, iface)
         elif flags & TcpFlags.SYN:
             self._sync_sequences(conn)

@@ -15,7 +15,8 @@ from runtime.config import Interface
 from runtime.connection_base import ConnectionControlBase
 from runtime.connections import Connection, EventSink, Listener
 from runtime.tcp_segments import TcpFlags, TcpOptions, TcpSegment
-from runtime.tcp_seq import seq_add, seq_in_window
+from runtime.flow_install import DEFAULT_PEER_MSS
+from runtime.tcp_seq import MAX_UNSCALED_WINDOW, seq_add, seq_in_window
 from runtime.tcp_state import Event, State, TcpStateMachine
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,7 @@ class Handshake(ConnectionControlBase):
             self.sender.rst_for(seg, iface)
             return
         if listener.queue_full():
-            self.stats.bump("syn_backlog_drops")
+            self._send_cookie(listener, key, seg, iface)
             return
         self.arp.learn(seg.src_ip, seg.src_mac)
         conn = Connection(
@@ -59,6 +60,48 @@ class Handshake(ConnectionControlBase):
         self.table.add(conn)
         self.sender.syn(conn)
         self._arm_syn_timer(conn)
+
+    def _send_cookie(self, listener: Listener, key: FlowTuple, seg: TcpSegment,
+                     iface: Interface) -> None:
+        """The backlog is full: answer with a SYN cookie and keep nothing (RFC 4987), unless
+        even the accept queue is full (then the peer's retransmitted SYN may find room)."""
+        if len(listener.unaccepted) >= listener.backlog:
+            self.stats.bump("syn_backlog_drops")
+            return
+        self.stats.bump("syncookies_sent")
+        cookie = self.cookies.make(key, seg.seq, seg.options.mss or DEFAULT_PEER_MSS)
+        self.sender.send(iface, seg.src_mac, key, cookie, seq_add(seg.seq, 1),
+                         TcpFlags.SYN | TcpFlags.ACK,
+                         min(self.tcp.rx_ring_size, MAX_UNSCALED_WINDOW),
+                         TcpOptions(mss=self.tcp.mss))
+
+    def _on_cookie_ack(self, key: FlowTuple, seg: TcpSegment, iface: Interface) -> bool:
+        """An ACK of no connection may return a SYN cookie: then it opens the connection the
+        cookie describes (and goes on as that connection's handshake ACK). False: it does not."""
+        listener = self.table.find_listener(key.local_ip, key.local_port)
+        if listener is None or seg.flags & (TcpFlags.SYN | TcpFlags.FIN | TcpFlags.RST):
+            return False
+        peer_isn, iss = seq_add(seg.seq, -1), seq_add(seg.ack, -1)
+        mss = self.cookies.check(key, peer_isn, iss)
+        if mss is None:
+            return False
+        if len(listener.unaccepted) >= listener.backlog:
+            self.stats.bump("syn_backlog_drops")   # the peer retransmits; maybe room then
+            return True
+        self.stats.bump("syncookies_accepted")
+        self.arp.learn(seg.src_ip, seg.src_mac)
+        conn = Connection(
+            conn_id=self.table.next_id(), tuple=key, interface=iface, peer_mac=seg.src_mac,
+            sm=TcpStateMachine.incoming(), iss=iss, owner=listener.owner, listener=listener,
+            congestion=listener.congestion, opened_at=time.monotonic())
+        conn.snd_nxt = seg.ack
+        conn.irs, conn.rcv_nxt = peer_isn, seg.seq
+        conn.peer_window = conn.peer_window_bytes = seg.window
+        conn.peer_options = TcpOptions(mss=mss)   # no scaling, timestamps or ECN: see there
+        listener.handshaking += 1
+        self.table.add(conn)
+        self._on_segment_for(conn, seg)
+        return True
 
     def _take_peer_syn(self, conn: Connection, seg: TcpSegment) -> None:
         """Record the peer's ISN and options; scale/timestamps only if both sides do them."""
