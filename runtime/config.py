@@ -51,6 +51,7 @@ class TcpParams:
     tx_ring_size: int = 1 << 18
     max_app_connections: int = 64   # ring slots per application
     max_app_contexts: int = 8
+    max_app_listeners: int = 64     # listening sockets per application
     event_queue_depth: int = 1024
     syn_retries: int = 3
     syn_rto_s: float = 1.0

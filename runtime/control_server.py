@@ -198,6 +198,28 @@ class ControlServer:
                           f"applications (the runtime's --allow-congestion: "
                           f"{','.join(allowed)})")
 
+    def _check_listeners(self, session: AppSession) -> None:
+        """At most --max-app-listeners listeners per application (EMFILE, as for fds)."""
+        limit = self.control.tcp.max_app_listeners
+        owned = sum(1 for listener in self.control.table.listeners.values()
+                    if isinstance(listener.owner, AppContext) and listener.owner.session is session)
+        if owned >= limit:
+            raise OSError(errno.EMFILE, f"this application has {owned} listeners, the most the "
+                          f"runtime allows (--max-app-listeners {limit})")
+
+    def _check_slots(self, session: AppSession) -> None:
+        """A connection needs a ring slot: refuse at once when every one is taken (ENOBUFS),
+        rather than after the handshake."""
+        memory = session.memory
+        if memory is None:
+            return
+        opening = sum(1 for conn in self.control.table.by_id.values()
+                      if conn.channel is None and conn.active and conn.owner is not None
+                      and isinstance(conn.owner, AppContext) and conn.owner.session is session)
+        if len(memory.free_slots) <= opening:
+            raise OSError(errno.ENOBUFS, f"all {memory.layout.max_connections} connection slots "
+                          "of this application are in use or being opened (--max-app-connections)")
+
     async def _handle(self, session: AppSession, msg: cp.Message) -> cp.Message:
         if isinstance(msg, cp.CreateContext):
             ctx = AppContext(len(session.contexts), session)
@@ -208,6 +230,7 @@ class ControlServer:
         if isinstance(msg, cp.Listen):
             ctx = self._context(session, msg.ctx_id)
             self._check_congestion(msg.congestion)
+            self._check_listeners(session)
             listener = self.control.listen(ctx, msg.local_ip, msg.port, msg.backlog,
                                            msg.congestion)
             return cp.Listening(req_id=msg.req_id, listener_id=listener.listener_id,
@@ -215,6 +238,7 @@ class ControlServer:
         if isinstance(msg, cp.Connect):
             ctx = self._context(session, msg.ctx_id)
             self._check_congestion(msg.congestion)
+            self._check_slots(session)
             conn_id = await self.control.connect(ctx, msg.peer_ip, msg.peer_port, msg.local_ip,
                                                  msg.local_port, msg.timeout_s, msg.congestion)
             return cp.Connecting(req_id=msg.req_id, conn_id=conn_id)

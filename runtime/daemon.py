@@ -169,6 +169,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[RuntimeConfig, str]:
     parser.add_argument("--max-app-connections", type=int,
                         default=TcpParams.max_app_connections,
                         help="connections (ring slots) per application (default %(default)s)")
+    parser.add_argument("--max-app-listeners", type=int, default=TcpParams.max_app_listeners,
+                        help="listening sockets per application (default %(default)s)")
     parser.add_argument("--time-wait", type=float, default=TcpParams.time_wait_s,
                         help="TIME_WAIT seconds (default %(default)s)")
     parser.add_argument("--orphan-timeout", type=float, default=TcpParams.orphan_timeout_s,
@@ -213,13 +215,16 @@ def parse_args(argv: list[str] | None = None) -> tuple[RuntimeConfig, str]:
     size = args.rx_ring_size
     if size < 2 or size & (size - 1):
         parser.error(f"--rx-ring-size {size} is not a power of two")
+    if args.max_app_listeners < 0:
+        parser.error(f"--max-app-listeners must not be negative, got {args.max_app_listeners}")
     if args.max_app_connections < 1:
         parser.error(f"--max-app-connections must be at least 1, got {args.max_app_connections}")
     if args.orphan_timeout <= 0 or args.max_orphans < 0:
         parser.error("--orphan-timeout must be positive and --max-orphans not negative")
     tcp = TcpParams(rx_ring_size=size, time_wait_s=args.time_wait, syn_retries=args.syn_retries,
                     orphan_timeout_s=args.orphan_timeout, max_orphans=args.max_orphans,
-                    syn_rto_s=args.syn_rto, max_app_connections=args.max_app_connections)
+                    syn_rto_s=args.syn_rto, max_app_connections=args.max_app_connections,
+                    max_app_listeners=args.max_app_listeners)
     if not 0 < args.min_rto < args.give_up:
         parser.error(f"need 0 < --min-rto ({args.min_rto}) < --give-up ({args.give_up})")
     rto = RtoConfig(min_rto_s=args.min_rto, give_up_s=args.give_up)
