@@ -56,6 +56,7 @@ class DropReason(IntEnum):
     RATE_LIMITED = 8
     HOST_BUSY = 9
     BAD_ACK = 10
+    PUNT_LIMITED = 11
 
 
 NUM_REASONS = len(PacketInReason) + 1

@@ -197,3 +197,28 @@ class UdpIsDropped(ExceptionTest):
     def runTest(self) -> None:
         pkt = Ether(src=PEER_MAC, dst=LOCAL_MAC) / IP(src=PEER_IP, dst=LOCAL_IP) / UDP() / Raw(b"x")
         self.assert_dropped(pkt, DropReason.NOT_TCP)
+
+
+class PuntsBeyondTheirRateAreDropped(ExceptionTest):
+    """The punt_rate meter (what the runtime configures with --punt-rate): punts of a reason
+    beyond its rate are dropped in the fast path and counted as PUNT_LIMITED; other reasons
+    are not affected. (bmv2's and softnic's meters: a burst of 2 packets, 1 per second.)"""
+
+    def runTest(self) -> None:
+        reason = PacketInReason.TCP_FLAGS
+        self.client.modify([self.p4info.meter_entry("punt_rate", reason, 1, 2, 1, 2)])
+        try:
+            before = self.counter(DROPS, DropReason.PUNT_LIMITED)
+            for _ in range(8):
+                tu.send_packet(self, WIRE_PORT, self.segment(flags="AU"))   # URG: punted
+            punted = 0
+            while self.client.packet_in(0.5) is not None:
+                punted += 1
+            limited = self.counter(DROPS, DropReason.PUNT_LIMITED)[0] - before[0]
+            self.assertLessEqual(punted, 3, "the meter lets its burst through, not the flood")
+            self.assertEqual(punted + limited, 8, "every packet punted or counted")
+            arp = Ether(src=PEER_MAC, dst="ff:ff:ff:ff:ff:ff") / ARP(
+                op=1, hwsrc=PEER_MAC, psrc=PEER_IP, pdst=LOCAL_IP)
+            self.assert_punted(arp, PacketInReason.ARP)   # another reason still passes
+        finally:
+            self.client.modify([self.p4info.meter_reset_entry("punt_rate", reason)])

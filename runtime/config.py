@@ -88,6 +88,9 @@ class RuntimeConfig:
     # Users of this group may connect applications (mode 0660); None: root and the daemon's
     # own user only (0600).
     control_group: str | None = None
+    # PacketIns per second and reason the fast path lets through (its punt_rate meter); a flood
+    # beyond it is dropped and counted there (0: unlimited).
+    punt_rate_pps: int = 5000
 
     def interface_for_port(self, port: int) -> Interface | None:
         return next((i for i in self.interfaces if i.port == port), None)

@@ -185,6 +185,11 @@ class ConnectionControl(Handshake, Teardown, Endings, Reinjection):
         the fast path: the handshake's last ACK, or segments while closing."""
         if (conn.state is State.SYN_RECEIVED and seg.flags & TcpFlags.ACK
                 and seg.ack == conn.snd_nxt):
+            if conn.listener.accept_queue_full():
+                # As Linux without tcp_abort_on_overflow: drop the ACK (and anything with it);
+                # our SYN-ACK is retransmitted, and its ACK may find room then.
+                self.stats.bump("syn_backlog_drops")
+                return
             conn.peer_window = seg.window  # raw, as the fast path will see later ones
             conn.peer_window_bytes = seg.window << (conn.peer_options.window_scale or 0)
             self._establish(conn, Event.RCV_ACK_OF_SYN)

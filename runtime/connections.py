@@ -36,12 +36,18 @@ class Listener:
     backlog: int
     owner: EventSink
     handshaking: int = 0  # SYN received, not yet established
+    establishing: int = 0  # established, flow being installed, not announced yet
     unaccepted: set = field(default_factory=set)  # conn ids announced, not yet accepted
     congestion: str | None = None  # for its connections; None: the runtime's default
 
     def queue_full(self) -> bool:
         """The backlog bounds half-open plus not-yet-accepted connections (like Linux's)."""
         return self.handshaking + len(self.unaccepted) >= self.backlog
+
+    def accept_queue_full(self) -> bool:
+        """No room for another established connection until the application accepts one
+        (what Linux checks before it completes a handshake or takes a SYN cookie)."""
+        return self.establishing + len(self.unaccepted) >= self.backlog
 
     def matches(self, ip: str, port: int) -> bool:
         return self.port == port and self.ip in (None, ip)

@@ -17,6 +17,7 @@ from runtime.datapath import Datapath
 from nic_contract.host_port import HostPort
 from runtime.dma_bridge import DmaBridge
 from runtime.flow_registry import FlowRegistry
+from nic_contract.constants import PacketInReason
 from nic_contract.pipeline import BMV2_JSON, P4INFO, PipelineError, PipelineFiles, install
 from runtime.metrics import METRICS_ADDR, serve_metrics
 from nic_contract.p4rt.client import P4RuntimeClient
@@ -43,6 +44,7 @@ def connect_switch(config: RuntimeConfig) -> P4RuntimeClient:
     try:
         client.connect()
         pushed = install(client, [i.port for i in config.interfaces], files)
+        limit_punts(client, config.punt_rate_pps)
         stale = remove_stale_flows(client)
     except P4RuntimeError as exc:
         client.close()
@@ -50,6 +52,19 @@ def connect_switch(config: RuntimeConfig) -> P4RuntimeClient:
     log.info("connected to %s as primary; pipeline %s; %d stale flow entries removed",
              config.grpc_addr, "loaded" if pushed else "already running", stale)
     return client
+
+
+PUNT_BURST_S = 0.1   # a reason's punt_rate meter lets this much of a second's rate through at once
+MIN_PUNT_BURST = 64
+
+
+def limit_punts(client: P4RuntimeClient, pps: int) -> None:
+    """Configure the fast path's punt_rate meter: `pps` PacketIns per second per reason."""
+    if pps <= 0:
+        return
+    burst = max(int(pps * PUNT_BURST_S), MIN_PUNT_BURST)
+    client.modify([client.p4info.meter_entry("punt_rate", reason, pps, burst, pps, burst)
+                   for reason in PacketInReason])
 
 
 def remove_stale_flows(client: P4RuntimeClient) -> int:
@@ -201,6 +216,11 @@ def parse_args(argv: list[str] | None = None) -> tuple[RuntimeConfig, str]:
     parser.add_argument("--ecn", choices=("on", "off"), default="on",
                         help="negotiate ECN (RFC 3168) with peers: data goes out ECT(0) and "
                              "DCTCP reacts to the peer's ECE (default %(default)s)")
+    parser.add_argument("--punt-rate", type=int, default=RuntimeConfig.punt_rate_pps,
+                        metavar="PPS",
+                        help="PacketIns per second and reason the fast path lets through to "
+                             "the slow path; a flood beyond is dropped there (0: unlimited; "
+                             "default %(default)s)")
     parser.add_argument("--metrics-port", type=int, metavar="PORT",
                         help="serve Prometheus metrics on 127.0.0.1:PORT/metrics (default: off)")
     parser.add_argument("--log-level", default="INFO",
@@ -248,7 +268,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[RuntimeConfig, str]:
         bmv2_json=args.bmv2_json, interfaces=interfaces, control_socket=args.control_socket,
         tcp=tcp, host_interface=args.host_interface, rto=rto, congestion=args.congestion,
         control=control, metrics_port=args.metrics_port, ecn=args.ecn == "on",
-        allowed_congestion=allowed, control_group=args.control_group)
+        allowed_congestion=allowed, control_group=args.control_group,
+        punt_rate_pps=args.punt_rate)
     return config, args.log_level
 
 

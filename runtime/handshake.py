@@ -64,8 +64,8 @@ class Handshake(ConnectionControlBase):
     def _send_cookie(self, listener: Listener, key: FlowTuple, seg: TcpSegment,
                      iface: Interface) -> None:
         """The backlog is full: answer with a SYN cookie and keep nothing (RFC 4987), unless
-        even the accept queue is full (then the peer's retransmitted SYN may find room)."""
-        if len(listener.unaccepted) >= listener.backlog:
+        the accept queue is full too (then the peer's retransmitted SYN may find room)."""
+        if listener.accept_queue_full():
             self.stats.bump("syn_backlog_drops")
             return
         self.stats.bump("syncookies_sent")
@@ -79,13 +79,13 @@ class Handshake(ConnectionControlBase):
         """An ACK of no connection may return a SYN cookie: then it opens the connection the
         cookie describes (and goes on as that connection's handshake ACK). False: it does not."""
         listener = self.table.find_listener(key.local_ip, key.local_port)
-        if listener is None or seg.flags & (TcpFlags.SYN | TcpFlags.FIN | TcpFlags.RST):
+        if listener is None or seg.flags & (TcpFlags.SYN | TcpFlags.RST):
             return False
         peer_isn, iss = seq_add(seg.seq, -1), seq_add(seg.ack, -1)
         mss = self.cookies.check(key, peer_isn, iss)
         if mss is None:
             return False
-        if len(listener.unaccepted) >= listener.backlog:
+        if listener.accept_queue_full():
             self.stats.bump("syn_backlog_drops")   # the peer retransmits; maybe room then
             return True
         self.stats.bump("syncookies_accepted")
@@ -152,11 +152,19 @@ class Handshake(ConnectionControlBase):
         conn.retries = 0
         if conn.listener is not None:
             conn.listener.handshaking -= 1
+            conn.listener.establishing += 1   # until _install announces (or fails) it
         conn.installing = True  # from now on, data waits for the flow (_hold_segment)
         self._track(self._install(conn))
 
     async def _install(self, conn: Connection) -> None:
         """Install the flow, then tell the application (the fast path is ready by then)."""
+        try:
+            await self._install_flow(conn)
+        finally:
+            if conn.listener is not None:
+                conn.listener.establishing -= 1
+
+    async def _install_flow(self, conn: Connection) -> None:
         try:
             self.installer.lease(conn)
         except OSError as exc:

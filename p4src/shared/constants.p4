@@ -129,6 +129,7 @@ const bit<8> DROP_STALE_HOST_MESSAGE = 7;  /* host message for an older generati
 const bit<8> DROP_RATE_LIMITED = 8;    /* TX_DATA beyond the flow's rate (tx_rate meter red) */
 const bit<8> DROP_HOST_BUSY = 9;       /* in order, but the host port is backed up (dup ACK) */
 const bit<8> DROP_BAD_ACK = 10;        /* ACKs data never sent (challenge ACK, RFC 5961 5.2) */
-#define NUM_DROP_REASONS 11
+const bit<8> DROP_PUNT_LIMITED = 11;   /* would be punted, but its reason's punt_rate is exceeded */
+#define NUM_DROP_REASONS 12
 
 #endif

@@ -1,5 +1,8 @@
 /* p4tas v1model: the CPU port. PacketOut sends the controller's frame out of the port it
- * names; Verdict ends ingress by punting (PacketIn with a reason) or dropping, and counts. */
+ * names; Verdict ends ingress by punting (PacketIn with a reason) or dropping, and counts.
+ * Punts are metered per reason (punt_rate, packets/s set by the slow path at startup): a flood
+ * of one kind (SYNs, junk) is cut here, counted as DROP_PUNT_LIMITED, and cannot starve
+ * connection control or the host port of the CPU. An unconfigured index passes everything. */
 
 control PacketOut(inout headers_t hdr, inout standard_metadata_t sm) {
     apply {
@@ -12,8 +15,17 @@ control Verdict(inout headers_t hdr, inout metadata_t meta, inout standard_metad
     /* Readable over P4Runtime; indexed by REASON_* and DROP_*. */
     counter(NUM_REASONS, CounterType.packets_and_bytes) exception_counter;
     counter(NUM_DROP_REASONS, CounterType.packets_and_bytes) drop_counter;
+    meter(NUM_REASONS, MeterType.packets) punt_rate;
 
     apply {
+        if (meta.punt_reason != 0) {
+            bit<2> color;
+            punt_rate.execute_meter((bit<32>)meta.punt_reason, color);
+            if (color == METER_RED) {
+                meta.punt_reason = 0;
+                meta.drop_reason = DROP_PUNT_LIMITED;
+            }
+        }
         if (meta.punt_reason != 0) {
             exception_counter.count((bit<32>)meta.punt_reason);
             hdr.packet_in.setValid();

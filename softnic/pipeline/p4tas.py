@@ -47,6 +47,7 @@ class P4tasPipeline:
         self.exception_counter = counters[f"{INGRESS}verdict.exception_counter"]
         self.drop_counter = counters[f"{INGRESS}verdict.drop_counter"]
         self.tx_rate = state.meters[f"{INGRESS}transmit.rate_limit.tx_rate"]
+        self.punt_rate = state.meters[f"{INGRESS}verdict.punt_rate"]
 
     def process(self, ingress_port: int, frame: bytes, now_us: int) -> list[tuple[int, bytes]]:
         """The frames this packet makes, as (egress port, bytes); CPU-port frames start
@@ -118,7 +119,7 @@ class P4tasPipeline:
                 meta.punt_reason = REASON_UNKNOWN_FLOW
             else:
                 self.known_flow(hdr, meta, sm, from_host)
-        verdict(self.exception_counter, self.drop_counter, hdr, meta, sm)
+        verdict(self.exception_counter, self.drop_counter, self.punt_rate, hdr, meta, sm)
         host_frame_count(self.host_frames_enqueued, sm)
 
     def known_flow(self, hdr: Headers, meta: Metadata, sm: StandardMetadata,

@@ -1,11 +1,13 @@
 """packet_io.p4: the CPU port. PacketOut sends the controller's frame where it says; Verdict
-ends ingress by punting (PacketIn with a reason) or dropping, and counts."""
+ends ingress by punting (PacketIn with a reason, metered per reason) or dropping, and counts."""
 
 from __future__ import annotations
 
-from softnic.state import Counter
+import time
 
-from .constants import CPU_PORT, DROP_PORT, TS_TICK_SHIFT
+from softnic.state import Counter, Meter
+
+from .constants import CPU_PORT, DROP_PORT, DROP_PUNT_LIMITED, METER_RED, TS_TICK_SHIFT
 from .headers import Headers, Metadata, PacketIn, StandardMetadata
 
 M32 = 0xFFFFFFFF
@@ -16,8 +18,14 @@ def packet_out(hdr: Headers, sm: StandardMetadata) -> None:
     hdr.packet_out = None
 
 
-def verdict(exception_counter: Counter, drop_counter: Counter, hdr: Headers, meta: Metadata,
-            sm: StandardMetadata) -> None:
+def verdict(exception_counter: Counter, drop_counter: Counter, punt_rate: Meter, hdr: Headers,
+            meta: Metadata, sm: StandardMetadata) -> None:
+    # Like bmv2's, the meter reads its own clock (monotonic microseconds).
+    if meta.punt_reason != 0 and \
+            punt_rate.execute(meta.punt_reason, sm.packet_length,
+                              time.monotonic_ns() // 1000) == METER_RED:
+        meta.punt_reason = 0
+        meta.drop_reason = DROP_PUNT_LIMITED
     if meta.punt_reason != 0:
         exception_counter.count(meta.punt_reason, sm.packet_length)
         pin = hdr.packet_in = PacketIn()

@@ -293,6 +293,12 @@ for i in range(n):
     s.connect_ex((host, port))
     socks.append(s)
 print("started", flush=True)
+time.sleep(0.5)
+for s in socks:  # a byte each: a connection made by SYN cookie is retransmitted into existence
+    try:
+        s.send(b"x")
+    except OSError:
+        pass
 time.sleep(float(sys.argv[4]))
 for s in socks:
     s.close()
@@ -307,12 +313,14 @@ def test_full_backlog_drops_syns_until_the_application_accepts(stack: Stack) -> 
         clients = stack.linux(CONNECT_MANY, local_ip(stack), str(LISTEN_PORT), "3", "4")
         first = ch.wait_for(cp.IncomingConnection, timeout=10)
         second = ch.wait_for(cp.IncomingConnection, timeout=10)
+        # The third SYN gets a SYN cookie (the half-open slots are taken); its ACK and data
+        # are dropped while the accept queue is full.
         wait_until(lambda: ch.stats().get("syn_backlog_drops", 0) > before,
-                   what="the third SYN to be dropped")
+                   what="the third handshake to be held back")
         assert ch.next_event(timeout=0.3) is None, "no third connection while the queue is full"
         for incoming in (first, second):
             ch._request(lambda r, c=incoming.conn_id: cp.Accept(req_id=r, conn_id=c))
-        # Linux retransmits the dropped SYN after ~1 s; now there is room.
+        # Linux retransmits its byte (with the cookie's ACK); now there is room.
         third = ch.wait_for(cp.IncomingConnection, timeout=10)
         assert third.conn_id not in (first.conn_id, second.conn_id)
         clients.communicate(timeout=15)
