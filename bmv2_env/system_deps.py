@@ -35,9 +35,12 @@ class Requirement:
 
     @property
     def present(self) -> bool:
-        """Whether the command is on PATH (or the Python module importable)."""
+        """Whether the command is on PATH (an absolute path: that executable; import:M: the
+        Python module importable)."""
         if self.check.startswith(IMPORT_PREFIX):
             return importlib.util.find_spec(self.check[len(IMPORT_PREFIX):]) is not None
+        if self.check.startswith("/"):
+            return os.access(self.check, os.X_OK)
         return shutil.which(self.check) is not None
 
     def describe(self) -> str:

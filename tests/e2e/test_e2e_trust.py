@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 import host_lib
+from bmv2_env import system_deps
 
 from tests.support.e2e_helpers import (CONTROL_SOCKET_ENV, MIB, WireCapture, assert_fins_no_rst,
                                        expect_line, host_lib_stack, json_result, linux_sink,
@@ -29,6 +30,7 @@ from tests.support.e2e_helpers import (CONTROL_SOCKET_ENV, MIB, WireCapture, ass
 from tests.support.stack import REPO, Stack
 
 NOBODY, NOGROUP = "nobody", "nogroup"  # Debian's unprivileged user and group
+SYSTEM_PYTHON = "/usr/bin/python3"      # the venv's interpreter may live where nobody can go
 
 # Connects, sends a little, then for `seconds` overwrites its whole segment with random bytes
 # every few milliseconds while it keeps calling send() (each a kick the runtime acts on).
@@ -137,10 +139,9 @@ def test_an_application_runs_as_an_ordinary_user(stack: Stack, world_readable_di
     """The control socket admits the --control-group (here nogroup); the application, running
     as nobody, gets its segment as a passed descriptor (nothing in /dev/shm anyone could open)
     and moves its data."""
-    python = shutil.which("python3", path="/usr/bin:/bin")  # the system's, which nobody may run
-    if not shutil.which("setpriv") or python is None:
-        pytest.skip("setpriv or /usr/bin/python3 not found: install Debian packages util-linux "
-                    "and python3")
+    reason = system_deps.skip_reason(["setpriv", SYSTEM_PYTHON])
+    if reason:
+        pytest.skip(reason)
     port = 7304
     lib = world_readable_dir   # host_lib needs only the standard library: a copy nobody reads
     shutil.copytree(REPO / "host_lib", lib / "host_lib")
@@ -150,7 +151,7 @@ def test_an_application_runs_as_an_ordinary_user(stack: Stack, world_readable_di
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(lib),
            CONTROL_SOCKET_ENV: str(stack.socket_path)}
     done = subprocess.run(["setpriv", f"--reuid={NOBODY}", f"--regid={NOGROUP}", "--clear-groups",
-                           python, "-c", UNPRIVILEGED_SENDER, stack.peer.peer_ip, str(port), str(MIB)],
+                           SYSTEM_PYTHON, "-c", UNPRIVILEGED_SENDER, stack.peer.peer_ip, str(port), str(MIB)],
                           cwd=lib, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     uid, digest = done.stdout.split()

@@ -52,3 +52,8 @@ def test_setup_runs_with_the_standard_library_alone() -> None:
                            "check"], capture_output=True, text=True)
     assert done.returncode in (0, 1), done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_an_absolute_path_is_checked_as_that_executable() -> None:
+    assert system_deps.Requirement("/bin/sh", "dash", "x").present
+    assert not system_deps.Requirement("/nonexistent/python3", "python3", "x").present
