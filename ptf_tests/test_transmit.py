@@ -505,3 +505,23 @@ class AckOfDataNeverSentDiscardsTheSegment(TransmitTest):
                                                tsecr=901))
         tu.verify_no_other_packets(self)   # no RX_DATA to the host
         self.assertEqual(self.counter("drop_counter", DropReason.BAD_ACK)[0], before[0] + 1)
+
+
+class ChallengeAcksAreRateLimited(TransmitTest):
+    """RFC 5961 7: the challenge_ack_rate meter (--challenge-ack-rate) bounds challenge ACKs:
+    with a burst of 2 at 1/s, three bad ACKs in a row draw two, and all three are counted."""
+
+    def runTest(self) -> None:
+        self.client.modify([self.p4info.meter_entry("challenge_ack_rate", 0, 1, 2, 1, 2)])
+        try:
+            self.send_from_host(b"c" * 10)
+            before = self.counter("drop_counter", DropReason.BAD_ACK)
+            for _ in range(3):
+                self.peer_ack(self.snd + 1000)
+            for _ in range(2):
+                self.verify_ack(self.spec, ExpectedAck(seq=self.snd, ack=self.rcv, window=RING,
+                                                       tsecr=900))
+            tu.verify_no_other_packets(self)
+            self.assertEqual(self.counter("drop_counter", DropReason.BAD_ACK)[0], before[0] + 3)
+        finally:
+            self.client.modify([self.p4info.meter_reset_entry("challenge_ack_rate", 0)])

@@ -91,6 +91,8 @@ class RuntimeConfig:
     # PacketIns per second and reason the fast path lets through (its punt_rate meter); a flood
     # beyond it is dropped and counted there (0: unlimited).
     punt_rate_pps: int = 5000
+    # Challenge ACKs per second (RFC 5961 7), in the fast path and the slow path each (0: off).
+    challenge_ack_pps: int = 1000
 
     def interface_for_port(self, port: int) -> Interface | None:
         return next((i for i in self.interfaces if i.port == port), None)

@@ -45,6 +45,7 @@ def connect_switch(config: RuntimeConfig) -> P4RuntimeClient:
         client.connect()
         pushed = install(client, [i.port for i in config.interfaces], files)
         limit_punts(client, config.punt_rate_pps)
+        limit_meter(client, "challenge_ack_rate", [0], config.challenge_ack_pps)
         stale = remove_stale_flows(client)
     except P4RuntimeError as exc:
         client.close()
@@ -54,17 +55,23 @@ def connect_switch(config: RuntimeConfig) -> P4RuntimeClient:
     return client
 
 
-PUNT_BURST_S = 0.1   # a reason's punt_rate meter lets this much of a second's rate through at once
+PUNT_BURST_S = 0.1   # a meter lets this much of a second's rate through at once
 MIN_PUNT_BURST = 64
 
 
 def limit_punts(client: P4RuntimeClient, pps: int) -> None:
     """Configure the fast path's punt_rate meter: `pps` PacketIns per second per reason."""
+    limit_meter(client, "punt_rate", list(PacketInReason), pps)
+
+
+def limit_meter(client: P4RuntimeClient, meter: str, indexes: list[int], pps: int) -> None:
+    """Set a packets meter's indexes to `pps` per second, a PUNT_BURST_S burst (0: leave them
+    unconfigured, which passes everything)."""
     if pps <= 0:
         return
     burst = max(int(pps * PUNT_BURST_S), MIN_PUNT_BURST)
-    client.modify([client.p4info.meter_entry("punt_rate", reason, pps, burst, pps, burst)
-                   for reason in PacketInReason])
+    client.modify([client.p4info.meter_entry(meter, index, pps, burst, pps, burst)
+                   for index in indexes])
 
 
 def remove_stale_flows(client: P4RuntimeClient) -> int:
@@ -221,6 +228,10 @@ def parse_args(argv: list[str] | None = None) -> tuple[RuntimeConfig, str]:
                         help="PacketIns per second and reason the fast path lets through to "
                              "the slow path; a flood beyond is dropped there (0: unlimited; "
                              "default %(default)s)")
+    parser.add_argument("--challenge-ack-rate", type=int,
+                        default=RuntimeConfig.challenge_ack_pps, metavar="PPS",
+                        help="challenge ACKs per second (RFC 5961 7) from the fast path and "
+                             "from the slow path (0: unlimited; default %(default)s)")
     parser.add_argument("--metrics-port", type=int, metavar="PORT",
                         help="serve Prometheus metrics on 127.0.0.1:PORT/metrics (default: off)")
     parser.add_argument("--log-level", default="INFO",
@@ -269,7 +280,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[RuntimeConfig, str]:
         tcp=tcp, host_interface=args.host_interface, rto=rto, congestion=args.congestion,
         control=control, metrics_port=args.metrics_port, ecn=args.ecn == "on",
         allowed_congestion=allowed, control_group=args.control_group,
-        punt_rate_pps=args.punt_rate)
+        punt_rate_pps=args.punt_rate, challenge_ack_pps=args.challenge_ack_rate)
     return config, args.log_level
 
 

@@ -39,8 +39,9 @@ class Endings(ConnectionControlBase):
                                                 message="connection reset by the peer"))
             self._finish(conn, notify=False)
         elif seq_in_window(seg.seq, conn.rcv_nxt, window):
-            self.stats.bump("challenge_acks")  # RFC 5961 3.2
-            self.sender.ack(conn)
+            # RFC 5961 3.2
+            sent = self.sender.challenge_ack(conn)
+            self.stats.bump("challenge_acks" if sent else "challenge_acks_limited")
         else:
             self.stats.bump("blind_rsts_ignored")
 

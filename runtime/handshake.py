@@ -132,8 +132,9 @@ class Handshake(ConnectionControlBase):
         elif conn.state is State.SYN_RECEIVED and not seg.flags & TcpFlags.ACK:
             self.sender.syn(conn)  # the peer did not get our SYN-ACK
         else:
-            self.stats.bump("challenge_acks")  # RFC 5961 4.2: SYN on a synchronized connection
-            self.sender.ack(conn)
+            # RFC 5961 4.2: SYN on a synchronized connection
+            sent = self.sender.challenge_ack(conn)
+            self.stats.bump("challenge_acks" if sent else "challenge_acks_limited")
 
     def _on_syn_ack(self, conn: Connection, seg: TcpSegment) -> None:
         if seg.ack != conn.snd_nxt:

@@ -3,6 +3,9 @@ goes into them (our window, the timestamps option, ECN setup flags)."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 from host_lib.rings import RingCorruptedError
 from nic_contract.flow_entries import FlowTuple
 from runtime import congestion
@@ -13,12 +16,40 @@ from runtime.tcp_segments import TcpFlags, TcpOptions, TcpSegment, build_segment
 from runtime.tcp_seq import MAX_UNSCALED_WINDOW, seq_add
 
 
+class ChallengeAckLimit:
+    """RFC 5961 7: at most `pps` challenge ACKs per second from the slow path (a token bucket
+    with a second's worth of burst), as the fast path's challenge_ack_rate meter does."""
+
+    def __init__(self, pps: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.pps, self._clock = pps, clock
+        self._tokens, self._last = float(pps), clock()
+
+    def allow(self) -> bool:
+        if self.pps <= 0:
+            return True   # 0: unlimited
+        now = self._clock()
+        self._tokens = min(float(self.pps), self._tokens + (now - self._last) * self.pps)
+        self._last = now
+        if self._tokens < 1:
+            return False
+        self._tokens -= 1
+        return True
+
+
 class SegmentSender:
     """Builds and sends the slow path's own segments of a connection."""
 
     def __init__(self, config: RuntimeConfig, datapath: Datapath) -> None:
         self.config = config
         self.datapath = datapath
+        self.challenges = ChallengeAckLimit(config.challenge_ack_pps)
+
+    def challenge_ack(self, conn: Connection) -> bool:
+        """A challenge ACK (RFC 5961 3.2, 4.2), unless over the rate; whether it went."""
+        if not self.challenges.allow():
+            return False
+        self.ack(conn)
+        return True
 
     def syn(self, conn: Connection) -> None:
         """Our SYN (active open) or SYN-ACK (passive), with the options we offer or echo."""

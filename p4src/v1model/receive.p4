@@ -13,6 +13,10 @@ register<bit<80>>(MAX_FLOWS) flow_ooo_state;
 
 control Receive(inout headers_t hdr, inout metadata_t meta, inout standard_metadata_t sm) {
     AdvertisedWindow() adv_window;
+    /* RFC 5961 7: challenge ACKs are rate-limited (packets/s, one bucket for the whole
+     * device, set by the slow path), so that forged segments cannot make us flood the real
+     * peers. An unconfigured meter passes everything. */
+    meter(1, MeterType.packets) challenge_ack_rate;
 
     /* Payload at `seq` to the host port as RX_DATA at its RX ring offset. */
     action to_host(bit<8> flags, bit<32> seq) {
@@ -58,7 +62,9 @@ control Receive(inout headers_t hdr, inout metadata_t meta, inout standard_metad
             /* RFC 5961 5.2: an ACK of data never sent (SegmentCheck) discards the segment,
              * data and all; a challenge ACK tells a real peer where we are. */
             meta.drop_reason = DROP_BAD_ACK;
-            if (!meta.reinjected) {
+            bit<2> color;
+            challenge_ack_rate.execute_meter(32w0, color);
+            if (!meta.reinjected && color != METER_RED) {
                 adv_window.apply(meta);
                 send_ack(TCP_ACK);
             }

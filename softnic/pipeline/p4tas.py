@@ -48,6 +48,7 @@ class P4tasPipeline:
         self.drop_counter = counters[f"{INGRESS}verdict.drop_counter"]
         self.tx_rate = state.meters[f"{INGRESS}transmit.rate_limit.tx_rate"]
         self.punt_rate = state.meters[f"{INGRESS}verdict.punt_rate"]
+        self.challenge_ack_rate = state.meters[f"{INGRESS}receive.challenge_ack_rate"]
 
     def process(self, ingress_port: int, frame: bytes, now_us: int) -> list[tuple[int, bytes]]:
         """The frames this packet makes, as (egress port, bytes); CPU-port frames start
@@ -130,7 +131,7 @@ class P4tasPipeline:
             segment_check(hdr, meta)
             if meta.seq_acceptable and not meta.ack_beyond_sent:
                 ack_processing(self.ack_counters, hdr, meta, sm)
-            receive(self.flow_ooo_state, hdr, meta, sm)
+            receive(self.flow_ooo_state, self.challenge_ack_rate, hdr, meta, sm)
             host_notify(hdr, meta, sm)
         elif hdr.nic_host.opcode == NIC_HOST_OP_RX_CONSUMED:
             return_rx_space(hdr, meta)

@@ -3,9 +3,11 @@ out-of-order interval per flow (TAS 3.1), and an ACK for every segment with payl
 
 from __future__ import annotations
 
-from softnic.state import Register
+import time
 
-from .constants import (ACK_SESSION_BASE, DROP_BAD_ACK, DROP_HOST_BUSY, DROP_NO_RX_SPACE, DROP_OLD_DATA,
+from softnic.state import Meter, Register
+
+from .constants import (ACK_SESSION_BASE, DROP_BAD_ACK, DROP_HOST_BUSY, METER_RED, DROP_NO_RX_SPACE, DROP_OLD_DATA,
                         DROP_OUT_OF_ORDER, DROP_PURE_ACK, ECN_CE, ETHERTYPE_NIC_HOST,
                         HOST_PORT, NIC_HOST_FLAG_CE, NIC_HOST_FLAG_OOO, NIC_HOST_FLAG_PSH,
                         NIC_HOST_OP_RX_DATA, TCP_ACK, TCP_ECE, TCP_PSH, TS_TICK_SHIFT)
@@ -47,12 +49,15 @@ def send_ack(meta: Metadata, sm: StandardMetadata, flags: int) -> None:
     sm.clone_session = ACK_SESSION_BASE + meta.in_port
 
 
-def receive(ooo_reg: Register, hdr: Headers, meta: Metadata, sm: StandardMetadata) -> None:
+def receive(ooo_reg: Register, challenge_ack_rate: Meter, hdr: Headers, meta: Metadata,
+            sm: StandardMetadata) -> None:
     dyn, flow = meta.dyn, meta.flow
     if meta.ack_beyond_sent:
-        # RFC 5961 5.2: an ACK of data never sent discards the segment; a challenge ACK.
+        # RFC 5961 5.2: an ACK of data never sent discards the segment; a challenge ACK,
+        # rate-limited device-wide (RFC 5961 7; the meter reads its own clock, as bmv2's).
         meta.drop_reason = DROP_BAD_ACK
-        if not meta.reinjected:
+        color = challenge_ack_rate.execute(0, sm.packet_length, time.monotonic_ns() // 1000)
+        if not meta.reinjected and color != METER_RED:
             advertised_window(meta)
             send_ack(meta, sm, TCP_ACK)
         return

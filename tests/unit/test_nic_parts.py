@@ -21,7 +21,7 @@ from runtime.datapath import PacketIn
 from runtime.dma_bridge import DmaBridge
 from runtime.flow_registry import FlowRegistry
 from runtime.nic_interface import NicInterface
-from runtime.segment_sender import SegmentSender
+from runtime.segment_sender import ChallengeAckLimit, SegmentSender
 from runtime.slow_path_stats import Stats
 from runtime.tcp_segments import TcpFlags, TcpOptions, build_segment
 from runtime.tcp_state import State
@@ -255,3 +255,29 @@ def test_an_exception_in_one_connection_resets_it_and_spares_the_others() -> Non
         await r.control.flush_switch_writes()
         r.close()
     run(scenario)
+
+
+def test_challenge_acks_are_rate_limited() -> None:
+    """RFC 5961 7: in-window RSTs draw challenge ACKs, at most --challenge-ack-rate a second."""
+    async def scenario() -> None:
+        r = Rig()
+        r.control.sender.challenges = ChallengeAckLimit(2, clock := FakeClock())
+        conn = await r.established()
+        sent = len(r.datapath.sent)
+        for _ in range(5):
+            r.segment(40000, conn.rcv_nxt + 100, 0, TcpFlags.RST, reason=PacketInReason.RST)
+        assert len(r.datapath.sent) - sent == 2
+        assert r.control.stats.counts["challenge_acks_limited"] == 3
+        clock.now += 0.5                       # one more token
+        r.segment(40000, conn.rcv_nxt + 100, 0, TcpFlags.RST, reason=PacketInReason.RST)
+        assert len(r.datapath.sent) - sent == 3 and conn.state is State.ESTABLISHED
+        r.close()
+    run(scenario)
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 50.0
+
+    def __call__(self) -> float:
+        return self.now
