@@ -145,6 +145,12 @@ clean-env:
 # Connection setups+teardowns per second, p4tas (switch of TARGET + runtime) against
 # Linux-to-Linux.
 # BENCH_ARGS="--n 1000 --concurrency 8" changes the count; see bench/bench_conn.py --help.
+# New connections under a SYN flood, p4tas next to Linux with syncookies; BENCH_ARGS="--rate 5000"
+# changes the flood; see bench/bench_flood.py --help.
+.PHONY: bench-flood
+bench-flood: setup
+	$(PY) bench/bench_flood.py $(BENCH_ARGS)
+
 .PHONY: bench-conn
 bench-conn: setup
 	$(PY) bench/bench_conn.py $(BENCH_ARGS)
