@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import subprocess
 import sys
@@ -48,11 +47,10 @@ from benchlib import (  # noqa: E402  (also puts the repository on sys.path)
     cleanup_steps,
     describe_target,
     guarded,
-    skip_reason,
+    skipped,
     spawn_script,
     wait_listening,
 )
-from bmv2_env.state import STATE_DIR_ENV  # noqa: E402
 
 CLIENT = REPO / "bench" / "conn_client.py"
 SERVER = REPO / "bench" / "conn_server.py"
@@ -252,12 +250,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    reason = skip_reason()
-    if reason:
-        print(f"bench-conn: SKIPPED: {reason}")
-        print(json.dumps({"bench": "conn", "skipped": reason}))
+    if skipped("conn"):
         return 0
-    os.environ.pop(STATE_DIR_ENV, None)  # our environment's state dir is ours alone
     target = describe_target()
     print(f"bench-conn: {args.n} connections per variant (sequential, and {args.concurrency} "
           f"concurrent clients), median of {args.repeat} runs, {args.warmup} warm-up "

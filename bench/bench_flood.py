@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import subprocess
 import sys
@@ -34,8 +33,7 @@ from bench_conn import (Variant, run_clients, start_server,  # noqa: E402
                         stop_server)
 from benchlib import (READY_TIMEOUT, REPO, BenchError, LinuxPair, P4tasSide,  # noqa: E402
                       _int_range, _last_json, _readline, _stop, cleanup_steps, describe_target,
-                      guarded, skip_reason, spawn_script)
-from bmv2_env.state import STATE_DIR_ENV  # noqa: E402
+                      guarded, skipped, spawn_script)
 
 FLOOD = REPO / "bench" / "syn_flood.py"
 SETTLE_S = 1.0   # the flood runs this long before the clients start
@@ -113,12 +111,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    reason = skip_reason()
-    if reason:
-        print(f"bench-flood: SKIPPED: {reason}")
-        print(json.dumps({"bench": "flood", "skipped": reason}))
+    if skipped("flood"):
         return 0
-    os.environ.pop(STATE_DIR_ENV, None)
     target = describe_target()
     print(f"bench-flood: {args.n} sequential connections without and with a {args.rate} SYN/s "
           f"flood; fast path: {target}", flush=True)

@@ -39,7 +39,6 @@ transfer_report.py, and transfer_procs.py starts transfer_peer.py's roles.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -56,9 +55,8 @@ from benchlib import (  # noqa: E402  (also puts the repository on sys.path)
     _int_range,
     describe_target,
     guarded,
-    skip_reason,
+    skipped,
 )
-from bmv2_env.state import STATE_DIR_ENV  # noqa: E402
 from forwarding_ceiling import Forwarder, bench_forwarding  # noqa: E402
 from transfer_report import report  # noqa: E402
 from transfer_sides import bench_linux, bench_p4tas, cleanup  # noqa: E402
@@ -131,12 +129,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the parts asked for, clean up, report; the exit status."""
     args = parse_args(argv)
-    reason = skip_reason()
-    if reason:
-        print(f"bench-transfer: SKIPPED: {reason}")
-        print(json.dumps({"bench": "transfer", "skipped": reason}))
+    if skipped("transfer"):
         return 0
-    os.environ.pop(STATE_DIR_ENV, None)  # our environment's state dir is ours alone
     started = time.monotonic()
     target = describe_target()
     print(f"bench-transfer: bulk {args.p4tas_bytes} B (p4tas) / {args.linux_bytes} B (Linux) x "

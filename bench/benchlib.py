@@ -31,6 +31,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from bmv2_env.state import STATE_DIR_ENV  # noqa: E402
 from bmv2_env import env, runtime_proc, targets, topology  # noqa: E402
 from bmv2_env.peers import TCP_SYSCTLS, popen_in  # noqa: E402
 from nic_contract.pipeline import PipelineError, PipelineFiles  # noqa: E402
@@ -122,6 +123,18 @@ def skip_reason() -> str | None:
 
 # ---- processes ---------------------------------------------------------------------------------
 _procs: list[subprocess.Popen] = []  # everything we started, stopped in cleanup()
+
+
+def skipped(bench: str) -> bool:
+    """If the benchmark cannot run here: say so, print its JSON line, and return True (the
+    caller exits 0). Also claims this process's environment: no inherited state dir."""
+    reason = skip_reason()
+    if reason:
+        print(f"bench-{bench}: SKIPPED: {reason}")
+        print(json.dumps({"bench": bench, "skipped": reason}))
+        return True
+    os.environ.pop(STATE_DIR_ENV, None)  # our environment's state dir is ours alone
+    return False
 
 
 def _track(proc: subprocess.Popen) -> subprocess.Popen:
