@@ -19,20 +19,17 @@ export P4TAS_REPORT
 TARGET ?=
 export TARGET
 # The PTF run gets its own veths and switch, so it never disturbs a `make run` environment.
+# P4Runtime is on a UNIX socket in each prefix's state dir (only root can connect), so distinct
+# prefixes never collide.
 PTF_PREFIX ?= p4ptf
-PTF_GRPC_PORT ?= 9560
-# `make test` runs the PTF and end-to-end stages once per target, each on veths and a gRPC port
-# of its own (bmv2 keeps the names above and tests/support/stack.py's defaults), so no stage can
-# disturb another. Which targets: `python -m bmv2_env targets --tested` (bmv2 when
-# simple_switch_grpc is found, and soft).
+# `make test` runs the PTF and end-to-end stages once per target, each on veths of its own (bmv2
+# keeps the names above and tests/support/stack.py's defaults), so no stage can disturb another.
+# Which targets: `python -m bmv2_env targets --tested` (bmv2 when simple_switch_grpc is found,
+# and soft).
 PTF_PREFIX_bmv2 ?= $(PTF_PREFIX)
-PTF_GRPC_PORT_bmv2 ?= $(PTF_GRPC_PORT)
 PTF_PREFIX_soft ?= p4ptfs
-PTF_GRPC_PORT_soft ?= 9570
 E2E_PREFIX_bmv2 ?= p4e2e
-E2E_GRPC_PORT_bmv2 ?= 9661
 E2E_PREFIX_soft ?= p4e2es
-E2E_GRPC_PORT_soft ?= 9671
 KNOWN_TARGETS := bmv2 soft
 
 .PHONY: setup p4 p4-check ptf test pytest pytest-unit run clean-env status system-deps targets fuzz \
@@ -90,17 +87,17 @@ pytest-unit: setup
 pytest-e2e-%: setup FORCE
 	$(if $(filter $*,$(KNOWN_TARGETS)),,$(error unknown target '$*': use one of $(KNOWN_TARGETS)))
 	TARGET=$* P4TAS_PYTEST_STAGE=e2e P4TAS_E2E_PREFIX=$(E2E_PREFIX_$*) \
-	  P4TAS_E2E_GRPC_PORT=$(E2E_GRPC_PORT_$*) $(PY) -m pytest -m target tests/e2e tests/env
+	  $(PY) -m pytest -m target tests/e2e tests/env
 
 # Veths + the switch of the selected target (TARGET) + pipeline, the PTF suite, and teardown even
 # on failure or Ctrl-C.
 ptf: setup
-	$(PY) -m bmv2_env --prefix $(PTF_PREFIX) --grpc-port $(PTF_GRPC_PORT) ptf
+	$(PY) -m bmv2_env --prefix $(PTF_PREFIX) ptf
 
 # The PTF suite on one target, on that target's veths and port: make ptf-soft.
 ptf-%: setup FORCE
 	$(if $(filter $*,$(KNOWN_TARGETS)),,$(error unknown target '$*': use one of $(KNOWN_TARGETS)))
-	TARGET=$* $(PY) -m bmv2_env --prefix $(PTF_PREFIX_$*) --grpc-port $(PTF_GRPC_PORT_$*) ptf
+	TARGET=$* $(PY) -m bmv2_env --prefix $(PTF_PREFIX_$*) ptf
 
 # The long fuzzing run (the unit stage runs 50,000 packets): softnic's pipeline, the runtime's
 # PacketIn handling and its control server, in-process (tests/support/fuzzing.py).

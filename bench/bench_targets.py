@@ -65,8 +65,8 @@ def traffic(count: int, payload: int) -> list[tuple[int, bytes, int]]:
     return items
 
 
-def measure(target: str, prefix: str, grpc_port: int, items: list, window: int) -> dict:
-    result = env.up(env.EnvOptions(ports=1, prefix=prefix, grpc_port=grpc_port, target=target))
+def measure(target: str, prefix: str, items: list, window: int) -> dict:
+    result = env.up(env.EnvOptions(ports=1, prefix=prefix, target=target))
     ports: dict[int, HostPort] = {}
     try:
         with P4RuntimeClient(result.record.grpc_addr) as client:
@@ -161,12 +161,12 @@ def main() -> int:
     args = parser.parse_args()
     items = traffic(args.packets, args.payload)
     results = {}
-    for name, prefix, port in (("bmv2", "p4btb", 9691), ("soft", "p4bts", 9692)):
+    for name, prefix in (("bmv2", "p4btb"), ("soft", "p4bts")):
         missing = targets.get(name).missing()
         if missing:
             print(f"{name}: skipped ({missing})", flush=True)
             continue
-        results[name] = measure(name, prefix, port, items, args.window)
+        results[name] = measure(name, prefix, items, args.window)
         r = results[name]
         print(f"{name}: {r['pps']} packets/s ({r['inputs']} inputs, {r['outputs']}/"
               f"{r['expected_outputs']} outputs in {r['seconds']} s)", flush=True)

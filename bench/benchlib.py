@@ -18,7 +18,6 @@ import platform
 import re
 import select
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -200,11 +199,6 @@ def _base36(number: int) -> str:
             return out
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 @dataclass
 class P4tasSide:
@@ -216,8 +210,8 @@ class P4tasSide:
 
     def start(self, runtime_args: Sequence[str]) -> tuple[env.UpResult, runtime_proc.RuntimeInfo]:
         self.up = True  # from here on, cleanup() runs env.down
-        result = env.up(env.EnvOptions(ports=1, prefix=self.prefix, grpc_port=_free_port(),
-                                       peers=True, target=targets.select().name))
+        result = env.up(env.EnvOptions(ports=1, prefix=self.prefix, peers=True,
+                                       target=targets.select().name))
         info = runtime_proc.start(result.state_dir, result.record.grpc_addr, runtime_args)
         return result, info
 

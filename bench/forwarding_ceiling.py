@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchlib import READY_TIMEOUT, BenchError, _free_port, _stop, _track
+from benchlib import READY_TIMEOUT, BenchError, _stop, _track
 from bmv2_env import switch, topology
 from bmv2_env.toolchain import ToolNotFound, find_simple_switch_grpc, find_tool
 
@@ -98,14 +98,14 @@ def bench_forwarding(args: argparse.Namespace, fwd: Forwarder) -> dict:
     for port in (1, 2):
         fwd.links.append(fwd.iface(port))
         topology.create_pair(fwd.iface(port), fwd.iface(port, peer=True))
-    grpc_port = _free_port()
+    grpc_addr = f"{switch.UNIX_SCHEME}{fwd.tmp / 'p4runtime.sock'}"
     cmd = [str(switch_binary), "--device-id", "0",
            "-i", f"1@{fwd.iface(1)}", "-i", f"2@{fwd.iface(2)}", str(program),
-           "--", "--grpc-server-addr", f"127.0.0.1:{grpc_port}"]
+           "--", "--grpc-server-addr", grpc_addr]
     fwd.proc = _track(subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                        stderr=subprocess.PIPE, text=True))
     limit = time.monotonic() + READY_TIMEOUT
-    while not switch.grpc_reachable(grpc_port):
+    while not switch.grpc_reachable(grpc_addr):
         if fwd.proc.poll() is not None or time.monotonic() > limit:
             raise BenchError(f"forwarder switch did not come up: {fwd.proc.stderr.read()[-500:]}")
         time.sleep(0.1)

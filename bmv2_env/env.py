@@ -11,10 +11,10 @@ from . import echo_proc, pipeline, runtime_proc, switch, system_deps, targets, t
 from .peers import Peer, PeerError, PeerSet, link_in_netns
 from nic_contract.pipeline import PipelineFiles
 from .portmap import DEFAULT_PREFIX, DEFAULT_WIRE_PORTS, PortMap
-from .state import (CONTROL_SOCKET, ECHO_LOG, ECHO_PID, ENV_FILE, PEERS_FILE, PORTMAP_FILE,
-                    PTF_LOG, RUNTIME_LOG, RUNTIME_PID, SWITCH_LOG, SWITCH_PID, EnvRecord,
-                    state_dir)
-from .switch import DEFAULT_GRPC_PORT, SwitchConfig
+from .state import (CONTROL_SOCKET, ECHO_LOG, ECHO_PID, ENV_FILE, P4RUNTIME_SOCKET, PEERS_FILE,
+                    PORTMAP_FILE, PTF_LOG, RUNTIME_LOG, RUNTIME_PID, SWITCH_LOG, SWITCH_PID,
+                    EnvRecord, state_dir)
+from .switch import SwitchConfig
 from .targets import Target
 from .toolchain import ToolNotFound
 
@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 # Only these are ever deleted from the state dir (it may be a user's P4TAS_STATE_DIR).
 _STATE_FILES = (ENV_FILE, PORTMAP_FILE, PEERS_FILE, SWITCH_PID, RUNTIME_PID, CONTROL_SOCKET,
-                ECHO_PID)
+                ECHO_PID, P4RUNTIME_SOCKET)
 _LOG_FILES = (SWITCH_LOG, PTF_LOG, "ptf.pcap", RUNTIME_LOG, ECHO_LOG)
 
 
@@ -32,7 +32,7 @@ class EnvOptions:
 
     ports: int = DEFAULT_WIRE_PORTS
     prefix: str = DEFAULT_PREFIX
-    grpc_port: int = DEFAULT_GRPC_PORT
+    grpc_port: int | None = None   # None: P4Runtime on a UNIX socket in the state dir
     log: bool = False
     pipeline: bool = True
     peers: bool = False  # wire ports' peer veths into namespaces with Linux peers (not for PTF)
@@ -235,7 +235,6 @@ def status(prefix: str) -> Status:
     """Look at what exists for `prefix`, changing nothing."""
     directory = state_dir(prefix)
     record = EnvRecord.load(directory)
-    grpc_port = int(record.grpc_addr.rsplit(":", 1)[1]) if record else None
     namespaces = topology.existing_namespaces(prefix)
     peer_set, missing = None, []
     if (directory / PEERS_FILE).exists() or (record and record.peers):
@@ -250,7 +249,7 @@ def status(prefix: str) -> Status:
         state_dir=directory,
         record=record,
         pid=switch.running_pid(directory),
-        grpc_up=grpc_port is not None and switch.grpc_reachable(grpc_port),
+        grpc_up=record is not None and switch.grpc_reachable(record.grpc_addr),
         interfaces=topology.existing_interfaces(prefix),
         namespaces=namespaces,
         peers=peer_set,

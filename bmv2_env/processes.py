@@ -152,12 +152,13 @@ class ManagedProcess:
         return pid if pid is not None and self.kind.is_ours(pid) else None
 
     def spawn(self, cmd: Sequence[str], *, cwd: Path | None = None,
-              env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
-        """Start `cmd` in its own session, output to the log file; record its PID."""
+              env: Mapping[str, str] | None = None, umask: int = -1) -> subprocess.Popen[bytes]:
+        """Start `cmd` in its own session, output to the log file; record its PID. `umask`
+        (-1: ours) applies to what the process creates, sockets included."""
         with open(self.log_path, "wb") as log_file:
             proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
                                     stdout=log_file, stderr=subprocess.STDOUT,
-                                    start_new_session=True)
+                                    start_new_session=True, umask=umask)
         _children[proc.pid] = proc
         self.pid_path.write_text(f"{proc.pid}\n")
         return proc

@@ -14,6 +14,7 @@ ENV_FILE = "env.json"
 PORTMAP_FILE = "portmap.json"
 SWITCH_LOG = "switch.log"
 SWITCH_PID = "switch.pid"
+P4RUNTIME_SOCKET = "p4runtime.sock"  # the switch's P4Runtime server (bmv2_env.switch)
 PTF_LOG = "ptf.log"
 PEERS_FILE = "peers.json"
 RUNTIME_PID = "runtime.pid"  # the runtime daemon (bmv2_env.runtime_proc)

@@ -13,14 +13,17 @@ from pathlib import Path
 from . import targets
 from .portmap import PortMap
 from .processes import ManagedProcess, ProcessKind, cmdline, find_pids
-from .state import SWITCH_LOG, SWITCH_PID
+from .state import P4RUNTIME_SOCKET, SWITCH_LOG, SWITCH_PID
 from .targets import BMV2, Target
 from .topology import interface_pattern
 
 log = logging.getLogger(__name__)
 
-GRPC_HOST = "127.0.0.1"  # loopback only: P4Runtime has no authentication
-DEFAULT_GRPC_PORT = 9559
+# P4Runtime has no authentication: whoever connects can become primary controller and rewrite
+# the fast path. By default the switch listens on a UNIX socket that only its owner (root) can
+# connect to; a TCP port, on loopback only, is an explicit choice (`--grpc-port`).
+GRPC_HOST = "127.0.0.1"
+UNIX_SCHEME = "unix:"
 DEFAULT_START_TIMEOUT = 20.0
 STOP_GRACE = 5.0
 
@@ -35,14 +38,15 @@ class SwitchConfig:
 
     portmap: PortMap
     state_dir: Path
-    grpc_port: int = DEFAULT_GRPC_PORT
+    grpc_port: int | None = None   # None: the UNIX socket in state_dir
     log: bool = False
     device_id: int = 0
     target: str = BMV2
 
     def __post_init__(self) -> None:
-        if isinstance(self.grpc_port, bool) or not isinstance(self.grpc_port, int) \
-                or not 1 <= self.grpc_port <= 65535:
+        if self.grpc_port is not None and (
+                isinstance(self.grpc_port, bool) or not isinstance(self.grpc_port, int)
+                or not 1 <= self.grpc_port <= 65535):
             raise ValueError(f"gRPC port must be an integer from 1 to 65535, "
                              f"got {self.grpc_port!r}")
         targets.get(self.target)  # ValueError for an unknown target
@@ -54,7 +58,9 @@ class SwitchConfig:
 
     @property
     def grpc_addr(self) -> str:
-        """host:port of the P4Runtime server."""
+        """The P4Runtime server's gRPC address: unix:PATH, or 127.0.0.1:PORT."""
+        if self.grpc_port is None:
+            return f"{UNIX_SCHEME}{self.state_dir / P4RUNTIME_SOCKET}"
         return f"{GRPC_HOST}:{self.grpc_port}"
 
     @property
@@ -137,12 +143,25 @@ def find_switches_on(prefix: str) -> list[int]:
 
 
 # ---- start / stop ------------------------------------------------------------------------------
-def grpc_reachable(port: int, host: str = GRPC_HOST) -> bool:
-    """True if something accepts TCP connections on host:port."""
+def unix_path(grpc_addr: str) -> Path | None:
+    """The socket path of a unix:PATH address, None for host:port."""
+    return Path(grpc_addr[len(UNIX_SCHEME):]) if grpc_addr.startswith(UNIX_SCHEME) else None
+
+
+def grpc_reachable(grpc_addr: str) -> bool:
+    """True if something accepts connections at `grpc_addr` (unix:PATH or host:port)."""
+    path = unix_path(grpc_addr)
     try:
-        with socket.create_connection((host, port), timeout=0.5):
-            return True
-    except OSError:
+        if path is not None:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                sock.settimeout(0.5)
+                sock.connect(str(path))
+        else:
+            host, port = grpc_addr.rsplit(":", 1)
+            with socket.create_connection((host, int(port)), timeout=0.5):
+                pass
+        return True
+    except (OSError, ValueError):
         return False
 
 
@@ -155,14 +174,18 @@ def start(config: SwitchConfig, program: Path | Sequence[str] | None = None,
     """
     target = config.target_info
     program = program or target.command_prefix()
-    if grpc_reachable(config.grpc_port):
+    if grpc_reachable(config.grpc_addr):
         raise SwitchError(f"{config.grpc_addr} is already in use (another switch? "
-                          f"`make clean-env`, or choose another --grpc-port)")
+                          f"`make clean-env`, or choose another --prefix or --grpc-port)")
     config.state_dir.mkdir(parents=True, exist_ok=True)
+    socket_path = unix_path(config.grpc_addr)
+    if socket_path is not None:
+        socket_path.unlink(missing_ok=True)   # a dead switch's socket: nobody answers on it
     cmd = build_command(program, config)
     log.info("starting %s: %s", target.name, " ".join(cmd))
     process = _process(config.state_dir)
-    proc = process.spawn(cmd, cwd=target.cwd)
+    # Its P4Runtime socket is created 0700 (no authentication: only its user may connect).
+    proc = process.spawn(cmd, cwd=target.cwd, umask=0o077)
     try:
         _wait_for_grpc(process, proc, config, timeout)
     except SwitchError:
@@ -180,7 +203,7 @@ def _wait_for_grpc(process: ManagedProcess, proc: subprocess.Popen[bytes], confi
         return (f"{name} exited with code {code} before its gRPC server came up on "
                 f"{config.grpc_addr}")
     silent = f"{name} did not accept gRPC connections on {config.grpc_addr} within {timeout:g} s"
-    process.wait_ready(proc, lambda: True if grpc_reachable(config.grpc_port) else None,
+    process.wait_ready(proc, lambda: True if grpc_reachable(config.grpc_addr) else None,
                        timeout, exited, silent, poll=0.1)
 
 

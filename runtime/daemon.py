@@ -170,7 +170,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[RuntimeConfig, str]:
         description="The p4tas slow path: connection control over P4Runtime and the control "
                     "API for applications (host_lib).")
     parser.add_argument("--grpc-addr", default="127.0.0.1:9559",
-                        help="P4Runtime address of the switch (default %(default)s)")
+                        help="P4Runtime address of the switch: host:port, or unix:PATH (what "
+                             "bmv2_env uses: only root can connect) (default %(default)s)")
     parser.add_argument("--device-id", type=int, default=0, help="P4Runtime device id")
     parser.add_argument("--p4info", type=Path, default=P4INFO,
                         help="p4info (text format) of the pipeline (default: the committed one)")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
@@ -38,7 +39,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--log-console", action="store_true", help="log every packet")
     args = parser.parse_args(switch_args)
     target = argparse.ArgumentParser(prog="python -m softnic ... --")
-    target.add_argument("--grpc-server-addr", default="127.0.0.1:9559")
+    target.add_argument("--grpc-server-addr", default="127.0.0.1:9559",
+                        help="host:port, or unix:PATH (a socket only this user can connect to)")
     target.add_argument("--cpu-port", type=int, default=CPU_PORT)
     args.__dict__.update(vars(target.parse_args(target_args)))
     if args.cpu_port != CPU_PORT:
@@ -51,6 +53,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s softnic %(message)s")
     interfaces = dict(args.interface)
     dataplane = Dataplane(interfaces, log_packets=args.log_console)
+    if args.grpc_server_addr.startswith("unix:"):
+        # P4Runtime has no authentication: the socket is created 0600 (as bmv2 does), so only
+        # this user (root) can become controller. The umask covers the moment of the bind.
+        os.umask(0o077)
     server = P4RuntimeServer(args.grpc_server_addr, args.device_id, args.cpu_port, dataplane)
     dataplane.packet_in_sink = server.packet_in
     stop = threading.Event()

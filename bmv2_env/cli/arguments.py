@@ -8,8 +8,7 @@ from collections.abc import Callable, Sequence
 from .. import echo_proc, env, ptf_runner, runtime_proc
 from ..portmap import (DEFAULT_PREFIX, DEFAULT_WIRE_PORTS, MAX_WIRE_PORTS, MIN_WIRE_PORTS,
                        validate_prefix)
-from ..state import RUNTIME_LOG, STATE_DIR_ENV, SWITCH_LOG
-from ..switch import DEFAULT_GRPC_PORT
+from ..state import P4RUNTIME_SOCKET, RUNTIME_LOG, STATE_DIR_ENV, SWITCH_LOG
 from ..targets import TARGET_ENV
 from ..toolchain import SIMPLE_SWITCH_GRPC_ENV
 
@@ -45,7 +44,7 @@ examples:
                                    # runtime daemon, examples/echo_server.py; Ctrl-C stops it all
   p4tas-env run --background       # up --peers + the runtime daemon, left running (make clean-env)
   p4tas-env run -- --time-wait 0.5 # arguments after -- go to the runtime (python -m runtime)
-  p4tas-env up                     # 2 wire ports, gRPC on 127.0.0.1:{DEFAULT_GRPC_PORT}
+  p4tas-env up                     # 2 wire ports, P4Runtime on the state dir's {P4RUNTIME_SOCKET}
   p4tas-env --ports 4 --log up     # 4 wire ports, the switch's packet log in {SWITCH_LOG}
   TARGET=soft p4tas-env up         # the same on the software fast path (softnic)
   p4tas-env targets                # which targets are there, which one is used
@@ -93,8 +92,11 @@ def _add_common(parser: argparse.ArgumentParser, suppress: bool) -> None:
                              f"{DEFAULT_PREFIX!r}); environments with different prefixes "
                              "are independent")
     parser.add_argument("--grpc-port", type=_int_in(1, 65535),
-                        default=default(DEFAULT_GRPC_PORT), metavar="PORT",
-                        help=f"P4Runtime gRPC port on 127.0.0.1 (default {DEFAULT_GRPC_PORT})")
+                        default=default(None), metavar="PORT",
+                        help=f"serve P4Runtime on 127.0.0.1:PORT instead of the state dir's "
+                             f"{P4RUNTIME_SOCKET}, which only its owner can use; P4Runtime has "
+                             "no authentication: with a port any local user can take over the "
+                             "fast path")
     parser.add_argument("--log", action="store_true", default=default(False),
                         help=f"turn on the switch's packet log (--log-console, into the state "
                              f"dir's {SWITCH_LOG}); off by default because it slows the switch "

@@ -32,10 +32,10 @@ from tests.support.stack import skip_reason
 PACKETS = int(os.environ.get("P4TAS_DIFF_PACKETS", "10000"))
 SEED = int(os.environ.get("P4TAS_DIFF_SEED", "20261122"))
 FLOWS = 6
-# Ports and veths of its own: the unit stage must not collide with a PTF or end-to-end stage
-# (Makefile); P4TAS_DIFF_BASE moves both, for runs side by side in several work trees.
+# Veths (and so P4Runtime sockets) of its own: the unit stage must not collide with a PTF or
+# end-to-end stage (Makefile); P4TAS_DIFF_BASE moves them, for runs side by side in several
+# work trees.
 DIFF_BASE = os.environ.get("P4TAS_DIFF_BASE", "")
-DIFF_GRPC_PORTS = (9611, 9612) if not DIFF_BASE else (int(DIFF_BASE), int(DIFF_BASE) + 1)
 DIFF_PREFIXES = ("p4dfb", "p4dfs") if not DIFF_BASE else (f"d{DIFF_BASE}b", f"d{DIFF_BASE}s")
 QUIET = 0.002          # the software target emits a packet's frames at once: this ends them
 CATCH_UP = 2.0         # how long the other side may take to produce as many
@@ -69,8 +69,8 @@ class Side:
         select.select(list(self.ports.values()), [], [], timeout)
 
 
-def bring_up(target: str, prefix: str, grpc_port: int) -> Side:
-    result = env.up(env.EnvOptions(ports=2, prefix=prefix, grpc_port=grpc_port, target=target))
+def bring_up(target: str, prefix: str) -> Side:
+    result = env.up(env.EnvOptions(ports=2, prefix=prefix, target=target))
     client = P4RuntimeClient(result.record.grpc_addr)
     client.connect()
     client.fetch_p4info()
@@ -88,8 +88,8 @@ def sides():
         pytest.skip(f"the differential test needs bmv2 as the reference: {reason}")
     made = []
     try:
-        made.append(bring_up("bmv2", DIFF_PREFIXES[0], DIFF_GRPC_PORTS[0]))
-        made.append(bring_up("soft", DIFF_PREFIXES[1], DIFF_GRPC_PORTS[1]))
+        made.append(bring_up("bmv2", DIFF_PREFIXES[0]))
+        made.append(bring_up("soft", DIFF_PREFIXES[1]))
         yield made
     finally:
         for side in made:

@@ -246,7 +246,7 @@ def test_cli_bad_arguments(argv: list[str], message: str,
 def test_cli_options_before_or_after_the_command() -> None:
     args = arguments.parse_args(["--ports", "3", "up", "--prefix", "ab", "--no-pipeline", "--log"])
     assert (args.command, args.ports, args.prefix, args.grpc_port, args.log, args.pipeline) == \
-        ("up", 3, "ab", 9559, True, False)
+        ("up", 3, "ab", None, True, False)
     opts = arguments.options(
         arguments.parse_args(["ptf", "--grpc-port", "9600", "--", "--failfast"]))
     assert opts == env.EnvOptions(ports=2, prefix="p4t", grpc_port=9600, log=False, pipeline=True)
@@ -278,6 +278,9 @@ def test_switch_command_line(tmp_path: Path) -> None:
     assert cmd == ["/x/simple_switch_grpc", "--no-p4", "--device-id", "0",
                    "-i", "1@p4tw1", "-i", "2@p4tw2", "-i", "254@p4th",
                    "--", "--grpc-server-addr", "127.0.0.1:9600", "--cpu-port", "255"]
+    # By default P4Runtime is a UNIX socket in the state dir (it has no authentication).
+    default = switch.build_command(Path("ssg"), SwitchConfig(PortMap(1), tmp_path))
+    assert default[default.index("--grpc-server-addr") + 1] == f"unix:{tmp_path}/p4runtime.sock"
     logged = switch.build_command(Path("ssg"), SwitchConfig(PortMap(1), tmp_path, log=True))
     assert logged[logged.index("--") - 1] == "--log-console"
     with pytest.raises(ValueError, match="gRPC port"):
@@ -294,14 +297,19 @@ def test_switch_start_without_binary_gives_the_fix(no_switch_anywhere: None,
     assert not (tmp_path / "state").exists()
 
 
-def test_switch_start_and_stop_with_a_stand_in(tmp_path: Path) -> None:
+@pytest.mark.parametrize("tcp", [False, True], ids=["unix-socket", "tcp-port"])
+def test_switch_start_and_stop_with_a_stand_in(tmp_path: Path, tcp: bool) -> None:
     binary = _executable(tmp_path / "bin" / "simple_switch_grpc", FAKE_SWITCH)
-    config = SwitchConfig(PortMap(1, "zz6"), tmp_path / "state", grpc_port=_free_port())
+    config = SwitchConfig(PortMap(1, "zz6"), tmp_path / "state",
+                          grpc_port=_free_port() if tcp else None)
+    if not tcp:   # a dead switch's socket file is no obstacle
+        config.state_dir.mkdir()
+        (config.state_dir / "p4runtime.sock").write_text("")
     pid = switch.start(config, binary, timeout=10)
     try:
         assert config.pid_path.read_text().strip() == str(pid)
         assert switch.running_pid(config.state_dir) == pid
-        assert switch.grpc_reachable(config.grpc_port)
+        assert switch.grpc_reachable(config.grpc_addr)
         assert "fake switch: --no-p4" in config.log_path.read_text()
         with pytest.raises(SwitchError, match="already in use"):
             switch.start(config, binary)
@@ -461,7 +469,8 @@ class _FakeEnv:
 
     def up(self, opts: env.EnvOptions) -> env.UpResult:
         portmap = PortMap(opts.ports, opts.prefix)
-        record = EnvRecord(portmap, f"127.0.0.1:{opts.grpc_port}", False, True)
+        record = EnvRecord(portmap, SwitchConfig(portmap, self.tmp_path,
+                                                 opts.grpc_port).grpc_addr, False, True)
         return env.UpResult(4242, record, self.tmp_path, True)
 
     def down(self, prefix: str, keep_logs: bool = False) -> env.DownResult:
@@ -613,6 +622,19 @@ def test_failed_up_cleans_up(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, st
     assert (state_dir / "switch.log").exists()  # kept for the user to read
 
 
+def _connect_as_nobody(path: Path) -> str:
+    """What an ordinary user gets connecting to the UNIX socket `path`: "connected" or the
+    exception's name."""
+    code = ("import socket, sys\n"
+            "s = socket.socket(socket.AF_UNIX)\n"
+            "try:\n    s.connect(sys.argv[1]); print('connected')\n"
+            "except OSError as e:\n    print(type(e).__name__)\n")
+    out = subprocess.run(["setpriv", "--reuid", "nobody", "--regid", "nogroup", "--clear-groups",
+                          "/usr/bin/python3", "-c", code, str(path)],
+                         capture_output=True, text=True, timeout=10)
+    return out.stdout.strip() or out.stderr.strip()
+
+
 def _real_switch_or_skip() -> targets.Target:
     """The selected target (TARGET); skip if its switch is not there (softnic's entry point)."""
     target = targets.select().target  # TARGET=bmv2 without bmv2: an error, not a skip
@@ -631,15 +653,20 @@ def test_real_switch_up_status_down(state_dir: Path, capsys: pytest.CaptureFixtu
         push: list[str] = []
     except PipelineError:
         push = ["--no-pipeline"]  # p4src/build/ not compiled yet: switch and veths only
-    prefix, port = _unique_prefix(), _free_port()
-    base = ["--prefix", prefix, "--grpc-port", str(port)]
+    prefix = _unique_prefix()
+    base = ["--prefix", prefix]
+    sock = state_dir / "p4runtime.sock"
     try:
         assert p4tas_env(base + ["up", *push]) == 0, capsys.readouterr().err
         pid = switch.read_pid(state_dir)
         assert pid is not None and switch.is_switch_process(pid)
         assert switch.process_name(pid) == target.process
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        assert f"127.0.0.1:{port}".encode() in argv and b"--cpu-port" in argv
+        assert f"unix:{sock}".encode() in argv and b"--cpu-port" in argv
+        # P4Runtime has no authentication: only the switch's user may reach it.
+        assert stat.S_ISSOCK(sock.stat().st_mode) and sock.stat().st_mode & 0o077 == 0
+        assert switch.grpc_reachable(f"unix:{sock}")
+        assert _connect_as_nobody(sock) == "PermissionError"
         assert p4tas_env(base + ["status"]) == 0
         out = capsys.readouterr().out
         assert f"environment '{prefix}': up" in out
@@ -649,6 +676,6 @@ def test_real_switch_up_status_down(state_dir: Path, capsys: pytest.CaptureFixtu
     assert f"stopped {target.process} pid {pid}" in capsys.readouterr().out
     assert switch.running_pid(state_dir) is None
     assert switch.find_switches_on(prefix) == []
-    assert not switch.grpc_reachable(port)
+    assert not sock.exists()
     assert topology.existing_interfaces(prefix) == []
     assert not state_dir.exists()

@@ -165,10 +165,15 @@ FAKE_SWITCH = textwrap.dedent(f"""\
     import socket, sys, time
     args = sys.argv[1:]
     print("fake switch:", " ".join(args), flush=True)
-    host, port = args[args.index("--grpc-server-addr") + 1].rsplit(":", 1)
-    server = socket.socket()
-    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    server.bind((host, int(port)))
+    addr = args[args.index("--grpc-server-addr") + 1]
+    if addr.startswith("unix:"):
+        server = socket.socket(socket.AF_UNIX)
+        server.bind(addr[len("unix:"):])
+    else:
+        host, port = addr.rsplit(":", 1)
+        server = socket.socket()
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind((host, int(port)))
     server.listen()
     while True:
         time.sleep(1)

@@ -3,7 +3,8 @@ bmv2 or soft, bmv2_env.targets) with the pipeline, Linux peers in namespaces, an
 daemon, started for real and torn down afterwards.
 
 The tests never ask which target runs: they run unchanged on every one (`make test` runs them
-once per target, each with its own P4TAS_E2E_PREFIX and P4TAS_E2E_GRPC_PORT)."""
+once per target, each with its own P4TAS_E2E_PREFIX; P4Runtime is on a UNIX socket in the
+prefix's state dir)."""
 
 from __future__ import annotations
 
@@ -26,7 +27,6 @@ from nic_contract.p4rt.client import P4RuntimeClient
 
 REPO = Path(__file__).resolve().parents[2]
 PREFIX = os.environ.get("P4TAS_E2E_PREFIX", "p4e2e")  # distinct runs can coexist
-GRPC_PORT = int(os.environ.get("P4TAS_E2E_GRPC_PORT", "9661"))
 READY_TIMEOUT = 30.0
 
 
@@ -104,7 +104,7 @@ def stack_fixture(tmp_path_factory: pytest.TempPathFactory, runtime_args: list[s
     if reason:
         pytest.skip(reason)
     try:
-        result = env.up(env.EnvOptions(ports=1, prefix=PREFIX, grpc_port=GRPC_PORT, peers=True,
+        result = env.up(env.EnvOptions(ports=1, prefix=PREFIX, peers=True,
                                        target=target().name))
         info = runtime_proc.start(result.state_dir, result.record.grpc_addr, runtime_args,
                                   timeout=READY_TIMEOUT)
