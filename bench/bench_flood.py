@@ -1,14 +1,15 @@
-"""New connections under a SYN flood: p4tas (TARGET's switch + runtime) against Linux with
-syncookies, on the same kind of topology.
+"""New connections and an established transfer under a SYN flood: p4tas (TARGET's switch +
+runtime) against Linux with syncookies, on the same kind of topology.
 
-For each side: N sequential connections from a Linux client (bench/conn_client.py) to a server
-that accepts and closes (bench/conn_server.py), first without a flood, then while
-bench/syn_flood.py sends --rate SYNs per second from spoofed addresses of the client's subnet
-at the same server port. p4tas defends with SYN cookies (RFC 4987) in the slow path and its
+For each side, first without a flood, then while bench/syn_flood.py sends --rate SYNs per second
+from spoofed addresses of the client's subnet at the server's port: N sequential connections
+from a Linux client (bench/conn_client.py) to a server that accepts and closes
+(bench/conn_server.py), and a bulk transfer of --bytes (p4tas: host_lib sender -> Linux sink in
+the peer's namespace; Linux: client namespace -> server namespace) whose goodput is compared. p4tas defends with SYN cookies (RFC 4987) in the slow path and its
 fast path's per-reason punt meter (--punt-rate); Linux with its syncookies (net.ipv4.
 tcp_syncookies=1, its default). Reported per side: connections/s, successes and failures,
-p50/p99 setup+teardown time, with and without the flood, the flood's achieved rate, and the
-runtime's counters (cookies sent and accepted, punts dropped). Everything created is removed at
+p50/p99 setup+teardown time, the transfer's goodput, with and without the flood, the flood's
+achieved rate, and the runtime's counters (cookies sent and accepted, punts dropped). Everything created is removed at
 the end, also on failure or Ctrl-C; without root, a target or the compiled pipeline the benchmark
 is skipped (exit 0). The last line of the output is one JSON object.
 
@@ -23,6 +24,7 @@ import platform
 import subprocess
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
@@ -31,65 +33,118 @@ if str(BENCH) not in sys.path:
 
 from bench_conn import (Variant, run_clients, start_server,  # noqa: E402
                         stop_server)
+from transfer_workloads import Bulk, bulk  # noqa: E402
 from benchlib import (READY_TIMEOUT, REPO, BenchError, LinuxPair, P4tasSide,  # noqa: E402
                       _int_range, _last_json, _readline, _stop, cleanup_steps, describe_target,
                       guarded, skipped, spawn_script)
 
 FLOOD = REPO / "bench" / "syn_flood.py"
-SETTLE_S = 1.0   # the flood runs this long before the clients start
+BULK_PORT = 7103
+SETTLE_S = 1.0   # the flood runs this long before the measurements start
+
+Endpoint = tuple[list, str | None, Path | None]   # transfer_peer.py argv, netns, control socket
+
+
+@dataclass
+class Phase:
+    """What one side did in one phase (with or without the flood)."""
+
+    conns: Variant
+    transfer: Bulk
+
+
+@dataclass
+class SideSetup:
+    """Where one side's connections, transfer and flood go."""
+
+    label: str
+    netns: str              # the Linux client's and the flood's namespace
+    host: str               # the server's address
+    sink: Endpoint
+    source: Endpoint
 
 
 def subnet_of(ip: str) -> str:
     return ip.rsplit(".", 1)[0]
 
 
-def under_flood(netns: str, host: str, args: argparse.Namespace, label: str
-                ) -> tuple[Variant, Variant, dict]:
-    """N connections without, then with, the flood (started SETTLE_S before the clients)."""
-    calm = run_clients(netns, host, args.port, args.n, 1, args.timeout, args.deadline,
-                       f"{label} without flood")
-    seconds = args.deadline + SETTLE_S + 5
-    flood = spawn_script(FLOOD, [host, args.port, subnet_of(host), args.rate, seconds], netns,
-                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True)
-    if _readline(flood, READY_TIMEOUT, f"{label}: flood") != "flooding":
-        raise BenchError(f"{label}: the flood did not start")
-    subprocess.run(["sleep", str(SETTLE_S)], check=True)
-    flooded = run_clients(netns, host, args.port, args.n, 1, args.timeout, args.deadline,
-                          f"{label} under flood")
-    out, _ = _stop(flood)
+def measure(setup: SideSetup, args: argparse.Namespace, when: str) -> Phase:
+    """N connections, then the bulk transfer."""
+    conns = run_clients(setup.netns, setup.host, args.port, args.n, 1, args.timeout,
+                        args.deadline, f"{setup.label} {when}")
+    transfer = bulk(f"{setup.label} transfer {when}", setup.sink, setup.source, args.bytes, 1,
+                    args)
+    return Phase(conns, transfer)
+
+
+def under_flood(setup: SideSetup, args: argparse.Namespace) -> tuple[Phase, Phase, dict]:
+    """Both workloads without, then with, the flood (started SETTLE_S before them)."""
+    calm = measure(setup, args, "without flood")
+    seconds = 2 * args.deadline + SETTLE_S + 5
+    flood = spawn_script(FLOOD, [setup.host, args.port, subnet_of(setup.host), args.rate,
+                                 seconds], setup.netns, stdin=subprocess.DEVNULL,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        achieved = _last_json(out, f"{label}: flood")
+        if _readline(flood, READY_TIMEOUT, f"{setup.label}: flood") != "flooding":
+            raise BenchError(f"{setup.label}: the flood did not start")
+        subprocess.run(["sleep", str(SETTLE_S)], check=True)
+        flooded = measure(setup, args, "under flood")
+    finally:
+        out, _ = _stop(flood)
+    try:
+        achieved = _last_json(out, f"{setup.label}: flood")
     except BenchError:
         achieved = {"sent": None, "note": "stopped before its report"}
     return calm, flooded, achieved
 
 
-def bench_p4tas(args: argparse.Namespace, side: P4tasSide) -> tuple[Variant, Variant, dict, dict]:
+def bench_p4tas(args: argparse.Namespace, side: P4tasSide) -> tuple[Phase, Phase, dict, dict]:
     result, info = side.start(args.runtime_arg)
     peer = result.peers.peer(1)
-    print(f"(a) p4tas: Linux client and flood in {peer.netns} -> p4tas "
+    print(f"(a) p4tas: Linux client, sink and flood in {peer.netns} -> p4tas "
           f"{peer.local_ip}:{args.port}; runtime pid {info.pid}", flush=True)
     server = start_server(["p4tas", str(info.control_socket), str(args.port)], None,
                           "p4tas server (host_lib application)")
-    calm, flooded, flood = under_flood(peer.netns, peer.local_ip, args, "p4tas")
+    setup = SideSetup("p4tas", peer.netns, peer.local_ip,
+                      (["linux", peer.peer_ip, BULK_PORT], peer.netns, None),
+                      (["p4tas", peer.peer_ip, BULK_PORT], None, info.control_socket))
+    calm, flooded, flood = under_flood(setup, args)
     counts = stop_server(server, "p4tas server")
     side.cleanup()
     return calm, flooded, flood, counts
 
 
-def bench_linux(args: argparse.Namespace, pair: LinuxPair) -> tuple[Variant, Variant, dict]:
+def bench_linux(args: argparse.Namespace, pair: LinuxPair) -> tuple[Phase, Phase, dict]:
     pair.create()
     subprocess.run(["ip", "netns", "exec", pair.server_ns, "sysctl", "-q", "-w",
                     "net.ipv4.tcp_syncookies=1"], check=True)
-    print(f"(b) Linux: client and flood in {pair.client_ns} -> Linux server "
-          f"{pair.server_ip}:{args.port} (syncookies on)", flush=True)
+    print(f"(b) Linux: client, source and flood in {pair.client_ns} -> Linux server and sink "
+          f"{pair.server_ip} (syncookies on)", flush=True)
     server = start_server(["linux", pair.server_ip, str(args.port)], pair.server_ns,
                           "Linux server")
-    calm, flooded, flood = under_flood(pair.client_ns, pair.server_ip, args, "Linux")
+    setup = SideSetup("Linux", pair.client_ns, pair.server_ip,
+                      (["linux", pair.server_ip, BULK_PORT], pair.server_ns, None),
+                      (["linux", pair.server_ip, BULK_PORT], pair.client_ns, None))
+    calm, flooded, flood = under_flood(setup, args)
     stop_server(server, "Linux server")
     pair.destroy()
     return calm, flooded, flood
+
+
+def figures(calm: Phase, flooded: Phase, flood: dict) -> dict:
+    """One side's results: connections and transfer, calm and flooded, and what they kept."""
+    out = {"calm": calm.conns.figures(), "flood": flooded.conns.figures(),
+           "transfer_calm": calm.transfer.figures(),
+           "transfer_flood": flooded.transfer.figures(), "flood_achieved": flood}
+    rate, calm_rate = flooded.conns.figures()["conn_per_s"], calm.conns.figures()["conn_per_s"]
+    out["kept_fraction"] = round(rate / calm_rate, 3) if calm_rate else 0
+    mbps, calm_mbps = flooded.transfer.mbps, calm.transfer.mbps
+    out["transfer_kept_fraction"] = round(mbps / calm_mbps, 3) if mbps and calm_mbps else 0
+    for phase in (calm, flooded):
+        print(phase.conns.line())
+        print(phase.transfer.line())
+    print(f"  flood: {flood}", flush=True)
+    return out
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -103,6 +158,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="per connect and per EOF wait, seconds (default %(default)s)")
     parser.add_argument("--deadline", type=float, default=60.0,
                         help="a measurement stops after this many seconds (default %(default)s)")
+    parser.add_argument("--bytes", type=_int_range(1, 1 << 30), default=16 << 20,
+                        help="bytes of the bulk transfer, with and without the flood (default "
+                             "%(default)s)")
     parser.add_argument("--port", type=_int_range(1, 65535), default=5001)
     parser.add_argument("--runtime-arg", action="append", default=[], metavar="ARG",
                         help="an extra argument for the runtime daemon (repeat)")
@@ -120,28 +178,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     results: dict = {}
     with guarded(lambda: cleanup_steps(side.cleanup, pair.destroy)) as outcome:
         calm, flooded, flood, counts = bench_p4tas(args, side)
-        results["p4tas"] = {"calm": calm.figures(), "flood": flooded.figures(),
-                            "flood_achieved": flood,
-                            "runtime": {k: v for k, v in counts.get("runtime", {}).items()
-                                        if "cookie" in k or "backlog" in k or "SYN" in k}}
-        for v in (calm, flooded):
-            print(v.line())
-        print(f"  flood: {flood}; runtime: {results['p4tas']['runtime']}", flush=True)
-        calm, flooded, flood = bench_linux(args, pair)
-        results["linux"] = {"calm": calm.figures(), "flood": flooded.figures(),
-                            "flood_achieved": flood}
-        for v in (calm, flooded):
-            print(v.line())
-        print(f"  flood: {flood}", flush=True)
+        results["p4tas"] = figures(calm, flooded, flood)
+        results["p4tas"]["runtime"] = {k: v for k, v in counts.get("runtime", {}).items()
+                                       if "cookie" in k or "backlog" in k or "SYN" in k}
+        print(f"  runtime: {results['p4tas']['runtime']}", flush=True)
+        results["linux"] = figures(*bench_linux(args, pair))
     if outcome.failed("bench-flood", {"bench": "flood", "n": args.n}, target):
         return 1
     for side_name in ("p4tas", "linux"):
         r = results[side_name]
-        kept = r["flood"]["conn_per_s"] / r["calm"]["conn_per_s"] if r["calm"]["conn_per_s"] else 0
-        r["kept_fraction"] = round(kept, 3)
         print(f"{side_name}: {r['flood']['ok']}/{args.n} connections under the flood, "
-              f"{r['flood']['conn_per_s']} conn/s = {kept:.2f} of its calm rate", flush=True)
-    print(json.dumps({"bench": "flood", "n": args.n, "rate": args.rate, "target": target,
+              f"{r['flood']['conn_per_s']} conn/s = {r['kept_fraction']:.2f} of its calm rate; "
+              f"transfer {r['transfer_flood']['mbit_per_s']} Mbit/s = "
+              f"{r['transfer_kept_fraction']:.2f} of its calm goodput", flush=True)
+    print(json.dumps({"bench": "flood", "n": args.n, "rate": args.rate, "bytes": args.bytes,
+                      "target": target,
                       "python": platform.python_version(), "results": results,
                       "runtime_args": args.runtime_arg}))
     return 0

@@ -41,6 +41,7 @@ class PacketInReason(IntEnum):
     BAD_TCP_CHECKSUM = 11
     BAD_LENGTH = 12
     BAD_HOST_MESSAGE = 13
+    SYN_ACK = 14         # answers our own open: not in the bucket a SYN flood empties
 
 
 class DropReason(IntEnum):

@@ -72,6 +72,14 @@ class Syn(ExceptionTest):
         self.assert_punted(self.segment(flags="S"), PacketInReason.SYN)
 
 
+class SynAckHasAReasonOfItsOwn(ExceptionTest):
+    """A SYN-ACK answers our own open: metered apart from SYNs, so a SYN flood cannot starve
+    our connects."""
+
+    def runTest(self) -> None:
+        self.assert_punted(self.segment(flags="SA"), PacketInReason.SYN_ACK)
+
+
 class Fin(ExceptionTest):
     def runTest(self) -> None:
         self.assert_punted(self.segment(flags="FA"), PacketInReason.FIN)

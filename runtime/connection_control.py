@@ -39,8 +39,8 @@ from runtime.tcp_state import Event, IllegalTransition, State
 
 log = logging.getLogger(__name__)
 
-TCP_REASONS = {PacketInReason.SYN, PacketInReason.FIN, PacketInReason.RST,
-               PacketInReason.UNKNOWN_FLOW}
+TCP_REASONS = {PacketInReason.SYN, PacketInReason.SYN_ACK, PacketInReason.FIN,
+               PacketInReason.RST, PacketInReason.UNKNOWN_FLOW}
 
 
 class ConnectionControl(Handshake, Teardown, Endings, Reinjection):

@@ -116,7 +116,10 @@ const bit<8> REASON_BAD_IPV4_CHECKSUM = 10;
 const bit<8> REASON_BAD_TCP_CHECKSUM = 11;
 const bit<8> REASON_BAD_LENGTH = 12;
 const bit<8> REASON_BAD_HOST_MESSAGE = 13;
-#define NUM_REASONS 14
+/* A SYN-ACK answers one of our own opens: its own reason, so that its punt meter bucket is not
+ * the one a flood of SYNs empties (our connects must go on under a SYN flood). */
+const bit<8> REASON_SYN_ACK = 14;
+#define NUM_REASONS 15
 
 /* ---- Silent drops (index of drop_counter) ---------------------------------------------- */
 const bit<8> DROP_NOT_IP = 1;          /* neither IPv4 nor ARP (IPv6 neighbour discovery...) */

@@ -41,6 +41,8 @@ control Exceptions(inout headers_t hdr, inout metadata_t meta, in standard_metad
                 punt(REASON_BAD_IPV4_CHECKSUM);
             } else if (sm.checksum_error == 1) {
                 punt(REASON_BAD_TCP_CHECKSUM);
+            } else if ((hdr.tcp.flags & (TCP_SYN | TCP_ACK)) == (TCP_SYN | TCP_ACK)) {
+                punt(REASON_SYN_ACK);
             } else if ((hdr.tcp.flags & TCP_SYN) != 0) {
                 punt(REASON_SYN);
             } else if ((hdr.tcp.flags & TCP_RST) != 0) {

@@ -9,7 +9,8 @@ from .constants import (DROP_NOT_IP, DROP_NOT_TCP, ETH_HDR_BYTES, ETHERTYPE_ARP,
                         IP_PROTO_TCP, IPV4_HDR_BYTES, REASON_ARP, REASON_BAD_IPV4_CHECKSUM,
                         REASON_BAD_LENGTH, REASON_BAD_TCP_CHECKSUM, REASON_FIN,
                         REASON_IPV4_FRAGMENT, REASON_IPV4_OPTIONS, REASON_RST, REASON_SYN,
-                        REASON_TCP_FLAGS, REASON_TCP_OPTIONS, TCP_ACK, TCP_DATA_OFFSET_PLAIN,
+                        REASON_SYN_ACK, REASON_TCP_FLAGS, REASON_TCP_OPTIONS, TCP_ACK,
+                        TCP_DATA_OFFSET_PLAIN,
                         TCP_FASTPATH_FLAGS, TCP_FIN, TCP_RST, TCP_SYN)
 from .headers import Headers, Metadata, StandardMetadata
 
@@ -39,6 +40,8 @@ def exceptions(hdr: Headers, meta: Metadata, sm: StandardMetadata) -> None:
             meta.punt_reason = REASON_BAD_IPV4_CHECKSUM
         elif sm.checksum_error == 1:
             meta.punt_reason = REASON_BAD_TCP_CHECKSUM
+        elif tcp.flags & (TCP_SYN | TCP_ACK) == (TCP_SYN | TCP_ACK):
+            meta.punt_reason = REASON_SYN_ACK
         elif tcp.flags & TCP_SYN:
             meta.punt_reason = REASON_SYN
         elif tcp.flags & TCP_RST:
