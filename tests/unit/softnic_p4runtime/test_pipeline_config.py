@@ -9,6 +9,7 @@ from pathlib import Path
 import grpc
 import pytest
 
+from nic_contract.constants import NUM_REASONS
 from nic_contract.p4rt.client import P4RuntimeClient
 from nic_contract.p4rt.errors import P4RuntimeError, PipelineError
 from nic_contract.p4rt.messages import default_cookie
@@ -45,7 +46,7 @@ def test_set_and_get_pipeline(loaded: P4RuntimeClient, dataplane: FakeDataplane)
     assert state.tables[FLOW_LOOKUP].default_action == ("P4tasIngress.flow_lookup.unknown_flow",
                                                         ())
     assert state.tables[FLOW_LOOKUP].size == 65536
-    assert state.counters[EXCEPTIONS].size == 14
+    assert state.counters[EXCEPTIONS].size == NUM_REASONS
     assert not state.meters[TX_RATE].packets   # a bytes meter
     assert state.registers["flow_rx_state"].bitwidth == 128
 

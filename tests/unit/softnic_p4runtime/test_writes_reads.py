@@ -9,6 +9,7 @@ import time
 import grpc
 import pytest
 
+from nic_contract.constants import NUM_REASONS
 from nic_contract.p4rt.client import P4RuntimeClient
 from nic_contract.p4rt.errors import P4RuntimeError, WriteError
 from nic_contract.p4rt.messages import updates_of
@@ -162,9 +163,9 @@ def test_counter_read_one_index_and_wildcard(loaded: P4RuntimeClient,
     counter.count(13, 1)
     assert loaded.read_counter(EXCEPTIONS, 3) == (2, 160)
     everything = [e.counter_entry for e in loaded.read([loaded.p4info.counter_entry(EXCEPTIONS)])]
-    assert [e.index.index for e in everything] == list(range(14))
-    assert [(e.data.packet_count, e.data.byte_count) for e in everything][12:] == [(0, 0),
-                                                                                   (1, 1)]
+    assert [e.index.index for e in everything] == list(range(NUM_REASONS))
+    assert [(e.data.packet_count, e.data.byte_count) for e in everything][12:14] == [(0, 0),
+                                                                                     (1, 1)]
     big = list(loaded.read([loaded.p4info.counter_entry(NEW_ACK)]))
     assert len(big) == 65536
 
@@ -176,7 +177,7 @@ def test_counter_modify_and_out_of_range(loaded: P4RuntimeClient,
     loaded.modify([entry])
     assert loaded.read_counter(EXCEPTIONS, 2) == (5, 500)
     out_of_range = pb.CounterEntry(counter_id=entry.counter_id)
-    out_of_range.index.index = 14
+    out_of_range.index.index = NUM_REASONS
     assert write_failures(loaded, pb.Update.MODIFY, [out_of_range]) == [(0, Code.UNKNOWN)]
     with pytest.raises(P4RuntimeError) as err:
         list(loaded.read([out_of_range]))
