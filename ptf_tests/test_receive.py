@@ -8,7 +8,7 @@ import ptf.testutils as tu
 
 from lib.base_test import WIRE_PORT, FastPathTest, next_flow_id, next_generation
 from lib.packets import (ECN_CE, ExpectedAck, data_segment, flow_spec, rx_consumed_frame,
-                         rx_data_frame)
+                         rx_data_frame, tx_acked_frame)
 from nic_contract.constants import HOST_PORT, DropReason
 from nic_contract.nic_host_header import ChannelFlags
 
@@ -135,7 +135,8 @@ class OutsideTheIntervalIsDropped(ReceiveTest):
 
 class ZeroWindowProbeIsAnswered(ReceiveTest):
     """A zero-length segment one below rcv_nxt (Linux's window probe) gets an ACK with the
-    current window; a pure ACK at rcv_nxt gets none."""
+    current window; a pure ACK at rcv_nxt gets none (it reaches the host as a TX_ACKED
+    notice: with nothing in flight it may answer a keepalive probe)."""
 
     ring_size = 1 << 12
 
@@ -147,6 +148,7 @@ class ZeroWindowProbeIsAnswered(ReceiveTest):
         self.send_data(self.rcv_nxt - 1, b"", flags="A", tsval=21)
         self.verify_ack(self.spec, self.ack(self.rcv_nxt, self.ring_size - 100, tsecr=21))
         self.send_data(self.rcv_nxt, b"", flags="A", tsval=22)
+        self.verify_frame(HOST_PORT, tx_acked_frame(self.spec, self.snd_nxt, 0))
         tu.verify_no_other_packets(self)
 
 
@@ -270,10 +272,12 @@ class NewGenerationReinitializes(ReceiveTest):
 
 
 class PureAckIsNotDelivered(ReceiveTest):
-    """A segment without payload is neither delivered nor ACKed."""
+    """A segment without payload is neither delivered nor ACKed (the host hears of its ACK
+    field alone, a TX_ACKED notice: nothing is in flight, it may answer a keepalive probe)."""
 
     def runTest(self) -> None:
         before = self.counter(DROPS, DropReason.PURE_ACK)
         self.send_data(self.rcv_nxt, b"", flags="A", tsval=1)
+        self.verify_frame(HOST_PORT, tx_acked_frame(self.spec, self.snd_nxt, 0))
         tu.verify_no_other_packets(self)
         self.assertEqual(self.counter(DROPS, DropReason.PURE_ACK)[0] - before[0], 1)

@@ -161,13 +161,27 @@ class DataCarryingANewAck(TransmitTest):
 
 
 class WindowUpdateIsReported(TransmitTest):
-    """A pure ACK that only changes the window (e.g. reopens it) reaches the host."""
+    """A pure ACK that only changes the window (e.g. reopens it) reaches the host; with data
+    in flight the same window again is a duplicate ACK, counted and not reported."""
 
     def runTest(self) -> None:
         self.peer_ack(self.snd, window=PEER_WINDOW + 5000)
         self.verify_frame(HOST_PORT, tx_acked_frame(self.spec, self.snd, 0,
                                                     window=PEER_WINDOW + 5000))
-        self.peer_ack(self.snd, window=PEER_WINDOW + 5000)  # same window: nothing new
+        una = self.snd
+        self.send_from_host(b"w" * 10)
+        self.peer_ack(una, window=PEER_WINDOW + 5000)  # same window, data out: a dupack
+        tu.verify_no_other_packets(self)
+
+
+class IdleAckIsReported(TransmitTest):
+    """With nothing in flight, a pure ACK that changes nothing (the answer to a keepalive
+    probe, RFC 1122 4.2.3.6) still reaches the host: only the host knows it probed."""
+
+    def runTest(self) -> None:
+        for _ in range(2):
+            self.peer_ack(self.snd)
+            self.verify_frame(HOST_PORT, tx_acked_frame(self.spec, self.snd, 0))
         tu.verify_no_other_packets(self)
 
 

@@ -71,10 +71,13 @@ control AckProcessing(inout headers_t hdr, inout metadata_t meta, in standard_me
                 start_fast_retransmit();
             }
         } else if (meta.payload_len == 0
-                   && (hdr.tcp.window != meta.dyn.peer_window || hdr.tcp.window == 0)) {
+                   && (hdr.tcp.window != meta.dyn.peer_window || hdr.tcp.window == 0
+                       || in_flight == 0)) {
             /* The window changed (e.g. reopened), or stays closed: then this ACK answers the
              * host's window probe, and a peer that answers probes is alive (RFC 1122
-             * 4.2.2.17: never give up on it), so the host hears of each one. */
+             * 4.2.2.17: never give up on it), so the host hears of each one. With nothing
+             * in flight it may answer a keepalive probe (RFC 1122 4.2.3.6): the host hears
+             * of it too, since only the host knows whether it probed. */
             meta.window_update = true;
         }
         meta.dyn.peer_window = hdr.tcp.window;

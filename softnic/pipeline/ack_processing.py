@@ -64,6 +64,7 @@ def ack_processing(counters: AckCounters, hdr: Headers, meta: Metadata,
         if (dyn.dupacks == DUPACK_THRESHOLD
                 and ((dyn.snd_una - dyn.recover - 1) & M32) < 0x7FFFFFFF):
             start_fast_retransmit(counters, meta, length)
-    elif meta.payload_len == 0 and (tcp.window != dyn.peer_window or tcp.window == 0):
-        meta.window_update = True   # reopened, or an answer to a window probe
+    elif meta.payload_len == 0 and (tcp.window != dyn.peer_window or tcp.window == 0
+                                    or in_flight == 0):
+        meta.window_update = True   # reopened, or an answer to a window or keepalive probe
     dyn.peer_window = tcp.window
