@@ -67,6 +67,13 @@ def _rule_both_ways(peer: Namespace, table: str, rule: str, what: str) -> None:
                             "}\n")
 
 
+def set_silence(peer: Namespace) -> None:
+    """Drop every TCP segment entering and leaving the peer (a peer gone silent: a crashed
+    host, a cut cable); clear_loss removes it."""
+    clear_loss(peer)
+    _rule_both_ways(peer, LOSS_TABLE, "meta l4proto tcp counter drop", "silence")
+
+
 def drop_first_segment(peer: Namespace, src_ip: str) -> None:
     """One-shot loss: drop the next data segment `src_ip` sends the peer, and nothing after
     it (a set remembers that it happened), so that a lone request is lost and only a

@@ -213,6 +213,13 @@ class Connection:
             self.session.request_nowait(lambda r: cp.Shutdown(req_id=r, conn_id=self.conn_id,
                                                               how=how))
 
+    def set_keepalive(self, enabled: bool, idle_s: int, interval_s: int, count: int) -> None:
+        """SetKeepalive (SO_KEEPALIVE and TCP_KEEP*); no waiting for the reply."""
+        if not self.gone and not self.dead and not self.close_sent:
+            self.session.request_nowait(lambda r: cp.SetKeepalive(
+                req_id=r, conn_id=self.conn_id, enabled=enabled, idle_s=idle_s,
+                interval_s=interval_s, count=count))
+
     def close(self, abort: bool = False) -> None:
         """Close: the runtime sends FIN once the TX bytes are acknowledged (RST at once with
         `abort`, or if received bytes were left unread); Closed follows."""

@@ -34,6 +34,9 @@ Requests, application -> daemon; each carries a client-chosen `req_id` that its 
     Close(conn_id, abort)                 -> Ok; the Closed event follows once fully closed;
                                              abort: RST at once (SO_LINGER with timeout 0)
     Shutdown(conn_id, how='rd'|'wr'|'rdwr') -> Ok
+    SetKeepalive(conn_id, enabled, idle_s, interval_s, count)
+                                          -> Ok: SO_KEEPALIVE, TCP_KEEPIDLE, TCP_KEEPINTVL and
+                                             TCP_KEEPCNT (seconds, 1..32767; probes, 1..127)
     CloseListener(listener_id)            -> Ok
     GetStats()                            -> Stats(counters)
     ListFlows(after_conn_id, limit)       -> FlowList(flows, more): the connections with ids
@@ -77,7 +80,7 @@ from functools import cache
 from types import MappingProxyType
 from typing import Any, ClassVar, Literal, TypeVar
 
-PROTOCOL_VERSION = 3
+PROTOCOL_VERSION = 4
 DEFAULT_CONTROL_SOCKET = "/tmp/p4tas-runtime.sock"  # the daemon's --control-socket default
 MAX_FRAME_BYTES = 64 * 1024
 MAX_TEXT_CHARS = 1024
@@ -403,6 +406,24 @@ class Shutdown(Request):
     TYPE: ClassVar[str] = "Shutdown"
     conn_id: int = _field(_ID)
     how: ShutdownHow = _field(_choice("rd", "wr", "rdwr"))
+
+
+MAX_KEEPALIVE_S = 32767   # Linux's MAX_TCP_KEEPIDLE and MAX_TCP_KEEPINTVL
+MAX_KEEPALIVE_PROBES = 127  # Linux's MAX_TCP_KEEPCNT
+
+
+@register
+@dataclass(frozen=True, kw_only=True)
+class SetKeepalive(Request):
+    """TCP keepalive for a connection (RFC 1122 4.2.3.6): off, or probe after idle_s without
+    a segment from the peer, every interval_s, and reset after `count` unanswered probes."""
+
+    TYPE: ClassVar[str] = "SetKeepalive"
+    conn_id: int = _field(_ID)
+    enabled: bool = _field(_boolean)
+    idle_s: int = _field(_integer(1, MAX_KEEPALIVE_S), default=7200)
+    interval_s: int = _field(_integer(1, MAX_KEEPALIVE_S), default=75)
+    count: int = _field(_integer(1, MAX_KEEPALIVE_PROBES), default=9)
 
 
 @register

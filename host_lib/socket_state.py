@@ -16,6 +16,14 @@ from host_lib.control_channel import RuntimeUnavailable
 from host_lib.sessions import Session
 
 _MISSING = object()
+# Linux's defaults: tcp_keepalive_time, tcp_keepalive_intvl, tcp_keepalive_probes.
+KEEPALIVE_DEFAULTS = {(_std.SOL_SOCKET, _std.SO_KEEPALIVE): 0,
+                      (_std.IPPROTO_TCP, _std.TCP_KEEPIDLE): 7200,
+                      (_std.IPPROTO_TCP, _std.TCP_KEEPINTVL): 75,
+                      (_std.IPPROTO_TCP, _std.TCP_KEEPCNT): 9}
+KEEPALIVE_LIMITS = {(_std.IPPROTO_TCP, _std.TCP_KEEPIDLE): cp.MAX_KEEPALIVE_S,
+                    (_std.IPPROTO_TCP, _std.TCP_KEEPINTVL): cp.MAX_KEEPALIVE_S,
+                    (_std.IPPROTO_TCP, _std.TCP_KEEPCNT): cp.MAX_KEEPALIVE_PROBES}
 
 
 def _would_block() -> BlockingIOError:
@@ -70,6 +78,22 @@ class SocketState:
     def _attach(self, conn: Connection) -> None:
         self._conn = conn
         conn.watcher = self._changed
+        if self._keepalive_option(_std.SOL_SOCKET, _std.SO_KEEPALIVE):
+            self._push_keepalive()
+
+    def _keepalive_option(self, level: int, option: int) -> int:
+        """SO_KEEPALIVE or a TCP_KEEP* value, Linux's default when not set."""
+        return self._options.get((level, option), KEEPALIVE_DEFAULTS[(level, option)])
+
+    def _push_keepalive(self) -> None:
+        """Tell the runtime this socket's keepalive settings (its connection exists)."""
+        if self._conn is None:
+            return
+        get = self._keepalive_option
+        self._conn.set_keepalive(bool(get(_std.SOL_SOCKET, _std.SO_KEEPALIVE)),
+                                 get(_std.IPPROTO_TCP, _std.TCP_KEEPIDLE),
+                                 get(_std.IPPROTO_TCP, _std.TCP_KEEPINTVL),
+                                 get(_std.IPPROTO_TCP, _std.TCP_KEEPCNT))
 
     def __del__(self) -> None:
         # No lock here (the GC may run while it is held): queue the close for the next pump.

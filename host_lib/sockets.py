@@ -40,7 +40,7 @@ from host_lib import control_protocol as cp
 from host_lib.context import Connection, _ipv4, _oserror
 from host_lib.control_channel import RuntimeUnavailable
 from host_lib.sessions import session
-from host_lib.socket_state import SocketState, _Readiness
+from host_lib.socket_state import KEEPALIVE_DEFAULTS, KEEPALIVE_LIMITS, SocketState, _Readiness
 
 AF_INET = _std.AF_INET
 SOCK_STREAM = _std.SOCK_STREAM
@@ -69,9 +69,11 @@ class Socket(SocketState):
         self._setup(session(), 0.0 if type & _std.SOCK_NONBLOCK else _std.getdefaulttimeout())
 
     @classmethod
-    def _accepted(cls, conn: Connection, timeout: float | None) -> Socket:
+    def _accepted(cls, conn: Connection, timeout: float | None,
+                  options: dict[tuple[int, int], Any]) -> Socket:
         sock = cls.__new__(cls)
         sock._setup(conn.session, timeout)
+        sock._options.update(options)  # what Linux's accepted sockets inherit (keepalive)
         sock._attach(conn)
         return sock
 
@@ -155,7 +157,9 @@ class Socket(SocketState):
                 raise _oserror(errno.EBADF)
             conn = listener.accept()
             self._update_ready()
-            sock = Socket._accepted(conn, _std.getdefaulttimeout())
+            inherited = {key: value for key, value in self._options.items()
+                         if key in KEEPALIVE_DEFAULTS}
+            sock = Socket._accepted(conn, _std.getdefaulttimeout(), inherited)
             return sock, conn.peer
 
     def connect(self, address: tuple[str, int]) -> None:
@@ -328,9 +332,14 @@ class Socket(SocketState):
 
     def setsockopt(self, level: int, option: int, value: Any, optlen: int | None = None) -> None:
         """TCP_CONGESTION (b"dctcp", b"timely", b"none"; before connect/listen) chooses the
-        congestion control, as on Linux; others (TCP_NODELAY, SO_REUSEADDR...) are accepted
-        and remembered without effect."""
+        congestion control, as on Linux; SO_KEEPALIVE, TCP_KEEPIDLE, TCP_KEEPINTVL and
+        TCP_KEEPCNT work as on Linux (an accepted socket inherits them from its listener);
+        others (TCP_NODELAY, SO_REUSEADDR...) are accepted and remembered without effect."""
         self._check_open()
+        if (level, option) in KEEPALIVE_DEFAULTS:
+            with self._session.lock:
+                self._set_keepalive_option(level, option, value)
+            return
         if (level, option) == (_std.IPPROTO_TCP, TCP_CONGESTION):
             name = value.decode() if isinstance(value, (bytes, bytearray)) else str(value)
             name = name.rstrip("\0")
@@ -339,6 +348,21 @@ class Socket(SocketState):
                                f"{', '.join(cp.CONGESTION_CONTROLS)}")
             value = name.encode()
         self._options[(level, option)] = value
+
+    def _set_keepalive_option(self, level: int, option: int, value: Any) -> None:
+        """SO_KEEPALIVE or TCP_KEEP*: checked as Linux does (EINVAL), then sent to the runtime
+        when it changes what a connected socket does."""
+        number = _int_option(value)
+        limit = KEEPALIVE_LIMITS.get((level, option))
+        if limit is not None and not 1 <= number <= limit:
+            raise _oserror(errno.EINVAL, f"must be 1..{limit}")
+        if limit is None:
+            number = int(bool(number))
+        old = self._keepalive_option(level, option)
+        self._options[(level, option)] = number
+        enabled = self._keepalive_option(_std.SOL_SOCKET, _std.SO_KEEPALIVE)
+        if number != old and (enabled or limit is None):
+            self._push_keepalive()
 
     def _linger_zero(self) -> bool:
         """SO_LINGER on with a zero timeout: close() resets the connection (as on Linux)."""
@@ -359,6 +383,8 @@ class Socket(SocketState):
                 return self._so_error()
         if (level, option) == (_std.SOL_SOCKET, _std.SO_TYPE):
             return SOCK_STREAM
+        if (level, option) in KEEPALIVE_DEFAULTS:
+            return self._keepalive_option(level, option)
         return self._options.get((level, option), 0)
 
 
@@ -375,6 +401,17 @@ def _address(address: Any) -> tuple[str, int]:
     if host in ("", "0.0.0.0"):
         return "", port
     return _ipv4(host), port
+
+
+def _int_option(value: Any) -> int:
+    """An integer socket option given as an int or as a C int's bytes."""
+    if isinstance(value, (bytes, bytearray)):
+        if len(value) < 4:
+            raise _oserror(errno.EINVAL, "option value too short")
+        return struct.unpack_from("i", value)[0]
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError("a bytes-like object or an integer is required")
+    return value
 
 
 def _byte_view(data: Any) -> memoryview:

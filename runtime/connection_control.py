@@ -25,6 +25,7 @@ from runtime.flow_install import FlowInstaller
 from runtime.flow_registry import FlowRegistry
 from runtime.handshake import Handshake
 from runtime.isn import IsnGenerator
+from runtime.keepalive import KeepaliveParams
 from runtime.local_ports import LocalPortAllocator
 from runtime.normalize import NORMALIZABLE
 from runtime.orphans import Orphans
@@ -223,6 +224,13 @@ class ConnectionControl(Handshake, Teardown, Endings, Reinjection):
         if tail != conn.rx_consumed_seen:
             self.nic.send_rx_consumed(channel.flow_id, tail - conn.rx_consumed_seen)
             conn.rx_consumed_seen = tail
+
+    def set_keepalive(self, conn: Connection, params: KeepaliveParams | None) -> None:
+        """SO_KEEPALIVE and its parameters (None: off); a flow not installed yet takes them
+        when it is (runtime.flow_install)."""
+        conn.keepalive = params
+        if conn.channel is not None and self.installer.flow_of(conn) is not None:
+            self.nic.set_keepalive(conn.channel.flow_id, params)
 
     def _on_data_activity(self, channel: FlowChannel) -> None:
         """Wake the owning context; a pending close may now send its FIN."""

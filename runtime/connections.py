@@ -13,6 +13,7 @@ from runtime.config import Interface
 from runtime.flow_channel import FlowChannel
 from nic_contract.flow_entries import FlowSpec, FlowTuple
 from runtime.flow_ids import FlowLease
+from runtime.keepalive import KeepaliveParams
 from runtime.tcp_segments import TcpOptions, TcpSegment
 from runtime.tcp_state import State, TcpStateMachine
 
@@ -101,6 +102,7 @@ class Connection:
     app_closed: bool = False   # the application called close() (or left)
     closed_told: bool = False  # the Closed event went out
     held_fin_timer: asyncio.TimerHandle | None = None
+    keepalive: KeepaliveParams | None = None  # SO_KEEPALIVE on: probe the idle peer
 
     @property
     def state(self) -> State:

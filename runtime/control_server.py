@@ -24,6 +24,7 @@ from runtime.app_memory import AppMemory
 from runtime.connection_control import ConnectionControl
 from runtime.connections import Connection, Listener
 from runtime.flow_report import list_flows
+from runtime.keepalive import KeepaliveParams
 
 log = logging.getLogger(__name__)
 
@@ -252,6 +253,11 @@ class ControlServer:
             conn = self._connection(session, msg.conn_id)
             if msg.how in ("wr", "rdwr"):
                 self.control.shutdown_write(conn)
+            return cp.Ok(req_id=msg.req_id)
+        if isinstance(msg, cp.SetKeepalive):
+            params = KeepaliveParams(msg.idle_s, msg.interval_s, msg.count) if msg.enabled \
+                else None
+            self.control.set_keepalive(self._connection(session, msg.conn_id), params)
             return cp.Ok(req_id=msg.req_id)
         if isinstance(msg, cp.GetStats):
             return cp.Stats(req_id=msg.req_id, counters=self.control.snapshot())

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from nic_contract.host_port import FrameLink
 from nic_contract.nic_host_header import NicHostMessage
 from runtime.flow_channel import FlowChannel
+from runtime.keepalive import KeepaliveTimers
 from runtime.nic_interface import DropCause, NicStats
 from runtime.pacing import Pacer
 from runtime.retransmission import RetransmissionTimers
@@ -27,6 +28,7 @@ class BridgeBase:
     stats: NicStats
     timers: RetransmissionTimers[FlowChannel]
     pacer: Pacer[FlowChannel]
+    keepalives: KeepaliveTimers[FlowChannel]
     _channels: dict[int, FlowChannel]
     _active: dict[FlowChannel, None]            # sent or were acked since take_active
     _pending_events: dict[FlowChannel, None]    # events owed (a full queue)
@@ -38,6 +40,7 @@ class BridgeBase:
     _send_timer: asyncio.TimerHandle | None
     _rto_tick: asyncio.TimerHandle | None
     _pacing_tick: asyncio.TimerHandle | None
+    _keepalive_tick: asyncio.TimerHandle | None
     _send_retry_armed: bool
 
     def _drop(self, cause: DropCause, message: NicHostMessage, why: str) -> None:

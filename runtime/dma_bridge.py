@@ -45,6 +45,7 @@ from runtime.dma_base import FlowErrorCallback, log
 from runtime.dma_rx import NicToHost
 from runtime.dma_tx import HostToNic
 from runtime.flow_channel import FlowChannel
+from runtime.keepalive import KeepaliveParams, KeepaliveTimers
 from runtime.nic_interface import DropCause, NicStats
 from runtime.pacing import Pacer, TokenBucket
 from runtime.retransmission import RetransmissionTimers, RtoConfig
@@ -66,6 +67,8 @@ class DmaBridge(NicToHost, HostToNic):
         self._rto_tick: asyncio.TimerHandle | None = None
         self.pacer: Pacer[FlowChannel] = Pacer(clock())
         self._pacing_tick: asyncio.TimerHandle | None = None
+        self.keepalives: KeepaliveTimers[FlowChannel] = KeepaliveTimers(clock())
+        self._keepalive_tick: asyncio.TimerHandle | None = None
         self._active: dict[FlowChannel, None] = {}  # sent or were acked since take_active
         self.stats = NicStats()
         self._on_flow_error = on_flow_error
@@ -90,10 +93,12 @@ class DmaBridge(NicToHost, HostToNic):
             return
         self._loop.remove_reader(self.link.fileno())
         self._loop.remove_writer(self.link.fileno())
-        for timer in (self._event_timer, self._send_timer, self._rto_tick, self._pacing_tick):
+        for timer in (self._event_timer, self._send_timer, self._rto_tick, self._pacing_tick,
+                      self._keepalive_tick):
             if timer is not None:
                 timer.cancel()
         self._event_timer = self._send_timer = self._rto_tick = self._pacing_tick = None
+        self._keepalive_tick = None
         self._send_retry_armed = False
         self._loop = None
 
@@ -115,6 +120,7 @@ class DmaBridge(NicToHost, HostToNic):
             self._send_backlog.pop(channel, None)
             self._active.pop(channel, None)
             self.timers.disarm(channel)
+            self.keepalives.forget(channel)
             self.pacer.forget(channel)
         return channel
 
@@ -132,6 +138,14 @@ class DmaBridge(NicToHost, HostToNic):
             channel.bucket = TokenBucket.for_rate(rate_bps, channel.mss, now)
         else:
             channel.bucket.retune(rate_bps, channel.mss, now)
+
+    def set_keepalive(self, flow_id: int, params: KeepaliveParams | None) -> None:
+        """Probe the peer of an idle flow (runtime.keepalive), or stop (None)."""
+        channel = self._channels.get(flow_id)
+        if channel is None:
+            return
+        self.keepalives.configure(channel, params, self.clock())
+        self._arm_keepalive_tick()
 
     def take_active(self) -> list[FlowChannel]:
         """Flows that sent or had data acknowledged since the last call (congestion control
@@ -189,6 +203,8 @@ class DmaBridge(NicToHost, HostToNic):
                                                  payload=payload))
 
     def _on_message(self, channel: FlowChannel, message: NicHostMessage) -> None:
+        if channel.keepalive is not None:
+            channel.keepalive.heard(self.clock())  # the peer sent something: it is alive
         try:
             if message.opcode == Opcode.RX_DATA:
                 self._rx_data(channel, message)

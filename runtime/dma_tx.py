@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from host_lib.rings import RingCorruptedError
 from nic_contract.nic_host_header import ChannelFlags, NicHostMessage, Opcode
-from runtime import pacing
+from runtime import keepalive, pacing
 from runtime.dma_base import BridgeBase, log
 from runtime.flow_channel import U32_MAX, FlowChannel
 from runtime.nic_interface import DropCause
@@ -118,13 +118,48 @@ class HostToNic(BridgeBase):
         (RFC 9293 3.8.6.1, as Linux probes). The peer discards it as old and answers with an
         ACK; a byte beyond its window would instead move our snd_nxt past what the peer
         accepts, and it would drop every later segment of ours as out of window."""
+        self._send_probe(channel)
+        self.timers.arm(channel, self.clock())
+        self._arm_rto_tick()
+
+    def _send_probe(self, channel: FlowChannel) -> None:
+        """One garbage byte at snd_una - 1: old to the peer, which answers with an ACK."""
         position = channel.tx_acked - 1
         message = NicHostMessage(Opcode.TX_DATA, channel.flow_id, channel.generation,
                                  ChannelFlags.PROBE, position & (channel.tx_ring.size - 1),
                                  payload=b"\0", aux=channel.stream_position(position))
         self._send(message, channel)
-        self.timers.arm(channel, self.clock())
-        self._arm_rto_tick()
+
+    def _arm_keepalive_tick(self) -> None:
+        if self._loop is None or self._keepalive_tick is not None or not len(self.keepalives):
+            return
+        self._keepalive_tick = self._loop.call_later(keepalive.TICK_SECONDS,
+                                                     self._on_keepalive_tick)
+
+    def _on_keepalive_tick(self) -> None:
+        self._keepalive_tick = None
+        self.check_keepalives(self.clock())
+        self._arm_keepalive_tick()
+
+    def check_keepalives(self, now: float) -> None:
+        """Probe every idle flow whose keepalive time came; reset those that never answered
+        (RFC 1122 4.2.3.6, runtime.keepalive)."""
+        for channel in self.keepalives.due(now):
+            try:
+                self._keepalive_due(channel, now)
+            except (RingCorruptedError, ValueError) as exc:
+                self._flow_error(channel, DropCause.RING_CORRUPTED, str(exc))
+
+    def _keepalive_due(self, channel: FlowChannel, now: float) -> None:
+        busy = channel.in_flight > 0 or channel.unsent > 0
+        verdict = self.keepalives.verdict(channel, now, busy)
+        if verdict is keepalive.Verdict.GIVE_UP:
+            probes = channel.keepalive.params.count if channel.keepalive else 0
+            self._flow_error(channel, DropCause.KEEPALIVE, f"{probes} keepalive probes unanswered")
+        elif verdict is keepalive.Verdict.PROBE:
+            channel.counters.keepalive_probes += 1
+            self.stats.recovery["keepalive_probes"] += 1
+            self._send_probe(channel)
 
     def _arm_rto_tick(self) -> None:
         if self._loop is None or self._rto_tick is not None or not len(self.timers):

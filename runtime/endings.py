@@ -54,6 +54,9 @@ class Endings(ConnectionControlBase):
         if cause == "timeout":
             self.stats.bump("data_timeouts")
             code, message = errno.ETIMEDOUT, "connection timed out: the peer acknowledged nothing"
+        elif cause == "keepalive_timeout":
+            self.stats.bump("keepalive_timeouts")
+            code, message = errno.ETIMEDOUT, "connection timed out: keepalive probes unanswered"
         else:
             self.stats.bump("data_path_errors")
             code, message = errno.EIO, f"data path error: {cause}"

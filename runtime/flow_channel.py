@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from host_lib.rings import ByteRing, EventQueue
+from runtime.keepalive import KeepaliveState
 from runtime.pacing import TokenBucket
 from runtime.retransmission import FlowTimer
 
@@ -34,6 +35,7 @@ class FlowCounters:
     fast_retransmits: int = 0
     timeouts: int = 0
     window_probes: int = 0
+    keepalive_probes: int = 0
 
 
 @dataclass(eq=False)
@@ -78,6 +80,7 @@ class FlowChannel:
     fin_sent: bool = field(init=False, default=False)   # our FIN went out after tx_high
     cwr_pending: bool = field(init=False, default=False)  # ECE seen: next new data sets CWR
     fin_acked: bool = field(init=False, default=False)  # ... and the peer acknowledged it
+    keepalive: KeepaliveState | None = field(init=False, default=None)  # None: off
 
     def __post_init__(self) -> None:
         if self.mss <= 0 or not 0 <= self.wscale <= MAX_WINDOW_SCALE or self.peer_window < 0:

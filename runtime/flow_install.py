@@ -107,6 +107,8 @@ class FlowInstaller:
         if self.rates is not None:
             self.rates.attach(flow, congestion.make(conn.congestion or self.config.congestion))
         conn.channel, conn.memory = channel, memory
+        if conn.keepalive is not None:
+            self.flows.nic.set_keepalive(channel.flow_id, conn.keepalive)
         return slot
 
     def detach(self, conn: Connection) -> None:

@@ -11,6 +11,7 @@ from typing import Callable, Protocol, runtime_checkable
 
 from nic_contract.nic_host_header import Opcode
 from runtime.flow_channel import FlowChannel
+from runtime.keepalive import KeepaliveParams
 
 
 class DropCause(Enum):
@@ -25,6 +26,7 @@ class DropCause(Enum):
     ACK_BEYOND_SENT = "ack_beyond_sent"      # TX_ACKED count > bytes in flight (clamped; a bug)
     RING_CORRUPTED = "ring_corrupted"        # the application scribbled on its rings or queue
     TIMEOUT = "timeout"                      # no progress for RtoConfig.give_up_s: peer gone
+    KEEPALIVE = "keepalive_timeout"          # keepalive probes went unanswered: peer gone
 
 
 @dataclass
@@ -38,7 +40,8 @@ class NicStats:
     events_deferred: int = 0  # pushes refused by a full queue (covered later)
     send_retries: int = 0     # frames the link could not take at once (sent again later)
     recovery: Counter[str] = field(default_factory=Counter)  # fast_retransmits, rto_timeouts,
-                                                             # window_probes, retransmitted_bytes
+                                                             # window_probes, retransmitted_bytes,
+                                                             # keepalive_probes
 
 
 @runtime_checkable
@@ -77,3 +80,6 @@ class NicInterface(Protocol):
 
     def take_active(self) -> list[FlowChannel]:
         """Flows that sent or had data acknowledged since the last call."""
+
+    def set_keepalive(self, flow_id: int, params: KeepaliveParams | None) -> None:
+        """Probe the peer of an idle flow (RFC 1122 4.2.3.6), or stop (None)."""

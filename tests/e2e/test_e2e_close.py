@@ -178,3 +178,84 @@ def test_graceful_close_is_a_fin_both_ways(stack: Stack) -> None:
     send_and_close(stack, port, data)
     assert json_result(sink, timeout=60) == sink_got(data)
     assert_fins_no_rst(wire.stop())
+
+
+# A Linux server that reads to EOF (our FIN, which it acknowledges) and then neither closes nor
+# sends for `hold` seconds: the p4tas side sits in FIN_WAIT_2. With `answer`, it then sends
+# that many bytes and closes; prints "eof <bytes read>" and, after the hold, what happened.
+LINUX_READ_THEN_HOLD = """
+import socket, sys, time
+host, port, hold, answer = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
+srv = socket.socket()
+srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind((host, port))
+srv.listen()
+print("listening", flush=True)
+srv.settimeout(30)
+conn, _ = srv.accept()
+conn.settimeout(30)
+total = 0
+while chunk := conn.recv(65536):
+    total += len(chunk)
+print("eof", total, flush=True)
+time.sleep(hold)
+try:
+    if answer:
+        conn.sendall(bytes(i % 251 for i in range(answer)))
+    conn.close()
+    print("closed", flush=True)
+except OSError as exc:
+    print(type(exc).__name__, flush=True)
+"""
+
+
+def test_a_closed_connection_stuck_in_fin_wait_2_is_released(stack: Stack) -> None:
+    """The peer acknowledges our FIN but never sends its own: once the application closed,
+    the connection (an orphan in FIN_WAIT_2) ends after --orphan-timeout, as Linux ends one
+    after tcp_fin_timeout, and everything it held is freed."""
+    port = 7107
+    before = stats(stack)
+    server = stack.linux(LINUX_READ_THEN_HOLD, stack.peer.peer_ip, str(port),
+                         str(ORPHAN_TIMEOUT_S * 4), "0")
+    assert server.stdout.readline().strip() == "listening"
+    wire = WireCapture(stack, port)
+    with host_lib.socket() as s:
+        s.settimeout(30)
+        s.connect((stack.peer.peer_ip, port))
+        s.sendall(b"f" * 5000)
+    assert server.stdout.readline().split() == ["eof", "5000"]
+    time.sleep(1.0)
+    held = stats(stack)
+    assert held["connections"] == before["connections"] + 1   # FIN_WAIT_2, orphaned
+    after = settled_stats(stack, timeout=ORPHAN_TIMEOUT_S + 5)
+    assert after["connections"] == 0 and after["flows_in_use"] == 0, after
+    assert after["local_ports_in_use"] == 0 and after["orphans_live"] == 0, after
+    assert after.get("orphans_reset", 0) == before.get("orphans_reset", 0) + 1
+    seen = wire.stop()
+    server.kill()
+    server.communicate()
+    assert seen["from_p4tas"].get("FIN") and seen["from_p4tas"].get("RST"), seen
+    assert not seen["to_p4tas"].get("FIN"), seen
+
+
+def test_a_half_closed_connection_never_times_out(stack: Stack) -> None:
+    """shutdown(SHUT_WR) with the application still reading: FIN_WAIT_2 lasts as long as the
+    peer likes (no orphan timeout), and its late data and FIN arrive intact."""
+    port = 7108
+    answer = 200_000
+    server = stack.linux(LINUX_READ_THEN_HOLD, stack.peer.peer_ip, str(port),
+                         str(ORPHAN_TIMEOUT_S * 2), str(answer))
+    assert server.stdout.readline().strip() == "listening"
+    wire = WireCapture(stack, port)
+    with host_lib.socket() as s:
+        s.settimeout(ORPHAN_TIMEOUT_S * 2 + 30)
+        s.connect((stack.peer.peer_ip, port))
+        s.sendall(b"h" * 5000)
+        s.shutdown(host_lib.SHUT_WR)
+        got = bytearray()
+        while chunk := s.recv(65536):
+            got += chunk
+    out, err = server.communicate(timeout=30)
+    assert out.split()[-1] == "closed", (out, err)
+    assert bytes(got) == bytes(i % 251 for i in range(answer))
+    assert_fins_no_rst(wire.stop())

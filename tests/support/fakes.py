@@ -99,6 +99,9 @@ class FakeNic:
         active, self.active = self.active, []
         return active
 
+    def set_keepalive(self, flow_id: int, params) -> None:
+        self.calls.append(("keepalive", flow_id, params))
+
     def called(self, name: str) -> list[tuple]:
         return [c for c in self.calls if c[0] == name]
 

@@ -25,6 +25,8 @@ SAMPLES: list[cp.Message] = [
                local_port=40000, timeout_s=30.0),
     cp.Close(req_id=6, conn_id=12),
     cp.Shutdown(req_id=7, conn_id=12, how="wr"),
+    cp.SetKeepalive(req_id=13, conn_id=12, enabled=True, idle_s=1, interval_s=32767, count=127),
+    cp.SetKeepalive(req_id=14, conn_id=12, enabled=False),
     cp.CloseListener(req_id=8, listener_id=3),
     cp.GetStats(req_id=9),
     cp.Hello(version=cp.PROTOCOL_VERSION, app_name="p4tas-flows", pid=4243, monitor=True),
@@ -93,7 +95,7 @@ def test_wire_form_is_the_documented_one() -> None:
 
 def test_directions() -> None:
     client = {cp.Hello, cp.Bye, cp.CreateContext, cp.Listen, cp.Connect, cp.Close, cp.Shutdown,
-              cp.CloseListener, cp.GetStats, cp.Accept, cp.Kick, cp.ListFlows}
+              cp.CloseListener, cp.GetStats, cp.Accept, cp.Kick, cp.ListFlows, cp.SetKeepalive}
     for cls in cp.MESSAGE_TYPES.values():
         assert issubclass(cls, cp.ClientMessage) == (cls in client), cls
         assert issubclass(cls, cp.ServerMessage) == (cls not in client), cls
