@@ -15,6 +15,7 @@ from runtime.flow_install import FlowInstaller
 from runtime.isn import IsnGenerator
 from runtime.local_ports import LocalPortAllocator
 from runtime.nic_interface import NicInterface
+from runtime.ip_reassembly import Reassembler
 from runtime.orphans import Orphans
 from runtime.segment_sender import SegmentSender
 from runtime.syn_cookies import SynCookies
@@ -34,6 +35,7 @@ class ConnectionControlBase:
     arp: ArpCache
     stats: Stats
     orphans: Orphans
+    reassembly: Reassembler      # IPv4 fragments the fast path punted (runtime.ip_reassembly)
     window_shift: int            # our window scale (the RX ring's size needs it)
     isns: IsnGenerator           # RFC 6528 initial sequence numbers
     cookies: SynCookies          # RFC 4987 SYN cookies for listeners whose backlog is full
@@ -41,6 +43,7 @@ class ConnectionControlBase:
     events: AppEvents
     installer: FlowInstaller
     _switch_tasks: set[asyncio.Task]
+    _reassembly_timer: asyncio.TimerHandle | None
 
     def _sync_sequences(self, conn: Connection) -> None:
         """Our and the peer's next sequence numbers, from where the data path has got to."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+from dataclasses import replace
 
 from host_lib import control_protocol as cp
 from nic_contract.constants import PacketInReason
@@ -24,6 +25,7 @@ from runtime.flow_channel import FlowChannel
 from runtime.flow_install import FlowInstaller
 from runtime.flow_registry import FlowRegistry
 from runtime.handshake import Handshake
+from runtime.ip_reassembly import Reassembler, is_fragment
 from runtime.isn import IsnGenerator
 from runtime.keepalive import KeepaliveParams
 from runtime.local_ports import LocalPortAllocator
@@ -42,6 +44,8 @@ log = logging.getLogger(__name__)
 
 TCP_REASONS = {PacketInReason.SYN, PacketInReason.SYN_ACK, PacketInReason.FIN,
                PacketInReason.RST, PacketInReason.UNKNOWN_FLOW}
+# A fragment with IPv4 options is punted for its options (the fast path checks them first).
+FRAGMENT_REASONS = {PacketInReason.IPV4_FRAGMENT, PacketInReason.IPV4_OPTIONS}
 
 
 class ConnectionControl(Handshake, Teardown, Endings, Reinjection):
@@ -66,6 +70,8 @@ class ConnectionControl(Handshake, Teardown, Endings, Reinjection):
         self.arp = ArpCache()
         self.arp_responder = ArpResponder({i.ip: i.mac for i in config.interfaces}, self.arp)
         self.orphans = Orphans(self.tcp, self._reset_orphan)
+        self.reassembly = Reassembler()
+        self._reassembly_timer: asyncio.TimerHandle | None = None
         self.window_shift = window_shift_for(self.tcp.rx_ring_size)
         self.isns = IsnGenerator()
         self.cookies = SynCookies()
@@ -132,7 +138,13 @@ class ConnectionControl(Handshake, Teardown, Endings, Reinjection):
             if reply is not None:
                 self.datapath.send(reply, pin.ingress_port)
             return
-        if pin.reason not in TCP_REASONS and pin.reason not in NORMALIZABLE:
+        reassembled = pin.reason in FRAGMENT_REASONS and is_fragment(pin.frame)
+        if reassembled:
+            frame = self._reassemble(pin.frame)
+            if frame is None:
+                return   # more fragments to come (or dropped and counted)
+            pin = replace(pin, frame=frame)
+        elif pin.reason not in TCP_REASONS and pin.reason not in NORMALIZABLE:
             log.debug("ignoring %s packet from port %d", pin.reason_name, pin.ingress_port)
             return
         try:
@@ -145,7 +157,7 @@ class ConnectionControl(Handshake, Teardown, Endings, Reinjection):
         if iface is None or seg.dst_ip != iface.ip:
             self.stats.bump("not_for_us")
             return
-        if pin.reason in NORMALIZABLE:
+        if pin.reason in NORMALIZABLE or reassembled:
             if not checksums_ok(pin.frame):
                 # The fast path punts these before it checks sums: nothing corrupt goes on.
                 self.stats.bump("bad_checksums")
@@ -268,6 +280,10 @@ class ConnectionControl(Handshake, Teardown, Endings, Reinjection):
             flows_in_use=self.installer.flow_ids.in_use, orphans_live=len(self.orphans),
             local_ports_in_use=sum(self.ports.in_use(i.ip) for i in self.config.interfaces),
             local_ports_quarantined=self.ports.quarantined)
+        counters.update({f"ipfrag_{name}": count
+                         for name, count in self.reassembly.counters.items()},
+                        ipfrag_in_progress=len(self.reassembly),
+                        ipfrag_held_bytes=self.reassembly.held_bytes)
         if self.nic is not None:
             counters.update(self.nic.stats.recovery)
         if self.rates is not None:

@@ -7,8 +7,13 @@ the rest), only the timestamps option — and hands it back to the fast path (re
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from nic_contract.constants import PacketInReason
 from runtime.tcp_segments import TcpFlags, TcpOptions, TcpSegment, build_segment
+from runtime.tcp_seq import seq_add
+
+TS_OPTION_BYTES = 12   # the timestamps option as Linux lays it out (NOP, NOP, kind 8)
 
 NORMALIZABLE = frozenset({PacketInReason.IPV4_OPTIONS, PacketInReason.TCP_FLAGS,
                           PacketInReason.TCP_OPTIONS})
@@ -22,6 +27,21 @@ def normalizable(seg: TcpSegment) -> bool:
     are the slow path's own business)."""
     return bool(seg.flags & TcpFlags.ACK) and not seg.flags & (
         TcpFlags.SYN | TcpFlags.FIN | TcpFlags.RST)
+
+
+def split_to_mss(seg: TcpSegment, mss: int) -> list[TcpSegment]:
+    """The segment as segments of at most `mss` bytes of payload and options, as a sender
+    with that MSS would have sent it (a reassembled datagram may be larger); PSH on the last."""
+    size = mss - (TS_OPTION_BYTES if seg.options.timestamps is not None else 0)
+    if len(seg.payload) <= size:
+        return [seg]
+    pieces = []
+    for start in range(0, len(seg.payload), size):
+        last = start + size >= len(seg.payload)
+        pieces.append(replace(seg, seq=seq_add(seg.seq, start),
+                              payload=seg.payload[start:start + size],
+                              flags=seg.flags if last else seg.flags & ~TcpFlags.PSH))
+    return pieces
 
 
 def normalized_frame(seg: TcpSegment) -> bytes:

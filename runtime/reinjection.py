@@ -11,7 +11,7 @@ from nic_contract.flow_entries import FlowTuple
 from runtime.config import Interface
 from runtime.connection_base import ConnectionControlBase
 from runtime.connections import Connection
-from runtime.normalize import normalizable, normalized_frame
+from runtime.normalize import normalizable, normalized_frame, split_to_mss
 from runtime.tcp_segments import TcpSegment
 from runtime.tcp_seq import SEQ_MOD, seq_add, seq_in_window
 
@@ -44,6 +44,30 @@ class Reinjection(ConnectionControlBase):
         self._reinject_now(conn, seg)
         return True
 
+    def _reassemble(self, frame: bytes) -> bytes | None:
+        """An IPv4 fragment the fast path punted: the whole datagram's frame once complete
+        (runtime.ip_reassembly); the datagrams left incomplete expire on a timer."""
+        self.stats.bump("ip_fragments")
+        whole = self.reassembly.add(frame, time.monotonic())
+        self._arm_reassembly_timer()
+        return whole
+
+    def _arm_reassembly_timer(self) -> None:
+        deadline = self.reassembly.next_deadline()
+        if deadline is None or self._reassembly_timer is not None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return   # no loop (a test feeding packets): expiry comes with the next fragment
+        delay = max(0.0, deadline - time.monotonic()) + 0.01
+        self._reassembly_timer = loop.call_later(delay, self._on_reassembly_timer)
+
+    def _on_reassembly_timer(self) -> None:
+        self._reassembly_timer = None
+        self.reassembly.expire(time.monotonic())
+        self._arm_reassembly_timer()
+
     def _raced_the_install(self, conn: Connection) -> bool:
         """Whether an unknown-flow segment of an installed flow can only have raced the
         installation: shortly after it, and not too many (a switch that lost the entries
@@ -58,9 +82,12 @@ class Reinjection(ConnectionControlBase):
     def _reinject_now(self, conn: Connection, seg: TcpSegment) -> None:
         """Hand one segment to the fast path, which has its flow; its data is ACKed as it
         lands, or (old or out of order) after a moment."""
-        self.stats.bump("segments_reinjected")
         conn.reinjected_ce |= seg.tos & ECN_FIELD == ECN_CE
-        self.datapath.reinject(normalized_frame(seg), conn.interface.port)
+        # A reassembled datagram may carry more than the fast path delivers at once.
+        pieces = split_to_mss(seg, self.tcp.mss)
+        self.stats.bump("segments_reinjected", len(pieces))
+        for piece in pieces:
+            self.datapath.reinject(normalized_frame(piece), conn.interface.port)
         if seg.payload:
             if conn.reinjected_until is None:  # one fallback ACK for a burst, not one each
                 asyncio.get_running_loop().call_later(REINJECT_ACK_S, self._ack_reinjected,
