@@ -22,7 +22,8 @@ import time
 import pytest
 
 import host_lib
-from tests.support.e2e_helpers import (CONTROL_SOCKET_ENV, MIB, PORT, WireCapture, assert_fins_no_rst,
+from tests.support.e2e_helpers import (CONTROL_SOCKET_ENV, MIB, PORT, WireCapture, accept_one,
+                               assert_fins_no_rst,
                                host_lib_stack, json_result, linux_sink, p4tas_listener,
                                send_and_close, settled_stats, sink_got, stats)
 from tests.support.stack import REPO, Stack
@@ -186,15 +187,7 @@ def test_graceful_close_is_a_fin_both_ways(stack: Stack) -> None:
 LINUX_READ_THEN_HOLD = """
 import socket, sys, time
 host, port, hold, answer = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
-srv = socket.socket()
-srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-srv.bind((host, port))
-srv.listen()
-print("listening", flush=True)
-srv.settimeout(30)
-conn, _ = srv.accept()
-conn.settimeout(30)
-total = 0
+""" + accept_one(30) + """total = 0
 while chunk := conn.recv(65536):
     total += len(chunk)
 print("eof", total, flush=True)

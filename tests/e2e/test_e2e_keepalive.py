@@ -23,49 +23,28 @@ import pytest
 import host_lib
 from bmv2_env.impairments import clear_loss, nft_available, set_silence
 from bmv2_env.peers import popen_in
-from tests.support.e2e_helpers import (LINUX_ECHO_SERVER, Worker, expect_line, host_lib_stack,
-                                       json_result, p4tas_listener, recv_exactly, sha, stats,
-                                       tell)
+from tests.support.e2e_helpers import (CAPTURE_LOOP, CAPTURE_SETUP, LINUX_ECHO_SERVER, Worker,
+                                       accept_one, expect_line, host_lib_stack, json_result,
+                                       p4tas_listener, recv_exactly, sha, stats, tell)
 from tests.support.stack import Stack
 
 PORT_ANSWERED, PORT_SILENT, PORT_REVERSE = 7311, 7312, 7313
 IDLE_S, INTERVAL_S, COUNT = 1, 1, 3
 CHUNK = 256 * 1024
 
-# Runs in the peer's namespace: records every TCP segment of `port` on the peer's veth (both
-# directions) with its time, until told "stop"; prints them as one JSON list of
-# [t, side, flags, seq, ack, payload length], side "out" (from p4tas) or "in" (to p4tas).
-SEGMENT_LOG = """
-import json, select, socket, struct, sys, time
-ifname, p4tas_ip, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
-s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))
-s.bind((ifname, 0))
-s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 << 20)
-print("capturing", flush=True)
+# Every TCP segment of `port` on the peer's veth with its time: a JSON list of
+# [t, side, flags, seq, ack, payload length].
+SEGMENT_LOG = CAPTURE_SETUP + """
 log = []
-while True:
-    ready, _, _ = select.select([s, sys.stdin], [], [], 1.0)
-    if sys.stdin in ready:
-        sys.stdin.readline()
-        break
-    if s not in ready:
-        continue
-    frame = s.recv(65536)
-    if frame[12:14] != bytes((8, 0)):
-        continue
-    ip = frame[14:]
-    if len(ip) < 40 or ip[9] != 6:
-        continue
-    ihl = (ip[0] & 15) * 4
+def seen(side, ip, ihl):
     total = struct.unpack("!H", ip[2:4])[0]
-    sport, dport, seq, ack = struct.unpack("!HHII", ip[ihl:ihl + 12])
-    if port not in (sport, dport):
-        continue
+    seq, ack = struct.unpack("!II", ip[ihl + 4:ihl + 12])
     doff = (ip[ihl + 12] >> 4) * 4
-    side = "out" if socket.inet_ntoa(ip[12:16]) == p4tas_ip else "in"
     log.append([time.monotonic(), side, ip[ihl + 13], seq, ack, total - ihl - doff])
-print(json.dumps(log), flush=True)
-"""
+def report():
+    return log
+""" + CAPTURE_LOOP
+OUT, IN = "from_p4tas", "to_p4tas"
 
 SYN, RST, FIN = 0x02, 0x04, 0x01
 
@@ -106,7 +85,7 @@ def probes(log: list[list], side: str) -> list[list]:
 
 def answered(log: list[list], probe: list, within: float = 0.5) -> bool:
     """Whether the other side sent a segment within `within` seconds after the probe."""
-    other = "in" if probe[1] == "out" else "out"
+    other = IN if probe[1] == OUT else OUT
     return any(seg[1] == other and 0 <= seg[0] - probe[0] <= within for seg in log)
 
 
@@ -150,14 +129,14 @@ def test_idle_peer_is_probed_answers_and_the_connection_lives_on(stack: Stack) -
         assert s.recv(1) == b""
     assert finish_line(server) == f"echoed {2 * CHUNK}"
     log = wire.stop()
-    ours = probes(log, "out")
+    ours = probes(log, OUT)
     assert 3 <= len(ours) <= 6, ours
     assert all(answered(log, p) for p in ours), (ours, log[-20:])
     # Answered probes come one idle time apart (Linux: the idle time restarts with the answer).
     assert all(0.7 * IDLE_S <= g <= 1.6 * IDLE_S for g in gaps(ours)), gaps(ours)
     assert not any(seg[2] & RST for seg in log)
-    assert any(seg[2] & FIN for seg in log if seg[1] == "out")
-    assert any(seg[2] & FIN for seg in log if seg[1] == "in")
+    assert any(seg[2] & FIN for seg in log if seg[1] == OUT)
+    assert any(seg[2] & FIN for seg in log if seg[1] == IN)
     assert stats(stack).get("keepalive_probes", 0) - before >= len(ours)
 
 
@@ -171,14 +150,7 @@ def finish_line(proc: subprocess.Popen) -> str:
 LINUX_HOLD = """
 import socket, sys, time
 host, port = sys.argv[1], int(sys.argv[2])
-srv = socket.socket()
-srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-srv.bind((host, port))
-srv.listen()
-print("listening", flush=True)
-srv.settimeout(20)
-conn, _ = srv.accept()
-conn.sendall(conn.recv(100))
+""" + accept_one(20) + """conn.sendall(conn.recv(100))
 time.sleep(30)
 """
 
@@ -207,10 +179,10 @@ def test_silent_peer_is_reset_after_keepcnt_probes_with_etimedout(stack: Stack) 
         clear_loss(stack.peer)
         server.kill()
         server.communicate()
-    ours = probes(log, "out")
+    ours = probes(log, OUT)
     assert len(ours) == COUNT, ours
     assert all(0.7 * INTERVAL_S <= g <= 1.6 * INTERVAL_S for g in gaps(ours)), gaps(ours)
-    resets = [seg for seg in log if seg[1] == "out" and seg[2] & RST]
+    resets = [seg for seg in log if seg[1] == OUT and seg[2] & RST]
     assert resets and resets[0][0] > ours[-1][0], log[-10:]
     assert stats(stack).get("keepalive_timeouts", 0) >= 1
 
@@ -265,7 +237,7 @@ def test_linux_keepalive_probes_are_answered(stack: Stack) -> None:
     finally:
         listener.close()
     log = wire.stop()
-    theirs = probes(log, "in")
+    theirs = probes(log, IN)
     assert len(theirs) >= 3, theirs
     assert all(answered(log, p) for p in theirs), theirs
     assert not any(seg[2] & RST for seg in log)

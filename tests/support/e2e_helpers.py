@@ -371,21 +371,21 @@ def host_lib_stack(tmp_path_factory, runtime_args: list[str]):
 
 # ============================================================================= wire capture
 
-# Runs in the peer's namespace: an AF_PACKET socket on the peer's veth records the flags of
-# every TCP segment to or from `port` (either side) until told "stop" on stdin, then prints one
-# JSON object: {"from_p4tas": {...}, "to_p4tas": {...}} counting segments, SYN, FIN, RST, ECE,
-# CWR, SYN_ECE (ECN-setup SYNs) and the ECN codepoints ECT and CE.
-WIRE_CAPTURE = """
-import json, select, socket, struct, sys
+# Capture scripts run in the peer's namespace: an AF_PACKET socket on the peer's veth sees
+# every TCP segment to or from `port` (either side) until told "stop" on stdin.
+CAPTURE_SETUP = """
+import json, select, socket, struct, sys, time
 ifname, p4tas_ip, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+"""
+# The capture loop: calls seen(side, ip, ihl) for each TCP segment of `port` (side
+# "from_p4tas" or "to_p4tas", ip the IPv4 packet) until "stop" on stdin, then prints
+# report() as JSON. A script is CAPTURE_SETUP + its own seen() and report() + CAPTURE_LOOP.
+CAPTURE_LOOP = """
 # ETH_P_ALL: outgoing frames reach only the taps of every protocol, not an ETH_P_IP socket.
 s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))
 s.bind((ifname, 0))
 s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 << 20)
 print("capturing", flush=True)
-counts = {"from_p4tas": {}, "to_p4tas": {}}
-def bump(side, name):
-    counts[side][name] = counts[side].get(name, 0) + 1
 while True:
     ready, _, _ = select.select([s, sys.stdin], [], [], 1.0)
     if sys.stdin in ready:
@@ -400,11 +400,20 @@ while True:
     if len(ip) < 40 or ip[9] != 6:
         continue
     ihl = (ip[0] & 15) * 4
-    src, dst = socket.inet_ntoa(ip[12:16]), socket.inet_ntoa(ip[16:20])
     sport, dport = struct.unpack("!HH", ip[ihl:ihl + 4])
     if port not in (sport, dport):
         continue
-    side = "from_p4tas" if src == p4tas_ip else "to_p4tas"
+    seen("from_p4tas" if socket.inet_ntoa(ip[12:16]) == p4tas_ip else "to_p4tas", ip, ihl)
+print(json.dumps(report()), flush=True)
+"""
+
+# Counts, per direction, TCP segments, SYN, FIN, RST, ECE, CWR, SYN_ECE (ECN-setup SYNs) and
+# the ECN codepoints ECT and CE: {"from_p4tas": {...}, "to_p4tas": {...}}.
+WIRE_CAPTURE = CAPTURE_SETUP + """
+counts = {"from_p4tas": {}, "to_p4tas": {}}
+def bump(side, name):
+    counts[side][name] = counts[side].get(name, 0) + 1
+def seen(side, ip, ihl):
     flags = ip[ihl + 13]
     bump(side, "segments")
     for bit, name in ((0x02, "SYN"), (0x01, "FIN"), (0x04, "RST"), (0x40, "ECE"),
@@ -418,8 +427,9 @@ while True:
         bump(side, "ECT")
     elif codepoint == 3:
         bump(side, "CE")
-print(json.dumps(counts), flush=True)
-"""
+def report():
+    return counts
+""" + CAPTURE_LOOP
 
 
 class WireCapture:

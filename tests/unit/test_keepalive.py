@@ -34,6 +34,12 @@ class Flow:
     keepalive: KeepaliveState | None = None
 
 
+def configured() -> tuple[KeepaliveTimers[Flow], Flow]:
+    """Timers with one flow whose keepalive (PARAMS) started at 0."""
+    timers, flow = configured()
+    return timers, flow
+
+
 def run_until(timers: KeepaliveTimers, flow: Flow, start: float, end: float,
               busy: bool = False) -> list[tuple[float, Verdict]]:
     """Advance in 0.1 s steps; the verdicts that were not WAIT, with their times."""
@@ -49,9 +55,7 @@ def run_until(timers: KeepaliveTimers, flow: Flow, start: float, end: float,
 
 
 def test_an_idle_silent_peer_is_probed_every_interval_then_given_up() -> None:
-    timers: KeepaliveTimers[Flow] = KeepaliveTimers(0.0)
-    flow = Flow()
-    timers.configure(flow, PARAMS, 0.0)
+    timers, flow = configured()
     got = run_until(timers, flow, 0.0, 20.0)
     assert [v for _, v in got] == [Verdict.PROBE] * 3 + [Verdict.GIVE_UP]
     times = [t for t, _ in got]
@@ -60,9 +64,7 @@ def test_an_idle_silent_peer_is_probed_every_interval_then_given_up() -> None:
 
 
 def test_an_answered_probe_restarts_the_idle_time() -> None:
-    timers: KeepaliveTimers[Flow] = KeepaliveTimers(0.0)
-    flow = Flow()
-    timers.configure(flow, PARAMS, 0.0)
+    timers, flow = configured()
     assert run_until(timers, flow, 0.0, 10.1) == [(pytest.approx(10.0, abs=0.15), Verdict.PROBE)]
     flow.keepalive.heard(10.2)          # the peer's ACK
     assert flow.keepalive.probes_out == 0
@@ -71,9 +73,7 @@ def test_an_answered_probe_restarts_the_idle_time() -> None:
 
 
 def test_traffic_defers_the_first_probe_without_rescheduling_per_segment() -> None:
-    timers: KeepaliveTimers[Flow] = KeepaliveTimers(0.0)
-    flow = Flow()
-    timers.configure(flow, PARAMS, 0.0)
+    timers, flow = configured()
     for t in range(1, 16):
         flow.keepalive.heard(float(t))  # a segment a second, no timer work
     got = run_until(timers, flow, 0.0, 30.0)
@@ -81,9 +81,7 @@ def test_traffic_defers_the_first_probe_without_rescheduling_per_segment() -> No
 
 
 def test_no_probe_while_data_is_in_flight() -> None:
-    timers: KeepaliveTimers[Flow] = KeepaliveTimers(0.0)
-    flow = Flow()
-    timers.configure(flow, PARAMS, 0.0)
+    timers, flow = configured()
     assert run_until(timers, flow, 0.0, 50.0, busy=True) == []
 
 
