@@ -36,7 +36,9 @@ class Flow:
 
 def configured() -> tuple[KeepaliveTimers[Flow], Flow]:
     """Timers with one flow whose keepalive (PARAMS) started at 0."""
-    timers, flow = configured()
+    timers: KeepaliveTimers[Flow] = KeepaliveTimers(0.0)
+    flow = Flow()
+    timers.configure(flow, PARAMS, 0.0)
     return timers, flow
 
 
