@@ -33,6 +33,8 @@ if str(BENCH) not in sys.path:
 
 from bench_conn import (Variant, run_clients, start_server,  # noqa: E402
                         stop_server)
+from nic_contract.p4rt.client import P4RuntimeClient  # noqa: E402
+from nic_contract.p4rt.errors import P4RuntimeError  # noqa: E402
 from transfer_workloads import Bulk, bulk  # noqa: E402
 from benchlib import (READY_TIMEOUT, REPO, BenchError, LinuxPair, P4tasSide,  # noqa: E402
                       _int_range, _last_json, _readline, _stop, cleanup_steps, describe_target,
@@ -110,8 +112,25 @@ def bench_p4tas(args: argparse.Namespace, side: P4tasSide) -> tuple[Phase, Phase
                       (["p4tas", peer.peer_ip, BULK_PORT], None, info.control_socket))
     calm, flooded, flood = under_flood(setup, args)
     counts = stop_server(server, "p4tas server")
+    counts.setdefault("runtime", {})["fast_path_syncookies_sent"] = fast_path_cookies(
+        result.record.grpc_addr)
     side.cleanup()
     return calm, flooded, flood, counts
+
+
+def fast_path_cookies(grpc_addr: str) -> int | None:
+    """SYN-ACKs with a cookie the fast path sent (syn_cookie.p4's counter), read as an
+    observer that leaves the runtime primary."""
+    client = P4RuntimeClient(grpc_addr)
+    try:
+        client.connect(primary=False)
+        client.fetch_p4info()
+        return client.read_counter("syn_cookies_sent", 0)[0]
+    except P4RuntimeError as exc:
+        print(f"  (fast path's cookie counter not read: {exc})", flush=True)
+        return None
+    finally:
+        client.close()
 
 
 def bench_linux(args: argparse.Namespace, pair: LinuxPair) -> tuple[Phase, Phase, dict]:

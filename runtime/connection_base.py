@@ -18,6 +18,7 @@ from runtime.nic_interface import NicInterface
 from runtime.ip_reassembly import Reassembler
 from runtime.orphans import Orphans
 from runtime.segment_sender import SegmentSender
+from runtime.cookie_listeners import CookieListeners
 from runtime.syn_cookies import SynCookies
 from runtime.slow_path_stats import Stats
 from runtime.tcp_seq import seq_add
@@ -39,6 +40,7 @@ class ConnectionControlBase:
     window_shift: int            # our window scale (the RX ring's size needs it)
     isns: IsnGenerator           # RFC 6528 initial sequence numbers
     cookies: SynCookies          # RFC 4987 SYN cookies for listeners whose backlog is full
+    cookie_listeners: CookieListeners   # ... and the fast path's, beyond its SYN punt budget
     sender: SegmentSender
     events: AppEvents
     installer: FlowInstaller

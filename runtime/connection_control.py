@@ -33,10 +33,11 @@ from runtime.normalize import NORMALIZABLE
 from runtime.orphans import Orphans
 from runtime.reinjection import Reinjection
 from runtime.segment_sender import SegmentSender
+from runtime.cookie_listeners import CookieListeners
 from runtime.syn_cookies import SynCookies
 from runtime.slow_path_stats import Stats
 from runtime.tcp_segments import SegmentError, TcpFlags, TcpSegment, checksums_ok, parse_segment
-from runtime.tcp_seq import seq_add, window_shift_for
+from runtime.tcp_seq import MAX_UNSCALED_WINDOW, seq_add, window_shift_for
 from runtime.teardown import Teardown
 from runtime.tcp_state import Event, IllegalTransition, State
 
@@ -75,6 +76,9 @@ class ConnectionControl(Handshake, Teardown, Endings, Reinjection):
         self.window_shift = window_shift_for(self.tcp.rx_ring_size)
         self.isns = IsnGenerator()
         self.cookies = SynCookies()
+        self.cookie_listeners = CookieListeners(
+            p4info, datapath, self.cookies, self.tcp.mss,
+            min(self.tcp.rx_ring_size, MAX_UNSCALED_WINDOW), self.stats)
         self._switch_tasks: set[asyncio.Task] = set()
 
     # ---------------------------------------------------------------- fault containment

@@ -44,7 +44,7 @@ def connect_switch(config: RuntimeConfig) -> P4RuntimeClient:
     try:
         client.connect()
         pushed = install(client, [i.port for i in config.interfaces], files)
-        limit_punts(client, config.punt_rate_pps)
+        limit_punts(client, config.punt_rate_pps, config.syn_punt_rate_pps)
         limit_meter(client, "challenge_ack_rate", [0], config.challenge_ack_pps)
         stale = remove_stale_flows(client)
     except P4RuntimeError as exc:
@@ -59,9 +59,12 @@ PUNT_BURST_S = 0.1   # a meter lets this much of a second's rate through at once
 MIN_PUNT_BURST = 64
 
 
-def limit_punts(client: P4RuntimeClient, pps: int) -> None:
-    """Configure the fast path's punt_rate meter: `pps` PacketIns per second per reason."""
-    limit_meter(client, "punt_rate", list(PacketInReason), pps)
+def limit_punts(client: P4RuntimeClient, pps: int, syn_pps: int) -> None:
+    """Configure the fast path's punt_rate meter: `pps` PacketIns per second per reason, and
+    `syn_pps` for SYNs."""
+    limit_meter(client, "punt_rate", [r for r in PacketInReason if r is not PacketInReason.SYN],
+                pps)
+    limit_meter(client, "punt_rate", [PacketInReason.SYN], syn_pps)
 
 
 def limit_meter(client: P4RuntimeClient, meter: str, indexes: list[int], pps: int) -> None:
@@ -229,6 +232,11 @@ def parse_args(argv: list[str] | None = None) -> tuple[RuntimeConfig, str]:
                         help="PacketIns per second and reason the fast path lets through to "
                              "the slow path; a flood beyond is dropped there (0: unlimited; "
                              "default %(default)s)")
+    parser.add_argument("--syn-punt-rate", type=int, default=RuntimeConfig.syn_punt_rate_pps,
+                        metavar="PPS",
+                        help="SYNs per second the slow path answers (full options); beyond "
+                             "it the fast path answers SYNs to our listeners with SYN cookies "
+                             "(0: unlimited; default %(default)s)")
     parser.add_argument("--challenge-ack-rate", type=int,
                         default=RuntimeConfig.challenge_ack_pps, metavar="PPS",
                         help="challenge ACKs per second (RFC 5961 7) from the fast path and "
@@ -281,7 +289,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[RuntimeConfig, str]:
         tcp=tcp, host_interface=args.host_interface, rto=rto, congestion=args.congestion,
         control=control, metrics_port=args.metrics_port, ecn=args.ecn == "on",
         allowed_congestion=allowed, control_group=args.control_group,
-        punt_rate_pps=args.punt_rate, challenge_ack_pps=args.challenge_ack_rate)
+        punt_rate_pps=args.punt_rate, syn_punt_rate_pps=args.syn_punt_rate,
+        challenge_ack_pps=args.challenge_ack_rate)
     return config, args.log_level
 
 

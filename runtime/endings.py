@@ -99,7 +99,11 @@ class Endings(ConnectionControlBase):
         self.events.tell_closed(conn)  # an application that closed it waits for this
 
     async def shutdown_all(self) -> None:
-        """Daemon stop: reset every connection and remove every flow it installed."""
+        """Daemon stop: reset every connection and remove every flow and listener entry it
+        installed."""
+        self.cookie_listeners.close()
+        for listener in list(self.table.listeners.values()):
+            self.close_listener(listener)
         for conn in list(self.table.by_id.values()):
             if conn.state is not State.CLOSED:
                 self.events.tell(conn, cp.ConnectionReset(ctx_id=ctx_of(conn), conn_id=conn.conn_id,

@@ -257,6 +257,7 @@ class Handshake(ConnectionControlBase):
         listener = Listener(self.table.next_id(), ip, port, backlog, owner,
                             congestion=congestion)
         self.table.add_listener(listener)
+        self.cookie_listeners.add(addresses, port)
         return listener
 
     def accept(self, conn: Connection) -> None:
@@ -267,6 +268,7 @@ class Handshake(ConnectionControlBase):
     def close_listener(self, listener: Listener) -> None:
         self.table.remove_listener(listener)
         addresses = [listener.ip] if listener.ip else [i.ip for i in self.config.interfaces]
+        self.cookie_listeners.remove(addresses, listener.port)
         for addr in addresses:
             self.ports.release(addr, listener.port)
         for conn in [c for c in self.table.by_id.values()

@@ -39,6 +39,12 @@ const bit<4> TCP_DATA_OFFSET_PLAIN = 5;
 const bit<4> TCP_DATA_OFFSET_TS = 8;
 /* Linux's option layout on data and ACK segments: NOP, NOP, kind 8 (timestamps), length 10. */
 const bit<32> TCP_TS_OPT_PREFIX = 0x0101080A;
+/* A SYN's maximum segment size option, when it comes first (as every stack sends it). */
+const bit<16> TCP_MSS_OPT_PREFIX = 0x0204;
+const bit<8> TCP_OPT_MSS = 2;
+const bit<8> TCP_OPT_MSS_LEN = 4;
+const bit<16> TCP_MSS_OPT_BYTES = 4;
+const bit<4> TCP_DATA_OFFSET_MSS = 6;
 
 /* ---- TCP flags (the 8 bits after the reserved bits) ------------------------------------ */
 const bit<8> TCP_FIN = 0x01;
@@ -66,6 +72,20 @@ const bit<8> DUPACK_THRESHOLD = 3;
 /* Our TSval ticks in 16 us units (ingress timestamp >> 4): fine enough for datacenter RTT
  * samples, and 2^31 ticks (9.5 h) before PAWS could see a wrap. */
 #define TS_TICK_SHIFT 4
+/* ---- SYN cookies (syn_cookie.p4; nic_contract/syn_cookie.py is the same format) ---------
+ * Cookie: [31:27] epoch mod 32, [26:25] the peer's MSS as an index into this table (rounded
+ * down; RFC 9293's default when the SYN names none), [24:0] HalfSipHash-2-4 of the
+ * connection and the epoch. */
+const bit<16> COOKIE_MSS_0 = 536;
+const bit<16> COOKIE_MSS_1 = 1300;
+const bit<16> COOKIE_MSS_2 = 1440;
+const bit<16> COOKIE_MSS_3 = 1460;
+/* HalfSipHash's initial state constants ("lygedtbe") and its message: five 32-bit words. */
+const bit<32> SIPHASH_V2_INIT = 0x6C796765;
+const bit<32> SIPHASH_V3_INIT = 0x74656462;
+const bit<32> COOKIE_MESSAGE_BYTES = 20;
+#define MAX_COOKIE_LISTENERS 1024
+
 /* A window that reopens past this (or half the ring, if smaller) is announced at once. */
 const bit<32> WINDOW_UPDATE_BYTES = 4 * 1448;
 /* Largest unscaled TCP window. */

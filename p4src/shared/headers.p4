@@ -103,6 +103,13 @@ header nic_host_h {
     bit<32> aux;
 }
 
+/* A SYN's MSS option, parsed when it is the first option (the SYN cookie keeps its value). */
+header tcp_mss_h {
+    bit<8> kind;
+    bit<8> len;
+    bit<16> mss;
+}
+
 struct headers_t {
     packet_out_h packet_out;
     packet_in_h packet_in;
@@ -111,6 +118,7 @@ struct headers_t {
     ipv4_h ipv4;
     tcp_h tcp;
     tcp_ts_h tcp_ts;
+    tcp_mss_h tcp_mss;
 }
 
 /* Field list preserved into the ACK clone (clone_preserving_field_list). */
@@ -148,6 +156,14 @@ struct flow_dyn_t {
     bit<32> recover;         /* RFC 6582: no new fast retransmit until snd_una passes it */
     bit<1> ooo_active;       /* an out-of-order interval exists (receive.p4 reads it then) */
     bit<1> fin_sent;         /* our FIN went out: it is snd_nxt - 1 (transmit.p4) */
+}
+
+/* HalfSipHash's state (syn_cookie.p4). */
+struct sip_state_t {
+    bit<32> v0;
+    bit<32> v1;
+    bit<32> v2;
+    bit<32> v3;
 }
 
 struct metadata_t {
@@ -188,6 +204,8 @@ struct metadata_t {
     bool reinjected;         /* a wire segment the slow path handed back (packet_out_h) */
     bool ack_rewrite;        /* egress turned this packet into an ACK: fix its checksums */
     bool tx_build;           /* a TX_DATA became a wire segment: fix its checksums */
+    bool syn_cookie;         /* a SYN became our SYN-ACK with a cookie: fix its checksums */
+    sip_state_t sip;
 }
 
 #endif

@@ -17,6 +17,7 @@
 #include "rate_limit.p4"
 #include "transmit.p4"
 #include "host_messages.p4"
+#include "syn_cookie.p4"
 #include "packet_io.p4"
 #include "ack_egress.p4"
 #include "host_backpressure.p4"

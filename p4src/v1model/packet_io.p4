@@ -2,7 +2,9 @@
  * names; Verdict ends ingress by punting (PacketIn with a reason) or dropping, and counts.
  * Punts are metered per reason (punt_rate, packets/s set by the slow path at startup): a flood
  * of one kind (SYNs, junk) is cut here, counted as DROP_PUNT_LIMITED, and cannot starve
- * connection control or the host port of the CPU. An unconfigured index passes everything. */
+ * connection control or the host port of the CPU. An unconfigured index passes everything.
+ * A SYN beyond the budget to a listening port is answered with a SYN cookie instead
+ * (syn_cookie.p4). */
 
 control PacketOut(inout headers_t hdr, inout standard_metadata_t sm) {
     apply {
@@ -16,14 +18,20 @@ control Verdict(inout headers_t hdr, inout metadata_t meta, inout standard_metad
     counter(NUM_REASONS, CounterType.packets_and_bytes) exception_counter;
     counter(NUM_DROP_REASONS, CounterType.packets_and_bytes) drop_counter;
     meter(NUM_REASONS, MeterType.packets) punt_rate;
+    SynCookie() syn_cookie;
 
     apply {
         if (meta.punt_reason != 0) {
             bit<2> color;
             punt_rate.execute_meter((bit<32>)meta.punt_reason, color);
             if (color == METER_RED) {
+                if (meta.punt_reason == REASON_SYN) {
+                    syn_cookie.apply(hdr, meta, sm);
+                }
                 meta.punt_reason = 0;
-                meta.drop_reason = DROP_PUNT_LIMITED;
+                if (!meta.syn_cookie) {
+                    meta.drop_reason = DROP_PUNT_LIMITED;
+                }
             }
         }
         if (meta.punt_reason != 0) {

@@ -55,12 +55,28 @@ parser P4tasParser(packet_in pkt, out headers_t hdr, inout metadata_t meta,
         }
     }
 
+    /* A SYN (without ACK) with options: its MSS, for a SYN cookie (syn_cookie.p4). The masks
+     * match data offsets 8..15 and 6..7 (an option is there to look at). */
     state parse_tcp {
         pkt.extract(hdr.tcp);
-        transition select(hdr.tcp.data_offset) {
-            TCP_DATA_OFFSET_TS: parse_tcp_ts_if_linux_layout;
+        transition select(hdr.tcp.data_offset, hdr.tcp.flags) {
+            (0x8 &&& 0x8, TCP_SYN &&& (TCP_SYN | TCP_ACK)): parse_tcp_mss_if_first;
+            (0x6 &&& 0xE, TCP_SYN &&& (TCP_SYN | TCP_ACK)): parse_tcp_mss_if_first;
+            (TCP_DATA_OFFSET_TS, _): parse_tcp_ts_if_linux_layout;
             default: accept;
         }
+    }
+
+    state parse_tcp_mss_if_first {
+        transition select(pkt.lookahead<bit<16>>()) {
+            TCP_MSS_OPT_PREFIX: parse_tcp_mss;
+            default: accept;
+        }
+    }
+
+    state parse_tcp_mss {
+        pkt.extract(hdr.tcp_mss);
+        transition accept;
     }
 
     state parse_tcp_ts_if_linux_layout {
@@ -84,5 +100,6 @@ control P4tasDeparser(packet_out pkt, in headers_t hdr) {
         pkt.emit(hdr.ipv4);
         pkt.emit(hdr.tcp);
         pkt.emit(hdr.tcp_ts);
+        pkt.emit(hdr.tcp_mss);
     }
 }

@@ -6,7 +6,7 @@ import struct
 
 from nic_contract.checksum import internet_checksum
 
-from .constants import TCP_HDR_BYTES, TCP_TS_OPT_BYTES
+from .constants import TCP_HDR_BYTES, TCP_MSS_OPT_BYTES, TCP_TS_OPT_BYTES
 from .headers import Headers, Metadata, StandardMetadata
 
 _PSEUDO = struct.Struct("!IIBBH")
@@ -14,11 +14,13 @@ _PSEUDO = struct.Struct("!IIBBH")
 
 def _tcp_fields(hdr: Headers, l4_len: int) -> bytes:
     """The field list of every TCP checksum here: pseudo header, TCP header without its
-    checksum, and the timestamps option when it is valid."""
+    checksum, and the timestamps or MSS option when it is valid."""
     ip, raw = hdr.ipv4, hdr.tcp.pack()
     fields = _PSEUDO.pack(ip.src_addr, ip.dst_addr, 0, ip.protocol, l4_len) + raw[:16] + raw[18:]
     if hdr.tcp_ts is not None:
         fields += hdr.tcp_ts.pack()
+    if hdr.tcp_mss is not None:
+        fields += hdr.tcp_mss.pack()
     return fields
 
 
@@ -32,12 +34,15 @@ def p4tas_verify_checksum(hdr: Headers, meta: Metadata, sm: StandardMetadata,
 
 
 def p4tas_compute_checksum(hdr: Headers, meta: Metadata, payload: bytes) -> None:
-    if not (meta.ack_rewrite or meta.tx_build):
+    if not (meta.ack_rewrite or meta.tx_build or meta.syn_cookie):
         return
     ip = hdr.ipv4
     ip.hdr_checksum = 0
     ip.hdr_checksum = internet_checksum(ip.pack())
-    if meta.ack_rewrite:
+    if meta.syn_cookie:
+        # A SYN-ACK with a cookie: headers and the MSS option, cut after them.
+        hdr.tcp.checksum = internet_checksum(_tcp_fields(hdr, TCP_HDR_BYTES + TCP_MSS_OPT_BYTES))
+    elif meta.ack_rewrite:
         # ACKs are cut to their headers: the TCP length is the header's, payload not summed.
         tcp_len = TCP_HDR_BYTES + (TCP_TS_OPT_BYTES if hdr.tcp_ts is not None else 0)
         hdr.tcp.checksum = internet_checksum(_tcp_fields(hdr, tcp_len))

@@ -10,6 +10,7 @@ from nic_contract.nic_host_header import NIC_HOST_HEADER
 _IPV4 = struct.Struct("!BBHHHBBHII")
 _TCP = struct.Struct("!HHIIBBHHH")
 _TCP_TS = struct.Struct("!BBBBII")
+_TCP_MSS = struct.Struct("!BBH")
 _NIC_HOST = NIC_HOST_HEADER  # the one definition of the channel header
 _PACKET_IN = struct.Struct("!HBI")
 _PACKET_OUT = struct.Struct("!H")
@@ -86,6 +87,20 @@ class TcpTs:
         return _TCP_TS.pack(self.nop1, self.nop2, self.kind, self.len, self.tsval, self.tsecr)
 
 
+class TcpMss:
+    __slots__ = ("kind", "len", "mss")
+    SIZE = 4
+
+    @classmethod
+    def unpack(cls, buf: bytes, off: int) -> "TcpMss":
+        h = cls()
+        h.kind, h.len, h.mss = _TCP_MSS.unpack_from(buf, off)
+        return h
+
+    def pack(self) -> bytes:
+        return _TCP_MSS.pack(self.kind, self.len, self.mss)
+
+
 class NicHost:
     __slots__ = ("opcode", "flags", "gen", "flow_id", "offset", "length", "window", "count",
                  "aux")
@@ -137,11 +152,12 @@ class PacketOut:
 class Headers:
     """headers_t; None is an invalid header."""
 
-    __slots__ = ("packet_out", "packet_in", "ethernet", "nic_host", "ipv4", "tcp", "tcp_ts")
+    __slots__ = ("packet_out", "packet_in", "ethernet", "nic_host", "ipv4", "tcp", "tcp_ts",
+                 "tcp_mss")
 
     def __init__(self) -> None:
         self.packet_out = self.packet_in = self.ethernet = self.nic_host = None
-        self.ipv4 = self.tcp = self.tcp_ts = None
+        self.ipv4 = self.tcp = self.tcp_ts = self.tcp_mss = None
 
 
 class FlowStatic:
@@ -168,7 +184,7 @@ class Metadata:
                  "rtt_sample", "ack_ece", "fast_retransmit", "fin_acked", "host_busy",
                  "seq_acceptable", "ack_beyond_sent",
                  "window_reopened", "ooo_merged", "delivered", "to_host", "ack_rewrite",
-                 "tx_build", "in_port", "reinjected")
+                 "tx_build", "in_port", "reinjected", "syn_cookie")
 
     def __init__(self) -> None:
         self.ack_seq = self.ack_ack = self.ack_window = self.ack_flags = self.ack_tsval = 0
@@ -182,7 +198,7 @@ class Metadata:
         self.window_update = self.ack_ece = self.fast_retransmit = self.host_busy = False
         self.fin_acked = self.seq_acceptable = self.ack_beyond_sent = False
         self.window_reopened = self.delivered = self.to_host = False
-        self.ack_rewrite = self.tx_build = False
+        self.ack_rewrite = self.tx_build = self.syn_cookie = False
         self.in_port = 0
         self.reinjected = False
 

@@ -19,10 +19,11 @@ from .headers import Headers, Metadata, StandardMetadata
 from .host_backpressure import host_backpressure, host_frame_count, host_queue_watch
 from .host_messages import host_messages, return_rx_space
 from .host_notify import host_notify, trim_host_frames
-from .packet_io import packet_out, verdict
+from .packet_io import VerdictState, packet_out, verdict
 from .parser import p4tas_deparser, p4tas_parser
 from .receive import receive
 from .segment_check import segment_check
+from .syn_cookie import SYN_COOKIE_LISTENERS, SYN_COOKIES_SENT
 from .transmit import transmit
 
 INGRESS = "P4tasIngress."
@@ -44,10 +45,12 @@ class P4tasPipeline:
         self.ack_counters = AckCounters(
             *(counters[f"{INGRESS}ack_processing.{name}_counter"]
               for name in ("new_ack", "ece_ack", "dupack", "fast_retransmit")))
-        self.exception_counter = counters[f"{INGRESS}verdict.exception_counter"]
-        self.drop_counter = counters[f"{INGRESS}verdict.drop_counter"]
+        self.verdict = VerdictState(
+            counters[f"{INGRESS}verdict.exception_counter"],
+            counters[f"{INGRESS}verdict.drop_counter"],
+            state.meters[f"{INGRESS}verdict.punt_rate"],
+            state.tables[SYN_COOKIE_LISTENERS], counters[SYN_COOKIES_SENT])
         self.tx_rate = state.meters[f"{INGRESS}transmit.rate_limit.tx_rate"]
-        self.punt_rate = state.meters[f"{INGRESS}verdict.punt_rate"]
         self.challenge_ack_rate = state.meters[f"{INGRESS}receive.challenge_ack_rate"]
 
     def process(self, ingress_port: int, frame: bytes, now_us: int) -> list[tuple[int, bytes]]:
@@ -120,7 +123,7 @@ class P4tasPipeline:
                 meta.punt_reason = REASON_UNKNOWN_FLOW
             else:
                 self.known_flow(hdr, meta, sm, from_host)
-        verdict(self.exception_counter, self.drop_counter, self.punt_rate, hdr, meta, sm)
+        verdict(self.verdict, hdr, meta, sm)
         host_frame_count(self.host_frames_enqueued, sm)
 
     def known_flow(self, hdr: Headers, meta: Metadata, sm: StandardMetadata,

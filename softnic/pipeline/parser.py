@@ -4,9 +4,10 @@ of the frame sets parser_error (v1model's PacketTooShort) and keeps what was ext
 from __future__ import annotations
 
 from .constants import (CPU_PORT, ETHERTYPE_IPV4, ETHERTYPE_NIC_HOST, HOST_PORT,
-                        IP_PROTO_TCP, IPV4_HDR_BYTES, TCP_DATA_OFFSET_TS, TCP_TS_OPT_PREFIX)
+                        IP_PROTO_TCP, IPV4_HDR_BYTES, TCP_ACK, TCP_DATA_OFFSET_TS,
+                        TCP_MSS_OPT_PREFIX, TCP_SYN, TCP_TS_OPT_PREFIX)
 from .headers import (Ethernet, Headers, Ipv4, Metadata, NicHost, PacketOut, StandardMetadata,
-                      Tcp, TcpTs)
+                      Tcp, TcpMss, TcpTs)
 
 
 def p4tas_parser(frame: bytes, hdr: Headers, meta: Metadata, sm: StandardMetadata) -> int:
@@ -51,6 +52,8 @@ def p4tas_parser(frame: bytes, hdr: Headers, meta: Metadata, sm: StandardMetadat
         return off
     tcp = hdr.tcp = Tcp.unpack(frame, off)
     off += Tcp.SIZE
+    if tcp.data_offset >= 6 and tcp.flags & (TCP_SYN | TCP_ACK) == TCP_SYN:
+        return _parse_tcp_mss_if_first(frame, off, hdr, sm)
     if tcp.data_offset != TCP_DATA_OFFSET_TS:
         return off
     if end < off + 4:                                          # parse_tcp_ts_if_linux_layout
@@ -63,6 +66,22 @@ def p4tas_parser(frame: bytes, hdr: Headers, meta: Metadata, sm: StandardMetadat
         return off
     hdr.tcp_ts = TcpTs.unpack(frame, off)
     return off + TcpTs.SIZE
+
+
+def _parse_tcp_mss_if_first(frame: bytes, off: int, hdr: Headers,
+                            sm: StandardMetadata) -> int:
+    """A SYN with options: its MSS option when it comes first."""
+    end = len(frame)
+    if end < off + 2:
+        sm.parser_error = True
+        return off
+    if int.from_bytes(frame[off:off + 2], "big") != TCP_MSS_OPT_PREFIX:
+        return off
+    if end < off + TcpMss.SIZE:                                # parse_tcp_mss
+        sm.parser_error = True
+        return off
+    hdr.tcp_mss = TcpMss.unpack(frame, off)
+    return off + TcpMss.SIZE
 
 
 def p4tas_deparser(hdr: Headers) -> bytes:
@@ -80,4 +99,6 @@ def p4tas_deparser(hdr: Headers) -> bytes:
         parts.append(hdr.tcp.pack())
     if hdr.tcp_ts is not None:
         parts.append(hdr.tcp_ts.pack())
+    if hdr.tcp_mss is not None:
+        parts.append(hdr.tcp_mss.pack())
     return b"".join(parts)

@@ -91,7 +91,8 @@ def test_softnic_constants_match_the_p4_source() -> None:
 
 
 SOFTNIC_HEADERS = {"ethernet_h": "Ethernet", "ipv4_h": "Ipv4", "tcp_h": "Tcp",
-                   "tcp_ts_h": "TcpTs", "nic_host_h": "NicHost", "packet_in_h": "PacketIn",
+                   "tcp_ts_h": "TcpTs", "tcp_mss_h": "TcpMss", "nic_host_h": "NicHost",
+                   "packet_in_h": "PacketIn",
                    "packet_out_h": "PacketOut"}
 
 
@@ -128,3 +129,17 @@ def test_softnic_header_classes_match_the_p4_layout(p4_header: str, class_name: 
             assert header.pack() == expected, name
         if hasattr(cls, "unpack"):
             assert getattr(cls.unpack(b"\x00" + expected, 1), name) == value, name
+
+
+def test_syn_cookie_format() -> None:
+    """The fast path's cookie (syn_cookie.p4) and nic_contract/syn_cookie.py: the MSS table,
+    HalfSipHash's constants and message length, the field widths."""
+    from nic_contract import syn_cookie as sc
+
+    assert [p4_value(f"COOKIE_MSS_{i}") for i in range(4)] == list(sc.MSS_TABLE)
+    assert p4_value("COOKIE_MESSAGE_BYTES") == 20 == sc._WORDS.size
+    assert (p4_value("SIPHASH_V2_INIT"), p4_value("SIPHASH_V3_INIT")) == (0x6C796765, 0x74656462)
+    source = (P4SRC / "v1model" / "syn_cookie.p4").read_text()
+    layout = "key_epoch[4:0] ++ cookie_mss_index(peer_mss) ++ tag[24:0]"
+    assert layout in source and (sc.STAMP_BITS, sc.MSS_BITS, sc.HASH_BITS) == (5, 2, 25)
+    assert "bit<16> epoch" in source and sc.EPOCH_MASK == 0xFFFF

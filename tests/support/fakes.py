@@ -26,13 +26,19 @@ class FakeDatapath:
         self.other: list[bytes] = []
         self.reinjected: list = []
         self.inserts = self.deletes = 0
+        self.writes: list[tuple[str, list]] = []   # (insert|delete|modify, entries)
         self.clock = SwitchClock()
 
     async def insert(self, entries) -> None:
         self.inserts += 1
+        self.writes.append(("insert", list(entries)))
 
     async def delete(self, entries) -> None:
         self.deletes += 1
+        self.writes.append(("delete", list(entries)))
+
+    async def modify(self, entities) -> None:
+        self.writes.append(("modify", list(entities)))
 
     def send(self, frame: bytes, port: int) -> None:
         """PacketOuts: TCP segments are kept parsed in `sent`, others (ARP) in `other`."""

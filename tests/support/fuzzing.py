@@ -167,7 +167,9 @@ def softnic_pipeline(flows: list) -> P4tasPipeline:
 
 
 def _counted(pipeline: P4tasPipeline) -> int:
-    return sum(pipeline.drop_counter.packets) + sum(pipeline.exception_counter.packets)
+    v = pipeline.verdict
+    return (sum(v.drop_counter.packets) + sum(v.exception_counter.packets)
+            + sum(v.cookies_sent.packets))
 
 
 def _is_rx_consumed(frame: bytes) -> bool:

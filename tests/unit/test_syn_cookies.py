@@ -4,14 +4,17 @@ and a returning cookie opens the connection."""
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 
 from host_lib import control_protocol as cp
 from nic_contract.constants import PacketInReason
 from nic_contract.flow_entries import FlowTuple
-from runtime.syn_cookies import PERIOD_S, SynCookies
+from nic_contract.syn_cookie import EPOCH_S as PERIOD_S
+from nic_contract.syn_cookie import make_cookie
+from runtime.syn_cookies import SynCookies
 from runtime.tcp_segments import TcpFlags, TcpOptions
 from runtime.tcp_state import State
-from tests.unit.test_nic_parts import PORT, Rig
+from tests.unit.test_nic_parts import LOCAL_IP, PEER_IP, PORT, Rig
 
 FLOW = FlowTuple("10.0.0.1", 80, "10.0.0.2", 40000)
 
@@ -26,7 +29,7 @@ class Clock:
 
 def test_a_cookie_returns_the_mss_and_only_for_its_flow_and_time() -> None:
     clock = Clock()
-    cookies = SynCookies(b"k" * 16, clock)
+    cookies = SynCookies(b"k" * 8, clock)
     cookie = cookies.make(FLOW, 12345, 1460)
     assert cookies.check(FLOW, 12345, cookie) == 1460
     assert cookies.make(FLOW, 12345, 1400) != cookie
@@ -64,5 +67,56 @@ def test_a_full_backlog_answers_with_cookies_and_a_returned_cookie_connects() ->
         assert r.app.told(cp.IncomingConnection) == 1
         assert [s.payload for s in r.datapath.reinjected] == [b"early"]   # handed to the NIC
         assert r.control.stats.counts["syncookies_accepted"] == 1
+        r.close()
+    asyncio.run(scenario())
+
+
+def test_a_cookie_the_fast_path_made_opens_the_connection() -> None:
+    """No SYN reached the slow path (the fast path answered it beyond the punt budget): the
+    returning cookie, made with the key and epoch of the listener entry, opens the connection;
+    a cookie made with another key does not."""
+    async def scenario() -> None:
+        r = Rig()
+        r.control.listen(r.app, None, PORT, 16)
+        cookies = r.control.cookies
+        local, peer = int(ipaddress.IPv4Address(LOCAL_IP)), int(ipaddress.IPv4Address(PEER_IP))
+        forged = make_cookie(cookies.k0 ^ 1, cookies.k1, local, peer, PORT, 40002, 7000,
+                             cookies.epoch, 1460)
+        r.segment(40002, 7001, (forged + 1) % 2**32, TcpFlags.ACK)
+        assert r.datapath.sent[-1].flags & TcpFlags.RST and not r.control.table.by_id
+        isn = make_cookie(cookies.k0, cookies.k1, local, peer, PORT, 40003, 9000,
+                          cookies.epoch, 1400)
+        r.segment(40003, 9001, (isn + 1) % 2**32, TcpFlags.ACK)
+        for _ in range(5):
+            await asyncio.sleep(0)
+        conn = next(iter(r.control.table.by_id.values()))
+        assert conn.state is State.ESTABLISHED and conn.channel.mss == 1300
+        assert r.control.stats.counts["syncookies_accepted"] == 1
+        r.close()
+    asyncio.run(scenario())
+
+
+def test_listening_writes_the_fast_paths_cookie_entries() -> None:
+    """listen() writes one syn_cookie_listeners entry per address with the key and epoch;
+    closing the listener deletes them; a new epoch rewrites them."""
+    async def scenario() -> None:
+        clock = Clock()
+        r = Rig()
+        r.control.cookies._clock = clock
+        listener = r.control.listen(r.app, None, PORT, 16)
+        await asyncio.sleep(0)
+        kind, entries = r.datapath.writes[-1]
+        assert kind == "insert" and len(entries) == 1
+        params = {p.param_id: int.from_bytes(p.value, "big") for p in entries[0].action.action.params}
+        assert list(params.values())[:3] == [r.control.cookies.k0, r.control.cookies.k1,
+                                             r.control.cookies.epoch]
+        clock.now += PERIOD_S
+        r.control.cookie_listeners._on_epoch()
+        await asyncio.sleep(0)
+        assert r.datapath.writes[-1][0] == "modify"
+        r.control.close_listener(listener)
+        await asyncio.sleep(0)
+        assert r.datapath.writes[-1][0] == "delete"
+        r.control.cookie_listeners.close()
         r.close()
     asyncio.run(scenario())
