@@ -2,7 +2,7 @@
 listener's legitimate clients (ARCHITECTURE.md 6).
 
 The fast path meters what it punts to the slow path per reason (`--punt-rate`). Here a flood
-50 times the punt rate runs from the peer's namespace at a p4tas listener, and:
+20 times the punt rate runs from the peer's namespace at a p4tas listener, and:
 - SYN-ACKs answer our own opens: if they shared the SYNs' bucket, the flood would empty it and
   each of our connects would wait for SYN retransmissions (1 s, 3 s, ...); a host_lib client's
   connects to a Linux sink complete at once;
@@ -29,7 +29,7 @@ from bmv2_env.peers import popen_in
 from tests.support.stack import REPO, Stack
 
 PUNT_RATE = 20           # PacketIns/s per reason
-FLOOD_RATE = 1000        # spoofed SYNs/s at a p4tas port (50 x the punt rate)
+FLOOD_RATE = 400         # spoofed SYNs/s at a p4tas port (20 x the punt rate)
 FLOOD_PORT = 7401
 CONNECTS = 8
 CONNECT_BUDGET_S = 0.5   # a SYN-ACK lost to the meter costs Linux's 1 s SYN retransmission
