@@ -48,6 +48,7 @@ class FlowSpec:
     timestamps: bool = True
     peer_window: int = 0xFFFF  # the peer's raw window when the connection was set up
     ecn: bool = False  # ECN negotiated (RFC 3168): the NIC sends data ECT(0)
+    sack: bool = False  # SACK negotiated (RFC 2018): SACK frames to the host, blocks in ACKs
 
     def __post_init__(self) -> None:
         if not 0 <= self.flow_id < MAX_FLOWS:
@@ -104,6 +105,7 @@ def state_entry(p4info: P4Info, spec: FlowSpec) -> p4runtime_pb2.TableEntry:
             "timestamps": int(spec.timestamps),
             "peer_window": spec.peer_window,
             "ecn": int(spec.ecn),
+            "sack": int(spec.sack),
         },
     )
 

@@ -11,6 +11,7 @@ Frame: Ethernet (EtherType 0x88B5) + 24-byte header + payload. Header, big-endia
   bytes 14-15 window    the peer's raw (unscaled) TCP window (TX_ACKED), zero otherwise
   bytes 16-19 count     bytes the application consumed (RX_CONSUMED), newly acked (TX_ACKED)
   bytes 20-23 aux       RTT sample in TSval ticks (TX_ACKED), zero otherwise
+SACK frames carry a SACK block's edges as TX stream positions in `count` and `aux`.
 A frame may be longer than its payload (Ethernet pads short frames): `length` is the truth.
 """
 
@@ -41,6 +42,10 @@ class Opcode(IntEnum):
                       # ticks (0: none), flag ECE if the ACK echoed congestion
     RETRANSMIT = 5    # NIC -> host: third duplicate ACK; go back to TX stream position `aux`
                       # (snd_una, mod 2^32); `window` as for TX_ACKED
+    SACK = 6          # NIC -> host: a duplicate ACK with SACK blocks (RFC 2018) of a flow
+                      # that negotiated SACK: its first block is TX stream positions
+                      # [`count`, `aux`) (mod 2^32); `offset` and `window` as for TX_ACKED;
+                      # flag FAST_RETRANSMIT: the third duplicate ACK (no RETRANSMIT follows)
 
 
 class ChannelFlags(IntFlag):
@@ -52,6 +57,7 @@ class ChannelFlags(IntFlag):
     ECE = 0x04   # TX_ACKED: the acknowledging segment echoed congestion (ECE)
     CWR = 0x04   # TX_DATA (flags are per opcode): set CWR, first data after a cut for ECE
     RTO = 0x08   # TX_DATA: first segment of a go-back-N after a retransmission timeout
+    FAST_RETRANSMIT = 0x08  # SACK: this duplicate ACK starts a fast retransmit (RFC 6675)
     PROBE = 0x10  # TX_DATA: a window probe (one byte below snd_una, sent anyway)
     OOO = 0x20   # RX_DATA: placed out of order at `offset`, not readable yet
     MERGED = 0x40  # RX_DATA: after this payload `aux` earlier placed bytes become readable

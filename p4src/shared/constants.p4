@@ -45,6 +45,17 @@ const bit<8> TCP_OPT_MSS = 2;
 const bit<8> TCP_OPT_MSS_LEN = 4;
 const bit<16> TCP_MSS_OPT_BYTES = 4;
 const bit<4> TCP_DATA_OFFSET_MSS = 6;
+/* SACK blocks after the timestamps (RFC 2018, Linux's layout): NOP, NOP, kind 5, length
+ * 2 + 8n; the TCP header is then 8 + 1 + 2n words long. The fast path takes n = 1..3 (what
+ * fits beside timestamps in 40 option bytes). */
+const bit<16> TCP_SACK_OPT_BYTES = 12;  /* NOP, NOP, kind 5, len 10, one block */
+const bit<16> TCP_SACK_BLOCK_BYTES = 8;
+const bit<4> TCP_DATA_OFFSET_TS_SACK1 = 11;
+const bit<4> TCP_DATA_OFFSET_TS_SACK2 = 13;
+const bit<4> TCP_DATA_OFFSET_TS_SACK3 = 15;
+const bit<32> TCP_SACK1_OPT_PREFIX = 0x0101050A;
+const bit<32> TCP_SACK2_OPT_PREFIX = 0x01010512;
+const bit<32> TCP_SACK3_OPT_PREFIX = 0x0101051A;
 
 /* ---- TCP flags (the 8 bits after the reserved bits) ------------------------------------ */
 const bit<8> TCP_FIN = 0x01;
@@ -65,6 +76,8 @@ const bit<8> ACK_TTL = 64;   /* and of every segment the fast path builds */
 const bit<8> TCP_OPT_NOP = 1;
 const bit<8> TCP_OPT_TIMESTAMPS = 8;
 const bit<8> TCP_OPT_TIMESTAMPS_LEN = 10;
+const bit<8> TCP_OPT_SACK = 5;
+const bit<8> TCP_OPT_SACK1_LEN = 10;   /* one block: what our ACKs report (one interval) */
 const bit<3> IPV4_FLAGS_DF = 0b010;
 const bit<8> MAX_DUPACKS = 255;
 /* RFC 5681: the third duplicate ACK in a row means a segment was lost, not reordered. */
@@ -97,6 +110,10 @@ const bit<8> NIC_HOST_OP_RX_CONSUMED = 2;  /* host -> NIC: the app freed `count`
 const bit<8> NIC_HOST_OP_TX_DATA = 3;      /* host -> NIC: payload to send; NIC adds headers */
 const bit<8> NIC_HOST_OP_TX_ACKED = 4;     /* NIC -> host: the peer acknowledged more data */
 const bit<8> NIC_HOST_OP_RETRANSMIT = 5;   /* NIC -> host: fast retransmit, go back to snd_una */
+/* NIC -> host: a duplicate ACK with SACK blocks (flow negotiated SACK): its first block
+ * (RFC 2018 4: the most recently received data) for the host's scoreboard; flag
+ * FAST_RETRANSMIT if it is also the third duplicate ACK (then no RETRANSMIT frame). */
+const bit<8> NIC_HOST_OP_SACK = 6;
 /* flags */
 const bit<8> NIC_HOST_FLAG_PSH = 0x01;     /* RX_DATA: the segment carried PSH; TX_DATA: set PSH */
 const bit<8> NIC_HOST_FLAG_CE = 0x02;      /* RX_DATA: the segment arrived CE-marked */
@@ -108,6 +125,8 @@ const bit<8> NIC_HOST_FLAG_CWR = 0x04;
  * the peer send duplicate ACKs, which must not start a fast retransmit: the NIC moves its
  * recovery point to everything sent so far. */
 const bit<8> NIC_HOST_FLAG_RTO = 0x08;
+/* SACK (flags are per opcode): this duplicate ACK starts a fast retransmit (RFC 6675). */
+const bit<8> NIC_HOST_FLAG_FAST_RETRANSMIT = 0x08;
 /* TX_DATA: a window probe, one byte below snd_una on purpose (sent, not taken for a resend
  * of acknowledged data). */
 const bit<8> NIC_HOST_FLAG_PROBE = 0x10;

@@ -72,6 +72,23 @@ header tcp_ts_h {
     bit<32> tsecr;
 }
 
+/* SACK (RFC 2018) after the timestamps, as Linux lays it out: NOP, NOP, kind 5, length
+ * 2 + 8n, then n blocks. The first block travels in this header; blocks 2 and 3, when
+ * present, in tcp_sack_block_h each (data offset 11, 13, 15 for n = 1, 2, 3). */
+header tcp_sack_h {
+    bit<8> nop1;
+    bit<8> nop2;
+    bit<8> kind;
+    bit<8> len;
+    bit<32> left;            /* first sequence number of the block */
+    bit<32> right;           /* one past its last */
+}
+
+header tcp_sack_block_h {
+    bit<32> left;
+    bit<32> right;
+}
+
 /* NIC<->host channel header, after an Ethernet header with ETHERTYPE_NIC_HOST.
  * 24 bytes, big-endian; nic_contract/nic_host_header.py is the Python codec of the same layout.
  *   byte  0     opcode    NIC_HOST_OP_*
@@ -89,7 +106,8 @@ header tcp_ts_h {
  *                         position of the first payload byte, mod 2^32 (TX_DATA: the
  *                         segment's sequence is tx_start_seq + aux, so a go-back-N resend
  *                         carries its own sequence); the TX stream position to resume
- *                         from (RETRANSMIT)
+ *                         from (RETRANSMIT); SACK: `count` and `aux` are the first SACK
+ *                         block's left and right edge as TX stream positions, mod 2^32
  * Payload (RX_DATA) follows; trust `length`, not the frame size (Ethernet may pad). */
 header nic_host_h {
     bit<8> opcode;
@@ -119,6 +137,9 @@ struct headers_t {
     tcp_h tcp;
     tcp_ts_h tcp_ts;
     tcp_mss_h tcp_mss;
+    tcp_sack_h tcp_sack;
+    tcp_sack_block_h tcp_sack_b2;
+    tcp_sack_block_h tcp_sack_b3;
 }
 
 /* Field list preserved into the ACK clone (clone_preserving_field_list). */
@@ -141,6 +162,7 @@ struct flow_static_t {
     bit<8> timestamps;       /* nonzero: the connection negotiated timestamps */
     bit<16> peer_window;     /* the peer's raw window when the connection was set up */
     bit<8> ecn;              /* nonzero: the connection negotiated ECN (RFC 3168) */
+    bit<8> sack;             /* nonzero: the connection negotiated SACK (RFC 2018) */
 }
 
 /* Dynamic per-flow state (flow_registers.p4), loaded once per packet and stored once. */
@@ -173,6 +195,9 @@ struct metadata_t {
     @field_list(FL_ACK) bit<16> ack_window;
     @field_list(FL_ACK) bit<8> ack_flags;
     @field_list(FL_ACK) bit<32> ack_tsval;
+    /* The SACK block the ACK reports (our out-of-order interval); none if left == right. */
+    @field_list(FL_ACK) bit<32> ack_sack_left;
+    @field_list(FL_ACK) bit<32> ack_sack_right;
 
     bit<8> punt_reason;      /* REASON_*, 0 = none */
     bit<8> drop_reason;      /* DROP_*, 0 = none */
@@ -191,6 +216,7 @@ struct metadata_t {
     bit<32> rtt_sample;
     bool ack_ece;
     bool fast_retransmit;    /* this duplicate ACK starts a fast retransmit */
+    bool dupack;             /* this segment is a duplicate ACK (RFC 5681) */
     bool fin_acked;          /* this ACK covered our FIN (NIC_HOST_FLAG_FIN to the host) */
     bool host_busy;          /* the host port's queue is backed up (host_backpressure.p4) */
     bool seq_acceptable;     /* the segment overlaps the receive window (segment_check.p4) */

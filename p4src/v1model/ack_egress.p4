@@ -38,6 +38,24 @@ control AckEgress(inout headers_t hdr, inout metadata_t meta, inout standard_met
                 tcp_len = TCP_HDR_BYTES + TCP_TS_OPT_BYTES;
                 hdr.tcp.data_offset = TCP_DATA_OFFSET_TS;
             }
+            /* The clone may be a segment that carried SACK blocks of its own: ours replace
+             * them. One block, our out-of-order interval (Receive), after the timestamps
+             * (Linux's layout; a flow without timestamps reports none). */
+            hdr.tcp_sack_b2.setInvalid();
+            hdr.tcp_sack_b3.setInvalid();
+            if (hdr.tcp_ts.isValid() && meta.ack_sack_left != meta.ack_sack_right) {
+                hdr.tcp_sack.setValid();
+                hdr.tcp_sack.nop1 = TCP_OPT_NOP;
+                hdr.tcp_sack.nop2 = TCP_OPT_NOP;
+                hdr.tcp_sack.kind = TCP_OPT_SACK;
+                hdr.tcp_sack.len = TCP_OPT_SACK1_LEN;
+                hdr.tcp_sack.left = meta.ack_sack_left;
+                hdr.tcp_sack.right = meta.ack_sack_right;
+                tcp_len = tcp_len + TCP_SACK_OPT_BYTES;
+                hdr.tcp.data_offset = TCP_DATA_OFFSET_TS_SACK1;
+            } else {
+                hdr.tcp_sack.setInvalid();
+            }
             hdr.ipv4.total_len = IPV4_HDR_BYTES + tcp_len;
             truncate((bit<32>)(ETH_HDR_BYTES + IPV4_HDR_BYTES + tcp_len));
         }

@@ -61,6 +61,7 @@ control AckProcessing(inout headers_t hdr, inout metadata_t meta, in standard_me
         } else if (meta.payload_len == 0 && in_flight != 0
                    && hdr.tcp.window == meta.dyn.peer_window) {
             /* RFC 5681: no data, no window change, data outstanding: a duplicate ACK. */
+            meta.dupack = true;
             if (meta.dyn.dupacks != MAX_DUPACKS) {
                 meta.dyn.dupacks = meta.dyn.dupacks + 1;
             }

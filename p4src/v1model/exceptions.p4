@@ -53,6 +53,9 @@ control Exceptions(inout headers_t hdr, inout metadata_t meta, in standard_metad
                 punt(REASON_TCP_FLAGS);
             } else if (hdr.tcp.data_offset != TCP_DATA_OFFSET_PLAIN && !hdr.tcp_ts.isValid()) {
                 punt(REASON_TCP_OPTIONS);
+            } else if (hdr.tcp.data_offset != TCP_DATA_OFFSET_PLAIN
+                       && hdr.tcp.data_offset != TCP_DATA_OFFSET_TS && !hdr.tcp_sack.isValid()) {
+                punt(REASON_TCP_OPTIONS);   /* timestamps, then options other than SACK */
             } else {
                 meta.payload_len = meta.l4_len - tcp_hdr_len;
             }

@@ -34,7 +34,8 @@ control FlowState(inout metadata_t meta) {
                           bit<32> local_ip, bit<32> peer_ip, bit<16> local_port,
                           bit<16> peer_port, port_t wire_port, bit<32> rx_ring_size,
                           bit<32> rx_start_seq, bit<32> tx_start_seq, bit<8> rx_window_shift,
-                          bit<8> timestamps, bit<16> peer_window, bit<8> ecn) {
+                          bit<8> timestamps, bit<16> peer_window, bit<8> ecn,
+                          bit<8> sack) {
         meta.flow.gen = generation;
         meta.flow.local_mac = local_mac;
         meta.flow.peer_mac = peer_mac;
@@ -50,6 +51,7 @@ control FlowState(inout metadata_t meta) {
         meta.flow.timestamps = timestamps;
         meta.flow.peer_window = peer_window;
         meta.flow.ecn = ecn;
+        meta.flow.sack = sack;
         meta.flow_found = true;
     }
 

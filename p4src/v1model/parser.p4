@@ -63,6 +63,9 @@ parser P4tasParser(packet_in pkt, out headers_t hdr, inout metadata_t meta,
             (0x8 &&& 0x8, TCP_SYN &&& (TCP_SYN | TCP_ACK)): parse_tcp_mss_if_first;
             (0x6 &&& 0xE, TCP_SYN &&& (TCP_SYN | TCP_ACK)): parse_tcp_mss_if_first;
             (TCP_DATA_OFFSET_TS, _): parse_tcp_ts_if_linux_layout;
+            (TCP_DATA_OFFSET_TS_SACK1, _): parse_tcp_ts_sack_if_linux_layout;
+            (TCP_DATA_OFFSET_TS_SACK2, _): parse_tcp_ts_sack_if_linux_layout;
+            (TCP_DATA_OFFSET_TS_SACK3, _): parse_tcp_ts_sack_if_linux_layout;
             default: accept;
         }
     }
@@ -74,8 +77,49 @@ parser P4tasParser(packet_in pkt, out headers_t hdr, inout metadata_t meta,
         }
     }
 
+    /* Timestamps then SACK blocks (RFC 2018), Linux's layout: every option byte is then
+     * parsed, so no option is left to be mistaken for payload. Anything else with this data
+     * offset stops here and is punted (Exceptions). */
+    state parse_tcp_ts_sack_if_linux_layout {
+        transition select(pkt.lookahead<bit<32>>()) {
+            TCP_TS_OPT_PREFIX: parse_tcp_ts_then_sack;
+            default: accept;
+        }
+    }
+
     state parse_tcp_mss {
         pkt.extract(hdr.tcp_mss);
+        transition accept;
+    }
+
+    state parse_tcp_ts_then_sack {
+        pkt.extract(hdr.tcp_ts);
+        transition select(hdr.tcp.data_offset, pkt.lookahead<bit<32>>()) {
+            (TCP_DATA_OFFSET_TS_SACK1, TCP_SACK1_OPT_PREFIX): parse_tcp_sack;
+            (TCP_DATA_OFFSET_TS_SACK2, TCP_SACK2_OPT_PREFIX): parse_tcp_sack;
+            (TCP_DATA_OFFSET_TS_SACK3, TCP_SACK3_OPT_PREFIX): parse_tcp_sack;
+            default: accept;
+        }
+    }
+
+    state parse_tcp_sack {
+        pkt.extract(hdr.tcp_sack);
+        transition select(hdr.tcp_sack.len) {
+            TCP_OPT_SACK1_LEN: accept;
+            default: parse_tcp_sack_b2;
+        }
+    }
+
+    state parse_tcp_sack_b2 {
+        pkt.extract(hdr.tcp_sack_b2);
+        transition select(hdr.tcp.data_offset) {
+            TCP_DATA_OFFSET_TS_SACK3: parse_tcp_sack_b3;
+            default: accept;
+        }
+    }
+
+    state parse_tcp_sack_b3 {
+        pkt.extract(hdr.tcp_sack_b3);
         transition accept;
     }
 
@@ -101,5 +145,8 @@ control P4tasDeparser(packet_out pkt, in headers_t hdr) {
         pkt.emit(hdr.tcp);
         pkt.emit(hdr.tcp_ts);
         pkt.emit(hdr.tcp_mss);
+        pkt.emit(hdr.tcp_sack);
+        pkt.emit(hdr.tcp_sack_b2);
+        pkt.emit(hdr.tcp_sack_b3);
     }
 }

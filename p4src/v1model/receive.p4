@@ -35,6 +35,9 @@ control Receive(inout headers_t hdr, inout metadata_t meta, inout standard_metad
         hdr.ipv4.setInvalid();
         hdr.tcp.setInvalid();
         hdr.tcp_ts.setInvalid();
+        hdr.tcp_sack.setInvalid();
+        hdr.tcp_sack_b2.setInvalid();
+        hdr.tcp_sack_b3.setInvalid();
         sm.egress_spec = HOST_PORT;
         meta.delivered = true;
         meta.to_host = true;
@@ -139,6 +142,13 @@ control Receive(inout headers_t hdr, inout metadata_t meta, inout standard_metad
             if (ooo_changed) {
                 flow_ooo_state.write(meta.flow_id, meta.flow.gen ++ ooo_start ++ ooo_len);
                 meta.dyn.ooo_active = ooo_len == 0 ? 1w0 : 1w1;
+            }
+            /* RFC 2018: a peer that negotiated SACK hears of the interval in every ACK (one
+             * interval, one block, so it also holds the most recent segment when that one
+             * was placed); AckEgress adds the option. */
+            if (meta.flow.sack != 0 && ooo_len != 0) {
+                meta.ack_sack_left = ooo_start;
+                meta.ack_sack_right = ooo_start + ooo_len;
             }
             /* Every segment with payload is answered, after any delivery above. A reinjected
              * segment's original starts with the controller header, which the clone would

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from .constants import (ACK_TTL, ETH_HDR_BYTES, INSTANCE_TYPE_INGRESS_CLONE, IPV4_FLAGS_DF,
                         IPV4_HDR_BYTES, TCP_DATA_OFFSET_PLAIN, TCP_DATA_OFFSET_TS,
-                        TCP_HDR_BYTES, TCP_TS_OPT_BYTES)
-from .headers import Headers, Metadata, StandardMetadata
+                        TCP_DATA_OFFSET_TS_SACK1, TCP_HDR_BYTES, TCP_OPT_NOP, TCP_OPT_SACK,
+                        TCP_OPT_SACK1_LEN, TCP_SACK_OPT_BYTES, TCP_TS_OPT_BYTES)
+from .headers import Headers, Metadata, StandardMetadata, TcpSack
 
 
 def ack_egress(hdr: Headers, meta: Metadata, sm: StandardMetadata) -> None:
@@ -27,5 +28,16 @@ def ack_egress(hdr: Headers, meta: Metadata, sm: StandardMetadata) -> None:
         ts.tsecr, ts.tsval = ts.tsval, meta.ack_tsval
         tcp_len = TCP_HDR_BYTES + TCP_TS_OPT_BYTES
         tcp.data_offset = TCP_DATA_OFFSET_TS
+    # Our one block (the out-of-order interval) replaces any the clone carried.
+    hdr.tcp_sack_b2 = hdr.tcp_sack_b3 = None
+    if ts is not None and meta.ack_sack_left != meta.ack_sack_right:
+        sack = hdr.tcp_sack = TcpSack()
+        sack.nop1 = sack.nop2 = TCP_OPT_NOP
+        sack.kind, sack.len = TCP_OPT_SACK, TCP_OPT_SACK1_LEN
+        sack.left, sack.right = meta.ack_sack_left, meta.ack_sack_right
+        tcp_len += TCP_SACK_OPT_BYTES
+        tcp.data_offset = TCP_DATA_OFFSET_TS_SACK1
+    else:
+        hdr.tcp_sack = None
     ip.total_len = IPV4_HDR_BYTES + tcp_len
     sm.truncate_to = ETH_HDR_BYTES + IPV4_HDR_BYTES + tcp_len

@@ -58,6 +58,7 @@ def ack_processing(counters: AckCounters, hdr: Headers, meta: Metadata,
             meta.rtt_sample = ((sm.ingress_global_timestamp >> TS_TICK_SHIFT) - ts.tsecr) & M32
     elif meta.payload_len == 0 and in_flight != 0 and tcp.window == dyn.peer_window:
         # RFC 5681: no data, no window change, data outstanding: a duplicate ACK.
+        meta.dupack = True
         if dyn.dupacks != MAX_DUPACKS:
             dyn.dupacks += 1
         counters.dupack.count(meta.flow_id, length)

@@ -10,7 +10,7 @@ from .constants import (DROP_NOT_IP, DROP_NOT_TCP, ETH_HDR_BYTES, ETHERTYPE_ARP,
                         REASON_BAD_LENGTH, REASON_BAD_TCP_CHECKSUM, REASON_FIN,
                         REASON_IPV4_FRAGMENT, REASON_IPV4_OPTIONS, REASON_RST, REASON_SYN,
                         REASON_SYN_ACK, REASON_TCP_FLAGS, REASON_TCP_OPTIONS, TCP_ACK,
-                        TCP_DATA_OFFSET_PLAIN,
+                        TCP_DATA_OFFSET_PLAIN, TCP_DATA_OFFSET_TS,
                         TCP_FASTPATH_FLAGS, TCP_FIN, TCP_RST, TCP_SYN)
 from .headers import Headers, Metadata, StandardMetadata
 
@@ -52,5 +52,8 @@ def exceptions(hdr: Headers, meta: Metadata, sm: StandardMetadata) -> None:
             meta.punt_reason = REASON_TCP_FLAGS
         elif tcp.data_offset != TCP_DATA_OFFSET_PLAIN and hdr.tcp_ts is None:
             meta.punt_reason = REASON_TCP_OPTIONS
+        elif (tcp.data_offset not in (TCP_DATA_OFFSET_PLAIN, TCP_DATA_OFFSET_TS)
+              and hdr.tcp_sack is None):
+            meta.punt_reason = REASON_TCP_OPTIONS   # timestamps, then options other than SACK
         else:
             meta.payload_len = (meta.l4_len - tcp_hdr_len) & 0xFFFF

@@ -11,6 +11,8 @@ _IPV4 = struct.Struct("!BBHHHBBHII")
 _TCP = struct.Struct("!HHIIBBHHH")
 _TCP_TS = struct.Struct("!BBBBII")
 _TCP_MSS = struct.Struct("!BBH")
+_TCP_SACK = struct.Struct("!BBBBII")
+_TCP_SACK_BLOCK = struct.Struct("!II")
 _NIC_HOST = NIC_HOST_HEADER  # the one definition of the channel header
 _PACKET_IN = struct.Struct("!HBI")
 _PACKET_OUT = struct.Struct("!H")
@@ -99,6 +101,36 @@ class TcpMss:
 
     def pack(self) -> bytes:
         return _TCP_MSS.pack(self.kind, self.len, self.mss)
+class TcpSack:
+    """NOP, NOP, SACK (kind 5) with its first block."""
+
+    __slots__ = ("nop1", "nop2", "kind", "len", "left", "right")
+    SIZE = 12
+
+    @classmethod
+    def unpack(cls, buf: bytes, off: int) -> "TcpSack":
+        h = cls()
+        h.nop1, h.nop2, h.kind, h.len, h.left, h.right = _TCP_SACK.unpack_from(buf, off)
+        return h
+
+    def pack(self) -> bytes:
+        return _TCP_SACK.pack(self.nop1, self.nop2, self.kind, self.len, self.left, self.right)
+
+
+class TcpSackBlock:
+    """A further SACK block (tcp_sack_block_h)."""
+
+    __slots__ = ("left", "right")
+    SIZE = 8
+
+    @classmethod
+    def unpack(cls, buf: bytes, off: int) -> "TcpSackBlock":
+        h = cls()
+        h.left, h.right = _TCP_SACK_BLOCK.unpack_from(buf, off)
+        return h
+
+    def pack(self) -> bytes:
+        return _TCP_SACK_BLOCK.pack(self.left, self.right)
 
 
 class NicHost:
@@ -153,11 +185,17 @@ class Headers:
     """headers_t; None is an invalid header."""
 
     __slots__ = ("packet_out", "packet_in", "ethernet", "nic_host", "ipv4", "tcp", "tcp_ts",
-                 "tcp_mss")
+                 "tcp_mss", "tcp_sack", "tcp_sack_b2", "tcp_sack_b3")
 
     def __init__(self) -> None:
         self.packet_out = self.packet_in = self.ethernet = self.nic_host = None
         self.ipv4 = self.tcp = self.tcp_ts = self.tcp_mss = None
+        self.tcp_sack = self.tcp_sack_b2 = self.tcp_sack_b3 = None
+
+    def drop_tcp(self) -> None:
+        """setInvalid() on the IPv4 and TCP headers and the option headers of data segments."""
+        self.ipv4 = self.tcp = self.tcp_ts = None
+        self.tcp_sack = self.tcp_sack_b2 = self.tcp_sack_b3 = None
 
 
 class FlowStatic:
@@ -165,7 +203,7 @@ class FlowStatic:
 
     __slots__ = ("gen", "local_mac", "peer_mac", "local_ip", "peer_ip", "local_port",
                  "peer_port", "wire_port", "rx_ring_size", "rx_start_seq", "tx_start_seq",
-                 "rx_window_shift", "timestamps", "peer_window", "ecn")
+                 "rx_window_shift", "timestamps", "peer_window", "ecn", "sack")
 
 
 class FlowDyn:
@@ -178,16 +216,17 @@ class FlowDyn:
 class Metadata:
     """metadata_t (fields start at zero / false, as bmv2 initializes user metadata)."""
 
-    __slots__ = ("ack_seq", "ack_ack", "ack_window", "ack_flags", "ack_tsval", "punt_reason",
+    __slots__ = ("ack_seq", "ack_ack", "ack_window", "ack_flags", "ack_tsval", "ack_sack_left", "ack_sack_right", "punt_reason",
                  "drop_reason", "l4_len", "payload_len", "flow_found", "flow_id", "flow",
                  "dyn", "dyn_fresh", "adv_window", "acked_bytes", "window_update",
-                 "rtt_sample", "ack_ece", "fast_retransmit", "fin_acked", "host_busy",
+                 "rtt_sample", "ack_ece", "fast_retransmit", "dupack", "fin_acked", "host_busy",
                  "seq_acceptable", "ack_beyond_sent",
                  "window_reopened", "ooo_merged", "delivered", "to_host", "ack_rewrite",
                  "tx_build", "in_port", "reinjected", "syn_cookie")
 
     def __init__(self) -> None:
         self.ack_seq = self.ack_ack = self.ack_window = self.ack_flags = self.ack_tsval = 0
+        self.ack_sack_left = self.ack_sack_right = 0
         self.punt_reason = self.drop_reason = self.l4_len = self.payload_len = 0
         self.flow_found = False
         self.flow_id = 0
@@ -196,6 +235,7 @@ class Metadata:
         self.dyn_fresh = False
         self.adv_window = self.acked_bytes = self.rtt_sample = self.ooo_merged = 0
         self.window_update = self.ack_ece = self.fast_retransmit = self.host_busy = False
+        self.dupack = False
         self.fin_acked = self.seq_acceptable = self.ack_beyond_sent = False
         self.window_reopened = self.delivered = self.to_host = False
         self.ack_rewrite = self.tx_build = self.syn_cookie = False

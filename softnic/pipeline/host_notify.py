@@ -1,11 +1,12 @@
 """host_notify.p4: tell the host what a segment's ACK field said (HostNotify), and cut the
-payload off TX_ACKED and RETRANSMIT frames (TrimHostFrames)."""
+payload off TX_ACKED, RETRANSMIT and SACK frames (TrimHostFrames)."""
 
 from __future__ import annotations
 
 from .constants import (ETH_HDR_BYTES, ETHERTYPE_NIC_HOST, HOST_PORT, INSTANCE_TYPE_NORMAL,
                         NIC_HOST_FLAG_ECE, NIC_HOST_FLAG_FIN, NIC_HOST_FLAG_MERGED, NIC_HOST_HDR_BYTES,
-                        NIC_HOST_OP_RETRANSMIT, NIC_HOST_OP_TX_ACKED)
+                        NIC_HOST_FLAG_FAST_RETRANSMIT, NIC_HOST_OP_RETRANSMIT, NIC_HOST_OP_SACK,
+                        NIC_HOST_OP_TX_ACKED)
 from .headers import Headers, Metadata, NicHost, StandardMetadata
 
 M32 = 0xFFFFFFFF
@@ -26,7 +27,7 @@ def make_notice(hdr: Headers, meta: Metadata, sm: StandardMetadata, opcode: int)
     msg.flow_id = meta.flow_id
     msg.offset = meta.dyn.snd_una
     hdr.ethernet.ether_type = ETHERTYPE_NIC_HOST
-    hdr.ipv4 = hdr.tcp = hdr.tcp_ts = None
+    hdr.drop_tcp()
     sm.egress_spec = HOST_PORT
     meta.to_host = True
 
@@ -44,6 +45,16 @@ def host_notify(hdr: Headers, meta: Metadata, sm: StandardMetadata) -> None:
     elif meta.acked_bytes != 0 or meta.fin_acked or meta.window_update:
         make_notice(hdr, meta, sm, NIC_HOST_OP_TX_ACKED)
         fill_ack_fields(hdr, meta, ece_flag)
+    elif meta.dupack and hdr.tcp_sack is not None and meta.flow.sack != 0:
+        # The block as TX stream positions, read before make_notice drops the TCP headers.
+        left = (hdr.tcp_sack.left - meta.flow.tx_start_seq) & M32
+        right = (hdr.tcp_sack.right - meta.flow.tx_start_seq) & M32
+        make_notice(hdr, meta, sm, NIC_HOST_OP_SACK)
+        fill_ack_fields(hdr, meta, ece_flag)
+        if meta.fast_retransmit:
+            hdr.nic_host.flags |= NIC_HOST_FLAG_FAST_RETRANSMIT
+        hdr.nic_host.count = left
+        hdr.nic_host.aux = right
     elif meta.fast_retransmit:
         make_notice(hdr, meta, sm, NIC_HOST_OP_RETRANSMIT)
         fill_ack_fields(hdr, meta, ece_flag)
@@ -53,5 +64,5 @@ def host_notify(hdr: Headers, meta: Metadata, sm: StandardMetadata) -> None:
 def trim_host_frames(hdr: Headers, sm: StandardMetadata) -> None:
     msg = hdr.nic_host
     if (sm.instance_type == INSTANCE_TYPE_NORMAL and msg is not None
-            and msg.opcode in (NIC_HOST_OP_TX_ACKED, NIC_HOST_OP_RETRANSMIT)):
+            and msg.opcode in (NIC_HOST_OP_TX_ACKED, NIC_HOST_OP_RETRANSMIT, NIC_HOST_OP_SACK)):
         sm.truncate_to = ETH_HDR_BYTES + NIC_HOST_HDR_BYTES

@@ -81,6 +81,7 @@ class P4tasPipeline:
         chdr, cmeta = Headers(), Metadata()
         cmeta.ack_seq, cmeta.ack_ack, cmeta.ack_window = meta.ack_seq, meta.ack_ack, meta.ack_window
         cmeta.ack_flags, cmeta.ack_tsval = meta.ack_flags, meta.ack_tsval
+        cmeta.ack_sack_left, cmeta.ack_sack_right = meta.ack_sack_left, meta.ack_sack_right
         csm = StandardMetadata(sm.ingress_port, sm.packet_length, sm.ingress_global_timestamp)
         cpayload = frame[p4tas_parser(frame, chdr, cmeta, csm):]
         csm.instance_type = INSTANCE_TYPE_INGRESS_CLONE

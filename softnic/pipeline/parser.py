@@ -5,9 +5,12 @@ from __future__ import annotations
 
 from .constants import (CPU_PORT, ETHERTYPE_IPV4, ETHERTYPE_NIC_HOST, HOST_PORT,
                         IP_PROTO_TCP, IPV4_HDR_BYTES, TCP_ACK, TCP_DATA_OFFSET_TS,
-                        TCP_MSS_OPT_PREFIX, TCP_SYN, TCP_TS_OPT_PREFIX)
+                        TCP_DATA_OFFSET_TS_SACK1, TCP_DATA_OFFSET_TS_SACK2,
+                        TCP_DATA_OFFSET_TS_SACK3, TCP_MSS_OPT_PREFIX, TCP_OPT_SACK1_LEN,
+                        TCP_SACK1_OPT_PREFIX, TCP_SACK2_OPT_PREFIX, TCP_SACK3_OPT_PREFIX,
+                        TCP_SYN, TCP_TS_OPT_PREFIX)
 from .headers import (Ethernet, Headers, Ipv4, Metadata, NicHost, PacketOut, StandardMetadata,
-                      Tcp, TcpMss, TcpTs)
+                      Tcp, TcpMss, TcpSack, TcpSackBlock, TcpTs)
 
 
 def p4tas_parser(frame: bytes, hdr: Headers, meta: Metadata, sm: StandardMetadata) -> int:
@@ -54,18 +57,53 @@ def p4tas_parser(frame: bytes, hdr: Headers, meta: Metadata, sm: StandardMetadat
     off += Tcp.SIZE
     if tcp.data_offset >= 6 and tcp.flags & (TCP_SYN | TCP_ACK) == TCP_SYN:
         return _parse_tcp_mss_if_first(frame, off, hdr, sm)
-    if tcp.data_offset != TCP_DATA_OFFSET_TS:
+    if tcp.data_offset != TCP_DATA_OFFSET_TS and tcp.data_offset not in _SACK_PREFIX:
         return off
-    if end < off + 4:                                          # parse_tcp_ts_if_linux_layout
+    if end < off + 4:                           # parse_tcp_ts(_sack)_if_linux_layout
         sm.parser_error = True
         return off
     if int.from_bytes(frame[off:off + 4], "big") != TCP_TS_OPT_PREFIX:
         return off
-    if end < off + TcpTs.SIZE:                                 # parse_tcp_ts
+    if end < off + TcpTs.SIZE:                                 # parse_tcp_ts(_then_sack)
         sm.parser_error = True
         return off
     hdr.tcp_ts = TcpTs.unpack(frame, off)
-    return off + TcpTs.SIZE
+    off += TcpTs.SIZE
+    if tcp.data_offset == TCP_DATA_OFFSET_TS:
+        return off
+    return _parse_sack(frame, hdr, sm, off)
+
+
+# Data offset -> the 32 bits the SACK option starts with (NOP, NOP, kind 5, length 2 + 8n).
+_SACK_PREFIX = {TCP_DATA_OFFSET_TS_SACK1: TCP_SACK1_OPT_PREFIX,
+                TCP_DATA_OFFSET_TS_SACK2: TCP_SACK2_OPT_PREFIX,
+                TCP_DATA_OFFSET_TS_SACK3: TCP_SACK3_OPT_PREFIX}
+
+
+def _parse_sack(frame: bytes, hdr: Headers, sm: StandardMetadata, off: int) -> int:
+    """parse_tcp_ts_then_sack's select, parse_tcp_sack, _b2, _b3."""
+    end, data_offset = len(frame), hdr.tcp.data_offset
+    if end < off + 4:
+        sm.parser_error = True
+        return off
+    if int.from_bytes(frame[off:off + 4], "big") != _SACK_PREFIX[data_offset]:
+        return off
+    if end < off + TcpSack.SIZE:                               # parse_tcp_sack
+        sm.parser_error = True
+        return off
+    hdr.tcp_sack = TcpSack.unpack(frame, off)
+    off += TcpSack.SIZE
+    if hdr.tcp_sack.len == TCP_OPT_SACK1_LEN:
+        return off
+    for name in ("tcp_sack_b2", "tcp_sack_b3"):                # parse_tcp_sack_b2, _b3
+        if end < off + TcpSackBlock.SIZE:
+            sm.parser_error = True
+            return off
+        setattr(hdr, name, TcpSackBlock.unpack(frame, off))
+        off += TcpSackBlock.SIZE
+        if data_offset != TCP_DATA_OFFSET_TS_SACK3:
+            return off
+    return off
 
 
 def _parse_tcp_mss_if_first(frame: bytes, off: int, hdr: Headers,
@@ -97,8 +135,7 @@ def p4tas_deparser(hdr: Headers) -> bytes:
         parts.append(hdr.ipv4.pack())
     if hdr.tcp is not None:
         parts.append(hdr.tcp.pack())
-    if hdr.tcp_ts is not None:
-        parts.append(hdr.tcp_ts.pack())
-    if hdr.tcp_mss is not None:
-        parts.append(hdr.tcp_mss.pack())
+    for option in (hdr.tcp_ts, hdr.tcp_mss, hdr.tcp_sack, hdr.tcp_sack_b2, hdr.tcp_sack_b3):
+        if option is not None:
+            parts.append(option.pack())
     return b"".join(parts)

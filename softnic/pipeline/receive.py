@@ -27,7 +27,7 @@ def to_host(hdr: Headers, meta: Metadata, sm: StandardMetadata, flags: int, seq:
     msg.offset = (seq - meta.flow.rx_start_seq) & (meta.flow.rx_ring_size - 1) & M32
     msg.length = meta.payload_len
     hdr.ethernet.ether_type = ETHERTYPE_NIC_HOST
-    hdr.ipv4 = hdr.tcp = hdr.tcp_ts = None
+    hdr.drop_tcp()
     sm.egress_spec = HOST_PORT
     meta.delivered = True
     meta.to_host = True
@@ -116,6 +116,10 @@ def receive(ooo_reg: Register, challenge_ack_rate: Meter, hdr: Headers, meta: Me
     if ooo_changed:
         ooo_reg.cells[meta.flow_id] = (flow.gen << 64) | (ooo_start << 32) | ooo_len
         dyn.ooo_active = 0 if ooo_len == 0 else 1
+    # RFC 2018: a peer that negotiated SACK hears of the interval in every ACK.
+    if flow.sack != 0 and ooo_len != 0:
+        meta.ack_sack_left = ooo_start
+        meta.ack_sack_right = (ooo_start + ooo_len) & M32
     # Every segment with payload is answered, after any delivery above.
     advertised_window(meta)
     if not meta.reinjected:   # the slow path that handed it back sends the ACK

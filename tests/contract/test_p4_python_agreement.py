@@ -93,7 +93,8 @@ def test_softnic_constants_match_the_p4_source() -> None:
 SOFTNIC_HEADERS = {"ethernet_h": "Ethernet", "ipv4_h": "Ipv4", "tcp_h": "Tcp",
                    "tcp_ts_h": "TcpTs", "tcp_mss_h": "TcpMss", "nic_host_h": "NicHost",
                    "packet_in_h": "PacketIn",
-                   "packet_out_h": "PacketOut"}
+                   "packet_out_h": "PacketOut", "tcp_sack_h": "TcpSack",
+                   "tcp_sack_block_h": "TcpSackBlock"}
 
 
 def field_bytes(fields: list[tuple[str, int]], name: str) -> bytes:
