@@ -82,6 +82,7 @@ class RuntimeConfig:
     control: ControlConfig = field(default_factory=ControlConfig)
     metrics_port: int | None = None  # Prometheus metrics on 127.0.0.1:port; None: off
     ecn: bool = True  # negotiate ECN (RFC 3168) in both handshakes
+    sack: bool = True  # negotiate SACK (RFC 2018) in both handshakes (with timestamps)
     # What an application may choose with TCP_CONGESTION (as Linux's
     # tcp_allowed_congestion_control): "none" (no rate limit) only if the operator says so.
     allowed_congestion: tuple[str, ...] = ("dctcp", "timely")

@@ -73,6 +73,7 @@ class Connection:
     window_shift: int = 0   # ours; 0 unless the peer also does window scaling
     timestamps: bool = False
     ecn: bool = False       # negotiated in the handshake (RFC 3168 6.1.1)
+    sack: bool = False      # SACK-permitted both ways (RFC 2018 2), with timestamps
     owner: EventSink | None = None
     listener: Listener | None = None
     active: bool = False    # we connected (the local port is ours to release)

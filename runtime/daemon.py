@@ -227,6 +227,10 @@ def parse_args(argv: list[str] | None = None) -> tuple[RuntimeConfig, str]:
     parser.add_argument("--ecn", choices=("on", "off"), default="on",
                         help="negotiate ECN (RFC 3168) with peers: data goes out ECT(0) and "
                              "DCTCP reacts to the peer's ECE (default %(default)s)")
+    parser.add_argument("--sack", choices=("on", "off"), default="on",
+                        help="negotiate SACK (RFC 2018) with peers that also do timestamps: "
+                             "loss recovery resends only the holes (RFC 6675); off: go-back-N "
+                             "(default %(default)s)")
     parser.add_argument("--punt-rate", type=int, default=RuntimeConfig.punt_rate_pps,
                         metavar="PPS",
                         help="PacketIns per second and reason the fast path lets through to "
@@ -288,6 +292,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[RuntimeConfig, str]:
         bmv2_json=args.bmv2_json, interfaces=interfaces, control_socket=args.control_socket,
         tcp=tcp, host_interface=args.host_interface, rto=rto, congestion=args.congestion,
         control=control, metrics_port=args.metrics_port, ecn=args.ecn == "on",
+        sack=args.sack == "on",
         allowed_congestion=allowed, control_group=args.control_group,
         punt_rate_pps=args.punt_rate, syn_punt_rate_pps=args.syn_punt_rate,
         challenge_ack_pps=args.challenge_ack_rate)

@@ -114,6 +114,10 @@ class Handshake(ConnectionControlBase):
             self.stats.bump("syn_options_clamped")
         conn.window_shift = self.window_shift if seg.options.window_scale is not None else 0
         conn.timestamps = seg.options.timestamps is not None
+        # RFC 2018 2: SACK only if both SYNs carry SACK-permitted. The fast path parses SACK
+        # blocks after timestamps (Linux's layout), so without timestamps we do not offer it.
+        conn.sack = (self.config.sack and conn.timestamps
+                     and seg.options.sack_permitted)
         # RFC 3168 6.1.1: an ECN-setup SYN has ECE and CWR, an ECN-setup SYN-ACK ECE only.
         ece_cwr = seg.flags & (TcpFlags.ECE | TcpFlags.CWR)
         conn.ecn = self.sender.offers_ecn(conn) and ece_cwr == (

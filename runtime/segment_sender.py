@@ -64,7 +64,8 @@ class SegmentSender:
             mss=self.config.tcp.mss,
             window_scale=conn.window_shift if offer_all or peer.window_scale is not None else None,
             timestamps=((self.datapath.clock.now(), peer.timestamps[0] if peer.timestamps else 0)
-                        if offer_all or conn.timestamps else None))
+                        if offer_all or conn.timestamps else None),
+            sack_permitted=self.config.sack and (offer_all or conn.sack))
         ack = conn.rcv_nxt if flags & TcpFlags.ACK else 0
         window = min(self.config.tcp.rx_ring_size, MAX_UNSCALED_WINDOW)
         self.send(conn.interface, conn.peer_mac, conn.tuple, conn.iss, ack, flags, window,
