@@ -8,6 +8,8 @@ payload between channel frames (nic_contract.nic_host_header) and the per-flow r
   NIC -> host  RX_DATA    payload into the flow's RX ring at the NIC's offset, an RX_DATA event
                TX_ACKED   freed TX ring bytes, peer window, a TX_ACKED event, then more TX_DATA
                RETRANSMIT third duplicate ACK: go back to the acknowledged position (go-back-N)
+               SACK       a duplicate ACK's first SACK block: the scoreboard; with flag
+                          FAST_RETRANSMIT the third: resend only the holes (runtime.dma_sack)
   host -> NIC  TX_DATA    MSS-sized chunks of the TX ring, never beyond the peer's window,
                           each with its TX stream position (the NIC derives the sequence)
                RX_CONSUMED how many RX ring bytes the application freed
@@ -184,7 +186,8 @@ class DmaBridge(NicToHost, HostToNic):
             log.debug("malformed host-port frame: %s", exc)
             return
         self.stats.frames_in[message.opcode] += 1
-        if message.opcode not in (Opcode.RX_DATA, Opcode.TX_ACKED, Opcode.RETRANSMIT):
+        if message.opcode not in (Opcode.RX_DATA, Opcode.TX_ACKED, Opcode.RETRANSMIT,
+                                  Opcode.SACK):
             self._drop(DropCause.UNEXPECTED_OPCODE, message, "not an opcode the NIC sends")
             return
         channel = self._channel_for(message)
@@ -210,6 +213,8 @@ class DmaBridge(NicToHost, HostToNic):
                 self._rx_data(channel, message)
             elif message.opcode == Opcode.TX_ACKED:
                 self._tx_acked(channel, message)
+            elif message.opcode == Opcode.SACK:
+                self._on_sack(channel, message)
             else:
                 self._fast_retransmit(channel, message)
         except (RingCorruptedError, ValueError) as exc:

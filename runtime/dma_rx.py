@@ -8,14 +8,15 @@ from host_lib.rings import Event, RingCorruptedError
 from host_lib.shm_layout import EventType
 from nic_contract.constants import TS_TICK_SHIFT
 from nic_contract.nic_host_header import ChannelFlags, NicHostMessage, Opcode
-from runtime.dma_base import BridgeBase, log
+from runtime.dma_base import log
+from runtime.dma_sack import SackRecovery
 from runtime.flow_channel import U32_MAX, FlowChannel
 from runtime.nic_interface import DropCause
 
 EVENT_RETRY_SECONDS = 0.001    # while some context queue is full
 
 
-class NicToHost(BridgeBase):
+class NicToHost(SackRecovery):
     """The bridge's receive side (mixed into DmaBridge)."""
 
     def _rx_data(self, channel: FlowChannel, message: NicHostMessage) -> None:
@@ -113,6 +114,8 @@ class NicToHost(BridgeBase):
         channel.tx_acked += count
         # After a go-back-N the peer may acknowledge beyond what was resent: skip ahead.
         channel.tx_sent = max(channel.tx_sent, channel.tx_acked)
+        if channel.sack is not None:
+            channel.sack.on_ack(channel.tx_acked, channel.mss)
 
     def _fast_retransmit(self, channel: FlowChannel, message: NicHostMessage) -> None:
         """RETRANSMIT: the NIC saw the third duplicate ACK; resend from snd_una."""
@@ -123,8 +126,10 @@ class NicToHost(BridgeBase):
             self._advance_acked(channel, ahead)
             self._announce(channel)
         channel.peer_window = message.window << channel.wscale
-        channel.counters.fast_retransmits += 1
-        self.stats.recovery["fast_retransmits"] += 1
+        if channel.sack is not None:
+            self._start_sack_recovery(channel)   # a SACK flow's dup ACK without blocks
+            return
+        self._fast_retransmit_started(channel)
         self.go_back_n(channel.flow_id)
 
     def _count_ack(self, channel: FlowChannel, message: NicHostMessage, count: int) -> None:

@@ -1,19 +1,21 @@
 """Host -> NIC on the bridge: TX_DATA from the TX ring within the peer's window and the flow's
-pacing, our FIN, window probes, go-back-N after a third duplicate ACK or a retransmission
-timeout, RX_CONSUMED; frames the link cannot take wait for it."""
+pacing (lost holes first, runtime.dma_sack), our FIN, window probes, go-back-N after a third
+duplicate ACK or a retransmission timeout (flows without SACK), RX_CONSUMED; frames the link
+cannot take wait for it."""
 
 from __future__ import annotations
 
 from host_lib.rings import RingCorruptedError
 from nic_contract.nic_host_header import ChannelFlags, NicHostMessage, Opcode
 from runtime import keepalive, pacing
-from runtime.dma_base import BridgeBase, log
+from runtime.dma_base import log
+from runtime.dma_sack import SackRecovery
 from runtime.flow_channel import U32_MAX, FlowChannel
 from runtime.nic_interface import DropCause
 from runtime.retransmission import TICK_SECONDS
 
 
-class HostToNic(BridgeBase):
+class HostToNic(SackRecovery):
     """The bridge's transmit side (mixed into DmaBridge)."""
 
     def kick(self, flow_id: int) -> int:
@@ -33,7 +35,21 @@ class HostToNic(BridgeBase):
             return 0
 
     def _send_tx(self, channel: FlowChannel) -> int:
-        """TX_DATA from tx_sent on, within the peer's window (nothing new after our FIN)."""
+        """Lost holes first (SACK recovery), then TX_DATA from tx_sent on, within the peer's
+        window (nothing new after our FIN)."""
+        now = self.clock() if channel.bucket is not None else 0.0
+        sent, blocked = self._send_holes(channel, now)
+        if not blocked:
+            sent += self._send_new(channel, now)
+        if sent:
+            self._active[channel] = None
+        if self._waits_on_peer(channel):
+            self.timers.arm(channel, self.clock())
+            self._arm_rto_tick()
+        return sent
+
+    def _send_new(self, channel: FlowChannel, now: float) -> int:
+        """TX_DATA from tx_sent on, within the peer's window and the flow's pacing."""
         ring = channel.tx_ring
         if channel.fin_sent and channel.tx_sent >= channel.tx_high:
             return 0
@@ -43,8 +59,6 @@ class HostToNic(BridgeBase):
                                      f"{channel.tx_sent - channel.tx_acked} were sent")
         room = channel.peer_window - (channel.tx_sent - channel.tx_acked)
         sent = 0
-        mask = ring.size - 1
-        now = self.clock() if channel.bucket is not None else 0.0
         while unsent > 0 and room > 0:
             size = min(channel.mss, unsent, room)
             if channel.bucket is not None:
@@ -53,35 +67,39 @@ class HostToNic(BridgeBase):
                     self.pacer.defer(channel, now + wait)
                     self._arm_pacing_tick()
                     break
-            pieces = ring.peek(size, skip=channel.tx_sent - channel.tx_acked)
-            payload = b"".join(pieces)
-            for piece in pieces:
-                piece.release()
             flags = ChannelFlags.PSH if size == unsent else ChannelFlags.NONE
             if channel.rto_flag_pending:
                 flags |= ChannelFlags.RTO
-            if channel.cwr_pending and channel.tx_sent >= channel.tx_high:
+            cwr = channel.cwr_pending and channel.tx_sent >= channel.tx_high
+            if cwr:
                 flags |= ChannelFlags.CWR   # RFC 3168 6.1.2: on new data, not a resend
-                channel.cwr_pending = False
-            message = NicHostMessage(Opcode.TX_DATA, channel.flow_id, channel.generation, flags,
-                                     channel.tx_sent & mask, payload=payload,
-                                     aux=channel.stream_position(channel.tx_sent))
-            if not self._send(message, channel):
+            if not self._send_segment(channel, channel.tx_sent, size, flags):
                 break
+            channel.cwr_pending = channel.cwr_pending and not cwr
             channel.rto_flag_pending = False
             channel.tx_sent += size
             channel.tx_high = max(channel.tx_high, channel.tx_sent)
             channel.counters.tx_bytes += size
-            channel.counters.tx_frames += 1
             unsent -= size
             room -= size
             sent += size
-        if sent:
-            self._active[channel] = None
-        if self._waits_on_peer(channel):
-            self.timers.arm(channel, self.clock())
-            self._arm_rto_tick()
         return sent
+
+    def _send_segment(self, channel: FlowChannel, position: int, size: int,
+                      flags: ChannelFlags) -> bool:
+        """TX_DATA of `size` ring bytes from TX position `position`; False if the link is full."""
+        ring = channel.tx_ring
+        pieces = ring.peek(size, skip=position - channel.tx_acked)
+        payload = b"".join(pieces)
+        for piece in pieces:
+            piece.release()
+        message = NicHostMessage(Opcode.TX_DATA, channel.flow_id, channel.generation, flags,
+                                 position & (ring.size - 1), payload=payload,
+                                 aux=channel.stream_position(position))
+        if not self._send(message, channel):
+            return False
+        channel.counters.tx_frames += 1
+        return True
 
     def _arm_pacing_tick(self) -> None:
         if self._loop is None or self._pacing_tick is not None or not len(self.pacer):
@@ -194,9 +212,15 @@ class HostToNic(BridgeBase):
 
     def go_back_n(self, flow_id: int, timeout: bool = False) -> int:
         """Resend everything unacknowledged from the acknowledged position; returns bytes sent.
-        After a timeout the first segment tells the NIC (NIC_HOST_FLAG_RTO)."""
+        After a timeout the first segment tells the NIC (NIC_HOST_FLAG_RTO). A flow with
+        SACK skips what the peer holds (runtime.dma_sack)."""
         channel = self._channels.get(flow_id)
         if channel is None:
+            return 0
+        if channel.sack is not None:
+            if timeout:
+                return self._sack_timeout(channel, channel.sack)
+            self._start_sack_recovery(channel)
             return 0
         channel.counters.retransmitted_bytes += channel.tx_sent - channel.tx_acked
         self.stats.recovery["retransmitted_bytes"] += channel.tx_sent - channel.tx_acked

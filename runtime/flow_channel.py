@@ -9,6 +9,7 @@ from host_lib.rings import ByteRing, EventQueue
 from runtime.keepalive import KeepaliveState
 from runtime.pacing import TokenBucket
 from runtime.retransmission import FlowTimer
+from runtime.sack_scoreboard import SackScoreboard
 
 DEFAULT_MSS = 1448             # payload bytes per segment with the timestamps option (MTU 1500)
 DEFAULT_PEER_WINDOW = 65535    # bytes until the first TX_ACKED tells the real window
@@ -36,6 +37,7 @@ class FlowCounters:
     timeouts: int = 0
     window_probes: int = 0
     keepalive_probes: int = 0
+    sack_blocks: int = 0    # SACK blocks the scoreboard took (RFC 2018)
 
 
 @dataclass(eq=False)
@@ -61,6 +63,7 @@ class FlowChannel:
     tx_start_seq: int = 0  # our sequence number of stream position 0 (TX_ACKED is absolute)
     counters: FlowCounters = field(default_factory=FlowCounters)
     timer: FlowTimer = field(default_factory=FlowTimer)  # RTT estimate and RTO state
+    sack: SackScoreboard | None = None  # SACK negotiated: resend holes only (else go-back-N)
     tx_base: int = field(init=False, default=0)  # ring position of the connection's first byte
     tx_sent: int = field(init=False, default=0)
     tx_high: int = field(init=False, default=0)

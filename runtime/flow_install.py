@@ -16,6 +16,7 @@ from runtime.datapath import Datapath
 from runtime.flow_channel import FlowChannel
 from runtime.flow_ids import FlowIdAllocator
 from runtime.flow_registry import Flow, FlowRegistry
+from runtime.sack_scoreboard import SackScoreboard
 from runtime.slow_path_stats import Stats
 from runtime.tcp_seq import SEQ_MOD
 
@@ -58,7 +59,7 @@ class FlowInstaller:
             rx_start_seq=(conn.rcv_nxt - conn.fin_received) % SEQ_MOD,
             tx_start_seq=conn.snd_nxt, wire_port=conn.interface.port,
             rx_window_shift=conn.window_shift, timestamps=conn.timestamps,
-            peer_window=conn.peer_window, ecn=conn.ecn)
+            peer_window=conn.peer_window, ecn=conn.ecn, sack=conn.sack)
 
     def unlease(self, conn: Connection) -> None:
         """Give back a flow id whose entries never reached the switch."""
@@ -99,7 +100,8 @@ class FlowInstaller:
             channel = FlowChannel(conn.flow.flow_id, conn.flow.generation, slot, rx, tx,
                                   memory.events(conn.owner.ctx_id), mss=mss, wscale=wscale,
                                   peer_window=conn.peer_window_bytes, opaque=conn.conn_id,
-                                  tx_start_seq=conn.flow_spec.tx_start_seq)
+                                  tx_start_seq=conn.flow_spec.tx_start_seq,
+                                  sack=SackScoreboard() if conn.sack else None)
             flow = self.flows.attach(conn, channel)
         except BaseException:
             memory.free_slot(slot)  # nothing of a half-attached flow stays behind
