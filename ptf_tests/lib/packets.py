@@ -27,7 +27,7 @@ PEER_WINDOW = 1000  # what data_segment() advertises
 def flow_spec(flow_id: int, generation: int, *, local_port: int = 5001, peer_port: int = 40000,
               rx_ring_size: int = 1 << 16, rx_start_seq: int = 1000, tx_start_seq: int = 5000,
               rx_window_shift: int = 0, wire_port: int = 1, timestamps: bool = True,
-              ecn: bool = False) -> FlowSpec:
+              ecn: bool = False, sack: bool = False) -> FlowSpec:
     """A test connection between LOCAL (us) and PEER (the wire)."""
     return FlowSpec(
         flow_id=flow_id, generation=generation,
@@ -35,13 +35,19 @@ def flow_spec(flow_id: int, generation: int, *, local_port: int = 5001, peer_por
         local_mac=LOCAL_MAC, peer_mac=PEER_MAC, rx_ring_size=rx_ring_size,
         rx_start_seq=rx_start_seq, tx_start_seq=tx_start_seq, wire_port=wire_port,
         rx_window_shift=rx_window_shift, timestamps=timestamps, peer_window=PEER_WINDOW,
-        ecn=ecn,
+        ecn=ecn, sack=sack,
     )
 
 
 def ts_option(tsval: int, tsecr: int) -> list:
     """Linux's option layout on data and ACK segments: NOP, NOP, Timestamps."""
     return [("NOP", None), ("NOP", None), ("Timestamp", (tsval, tsecr))]
+
+
+def sack_option(tsval: int, tsecr: int, blocks: list[tuple[int, int]]) -> list:
+    """Linux's layout of an ACK with SACK blocks: NOP, NOP, Timestamps, NOP, NOP, SACK."""
+    edges = tuple(edge for block in blocks for edge in block)
+    return ts_option(tsval, tsecr) + [("NOP", None), ("NOP", None), ("SAck", edges)]
 
 
 def data_segment(spec: FlowSpec, seq: int, payload: bytes, *, flags: str = "PA",
@@ -76,11 +82,14 @@ class ExpectedAck:
     fin: bool = False         # TX_DATA flagged FIN: our FIN rides on it
     cwr: bool = False         # TX_DATA flagged CWR
     ect: bool = False         # the IPv4 ECN field says ECT(0)
+    sack: tuple[int, int] | None = None  # the one SACK block the ACK reports (after TS)
 
     def packet(self, spec: FlowSpec, tsval: int = 0) -> Packet:
         """The ACK as bytes on the wire, our TSval filled in (the switch clock picks it)."""
         t = spec.tuple
         options = ts_option(tsval, self.tsecr) if self.tsecr is not None else []
+        if self.sack is not None:
+            options = sack_option(tsval, self.tsecr, [self.sack])
         return (Ether(src=LOCAL_MAC, dst=PEER_MAC)
                 / IP(src=t.local_ip, dst=t.peer_ip, tos=2 if self.ect else 0, id=0,
                      flags="DF", ttl=64)
@@ -141,6 +150,17 @@ def retransmit_frame(spec: FlowSpec, ack: int, *, window: int = PEER_WINDOW) -> 
     to its header, telling the host to resume from stream position ack - tx_start_seq."""
     msg = NicHostMessage(Opcode.RETRANSMIT, spec.flow_id, spec.generation, offset=ack,
                          aux=(ack - spec.tx_start_seq) & 0xFFFFFFFF, window=window)
+    return msg.encode(dst_mac=_mac(LOCAL_MAC), src_mac=_mac(PEER_MAC))
+
+
+def sack_frame(spec: FlowSpec, ack: int, left: int, right: int, *,
+               fast_retransmit: bool = False, window: int = PEER_WINDOW) -> bytes:
+    """The host-port frame of a duplicate ACK of `ack` with first SACK block [left, right)
+    (sequence numbers; the frame carries them as TX stream positions)."""
+    flags = ChannelFlags.FAST_RETRANSMIT if fast_retransmit else ChannelFlags.NONE
+    msg = NicHostMessage(Opcode.SACK, spec.flow_id, spec.generation, flags=flags, offset=ack,
+                         count=(left - spec.tx_start_seq) & 0xFFFFFFFF,
+                         aux=(right - spec.tx_start_seq) & 0xFFFFFFFF, window=window)
     return msg.encode(dst_mac=_mac(LOCAL_MAC), src_mac=_mac(PEER_MAC))
 
 
