@@ -107,7 +107,7 @@ def normalized(output: tuple) -> tuple:
     port, frame = output
     frame = bytearray(frame)
     if len(frame) >= 62 and frame[12:14] == b"\x08\x00" and frame[23] == 6 \
-            and frame[46] >> 4 == 8 and frame[54:58] == b"\x01\x01\x08\x0a":
+            and frame[46] >> 4 in (8, 11) and frame[54:58] == b"\x01\x01\x08\x0a":
         assert tcp_checksum_ok(bytes(frame)), f"bad TCP checksum on port {port}: {frame.hex()}"
         frame[TS_TSVAL] = (int.from_bytes(frame[TS_TSVAL], "big") != 0).to_bytes(4, "big")
         frame[TCP_CHECKSUM] = b"\0\0"
@@ -210,5 +210,6 @@ def coverage(outputs: list[tuple]) -> dict[str, int]:
             kinds[f"{op.name}" + (f"+{flags.name}" if flags & (ChannelFlags.OOO
                                                               | ChannelFlags.MERGED) else "")] += 1
         else:
-            kinds[f"wire:{'data' if len(out[1]) > 66 else 'ack'}"] += 1
+            sack = "+sack" if out[1][46] >> 4 == 11 else ""   # our out-of-order interval
+            kinds[f"wire:{'data' if len(out[1]) > 66 + len(sack) * 3 else 'ack' + sack}"] += 1
     return dict(sorted(kinds.items()))

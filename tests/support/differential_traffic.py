@@ -1,6 +1,6 @@
 """Seeded random traffic for the differential test (tests/contract/test_differential.py): segments of
 a few installed flows (in order, out of order, duplicates, old data, ACKs and duplicate ACKs,
-window changes, probes, CE marks), exceptions and malformed frames, host-port messages and
+SACK blocks after the timestamps and odd option layouts, window changes, probes, CE marks), exceptions and malformed frames, host-port messages and
 PacketOuts, all as (ingress port, frame) or ("packet_out", egress port, frame, reinject)."""
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def make_flows(rng: random.Random, count: int, first_flow_id: int) -> list[FlowM
             rx_start_seq=rng.choice([rng.randrange(1 << 32), M32 - 3000]),
             tx_start_seq=rng.choice([rng.randrange(1 << 32), M32 - 5000]),
             wire_port=1 + i % 2, rx_window_shift=rng.choice([0, 2, 7]),
-            timestamps=i % 3 != 2, peer_window=1000)
+            timestamps=i % 3 != 2, peer_window=1000, sack=i % 3 == 0)
         flows.append(FlowModel(spec, peer_seq=spec.rx_start_seq))
     return flows
 
@@ -77,10 +77,11 @@ class Traffic:
                 ack: int | None = None, window: int | None = None, ecn: int = 0) -> tuple:
         t, rng = f.spec.tuple, self.rng
         options = []
+        ack = (f.spec.tx_start_seq + f.acked_pos) & M32 if ack is None else ack
         if rng.random() < 0.7:
             tsecr = 0 if rng.random() < 0.6 else rng.randrange(1, 1 << 32)
             options = [("NOP", None), ("NOP", None), ("Timestamp", (rng.randrange(1 << 32), tsecr))]
-        ack = (f.spec.tx_start_seq + f.acked_pos) & M32 if ack is None else ack
+            options += self.sack_options(ack)
         frame = (Ether(src=PEER_MAC, dst=LOCAL_MAC)
                  / IP(src=t.peer_ip, dst=t.local_ip, tos=ecn, id=rng.randrange(1 << 16), flags="DF")
                  / TCP(sport=t.peer_port, dport=t.local_port, seq=seq & M32, ack=ack,
@@ -88,6 +89,21 @@ class Traffic:
                        options=options)
                  / payload)
         return (f.spec.wire_port, bytes(frame))
+
+    def sack_options(self, ack: int) -> list:
+        """After the timestamps: often nothing, else 1-3 SACK blocks above (or at times below)
+        `ack` in Linux's layout, or now and then a layout the fast path does not take."""
+        rng = self.rng
+        roll = rng.random()
+        if roll < 0.7:
+            return []
+        if roll < 0.96:
+            edges = []
+            for _ in range(rng.randrange(1, 4)):
+                left = (ack + rng.randrange(-2000, 6000)) & M32
+                edges += [left, (left + rng.randrange(1, 3000)) & M32]
+            return [("NOP", None), ("NOP", None), ("SAck", tuple(edges))]
+        return [("NOP", None)] * 4 + [("SAck", (ack, ack + 10))]   # SACK, not Linux's layout
 
     def payload(self) -> bytes:
         return self.rng.randbytes(self.rng.choice([1, 100, 536, self.rng.randrange(1, MSS + 1)]))
