@@ -21,6 +21,7 @@ class SackRecovery(BridgeBase):
         """SACK: a duplicate ACK's first block into the scoreboard; maybe start a recovery."""
         self._catch_up_acked(channel, message)
         channel.peer_window = message.window << channel.wscale
+        self.stats.recovery["sack_frames"] += 1
         sack = channel.sack
         if sack is None:   # cannot happen unless the NIC and runtime disagree: use the ACK
             if message.flags & ChannelFlags.FAST_RETRANSMIT:

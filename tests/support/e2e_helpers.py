@@ -407,8 +407,9 @@ while True:
 print(json.dumps(report()), flush=True)
 """
 
-# Counts, per direction, TCP segments, SYN, FIN, RST, ECE, CWR, SYN_ECE (ECN-setup SYNs) and
-# the ECN codepoints ECT and CE: {"from_p4tas": {...}, "to_p4tas": {...}}.
+# Counts, per direction, TCP segments, SYN, FIN, RST, ECE, CWR, SYN_ECE (ECN-setup SYNs), the
+# ECN codepoints ECT and CE, and segments with the options SACK_PERMITTED and SACK (RFC 2018):
+# {"from_p4tas": {...}, "to_p4tas": {...}}.
 WIRE_CAPTURE = CAPTURE_SETUP + """
 counts = {"from_p4tas": {}, "to_p4tas": {}}
 def bump(side, name):
@@ -422,6 +423,16 @@ def seen(side, ip, ihl):
             bump(side, name)
     if flags & 0x02 and flags & 0x40:
         bump(side, "SYN_ECE")   # an ECN-setup SYN or SYN-ACK (RFC 3168 6.1.1)
+    options, i = ip[ihl + 20:ihl + (ip[ihl + 12] >> 4) * 4], 0
+    while i < len(options) and options[i] != 0:
+        if options[i] == 1:
+            i += 1
+            continue
+        if i + 1 >= len(options) or options[i + 1] < 2:
+            break
+        if options[i] in (4, 5):
+            bump(side, "SACK_PERMITTED" if options[i] == 4 else "SACK")
+        i += options[i + 1]
     codepoint = ip[1] & 3
     if codepoint in (1, 2):
         bump(side, "ECT")
