@@ -63,6 +63,21 @@ class DuplicateAcksWithSackBecomeSackFrames(SackTest):
         self.assertEqual(self.counter("fast_retransmit_counter", self.spec.flow_id)[0], 1)
 
 
+class SackAckIsADuplicateWhateverItsWindow(SackTest):
+    """RFC 6675 2: with SACK, an ACK carrying blocks is a duplicate ACK even if its window
+    moved (a Linux receiver's does as its application reads); the frame has the new window."""
+
+    def runTest(self) -> None:
+        for count, window in ((1, 900), (2, 800), (3, 700)):
+            tu.send_packet(self, WIRE_PORT, data_segment(
+                self.spec, self.rcv, b"", flags="A", ack=self.una, window=window,
+                options=sack_option(900, 0, [self.block(100, 100 * (count + 1))])))
+            self.verify_frame(HOST_PORT, sack_frame(self.spec, self.una,
+                                                    *self.block(100, 100 * (count + 1)),
+                                                    fast_retransmit=count == 3, window=window))
+        tu.verify_no_other_packets(self)
+
+
 class NewAckWithSackIsReported(SackTest):
     """A cumulative ACK with a SACK block (a partial ACK) is a TX_ACKED like any new ACK."""
 

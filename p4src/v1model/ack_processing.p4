@@ -59,8 +59,11 @@ control AckProcessing(inout headers_t hdr, inout metadata_t meta, in standard_me
                                   - hdr.tcp_ts.tsecr;
             }
         } else if (meta.payload_len == 0 && in_flight != 0
-                   && hdr.tcp.window == meta.dyn.peer_window) {
-            /* RFC 5681: no data, no window change, data outstanding: a duplicate ACK. */
+                   && (hdr.tcp.window == meta.dyn.peer_window
+                       || (hdr.tcp_sack.isValid() && meta.flow.sack != 0))) {
+            /* RFC 5681: no data, no window change, data outstanding: a duplicate ACK. With
+             * SACK, an ACK with SACK blocks is one whatever its window (RFC 6675 2): a Linux
+             * receiver's window moves as its application reads while the hole is open. */
             meta.dupack = true;
             if (meta.dyn.dupacks != MAX_DUPACKS) {
                 meta.dyn.dupacks = meta.dyn.dupacks + 1;

@@ -56,8 +56,11 @@ def ack_processing(counters: AckCounters, hdr: Headers, meta: Metadata,
             counters.ece_ack.count(meta.flow_id, length)
         if ts is not None and ts.tsecr != 0:
             meta.rtt_sample = ((sm.ingress_global_timestamp >> TS_TICK_SHIFT) - ts.tsecr) & M32
-    elif meta.payload_len == 0 and in_flight != 0 and tcp.window == dyn.peer_window:
-        # RFC 5681: no data, no window change, data outstanding: a duplicate ACK.
+    elif meta.payload_len == 0 and in_flight != 0 and (
+            tcp.window == dyn.peer_window
+            or (hdr.tcp_sack is not None and meta.flow.sack != 0)):
+        # RFC 5681: no data, no window change, data outstanding: a duplicate ACK; with SACK,
+        # an ACK with SACK blocks is one whatever its window (RFC 6675 2).
         meta.dupack = True
         if dyn.dupacks != MAX_DUPACKS:
             dyn.dupacks += 1
