@@ -35,6 +35,7 @@ class SackRecovery(BridgeBase):
         if message.flags & ChannelFlags.FAST_RETRANSMIT:
             self._start_sack_recovery(channel)
         sack.update_lost(channel.mss)
+        sack.find_lost_resends(channel.mss)
         self.kick(channel.flow_id)
 
     def _start_sack_recovery(self, channel: FlowChannel) -> None:
@@ -85,6 +86,7 @@ class SackRecovery(BridgeBase):
             if channel.bucket is not None:
                 wait = channel.bucket.take(end - start, now)
                 if wait:
+                    channel.counters.pacing_waits += 1
                     self.pacer.defer(channel, now + wait)
                     self._arm_pacing_tick()
                     return sent, True
@@ -92,8 +94,9 @@ class SackRecovery(BridgeBase):
             if not self._send_segment(channel, start, end - start, flags):
                 return sent, True
             channel.rto_flag_pending = False
-            sack.resent(end)
+            sack.resent(start, end, channel.tx_high)
             channel.counters.retransmitted_bytes += end - start
+            channel.counters.tx_bytes += end - start   # sent bytes, resends included
             self.stats.recovery["retransmitted_bytes"] += end - start
             sent += end - start
         return sent, False

@@ -12,13 +12,17 @@ retransmission timeout:
 - timeout: everything not SACKed below the highest byte sent is lost (RFC 6675 5.1); a
   repeated timeout clears the scoreboard first, since the peer may have reneged.
 
-Each lost hole is resent once per recovery (`rtx_next` walks up); recovery ends when the
-cumulative ACK reaches the recovery point (tx_high at its start). Per SACK frame the work is
-bounded by MAX_BLOCKS.
+Each lost hole is resent once per recovery (`rtx_next` walks up), unless its resend is lost
+too: once the peer SACKs more than (DupThresh - 1) * MSS beyond what had been sent when the
+hole was resent, and the hole is still open, the resend was lost and it goes again (as RACK
+would see it, RFC 8985; without this only the timer recovers a lost retransmission).
+Recovery ends when the cumulative ACK reaches the recovery point (tx_high at its start). Per
+SACK frame the work is bounded by MAX_BLOCKS, and amortized O(1) for the resends.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 
 from nic_contract.constants import DUPACK_THRESHOLD
@@ -36,6 +40,9 @@ class SackScoreboard:
     lost_end: int = 0         # bytes not SACKed below this are lost
     rtx_next: int = 0         # holes below this were resent in this recovery
     timeouts: int = 0         # retransmission timeouts since the last new ACK
+    # Resends in the order sent: (start, end, tx_high when sent); and resends found lost.
+    resends: deque[tuple[int, int, int]] = field(default_factory=deque)
+    lost_resends: list[tuple[int, int]] = field(default_factory=list)
 
     def add(self, start: int, end: int, acked: int, high: int) -> bool:
         """Record the SACKed range [start, end); False if it lies outside (acked, high]."""
@@ -58,7 +65,11 @@ class SackScoreboard:
         the segment it now starts at lost (RFC 6582); reaching the recovery point ends it."""
         self.timeouts = 0
         self.blocks = [(max(left, acked), right) for left, right in self.blocks if right > acked]
+        while self.resends and self.resends[0][1] <= acked:
+            self.resends.popleft()
         if not self.in_recovery:
+            self.resends.clear()
+            self.lost_resends.clear()
             return
         if acked - self.recovery_point >= 0:
             self.in_recovery = False
@@ -80,6 +91,8 @@ class SackScoreboard:
         self.in_recovery = True
         self.recovery_point = high
         self.rtx_next = acked
+        self.resends.clear()
+        self.lost_resends.clear()
         self.lost_end = acked + mss   # the first hole at once (RFC 6675 5 (4.3))
         self.update_lost(mss)
         return True
@@ -93,7 +106,22 @@ class SackScoreboard:
         self.in_recovery = True
         self.recovery_point = high
         self.rtx_next = acked
+        self.resends.clear()
+        self.lost_resends.clear()
         self.lost_end = high
+
+    def find_lost_resends(self, mss: int) -> None:
+        """Resends whose hole is still open though the peer SACKed well past what had been
+        sent when they went out: lost too (see the module docstring)."""
+        beyond = self.highest_sacked(0) - (DUPACK_THRESHOLD - 1) * mss
+        while self.resends and self.resends[0][2] < beyond:
+            start, end, _ = self.resends.popleft()
+            if not self._sacked(start, end):
+                self.lost_resends.append((start, end))
+
+    def _sacked(self, start: int, end: int) -> bool:
+        """Whether [start, end) lies inside one SACKed range."""
+        return any(left <= start and end <= right for left, right in self.blocks)
 
     def update_lost(self, mss: int) -> None:
         """IsLost (RFC 6675 4): a hole is lost once DupThresh discontiguous SACKed ranges or
@@ -112,6 +140,11 @@ class SackScoreboard:
         """The next lost range to resend, at most one MSS: [start, end); None if there is none."""
         if not self.in_recovery:
             return None
+        while self.lost_resends:
+            start, end = self.lost_resends.pop(0)
+            if end > acked and not self._sacked(start, end):
+                self.lost_resends.insert(0, (start, end))
+                return max(start, acked), end
         start = max(self.rtx_next, acked)
         for left, right in self.blocks:
             if right <= start:
@@ -126,12 +159,17 @@ class SackScoreboard:
         end = min(end, self.lost_end)
         return (start, end) if start < end else None
 
-    def resent(self, end: int) -> None:
-        """A hole was resent up to `end`."""
+    def resent(self, start: int, end: int, high: int) -> None:
+        """[start, end) was resent while `high` was the highest byte sent."""
+        if self.lost_resends and self.lost_resends[0][0] <= start < self.lost_resends[0][1]:
+            self.lost_resends.pop(0)
         self.rtx_next = max(self.rtx_next, end)
+        self.resends.append((start, end, high))
 
     def clear(self) -> None:
         """Forget everything (the flow's TX stream starts over)."""
         self.blocks.clear()
         self.in_recovery = False
         self.timeouts = 0
+        self.resends.clear()
+        self.lost_resends.clear()

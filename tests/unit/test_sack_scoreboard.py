@@ -13,7 +13,7 @@ def holes(board: SackScoreboard, acked: int) -> list[tuple[int, int]]:
     out = []
     while (hole := board.next_hole(acked, MSS)) is not None:
         out.append(hole)
-        board.resent(hole[1])
+        board.resent(hole[0], hole[1], 10_000)
     return out
 
 
@@ -88,3 +88,23 @@ def test_the_number_of_blocks_is_bounded() -> None:
     for i in range(MAX_BLOCKS + 10):
         board.add(2 * i * MSS + MSS, 2 * i * MSS + 2 * MSS, 0, 1 << 30)
     assert len(board.blocks) == MAX_BLOCKS
+
+
+def test_a_lost_resend_goes_again_once_later_data_is_sacked() -> None:
+    """0-1000 lost, resent while 10,000 was the highest byte sent; the peer then SACKs data
+    sent after the resend (up to 14,000) but not the hole: the resend was lost too."""
+    board = SackScoreboard()
+    board.add(1000, 10_000, 0, 10_000)
+    board.enter_fast_recovery(0, 10_000, MSS)
+    hole = board.next_hole(0, MSS)
+    assert hole == (0, 1000)
+    board.resent(0, 1000, 10_000)
+    assert board.next_hole(0, MSS) is None
+    board.add(10_000, 12_000, 0, 14_000)
+    board.find_lost_resends(MSS)
+    assert board.next_hole(0, MSS) is None          # 2000 past it: could be reordering
+    board.add(12_000, 14_000, 0, 14_000)
+    board.find_lost_resends(MSS)
+    assert board.next_hole(0, MSS) == (0, 1000)     # 4000 past it: lost
+    board.resent(0, 1000, 14_000)
+    assert board.next_hole(0, MSS) is None
