@@ -64,6 +64,7 @@ class HostToNic(SackRecovery):
             if channel.bucket is not None:
                 wait = channel.bucket.take(size, now)
                 if wait:
+                    channel.counters.pacing_waits += 1
                     self.pacer.defer(channel, now + wait)
                     self._arm_pacing_tick()
                     break

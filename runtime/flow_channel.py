@@ -38,6 +38,7 @@ class FlowCounters:
     window_probes: int = 0
     keepalive_probes: int = 0
     sack_blocks: int = 0    # SACK blocks the scoreboard took (RFC 2018)
+    pacing_waits: int = 0   # times the pacer held queued data back (the rate limited the flow)
 
 
 @dataclass(eq=False)

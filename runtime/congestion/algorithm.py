@@ -27,6 +27,7 @@ class IntervalFeedback:
     timeouts: int = 0
     rtt_samples: int = 0
     rtt_sum_s: float = 0.0
+    paced: bool = False         # the pacer held data back: the rate, not the application, limited it
 
     @property
     def loss(self) -> bool:

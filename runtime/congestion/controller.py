@@ -240,7 +240,8 @@ def _feedback(before: FlowCounters, now: FlowCounters, interval_s: float) -> Int
         fast_retransmits=now.fast_retransmits - before.fast_retransmits,
         timeouts=now.timeouts - before.timeouts,
         rtt_samples=now.rtt_samples - before.rtt_samples,
-        rtt_sum_s=(now.rtt_sum_ticks - before.rtt_sum_ticks) * TS_TICK_S)
+        rtt_sum_s=(now.rtt_sum_ticks - before.rtt_sum_ticks) * TS_TICK_S,
+        paced=now.pacing_waits != before.pacing_waits)
 
 
 def _log_failure(future: asyncio.Future) -> None:

@@ -4,7 +4,9 @@ Slow start doubles the rate every interval until the first ECN mark or loss; aft
 rate grows by a fixed step per interval. α, the fraction of marked bytes, is an EWMA with
 gain g; a marked interval multiplies the rate by (1 - α/2), a loss halves it. The rate does
 not grow past `send_cap` times what the flow actually sent (so an application-limited flow
-does not bank a rate it never uses), but that cap alone never lowers it.
+does not bank a rate it never uses), but that cap alone never lowers it; nor does it hold
+back a flow the pacer made wait in the interval: that one is limited by its rate (it sends
+below it only by the pacer's timing), and would otherwise never regrow after a cut.
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ class RateDctcp(CongestionControl):
             rate *= 2
         else:
             rate += config.step_bps
-        if feedback.sent_bytes:
+        if feedback.sent_bytes and not feedback.paced:
             # Growth stops at 1.2x what was used; the cap never cuts the rate by itself (an
             # application-limited flow would otherwise spiral down to the floor).
             rate = min(rate, max(self.rate_bps, config.send_cap * feedback.send_rate_bps))

@@ -68,6 +68,16 @@ def test_dctcp_cap_never_cuts_an_application_limited_flow() -> None:
     assert cc.update(fb(acked_bytes=125, sent_bytes=125)) == 100 * MBIT
 
 
+def test_dctcp_cap_does_not_hold_back_a_flow_the_pacer_held_back() -> None:
+    """A flow with data waiting on the pacer sends a little below its rate (pacing ticks):
+    it is rate-limited, not application-limited, and grows after a cut as the law says."""
+    cc = RateDctcp(WIDE, DctcpConfig(initial_bps=100 * MBIT))
+    assert cc.update(fb(acked_bytes=9000, sent_bytes=9000, fast_retransmits=1)) == 50 * MBIT
+    # 5000 bytes in 1 ms = 40 Mbit/s: capped it would stay at 50; paced it adds its step.
+    assert cc.update(fb(acked_bytes=5000, sent_bytes=5000, paced=True)) == 60 * MBIT
+    assert cc.update(fb(acked_bytes=5000, sent_bytes=5000)) == 60 * MBIT
+
+
 def test_dctcp_stays_within_its_limits() -> None:
     cc = RateDctcp(RateLimits(min_bps=1 * MBIT, max_bps=50 * MBIT))
     for _ in range(10):
