@@ -4,9 +4,12 @@
 In one run:
   (a) goodput penalty under random loss (0.1, 1 and 5 % of segments dropped each way by
       nftables on the receiver's namespace; bmv2_env/impairments.py): p4tas (host_lib sender
-      -> Linux sink through the TARGET's switch) and Linux -> Linux (two namespaces, one veth
-      pair); the
-      penalty is 1 - goodput(loss) / goodput(no loss) of the same stack in the same run;
+      -> Linux sink through the TARGET's switch), Linux -> Linux (two namespaces, one veth
+      pair) at full speed, and Linux -> Linux through a token bucket at p4tas's clean rate
+      (so that both are compared at like rates); the penalty is
+      1 - goodput(loss) / goodput(no loss) of the same stack in the same run, the median of
+      --repeat transfers each, every transfer sized so that a clean one lasts --seconds (a
+      single 200 ms RTO must not be the whole result);
   (b) fairness: 16 and 256 flows from one sender to one sink through a token-bucket
       bottleneck on the sender's egress veth, Jain's index over the bytes each flow delivered,
       for p4tas (rate-based DCTCP, paced) and Linux (its default congestion control);
@@ -36,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchlib import (  # noqa: E402 - after the path setup
     BenchError, LinuxPair, P4tasSide, _int_range, describe_target, skip_reason, stop_tracked)
 from bmv2_env import impairments  # noqa: E402
+from host_lib.control_channel import ControlChannel  # noqa: E402
 from runtime.pacing import Pacer, TokenBucket  # noqa: E402
 from transfer_procs import finish, spawn, start_server, stop_server  # noqa: E402
 from transfer_workloads import Bulk, bulk  # noqa: E402
@@ -58,20 +62,84 @@ def jain(values: list[float]) -> float | None:
 
 
 # ---- (a) loss ----------------------------------------------------------------------------------
+MAX_TRANSFER_BYTES = 1 << 30
+
+
+def transfer_size(name: str, sink, source, args: argparse.Namespace) -> int:
+    """Bytes per transfer so that a clean one lasts about --seconds (at least --bytes): one
+    clean transfer of --bytes measures the rate."""
+    if not args.seconds:
+        return args.bytes
+    run: Bulk = bulk(f"{name} sizing", sink, source, args.bytes, 1, args)
+    if run.mbps is None:
+        return args.bytes
+    size = int(min(max(args.bytes, run.mbps * 1e6 / 8 * args.seconds), MAX_TRANSFER_BYTES))
+    print(f"  {name}: {run.mbps:.1f} Mbit/s clean: {size / 2**20:.1f} MiB per transfer "
+          f"(~{args.seconds:g} s clean)", flush=True)
+    return size
+
+
+RECOVERY_COUNTERS = ("fast_retransmits", "rto_timeouts", "retransmitted_bytes", "sack_frames")
+
+
+def recovery_counters(control: Path | None) -> dict[str, int]:
+    """The p4tas runtime's loss-recovery counters ({} for Linux: no control socket)."""
+    if control is None:
+        return {}
+    with ControlChannel(control, app_name="bench-cc") as channel:
+        counters = channel.stats()
+    return {name: counters.get(name, 0) for name in RECOVERY_COUNTERS}
+
+
 def loss_sweep(name: str, set_loss, sink, source, args: argparse.Namespace) -> dict:
     results: dict[str, dict] = {}
     clean = None
+    size = transfer_size(name, sink, source, args)
     for percent in [0.0, *args.loss]:
         set_loss(percent)
-        run: Bulk = bulk(f"{name} {percent:g}% loss", sink, source, args.bytes, args.repeat, args)
+        before = recovery_counters(source[2])
+        run: Bulk = bulk(f"{name} {percent:g}% loss", sink, source, size, args.repeat, args)
+        after = recovery_counters(source[2])
         set_loss(0)
         if percent == 0:
             clean = run.mbps
-        results[f"{percent:g}"] = {**run.figures(), "penalty": penalty(run.mbps, clean)}
+        recovery = {k: after[k] - before[k] for k in after}
+        results[f"{percent:g}"] = {**run.figures(), "penalty": penalty(run.mbps, clean),
+                                   **({"recovery": recovery} if recovery else {})}
         pen = results[f"{percent:g}"]["penalty"]
-        print(run.line() + ("" if pen is None or percent == 0 else f"  penalty {pen:.1%}"),
-              flush=True)
+        print(run.line() + ("" if pen is None or percent == 0 else f"  penalty {pen:.1%}")
+              + (f"\n    recovery over {args.repeat} transfers: {recovery}" if recovery
+                 else ""), flush=True)
     return results
+
+
+def rate_matched_sweep(p4tas: dict, linux: tuple, pair: LinuxPair,
+                       args: argparse.Namespace) -> dict | None:
+    """Linux -> Linux through a token bucket at p4tas's clean goodput (the client's veth)."""
+    clean = p4tas.get("0", {}).get("mbit_per_s")
+    if not clean:
+        return None
+    ifname = f"{pair.tag}va"
+    impairments.set_bottleneck(ifname, round(clean, 1), pair.client_ns)
+    try:
+        return loss_sweep(f"Linux@{clean:.0f}Mbit", *linux, args)
+    finally:
+        impairments.clear_bottleneck(ifname, pair.client_ns)
+
+
+def penalty_table(out: dict) -> str:
+    """Penalties per loss rate, one column per sweep, saying which is which."""
+    columns = [("p4tas", "loss_p4tas"), ("Linux full speed", "loss_linux"),
+               ("Linux at p4tas's rate", "loss_linux_at_p4tas_rate")]
+    rates = [k for k in (out.get("loss_p4tas") or {}) if k != "0"]
+    lines = ["  goodput penalty  " + "".join(f"{title:>24}" for title, _ in columns)]
+    for rate in rates:
+        cells = []
+        for _, key in columns:
+            pen = ((out.get(key) or {}).get(rate) or {}).get("penalty")
+            cells.append(f"{'-' if pen is None else f'{pen:.1%}':>24}")
+        lines.append(f"  {rate:>6} % loss   " + "".join(cells))
+    return "\n".join(lines)
 
 
 # ---- (b) fairness ------------------------------------------------------------------------------
@@ -219,7 +287,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                                      epilog="The last line of output is one JSON object.")
     parser.add_argument("--bytes", type=_int_range(1, 1 << 30), default=4 << 20,
                         help="bytes per bulk transfer (default %(default)s)")
-    parser.add_argument("--repeat", type=_int_range(1, 10), default=2,
+    parser.add_argument("--seconds", type=float, default=2.0,
+                        help="(a): size each stack's transfers so that a clean one lasts this "
+                             "long, at least --bytes; 0: --bytes (default %(default)s)")
+    parser.add_argument("--repeat", type=_int_range(1, 10), default=3,
                         help="transfers per loss rate; the median counts (default %(default)s)")
     parser.add_argument("--loss", type=lambda t: [float(x) for x in t.split(",")],
                         default=[0.1, 1.0, 5.0], help="loss rates in %% (default 0.1,1,5)")
@@ -272,10 +343,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "p4tas", lambda p: impairments.set_loss(peer, p),
                 (["linux", peer.peer_ip, BULK_PORT], peer.netns, None),
                 (["p4tas", peer.peer_ip, BULK_PORT], None, control), args)
-            out["loss_linux"] = loss_sweep(
-                "Linux", lambda p: impairments.set_loss(pair.server_ns, p),
-                (["linux", pair.server_ip, BULK_PORT], pair.server_ns, None),
-                (["linux", pair.server_ip, BULK_PORT], pair.client_ns, None), args)
+            linux = (lambda p: impairments.set_loss(pair.server_ns, p),
+                     (["linux", pair.server_ip, BULK_PORT], pair.server_ns, None),
+                     (["linux", pair.server_ip, BULK_PORT], pair.client_ns, None))
+            out["loss_linux"] = loss_sweep("Linux", *linux, args)
+            out["loss_linux_at_p4tas_rate"] = rate_matched_sweep(out["loss_p4tas"], linux,
+                                                                 pair, args)
+            print(penalty_table(out), flush=True)
         if "b" in parts:
             print("(b) fairness through one bottleneck", flush=True)
             out["fair_p4tas"] = fairness(
