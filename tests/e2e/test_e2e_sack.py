@@ -23,17 +23,18 @@ import pytest
 import host_lib
 from bmv2_env import impairments
 from bmv2_env.peers import popen_in, run_in
+from tests.e2e.test_e2e_loss import no_loss_left, stack  # the loss tests' stack (same args)
 from tests.support.e2e_helpers import (MIB, WireCapture, assert_fins_no_rst, json_result,
                                        linux_sink, p4tas_listener, settled_stats, sha, stats,
-                                       host_lib_stack, Worker)
+                                       Worker)
 from tests.support.stack import Stack
 
-RUNTIME_ARGS = ["--time-wait", "0.5", "--min-rto", "0.05"]
+__all__ = ["no_loss_left", "stack"]   # fixtures, used by name
+
 VOLUME = 4 * MIB
 LOSS_PERCENT = 2.0
 MSS = 1448
 SEED = 2018
-LINUX_DROP_EVERY = 10
 
 # A Linux client: sends VOLUME seeded random bytes, shuts down its side, reads to EOF;
 # prints the SHA-256 it sent.
@@ -49,19 +50,6 @@ while s.recv(65536):
 s.close()
 print(json.dumps({"sent_sha": hashlib.sha256(data).hexdigest()}), flush=True)
 """
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    if not impairments.nft_available():
-        pytest.skip("packet loss needs the nft command (apt-get install nftables)")
-    yield from host_lib_stack(tmp_path_factory, RUNTIME_ARGS)
-
-
-@pytest.fixture(autouse=True)
-def no_loss_left(stack: Stack):
-    yield
-    impairments.clear_loss(stack.peer)
 
 
 FORWARD_TABLE = "p4tas_sack_fwd"
