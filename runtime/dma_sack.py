@@ -21,6 +21,10 @@ class SackRecovery(BridgeBase):
         """SACK: a duplicate ACK's first block into the scoreboard; maybe start a recovery."""
         self._catch_up_acked(channel, message)
         channel.peer_window = message.window << channel.wscale
+        if message.window == 0:
+            # With SACK a duplicate ACK comes here whatever its window, so this is where a
+            # peer with a closed window shows it is alive (RFC 1122 4.2.2.17: never give up).
+            self.timers.peer_alive(channel, self.clock())
         self.stats.recovery["sack_frames"] += 1
         sack = channel.sack
         if sack is None:   # cannot happen unless the NIC and runtime disagree: use the ACK

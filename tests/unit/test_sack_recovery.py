@@ -120,3 +120,14 @@ def test_a_flow_without_sack_still_goes_back_n_on_retransmit(shm: Shm) -> None:
                                        window=20_000).encode())
     assert resent(link) == [(0, 1000), (1000, 1000), (2000, 1000)]
     link.close()
+
+
+def test_a_sack_frame_with_a_closed_window_shows_the_peer_alive(shm: Shm) -> None:
+    """The peer's window closed with data still out: its duplicate ACKs (SACK frames with
+    window 0) keep the connection from being given up (RFC 1122 4.2.2.17)."""
+    flow, link, clock, bridge, _ = sack_bridge(shm, size=3000)
+    clock.now += 1.5
+    bridge.handle_frame(sack_frame(1000, 2000, window=0).encode())
+    assert flow.channel.peer_window == 0
+    assert flow.channel.timer.last_progress == clock.now
+    link.close()
