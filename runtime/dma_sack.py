@@ -36,7 +36,12 @@ class SackRecovery(BridgeBase):
         right = self._ring_position(channel, message.aux)
         if sack.add(left, right, channel.tx_acked, channel.tx_high):
             channel.counters.sack_blocks += 1
-        if message.flags & ChannelFlags.FAST_RETRANSMIT:
+        # RFC 6675 5 (4): recovery starts on the third duplicate ACK (the NIC's flag) or as
+        # soon as the scoreboard says the segment at snd_una is lost, whichever is first; the
+        # NIC counts duplicate ACKs once per window, and a loss in data sent during the last
+        # recovery would otherwise wait for the timer.
+        if (message.flags & ChannelFlags.FAST_RETRANSMIT
+                or sack.first_hole_lost(channel.tx_acked, channel.mss)):
             self._start_sack_recovery(channel)
         sack.update_lost(channel.mss)
         sack.find_lost_resends(channel.mss)
@@ -46,8 +51,8 @@ class SackRecovery(BridgeBase):
         """Third duplicate ACK on a SACK flow: resend the first hole, then what IsLost says."""
         sack = channel.sack
         assert sack is not None
-        self._fast_retransmit_started(channel)
-        sack.enter_fast_recovery(channel.tx_acked, channel.tx_high, channel.mss)
+        if sack.enter_fast_recovery(channel.tx_acked, channel.tx_high, channel.mss):
+            self._fast_retransmit_started(channel)   # once per recovery episode
         self.kick(channel.flow_id)
 
     def _fast_retransmit_started(self, channel: FlowChannel) -> None:

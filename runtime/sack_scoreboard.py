@@ -6,7 +6,8 @@ reports the first SACK block of every duplicate ACK (a SACK frame); the blocks a
 here. Recovery starts on the third duplicate ACK (the NIC's fast retransmit) or a
 retransmission timeout:
 
-- fast retransmit: the first hole (at snd_una) is lost at once (RFC 6675 5 (4.3)); any
+- fast retransmit (the NIC's third duplicate ACK, or IsLost(snd_una) by the scoreboard
+  itself, RFC 6675 5 (4), whichever comes first): the first hole (at snd_una) is lost at once (RFC 6675 5 (4.3)); any
   other hole once more than (DupThresh - 1) * MSS SACKed bytes lie above it (IsLost, RFC
   6675 4); a partial ACK makes the segment at the new snd_una lost too (RFC 6582 3.2 (5));
 - timeout: everything not SACKed below the highest byte sent is lost (RFC 6675 5.1); a
@@ -83,6 +84,14 @@ class SackScoreboard:
     def sacked_bytes(self) -> int:
         """Bytes the peer holds above the cumulative ACK."""
         return sum(right - left for left, right in self.blocks)
+
+    def first_hole_lost(self, acked: int, mss: int) -> bool:
+        """IsLost(HighACK + 1) (RFC 6675 4): DupThresh ranges, or more than
+        (DupThresh - 1) * MSS bytes, SACKed above snd_una."""
+        if not self.blocks or self.blocks[0][0] <= acked:
+            return False
+        return (len(self.blocks) >= DUPACK_THRESHOLD
+                or self.sacked_bytes() > (DUPACK_THRESHOLD - 1) * mss)
 
     def enter_fast_recovery(self, acked: int, high: int, mss: int) -> bool:
         """Third duplicate ACK: start a recovery unless one is running; whether it started."""

@@ -131,3 +131,17 @@ def test_a_sack_frame_with_a_closed_window_shows_the_peer_alive(shm: Shm) -> Non
     assert flow.channel.peer_window == 0
     assert flow.channel.timer.last_progress == clock.now
     link.close()
+
+
+def test_recovery_starts_when_the_scoreboard_says_snd_una_is_lost(shm: Shm) -> None:
+    """RFC 6675 5 (4): no third duplicate ACK from the NIC (it counts once per window), but
+    3 MSS SACKed above snd_una: the hole goes out at once, without waiting for the timer."""
+    flow, link, _, bridge, _ = sack_bridge(shm)
+    bridge.handle_frame(sack_frame(1000, 3000).encode())
+    assert resent(link) == []
+    bridge.handle_frame(sack_frame(1000, 4000).encode())
+    assert resent(link) == [(0, 1000)]
+    assert flow.channel.counters.fast_retransmits == 1
+    bridge.handle_frame(sack_frame(1000, 5000, fast_retransmit=True).encode())
+    assert flow.channel.counters.fast_retransmits == 1     # the same recovery
+    link.close()

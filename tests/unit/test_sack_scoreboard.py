@@ -108,3 +108,12 @@ def test_a_lost_resend_goes_again_once_later_data_is_sacked() -> None:
     assert board.next_hole(0, MSS) == (0, 1000)     # 4000 past it: lost
     board.resent(0, 1000, 14_000)
     assert board.next_hole(0, MSS) is None
+
+
+def test_the_first_hole_is_lost_once_enough_is_sacked_above_it() -> None:
+    board = SackScoreboard()
+    assert not board.first_hole_lost(0, MSS)
+    board.add(1000, 3000, 0, 10_000)
+    assert not board.first_hole_lost(0, MSS)      # 2 MSS above: could be reordering
+    board.add(4000, 5000, 0, 10_000)
+    assert board.first_hole_lost(0, MSS)          # 3 MSS above
