@@ -91,7 +91,9 @@ class SackRecovery(BridgeBase):
             hole = sack.next_hole(channel.tx_acked, channel.mss)
             if hole is None:
                 break
-            start, end = hole
+            start, end = hole[0], min(hole[1], channel.tx_high)   # never past what was sent
+            if start >= end:
+                break
             if channel.bucket is not None:
                 wait = channel.bucket.take(end - start, now)
                 if wait:

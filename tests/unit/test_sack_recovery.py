@@ -145,3 +145,15 @@ def test_recovery_starts_when_the_scoreboard_says_snd_una_is_lost(shm: Shm) -> N
     bridge.handle_frame(sack_frame(1000, 5000, fast_retransmit=True).encode())
     assert flow.channel.counters.fast_retransmits == 1     # the same recovery
     link.close()
+
+
+def test_a_hole_never_reaches_past_what_was_sent(shm: Shm) -> None:
+    """A partial ACK that leaves less than an MSS out: the resend stops at tx_high (the ring
+    holds nothing sent beyond it)."""
+    flow, link, _, bridge, _ = sack_bridge(shm, size=2500)
+    bridge.handle_frame(sack_frame(1000, 2000, fast_retransmit=True).encode())
+    assert resent(link) == [(0, 1000)]
+    flow.app_tx.write(b"n" * 2000)            # queued, not sent yet: not part of any hole
+    bridge.handle_frame(tx_acked(TX_START + 2000, 2000, 20_000).encode())
+    assert resent(link) == [(2000, 500), (2500, 1000), (3500, 1000)]
+    link.close()
