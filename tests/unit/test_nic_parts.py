@@ -143,6 +143,31 @@ def test_ecn_setup_syn_ack_only_for_an_ecn_setup_syn() -> None:
     run(scenario)
 
 
+def test_slow_path_acks_keep_ece_from_the_nic_until_the_peers_cwr() -> None:
+    """RFC 3168 6.1.3: while the NIC's ACKs carry ECE (RX_DATA flagged ECE_ECHO), so do
+    ours; a FIN with CWR (the fast path punts it) ends it, as the NIC would."""
+    async def scenario() -> None:
+        r = Rig()
+        r.control.listen(r.app, None, PORT, 16)
+        r.segment(40005, 1000, 0, TcpFlags.SYN | TcpFlags.ECE | TcpFlags.CWR,
+                  reason=PacketInReason.SYN, options=TcpOptions(mss=1460))
+        synack = r.datapath.sent[-1]
+        r.segment(40005, 1001, synack.seq + 1, TcpFlags.ACK)
+        for _ in range(5):
+            await asyncio.sleep(0)
+        conn = next(iter(r.control.table.by_id.values()))
+        sender = SegmentSender(r.control.config, r.datapath)
+        conn.channel.ece_echo = True
+        sender.ack(conn)
+        assert r.datapath.sent[-1].flags == TcpFlags.ACK | TcpFlags.ECE
+        r.segment(40005, 1001, synack.seq + 1, TcpFlags.FIN | TcpFlags.ACK | TcpFlags.CWR,
+                  reason=PacketInReason.FIN)
+        assert not conn.channel.ece_echo
+        assert r.datapath.sent[-1].flags == TcpFlags.ACK   # the FIN's ACK: no ECE
+        r.close()
+    run(scenario)
+
+
 # ---------------------------------------------------------------- AppEvents
 
 def test_wakes_are_coalesced_per_context_and_events_wait_for_the_announcement() -> None:
