@@ -193,3 +193,19 @@ class OverlapReachingTheIntervalIsDropped(HygieneTest):
         self.verify_ack(self.spec, self.ack(self.rcv + 100, RING - 100, 3))
         tu.verify_no_other_packets(self)
         self.assertEqual(self.counter(DROPS, DropReason.OLD_DATA)[0] - before[0], 1)
+
+
+class ReinjectedOlderSegmentIsExemptFromPaws(HygieneTest):
+    """Data the slow path held while the flow was installed comes back reinjected after a
+    later segment (here a pure ACK) set TS.Recent: older, but not an old duplicate, so it is
+    delivered, and TS.Recent keeps the newer TSval."""
+
+    def runTest(self) -> None:
+        self.send(self.rcv, b"", flags="A", tsval=500)   # arrived live, after the held data
+        tu.verify_no_other_packets(self)
+        held = bytes(data_segment(self.spec, self.rcv, b"held", tsval=400))
+        self.client.packet_out(held, egress_port=WIRE_PORT, reinject=1)
+        self.verify_frame(HOST_PORT, rx_data_frame(self.spec, 0, b"held"))
+        self.send(self.rcv + 4, b"next", tsval=499)   # still older than TS.Recent: PAWS
+        self.verify_ack(self.spec, self.ack(self.rcv + 4, RING - 4, 500))
+        tu.verify_no_other_packets(self)

@@ -10,7 +10,10 @@
  *   we send acknowledges rcv_nxt. ACKs echo TS.Recent, not the arriving TSval, so a
  *   segment ahead of rcv_nxt (a hole) does not shorten the peer's RTT measurement.
  * - RFC 7323 5.5: TS.Recent is invalid after 24 days without an update (TS_EPOCH_SHIFT); an
- *   invalid TS.Recent (also a new connection's) takes any TSval and rejects none. */
+ *   invalid TS.Recent (also a new connection's) takes any TSval and rejects none.
+ * - A reinjected segment (held by the slow path while its flow was being installed) may be
+ *   older than segments that reached the fast path meanwhile: it is exempt from PAWS, and
+ *   an older TSval of it does not move TS.Recent back. */
 
 control TimestampCheck(in headers_t hdr, inout metadata_t meta, in standard_metadata_t sm) {
     apply {
@@ -24,12 +27,13 @@ control TimestampCheck(in headers_t hdr, inout metadata_t meta, in standard_meta
         }
         bit<32> tsval = hdr.tcp_ts.tsval;
         /* "Older" in wrapping 32-bit space: 0 < TS.Recent - TSval < 2^31. */
-        if (meta.dyn.ts_recent_valid == 1 && meta.dyn.ts_recent - tsval - 1 < 0x7FFFFFFF) {
+        bool older = meta.dyn.ts_recent_valid == 1 && meta.dyn.ts_recent - tsval - 1 < 0x7FFFFFFF;
+        if (older && !meta.reinjected) {
             meta.paws_rejected = true;
             return;
         }
         /* SEG.SEQ <= Last.ACK.sent (= rcv_nxt), wrap-safe: rcv_nxt - SEG.SEQ < 2^31. */
-        if (meta.seq_acceptable && !meta.ack_beyond_sent
+        if (!older && meta.seq_acceptable && !meta.ack_beyond_sent
                 && meta.dyn.rcv_nxt - hdr.tcp.seq_no < 0x80000000) {
             meta.dyn.ts_recent = tsval;
             meta.dyn.ts_recent_valid = 1;

@@ -20,11 +20,12 @@ def timestamp_check(hdr: Headers, meta: Metadata, sm: StandardMetadata) -> None:
             ((epoch - dyn.ts_recent_epoch) & EPOCH_MASK) > TS_RECENT_MAX_IDLE_EPOCHS:
         dyn.ts_recent_valid = 0
     tsval = hdr.tcp_ts.tsval
-    if dyn.ts_recent_valid == 1 and ((dyn.ts_recent - tsval - 1) & M32) < 0x7FFFFFFF:
-        meta.paws_rejected = True   # older than TS.Recent
+    older = dyn.ts_recent_valid == 1 and ((dyn.ts_recent - tsval - 1) & M32) < 0x7FFFFFFF
+    if older and not meta.reinjected:
+        meta.paws_rejected = True   # a reinjected segment may be older: exempt
         return
     # SEG.SEQ <= Last.ACK.sent, which is rcv_nxt as this segment finds it.
-    if meta.seq_acceptable and not meta.ack_beyond_sent and \
+    if not older and meta.seq_acceptable and not meta.ack_beyond_sent and \
             ((dyn.rcv_nxt - hdr.tcp.seq_no) & M32) < 0x80000000:
         dyn.ts_recent = tsval
         dyn.ts_recent_valid = 1
