@@ -198,17 +198,27 @@ def ece_owed(log: list, base: int) -> dict[int, bool]:
 
 
 def check_ece_latch(log: list) -> tuple[int, int, int]:
-    """(ACKs that owed ECE, of those without it, ACKs with ECE that answer no mark directly)."""
+    """(ACKs that owed ECE, of those without it, ACKs with ECE that answer no mark directly).
+
+    An ACK owes ECE when both orders agree that a CE mark is unanswered: by sequence (the
+    last CE or CWR among the segments its ACK number covers was CE) and by arrival (the last
+    CE or CWR captured before it was CE). The NIC, as Linux, takes a mark or a CWR when the
+    segment arrives, even one it drops or places out of order; requiring both keeps such
+    segments near an ACK from counting against it."""
     base = next(seq for _, ours, seq, _, flags, *_ in log if not ours and flags & 0x02) + 1
     events = sorted(ece_owed(log, base).items())
     marked_ends = {end for end, on in events if on}
     owed = missing = latched = 0
-    for _, ours, _, ack, flags, _, length, _ in log:
+    arrived = False
+    for _, ours, _, ack, flags, codepoint, length, _ in log:
+        if not ours and length:
+            arrived = (arrived and not flags & CWR) or codepoint == CE
+            continue
         if not ours or not flags & ACK or length or flags & 0x03:
             continue
         rel = (ack - base) & M32
         last = [on for end, on in events if end <= rel]
-        if last and last[-1]:
+        if last and last[-1] and arrived:
             owed += 1
             missing += not flags & ECE
             latched += bool(flags & ECE) and rel not in marked_ends
