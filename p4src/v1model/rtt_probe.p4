@@ -6,9 +6,9 @@
  * retransmission while a probe runs (a resend below snd_nxt, a fast retransmit) cancels it,
  * so no sample ever comes from an ambiguous ACK. The flow's rtt_pending bit
  * (flow_state_regs.p4) says whether the register holds a probe; a new generation clears the
- * bit, so the register needs no generation of its own, and the common ACK (no probe
- * running) and resend cost no access to it. Times are the low 32 bits of the microsecond
- * clock: samples up to 71 minutes. */
+ * bit, so the register needs no generation of its own. A new ACK reads the register only
+ * while a probe runs, TX_DATA writes it only to start one, and a cancel costs no access.
+ * Times are the low 32 bits of the microsecond clock: samples up to 71 minutes. */
 
 /* [63:32] the sequence the timed segment ends at  [31:0] its send time (us) */
 register<bit<64>>(MAX_FLOWS) flow_rtt_probe;
