@@ -54,9 +54,10 @@ class Rig:
                               flags, 65535, options, payload)
         self.control.on_packet_in(PacketIn(frame, 1, int(reason), 0))
 
-    async def established(self, sport: int = 40000, irs: int = 1000):
+    async def established(self, sport: int = 40000, irs: int = 1000,
+                          syn: TcpFlags = TcpFlags.SYN):
         self.control.listen(self.app, None, PORT, 16)
-        self.segment(sport, irs, 0, TcpFlags.SYN, reason=PacketInReason.SYN,
+        self.segment(sport, irs, 0, syn, reason=PacketInReason.SYN,
                      options=TcpOptions(mss=1460, window_scale=7))
         synack = self.datapath.sent[-1]
         self.segment(sport, irs + 1, synack.seq + 1, TcpFlags.ACK)
@@ -148,19 +149,12 @@ def test_slow_path_acks_keep_ece_from_the_nic_until_the_peers_cwr() -> None:
     ours; a FIN with CWR (the fast path punts it) ends it, as the NIC would."""
     async def scenario() -> None:
         r = Rig()
-        r.control.listen(r.app, None, PORT, 16)
-        r.segment(40005, 1000, 0, TcpFlags.SYN | TcpFlags.ECE | TcpFlags.CWR,
-                  reason=PacketInReason.SYN, options=TcpOptions(mss=1460))
-        synack = r.datapath.sent[-1]
-        r.segment(40005, 1001, synack.seq + 1, TcpFlags.ACK)
-        for _ in range(5):
-            await asyncio.sleep(0)
-        conn = next(iter(r.control.table.by_id.values()))
+        conn = await r.established(40005, syn=TcpFlags.SYN | TcpFlags.ECE | TcpFlags.CWR)
         sender = SegmentSender(r.control.config, r.datapath)
         conn.channel.ece_echo = True
         sender.ack(conn)
         assert r.datapath.sent[-1].flags == TcpFlags.ACK | TcpFlags.ECE
-        r.segment(40005, 1001, synack.seq + 1, TcpFlags.FIN | TcpFlags.ACK | TcpFlags.CWR,
+        r.segment(40005, 1001, conn.snd_nxt, TcpFlags.FIN | TcpFlags.ACK | TcpFlags.CWR,
                   reason=PacketInReason.FIN)
         assert not conn.channel.ece_echo
         assert r.datapath.sent[-1].flags == TcpFlags.ACK   # the FIN's ACK: no ECE
