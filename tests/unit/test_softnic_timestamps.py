@@ -36,7 +36,7 @@ def delivered(outputs: list[tuple[int, bytes]]) -> bool:
 
 def test_paws_until_ts_recent_is_24_days_old() -> None:
     pipeline = softnic_pipeline([FlowModel(SPEC, peer_seq=SPEC.rx_start_seq)])
-    paws = pipeline.drop_counter.packets
+    paws = pipeline.verdict.drop_counter.packets
     assert delivered(pipeline.process(1, segment(1000, tsval=1000), T0))
     before = paws[DropReason.PAWS]
     assert not delivered(pipeline.process(1, segment(1010, tsval=999), T0 + 23 * DAY_US))
