@@ -197,8 +197,9 @@ def ece_owed(log: list, base: int) -> dict[int, bool]:
     return events
 
 
-def check_ece_latch(log: list) -> tuple[int, int, int]:
-    """(ACKs that owed ECE, of those without it, ACKs with ECE that answer no mark directly).
+def check_ece_latch(log: list) -> tuple[int, int, int, int]:
+    """(ACKs that owed ECE, of those without it, of those the ones that answer no mark
+    directly (where per-segment echo would differ from latching), and of these with ECE).
 
     An ACK owes ECE when both orders agree that a CE mark is unanswered: by sequence (the
     last CE or CWR among the segments its ACK number covers was CE) and by arrival (the last
@@ -208,7 +209,7 @@ def check_ece_latch(log: list) -> tuple[int, int, int]:
     base = next(seq for _, ours, seq, _, flags, *_ in log if not ours and flags & 0x02) + 1
     events = sorted(ece_owed(log, base).items())
     marked_ends = {end for end, on in events if on}
-    owed = missing = latched = 0
+    owed = missing = between = latched = 0
     arrived = False
     for _, ours, _, ack, flags, codepoint, length, _ in log:
         if not ours and length:
@@ -221,8 +222,9 @@ def check_ece_latch(log: list) -> tuple[int, int, int]:
         if last and last[-1] and arrived:
             owed += 1
             missing += not flags & ECE
+            between += rel not in marked_ends
             latched += bool(flags & ECE) and rel not in marked_ends
-    return owed, missing, latched
+    return owed, missing, between, latched
 
 
 def tsval_rate(log: list) -> float:
@@ -239,14 +241,19 @@ def test_ece_latched_until_cwr_and_tsval_ticks_in_milliseconds(stack: Stack, pee
     (1.024 ms ticks), through an idle gap too."""
     peer_ecn(1)
     data = random.Random(11).randbytes(VOLUME)
-    got, seen = linux_sends_marked(stack, LINUX_PAUSING_SENDER, log=True)
-    assert sha(got) == sha(data)
-    assert seen["to_p4tas"].get("CE") and seen["to_p4tas"].get("CWR"), seen["to_p4tas"]
-    owed, missing, latched = check_ece_latch(seen["log"])
+    for _ in range(3):   # marks are random: a run may leave no ACK between a mark and a CWR
+        got, seen = linux_sends_marked(stack, LINUX_PAUSING_SENDER, log=True)
+        assert sha(got) == sha(data)
+        assert seen["to_p4tas"].get("CE") and seen["to_p4tas"].get("CWR"), seen["to_p4tas"]
+        owed, missing, between, latched = check_ece_latch(seen["log"])
+        if between:
+            break
     assert owed > 0, "no ACK followed a CE mark"
-    # Every ACK between a mark and the CWR echoes it; not only the mark's own ACK.
-    assert missing <= owed // 100, f"{missing} of {owed} ACKs owed ECE and lacked it"
-    assert latched > 0, "ECE only on the ACKs of marked segments: not latched until CWR"
+    assert between > 0, "no ACK fell between a mark and its CWR in three runs"
+    # Every ACK between a mark and the CWR echoes it, not only the mark's own ACK. One may
+    # differ: the capture sees a CWR segment and our ACK in an order the NIC may not have.
+    assert missing <= 1 + owed // 100, f"{missing} of {owed} ACKs owed ECE and lacked it"
+    assert latched >= between - missing > 0, "ECE only on marked segments' ACKs: not latched"
     rate = tsval_rate(seen["log"])
     assert 0.8 / TICK_MS <= rate <= 1.2 / TICK_MS, f"our TSval advanced {rate:.3f}/ms"
     assert_fins_no_rst({k: v for k, v in seen.items() if k != "log"})
