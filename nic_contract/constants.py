@@ -21,7 +21,12 @@ ETHERTYPE_IPV4 = 0x0800
 ETHERTYPE_ARP = 0x0806
 ETHERTYPE_NIC_HOST = 0x88B5
 
-TS_TICK_SHIFT = 4
+# TSval ticks of 2^10 us (~1 ms, RFC 7323 5.4); RTT samples are in microseconds.
+TS_TICK_SHIFT = 10
+# TS.Recent is invalid after more than TS_RECENT_MAX_IDLE_EPOCHS epochs of 2^TS_EPOCH_SHIFT us
+# without an update (RFC 7323 5.5: 24 days).
+TS_EPOCH_SHIFT = 35
+TS_RECENT_MAX_IDLE_EPOCHS = 61
 DUPACK_THRESHOLD = 3
 
 
@@ -58,6 +63,7 @@ class DropReason(IntEnum):
     HOST_BUSY = 9
     BAD_ACK = 10
     PUNT_LIMITED = 11
+    PAWS = 12
 
 
 NUM_REASONS = len(PacketInReason) + 1

@@ -10,7 +10,7 @@ Frame: Ethernet (EtherType 0x88B5) + 24-byte header + payload. Header, big-endia
   bytes 12-13 length    payload bytes that follow the header (RX_DATA, TX_DATA)
   bytes 14-15 window    the peer's raw (unscaled) TCP window (TX_ACKED), zero otherwise
   bytes 16-19 count     bytes the application consumed (RX_CONSUMED), newly acked (TX_ACKED)
-  bytes 20-23 aux       RTT sample in TSval ticks (TX_ACKED), zero otherwise
+  bytes 20-23 aux       RTT sample in microseconds (TX_ACKED, RX_DATA), zero = none
 SACK frames carry a SACK block's edges as TX stream positions in `count` and `aux`.
 A frame may be longer than its payload (Ethernet pads short frames): `length` is the truth.
 """
@@ -38,8 +38,8 @@ class Opcode(IntEnum):
                       # `aux` (mod 2^32); the NIC adds the headers, sequence tx_start + aux
     TX_ACKED = 4      # NIC -> host: acknowledged up to sequence `offset` (`count` more bytes);
                       # also the NIC's answer to a TX_DATA of already acknowledged data;
-                      # `window` is the peer's raw window, `aux` an RTT sample in TSval
-                      # ticks (0: none), flag ECE if the ACK echoed congestion
+                      # `window` is the peer's raw window, `aux` an RTT sample in
+                      # microseconds (0: none), flag ECE if the ACK echoed congestion
     RETRANSMIT = 5    # NIC -> host: third duplicate ACK; go back to TX stream position `aux`
                       # (snd_una, mod 2^32); `window` as for TX_ACKED
     SACK = 6          # NIC -> host: a duplicate ACK with SACK blocks (RFC 2018) of a flow
@@ -57,8 +57,10 @@ class ChannelFlags(IntFlag):
     ECE = 0x04   # TX_ACKED: the acknowledging segment echoed congestion (ECE)
     CWR = 0x04   # TX_DATA (flags are per opcode): set CWR, first data after a cut for ECE
     RTO = 0x08   # TX_DATA: first segment of a go-back-N after a retransmission timeout
+    TRIM = 0x08  # RX_DATA: starts below the RX write position; skip what the ring holds
     FAST_RETRANSMIT = 0x08  # SACK: this duplicate ACK starts a fast retransmit (RFC 6675)
     PROBE = 0x10  # TX_DATA: a window probe (one byte below snd_una, sent anyway)
+    ECE_ECHO = 0x10  # RX_DATA: our ACKs carry ECE now (CE seen, CWR not yet, RFC 3168 6.1.3)
     OOO = 0x20   # RX_DATA: placed out of order at `offset`, not readable yet
     MERGED = 0x40  # RX_DATA: after this payload `aux` earlier placed bytes become readable
     FIN = 0x80   # TX_DATA: our FIN follows the payload (which may be empty); TX_ACKED,

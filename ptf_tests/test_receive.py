@@ -90,7 +90,8 @@ class OutOfOrderSegmentIsPlaced(ReceiveTest):
         before = self.counter(DROPS, DropReason.OUT_OF_ORDER)
         self.send_data(self.rcv_nxt + 100, b"x" * 50, tsval=5)
         self.verify_frame(HOST_PORT, rx_data_frame(self.spec, 100, b"x" * 50, OOO))
-        self.verify_ack(self.spec, self.ack(self.rcv_nxt, self.ring_size, tsecr=5))
+        # No in-order segment yet, so no TS.Recent to echo (RFC 7323 4.3: not this TSval).
+        self.verify_ack(self.spec, self.ack(self.rcv_nxt, self.ring_size, tsecr=0))
         tu.verify_no_other_packets(self)
         self.assertEqual(self.counter(DROPS, DropReason.OUT_OF_ORDER), before)
 
@@ -107,7 +108,7 @@ class OutOfOrderIntervalMergesOnce(ReceiveTest):
         for offset, payload in pieces:
             self.send_data(self.rcv_nxt + offset, payload, tsval=7)
             self.verify_frame(HOST_PORT, rx_data_frame(self.spec, offset, payload, OOO))
-            self.verify_ack(self.spec, self.ack(self.rcv_nxt, self.ring_size, tsecr=7))
+            self.verify_ack(self.spec, self.ack(self.rcv_nxt, self.ring_size, tsecr=0))
         self.send_data(self.rcv_nxt, b"d" * 60, tsval=8)
         self.verify_frame(HOST_PORT, rx_data_frame(
             self.spec, 0, b"d" * 60, ChannelFlags.PSH | ChannelFlags.MERGED, rtt=140))
@@ -124,11 +125,11 @@ class OutsideTheIntervalIsDropped(ReceiveTest):
     def runTest(self) -> None:
         self.send_data(self.rcv_nxt + 100, b"a" * 50, tsval=5)
         self.verify_frame(HOST_PORT, rx_data_frame(self.spec, 100, b"a" * 50, OOO))
-        self.verify_ack(self.spec, self.ack(self.rcv_nxt, self.ring_size, tsecr=5))
+        self.verify_ack(self.spec, self.ack(self.rcv_nxt, self.ring_size, tsecr=0))
         before = self.counter(DROPS, DropReason.OUT_OF_ORDER)
         for offset in (300, 120):
             self.send_data(self.rcv_nxt + offset, b"z" * 10, tsval=6)
-            self.verify_ack(self.spec, self.ack(self.rcv_nxt, self.ring_size, tsecr=6))
+            self.verify_ack(self.spec, self.ack(self.rcv_nxt, self.ring_size, tsecr=0))
         tu.verify_no_other_packets(self)
         self.assertEqual(self.counter(DROPS, DropReason.OUT_OF_ORDER)[0] - before[0], 2)
 
@@ -146,7 +147,8 @@ class ZeroWindowProbeIsAnswered(ReceiveTest):
         self.verify_ack(self.spec, self.ack(self.rcv_nxt + 100, self.ring_size - 100, tsecr=20))
         self.rcv_nxt += 100
         self.send_data(self.rcv_nxt - 1, b"", flags="A", tsval=21)
-        self.verify_ack(self.spec, self.ack(self.rcv_nxt, self.ring_size - 100, tsecr=21))
+        # Outside the window: its TSval is not taken (RFC 7323 5.3 R2 before R3).
+        self.verify_ack(self.spec, self.ack(self.rcv_nxt, self.ring_size - 100, tsecr=20))
         self.send_data(self.rcv_nxt, b"", flags="A", tsval=22)
         self.verify_frame(HOST_PORT, tx_acked_frame(self.spec, self.snd_nxt, 0))
         tu.verify_no_other_packets(self)
@@ -164,7 +166,8 @@ class OldDataIsReAcked(ReceiveTest):
         self.verify_ack(self.spec, self.ack(self.rcv_nxt + 200, self.ring_size - 200, tsecr=1))
         before = self.counter(DROPS, DropReason.OLD_DATA)
         self.send_data(self.rcv_nxt, payload, tsval=2)  # a retransmission
-        self.verify_ack(self.spec, self.ack(self.rcv_nxt + 200, self.ring_size - 200, tsecr=2))
+        # Wholly old, so outside the window: TS.Recent stays (RFC 7323 5.3 R2 before R3).
+        self.verify_ack(self.spec, self.ack(self.rcv_nxt + 200, self.ring_size - 200, tsecr=1))
         tu.verify_no_other_packets(self)
         self.assertEqual(self.counter(DROPS, DropReason.OLD_DATA)[0] - before[0], 1)
 
@@ -242,7 +245,8 @@ class CeMarkedDataGetsEce(ReceiveTest):
     def runTest(self) -> None:
         self.send_data(self.rcv_nxt, b"e" * 64, tsval=3, ecn=ECN_CE)
         self.verify_frame(HOST_PORT,
-                          rx_data_frame(self.spec, 0, b"e" * 64, flags=ChannelFlags.PSH | ChannelFlags.CE))
+                          rx_data_frame(self.spec, 0, b"e" * 64, flags=ChannelFlags.PSH | ChannelFlags.CE
+                                        | ChannelFlags.ECE_ECHO))
         self.verify_ack(self.spec,
                         self.ack(self.rcv_nxt + 64, self.ring_size - 64, ece=True, tsecr=3))
         tu.verify_no_other_packets(self)

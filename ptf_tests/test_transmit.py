@@ -113,7 +113,7 @@ class NewAckIsReportedWithRtt(TransmitTest):
         self.peer_ack(self.snd, tsecr=tsval)
         rtt = self.verify_frame_with_rtt(HOST_PORT, lambda rtt: tx_acked_frame(
             self.spec, self.snd, 300, rtt=rtt))
-        self.assertLess(rtt, 1_000_000 >> 4, "an RTT sample of under a second (16 us ticks)")
+        self.assertTrue(0 < rtt < 1_000_000, "an RTT sample of under a second (microseconds)")
         tu.verify_no_other_packets(self)
 
 
@@ -191,8 +191,9 @@ class AckBeyondWhatWasSentIsIgnored(TransmitTest):
     def runTest(self) -> None:
         self.send_from_host(b"z" * 10)
         self.peer_ack(self.snd + 1000)
+        # A discarded segment's TSval is not taken (as Linux): no TS.Recent to echo yet.
         self.verify_ack(self.spec, ExpectedAck(seq=self.snd, ack=self.rcv, window=RING,
-                                               tsecr=900))
+                                               tsecr=0))
         tu.verify_no_other_packets(self)
         self.peer_ack(self.snd)  # the real ACK still counts in full
         self.verify_frame_with_rtt(HOST_PORT, lambda rtt: tx_acked_frame(
@@ -402,8 +403,8 @@ class DataAckingOurFinIsDeliveredAndSaysSo(TransmitTest):
                                                payload=b"abc", psh=True, fin=True, tsecr=0))
         tu.send_packet(self, WIRE_PORT, data_segment(self.spec, self.rcv, b"reply",
                                                      ack=self.snd + 4, tsval=5, tsecr=0))
-        self.verify_frame(HOST_PORT, rx_data_frame(
-            self.spec, 0, b"reply", ChannelFlags.PSH | ChannelFlags.FIN, acked=3))
+        self.verify_frame_with_rtt(HOST_PORT, lambda rtt: rx_data_frame(
+            self.spec, 0, b"reply", ChannelFlags.PSH | ChannelFlags.FIN, acked=3, rtt=rtt))
         self.verify_ack(self.spec, ExpectedAck(seq=self.snd + 4, ack=self.rcv + 5,
                                                window=RING - 5, tsecr=5))
         tu.verify_no_other_packets(self)
@@ -418,7 +419,8 @@ class ResendAfterOurFinWasAckedRemindsWithFin(TransmitTest):
         self.verify_ack(self.spec, ExpectedAck(seq=self.snd, ack=self.rcv, window=RING,
                                                payload=b"xy", psh=True, fin=True, tsecr=0))
         self.peer_ack(self.snd + 3)
-        self.verify_frame(HOST_PORT, tx_acked_frame(self.spec, self.snd + 3, 2, fin=True))
+        self.verify_frame_with_rtt(HOST_PORT, lambda rtt: tx_acked_frame(
+            self.spec, self.snd + 3, 2, fin=True, rtt=rtt))
         tu.send_packet(self, HOST_PORT, tx_data_frame(self.spec, 0, b"xy", position=0))
         self.verify_frame(HOST_PORT, tx_acked_frame(self.spec, self.snd + 3, 0, reminder=True,
                                                     fin=True))
@@ -497,8 +499,9 @@ class BlindAckOutsideTheWindowIsIgnored(TransmitTest):
         before = self.counter("new_ack_counter", self.spec.flow_id)
         forged = data_segment(self.spec, self.rcv + (1 << 20), b"evil", ack=self.snd, tsval=900)
         tu.send_packet(self, WIRE_PORT, forged)
+        # Outside the window, its TSval is not taken: ACKs echo TS.Recent (none yet).
         self.verify_ack(self.spec, ExpectedAck(seq=self.snd, ack=self.rcv, window=RING,
-                                               tsecr=900))   # ACKs echo the segment's TSval
+                                               tsecr=0))
         tu.verify_no_other_packets(self)   # no TX_ACKED: snd_una did not move
         self.assertEqual(self.counter("new_ack_counter", self.spec.flow_id), before)
         self.peer_ack(self.snd)
@@ -516,7 +519,7 @@ class AckOfDataNeverSentDiscardsTheSegment(TransmitTest):
         bogus = data_segment(self.spec, self.rcv, b"payload", ack=self.snd + 1000, tsval=901)
         tu.send_packet(self, WIRE_PORT, bogus)
         self.verify_ack(self.spec, ExpectedAck(seq=self.snd, ack=self.rcv, window=RING,
-                                               tsecr=901))
+                                               tsecr=0))   # a discarded TSval is not taken
         tu.verify_no_other_packets(self)   # no RX_DATA to the host
         self.assertEqual(self.counter("drop_counter", DropReason.BAD_ACK)[0], before[0] + 1)
 
@@ -534,7 +537,7 @@ class ChallengeAcksAreRateLimited(TransmitTest):
                 self.peer_ack(self.snd + 1000)
             for _ in range(2):
                 self.verify_ack(self.spec, ExpectedAck(seq=self.snd, ack=self.rcv, window=RING,
-                                                       tsecr=900))
+                                                       tsecr=0))
             tu.verify_no_other_packets(self)
             self.assertEqual(self.counter("drop_counter", DropReason.BAD_ACK)[0], before[0] + 3)
         finally:

@@ -1,4 +1,5 @@
-"""NIC -> host on the bridge: RX_DATA into the RX ring (in order, or placed out of order),
+"""NIC -> host on the bridge: RX_DATA into the RX ring (in order, trimmed of what the ring
+holds already, or placed out of order),
 TX_ACKED and RETRANSMIT (acknowledged TX bytes, window, RTT samples, ECE), and the events each
 posts to the flow's context queue (never lost: a full queue defers them)."""
 
@@ -6,7 +7,6 @@ from __future__ import annotations
 
 from host_lib.rings import Event, RingCorruptedError
 from host_lib.shm_layout import EventType
-from nic_contract.constants import TS_TICK_SHIFT
 from nic_contract.nic_host_header import ChannelFlags, NicHostMessage, Opcode
 from runtime.dma_base import log
 from runtime.dma_sack import SackRecovery
@@ -21,6 +21,7 @@ class NicToHost(SackRecovery):
 
     def _rx_data(self, channel: FlowChannel, message: NicHostMessage) -> None:
         """Payload into the RX ring, an event; piggy-backed ACK info as TX_ACKED."""
+        channel.ece_echo = bool(message.flags & ChannelFlags.ECE_ECHO)
         if message.payload:
             self._deliver(channel, message)
         if message.count or message.flags & ChannelFlags.FIN:
@@ -35,7 +36,12 @@ class NicToHost(SackRecovery):
             return
         head = ring.head
         expected = head & (ring.size - 1)
-        if message.offset != expected:
+        payload = message.payload
+        if message.flags & ChannelFlags.TRIM:
+            payload = self._trimmed(channel, message, expected)
+            if payload is None:
+                return
+        elif message.offset != expected:
             drops = self.link.kernel_drops()
             self._flow_error(channel, DropCause.BAD_OFFSET,
                              f"RX_DATA at offset {message.offset}, ring writes at {expected} "
@@ -43,21 +49,35 @@ class NicToHost(SackRecovery):
                              "check)")
             return
         try:
-            ring.write_at(message.offset, message.payload)
+            ring.write_at(expected, payload)
         except ValueError as exc:
             self._flow_error(channel, DropCause.RX_OVERFLOW, str(exc))
             return
         merged = message.aux if message.flags & ChannelFlags.MERGED else 0
-        if merged and not self._merge_is_placed(channel, head + len(message.payload), merged):
+        if merged and not self._merge_is_placed(channel, head + len(payload), merged):
             self._flow_error(channel, DropCause.BAD_OFFSET,
                              f"RX_DATA makes {merged} bytes readable that were never placed")
             return
-        ring.publish(len(message.payload) + merged)
+        ring.publish(len(payload) + merged)
         channel.ooo_end = 0 if merged else channel.ooo_end
-        channel.counters.rx_bytes += len(message.payload) + merged
+        channel.counters.rx_bytes += len(payload) + merged
         channel.counters.rx_frames += 1
         channel.rx_flags_pending |= message.flags & (ChannelFlags.PSH | ChannelFlags.CE)
         self._announce(channel)
+
+    def _trimmed(self, channel: FlowChannel, message: NicHostMessage,
+                 expected: int) -> bytes | None:
+        """A TRIM segment's bytes from the RX write position on: the part before it is in the
+        ring already (readable, perhaps read), so it is skipped, never written again."""
+        skip = (expected - message.offset) & (channel.rx_ring.size - 1)
+        if not 0 < skip < len(message.payload):
+            self._flow_error(channel, DropCause.BAD_OFFSET,
+                             f"RX_DATA (TRIM) at offset {message.offset} of "
+                             f"{len(message.payload)} bytes does not reach the ring's write "
+                             f"position {expected}")
+            return None
+        channel.counters.rx_trimmed_bytes += skip
+        return message.payload[skip:]
 
     def _place_out_of_order(self, channel: FlowChannel, message: NicHostMessage) -> None:
         """Payload of the NIC's out-of-order interval: into the ring, not readable yet."""
@@ -142,10 +162,10 @@ class NicToHost(SackRecovery):
             channel.cwr_pending = True
         if message.aux and not message.flags & ChannelFlags.MERGED:
             counters.rtt_samples += 1
-            counters.rtt_sum_ticks += message.aux
-            counters.last_rtt_ticks = message.aux
-            channel.ack_rtt_pending = min(message.aux << TS_TICK_SHIFT, U32_MAX)
-            channel.timer.rtt.sample((message.aux << TS_TICK_SHIFT) / 1_000_000)
+            counters.rtt_sum_us += message.aux   # the NIC's samples are in microseconds
+            counters.last_rtt_us = message.aux
+            channel.ack_rtt_pending = message.aux
+            channel.timer.rtt.sample(message.aux / 1_000_000)
 
     def _announce(self, channel: FlowChannel) -> None:
         """Post the events a channel owes its context; remember the channel if the queue is full."""

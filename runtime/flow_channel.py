@@ -28,10 +28,11 @@ class FlowCounters:
     acked_bytes: int = 0
     ece_acked_bytes: int = 0
     rtt_samples: int = 0
-    rtt_sum_ticks: int = 0
-    last_rtt_ticks: int = 0
+    rtt_sum_us: int = 0
+    last_rtt_us: int = 0
     rx_consumed_bytes: int = 0
     rx_ooo_frames: int = 0
+    rx_trimmed_bytes: int = 0   # old prefixes of TRIM segments skipped (held already)
     retransmitted_bytes: int = 0
     fast_retransmits: int = 0
     timeouts: int = 0
@@ -83,6 +84,7 @@ class FlowChannel:
     orphan: bool = field(init=False, default=False)  # its application is gone: no events
     fin_sent: bool = field(init=False, default=False)   # our FIN went out after tx_high
     cwr_pending: bool = field(init=False, default=False)  # ECE seen: next new data sets CWR
+    ece_echo: bool = field(init=False, default=False)  # the NIC's ACKs carry ECE (RFC 3168 6.1.3)
     fin_acked: bool = field(init=False, default=False)  # ... and the peer acknowledged it
     keepalive: KeepaliveState | None = field(init=False, default=None)  # None: off
 

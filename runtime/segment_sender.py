@@ -15,6 +15,8 @@ from runtime.datapath import Datapath
 from runtime.tcp_segments import TcpFlags, TcpOptions, TcpSegment, build_segment
 from runtime.tcp_seq import MAX_UNSCALED_WINDOW, seq_add
 
+ECN_CE = 0x03   # the IPv4 TOS byte's ECN bits: Congestion Experienced
+
 
 class ChallengeAckLimit:
     """RFC 5961 7: at most `pps` challenge ACKs per second from the slow path (a token bucket
@@ -78,10 +80,23 @@ class SegmentSender:
             conn.congestion or self.config.congestion)
 
     def ack(self, conn: Connection, ece: bool = False) -> None:
-        """A pure ACK of everything received (ECE if asked and the connection does ECN)."""
+        """A pure ACK of everything received; ECE if asked or while the NIC's ACKs carry it
+        (RFC 3168 6.1.3: from a CE mark to the peer's CWR), if the connection does ECN."""
+        ece = ece or (conn.channel is not None and conn.channel.ece_echo)
         flags = TcpFlags.ACK | (TcpFlags.ECE if ece and conn.ecn else TcpFlags(0))
         self.send(conn.interface, conn.peer_mac, conn.tuple, conn.snd_nxt, conn.rcv_nxt,
                    flags, self.window(conn), self.ts_option(conn))
+
+    @staticmethod
+    def note_ecn(conn: Connection, seg: TcpSegment) -> None:
+        """A segment the fast path punted (a FIN) moves the ECE echo as the NIC would:
+        CWR ends it, CE starts it (ecn_echo.p4)."""
+        if conn.channel is None:
+            return
+        if seg.flags & TcpFlags.CWR:
+            conn.channel.ece_echo = False
+        if seg.tos & ECN_CE == ECN_CE:
+            conn.channel.ece_echo = True
 
     def window(self, conn: Connection) -> int:
         """Our window: the RX ring's free space (all of it before the data path exists)."""

@@ -30,6 +30,7 @@ class Teardown(ConnectionControlBase):
             self.sender.ack(conn)
 
     def _on_fin(self, conn: Connection, seg: TcpSegment) -> None:
+        self.sender.note_ecn(conn, seg)
         if conn.fin_received:
             self.sender.ack(conn)  # a retransmitted FIN: our ACK was lost
             if conn.state is State.TIME_WAIT:

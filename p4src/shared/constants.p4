@@ -82,9 +82,17 @@ const bit<3> IPV4_FLAGS_DF = 0b010;
 const bit<8> MAX_DUPACKS = 255;
 /* RFC 5681: the third duplicate ACK in a row means a segment was lost, not reordered. */
 const bit<8> DUPACK_THRESHOLD = 3;
-/* Our TSval ticks in 16 us units (ingress timestamp >> 4): fine enough for datacenter RTT
- * samples, and 2^31 ticks (9.5 h) before PAWS could see a wrap. */
-#define TS_TICK_SHIFT 4
+/* Our TSval ticks in 2^10 us (1.024 ms) units: RFC 7323 5.4 asks for 1 ms to 1 s per tick,
+ * so that a peer's PAWS never sees our clock wrap within its 24-day limit (with 16 us ticks a
+ * Linux peer dropped our segments after some 10 h idle). RTT samples do not come from it:
+ * the NIC times one segment per flow in microseconds (rtt_probe.p4). */
+#define TS_TICK_SHIFT 10
+/* RFC 7323 5.5: TS.Recent is invalid after 24 days without an update. The NIC keeps the time
+ * of the update in 13 bits of 2^35 us (9.5 h) epochs of its 48-bit microsecond clock
+ * (flow_state_regs.p4), so a difference above TS_RECENT_MAX_IDLE_EPOCHS means more than 61
+ * epochs, 24.3 to 24.7 days: past 24 days, before a 1 ms/tick peer's clock wraps (24.8 days). */
+#define TS_EPOCH_SHIFT 35
+const bit<13> TS_RECENT_MAX_IDLE_EPOCHS = 61;
 /* ---- SYN cookies (syn_cookie.p4; nic_contract/syn_cookie.py is the same format) ---------
  * Cookie: [31:27] epoch mod 32, [26:25] the peer's MSS as an index into this table (rounded
  * down; RFC 9293's default when the SYN names none), [24:0] HalfSipHash-2-4 of the
@@ -141,6 +149,14 @@ const bit<8> NIC_HOST_FLAG_MERGED = 0x40;
  * data only, so the FIN's sequence number is left out of both (offset is snd_una, past it). */
 const bit<8> NIC_HOST_FLAG_FIN = 0x80;
 
+/* RX_DATA: the segment started below rcv_nxt (a peer resending with other segmentation):
+ * `offset` is the ring offset of its first byte, `length` the whole payload; the host skips
+ * the part before its RX write position, which it already holds, and takes the rest in order. */
+const bit<8> NIC_HOST_FLAG_TRIM = 0x08;
+/* RX_DATA: after this segment our ACKs carry ECE (a CE mark not yet answered with CWR,
+ * RFC 3168 6.1.3), so the slow path's own ACKs set it too. */
+const bit<8> NIC_HOST_FLAG_ECE_ECHO = 0x10;
+
 /* ---- PacketIn reasons (packet_in_h.reason; index of exception_counter) ---------------- */
 const bit<8> REASON_ARP = 1;
 const bit<8> REASON_UNKNOWN_FLOW = 2;
@@ -172,6 +188,7 @@ const bit<8> DROP_RATE_LIMITED = 8;    /* TX_DATA beyond the flow's rate (tx_rat
 const bit<8> DROP_HOST_BUSY = 9;       /* in order, but the host port is backed up (dup ACK) */
 const bit<8> DROP_BAD_ACK = 10;        /* ACKs data never sent (challenge ACK, RFC 5961 5.2) */
 const bit<8> DROP_PUNT_LIMITED = 11;   /* would be punted, but its reason's punt_rate is exceeded */
-#define NUM_DROP_REASONS 12
+const bit<8> DROP_PAWS = 12;           /* TSval older than TS.Recent (RFC 7323 5.3, ACK sent) */
+#define NUM_DROP_REASONS 13
 
 #endif

@@ -101,7 +101,7 @@ header tcp_sack_block_h {
  *   bytes 14-15 window    the peer's raw (unscaled) TCP window (TX_ACKED, RETRANSMIT)
  *   bytes 16-19 count     bytes the application consumed (RX_CONSUMED), bytes newly
  *                         acknowledged (TX_ACKED, RX_DATA)
- *   bytes 20-23 aux       RTT sample in TSval ticks (TX_ACKED, RX_DATA), or with flag
+ *   bytes 20-23 aux       RTT sample in microseconds, 0 = none (TX_ACKED, RX_DATA), or with flag
  *                         MERGED the out-of-order bytes now readable (RX_DATA); the TX stream
  *                         position of the first payload byte, mod 2^32 (TX_DATA: the
  *                         segment's sequence is tx_start_seq + aux, so a go-back-N resend
@@ -178,6 +178,10 @@ struct flow_dyn_t {
     bit<32> recover;         /* RFC 6582: no new fast retransmit until snd_una passes it */
     bit<1> ooo_active;       /* an out-of-order interval exists (receive.p4 reads it then) */
     bit<1> fin_sent;         /* our FIN went out: it is snd_nxt - 1 (transmit.p4) */
+    bit<1> ts_recent_valid;  /* ts_recent holds a TSval of this connection (timestamps.p4) */
+    bit<13> ts_recent_epoch; /* when ts_recent was set, in TS_EPOCH_SHIFT epochs */
+    bit<1> ece_echo;         /* a CE mark awaits the peer's CWR: ACKs carry ECE (ecn_echo.p4) */
+    bit<1> rtt_pending;      /* a segment is being timed (rtt_probe.p4) */
 }
 
 /* HalfSipHash's state (syn_cookie.p4). */
@@ -195,6 +199,7 @@ struct metadata_t {
     @field_list(FL_ACK) bit<16> ack_window;
     @field_list(FL_ACK) bit<8> ack_flags;
     @field_list(FL_ACK) bit<32> ack_tsval;
+    @field_list(FL_ACK) bit<32> ack_tsecr;
     /* The SACK block the ACK reports (our out-of-order interval); none if left == right. */
     @field_list(FL_ACK) bit<32> ack_sack_left;
     @field_list(FL_ACK) bit<32> ack_sack_right;
@@ -223,6 +228,9 @@ struct metadata_t {
     bool ack_beyond_sent;    /* its ACK is beyond snd_nxt: discard it (segment_check.p4) */
     bool window_reopened;    /* RX_CONSUMED reopened a closed window: send a window update */
     bit<32> ooo_merged;      /* bytes of the out-of-order interval this segment made readable */
+    bool paws_rejected;      /* TSval older than TS.Recent: drop, answer with an ACK (timestamps.p4) */
+    bool tx_new_data;        /* TX_DATA sent payload beyond snd_nxt (transmit.p4) */
+    bool tx_resend;          /* TX_DATA resent payload below snd_nxt (transmit.p4) */
 
     bool delivered;          /* payload went to the host as RX_DATA */
     bool to_host;            /* the packet itself became a host-port frame */

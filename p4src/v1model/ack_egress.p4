@@ -1,6 +1,7 @@
 /* p4tas v1model: turn the ingress-to-egress clone of a data segment into its ACK.
- * The clone is the re-parsed original segment, so the peer's addresses, ports and TSval are
- * still in its headers; what ingress decided arrives in the preserved ack_* fields. */
+ * The clone is the re-parsed original segment, so the peer's addresses and ports are still in
+ * its headers; what ingress decided arrives in the preserved ack_* fields, TSecr included
+ * (TS.Recent, RFC 7323 4.3: not necessarily this segment's TSval). */
 
 control AckEgress(inout headers_t hdr, inout metadata_t meta, inout standard_metadata_t sm) {
     apply {
@@ -33,7 +34,7 @@ control AckEgress(inout headers_t hdr, inout metadata_t meta, inout standard_met
             bit<16> tcp_len = TCP_HDR_BYTES;
             hdr.tcp.data_offset = TCP_DATA_OFFSET_PLAIN;
             if (hdr.tcp_ts.isValid()) {
-                hdr.tcp_ts.tsecr = hdr.tcp_ts.tsval;
+                hdr.tcp_ts.tsecr = meta.ack_tsecr;
                 hdr.tcp_ts.tsval = meta.ack_tsval;
                 tcp_len = TCP_HDR_BYTES + TCP_TS_OPT_BYTES;
                 hdr.tcp.data_offset = TCP_DATA_OFFSET_TS;

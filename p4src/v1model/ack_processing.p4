@@ -1,6 +1,6 @@
 /* p4tas v1model: what the ACK field of a segment from the peer tells us (ARCHITECTURE.md 1).
  * A new cumulative ACK advances snd_una and frees the host's TX ring (reported by HostNotify
- * with an RTT sample from the timestamp echo); duplicate ACKs are counted, and the third in a
+ * with an RTT sample, rtt_probe.p4); duplicate ACKs are counted, and the third in a
  * row starts a fast retransmit (HostNotify tells the host to go back to snd_una); the peer's
  * window is tracked so the host can hold data back. Once our FIN is out (fin_sent) it is
  * snd_nxt - 1: an ACK of snd_nxt covers it, and the host hears so by flag, since the FIN has
@@ -32,9 +32,6 @@ control AckProcessing(inout headers_t hdr, inout metadata_t meta, in standard_me
         if (acked > in_flight) {
             return;   /* acknowledges nothing we sent, or old: ignore the ACK field */
         }
-        if (hdr.tcp_ts.isValid() && hdr.tcp.seq_no == meta.dyn.rcv_nxt) {
-            meta.dyn.ts_recent = hdr.tcp_ts.tsval;   /* RFC 7323: from in-order segments */
-        }
         if (acked != 0) {
             meta.dyn.snd_una = hdr.tcp.ack_no;
             meta.dyn.dupacks = 0;
@@ -53,10 +50,6 @@ control AckProcessing(inout headers_t hdr, inout metadata_t meta, in standard_me
             if ((hdr.tcp.flags & TCP_ECE) != 0) {
                 meta.ack_ece = true;
                 ece_ack_counter.count(meta.flow_id);
-            }
-            if (hdr.tcp_ts.isValid() && hdr.tcp_ts.tsecr != 0) {
-                meta.rtt_sample = (bit<32>)(sm.ingress_global_timestamp >> TS_TICK_SHIFT)
-                                  - hdr.tcp_ts.tsecr;
             }
         } else if (meta.payload_len == 0 && in_flight != 0
                    && (hdr.tcp.window == meta.dyn.peer_window

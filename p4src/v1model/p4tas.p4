@@ -11,6 +11,9 @@
 #include "exceptions.p4"
 #include "flow_lookup.p4"
 #include "segment_check.p4"
+#include "timestamps.p4"
+#include "ecn_echo.p4"
+#include "rtt_probe.p4"
 #include "ack_processing.p4"
 #include "receive.p4"
 #include "host_notify.p4"
@@ -29,6 +32,10 @@ control P4tasIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
     LoadFlowState() load_flow_state;
     StoreFlowState() store_flow_state;
     SegmentCheck() segment_check;
+    TimestampCheck() timestamp_check;
+    EcnEcho() ecn_echo;
+    RttProbeSample() rtt_probe_sample;
+    RttProbeStart() rtt_probe_start;
     AckProcessing() ack_processing;
     Receive() receive;
     HostNotify() host_notify;
@@ -74,8 +81,13 @@ control P4tasIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
                 if (!from_host) {
                     host_backpressure.apply(meta);
                     segment_check.apply(hdr, meta);
-                    if (meta.seq_acceptable && !meta.ack_beyond_sent) {
+                    timestamp_check.apply(hdr, meta, sm);
+                    if (!meta.paws_rejected) {
+                        ecn_echo.apply(hdr, meta);
+                    }
+                    if (meta.seq_acceptable && !meta.ack_beyond_sent && !meta.paws_rejected) {
                         ack_processing.apply(hdr, meta, sm);
+                        rtt_probe_sample.apply(meta, sm);
                     }
                     receive.apply(hdr, meta, sm);
                     host_notify.apply(hdr, meta, sm);
@@ -86,6 +98,7 @@ control P4tasIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
                     }
                 } else {
                     transmit.apply(hdr, meta, sm);
+                    rtt_probe_start.apply(meta, sm);
                 }
                 store_flow_state.apply(meta);
             }

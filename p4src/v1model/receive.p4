@@ -3,9 +3,14 @@
  * (TAS 3.1): one interval per flow is kept; a segment that starts it, or extends it at either
  * end, is written to its place in the RX ring (RX_DATA flagged OOO: placed, not readable),
  * and when the in-order segment reaches the interval, its RX_DATA (flagged MERGED) makes the
- * whole interval readable at once. Anything else with payload is dropped and answered with
- * an ACK for what we expect (which the peer counts as a duplicate ACK), as are old data and
- * data that does not fit the ring (the ACK's window tells the peer), and zero-window probes. */
+ * whole interval readable at once. A segment that starts below rcv_nxt and ends beyond it (a
+ * peer resending with other segmentation) is delivered too: flagged TRIM, at the ring offset
+ * of its first byte, and the host skips the part it holds already (the NIC cannot cut
+ * payload). Anything else with payload is dropped and answered with an ACK for what we
+ * expect (which the peer counts as a duplicate ACK), as are old data and data that does not
+ * fit the ring (the ACK's window tells the peer), and zero-window probes. So is a segment
+ * older than TS.Recent (PAWS, timestamps.p4). Every ACK echoes TS.Recent (RFC 7323 4.3) and
+ * carries ECE while the flow owes the peer one (ecn_echo.p4). */
 
 /* The out-of-order interval, with the generation it belongs to (a flow id's next connection
  * must not inherit it): [79:64] generation  [63:32] start sequence  [31:0] length. */
@@ -43,10 +48,11 @@ control Receive(inout headers_t hdr, inout metadata_t meta, inout standard_metad
         meta.to_host = true;
     }
 
-    action deliver_in_order(bit<8> flags) {
-        to_host(flags, meta.dyn.rcv_nxt);
-        meta.dyn.rcv_nxt = meta.dyn.rcv_nxt + (bit<32>)meta.payload_len;
-        meta.dyn.rx_free = meta.dyn.rx_free - (bit<32>)meta.payload_len;
+    /* The segment at `seq` whose last `fresh` bytes are the next in order. */
+    action deliver_in_order(bit<8> flags, bit<32> seq, bit<32> fresh) {
+        to_host(flags, seq);
+        meta.dyn.rcv_nxt = meta.dyn.rcv_nxt + fresh;
+        meta.dyn.rx_free = meta.dyn.rx_free - fresh;
     }
 
     /* The ACK is an ingress-to-egress clone rewritten by AckEgress; these fields survive. */
@@ -56,20 +62,24 @@ control Receive(inout headers_t hdr, inout metadata_t meta, inout standard_metad
         meta.ack_ack = meta.dyn.rcv_nxt;
         meta.ack_flags = flags;
         meta.ack_tsval = (bit<32>)(sm.ingress_global_timestamp >> TS_TICK_SHIFT);
+        meta.ack_tsecr = meta.dyn.ts_recent;
         clone_preserving_field_list(CloneType.I2E,
                                     ACK_SESSION_BASE + (bit<32>)meta.in_port, FL_ACK);
     }
 
     apply {
-        if (meta.ack_beyond_sent) {
-            /* RFC 5961 5.2: an ACK of data never sent (SegmentCheck) discards the segment,
-             * data and all; a challenge ACK tells a real peer where we are. */
-            meta.drop_reason = DROP_BAD_ACK;
+        bit<8> ack_flags = meta.dyn.ece_echo == 1 ? TCP_ACK | TCP_ECE : TCP_ACK;
+        if (meta.paws_rejected || meta.ack_beyond_sent) {
+            /* RFC 7323 5.3 R1: a segment older than TS.Recent is dropped and acknowledged.
+             * RFC 5961 5.2: an ACK of data never sent (SegmentCheck) discards the segment,
+             * data and all; a challenge ACK tells a real peer where we are. Both answers
+             * share one rate limit, so old or forged segments cannot make us flood. */
+            meta.drop_reason = meta.paws_rejected ? DROP_PAWS : DROP_BAD_ACK;
             bit<2> color;
             challenge_ack_rate.execute_meter(32w0, color);
             if (!meta.reinjected && color != METER_RED) {
                 adv_window.apply(meta);
-                send_ack(TCP_ACK);
+                send_ack(ack_flags);
             }
         } else if (meta.payload_len == 0) {
             meta.drop_reason = DROP_PURE_ACK;
@@ -78,7 +88,7 @@ control Receive(inout headers_t hdr, inout metadata_t meta, inout standard_metad
              * reopened. */
             if (meta.dyn.rcv_nxt - hdr.tcp.seq_no - 1 < 0x7FFFFFFF && !meta.reinjected) {
                 adv_window.apply(meta);
-                send_ack(TCP_ACK);
+                send_ack(ack_flags);
             }
         } else {
             bool ce = hdr.ipv4.ecn == ECN_CE;
@@ -89,10 +99,14 @@ control Receive(inout headers_t hdr, inout metadata_t meta, inout standard_metad
             if (ce) {
                 flags = flags | NIC_HOST_FLAG_CE;
             }
+            if (meta.dyn.ece_echo == 1) {
+                flags = flags | NIC_HOST_FLAG_ECE_ECHO;
+            }
             bit<32> seq = hdr.tcp.seq_no;
             bit<32> len = (bit<32>)meta.payload_len;
             /* Sequence space wraps: "ahead" means a difference below 2^31. */
             bit<32> ahead = seq - meta.dyn.rcv_nxt;
+            bit<32> behind = meta.dyn.rcv_nxt - seq;
 
             /* The interval's register is read only when one exists or may start: an in-order
              * segment of a flow without one (the common case) costs no access. */
@@ -107,11 +121,19 @@ control Receive(inout headers_t hdr, inout metadata_t meta, inout standard_metad
                 }
             }
             bool ooo_changed = false;
+            /* Starts below rcv_nxt, ends beyond it: its last `len - behind` bytes are in
+             * order. Only if it ends at or before the out-of-order interval: one reaching
+             * into the interval stays dropped as old data (and ACKed), so the host never
+             * writes over placed bytes; the peer resends from rcv_nxt. */
+            bool overlap = ahead >= 0x80000000 && behind < len
+                           && (ooo_len == 0 || ooo_start - (seq + len) < 0x80000000);
+            bool in_order = ahead == 0 || overlap;
+            bit<32> fresh = overlap ? len - behind : len;
 
-            if (ahead == 0 && meta.host_busy) {
+            if (in_order && meta.host_busy) {
                 meta.drop_reason = DROP_HOST_BUSY;
-            } else if (ahead == 0 && len <= meta.dyn.rx_free) {
-                deliver_in_order(flags);
+            } else if (in_order && fresh <= meta.dyn.rx_free) {
+                deliver_in_order(overlap ? flags | NIC_HOST_FLAG_TRIM : flags, seq, fresh);
                 /* Reached (or overran) the interval: all of it is in order now. */
                 if (ooo_len != 0 && meta.dyn.rcv_nxt - ooo_start < 0x80000000) {
                     bit<32> rest = ooo_start + ooo_len - meta.dyn.rcv_nxt;
@@ -124,7 +146,7 @@ control Receive(inout headers_t hdr, inout metadata_t meta, inout standard_metad
                     ooo_len = 0;
                     ooo_changed = true;
                 }
-            } else if (ahead == 0) {
+            } else if (in_order) {
                 meta.drop_reason = DROP_NO_RX_SPACE;
             } else if (ahead < 0x80000000 && !meta.host_busy && ahead + len <= meta.dyn.rx_free
                        && (ooo_len == 0 || seq == ooo_start + ooo_len || seq + len == ooo_start)) {
@@ -155,7 +177,7 @@ control Receive(inout headers_t hdr, inout metadata_t meta, inout standard_metad
              * carry: the slow path that handed it back sends the ACK instead. */
             adv_window.apply(meta);
             if (!meta.reinjected) {
-                send_ack(ce ? TCP_ACK | TCP_ECE : TCP_ACK);
+                send_ack(ack_flags);
             }
         }
     }

@@ -6,7 +6,9 @@
  * wrong sequence; snd_nxt keeps the highest sequence sent (what ACKs are checked against).
  * With NIC_HOST_FLAG_FIN the segment also carries our FIN, after its payload (which may be
  * empty): the FIN takes the sequence number after the data, and the ACKs we generate from
- * then on carry seq = snd_nxt past it, as the peer expects after a half-close. */
+ * then on carry seq = snd_nxt past it, as the peer expects after a half-close. Every segment
+ * carries ECE while the flow owes the peer one (RFC 3168 6.1.3, ecn_echo.p4), and tells
+ * RttProbeStart whether it sent new data or resent old (tx_new_data, tx_resend). */
 
 control Transmit(inout headers_t hdr, inout metadata_t meta, inout standard_metadata_t sm) {
     AdvertisedWindow() adv_window;
@@ -75,15 +77,16 @@ control Transmit(inout headers_t hdr, inout metadata_t meta, inout standard_meta
     }
 
     apply {
+        bit<8> ack_flags = meta.dyn.ece_echo == 1 ? TCP_ACK | TCP_ECE : TCP_ACK;
         if (hdr.nic_host.opcode == NIC_HOST_OP_RX_CONSUMED) {
             /* A window update (ReturnRxSpace decided): a pure ACK at snd_nxt. */
             hdr.nic_host.length = 0;
             adv_window.apply(meta);
             if (meta.flow.timestamps != 0) {
-                build_segment(TCP_HDR_BYTES + TCP_TS_OPT_BYTES, TCP_ACK);
+                build_segment(TCP_HDR_BYTES + TCP_TS_OPT_BYTES, ack_flags);
                 add_timestamps();
             } else {
-                build_segment(TCP_HDR_BYTES, TCP_ACK);
+                build_segment(TCP_HDR_BYTES, ack_flags);
             }
             hdr.tcp.seq_no = meta.dyn.snd_nxt;
             hdr.nic_host.setInvalid();
@@ -111,7 +114,7 @@ control Transmit(inout headers_t hdr, inout metadata_t meta, inout standard_meta
                 meta.dyn.recover = meta.dyn.snd_nxt;   /* see NIC_HOST_FLAG_RTO */
             }
             adv_window.apply(meta);
-            bit<8> tcp_flags = TCP_ACK;
+            bit<8> tcp_flags = ack_flags;
             if ((hdr.nic_host.flags & NIC_HOST_FLAG_PSH) != 0) {
                 tcp_flags = tcp_flags | TCP_PSH;
             }
@@ -134,11 +137,14 @@ control Transmit(inout headers_t hdr, inout metadata_t meta, inout standard_meta
             bit<32> end_ahead = end - meta.dyn.snd_una;
             if (end_ahead < 0x80000000 && end_ahead > meta.dyn.snd_nxt - meta.dyn.snd_una) {
                 meta.dyn.snd_nxt = end;
+                meta.tx_new_data = hdr.nic_host.length != 0;
                 /* New data is ECN-capable once negotiated; retransmissions, pure ACKs, a FIN
                  * alone and window probes are not (RFC 3168 6.1.4-6.1.6). */
                 if (meta.flow.ecn != 0 && hdr.nic_host.length != 0) {
                     hdr.ipv4.ecn = ECN_ECT0;
                 }
+            } else if (hdr.nic_host.length != 0 && (hdr.nic_host.flags & NIC_HOST_FLAG_PROBE) == 0) {
+                meta.tx_resend = true;
             }
             hdr.nic_host.setInvalid();
         }

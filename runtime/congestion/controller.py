@@ -37,7 +37,7 @@ METER_BURST_SEGMENTS = 4    # and a few back-to-back segments beyond the pacer's
 # (bmv2 takes them in slower than many flows' rates add up to) and arrive bunched; with 2 ms
 # (twice the pacer's bucket) the meter dropped twice as many in 256-flow runs.
 METER_BURST_SECONDS = 0.050
-TS_TICK_S = 16e-6           # the NIC's RTT samples are in 16 us ticks
+RTT_UNIT_S = 1e-6          # the NIC's RTT samples are in microseconds (rtt_probe.p4)
 
 
 @dataclass(frozen=True)
@@ -240,7 +240,7 @@ def _feedback(before: FlowCounters, now: FlowCounters, interval_s: float) -> Int
         fast_retransmits=now.fast_retransmits - before.fast_retransmits,
         timeouts=now.timeouts - before.timeouts,
         rtt_samples=now.rtt_samples - before.rtt_samples,
-        rtt_sum_s=(now.rtt_sum_ticks - before.rtt_sum_ticks) * TS_TICK_S,
+        rtt_sum_s=(now.rtt_sum_us - before.rtt_sum_us) * RTT_UNIT_S,
         paced=now.pacing_waits != before.pacing_waits)
 
 

@@ -1,5 +1,6 @@
 """ack_egress.p4: turn the ingress-to-egress clone of a data segment into its ACK
-(AckEgress). The clone is the re-parsed original, so the peer's addresses are in it."""
+(AckEgress). The clone is the re-parsed original, so the peer's addresses are in it; the
+TSecr (TS.Recent) comes with the preserved ack_* fields."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ def ack_egress(hdr: Headers, meta: Metadata, sm: StandardMetadata) -> None:
     tcp_len = TCP_HDR_BYTES
     tcp.data_offset = TCP_DATA_OFFSET_PLAIN
     if ts is not None:
-        ts.tsecr, ts.tsval = ts.tsval, meta.ack_tsval
+        ts.tsecr, ts.tsval = meta.ack_tsecr, meta.ack_tsval
         tcp_len = TCP_HDR_BYTES + TCP_TS_OPT_BYTES
         tcp.data_offset = TCP_DATA_OFFSET_TS
     # Our one block (the out-of-order interval) replaces any the clone carried.

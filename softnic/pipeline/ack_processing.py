@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from softnic.state import Counter
 
-from .constants import DUPACK_THRESHOLD, MAX_DUPACKS, TCP_ECE, TS_TICK_SHIFT
+from .constants import DUPACK_THRESHOLD, MAX_DUPACKS, TCP_ECE
 from .headers import Headers, Metadata, StandardMetadata
 
 M32 = 0xFFFFFFFF
@@ -33,13 +33,11 @@ def ack_processing(counters: AckCounters, hdr: Headers, meta: Metadata,
                    sm: StandardMetadata) -> None:
     if meta.host_busy:
         return   # the host could not be told: leave it to a later cumulative ACK
-    tcp, ts, dyn = hdr.tcp, hdr.tcp_ts, meta.dyn
+    tcp, dyn = hdr.tcp, meta.dyn
     acked = (tcp.ack_no - dyn.snd_una) & M32
     in_flight = (dyn.snd_nxt - dyn.snd_una) & M32
     if acked > in_flight:
         return   # acknowledges nothing we sent, or old
-    if ts is not None and tcp.seq_no == dyn.rcv_nxt:
-        dyn.ts_recent = ts.tsval   # RFC 7323: from in-order segments
     length = sm.packet_length
     if acked != 0:
         dyn.snd_una = tcp.ack_no
@@ -54,8 +52,6 @@ def ack_processing(counters: AckCounters, hdr: Headers, meta: Metadata,
         if tcp.flags & TCP_ECE:
             meta.ack_ece = True
             counters.ece_ack.count(meta.flow_id, length)
-        if ts is not None and ts.tsecr != 0:
-            meta.rtt_sample = ((sm.ingress_global_timestamp >> TS_TICK_SHIFT) - ts.tsecr) & M32
     elif meta.payload_len == 0 and in_flight != 0 and (
             tcp.window == dyn.peer_window
             or (hdr.tcp_sack is not None and meta.flow.sack != 0)):

@@ -210,22 +210,26 @@ class FlowDyn:
     """flow_dyn_t: the dynamic per-flow state, loaded once and stored once per packet."""
 
     __slots__ = ("gen", "rcv_nxt", "rx_free", "snd_nxt", "snd_una", "ts_recent",
-                 "peer_window", "dupacks", "recover", "ooo_active", "fin_sent")
+                 "peer_window", "dupacks", "recover", "ooo_active", "fin_sent",
+                 "ts_recent_valid", "ts_recent_epoch", "ece_echo", "rtt_pending")
 
 
 class Metadata:
     """metadata_t (fields start at zero / false, as bmv2 initializes user metadata)."""
 
-    __slots__ = ("ack_seq", "ack_ack", "ack_window", "ack_flags", "ack_tsval", "ack_sack_left", "ack_sack_right", "punt_reason",
+    __slots__ = ("ack_seq", "ack_ack", "ack_window", "ack_flags", "ack_tsval", "ack_tsecr",
+                 "ack_sack_left", "ack_sack_right", "punt_reason",
                  "drop_reason", "l4_len", "payload_len", "flow_found", "flow_id", "flow",
                  "dyn", "dyn_fresh", "adv_window", "acked_bytes", "window_update",
                  "rtt_sample", "ack_ece", "fast_retransmit", "dupack", "fin_acked", "host_busy",
                  "seq_acceptable", "ack_beyond_sent",
-                 "window_reopened", "ooo_merged", "delivered", "to_host", "ack_rewrite",
+                 "window_reopened", "ooo_merged", "paws_rejected", "tx_new_data", "tx_resend",
+                 "delivered", "to_host", "ack_rewrite",
                  "tx_build", "in_port", "reinjected", "syn_cookie")
 
     def __init__(self) -> None:
         self.ack_seq = self.ack_ack = self.ack_window = self.ack_flags = self.ack_tsval = 0
+        self.ack_tsecr = 0
         self.ack_sack_left = self.ack_sack_right = 0
         self.punt_reason = self.drop_reason = self.l4_len = self.payload_len = 0
         self.flow_found = False
@@ -238,6 +242,7 @@ class Metadata:
         self.dupack = False
         self.fin_acked = self.seq_acceptable = self.ack_beyond_sent = False
         self.window_reopened = self.delivered = self.to_host = False
+        self.paws_rejected = self.tx_new_data = self.tx_resend = False
         self.ack_rewrite = self.tx_build = self.syn_cookie = False
         self.in_port = 0
         self.reinjected = False

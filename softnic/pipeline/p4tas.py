@@ -14,6 +14,7 @@ from .constants import (DROP_PORT, DROP_STALE_HOST_MESSAGE, HOST_PORT,
                         REASON_UNKNOWN_FLOW)
 from .exceptions import exceptions
 from .flow_lookup import FLOW_LOOKUP, FLOW_STATE, flow_lookup, flow_state
+from .ecn_echo import ecn_echo
 from .flow_state_regs import load_flow_state, store_flow_state
 from .headers import Headers, Metadata, StandardMetadata
 from .host_backpressure import host_backpressure, host_frame_count, host_queue_watch
@@ -22,8 +23,10 @@ from .host_notify import host_notify, trim_host_frames
 from .packet_io import VerdictState, packet_out, verdict
 from .parser import p4tas_deparser, p4tas_parser
 from .receive import receive
+from .rtt_probe import rtt_probe_sample, rtt_probe_start
 from .segment_check import segment_check
 from .syn_cookie import SYN_COOKIE_LISTENERS, SYN_COOKIES_SENT
+from .timestamps import timestamp_check
 from .transmit import transmit
 
 INGRESS = "P4tasIngress."
@@ -39,6 +42,7 @@ class P4tasPipeline:
         regs = state.registers
         self.flow_rx_state, self.flow_tx_state = regs["flow_rx_state"], regs["flow_tx_state"]
         self.flow_ooo_state = regs["flow_ooo_state"]
+        self.flow_rtt_probe = regs["flow_rtt_probe"]
         self.host_frames_enqueued = regs["host_frames_enqueued"]
         self.host_frames_dequeued = regs["host_frames_dequeued"]
         counters = state.counters
@@ -81,6 +85,7 @@ class P4tasPipeline:
         chdr, cmeta = Headers(), Metadata()
         cmeta.ack_seq, cmeta.ack_ack, cmeta.ack_window = meta.ack_seq, meta.ack_ack, meta.ack_window
         cmeta.ack_flags, cmeta.ack_tsval = meta.ack_flags, meta.ack_tsval
+        cmeta.ack_tsecr = meta.ack_tsecr
         cmeta.ack_sack_left, cmeta.ack_sack_right = meta.ack_sack_left, meta.ack_sack_right
         csm = StandardMetadata(sm.ingress_port, sm.packet_length, sm.ingress_global_timestamp)
         cpayload = frame[p4tas_parser(frame, chdr, cmeta, csm):]
@@ -133,8 +138,12 @@ class P4tasPipeline:
         if not from_host:
             host_backpressure(self.host_frames_enqueued, self.host_frames_dequeued, meta)
             segment_check(hdr, meta)
-            if meta.seq_acceptable and not meta.ack_beyond_sent:
+            timestamp_check(hdr, meta, sm)
+            if not meta.paws_rejected:
+                ecn_echo(hdr, meta)
+            if meta.seq_acceptable and not meta.ack_beyond_sent and not meta.paws_rejected:
                 ack_processing(self.ack_counters, hdr, meta, sm)
+                rtt_probe_sample(self.flow_rtt_probe, meta, sm)
             receive(self.flow_ooo_state, self.challenge_ack_rate, hdr, meta, sm)
             host_notify(hdr, meta, sm)
         elif hdr.nic_host.opcode == NIC_HOST_OP_RX_CONSUMED:
@@ -143,6 +152,7 @@ class P4tasPipeline:
                 transmit(self.tx_rate, hdr, meta, sm)   # the window update
         else:
             transmit(self.tx_rate, hdr, meta, sm)
+            rtt_probe_start(self.flow_rtt_probe, meta, sm)
         store_flow_state(self.flow_rx_state, self.flow_tx_state, meta)
 
     def egress(self, hdr: Headers, meta: Metadata, sm: StandardMetadata) -> None:

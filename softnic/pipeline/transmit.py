@@ -11,7 +11,7 @@ from .constants import (ACK_TTL, DROP_OLD_DATA, DROP_STALE_HOST_MESSAGE, ETH_HDR
                         NIC_HOST_FLAG_PSH,
                         NIC_HOST_FLAG_RTO, NIC_HOST_HDR_BYTES, NIC_HOST_OP_RX_CONSUMED,
                         NIC_HOST_OP_TX_ACKED, REASON_BAD_HOST_MESSAGE, TCP_ACK, TCP_HDR_BYTES,
-                        ECN_ECT0, TCP_CWR, TCP_FIN, TCP_OPT_NOP, TCP_OPT_TIMESTAMPS, TCP_OPT_TIMESTAMPS_LEN, TCP_PSH,
+                        ECN_ECT0, TCP_CWR, TCP_ECE, TCP_FIN, TCP_OPT_NOP, TCP_OPT_TIMESTAMPS, TCP_OPT_TIMESTAMPS_LEN, TCP_PSH,
                         TCP_TS_OPT_BYTES, TS_TICK_SHIFT)
 from .flow_state_regs import advertised_window
 from .headers import Headers, Ipv4, Metadata, StandardMetadata, Tcp, TcpTs
@@ -74,11 +74,12 @@ def _segment(hdr: Headers, meta: Metadata, sm: StandardMetadata, tcp_flags: int)
 
 def transmit(tx_rate: Meter, hdr: Headers, meta: Metadata, sm: StandardMetadata) -> None:
     msg, dyn, flow = hdr.nic_host, meta.dyn, meta.flow
+    ack_flags = TCP_ACK | TCP_ECE if dyn.ece_echo == 1 else TCP_ACK   # RFC 3168 6.1.3
     if msg.opcode == NIC_HOST_OP_RX_CONSUMED:
         # A window update (ReturnRxSpace decided): a pure ACK at snd_nxt.
         msg.length = 0
         advertised_window(meta)
-        _segment(hdr, meta, sm, TCP_ACK)
+        _segment(hdr, meta, sm, ack_flags)
         hdr.tcp.seq_no = dyn.snd_nxt
         hdr.nic_host = None
         return
@@ -98,7 +99,7 @@ def transmit(tx_rate: Meter, hdr: Headers, meta: Metadata, sm: StandardMetadata)
         if msg.flags & NIC_HOST_FLAG_RTO:
             dyn.recover = dyn.snd_nxt   # see NIC_HOST_FLAG_RTO
         advertised_window(meta)
-        tcp_flags = TCP_ACK | TCP_PSH if msg.flags & NIC_HOST_FLAG_PSH else TCP_ACK
+        tcp_flags = ack_flags | TCP_PSH if msg.flags & NIC_HOST_FLAG_PSH else ack_flags
         if fin:
             tcp_flags |= TCP_FIN
             dyn.fin_sent = 1
@@ -110,8 +111,11 @@ def transmit(tx_rate: Meter, hdr: Headers, meta: Metadata, sm: StandardMetadata)
         end_ahead = (end - dyn.snd_una) & M32
         if end_ahead < 0x80000000 and end_ahead > ((dyn.snd_nxt - dyn.snd_una) & M32):
             dyn.snd_nxt = end
+            meta.tx_new_data = msg.length != 0
             # New data is ECN-capable once negotiated; retransmissions, pure ACKs, a FIN
             # alone and probes are not (RFC 3168 6.1.4-6.1.6).
             if flow.ecn != 0 and msg.length != 0:
                 hdr.ipv4.ecn = ECN_ECT0
+        elif msg.length != 0 and not msg.flags & NIC_HOST_FLAG_PROBE:
+            meta.tx_resend = True   # for RttProbeStart (Karn)
         hdr.nic_host = None

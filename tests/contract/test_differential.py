@@ -207,8 +207,11 @@ def coverage(outputs: list[tuple]) -> dict[str, int]:
             kinds[f"packet_in:{PacketInReason(out[3]).name}"] += 1
         elif out[1][12:14] == b"\x88\xb5":
             op, flags = Opcode(out[1][14]), ChannelFlags(out[1][15])
-            kinds[f"{op.name}" + (f"+{flags.name}" if flags & (ChannelFlags.OOO
-                                                              | ChannelFlags.MERGED) else "")] += 1
+            shown = [name for name, flag in (("OOO", ChannelFlags.OOO),
+                                             ("MERGED", ChannelFlags.MERGED),
+                                             ("TRIM", ChannelFlags.TRIM))
+                     if flags & flag and (op == Opcode.RX_DATA or name != "TRIM")]
+            kinds["+".join([op.name, *shown])] += 1
         else:
             sack = "+sack" if out[1][46] >> 4 == 11 else ""   # our out-of-order interval
             kinds[f"wire:{'data' if len(out[1]) > 66 + len(sack) * 3 else 'ack' + sack}"] += 1

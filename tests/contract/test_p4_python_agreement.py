@@ -23,7 +23,8 @@ def p4_value(name: str) -> int:
 
 @pytest.mark.parametrize("name", ["MAX_FLOWS", "HOST_PORT", "CPU_PORT", "ACK_SESSION_BASE",
                                   "ETHERTYPE_IPV4", "ETHERTYPE_ARP", "ETHERTYPE_NIC_HOST",
-                                  "TS_TICK_SHIFT", "DUPACK_THRESHOLD", "NUM_REASONS",
+                                  "TS_TICK_SHIFT", "TS_EPOCH_SHIFT",
+                                  "TS_RECENT_MAX_IDLE_EPOCHS", "DUPACK_THRESHOLD", "NUM_REASONS",
                                   "NUM_DROP_REASONS"])
 def test_scalar_constants(name: str) -> None:
     assert getattr(dc, name) == p4_value(name)
@@ -44,10 +45,10 @@ def test_drop_reasons() -> None:
 def test_opcodes_and_flags() -> None:
     for op in Opcode:
         assert p4_value(f"NIC_HOST_OP_{op.name}") == op.value
-    for flag in ChannelFlags:
+    for name, flag in ChannelFlags.__members__.items():   # per-opcode aliases too
         if flag is ChannelFlags.NONE:
             continue
-        assert p4_value(f"NIC_HOST_FLAG_{flag.name}") == flag.value
+        assert p4_value(f"NIC_HOST_FLAG_{name}") == flag.value
 
 
 def header_field_widths(header: str) -> list[tuple[str, int]]:

@@ -1,6 +1,8 @@
 """Seeded random traffic for the differential test (tests/contract/test_differential.py): segments of
-a few installed flows (in order, out of order, duplicates, old data, ACKs and duplicate ACKs,
-SACK blocks after the timestamps and odd option layouts, window changes, probes, CE marks), exceptions and malformed frames, host-port messages and
+a few installed flows (in order, out of order, duplicates, old data, segments overlapping
+rcv_nxt, ACKs and duplicate ACKs, SACK blocks after the timestamps and odd option layouts,
+window changes, probes, CE marks and CWR, TSvals that advance and now and then go back),
+exceptions and malformed frames, host-port messages and
 PacketOuts, all as (ingress port, frame) or ("packet_out", egress port, frame, reinject)."""
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ class FlowModel:
     tx_pos: int = 0          # TX stream position the host sends next
     acked_pos: int = 0       # what generated ACKs acknowledged so far
     peer_window: int = 1000
+    peer_ts: int = 0         # the peer's TSval clock
     history: list[tuple[int, int]] = field(default_factory=list)  # (seq, len) sent by the peer
 
 
@@ -46,7 +49,8 @@ def make_flows(rng: random.Random, count: int, first_flow_id: int) -> list[FlowM
             tx_start_seq=rng.choice([rng.randrange(1 << 32), M32 - 5000]),
             wire_port=1 + i % 2, rx_window_shift=rng.choice([0, 2, 7]),
             timestamps=i % 3 != 2, peer_window=1000, sack=i % 3 == 0)
-        flows.append(FlowModel(spec, peer_seq=spec.rx_start_seq))
+        flows.append(FlowModel(spec, peer_seq=spec.rx_start_seq,
+                               peer_ts=rng.choice([rng.randrange(1 << 32), M32 - 50])))
     return flows
 
 
@@ -57,6 +61,7 @@ class Traffic:
         self.rng = random.Random(seed)
         self.flows = flows
         kinds = [(self.in_order, 22), (self.out_of_order, 7), (self.old_data, 4),
+                 (self.overlap, 4),
                  (self.new_ack, 9), (self.dup_acks, 5), (self.window_change, 2),
                  (self.probe, 2), (self.control_flags, 3), (self.malformed, 8),
                  (self.tx_data, 16), (self.rx_consumed, 6), (self.bad_host_message, 2),
@@ -80,7 +85,7 @@ class Traffic:
         ack = (f.spec.tx_start_seq + f.acked_pos) & M32 if ack is None else ack
         if rng.random() < 0.7:
             tsecr = 0 if rng.random() < 0.6 else rng.randrange(1, 1 << 32)
-            options = [("NOP", None), ("NOP", None), ("Timestamp", (rng.randrange(1 << 32), tsecr))]
+            options = [("NOP", None), ("NOP", None), ("Timestamp", (self.tsval(f), tsecr))]
             options += self.sack_options(ack)
         frame = (Ether(src=PEER_MAC, dst=LOCAL_MAC)
                  / IP(src=t.peer_ip, dst=t.local_ip, tos=ecn, id=rng.randrange(1 << 16), flags="DF")
@@ -105,6 +110,14 @@ class Traffic:
             return [("NOP", None), ("NOP", None), ("SAck", tuple(edges))]
         return [("NOP", None)] * 4 + [("SAck", (ack, ack + 10))]   # SACK, not Linux's layout
 
+    def tsval(self, f: FlowModel) -> int:
+        """The peer's clock, advancing (and wrapping); now and then an older value (PAWS)."""
+        roll = self.rng.random()
+        if roll < 0.06:
+            return (f.peer_ts - self.rng.choice([1, 1000, 1 << 30])) & M32
+        f.peer_ts = (f.peer_ts + self.rng.choice([0, 0, 1, 7])) & M32
+        return f.peer_ts
+
     def payload(self) -> bytes:
         return self.rng.randbytes(self.rng.choice([1, 100, 536, self.rng.randrange(1, MSS + 1)]))
 
@@ -114,7 +127,18 @@ class Traffic:
         f.peer_seq = (f.peer_seq + len(data)) & M32
         f.history.append((seq, len(data)))
         ecn = 3 if self.rng.random() < 0.1 else 0
-        return [self.segment(f, seq, data, self.rng.choice(["A", "PA"]), ecn=ecn)]
+        flags = self.rng.choice(["A", "PA"]) + ("C" if self.rng.random() < 0.1 else "")
+        return [self.segment(f, seq, data, flags, ecn=ecn)]
+
+    def overlap(self, f: FlowModel) -> list:
+        """A resend with other segmentation: starts below rcv_nxt, ends beyond it."""
+        behind = self.rng.choice([1, 100, MSS - 1])
+        fresh = self.rng.choice([1, 50, MSS])
+        seq = (f.peer_seq - behind) & M32
+        f.history.append((f.peer_seq, fresh))
+        f.peer_seq = (f.peer_seq + fresh) & M32
+        ecn = 3 if self.rng.random() < 0.1 else 0
+        return [self.segment(f, seq, self.rng.randbytes(behind + fresh), "PA", ecn=ecn)]
 
     def out_of_order(self, f: FlowModel) -> list:
         """A segment ahead of the expected one, often followed by the one filling the gap."""

@@ -445,10 +445,11 @@ def report():
 
 class WireCapture:
     """Counts SYN/FIN/RST on the peer's veth for one port, in both directions (the close is
-    checked on the wire, not only by what the Linux socket reports)."""
+    checked on the wire, not only by what the Linux socket reports); `script` may report
+    more (CAPTURE_SETUP + its seen() and report() + CAPTURE_LOOP)."""
 
-    def __init__(self, stack: Stack, port: int) -> None:
-        self.proc = popen_in(stack.peer, [sys.executable, "-c", WIRE_CAPTURE,
+    def __init__(self, stack: Stack, port: int, script: str = WIRE_CAPTURE) -> None:
+        self.proc = popen_in(stack.peer, [sys.executable, "-c", script,
                                           stack.peer.ifname, stack.peer.local_ip, str(port)],
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)

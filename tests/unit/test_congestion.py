@@ -253,7 +253,7 @@ def test_small_changes_are_not_written(loop_parts) -> None:
     attach(controller, channel, algorithm)
     writes.clear()
     channel.counters.acked_bytes = channel.counters.tx_bytes = 10_000
-    channel.counters.rtt_samples, channel.counters.rtt_sum_ticks = 1, 10  # 160 us: +1 Mbit/s
+    channel.counters.rtt_samples, channel.counters.rtt_sum_us = 1, 160  # 160 us: +1 Mbit/s
     bridge.active = [7]
     controller.run_once(bridge.now)
     bridge.now += 0.011

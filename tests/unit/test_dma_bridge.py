@@ -20,7 +20,7 @@ import pytest
 
 from host_lib.rings import ByteRing, Event, EventQueue, connection_ring, context_queue
 from host_lib.shm_layout import HEAD_OFFSET, Direction, EventType, Layout, Segment
-from nic_contract.constants import ETHERTYPE_NIC_HOST, TS_TICK_SHIFT
+from nic_contract.constants import ETHERTYPE_NIC_HOST
 from runtime.dma_bridge import DmaBridge
 from runtime.flow_channel import DEFAULT_MSS, FlowChannel
 from runtime.nic_interface import DropCause
@@ -333,7 +333,7 @@ def test_tx_chunks_by_mss_respects_peer_window_and_acks_free_space(
             assert b"".join(m.payload for m in second) == data[3000:5000]
             assert flow.app_tx.free_space() == TX_RING - 3000
             assert drain(flow.app_events) == [
-                Event(EventType.TX_ACKED, SLOT, 0, 2000, ChannelFlags.ECE, 5 << TS_TICK_SHIFT,
+                Event(EventType.TX_ACKED, SLOT, 0, 2000, ChannelFlags.ECE, 5,
                       OPAQUE)]
 
             # Everything acked; 4000 more bytes cross the end of the 8192-byte TX ring.
@@ -633,7 +633,7 @@ def test_timeout_goes_back_with_the_rto_flag_and_backs_off(shm: Shm) -> None:
     assert len(sent_data(link)) == 2
     assert flow.channel.counters.timeouts == 2
     # Progress resets the backoff; the RTT sample (10 ms) sets the RTO to its 50 ms minimum.
-    bridge.handle_frame(tx_acked(0x1000 + 1000, 1000, 10_000, rtt=10_000 >> TS_TICK_SHIFT)
+    bridge.handle_frame(tx_acked(0x1000 + 1000, 1000, 10_000, rtt=10_000)
                         .encode())
     clock.now += 0.06
     bridge.check_timeouts(clock.now)
@@ -749,6 +749,59 @@ def test_a_merge_of_bytes_never_placed_is_a_flow_error(shm: Shm) -> None:
     flow, link, _, bridge = recovering_bridge(shm, errors)
     bridge.handle_frame(rx_data(0, b"x" * 10, flags=ChannelFlags.MERGED, aux=50).encode())
     assert errors == [(FLOW, DropCause.BAD_OFFSET)] and flow.app_rx.readable() == 0
+    link.close()
+
+
+# -- segments overlapping rcv_nxt (TRIM) -----------------------------------------------------------
+
+
+def test_a_trimmed_segment_skips_what_the_ring_holds(shm: Shm) -> None:
+    """RX_DATA flagged TRIM starts at the ring offset of its first byte, 50 below the write
+    position: the bridge writes only the last 50 bytes and never the first 50 (readable, here
+    partly read already), whatever they hold."""
+    flow, link, _, bridge = recovering_bridge(shm)
+    bridge.handle_frame(rx_data(0, b"a" * 100).encode())
+    assert flow.app_rx.read(60) == b"a" * 60
+    drain(flow.app_events)
+    bridge.handle_frame(rx_data(50, b"X" * 50 + b"b" * 50, flags=ChannelFlags.TRIM).encode())
+    assert flow.app_rx.readable() == 90
+    assert flow.app_rx.read(90) == b"a" * 40 + b"b" * 50
+    assert drain(flow.app_events) == [Event(EventType.RX_DATA, SLOT, 100, 50, 0, 0, OPAQUE)]
+    assert flow.channel.counters.rx_trimmed_bytes == 50
+    link.close()
+
+
+def test_a_trimmed_segment_can_merge_the_out_of_order_interval(shm: Shm) -> None:
+    """TRIM and MERGED on one segment: its new part fills the gap before the interval."""
+    flow, link, _, bridge = recovering_bridge(shm)
+    bridge.handle_frame(rx_data(0, b"a" * 100).encode())
+    bridge.handle_frame(rx_data(150, b"c" * 50, flags=ChannelFlags.OOO).encode())
+    bridge.handle_frame(rx_data(80, b"X" * 20 + b"b" * 50,
+                                flags=ChannelFlags.TRIM | ChannelFlags.MERGED, aux=50).encode())
+    assert flow.app_rx.read(200) == b"a" * 100 + b"b" * 50 + b"c" * 50
+    link.close()
+
+
+@pytest.mark.parametrize("offset, length", [(100, 10), (50, 50), (50, 20)],
+                         ids=["at-the-write-position", "ends-at-it", "ends-before-it"])
+def test_a_trimmed_segment_not_reaching_past_the_write_position_is_a_flow_error(
+        shm: Shm, offset: int, length: int) -> None:
+    errors: list[tuple[int, DropCause]] = []
+    flow, link, _, bridge = recovering_bridge(shm, errors)
+    bridge.handle_frame(rx_data(0, b"a" * 100).encode())
+    bridge.handle_frame(rx_data(offset, b"X" * length, flags=ChannelFlags.TRIM).encode())
+    assert errors == [(FLOW, DropCause.BAD_OFFSET)]
+    assert flow.app_rx.read(200) == b"a" * 100
+    link.close()
+
+
+def test_rx_data_says_whether_our_acks_carry_ece(shm: Shm) -> None:
+    """ECE_ECHO on RX_DATA is the NIC's ECE echo state, which the slow path's ACKs follow."""
+    flow, link, _, bridge = recovering_bridge(shm)
+    bridge.handle_frame(rx_data(0, b"a", flags=ChannelFlags.CE | ChannelFlags.ECE_ECHO).encode())
+    assert flow.channel.ece_echo
+    bridge.handle_frame(rx_data(1, b"b").encode())
+    assert not flow.channel.ece_echo
     link.close()
 
 

@@ -54,9 +54,10 @@ class Rig:
                               flags, 65535, options, payload)
         self.control.on_packet_in(PacketIn(frame, 1, int(reason), 0))
 
-    async def established(self, sport: int = 40000, irs: int = 1000):
+    async def established(self, sport: int = 40000, irs: int = 1000,
+                          syn: TcpFlags = TcpFlags.SYN):
         self.control.listen(self.app, None, PORT, 16)
-        self.segment(sport, irs, 0, TcpFlags.SYN, reason=PacketInReason.SYN,
+        self.segment(sport, irs, 0, syn, reason=PacketInReason.SYN,
                      options=TcpOptions(mss=1460, window_scale=7))
         synack = self.datapath.sent[-1]
         self.segment(sport, irs + 1, synack.seq + 1, TcpFlags.ACK)
@@ -139,6 +140,24 @@ def test_ecn_setup_syn_ack_only_for_an_ecn_setup_syn() -> None:
         r.segment(40004, 1, 0, TcpFlags.SYN, reason=PacketInReason.SYN)
         assert r.datapath.sent[-1].flags == TcpFlags.SYN | TcpFlags.ACK
         r.control.close_listener(next(iter(r.control.table.listeners.values())))
+        r.close()
+    run(scenario)
+
+
+def test_slow_path_acks_keep_ece_from_the_nic_until_the_peers_cwr() -> None:
+    """RFC 3168 6.1.3: while the NIC's ACKs carry ECE (RX_DATA flagged ECE_ECHO), so do
+    ours; a FIN with CWR (the fast path punts it) ends it, as the NIC would."""
+    async def scenario() -> None:
+        r = Rig()
+        conn = await r.established(40005, syn=TcpFlags.SYN | TcpFlags.ECE | TcpFlags.CWR)
+        sender = SegmentSender(r.control.config, r.datapath)
+        conn.channel.ece_echo = True
+        sender.ack(conn)
+        assert r.datapath.sent[-1].flags == TcpFlags.ACK | TcpFlags.ECE
+        r.segment(40005, 1001, conn.snd_nxt, TcpFlags.FIN | TcpFlags.ACK | TcpFlags.CWR,
+                  reason=PacketInReason.FIN)
+        assert not conn.channel.ece_echo
+        assert r.datapath.sent[-1].flags == TcpFlags.ACK   # the FIN's ACK: no ECE
         r.close()
     run(scenario)
 
