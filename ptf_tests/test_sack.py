@@ -132,23 +132,25 @@ class OtherOptionsAfterTimestampsArePunted(SackTest):
 
 class AcksReportTheOutOfOrderInterval(SackTest):
     """Receive side: while the out-of-order interval exists, our ACKs carry it as one SACK
-    block (it grows with the interval); once the gap fills, no block."""
+    block (it grows with the interval); once the gap fills, no block. (Out-of-order segments
+    do not update TS.Recent, RFC 7323 4.3: the ACKs echo the flow's, 0 here, until the
+    in-order one.)"""
 
     def runTest(self) -> None:
         rcv, snd = self.rcv, self.snd + 500
         tu.send_packet(self, WIRE_PORT, data_segment(self.spec, rcv + 100, b"a" * 50, tsval=5,
                                                      ack=self.una))
         self.verify_frame(HOST_PORT, rx_data_frame(self.spec, 100, b"a" * 50, OOO))
-        self.verify_ack(self.spec, ExpectedAck(seq=snd, ack=rcv, window=RING, tsecr=5,
+        self.verify_ack(self.spec, ExpectedAck(seq=snd, ack=rcv, window=RING, tsecr=0,
                                                sack=(rcv + 100, rcv + 150)))
         tu.send_packet(self, WIRE_PORT, data_segment(self.spec, rcv + 150, b"b" * 50, tsval=6,
                                                      ack=self.una))
         self.verify_frame(HOST_PORT, rx_data_frame(self.spec, 150, b"b" * 50, OOO))
-        self.verify_ack(self.spec, ExpectedAck(seq=snd, ack=rcv, window=RING, tsecr=6,
+        self.verify_ack(self.spec, ExpectedAck(seq=snd, ack=rcv, window=RING, tsecr=0,
                                                sack=(rcv + 100, rcv + 200)))
         tu.send_packet(self, WIRE_PORT, data_segment(self.spec, rcv + 300, b"z" * 10, tsval=7,
                                                      ack=self.una))   # dropped, still reported
-        self.verify_ack(self.spec, ExpectedAck(seq=snd, ack=rcv, window=RING, tsecr=7,
+        self.verify_ack(self.spec, ExpectedAck(seq=snd, ack=rcv, window=RING, tsecr=0,
                                                sack=(rcv + 100, rcv + 200)))
         tu.send_packet(self, WIRE_PORT, data_segment(self.spec, rcv, b"c" * 100, tsval=8,
                                                      ack=self.una))
@@ -170,5 +172,5 @@ class NoSackBlockWithoutSack(SackTest):
                                                      ack=self.una))
         self.verify_frame(HOST_PORT, rx_data_frame(self.spec, 100, b"a" * 50, OOO))
         self.verify_ack(self.spec, ExpectedAck(seq=self.snd + 500, ack=rcv, window=RING,
-                                               tsecr=5))
+                                               tsecr=0))   # out of order: TS.Recent stays
         tu.verify_no_other_packets(self)
