@@ -49,6 +49,7 @@ class FlowSpec:
     peer_window: int = 0xFFFF  # the peer's raw window when the connection was set up
     ecn: bool = False  # ECN negotiated (RFC 3168): the NIC sends data ECT(0)
     sack: bool = False  # SACK negotiated (RFC 2018): SACK frames to the host, blocks in ACKs
+    peer_window_shift: int = 0  # the peer's window scale: old ACKs beyond its window are bad
 
     def __post_init__(self) -> None:
         if not 0 <= self.flow_id < MAX_FLOWS:
@@ -67,6 +68,9 @@ class FlowSpec:
             raise ValueError(f"wire_port {self.wire_port} is not a bmv2 port (1..510)")
         if not 0 <= self.peer_window <= 0xFFFF:
             raise ValueError(f"peer_window {self.peer_window} is not a 16-bit TCP window")
+        if not 0 <= self.peer_window_shift <= MAX_WINDOW_SHIFT:
+            raise ValueError(f"peer_window_shift {self.peer_window_shift} outside "
+                             f"0..{MAX_WINDOW_SHIFT}")
         if not 0 <= self.rx_window_shift <= MAX_WINDOW_SHIFT:
             raise ValueError(f"rx_window_shift {self.rx_window_shift} outside 0..{MAX_WINDOW_SHIFT}")
 
@@ -106,6 +110,7 @@ def state_entry(p4info: P4Info, spec: FlowSpec) -> p4runtime_pb2.TableEntry:
             "peer_window": spec.peer_window,
             "ecn": int(spec.ecn),
             "sack": int(spec.sack),
+            "peer_window_shift": spec.peer_window_shift,
         },
     )
 

@@ -524,6 +524,29 @@ class AckOfDataNeverSentDiscardsTheSegment(TransmitTest):
         self.assertEqual(self.counter("drop_counter", DropReason.BAD_ACK)[0], before[0] + 1)
 
 
+class AckOlderThanTheMaxWindowDiscardsTheSegment(TransmitTest):
+    """RFC 5961 5.2: an ACK older than snd_una - MAX.SND.WND (at most 65535 << the peer's
+    window scale: 65535 here) discards the segment, its data too, with a challenge ACK; an
+    old ACK within that range does not stop the segment's data."""
+
+    def runTest(self) -> None:
+        before = self.counter("drop_counter", DropReason.BAD_ACK)
+        una = self.spec.tx_start_seq   # nothing acknowledged yet
+        blind = data_segment(self.spec, self.rcv, b"blind", ack=(una - 70000) % 2**32, tsval=901)
+        tu.send_packet(self, WIRE_PORT, blind)
+        self.verify_ack(self.spec, ExpectedAck(seq=self.snd, ack=self.rcv, window=RING,
+                                               tsecr=0))
+        tu.verify_no_other_packets(self)   # no RX_DATA to the host
+        self.assertEqual(self.counter("drop_counter", DropReason.BAD_ACK)[0], before[0] + 1)
+        late = data_segment(self.spec, self.rcv, b"late", ack=(una - 60000) % 2**32, tsval=902)
+        tu.send_packet(self, WIRE_PORT, late)
+        self.verify_frame(HOST_PORT, rx_data_frame(self.spec, 0, b"late"))
+        self.verify_ack(self.spec, ExpectedAck(seq=self.snd, ack=self.rcv + 4, window=RING - 4,
+                                               tsecr=902))
+        tu.verify_no_other_packets(self)
+        self.assertEqual(self.counter("drop_counter", DropReason.BAD_ACK)[0], before[0] + 1)
+
+
 class ChallengeAcksAreRateLimited(TransmitTest):
     """RFC 5961 7: the challenge_ack_rate meter (--challenge-ack-rate) bounds challenge ACKs:
     with a burst of 2 at 1/s, three bad ACKs in a row draw two, and all three are counted."""

@@ -59,7 +59,8 @@ class FlowInstaller:
             rx_start_seq=(conn.rcv_nxt - conn.fin_received) % SEQ_MOD,
             tx_start_seq=conn.snd_nxt, wire_port=conn.interface.port,
             rx_window_shift=conn.window_shift, timestamps=conn.timestamps,
-            peer_window=conn.peer_window, ecn=conn.ecn, sack=conn.sack)
+            peer_window=conn.peer_window, ecn=conn.ecn, sack=conn.sack,
+            peer_window_shift=conn.peer_options.window_scale or 0)
 
     def unlease(self, conn: Connection) -> None:
         """Give back a flow id whose entries never reached the switch."""

@@ -162,6 +162,7 @@ struct flow_static_t {
     bit<8> timestamps;       /* nonzero: the connection negotiated timestamps */
     bit<16> peer_window;     /* the peer's raw window when the connection was set up */
     bit<8> ecn;              /* nonzero: the connection negotiated ECN (RFC 3168) */
+    bit<8> peer_window_shift;  /* the peer's window scale (0: none): bounds old ACKs */
     bit<8> sack;             /* nonzero: the connection negotiated SACK (RFC 2018) */
 }
 
@@ -225,7 +226,8 @@ struct metadata_t {
     bool fin_acked;          /* this ACK covered our FIN (NIC_HOST_FLAG_FIN to the host) */
     bool host_busy;          /* the host port's queue is backed up (host_backpressure.p4) */
     bool seq_acceptable;     /* the segment overlaps the receive window (segment_check.p4) */
-    bool ack_beyond_sent;    /* its ACK is beyond snd_nxt: discard it (segment_check.p4) */
+    bool ack_unacceptable;   /* its ACK is outside [snd_una - max window, snd_nxt]: discard it
+                              * (segment_check.p4) */
     bool window_reopened;    /* RX_CONSUMED reopened a closed window: send a window update */
     bit<32> ooo_merged;      /* bytes of the out-of-order interval this segment made readable */
     bool paws_rejected;      /* TSval older than TS.Recent: drop, answer with an ACK (timestamps.p4) */

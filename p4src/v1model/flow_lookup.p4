@@ -35,7 +35,7 @@ control FlowState(inout metadata_t meta) {
                           bit<16> peer_port, port_t wire_port, bit<32> rx_ring_size,
                           bit<32> rx_start_seq, bit<32> tx_start_seq, bit<8> rx_window_shift,
                           bit<8> timestamps, bit<16> peer_window, bit<8> ecn,
-                          bit<8> sack) {
+                          bit<8> sack, bit<8> peer_window_shift) {
         meta.flow.gen = generation;
         meta.flow.local_mac = local_mac;
         meta.flow.peer_mac = peer_mac;
@@ -52,6 +52,7 @@ control FlowState(inout metadata_t meta) {
         meta.flow.peer_window = peer_window;
         meta.flow.ecn = ecn;
         meta.flow.sack = sack;
+        meta.flow.peer_window_shift = peer_window_shift;
         meta.flow_found = true;
     }
 

@@ -85,7 +85,7 @@ control P4tasIngress(inout headers_t hdr, inout metadata_t meta, inout standard_
                     if (!meta.paws_rejected) {
                         ecn_echo.apply(hdr, meta);
                     }
-                    if (meta.seq_acceptable && !meta.ack_beyond_sent && !meta.paws_rejected) {
+                    if (meta.seq_acceptable && !meta.ack_unacceptable && !meta.paws_rejected) {
                         ack_processing.apply(hdr, meta, sm);
                         rtt_probe_sample.apply(meta, sm);
                     }

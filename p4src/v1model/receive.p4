@@ -69,7 +69,7 @@ control Receive(inout headers_t hdr, inout metadata_t meta, inout standard_metad
 
     apply {
         bit<8> ack_flags = meta.dyn.ece_echo == 1 ? TCP_ACK | TCP_ECE : TCP_ACK;
-        if (meta.paws_rejected || meta.ack_beyond_sent) {
+        if (meta.paws_rejected || meta.ack_unacceptable) {
             /* RFC 7323 5.3 R1: a segment older than TS.Recent is dropped and acknowledged.
              * RFC 5961 5.2: an ACK of data never sent (SegmentCheck) discards the segment,
              * data and all; a challenge ACK tells a real peer where we are. Both answers

@@ -6,8 +6,11 @@
  *   rcv_nxt exactly (the RFC's allowance for ACKs while our window is closed). Otherwise its
  *   ACK field is ignored; Receive answers it with an ACK as it answers any old or
  *   out-of-window segment.
- * - its ACK: not beyond snd_nxt (the highest sequence we sent: nobody can acknowledge more).
- *   Otherwise the whole segment is discarded and answered with a challenge ACK (Receive). */
+ * - its ACK: within [snd_una - MAX.SND.WND, snd_nxt] (RFC 5961 5.2): not beyond the highest
+ *   sequence we sent (nobody can acknowledge more), and not older than the largest window the
+ *   peer could ever have offered (65535 << its window scale: an upper bound of MAX.SND.WND
+ *   that needs no state), so a blind ACK must hit that range. Otherwise the whole segment is
+ *   discarded and answered with a challenge ACK (Receive). */
 
 control SegmentCheck(in headers_t hdr, inout metadata_t meta) {
     apply {
@@ -16,6 +19,9 @@ control SegmentCheck(in headers_t hdr, inout metadata_t meta) {
         bit<32> last = ahead + (bit<32>)meta.payload_len - 1;
         meta.seq_acceptable = ahead == 0 || ahead < meta.dyn.rx_free
                               || (meta.payload_len != 0 && last < meta.dyn.rx_free);
-        meta.ack_beyond_sent = hdr.tcp.ack_no - meta.dyn.snd_nxt - 1 < 0x7FFFFFFF;
+        bit<32> behind = meta.dyn.snd_una - hdr.tcp.ack_no;
+        bit<32> max_window = TCP_MAX_WINDOW << meta.flow.peer_window_shift;
+        meta.ack_unacceptable = hdr.tcp.ack_no - meta.dyn.snd_nxt - 1 < 0x7FFFFFFF
+                                || (behind < 0x80000000 && behind > max_window);
     }
 }

@@ -33,7 +33,7 @@ control TimestampCheck(in headers_t hdr, inout metadata_t meta, in standard_meta
             return;
         }
         /* SEG.SEQ <= Last.ACK.sent (= rcv_nxt), wrap-safe: rcv_nxt - SEG.SEQ < 2^31. */
-        if (!older && meta.seq_acceptable && !meta.ack_beyond_sent
+        if (!older && meta.seq_acceptable && !meta.ack_unacceptable
                 && meta.dyn.rcv_nxt - hdr.tcp.seq_no < 0x80000000) {
             meta.dyn.ts_recent = tsval;
             meta.dyn.ts_recent_valid = 1;

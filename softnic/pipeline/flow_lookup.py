@@ -29,7 +29,7 @@ def flow_state(table: ExactTable, meta: Metadata) -> None:
         (flow.gen, local_mac, peer_mac, flow.local_ip, flow.peer_ip, flow.local_port,
          flow.peer_port, flow.wire_port, flow.rx_ring_size, flow.rx_start_seq,
          flow.tx_start_seq, flow.rx_window_shift, flow.timestamps, flow.peer_window,
-         flow.ecn, flow.sack) = params
+         flow.ecn, flow.sack, flow.peer_window_shift) = params
         flow.local_mac, flow.peer_mac = local_mac.to_bytes(6, "big"), peer_mac.to_bytes(6, "big")
         meta.flow_found = True
     else:                                                    # no_flow_state

@@ -203,7 +203,8 @@ class FlowStatic:
 
     __slots__ = ("gen", "local_mac", "peer_mac", "local_ip", "peer_ip", "local_port",
                  "peer_port", "wire_port", "rx_ring_size", "rx_start_seq", "tx_start_seq",
-                 "rx_window_shift", "timestamps", "peer_window", "ecn", "sack")
+                 "rx_window_shift", "timestamps", "peer_window", "ecn", "sack",
+                 "peer_window_shift")
 
 
 class FlowDyn:
@@ -222,7 +223,7 @@ class Metadata:
                  "drop_reason", "l4_len", "payload_len", "flow_found", "flow_id", "flow",
                  "dyn", "dyn_fresh", "adv_window", "acked_bytes", "window_update",
                  "rtt_sample", "ack_ece", "fast_retransmit", "dupack", "fin_acked", "host_busy",
-                 "seq_acceptable", "ack_beyond_sent",
+                 "seq_acceptable", "ack_unacceptable",
                  "window_reopened", "ooo_merged", "paws_rejected", "tx_new_data", "tx_resend",
                  "delivered", "to_host", "ack_rewrite",
                  "tx_build", "in_port", "reinjected", "syn_cookie")
@@ -240,7 +241,7 @@ class Metadata:
         self.adv_window = self.acked_bytes = self.rtt_sample = self.ooo_merged = 0
         self.window_update = self.ack_ece = self.fast_retransmit = self.host_busy = False
         self.dupack = False
-        self.fin_acked = self.seq_acceptable = self.ack_beyond_sent = False
+        self.fin_acked = self.seq_acceptable = self.ack_unacceptable = False
         self.window_reopened = self.delivered = self.to_host = False
         self.paws_rejected = self.tx_new_data = self.tx_resend = False
         self.ack_rewrite = self.tx_build = self.syn_cookie = False

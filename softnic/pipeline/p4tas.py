@@ -141,7 +141,7 @@ class P4tasPipeline:
             timestamp_check(hdr, meta, sm)
             if not meta.paws_rejected:
                 ecn_echo(hdr, meta)
-            if meta.seq_acceptable and not meta.ack_beyond_sent and not meta.paws_rejected:
+            if meta.seq_acceptable and not meta.ack_unacceptable and not meta.paws_rejected:
                 ack_processing(self.ack_counters, hdr, meta, sm)
                 rtt_probe_sample(self.flow_rtt_probe, meta, sm)
             receive(self.flow_ooo_state, self.challenge_ack_rate, hdr, meta, sm)

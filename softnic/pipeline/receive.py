@@ -59,7 +59,7 @@ def receive(ooo_reg: Register, challenge_ack_rate: Meter, hdr: Headers, meta: Me
             sm: StandardMetadata) -> None:
     dyn, flow = meta.dyn, meta.flow
     ack_flags = TCP_ACK | TCP_ECE if dyn.ece_echo == 1 else TCP_ACK
-    if meta.paws_rejected or meta.ack_beyond_sent:
+    if meta.paws_rejected or meta.ack_unacceptable:
         # RFC 7323 5.3 R1: older than TS.Recent; RFC 5961 5.2: an ACK of data never sent.
         # Either discards the segment and is answered with an ACK, rate-limited device-wide
         # (RFC 5961 7; the meter reads its own clock, as bmv2's).

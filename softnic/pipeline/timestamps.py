@@ -25,7 +25,7 @@ def timestamp_check(hdr: Headers, meta: Metadata, sm: StandardMetadata) -> None:
         meta.paws_rejected = True   # a reinjected segment may be older: exempt
         return
     # SEG.SEQ <= Last.ACK.sent, which is rcv_nxt as this segment finds it.
-    if not older and meta.seq_acceptable and not meta.ack_beyond_sent and \
+    if not older and meta.seq_acceptable and not meta.ack_unacceptable and \
             ((dyn.rcv_nxt - hdr.tcp.seq_no) & M32) < 0x80000000:
         dyn.ts_recent = tsval
         dyn.ts_recent_valid = 1

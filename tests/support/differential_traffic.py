@@ -48,7 +48,8 @@ def make_flows(rng: random.Random, count: int, first_flow_id: int) -> list[FlowM
             rx_start_seq=rng.choice([rng.randrange(1 << 32), M32 - 3000]),
             tx_start_seq=rng.choice([rng.randrange(1 << 32), M32 - 5000]),
             wire_port=1 + i % 2, rx_window_shift=rng.choice([0, 2, 7]),
-            timestamps=i % 3 != 2, peer_window=1000, sack=i % 3 == 0)
+            timestamps=i % 3 != 2, peer_window=1000, sack=i % 3 == 0,
+            peer_window_shift=rng.choice([0, 0, 7]))
         flows.append(FlowModel(spec, peer_seq=spec.rx_start_seq,
                                peer_ts=rng.choice([rng.randrange(1 << 32), M32 - 50])))
     return flows
@@ -83,6 +84,8 @@ class Traffic:
         t, rng = f.spec.tuple, self.rng
         options = []
         ack = (f.spec.tx_start_seq + f.acked_pos) & M32 if ack is None else ack
+        if rng.random() < 0.03:   # old, maybe older than the peer's largest window (RFC 5961)
+            ack = (ack - rng.choice([100, 60000, 70000, 1 << 22, 1 << 24])) & M32
         if rng.random() < 0.7:
             tsecr = 0 if rng.random() < 0.6 else rng.randrange(1, 1 << 32)
             options = [("NOP", None), ("NOP", None), ("Timestamp", (self.tsval(f), tsecr))]
