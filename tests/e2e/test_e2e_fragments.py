@@ -16,7 +16,8 @@ import pytest
 
 from bmv2_env.peers import run_in
 from tests.support.e2e_helpers import (MIB, WireCapture, Worker, assert_fins_no_rst,
-                                       host_lib_stack, json_result, p4tas_listener, sha,
+                                       host_lib_stack, json_result, p4tas_listener, recv_until_eof,
+                                       sha,
                                        stats)
 from tests.support.stack import Stack
 
@@ -76,10 +77,7 @@ def test_fragmented_segments_are_reassembled(stack: Stack, small_mtu) -> None:
             conn, _ = listener.accept()
             with conn:
                 conn.settimeout(60)
-                got = bytearray()
-                while chunk := conn.recv(1 << 20):
-                    got += chunk
-            return sha(got)
+                return sha(recv_until_eof(conn))
 
         worker = Worker(receive)
         worker.start()

@@ -25,7 +25,8 @@ from bmv2_env import impairments
 from bmv2_env.peers import popen_in, run_in
 from tests.e2e.test_e2e_loss import no_loss_left, stack  # the loss tests' stack (same args)
 from tests.support.e2e_helpers import (MIB, WireCapture, assert_fins_no_rst, json_result,
-                                       linux_sink, p4tas_listener, settled_stats, sha, stats,
+                                       linux_sink, p4tas_listener, recv_until_eof, settled_stats,
+                                       sha, stats,
                                        Worker)
 from tests.support.stack import Stack
 
@@ -179,10 +180,8 @@ def test_linux_sender_recovers_with_p4tas_s_sack_blocks(stack: Stack, behind_pee
             conn, _ = listener.accept()
             with conn:
                 conn.settimeout(120)
-                received = bytearray()
-                while chunk := conn.recv(1 << 20):
-                    received += chunk
-            return len(received), sha(bytes(received))
+                received = recv_until_eof(conn)
+            return len(received), sha(received)
         server = Worker(serve)
         server.start()
         client = popen_in(behind_peer, [sys.executable, "-c", LINUX_SENDER, stack.peer.local_ip,
