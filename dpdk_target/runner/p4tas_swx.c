@@ -1,0 +1,254 @@
+/* p4tas-swx: runs a p4c-dpdk (PNA) pipeline on DPDK's SWX pipeline library, for the dpdk
+ * target (dpdk_target/, which starts it and speaks its control protocol).
+ *
+ *   p4tas-swx codegen SPEC OUT.c
+ *       Turn a .spec into the C code of its pipeline library (DPDK's codegen).
+ *   p4tas-swx run --lib LIB.so --control FD --cpu PORT:FD -i PORT@IFNAME ...
+ *       Load the pipeline library and run it: each -i port is an AF_PACKET socket on IFNAME,
+ *       the CPU port is the datagram socket FD (PacketIn/PacketOut frames), every other port
+ *       id up to 255 is a null port (so ids are the P4Runtime port numbers). Control commands
+ *       arrive as lines on the stream socket FD (control.c).
+ *
+ * No hugepages, no PCI: EAL runs with --no-huge --no-pci and the ports are file descriptors,
+ * which DPDK's fd port reads and writes one frame per read()/write(). The loop sleeps in poll()
+ * when no port had a packet for IDLE_SWEEPS runs, because the machines have two cores. */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <arpa/inet.h>
+#include <net/if.h>
+#include <linux/if_packet.h>
+#include <linux/if_ether.h>
+#include <sys/socket.h>
+
+#include <rte_eal.h>
+#include <rte_errno.h>
+#include <rte_mbuf.h>
+#include <rte_ring.h>
+#include <rte_swx_ctl.h>
+#include <rte_swx_pipeline.h>
+
+#include "control.h"
+
+#define N_PORTS 256              /* port ids 0..255, as P4Runtime numbers them (a power of 2) */
+#define MTU 9216                 /* largest frame a port reads (veths may carry jumbo frames) */
+#define MBUF_SIZE (MTU + RTE_PKTMBUF_HEADROOM)
+#define RUN_INSTRUCTIONS 4096    /* instructions per rte_swx_pipeline_run() call */
+#define IDLE_SWEEPS 64           /* runs without a new packet before sleeping in poll() */
+#define MAX_REAL_PORTS 32
+#define NULL_RING "NULL"          /* an empty ring the unused port ids read */
+
+struct real_port {
+	uint32_t id;
+	int fd;
+	const char *name;
+};
+
+static int codegen(const char *spec_path, const char *out_path)
+{
+	FILE *spec = fopen(spec_path, "r"), *out = fopen(out_path, "w");
+	uint32_t err_line = 0;
+	const char *err_msg = NULL;
+	int status;
+
+	if (!spec || !out) {
+		fprintf(stderr, "p4tas-swx: cannot open %s or %s: %s\n", spec_path, out_path,
+			strerror(errno));
+		return 1;
+	}
+	status = rte_swx_pipeline_codegen(spec, out, &err_line, &err_msg);
+	fclose(spec);
+	fclose(out);
+	if (status) {
+		fprintf(stderr, "p4tas-swx: %s:%u: %s\n", spec_path, err_line,
+			err_msg ? err_msg : strerror(-status));
+		return 1;
+	}
+	return 0;
+}
+
+/* A raw AF_PACKET socket on `ifname`, non-blocking, receiving every frame of that interface
+ * but none this process sends on it (PACKET_IGNORE_OUTGOING). */
+static int open_packet_socket(const char *ifname)
+{
+	struct sockaddr_ll addr = { .sll_family = AF_PACKET, .sll_protocol = htons(ETH_P_ALL) };
+	int one = 1, fd = socket(AF_PACKET, SOCK_RAW | SOCK_NONBLOCK, htons(ETH_P_ALL));
+
+	if (fd < 0)
+		return -1;
+	addr.sll_ifindex = if_nametoindex(ifname);
+	if (!addr.sll_ifindex || bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0 ||
+	    setsockopt(fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, &one, sizeof(one)) < 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* The pipeline's I/O spec (DPDK's iospec text): real ports on their fds, null ports reading an
+ * empty ring (no system call per poll) and writing to a sink. */
+static FILE *iospec(const struct real_port *ports, int n_ports)
+{
+	char *text = NULL;
+	size_t size = 0;
+	FILE *f = open_memstream(&text, &size);
+	uint32_t id;
+
+	fprintf(f, "mirroring slots 4 sessions 64\n");
+	for (id = 0; id < N_PORTS; id++) {
+		int fd = -1, i;
+
+		for (i = 0; i < n_ports; i++)
+			if (ports[i].id == id)
+				fd = ports[i].fd;
+		if (fd < 0) {
+			fprintf(f, "port in %u ring " NULL_RING " bsz 1\n", id);
+			fprintf(f, "port out %u sink file none\n", id);
+		} else {
+			fprintf(f, "port in %u fd %d mtu %d mempool MEMPOOL0 bsz 32\n", id, fd, MTU);
+			fprintf(f, "port out %u fd %d bsz 1\n", id, fd);
+		}
+	}
+	fclose(f);
+	return fmemopen(text, size, "r");
+}
+
+static int init_eal(const char *prog)
+{
+	char *args[] = { (char *)prog, "--no-huge", "--no-pci", "--no-shconf", "--no-telemetry",
+			 "-m", "512", "-l", "0", "--log-level", "lib.*:error", NULL };
+
+	return rte_eal_init(sizeof(args) / sizeof(args[0]) - 1, args);
+}
+
+static uint64_t packets_in(struct rte_swx_pipeline *p, const struct real_port *ports, int n)
+{
+	struct rte_swx_port_in_stats stats;
+	uint64_t total = 0;
+	int i;
+
+	for (i = 0; i < n; i++) {
+		memset(&stats, 0, sizeof(stats));
+		rte_swx_ctl_pipeline_port_in_stats_read(p, ports[i].id, &stats);
+		total += stats.n_pkts;
+	}
+	return total;
+}
+
+/* Run the pipeline; serve control commands between runs; sleep in poll() when idle. */
+static int run_loop(struct rte_swx_pipeline *p, struct control *ctl,
+		    const struct real_port *ports, int n_ports)
+{
+	struct pollfd pfds[MAX_REAL_PORTS + 1];
+	uint64_t seen = 0;
+	int idle = 0, i;
+
+	for (i = 0; i < n_ports; i++)
+		pfds[i] = (struct pollfd){ .fd = ports[i].fd, .events = POLLIN };
+	pfds[n_ports] = (struct pollfd){ .fd = control_fd(ctl), .events = POLLIN };
+	for (;;) {
+		uint64_t now;
+
+		rte_swx_pipeline_run(p, RUN_INSTRUCTIONS);
+		now = packets_in(p, ports, n_ports);
+		idle = now == seen ? idle + 1 : 0;
+		seen = now;
+		if (idle < IDLE_SWEEPS) {
+			if (control_pending(ctl) && control_serve(ctl) < 0)
+				return 0;
+			continue;
+		}
+		rte_swx_pipeline_flush(p);
+		if (poll(pfds, n_ports + 1, -1) < 0 && errno != EINTR)
+			return 1;
+		if (pfds[n_ports].revents && control_serve(ctl) < 0)
+			return 0;   /* the target closed the control socket: stop */
+		idle = 0;
+	}
+}
+
+static int parse_port(const char *text, struct real_port *port)
+{
+	char *end;
+	unsigned long id = strtoul(text, &end, 10);
+
+	if ((*end != '@' && *end != ':') || id >= N_PORTS || end == text)
+		return -1;
+	port->id = id;
+	port->name = end + 1;
+	return 0;
+}
+
+static int run(int argc, char **argv)
+{
+	struct real_port ports[MAX_REAL_PORTS];
+	const char *lib = NULL;
+	int n_ports = 0, control = -1, i;
+	struct rte_swx_pipeline *p = NULL;
+	struct control *ctl;
+	FILE *io;
+
+	for (i = 0; i + 1 < argc; i += 2) {
+		struct real_port *port = &ports[n_ports];
+
+		if (!strcmp(argv[i], "--lib")) {
+			lib = argv[i + 1];
+		} else if (!strcmp(argv[i], "--control")) {
+			control = atoi(argv[i + 1]);
+		} else if ((!strcmp(argv[i], "-i") || !strcmp(argv[i], "--cpu")) &&
+			   n_ports < MAX_REAL_PORTS && !parse_port(argv[i + 1], port)) {
+			port->fd = argv[i][1] == 'i' ? open_packet_socket(port->name)
+						     : atoi(port->name);
+			if (port->fd < 0) {
+				fprintf(stderr, "p4tas-swx: port %s: %s\n", argv[i + 1],
+					strerror(errno));
+				return 1;
+			}
+			n_ports++;
+		} else {
+			fprintf(stderr, "p4tas-swx: unexpected argument %s\n", argv[i]);
+			return 2;
+		}
+	}
+	if (!lib || control < 0 || i != argc) {
+		fprintf(stderr, "usage: p4tas-swx run --lib LIB --control FD --cpu PORT:FD "
+			"-i PORT@IFNAME ...\n");
+		return 2;
+	}
+	if (init_eal("p4tas-swx") < 0 ||
+	    !rte_pktmbuf_pool_create("MEMPOOL0", 8192, 256, 0, MBUF_SIZE, SOCKET_ID_ANY)) {
+		fprintf(stderr, "p4tas-swx: DPDK initialization failed: %s\n",
+			rte_strerror(rte_errno));
+		return 1;
+	}
+	if (!rte_ring_create(NULL_RING, 64, SOCKET_ID_ANY, 0))
+		return 1;
+	io = iospec(ports, n_ports);
+	if (rte_swx_pipeline_build_from_lib(&p, "p4tas", lib, io, 0) || !p) {
+		fprintf(stderr, "p4tas-swx: cannot build the pipeline from %s\n", lib);
+		return 1;
+	}
+	fclose(io);
+	ctl = control_create(p, control);
+	if (!ctl)
+		return 1;
+	printf("p4tas-swx: running %s on %d ports\n", lib, n_ports);
+	fflush(stdout);
+	return run_loop(p, ctl, ports, n_ports);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc == 4 && !strcmp(argv[1], "codegen"))
+		return codegen(argv[2], argv[3]);
+	if (argc >= 2 && !strcmp(argv[1], "run"))
+		return run(argc - 2, argv + 2);
+	fprintf(stderr, "usage: p4tas-swx codegen SPEC OUT.c | p4tas-swx run ...\n");
+	return 2;
+}
