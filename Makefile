@@ -30,7 +30,9 @@ PTF_PREFIX_bmv2 ?= $(PTF_PREFIX)
 PTF_PREFIX_soft ?= p4ptfs
 E2E_PREFIX_bmv2 ?= p4e2e
 E2E_PREFIX_soft ?= p4e2es
-KNOWN_TARGETS := bmv2 soft
+PTF_PREFIX_dpdk ?= p4ptfd
+E2E_PREFIX_dpdk ?= p4e2ed
+KNOWN_TARGETS := bmv2 soft dpdk
 
 .PHONY: setup p4 p4-check ptf test pytest pytest-unit run clean-env status system-deps targets fuzz \
 	FORCE

@@ -155,7 +155,7 @@ def up(opts: EnvOptions) -> UpResult:
     lacking = system_deps.skip_reason()
     if lacking is not None:
         raise ToolNotFound(lacking)
-    files = PipelineFiles()
+    files = PipelineFiles.for_target(target.name)
     if opts.pipeline:
         files.check()
     down(opts.prefix)

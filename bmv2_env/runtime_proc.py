@@ -28,6 +28,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from nic_contract.pipeline import PipelineFiles
+
 from .peers import PeerError, PeerSet
 from .processes import ManagedProcess, ProcessKind, find_pids
 from .state import CONTROL_SOCKET, PEERS_FILE, RUNTIME_LOG, RUNTIME_PID, EnvRecord
@@ -202,8 +204,9 @@ def start(state_dir: Path | str, grpc_addr: str | None = None, extra: Sequence[s
     if running is not None:
         raise RuntimeProcError(f"a runtime for {directory} already runs (pid {running}); stop "
                                "it first (`python -m bmv2_env down` stops everything)")
-    cmd = build_command(directory, grpc_addr, extra, program, interfaces=interfaces,
-                        host_interface=record.portmap.host_link.peer_iface)
+    files = PipelineFiles.for_target(record.target)
+    cmd = build_command(directory, grpc_addr, [*files.target_args, *extra], program,
+                        interfaces=interfaces, host_interface=record.portmap.host_link.peer_iface)
     process = _process(directory)
     process.pid_path.unlink(missing_ok=True)
     log.info("starting: %s", " ".join(cmd))
