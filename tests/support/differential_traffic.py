@@ -190,9 +190,11 @@ class Traffic:
         t, rng = f.spec.tuple, self.rng
         frame = bytearray(frame)
         choice = rng.randrange(10)
+        if choice == 1 and not self.tcp_checksums:
+            choice = 0                               # a bad IPv4 checksum instead
         if choice == 0:
             frame[24] ^= 0xFF                        # IPv4 header checksum
-        elif choice == 1 and self.tcp_checksums:
+        elif choice == 1:
             frame[50] ^= 0x55                        # TCP checksum
         elif choice == 2:
             frame = frame[:rng.randrange(1, 54)]     # truncated headers
