@@ -30,12 +30,20 @@ PTF_PREFIX_bmv2 ?= $(PTF_PREFIX)
 PTF_PREFIX_soft ?= p4ptfs
 E2E_PREFIX_bmv2 ?= p4e2e
 E2E_PREFIX_soft ?= p4e2es
-KNOWN_TARGETS := bmv2 soft
+PTF_PREFIX_dpdk ?= p4ptfd
+E2E_PREFIX_dpdk ?= p4e2ed
+KNOWN_TARGETS := bmv2 soft dpdk
 
 .PHONY: setup p4 p4-check ptf test pytest pytest-unit run clean-env status system-deps targets fuzz \
+	dpdk-target \
 	FORCE
 
-setup: system-deps $(VENV)/.installed
+setup: system-deps $(VENV)/.installed dpdk-target
+
+# The dpdk target's runner and pipeline library, built (once, cached in the venv) from Debian's
+# DPDK and the committed spec; without DPDK it says why and the dpdk target is unavailable.
+dpdk-target: $(VENV)/.installed
+	@$(PY) -m dpdk_target.toolchain || true
 
 # Every system tool the project runs (ethtool, nft, ip, ...), from Debian's packages when it is
 # missing; the list is bmv2_env/system_packages.txt. Without root or apt-get it says what to

@@ -7,13 +7,14 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import echo_proc, pipeline, runtime_proc, switch, system_deps, targets, topology
+from . import echo_proc, pipeline, routed, runtime_proc, switch, system_deps, targets, topology
 from .peers import Peer, PeerError, PeerSet, link_in_netns
+from .routed import RoutedHost
 from nic_contract.pipeline import PipelineFiles
 from .portmap import DEFAULT_PREFIX, DEFAULT_WIRE_PORTS, PortMap
 from .state import (CONTROL_SOCKET, ECHO_LOG, ECHO_PID, ENV_FILE, P4RUNTIME_SOCKET, PEERS_FILE,
-                    PORTMAP_FILE, PTF_LOG, RUNTIME_LOG, RUNTIME_PID, SWITCH_LOG, SWITCH_PID,
-                    EnvRecord, state_dir)
+                    PORTMAP_FILE, PTF_LOG, ROUTED_FILE, RUNTIME_LOG, RUNTIME_PID, SWITCH_LOG,
+                    SWITCH_PID, EnvRecord, state_dir)
 from .switch import SwitchConfig
 from .targets import Target
 from .toolchain import ToolNotFound
@@ -21,8 +22,8 @@ from .toolchain import ToolNotFound
 log = logging.getLogger(__name__)
 
 # Only these are ever deleted from the state dir (it may be a user's P4TAS_STATE_DIR).
-_STATE_FILES = (ENV_FILE, PORTMAP_FILE, PEERS_FILE, SWITCH_PID, RUNTIME_PID, CONTROL_SOCKET,
-                ECHO_PID, P4RUNTIME_SOCKET)
+_STATE_FILES = (ENV_FILE, PORTMAP_FILE, PEERS_FILE, ROUTED_FILE, SWITCH_PID, RUNTIME_PID,
+                CONTROL_SOCKET, ECHO_PID, P4RUNTIME_SOCKET)
 _LOG_FILES = (SWITCH_LOG, PTF_LOG, "ptf.pcap", RUNTIME_LOG, ECHO_LOG)
 
 
@@ -37,6 +38,12 @@ class EnvOptions:
     pipeline: bool = True
     peers: bool = False  # wire ports' peer veths into namespaces with Linux peers (not for PTF)
     target: str | None = None  # "bmv2" or "soft"; None: $TARGET or the default (targets.select)
+    routed: bool = False  # each peer also routes to a host behind it (bmv2_env.routed)
+
+    def __post_init__(self) -> None:
+        if self.routed and not self.peers:
+            raise ValueError("routed hosts need the Linux peers (peers=True): they are the "
+                             "routers")
 
     @property
     def state_dir(self) -> Path:
@@ -63,6 +70,7 @@ class UpResult:
     state_dir: Path
     pipeline_loaded: bool
     peers: PeerSet | None = None
+    routed: tuple[RoutedHost, ...] = ()
 
 
 @dataclass
@@ -155,25 +163,28 @@ def up(opts: EnvOptions) -> UpResult:
     lacking = system_deps.skip_reason()
     if lacking is not None:
         raise ToolNotFound(lacking)
-    files = PipelineFiles()
+    files = PipelineFiles.for_target(target.name)
     if opts.pipeline:
         files.check()
     down(opts.prefix)
     try:
         topology.create(config.portmap)
         peer_set = PeerSet.create(config.portmap) if opts.peers else None
+        hosts = routed.create(config.portmap, peer_set) if opts.routed else ()
         pid = switch.start(config, program)
         loaded = pipeline.push(config.grpc_addr, config.portmap, files) if opts.pipeline else False
         record = EnvRecord(config.portmap, config.grpc_addr, opts.log, opts.pipeline, opts.peers,
                            target.name)
         if peer_set is not None:
             peer_set.save(config.state_dir)
+        if hosts:
+            routed.save(hosts, config.state_dir)
         record.save(config.state_dir)
     except BaseException:
         log.info("up failed: removing what was created")
         _cleanup_after_failure(opts.prefix)
         raise
-    return UpResult(pid, record, config.state_dir, loaded, peer_set)
+    return UpResult(pid, record, config.state_dir, loaded, peer_set, hosts)
 
 
 def _cleanup_after_failure(prefix: str) -> None:

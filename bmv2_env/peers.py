@@ -195,13 +195,18 @@ def destroy(prefix: str) -> list[str]:
 
     The processes inside are stopped first; a veth of ours inside is given back to the root
     namespace and configured as topology.create left it (up, MTU 1500, IPv6 and offloads off,
-    no address), so the veths are as before PeerSet.create. Returns the namespaces removed.
+    no address), so the veths are as before PeerSet.create; a routed host's veth
+    (bmv2_env.routed) is deleted. Returns the namespaces removed.
     """
     removed = []
+    routed = topology.routed_interface_pattern(prefix)
     for ns in topology.existing_namespaces(prefix):
         topology.kill_netns_processes(ns)
         for name in _our_links_in(ns, prefix):
-            _give_back(ns, name)
+            if routed.fullmatch(name):
+                _delete_in(ns, name)
+            else:
+                _give_back(ns, name)
         topology.delete_netns(ns)
         removed.append(ns)
     return removed
@@ -239,27 +244,14 @@ def popen_in(peer: Peer | str, argv: Sequence[str], **kwargs: Any) -> subprocess
 
 
 # ---- creation ----------------------------------------------------------------------------------
-def _ns_run(netns: str, argv: Sequence[str]) -> str:
-    return run(["ip", "netns", "exec", netns, *argv])
-
-
 def _create_peer(portmap: PortMap, port: int) -> Peer:
     """Namespace, veth moved in, addresses and settings; return the Peer (MAC read back)."""
     netns = portmap.netns_name(port)
     ifname = portmap.wire_link(port).peer_iface
     run(["ip", "netns", "add", netns])
-    run(["ip", "link", "set", "dev", ifname, "netns", netns])
     run(["ip", "-n", netns, "link", "set", "dev", "lo", "up"])
-    # IPv6 off before the veth goes up, so that no neighbour discovery ever reaches the switch.
-    sysctls = [*TCP_SYSCTLS]
-    if topology.PROC_IPV6_CONF.is_dir():
-        sysctls += [f"net.ipv6.conf.{key}.disable_ipv6=1" for key in ("all", "default", ifname)]
-    _ns_run(netns, ["sysctl", "-q", "-w", *sysctls])
-    _ns_run(netns, ["ethtool", "-K", ifname, *topology.OFFLOADS_OFF])
-    run(["ip", "-n", netns, "link", "set", "dev", ifname, "mtu", str(topology.MTU)])
-    run(["ip", "-n", netns, "addr", "replace", f"{peer_ip(port)}/{SUBNET_PREFIX_LEN}",
-         "dev", ifname])
-    run(["ip", "-n", netns, "link", "set", "dev", ifname, "up"])
+    topology.configure_in_netns(netns, ifname, f"{peer_ip(port)}/{SUBNET_PREFIX_LEN}",
+                                TCP_SYSCTLS)
     peer = Peer(netns=netns, ifname=ifname, peer_ip=peer_ip(port),
                 peer_mac=_link_json(netns, ifname)["address"], local_ip=local_ip(port),
                 local_mac=local_mac(port), wire_port=port)
@@ -295,6 +287,12 @@ def _our_links_in(netns: str, prefix: str) -> list[str]:
 def link_in_netns(netns: str, ifname: str) -> bool:
     """True if interface `ifname` exists inside namespace `netns`."""
     return ifname in _links_in(netns)
+
+
+def _delete_in(netns: str, name: str) -> None:
+    """Delete veth `name` in `netns` (gone already if its other end was deleted first)."""
+    if link_in_netns(netns, name):
+        run(["ip", "-n", netns, "link", "del", "dev", name])
 
 
 def _give_back(netns: str, name: str) -> None:

@@ -106,6 +106,12 @@ class PortMap:
         self.wire_link(port)  # validates `port`
         return f"{self.prefix}n{port}"
 
+    def routed_names(self, port: int) -> tuple[str, str, str]:
+        """Wire port `port`'s routed host (bmv2_env.routed): its namespace, the veth end in the
+        router (the port's peer namespace) and the end in the host's namespace."""
+        self.wire_link(port)  # validates `port`
+        return f"{self.prefix}r{port}", f"{self.prefix}b{port}", f"{self.prefix}b{port}p"
+
     def interface_names(self) -> list[str]:
         """Every interface name of this map, switch and peer sides."""
         return [name for link in self.links() for name in (link.switch_iface, link.peer_iface)]

@@ -5,8 +5,8 @@ Everything goes to the environment's state dir (bmv2_env.state.state_dir):
 
 - the command is `python -m runtime --grpc-addr <env grpc> --control-socket
   <state dir>/control.sock --interface PORT=IP/LEN,MAC ... --host-interface <host veth>
-  [extra args]`: this module reads the state dir's peers.json and portmap.json, the daemon
-  never reads a file of ours;
+  [--route SUBNET via GATEWAY ...] [extra args]`: this module reads the state dir's peers.json,
+  routed.json (bmv2_env.routed) and portmap.json, the daemon never reads a file of ours;
 - its stdout and stderr go to `runtime.log`, its PID to `runtime.pid`;
 - `start` returns once the daemon printed its `READY` line, and fails with the log's tail if
   it exits first or stays silent past the timeout;
@@ -28,6 +28,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from nic_contract.pipeline import PipelineFiles
+
+from . import routed
 from .peers import PeerError, PeerSet
 from .processes import ManagedProcess, ProcessKind, find_pids
 from .state import CONTROL_SOCKET, PEERS_FILE, RUNTIME_LOG, RUNTIME_PID, EnvRecord
@@ -82,10 +85,11 @@ def pid_path(state_dir: Path | str) -> Path:
 
 def build_command(state_dir: Path | str, grpc_addr: str, extra: Sequence[str] = (),
                   program: Sequence[str] | None = None, *, interfaces: Sequence[str] = (),
-                  host_interface: str | None = None) -> list[str]:
+                  host_interface: str | None = None, routes: Sequence[str] = ()) -> list[str]:
     """The daemon's command line; `program` replaces `python -m runtime` (tests use a stand-in).
 
-    `interfaces`: PORT=IP/LEN,MAC per wire port; `host_interface`: the host port's veth."""
+    `interfaces`: PORT=IP/LEN,MAC per wire port; `host_interface`: the host port's veth;
+    `routes`: --route options (to the routed hosts, bmv2_env.routed)."""
     if isinstance(extra, (str, bytes)):
         raise TypeError("extra must be a sequence of arguments, not a string")
     clash = [a for a in extra if a.split("=", 1)[0] in _MANAGED_ARGS]
@@ -96,6 +100,7 @@ def build_command(state_dir: Path | str, grpc_addr: str, extra: Sequence[str] = 
     ours = [arg for text in interfaces for arg in ("--interface", text)]
     if host_interface is not None:
         ours += ["--host-interface", host_interface]
+    ours += routes
     return [*prog, "--grpc-addr", grpc_addr, "--control-socket", str(directory / CONTROL_SOCKET),
             *ours, *map(str, extra)]
 
@@ -196,14 +201,17 @@ def start(state_dir: Path | str, grpc_addr: str | None = None, extra: Sequence[s
                                "--peers`")
     try:
         interfaces = interface_args(PeerSet.load(directory))
-    except PeerError as exc:
+        routes = [arg for host in routed.load(directory) for arg in host.route_args()]
+    except (PeerError, ValueError) as exc:
         raise RuntimeProcError(str(exc)) from None
     running = running_pid(directory)
     if running is not None:
         raise RuntimeProcError(f"a runtime for {directory} already runs (pid {running}); stop "
                                "it first (`python -m bmv2_env down` stops everything)")
-    cmd = build_command(directory, grpc_addr, extra, program, interfaces=interfaces,
-                        host_interface=record.portmap.host_link.peer_iface)
+    files = PipelineFiles.for_target(record.target)
+    cmd = build_command(directory, grpc_addr, [*files.target_args, *extra], program,
+                        interfaces=interfaces, host_interface=record.portmap.host_link.peer_iface,
+                        routes=routes)
     process = _process(directory)
     process.pid_path.unlink(missing_ok=True)
     log.info("starting: %s", " ".join(cmd))

@@ -17,6 +17,7 @@ SWITCH_PID = "switch.pid"
 P4RUNTIME_SOCKET = "p4runtime.sock"  # the switch's P4Runtime server (bmv2_env.switch)
 PTF_LOG = "ptf.log"
 PEERS_FILE = "peers.json"
+ROUTED_FILE = "routed.json"  # hosts behind the peers as routers (bmv2_env.routed)
 RUNTIME_PID = "runtime.pid"  # the runtime daemon (bmv2_env.runtime_proc)
 RUNTIME_LOG = "runtime.log"
 CONTROL_SOCKET = "control.sock"  # the runtime's UNIX socket for applications (host_lib)

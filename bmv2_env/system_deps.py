@@ -20,6 +20,7 @@ from pathlib import Path
 
 PACKAGE_LIST = Path(__file__).with_name("system_packages.txt")
 IMPORT_PREFIX = "import:"
+PKGCONFIG_PREFIX = "pkgconfig:"
 APT_LOCK_WAIT_S = 300  # another apt-get (unattended upgrades) may hold the dpkg lock
 # The tools the environment needs to build veths and peers (tests skip without them).
 ENVIRONMENT_TOOLS = ("ip", "ethtool", "sysctl")
@@ -36,9 +37,13 @@ class Requirement:
     @property
     def present(self) -> bool:
         """Whether the command is on PATH (an absolute path: that executable; import:M: the
-        Python module importable)."""
+        Python module importable; pkgconfig:L: pkg-config knows the library L)."""
         if self.check.startswith(IMPORT_PREFIX):
             return importlib.util.find_spec(self.check[len(IMPORT_PREFIX):]) is not None
+        if self.check.startswith(PKGCONFIG_PREFIX):
+            return shutil.which("pkg-config") is not None and subprocess.run(
+                ["pkg-config", "--exists", self.check[len(PKGCONFIG_PREFIX):]],
+                check=False).returncode == 0
         if self.check.startswith("/"):
             return os.access(self.check, os.X_OK)
         return shutil.which(self.check) is not None

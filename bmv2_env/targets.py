@@ -4,6 +4,8 @@
   toolchain.find_simple_switch_grpc: $SIMPLE_SWITCH_GRPC, PATH, /opt/p4/bin).
 - `soft`: softnic, this repository's software fast path (`python -m softnic`, run by this
   venv's Python from the repository root). Always there, since it is part of the repository.
+- `dpdk`: the PNA program on DPDK's SWX pipeline (`python -m dpdk_target`: p4tas-swx and its
+  P4Runtime server), found when DPDK (libdpdk-dev) and the committed PNA spec are there.
 
 Both take the same command line after the program (switch.build_command) and open the same
 veths. TARGET=bmv2|soft picks one; unset (or empty), bmv2 is used when simple_switch_grpc is
@@ -14,19 +16,24 @@ found and soft otherwise. An explicit TARGET=bmv2 without simple_switch_grpc is 
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from nic_contract.pipeline import DPDK_TARGET, PNA_SPEC
 
 from .toolchain import SIMPLE_SWITCH_GRPC, ToolNotFound, find_simple_switch_grpc
 
 TARGET_ENV = "TARGET"
 BMV2 = "bmv2"
 SOFT = "soft"
+DPDK = DPDK_TARGET
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SOFTNIC = "softnic"  # the package run with `python -m`
 SOFTNIC_MAIN = REPO_ROOT / SOFTNIC / "__main__.py"
+DPDK_MODULE = "dpdk_target"
 
 # Options of the Python interpreter that take a separate value (python -X dev -m softnic ...).
 _PYTHON_OPTIONS_WITH_VALUE = frozenset({"-X", "-W", "-Q"})
@@ -42,12 +49,21 @@ def is_bmv2_cmdline(argv: Sequence[str]) -> bool:
 def is_softnic_cmdline(argv: Sequence[str]) -> bool:
     """True if `argv` is a Python running `-m softnic` (the module option must come before the
     first non-option argument, as Python itself reads it: `pytest -m softnic` is no softnic)."""
+    return _runs_module(argv, SOFTNIC)
+
+
+def is_dpdk_cmdline(argv: Sequence[str]) -> bool:
+    """True if `argv` is a Python running `-m dpdk_target`."""
+    return _runs_module(argv, DPDK_MODULE)
+
+
+def _runs_module(argv: Sequence[str], module: str) -> bool:
     args = iter(argv[1:])
     for arg in args:
         if arg == "-m":
-            return next(args, None) == SOFTNIC
+            return next(args, None) == module
         if arg.startswith("-m"):
-            return arg[2:] == SOFTNIC
+            return arg[2:] == module
         if arg in _PYTHON_OPTIONS_WITH_VALUE:
             next(args, None)
             continue
@@ -68,6 +84,17 @@ def _softnic_command() -> list[str]:
     return [sys.executable, "-m", SOFTNIC]
 
 
+def _dpdk_command() -> list[str]:
+    if not PNA_SPEC.is_file():
+        raise ToolNotFound(f"the PNA program's spec is missing ({PNA_SPEC}): `make p4` builds "
+                           "it with p4c-dpdk")
+    if subprocess.run(["pkg-config", "--exists", "libdpdk"], check=False,
+                      capture_output=True).returncode != 0:
+        raise ToolNotFound("DPDK not found: install Debian package libdpdk-dev "
+                           "(`make setup` does as root)")
+    return [sys.executable, "-m", DPDK_MODULE]
+
+
 @dataclass(frozen=True)
 class Target:
     """One fast-path target: how to run it and how to recognize its process."""
@@ -79,6 +106,7 @@ class Target:
     matches: Callable[[Sequence[str]], bool]  # is this /proc cmdline one of ours?
     cwd: Path | None = None  # where the process starts (soft: the repository, for -m softnic)
     bundled: bool = False  # part of this repository: `make test` always runs it
+    in_suite: bool = True  # `make test` runs it when it is found
 
     def command_prefix(self) -> list[str]:
         """The command line up to the switch arguments; ToolNotFound says how to get it."""
@@ -97,7 +125,11 @@ BMV2_TARGET = Target(BMV2, SIMPLE_SWITCH_GRPC, "the P4 reference switch", _bmv2_
                      is_bmv2_cmdline)
 SOFT_TARGET = Target(SOFT, SOFTNIC, "software fast path", _softnic_command, is_softnic_cmdline,
                      cwd=REPO_ROOT, bundled=True)
-TARGETS: dict[str, Target] = {BMV2: BMV2_TARGET, SOFT: SOFT_TARGET}
+# Not in `make test` yet: the PNA program does not pass the PTF and end-to-end suites
+# (issue 15; `make ptf-dpdk` and `make pytest-e2e-dpdk` run them).
+DPDK_TARGET_ = Target(DPDK, "p4tas-swx", "the PNA program on DPDK's SWX pipeline", _dpdk_command,
+                      is_dpdk_cmdline, cwd=REPO_ROOT, in_suite=False)
+TARGETS: dict[str, Target] = {BMV2: BMV2_TARGET, SOFT: SOFT_TARGET, DPDK: DPDK_TARGET_}
 NAMES = tuple(TARGETS)
 
 
@@ -107,7 +139,7 @@ def get(name: str) -> Target:
         return TARGETS[name]
     except KeyError:
         raise ValueError(f"unknown target {name!r}: the targets are "
-                         f"{' and '.join(NAMES)}") from None
+                         f"{', '.join(NAMES)}") from None
 
 
 def of_cmdline(argv: Sequence[str]) -> Target | None:
@@ -127,9 +159,9 @@ def requested(environ: Mapping[str, str] | None = None) -> str | None:
     if not value:
         return None
     if value.lower() not in TARGETS:
-        raise ValueError(f"{TARGET_ENV}={value} is not a target: use {TARGET_ENV}=bmv2 or "
-                         f"{TARGET_ENV}=soft, or unset it (bmv2 when simple_switch_grpc is "
-                         "found, else soft)")
+        raise ValueError(f"{TARGET_ENV}={value} is not a target: use {TARGET_ENV}=bmv2, "
+                         f"{TARGET_ENV}=soft or {TARGET_ENV}=dpdk, or unset it (bmv2 when "
+                         "simple_switch_grpc is found, else soft)")
     return value.lower()
 
 
@@ -160,12 +192,15 @@ def select(environ: Mapping[str, str] | None = None) -> Selection:
     """The target to use: $TARGET, else bmv2 if simple_switch_grpc is found, else soft.
 
     Raises ValueError for an unknown $TARGET and ToolNotFound (with the fix) for TARGET=bmv2
-    without simple_switch_grpc. TARGET=soft is not checked here: softnic is part of the
+    without simple_switch_grpc or TARGET=dpdk without DPDK. TARGET=soft is not checked here: softnic is part of the
     repository (Target.missing() says if its entry point is absent).
     """
     name = requested(environ)
     if name == SOFT:
         return Selection(SOFT_TARGET, SOFT_TARGET.description, f"{TARGET_ENV}=soft")
+    if name == DPDK:
+        DPDK_TARGET_.command_prefix()   # ToolNotFound with the fix
+        return Selection(DPDK_TARGET_, DPDK_TARGET_.description, f"{TARGET_ENV}=dpdk")
     try:
         path = find_simple_switch_grpc()
     except ToolNotFound as exc:
@@ -187,4 +222,5 @@ def selected_name(environ: Mapping[str, str] | None = None) -> str:
 def tested_targets() -> list[Target]:
     """The targets `make test` runs: every one that is found, and soft always (it is part of
     the repository: if softnic's entry point is missing, its stages are skipped and say why)."""
-    return [t for t in TARGETS.values() if t.bundled or t.missing() is None]
+    return [t for t in TARGETS.values()
+            if t.bundled or (t.in_suite and t.missing() is None)]

@@ -7,6 +7,7 @@ import os
 import re
 import signal
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,13 +41,19 @@ def _wire_range() -> str:
 
 
 def interface_pattern(prefix: str) -> re.Pattern[str]:
-    """Every interface name a PortMap with `prefix` can produce, whatever its port count."""
-    return re.compile(rf"{re.escape(validate_prefix(prefix))}(?:w(?:{_wire_range()})p?|hp?)")
+    """Every interface name a PortMap with `prefix` can produce, whatever its port count (wire
+    ports, host port, routed hosts' veths)."""
+    return re.compile(rf"{re.escape(validate_prefix(prefix))}(?:[wb](?:{_wire_range()})p?|hp?)")
+
+
+def routed_interface_pattern(prefix: str) -> re.Pattern[str]:
+    """The veths between routers and routed hosts (PortMap.routed_names) of `prefix`."""
+    return re.compile(rf"{re.escape(validate_prefix(prefix))}b(?:{_wire_range()})p?")
 
 
 def netns_pattern(prefix: str) -> re.Pattern[str]:
-    """Every namespace name PortMap.netns_name can produce for `prefix`."""
-    return re.compile(rf"{re.escape(validate_prefix(prefix))}n(?:{_wire_range()})")
+    """Every namespace name PortMap.netns_name and PortMap.routed_names can produce."""
+    return re.compile(rf"{re.escape(validate_prefix(prefix))}[nr](?:{_wire_range()})")
 
 
 def link_exists(name: str) -> bool:
@@ -118,6 +125,22 @@ def create_pair(switch_iface: str, peer_iface: str) -> None:
     for name in (switch_iface, peer_iface):
         configure(name)
     log.info("created veth %s <-> %s", switch_iface, peer_iface)
+
+
+def configure_in_netns(netns: str, ifname: str, address: str, sysctls: Sequence[str] = ()
+                       ) -> None:
+    """Move veth end `ifname` into `netns` and set it up there like configure() (IPv6 off
+    before the link goes up, offloads off, MTU), with `address` (a.b.c.d/len) and `sysctls`."""
+    run(["ip", "link", "set", "dev", ifname, "netns", netns])
+    settings = [*sysctls]
+    if PROC_IPV6_CONF.is_dir():
+        settings += [f"net.ipv6.conf.{key}.disable_ipv6=1" for key in ("all", "default", ifname)]
+    if settings:
+        run(["ip", "netns", "exec", netns, "sysctl", "-q", "-w", *settings])
+    run(["ip", "netns", "exec", netns, "ethtool", "-K", ifname, *OFFLOADS_OFF])
+    run(["ip", "-n", netns, "link", "set", "dev", ifname, "mtu", str(MTU)])
+    run(["ip", "-n", netns, "addr", "replace", address, "dev", ifname])
+    run(["ip", "-n", netns, "link", "set", "dev", ifname, "up"])
 
 
 def create(portmap: PortMap) -> None:

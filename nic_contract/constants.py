@@ -11,6 +11,12 @@ MAX_FLOWS = 65536
 HOST_PORT = 254
 CPU_PORT = 255
 ACK_SESSION_BASE = 1000
+# The PNA program (dpdk target) makes ACKs in a second pass: a mirror copy of the segment's
+# host frame, truncated to its Ethernet and NIC<->host headers, goes to the loopback port,
+# whose input builds the ACK from the flow's state (p4src/pna, docs/ARCHITECTURE.md).
+ACK_LOOPBACK_PORT = 253
+ACK_MIRROR_SESSION = 1
+ACK_MIRROR_TRUNCATE = 14 + 24
 
 
 def ack_clone_sessions(wire_ports: list[int]) -> dict[int, int]:

@@ -96,6 +96,25 @@ class NicHostMessage:
         return ETH_HEADER.pack(dst_mac, src_mac, ETHERTYPE_NIC_HOST) + header + self.payload
 
 
+def payload_sum(payload: bytes) -> int:
+    """The 16-bit one's-complement sum of `payload` as big-endian words, an odd last byte
+    padded with zero (RFC 1071): what TX_DATA carries in `window`, so that a target whose
+    checksum unit covers header fields only (PNA on DPDK) can still checksum the segment.
+    Since 2^16 = 1 (mod 2^16 - 1), the sum of the words is the number mod 0xFFFF."""
+    if len(payload) % 2:
+        payload += b"\0"
+    total = int.from_bytes(payload, "big") % 0xFFFF
+    return 0xFFFF if total == 0 and any(payload) else total
+
+
+def tx_data(flow_id: int, gen: int, flags: ChannelFlags, offset: int, position: int,
+            payload: bytes = b"") -> NicHostMessage:
+    """A TX_DATA message: `payload` to send from TX stream position `position` (aux), with
+    its one's-complement sum in `window`."""
+    return NicHostMessage(Opcode.TX_DATA, flow_id, gen, flags, offset, payload=payload,
+                          aux=position, window=payload_sum(payload))
+
+
 def decode(frame: bytes) -> NicHostMessage:
     """Parse a host-port frame; raise FrameError saying what is wrong with it."""
     if len(frame) < HEADER_BYTES:

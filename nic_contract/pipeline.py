@@ -16,6 +16,13 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 BUILD_DIR = REPO_ROOT / "p4src" / "build"
 P4INFO = BUILD_DIR / "p4tas.p4info.txtpb"
 BMV2_JSON = BUILD_DIR / "p4tas.json"
+# The PNA program (p4src/pna/) compiled by p4c-dpdk for the dpdk target: its P4Info and the
+# DPDK SWX pipeline spec, which is that target's device config.
+PNA_BUILD_DIR = BUILD_DIR / "pna"
+PNA_P4INFO = PNA_BUILD_DIR / "p4tas.p4info.txtpb"
+PNA_SPEC = PNA_BUILD_DIR / "p4tas.spec"
+PNA_CONTEXT = PNA_BUILD_DIR / "p4tas.context.json"   # P4 names -> the spec's names
+DPDK_TARGET = "dpdk"   # the target that runs the PNA program (bmv2_env.targets)
 
 
 class PipelineError(RuntimeError):
@@ -28,6 +35,19 @@ class PipelineFiles:
 
     p4info: Path = P4INFO
     bmv2_json: Path = BMV2_JSON
+
+    @classmethod
+    def for_target(cls, target: str) -> PipelineFiles:
+        """The artifacts of a target: the PNA program's P4Info and spec on dpdk, the v1model
+        program's P4Info and bmv2 JSON elsewhere (softnic runs the bmv2 JSON's program)."""
+        return cls(PNA_P4INFO, PNA_SPEC) if target == DPDK_TARGET else cls()
+
+    @property
+    def target_args(self) -> list[str]:
+        """The runtime daemon's options for these files (none for the defaults)."""
+        if self == PipelineFiles():
+            return []
+        return ["--p4info", str(self.p4info), "--bmv2-json", str(self.bmv2_json)]
 
     def check(self) -> None:
         """Raise PipelineError naming every missing artifact and how to produce it."""

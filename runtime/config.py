@@ -1,16 +1,18 @@
-"""The runtime daemon's configuration: where the switch is, our interfaces, TCP parameters."""
+"""The runtime daemon's configuration: where the switch is, our interfaces and routes, TCP
+parameters."""
 
 from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from host_lib import control_protocol as cp
 from nic_contract.pipeline import BMV2_JSON, P4INFO
 from runtime.congestion.controller import ControlConfig
 from runtime.retransmission import RtoConfig
-
+from runtime.routing import Route, RoutingTable
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,7 @@ class RuntimeConfig:
     p4info: Path = P4INFO
     bmv2_json: Path = BMV2_JSON
     interfaces: tuple[Interface, ...] = ()
+    routes: tuple[Route, ...] = ()  # static routes through gateways on our subnets
     control_socket: Path = Path(cp.DEFAULT_CONTROL_SOCKET)
     tcp: TcpParams = field(default_factory=TcpParams)
     host_interface: str | None = None  # the host port's veth: the data path (DMA bridge)
@@ -107,7 +110,7 @@ class RuntimeConfig:
     def interface_for_ip(self, ip: str) -> Interface | None:
         return next((i for i in self.interfaces if i.ip == ip), None)
 
-    def route(self, peer_ip: str) -> Interface | None:
-        """The interface whose subnet holds `peer_ip` (no gateways yet)."""
-        addr = ipaddress.IPv4Address(peer_ip)
-        return next((i for i in self.interfaces if addr in i.network), None)
+    @cached_property
+    def routing(self) -> RoutingTable:
+        """Our subnets and `routes`; RoutingError if a route cannot be used."""
+        return RoutingTable(self.interfaces, self.routes)

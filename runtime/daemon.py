@@ -23,6 +23,7 @@ from runtime.metrics import METRICS_ADDR, serve_metrics
 from nic_contract.p4rt.client import P4RuntimeClient
 from nic_contract.p4rt.errors import P4RuntimeError
 from runtime.retransmission import RtoConfig
+from runtime.routing import DEFAULT, Route, RoutingError
 from runtime.congestion import CHOICES
 from runtime.congestion.controller import ControlConfig, RateController
 
@@ -120,7 +121,8 @@ async def serve(config: RuntimeConfig) -> int:
           + (f"metrics http://{METRICS_ADDR}:{config.metrics_port}/metrics, "
              if metrics is not None else "")
           + "interfaces "
-          + ", ".join(f"port {i.port} {i.ip} {i.mac}" for i in config.interfaces), flush=True)
+          + ", ".join(f"port {i.port} {i.ip} {i.mac}" for i in config.interfaces)
+          + "".join(f", route {route}" for route in config.routes), flush=True)
     stopped = loop.create_task(stop.wait())
     done, _ = await asyncio.wait({packets, stopped}, return_when=asyncio.FIRST_COMPLETED)
     status = 0
@@ -182,6 +184,13 @@ def parse_args(argv: list[str] | None = None) -> tuple[RuntimeConfig, str]:
                         help="bmv2 JSON of the pipeline (default: the committed one)")
     parser.add_argument("--interface", action="append", default=[], metavar="PORT=IP/LEN,MAC",
                         help="a wire port and the address we own on it; repeat per port")
+    parser.add_argument("--route", action="append", default=[], nargs=3,
+                        metavar=("PREFIX", "via", "GATEWAY"),
+                        help="reach PREFIX (a.b.c.d/len, or 'default') through GATEWAY, an "
+                             "address on one of the interfaces' subnets; repeat per route; "
+                             "the longest prefix wins")
+    parser.add_argument("--gateway", metavar="IP",
+                        help="the default gateway: the same as --route default via IP")
     parser.add_argument("--host-interface", metavar="IFNAME",
                         help="the host port's veth (the NIC<->host channel); without it "
                              "connections carry no data")
@@ -256,6 +265,10 @@ def parse_args(argv: list[str] | None = None) -> tuple[RuntimeConfig, str]:
         parser.error(str(exc))
     if not interfaces:
         parser.error("no interfaces: pass --interface PORT=IP/LEN,MAC (one per wire port)")
+    try:
+        routes = parse_routes(args.route, args.gateway)
+    except RoutingError as exc:
+        parser.error(str(exc))
     size = args.rx_ring_size
     if size < 2 or size & (size - 1):
         parser.error(f"--rx-ring-size {size} is not a power of two")
@@ -289,14 +302,29 @@ def parse_args(argv: list[str] | None = None) -> tuple[RuntimeConfig, str]:
         parser.error(f"--metrics-port must be 1..65535, got {args.metrics_port}")
     config = RuntimeConfig(
         grpc_addr=args.grpc_addr, device_id=args.device_id, p4info=args.p4info,
-        bmv2_json=args.bmv2_json, interfaces=interfaces, control_socket=args.control_socket,
+        bmv2_json=args.bmv2_json, interfaces=interfaces, routes=routes,
+        control_socket=args.control_socket,
         tcp=tcp, host_interface=args.host_interface, rto=rto, congestion=args.congestion,
         control=control, metrics_port=args.metrics_port, ecn=args.ecn == "on",
         sack=args.sack == "on",
         allowed_congestion=allowed, control_group=args.control_group,
         punt_rate_pps=args.punt_rate, syn_punt_rate_pps=args.syn_punt_rate,
         challenge_ack_pps=args.challenge_ack_rate)
+    try:
+        config.routing  # every gateway on one of our subnets, no prefix twice
+    except RoutingError as exc:
+        parser.error(str(exc))
     return config, args.log_level
+
+
+def parse_routes(triples: list[list[str]], gateway: str | None) -> tuple[Route, ...]:
+    """`--route PREFIX via GATEWAY` triples and `--gateway IP` as Routes."""
+    if gateway is not None:
+        triples = [*triples, [DEFAULT, "via", gateway]]
+    bad = [" ".join(t) for t in triples if t[1] != "via"]
+    if bad:
+        raise RoutingError(f"--route {bad[0]}: expected PREFIX via GATEWAY")
+    return tuple(Route.parse(prefix, gw) for prefix, _, gw in triples)
 
 
 def main(argv: list[str] | None = None) -> int:

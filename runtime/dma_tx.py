@@ -6,7 +6,7 @@ cannot take wait for it."""
 from __future__ import annotations
 
 from host_lib.rings import RingCorruptedError
-from nic_contract.nic_host_header import ChannelFlags, NicHostMessage, Opcode
+from nic_contract.nic_host_header import ChannelFlags, NicHostMessage, Opcode, tx_data
 from runtime import keepalive, pacing
 from runtime.dma_base import log
 from runtime.dma_sack import SackRecovery
@@ -94,9 +94,8 @@ class HostToNic(SackRecovery):
         payload = b"".join(pieces)
         for piece in pieces:
             piece.release()
-        message = NicHostMessage(Opcode.TX_DATA, channel.flow_id, channel.generation, flags,
-                                 position & (ring.size - 1), payload=payload,
-                                 aux=channel.stream_position(position))
+        message = tx_data(channel.flow_id, channel.generation, flags,
+                          position & (ring.size - 1), channel.stream_position(position), payload)
         if not self._send(message, channel):
             return False
         channel.counters.tx_frames += 1
@@ -126,9 +125,8 @@ class HostToNic(SackRecovery):
             return False
         channel.fin_sent = True
         position = channel.tx_high
-        message = NicHostMessage(Opcode.TX_DATA, channel.flow_id, channel.generation,
-                                 ChannelFlags.FIN, position & (channel.tx_ring.size - 1),
-                                 aux=channel.stream_position(position))
+        message = tx_data(channel.flow_id, channel.generation, ChannelFlags.FIN,
+                          position & (channel.tx_ring.size - 1), channel.stream_position(position))
         self._send(message, channel)
         return True
 
@@ -144,9 +142,9 @@ class HostToNic(SackRecovery):
     def _send_probe(self, channel: FlowChannel) -> None:
         """One garbage byte at snd_una - 1: old to the peer, which answers with an ACK."""
         position = channel.tx_acked - 1
-        message = NicHostMessage(Opcode.TX_DATA, channel.flow_id, channel.generation,
-                                 ChannelFlags.PROBE, position & (channel.tx_ring.size - 1),
-                                 payload=b"\0", aux=channel.stream_position(position))
+        message = tx_data(channel.flow_id, channel.generation, ChannelFlags.PROBE,
+                          position & (channel.tx_ring.size - 1), channel.stream_position(position),
+                          b"\0")
         self._send(message, channel)
 
     def _arm_keepalive_tick(self) -> None:

@@ -16,6 +16,7 @@ from runtime.connection_base import ConnectionControlBase
 from runtime.connections import Connection, EventSink, Listener
 from runtime.tcp_segments import TcpFlags, TcpOptions, TcpSegment
 from runtime.flow_install import DEFAULT_PEER_MSS
+from runtime.routing import NextHop
 from runtime.tcp_seq import MAX_UNSCALED_WINDOW, seq_add, seq_in_window
 from runtime.tcp_state import Event, State, TcpStateMachine
 
@@ -49,7 +50,7 @@ class Handshake(ConnectionControlBase):
         if listener.queue_full():
             self._send_cookie(listener, key, seg, iface)
             return
-        self.arp.learn(seg.src_ip, seg.src_mac)
+        self._learn_mac(seg, iface)
         conn = Connection(
             conn_id=self.table.next_id(), tuple=key, interface=iface, peer_mac=seg.src_mac,
             sm=TcpStateMachine.incoming(), iss=self.isns.isn(key), owner=listener.owner,
@@ -89,7 +90,7 @@ class Handshake(ConnectionControlBase):
             self.stats.bump("syn_backlog_drops")   # the peer retransmits; maybe room then
             return True
         self.stats.bump("syncookies_accepted")
-        self.arp.learn(seg.src_ip, seg.src_mac)
+        self._learn_mac(seg, iface)
         conn = Connection(
             conn_id=self.table.next_id(), tuple=key, interface=iface, peer_mac=seg.src_mac,
             sm=TcpStateMachine.incoming(), iss=iss, owner=listener.owner, listener=listener,
@@ -102,6 +103,11 @@ class Handshake(ConnectionControlBase):
         self.table.add(conn)
         self._on_segment_for(conn, seg)
         return True
+
+    def _learn_mac(self, seg: TcpSegment, iface: Interface) -> None:
+        """Remember an on-link peer's MAC (a routed peer's frames carry its gateway's)."""
+        if self.config.routing.on_link(seg.src_ip, iface):
+            self.arp.learn(seg.src_ip, seg.src_mac)
 
     def _take_peer_syn(self, conn: Connection, seg: TcpSegment) -> None:
         """Record the peer's ISN and options; scale/timestamps only if both sides do them."""
@@ -210,10 +216,8 @@ class Handshake(ConnectionControlBase):
                       local_ip: str | None, local_port: int | None, timeout_s: float,
                       congestion: str | None = None) -> int:
         """Start an active open; the outcome arrives as Connected or ConnectFailed."""
-        iface = self.config.interface_for_ip(local_ip) if local_ip else self.config.route(peer_ip)
-        if iface is None:
-            raise OSError(errno.ENETUNREACH, f"no interface reaches {peer_ip}"
-                          + (f" from {local_ip}" if local_ip else ""))
+        hop = self._next_hop(peer_ip, local_ip)
+        iface = hop.interface
         port = local_port or self.ports.allocate(iface.ip)
         if local_port:
             self.ports.reserve(iface.ip, local_port)
@@ -225,18 +229,33 @@ class Handshake(ConnectionControlBase):
         conn.window_shift = self.window_shift
         conn.timestamps = True
         self.table.add(conn)
-        asyncio.get_running_loop().create_task(self._resolve_and_syn(conn, timeout_s))
+        asyncio.get_running_loop().create_task(self._resolve_and_syn(conn, hop, timeout_s))
         return conn.conn_id
 
-    async def _resolve_and_syn(self, conn: Connection, timeout_s: float) -> None:
+    def _next_hop(self, peer_ip: str, local_ip: str | None) -> NextHop:
+        """The route to `peer_ip` (from our address `local_ip` if bound); ENETUNREACH: none."""
+        routing = self.config.routing
+        if local_ip:
+            iface = self.config.interface_for_ip(local_ip)
+            hop = routing.lookup(peer_ip, iface) if iface is not None else None
+        else:
+            hop = routing.lookup(peer_ip)
+        if hop is None:
+            raise OSError(errno.ENETUNREACH, f"no route to {peer_ip}"
+                          + (f" from {local_ip}" if local_ip else ""))
+        return hop
+
+    async def _resolve_and_syn(self, conn: Connection, hop: NextHop, timeout_s: float) -> None:
+        """ARP for the next hop (the gateway of a routed peer), then send the SYN."""
         iface = conn.interface
-        request = build_arp_request(iface.mac, iface.ip, conn.tuple.peer_ip)
+        request = build_arp_request(iface.mac, iface.ip, hop.ip)
         try:
             conn.peer_mac = await self.arp.resolve(
-                conn.tuple.peer_ip, lambda: self.datapath.send(request, iface.port),
+                hop.ip, lambda: self.datapath.send(request, iface.port),
                 timeout_s=min(timeout_s, self.tcp.arp_timeout_s))
         except ArpTimeout as exc:
-            self._fail(conn, errno.EHOSTUNREACH, str(exc))
+            via = f"{conn.tuple.peer_ip} via gateway: " if hop.gateway else ""
+            self._fail(conn, errno.EHOSTUNREACH, via + str(exc))
             return
         if conn.conn_id not in self.table.by_id:
             return  # closed while resolving

@@ -27,6 +27,8 @@ ports (see bmv2_env/README.md):
   255   CPU port       no veth: P4Runtime PacketIn/PacketOut on the gRPC connection
   up --peers: wire port i's peer side goes into namespace <prefix>n<i> with a Linux TCP peer,
         10.99.<i>.2/24; the p4tas side is 10.99.<i>.1, MAC 02:00:0a:63:<i hex>:01
+  up --routed: the peers also route to hosts in namespaces <prefix>r<i>, 10.98.<i>.2/24
+        (veth <prefix>b<i> in the peer <-> <prefix>b<i>p in the host)
 
 targets (see bmv2_env/README.md):
   bmv2  simple_switch_grpc, the P4 reference switch (the default when it is found)
@@ -49,6 +51,7 @@ examples:
   TARGET=soft p4tas-env up         # the same on the software fast path (softnic)
   p4tas-env targets                # which targets are there, which one is used
   p4tas-env up --peers --no-pipeline   # Linux peers in namespaces p4tn1, p4tn2
+  p4tas-env run --routed           # ... and hosts behind them (p4tr1: 10.98.1.2 via 10.99.1.2)
   p4tas-env status
   p4tas-env down                   # or: make clean-env
   p4tas-env ptf -- --test-case-timeout 60 test_receive   # extra arguments after -- go to ptf
@@ -105,6 +108,14 @@ def _add_common(parser: argparse.ArgumentParser, suppress: bool) -> None:
                         help="log what is done (-vv: debug)")
 
 
+def _add_routed(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--routed", action="store_true",
+                        help="(implies --peers) each peer also routes (ip_forward=1) to a Linux "
+                             "host in namespace <prefix>r<i> at 10.98.<i>.2/24; the runtime "
+                             "gets --route 10.98.<i>.0/24 via 10.99.<i>.2; the table goes to "
+                             "the state dir's routed.json")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The p4tas-env argument parser."""
     top_common = argparse.ArgumentParser(add_help=False)
@@ -129,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "02:00:0a:63:<i hex>:01), for end-to-end tests; the table goes to the "
                          "state dir's peers.json. Not for PTF, which needs the peer veths in "
                          "the root namespace")
+    _add_routed(up)
     run = sub.add_parser(
         "run", parents=[sub_common],
         help="the whole stack in the foreground: up --peers, the runtime daemon and the example "
@@ -147,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "the switch and runtime are left running (stop them with `make clean-env` "
                     "or `down`). Arguments after -- go to the runtime (see "
                     "`python -m runtime --help`).")
+    _add_routed(run)
     run.add_argument("--background", action="store_true",
                      help="bring up the switch, peers and runtime daemon, print what runs and "
                           "exit, leaving them running (no echo server)")
@@ -210,6 +223,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 
 def options(args: argparse.Namespace) -> env.EnvOptions:
     """EnvOptions from parsed arguments."""
+    routed = getattr(args, "routed", False)
     return env.EnvOptions(ports=args.ports, prefix=args.prefix, grpc_port=args.grpc_port,
                           log=args.log, pipeline=getattr(args, "pipeline", True),
-                          peers=getattr(args, "peers", False))
+                          peers=getattr(args, "peers", False) or routed, routed=routed)

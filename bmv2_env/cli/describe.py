@@ -12,6 +12,7 @@ from .. import echo_proc, env, runtime_proc, targets
 from ..echo_proc import EchoInfo
 from ..peers import Peer, PeerSet
 from ..portmap import DEFAULT_PREFIX, ROLE_CPU, PortMap
+from ..routed import RoutedHost
 from ..state import SWITCH_LOG
 from nic_contract.constants import ack_clone_sessions
 from nic_contract.pipeline import PipelineFiles
@@ -32,6 +33,22 @@ def peer_table(peer_set: PeerSet) -> str:
     rows = [("wire port", "namespace", "iface", "peer ip", "peer mac", "p4tas ip", "p4tas mac")]
     rows += [(str(p.wire_port), p.netns, p.ifname, p.peer_ip, p.peer_mac, p.local_ip, p.local_mac)
              for p in peer_set]
+    return _table(rows)
+
+
+def routed_lines(hosts: Sequence[RoutedHost]) -> list[str]:
+    """The routed hosts (up --routed) as a text table, after a blank line and a title."""
+    if not hosts:
+        return []
+    rows = [("wire port", "namespace", "iface", "host ip", "p4tas route")]
+    rows += [(str(h.wire_port), h.netns, h.ifname, h.ip, f"{h.subnet} via {h.gateway}")
+             for h in hosts]
+    return ["", "Linux hosts behind the peers (the peers route; the runtime has a route to each):",
+            _table(rows)]
+
+
+def _table(rows: list[tuple[str, ...]]) -> str:
+    """Rows as left-aligned columns, the first row the heading."""
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join(("  " + "  ".join(c.ljust(w) for c, w in zip(r, widths))).rstrip()
                      for r in rows)
@@ -81,6 +98,7 @@ def describe_up(result: env.UpResult) -> str:
         "",
         port_table(record.portmap),
         *(["", peer_table(result.peers)] if result.peers is not None else []),
+        *routed_lines(result.routed),
         "",
         f"Stop it with: {stop_hint(record.portmap.prefix)}",
     ])
@@ -142,7 +160,7 @@ def describe_run(result: env.UpResult, info: runtime_proc.RuntimeInfo) -> str:
     ]
     if peers is not None and len(peers):
         lines += ["", "Linux TCP peers (each in its namespace) and the p4tas address facing them:",
-                  peer_table(peers), "", "Try it (as root):",
+                  peer_table(peers), *routed_lines(result.routed), "", "Try it (as root):",
                   *try_it(peers.peers[0], info.control_socket)]
     lines += ["", f"Status: {status_hint(prefix)}",
               f"Stop it with: {stop_hint(prefix)}"]
@@ -197,7 +215,7 @@ def describe_foreground(result: env.UpResult, info: runtime_proc.RuntimeInfo,
     peers = result.peers
     if peers is not None and len(peers):
         lines += ["", "Linux TCP peers (each in its namespace) and the p4tas address facing them:",
-                  peer_table(peers)]
+                  peer_table(peers), *routed_lines(result.routed)]
     lines += ["", f"Talk to the echo server from the Linux peer in {echo.netns} (as root, in "
                   "another terminal; type lines, Ctrl-D ends):", *talk_command(echo)]
     if peers is not None and len(peers):

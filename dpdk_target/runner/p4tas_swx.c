@@ -3,11 +3,15 @@
  *
  *   p4tas-swx codegen SPEC OUT.c
  *       Turn a .spec into the C code of its pipeline library (DPDK's codegen).
- *   p4tas-swx run --lib LIB.so --control FD --cpu PORT:FD -i PORT@IFNAME ...
+ *   p4tas-swx run --lib LIB.so --control FD --cpu PORT:FD [--loopback PORT]
+ *                 [--clock REGARRAY] -i PORT@IFNAME ...
  *       Load the pipeline library and run it: each -i port is an AF_PACKET socket on IFNAME,
- *       the CPU port is the datagram socket FD (PacketIn/PacketOut frames), every other port
- *       id up to 255 is a null port (so ids are the P4Runtime port numbers). Control commands
- *       arrive as lines on the stream socket FD (control.c).
+ *       the CPU port is the datagram socket FD (PacketIn/PacketOut frames), the loopback port
+ *       sends what the pipeline sends it back into the pipeline (a ring), every other port id
+ *       up to 255 is a null port (so ids are the P4Runtime port numbers). Control commands
+ *       arrive as lines on the stream socket FD (control.c). Before each run the clock
+ *       register array's cell 0 gets the time in microseconds (PNA's DPDK target fills no
+ *       timestamp metadata).
  *
  * No hugepages, no PCI: EAL runs with --no-huge --no-pci and the ports are file descriptors,
  * which DPDK's fd port reads and writes one frame per read()/write(). The loop sleeps in poll()
@@ -19,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <arpa/inet.h>
@@ -44,9 +49,15 @@
 #define MAX_REAL_PORTS 32
 #define NULL_RING "NULL"          /* an empty ring the unused port ids read */
 
+#define LOOP_RING "LOOP"          /* the loopback port's ring */
+#define LOOP_RING_SIZE 4096
+
+#define SEND_TIMEOUT_S 2          /* a full socket buffer: wait this long, then drop */
+
 struct real_port {
 	uint32_t id;
-	int fd;
+	int fd;                  /* reads; -1: the loopback port */
+	int out_fd;              /* writes (blocking: a full buffer waits instead of dropping) */
 	const char *name;
 };
 
@@ -73,18 +84,24 @@ static int codegen(const char *spec_path, const char *out_path)
 	return 0;
 }
 
-/* A raw AF_PACKET socket on `ifname`, non-blocking, receiving every frame of that interface
- * but none this process sends on it (PACKET_IGNORE_OUTGOING). */
-static int open_packet_socket(const char *ifname)
+/* A raw AF_PACKET socket on `ifname`. The reader is non-blocking and receives every frame of
+ * the interface but none this process sends (PACKET_IGNORE_OUTGOING); the writer (protocol 0:
+ * it receives nothing) blocks up to SEND_TIMEOUT_S on a full buffer, because frames the host
+ * port carries were acknowledged to the peer already and must not be dropped. */
+static int open_packet_socket(const char *ifname, int writer)
 {
-	struct sockaddr_ll addr = { .sll_family = AF_PACKET, .sll_protocol = htons(ETH_P_ALL) };
-	int one = 1, fd = socket(AF_PACKET, SOCK_RAW | SOCK_NONBLOCK, htons(ETH_P_ALL));
+	struct sockaddr_ll addr = { .sll_family = AF_PACKET,
+				    .sll_protocol = writer ? 0 : htons(ETH_P_ALL) };
+	struct timeval timeout = { .tv_sec = SEND_TIMEOUT_S };
+	int one = 1, fd = socket(AF_PACKET, SOCK_RAW | (writer ? 0 : SOCK_NONBLOCK),
+				 writer ? 0 : htons(ETH_P_ALL));
 
 	if (fd < 0)
 		return -1;
 	addr.sll_ifindex = if_nametoindex(ifname);
 	if (!addr.sll_ifindex || bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0 ||
-	    setsockopt(fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, &one, sizeof(one)) < 0) {
+	    (writer ? setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof(timeout))
+		    : setsockopt(fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, &one, sizeof(one))) < 0) {
 		close(fd);
 		return -1;
 	}
@@ -102,17 +119,22 @@ static FILE *iospec(const struct real_port *ports, int n_ports)
 
 	fprintf(f, "mirroring slots 4 sessions 64\n");
 	for (id = 0; id < N_PORTS; id++) {
-		int fd = -1, i;
+		int fd = -2, out_fd = -2, i;
 
 		for (i = 0; i < n_ports; i++)
-			if (ports[i].id == id)
+			if (ports[i].id == id) {
 				fd = ports[i].fd;
-		if (fd < 0) {
+				out_fd = ports[i].out_fd;
+			}
+		if (fd == -1) {
+			fprintf(f, "port in %u ring " LOOP_RING " bsz 32\n", id);
+			fprintf(f, "port out %u ring " LOOP_RING " bsz 1\n", id);
+		} else if (fd < 0) {
 			fprintf(f, "port in %u ring " NULL_RING " bsz 1\n", id);
 			fprintf(f, "port out %u sink file none\n", id);
 		} else {
 			fprintf(f, "port in %u fd %d mtu %d mempool MEMPOOL0 bsz 32\n", id, fd, MTU);
-			fprintf(f, "port out %u fd %d bsz 1\n", id, fd);
+			fprintf(f, "port out %u fd %d bsz 1\n", id, out_fd);
 		}
 	}
 	fclose(f);
@@ -142,19 +164,30 @@ static uint64_t packets_in(struct rte_swx_pipeline *p, const struct real_port *p
 }
 
 /* Run the pipeline; serve control commands between runs; sleep in poll() when idle. */
+static uint64_t now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
 static int run_loop(struct rte_swx_pipeline *p, struct control *ctl,
-		    const struct real_port *ports, int n_ports)
+		    const struct real_port *ports, int n_ports, const char *clock)
 {
 	struct pollfd pfds[MAX_REAL_PORTS + 1];
 	uint64_t seen = 0;
-	int idle = 0, i;
+	int idle = 0, n_fds = 0, i;
 
 	for (i = 0; i < n_ports; i++)
-		pfds[i] = (struct pollfd){ .fd = ports[i].fd, .events = POLLIN };
-	pfds[n_ports] = (struct pollfd){ .fd = control_fd(ctl), .events = POLLIN };
+		if (ports[i].fd >= 0)
+			pfds[n_fds++] = (struct pollfd){ .fd = ports[i].fd, .events = POLLIN };
+	pfds[n_fds] = (struct pollfd){ .fd = control_fd(ctl), .events = POLLIN };
 	for (;;) {
 		uint64_t now;
 
+		if (clock)
+			rte_swx_ctl_pipeline_regarray_write(p, clock, 0, now_us());
 		rte_swx_pipeline_run(p, RUN_INSTRUCTIONS);
 		now = packets_in(p, ports, n_ports);
 		idle = now == seen ? idle + 1 : 0;
@@ -165,9 +198,9 @@ static int run_loop(struct rte_swx_pipeline *p, struct control *ctl,
 			continue;
 		}
 		rte_swx_pipeline_flush(p);
-		if (poll(pfds, n_ports + 1, -1) < 0 && errno != EINTR)
+		if (poll(pfds, n_fds + 1, -1) < 0 && errno != EINTR)
 			return 1;
-		if (pfds[n_ports].revents && control_serve(ctl) < 0)
+		if (pfds[n_fds].revents && control_serve(ctl) < 0)
 			return 0;   /* the target closed the control socket: stop */
 		idle = 0;
 	}
@@ -178,17 +211,17 @@ static int parse_port(const char *text, struct real_port *port)
 	char *end;
 	unsigned long id = strtoul(text, &end, 10);
 
-	if ((*end != '@' && *end != ':') || id >= N_PORTS || end == text)
+	if ((*end != '@' && *end != ':' && *end) || id >= N_PORTS || end == text)
 		return -1;
 	port->id = id;
-	port->name = end + 1;
+	port->name = *end ? end + 1 : end;
 	return 0;
 }
 
 static int run(int argc, char **argv)
 {
 	struct real_port ports[MAX_REAL_PORTS];
-	const char *lib = NULL;
+	const char *lib = NULL, *clock = NULL;
 	int n_ports = 0, control = -1, i;
 	struct rte_swx_pipeline *p = NULL;
 	struct control *ctl;
@@ -199,13 +232,21 @@ static int run(int argc, char **argv)
 
 		if (!strcmp(argv[i], "--lib")) {
 			lib = argv[i + 1];
+		} else if (!strcmp(argv[i], "--clock")) {
+			clock = argv[i + 1];
+		} else if (!strcmp(argv[i], "--loopback") && n_ports < MAX_REAL_PORTS &&
+			   !parse_port(argv[i + 1], port)) {
+			port->fd = port->out_fd = -1;
+			n_ports++;
 		} else if (!strcmp(argv[i], "--control")) {
 			control = atoi(argv[i + 1]);
 		} else if ((!strcmp(argv[i], "-i") || !strcmp(argv[i], "--cpu")) &&
 			   n_ports < MAX_REAL_PORTS && !parse_port(argv[i + 1], port)) {
-			port->fd = argv[i][1] == 'i' ? open_packet_socket(port->name)
-						     : atoi(port->name);
-			if (port->fd < 0) {
+			int is_cpu = argv[i][1] == '-';
+
+			port->fd = is_cpu ? atoi(port->name) : open_packet_socket(port->name, 0);
+			port->out_fd = is_cpu ? port->fd : open_packet_socket(port->name, 1);
+			if (port->fd < 0 || port->out_fd < 0) {
 				fprintf(stderr, "p4tas-swx: port %s: %s\n", argv[i + 1],
 					strerror(errno));
 				return 1;
@@ -227,7 +268,9 @@ static int run(int argc, char **argv)
 			rte_strerror(rte_errno));
 		return 1;
 	}
-	if (!rte_ring_create(NULL_RING, 64, SOCKET_ID_ANY, 0))
+	if (!rte_ring_create(NULL_RING, 64, SOCKET_ID_ANY, 0) ||
+	    !rte_ring_create(LOOP_RING, LOOP_RING_SIZE, SOCKET_ID_ANY,
+			     RING_F_SP_ENQ | RING_F_SC_DEQ))
 		return 1;
 	io = iospec(ports, n_ports);
 	if (rte_swx_pipeline_build_from_lib(&p, "p4tas", lib, io, 0) || !p) {
@@ -240,7 +283,7 @@ static int run(int argc, char **argv)
 		return 1;
 	printf("p4tas-swx: running %s on %d ports\n", lib, n_ports);
 	fflush(stdout);
-	return run_loop(p, ctl, ports, n_ports);
+	return run_loop(p, ctl, ports, n_ports, clock);
 }
 
 int main(int argc, char **argv)

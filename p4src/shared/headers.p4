@@ -98,7 +98,9 @@ header tcp_sack_block_h {
  *   bytes 8-11  offset    ring offset of the first payload byte (RX_DATA, TX_DATA), or the
  *                         cumulative ACK sequence number (TX_ACKED, RETRANSMIT)
  *   bytes 12-13 length    payload bytes that follow this header (RX_DATA, TX_DATA)
- *   bytes 14-15 window    the peer's raw (unscaled) TCP window (TX_ACKED, RETRANSMIT)
+ *   bytes 14-15 window    the peer's raw (unscaled) TCP window (TX_ACKED, RETRANSMIT); the
+ *                         payload's 16-bit one's-complement sum (TX_DATA: for a target whose
+ *                         checksum covers header fields only, PNA on DPDK; v1model ignores it)
  *   bytes 16-19 count     bytes the application consumed (RX_CONSUMED), bytes newly
  *                         acknowledged (TX_ACKED, RX_DATA)
  *   bytes 20-23 aux       RTT sample in microseconds, 0 = none (TX_ACKED, RX_DATA), or with flag

@@ -120,6 +120,13 @@ class Program:
                                                         _register_bitwidth(r))
         return state
 
+    def commit(self) -> None:
+        """A Write's updates were applied (a target that stages them applies them here)."""
+
+    def before_read(self, state: SwitchState) -> None:
+        """A Read is about to read `state` (a target whose counters live elsewhere fetches
+        them here)."""
+
     def default_actions(self, bmv2_json: bytes) -> DefaultActions:
         """Each table's default action from a bmv2 JSON's "default_entry"s; ConfigError if
         the JSON is not one of this program."""

@@ -53,16 +53,22 @@ class Dataplane(Protocol):
         the CPU port."""
 
 
+def load_p4info(path: Path) -> p4info_pb2.P4Info:
+    """The P4Info of a text file."""
+    return text_format.Parse(Path(path).read_text(encoding="utf-8"), p4info_pb2.P4Info())
+
+
 class P4RuntimeServer:
     """P4Runtime server of one device whose pipeline is the program of `p4info_path`."""
 
     def __init__(self, address: str, device_id: int, cpu_port: int, dataplane: Dataplane,
-                 p4info_path: Path = P4INFO, bmv2_json_path: Path = BMV2_JSON) -> None:
+                 p4info_path: Path = P4INFO, bmv2_json_path: Path = BMV2_JSON,
+                 program: Program | None = None) -> None:
+        """`program`: where the P4 objects live (default: softnic's Python state, from the
+        P4Info at `p4info_path`); `bmv2_json_path`: the device config the target runs."""
         self.address, self.device_id, self.cpu_port = address, device_id, cpu_port
         self._dataplane = dataplane
-        p4info = text_format.Parse(Path(p4info_path).read_text(encoding="utf-8"),
-                                   p4info_pb2.P4Info())
-        self._program = Program(p4info)
+        self._program = program or Program(load_p4info(p4info_path))
         self._lock = threading.RLock()          # pipeline and P4 object state
         self._pipeline = PipelineConfig(self._program, Path(bmv2_json_path).read_bytes(),
                                         dataplane.load, self._lock)
@@ -162,6 +168,7 @@ class P4RuntimeServer:
                 raise RpcFailure(Code.UNIMPLEMENTED,
                                  "Support for atomic write modes has not been implemented yet")
             errors = [writer.apply(update) for update in request.updates]
+            self._program.commit()
         failed = [e for e in errors if e is not None]
         if failed:
             raise WriteFailure(errors, len(failed))
@@ -173,7 +180,9 @@ class P4RuntimeServer:
         try:
             check_device(request.device_id, self.device_id)
             with self._lock:
-                reader = Reader(self._program, self._pipeline.need_loaded())
+                loaded = self._pipeline.need_loaded()
+                self._program.before_read(loaded.state)
+                reader = Reader(self._program, loaded)
                 for entity in request.entities:
                     reader.read(entity, out)
         except RpcFailure as err:

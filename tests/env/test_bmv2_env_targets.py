@@ -68,15 +68,16 @@ def test_target_env_var_parsing(value: str | None, name: str | None) -> None:
 
 @pytest.mark.parametrize("value", ["tofino", "bmv", "soft,bmv2", "1"])
 def test_unknown_target_is_an_error(value: str) -> None:
-    with pytest.raises(ValueError, match=f"TARGET={value} is not a target: use TARGET=bmv2 or "
-                                         "TARGET=soft"):
+    with pytest.raises(ValueError, match=f"TARGET={value} is not a target: use TARGET=bmv2, "
+                                         "TARGET=soft or TARGET=dpdk"):
         targets.select({"TARGET": value})
 
 
 def test_get_by_name() -> None:
     assert targets.get("bmv2") is BMV2_TARGET and targets.get("soft") is SOFT_TARGET
-    assert targets.NAMES == ("bmv2", "soft")
-    with pytest.raises(ValueError, match="unknown target 'x': the targets are bmv2 and soft"):
+    assert targets.get("dpdk") is targets.DPDK_TARGET_
+    assert targets.NAMES == ("bmv2", "soft", "dpdk")
+    with pytest.raises(ValueError, match="unknown target 'x': the targets are bmv2, soft, dpdk"):
         targets.get("x")
 
 
@@ -252,7 +253,8 @@ def test_cli_targets_lists_and_selects(bmv2_found: Path, softnic_there: Path,
     assert out[0] == f"target: bmv2 (simple_switch_grpc at {bmv2_found}; default)"
     assert out[1] == f"  bmv2  the P4 reference switch: {bmv2_found}"
     assert out[2] == f"  soft  software fast path: {sys.executable} -m softnic"
-    assert out[3] == "make test runs: bmv2 soft"
+    assert out[3].startswith("  dpdk  the PNA program on DPDK's SWX pipeline: ")
+    assert out[4] == "make test runs: bmv2 soft"   # dpdk is not in the suite yet
     assert p4tas_env(["targets", "--tested"]) == 0
     assert capsys.readouterr().out == "bmv2 soft\n"
 

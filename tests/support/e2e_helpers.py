@@ -355,10 +355,10 @@ def p4tas_echo(conn, bufsize: int) -> tuple[int, str]:
     return total, digest.hexdigest()
 
 
-def host_lib_stack(tmp_path_factory, runtime_args: list[str]):
+def host_lib_stack(tmp_path_factory, runtime_args: list[str], routed: bool = False):
     """Body of a module fixture: the stack (tests.support.stack) with this process's host_lib session
     pointed at its runtime, closed again afterwards."""
-    gen = stack_fixture(tmp_path_factory, runtime_args)
+    gen = stack_fixture(tmp_path_factory, runtime_args, routed)
     stack = next(gen)
     os.environ[CONTROL_SOCKET_ENV] = str(stack.socket_path)
     try:

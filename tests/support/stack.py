@@ -18,6 +18,7 @@ import pytest
 
 from bmv2_env import env, runtime_proc, system_deps, targets
 from bmv2_env.peers import Peer, popen_in
+from bmv2_env.routed import RoutedHost
 from nic_contract.pipeline import PipelineFiles
 from bmv2_env.runtime_proc import RuntimeInfo
 from bmv2_env.state import RUNTIME_LOG, state_dir
@@ -61,6 +62,7 @@ class Stack:
     socket_path: Path
     grpc_addr: str
     runtime: RuntimeInfo  # pid, log_path, ready_line (bmv2_env.runtime_proc)
+    routed: RoutedHost | None = None  # the host behind the peer (stack_fixture routed=True)
 
     @property
     def runtime_log(self) -> list[str]:
@@ -93,8 +95,10 @@ class Stack:
                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def stack_fixture(tmp_path_factory: pytest.TempPathFactory, runtime_args: list[str]):
-    """Generator body of a pytest fixture yielding a Stack.
+def stack_fixture(tmp_path_factory: pytest.TempPathFactory, runtime_args: list[str],
+                  routed: bool = False):
+    """Generator body of a pytest fixture yielding a Stack; `routed`: the peer routes to a
+    host behind it (bmv2_env.routed) and the runtime has a route to it.
 
     The environment and the runtime daemon (bmv2_env.runtime_proc, the same code as `make run`)
     are started for real; `env.down` stops the daemon, the switch and the peers afterwards.
@@ -105,10 +109,11 @@ def stack_fixture(tmp_path_factory: pytest.TempPathFactory, runtime_args: list[s
         pytest.skip(reason)
     try:
         result = env.up(env.EnvOptions(ports=1, prefix=PREFIX, peers=True,
-                                       target=target().name))
+                                       target=target().name, routed=routed))
         info = runtime_proc.start(result.state_dir, result.record.grpc_addr, runtime_args,
                                   timeout=READY_TIMEOUT)
-        yield Stack(result.peers.peer(1), info.control_socket, info.grpc_addr, info)
+        yield Stack(result.peers.peer(1), info.control_socket, info.grpc_addr, info,
+                    result.routed[0] if routed else None)
     finally:
         env.down(PREFIX, keep_logs=True)  # stops the runtime first; a no-op for what was never started
         _keep_runtime_log(tmp_path_factory)

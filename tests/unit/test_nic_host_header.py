@@ -1,10 +1,12 @@
 """The NIC<->host channel codec: round trips and clear errors for malformed frames."""
 
+import random
+
 import pytest
 
 from nic_contract.constants import ETHERTYPE_NIC_HOST
 from nic_contract.nic_host_header import (HEADER_BYTES, FrameError, NicHostMessage, Opcode, ChannelFlags,
-                                     decode)
+                                     decode, payload_sum, tx_data)
 
 
 def test_rx_data_round_trip() -> None:
@@ -69,3 +71,23 @@ def test_tx_acked_carries_the_peer_window() -> None:
 def test_oversized_payload_refused() -> None:
     with pytest.raises(FrameError, match="does not fit the 16-bit length"):
         NicHostMessage(Opcode.RX_DATA, 1, 1, payload=b"x" * 70000).encode()
+
+
+def _reference_sum(data: bytes) -> int:
+    """RFC 1071's loop: 16-bit big-endian words, end-around carry."""
+    if len(data) % 2:
+        data += b"\0"
+    total = 0
+    for i in range(0, len(data), 2):
+        total += (data[i] << 8) | data[i + 1]
+        total = (total & 0xFFFF) + (total >> 16)
+    return total
+
+
+@pytest.mark.parametrize("size", [0, 1, 2, 3, 57, 1448, 1449, 9000])
+def test_tx_data_carries_its_payloads_ones_complement_sum(size: int) -> None:
+    rng = random.Random(size)
+    for payload in (rng.randbytes(size), b"\xff" * size, b"\0" * size):
+        message = tx_data(7, 1, ChannelFlags.NONE, 0, 0, payload)
+        assert message.window == payload_sum(payload) == _reference_sum(payload)
+        assert decode(message.encode()).window == message.window

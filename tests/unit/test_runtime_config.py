@@ -31,8 +31,8 @@ def test_args_and_routes(tmp_path: Path) -> None:
                                 "--interface", "2=10.99.2.1/24,02:00:0a:63:02:01",
                                 "--rx-ring-size", "65536", "--log-level", "DEBUG"])
     assert level == "DEBUG" and config.tcp.rx_ring_size == 65536
-    assert config.route("10.99.2.7").port == 2
-    assert config.route("192.0.2.1") is None
+    assert config.routing.lookup("10.99.2.7").interface.port == 2
+    assert config.routing.lookup("192.0.2.1") is None
     assert config.interface_for_port(1).ip == "10.99.1.1"
 
 

@@ -1,0 +1,61 @@
+"""The dpdk target's side of the P4Runtime server: a committed pipeline resets the runner's
+pipeline state; PacketOuts go to the runner's CPU port and its PacketIns to the server."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+from dpdk_target.names import SpecNames
+from dpdk_target.runner_control import Runner
+from dpdk_target.switch_state import DpdkMeter, DpdkTable, StagedCommands
+from nic_contract.constants import ACK_LOOPBACK_PORT, ACK_MIRROR_SESSION, ACK_MIRROR_TRUNCATE
+from softnic.state import SwitchState
+
+log = logging.getLogger(__name__)
+
+
+class DpdkDataplane:
+    """Owns the runner's pipeline state on behalf of the server (softnic's Dataplane
+    protocol: load, packet_out)."""
+
+    def __init__(self, runner: Runner, names: SpecNames, staged: StagedCommands,
+                 clock_register: str | None) -> None:
+        self.runner, self.names, self.staged = runner, names, staged
+        self.clock_register = clock_register
+        self._state: SwitchState | None = None
+
+    def load(self, state: SwitchState) -> None:
+        """A pipeline was committed: the SWX pipeline starts over as a freshly loaded one
+        would (no entries, initial defaults, zeroed registers, unconfigured meters)."""
+        commands = []
+        if self._state is not None:
+            for table in {id(t): t for t in self._state.tables.values()}.values():
+                assert isinstance(table, DpdkTable)
+                commands += [f"table_delete {table.spec_name} match "
+                             + " ".join(f"0x{v:x}" for v in key) for key in table.entries]
+            for meter in self._state.meters.values():
+                assert isinstance(meter, DpdkMeter)
+                commands += [f"meter_reset {meter.spec_name} {i}" for i in meter.configs]
+        for table in {id(t): t for t in state.tables.values()}.values():
+            assert isinstance(table, DpdkTable)
+            table.stage_default()
+        commands += [f"reg_fill {name} 0" for name in self.names.regarrays
+                     if name != self.clock_register]
+        commands.append(f"mirror {ACK_MIRROR_SESSION} {ACK_LOOPBACK_PORT} {ACK_MIRROR_TRUNCATE}")
+        self.staged.commands[:0] = commands
+        self.staged.flush()
+        self._state = state
+
+    def packet_out(self, frame: bytes) -> None:
+        """A PacketOut (packet_out header + frame) into the pipeline from the CPU port."""
+        self.runner.packet_out(frame)
+
+    def pump_packet_ins(self, sink: Callable[[bytes], None], stop: threading.Event) -> None:
+        """Hand every frame the pipeline sends to the CPU port to `sink` until stopped."""
+        while not stop.is_set():
+            frame = self.runner.packet_in()
+            if not frame:
+                return
+            sink(frame)
