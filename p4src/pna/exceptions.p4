@@ -14,8 +14,10 @@ control Exceptions(inout pna_headers_t hdr, inout pna_metadata_t meta) {
     action punt(bit<8> reason) { meta.punt_reason = reason; }
     action drop(bit<8> reason) { meta.drop_reason = reason; }
 
-    /* The ones'-complement sum of a correct header, checksum included, complements to 0.
-     * Summed in 16-bit words: DPDK's checksum instruction takes each item as whole words. */
+    /* The ones'-complement sum of a correct header, checksum included, complements to 0,
+     * which DPDK's checksum instruction returns as 0xFFFF (it never yields 0, as UDP wants;
+     * IPV4_CHECKSUM_OK). Summed in 16-bit words: the instruction takes each item as whole
+     * words. */
     action check_ipv4_checksum() {
         ipv4_checksum.clear();
         ipv4_checksum.add({ hdr.ipv4.version ++ hdr.ipv4.ihl ++ hdr.ipv4.dscp ++ hdr.ipv4.ecn,
@@ -55,7 +57,7 @@ control Exceptions(inout pna_headers_t hdr, inout pna_metadata_t meta) {
             check_ipv4_checksum();
             if (hdr.ipv4.total_len < IPV4_HDR_BYTES + tcp_hdr_len) {
                 punt(REASON_BAD_LENGTH);
-            } else if (ipv4_residue != 0) {
+            } else if (ipv4_residue != IPV4_CHECKSUM_OK) {
                 punt(REASON_BAD_IPV4_CHECKSUM);
             } else if ((hdr.tcp.flags & (TCP_SYN | TCP_ACK)) == (TCP_SYN | TCP_ACK)) {
                 punt(REASON_SYN_ACK);

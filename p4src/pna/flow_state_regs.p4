@@ -20,23 +20,26 @@ Register<bit<64>, flow_id_t>(MAX_FLOWS) flow_ack_state;
 
 control LoadFlowState(inout pna_metadata_t meta) {
     apply {
+        /* Each register is unpacked right after it is read: p4c-dpdk keeps every local in
+         * metadata, which DPDK addresses in 256 bytes only (dpdk_spec_fixups.py), so only
+         * one 64-bit word is live at a time. */
         bit<32> gen_flags = flow_gen_flags.read(meta.flow_id);
-        bit<64> rcv = flow_rcv_window.read(meta.flow_id);
-        bit<64> snd = flow_snd_seq.read(meta.flow_id);
-        bit<64> ts = flow_ts_recent.read(meta.flow_id);
-        bit<64> ack = flow_ack_state.read(meta.flow_id);
         meta.dyn.gen = gen_flags[31:16];
         meta.dyn.fin_sent = gen_flags[15:15];
         meta.dyn.ooo_active = gen_flags[14:14];
         meta.dyn.ece_echo = gen_flags[13:13];
         meta.dyn.rtt_pending = gen_flags[12:12];
+        bit<64> rcv = flow_rcv_window.read(meta.flow_id);
         meta.dyn.rcv_nxt = rcv[63:32];
         meta.dyn.rx_free = rcv[31:0];
+        bit<64> snd = flow_snd_seq.read(meta.flow_id);
         meta.dyn.snd_nxt = snd[63:32];
         meta.dyn.snd_una = snd[31:0];
+        bit<64> ts = flow_ts_recent.read(meta.flow_id);
         meta.dyn.ts_recent = ts[63:32];
         meta.dyn.ts_recent_epoch = ts[31:19];
         meta.dyn.ts_recent_valid = ts[18:18];
+        bit<64> ack = flow_ack_state.read(meta.flow_id);
         meta.dyn.recover = ack[63:32];
         meta.dyn.peer_window = ack[31:16];
         meta.dyn.dupacks = ack[15:8];

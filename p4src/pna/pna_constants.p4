@@ -38,6 +38,12 @@ const bit<8> NIC_HOST_OP_ACK_REQUEST = 0x80;
 const bit<8> ACK_REQUEST_FLAG_TIMESTAMPS = 0x01;
 const bit<8> ACK_REQUEST_FLAG_SACK = 0x02;
 
+/* ---- Checksums ------------------------------------------------------------------------- */
+/* InternetChecksum.get() over a correct IPv4 header, checksum included: DPDK's ckadd turns a
+ * resulting 0 into 0xFFFF (the same number in one's complement), so a correct header reads as
+ * 0xFFFF, never 0. (An all-zero header is the only other way to get 0xFFFF.) */
+const bit<16> IPV4_CHECKSUM_OK = 0xFFFF;
+
 /* ---- Meters ---------------------------------------------------------------------------- */
 /* p4c-dpdk encodes PNA_MeterColor_t in declaration order (RED 0, GREEN 1, YELLOW 2); its
  * remapping to DPDK's colours exists for PSA_MeterColor_t only. DPDK's meter returns GREEN 0,
