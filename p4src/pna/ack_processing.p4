@@ -61,9 +61,10 @@ control AckProcessing(in pna_headers_t hdr, inout pna_metadata_t meta) {
             }
             dupack_counter.count(meta.flow_id);
             /* snd_una after recover: 1 <= snd_una - recover < 2^31, wrap-safe. */
-            if (meta.dyn.dupacks == DUPACK_THRESHOLD
-                    && meta.dyn.snd_una - meta.dyn.recover - 1 < 0x7FFFFFFF) {
-                start_fast_retransmit();
+            if (meta.dyn.dupacks == DUPACK_THRESHOLD) {   /* (nested: p4c-dpdk miscompiles < and > inside &&, p4c_dpdk_checks.py) */
+                if (meta.dyn.snd_una - meta.dyn.recover - 1 < 0x7FFFFFFF) {
+                    start_fast_retransmit();
+                }
             }
         } else if (meta.payload_len == 0
                    && (hdr.tcp.window != meta.dyn.peer_window || hdr.tcp.window == 0

@@ -37,7 +37,12 @@ control ReturnRxSpace(inout pna_headers_t hdr, inout pna_metadata_t meta) {
             if (threshold > WINDOW_UPDATE_BYTES) {
                 threshold = WINDOW_UPDATE_BYTES;
             }
-            meta.window_reopened = before < threshold && meta.dyn.rx_free >= threshold;
+            meta.window_reopened = false;   /* (nested: p4c-dpdk miscompiles < and > inside &&, p4c_dpdk_checks.py) */
+            if (before < threshold) {
+                if (meta.dyn.rx_free >= threshold) {
+                    meta.window_reopened = true;
+                }
+            }
         }
     }
 }

@@ -82,8 +82,10 @@ control Receive(inout pna_headers_t hdr, inout pna_metadata_t meta) {
             /* Below rcv_nxt: a zero-window probe (Linux sends rcv_nxt - 1, no data). It must
              * be answered (RFC 9293 3.10.7.4), or the peer never learns that the window
              * reopened. */
-            if (meta.dyn.rcv_nxt - hdr.tcp.seq_no - 1 < 0x7FFFFFFF && !meta.reinjected) {
-                send_ack(false);
+            if (meta.dyn.rcv_nxt - hdr.tcp.seq_no - 1 < 0x7FFFFFFF) {   /* (nested: p4c-dpdk miscompiles < and > inside &&, p4c_dpdk_checks.py) */
+                if (!meta.reinjected) {
+                    send_ack(false);
+                }
             }
         } else {
             bool ce = hdr.ipv4.ecn == ECN_CE;
@@ -117,15 +119,36 @@ control Receive(inout pna_headers_t hdr, inout pna_metadata_t meta) {
              * order. Only if it ends at or before the out-of-order interval: one reaching
              * into the interval stays dropped as old data (and ACKed), so the host never
              * writes over placed bytes; the peer resends from rcv_nxt. */
-            bool overlap = ahead >= 0x80000000 && behind < len
-                           && (ooo_len == 0 || ooo_start - (seq + len) < 0x80000000);
-            bool in_order = ahead == 0 || overlap;
+            /* The conditions below are flags set in nested ifs: p4c-dpdk miscompiles < and >
+             * inside && (p4c_dpdk_checks.py), and would propagate a boolean expression back. */
+            bool ahead_of_rcv_nxt = false;
+            if (ahead < 0x80000000) {
+                ahead_of_rcv_nxt = true;
+            }
+            bool overlap = false;
+            if (!ahead_of_rcv_nxt) {
+                if (behind < len) {
+                    if (ooo_len == 0 || ooo_start - (seq + len) < 0x80000000) {
+                        overlap = true;
+                    }
+                }
+            }
+            bool in_order = overlap;
+            if (ahead == 0) {
+                in_order = true;
+            }
             bit<32> fresh = overlap ? len - behind : len;
 
             if (in_order && fresh <= meta.dyn.rx_free) {
                 deliver_in_order(overlap ? flags | NIC_HOST_FLAG_TRIM : flags, seq, fresh);
                 /* Reached (or overran) the interval: all of it is in order now. */
-                if (ooo_len != 0 && meta.dyn.rcv_nxt - ooo_start < 0x80000000) {
+                bool reached = false;   /* (nested: p4c-dpdk miscompiles < and > inside &&, p4c_dpdk_checks.py) */
+                if (ooo_len != 0) {
+                    if (meta.dyn.rcv_nxt - ooo_start < 0x80000000) {
+                        reached = true;
+                    }
+                }
+                if (reached) {
                     bit<32> rest = ooo_start + ooo_len - meta.dyn.rcv_nxt;
                     if (rest >= 0x80000000) {
                         rest = 0;   /* this segment covered the whole interval */
@@ -138,7 +161,7 @@ control Receive(inout pna_headers_t hdr, inout pna_metadata_t meta) {
                 }
             } else if (in_order) {
                 meta.drop_reason = DROP_NO_RX_SPACE;
-            } else if (ahead < 0x80000000 && ahead + len <= meta.dyn.rx_free
+            } else if (ahead_of_rcv_nxt && ahead + len <= meta.dyn.rx_free
                        && (ooo_len == 0 || seq == ooo_start + ooo_len || seq + len == ooo_start)) {
                 if (ooo_len == 0 || seq + len == ooo_start) {
                     ooo_start = seq;   /* a new interval, or one that grows at its front */
@@ -146,7 +169,7 @@ control Receive(inout pna_headers_t hdr, inout pna_metadata_t meta) {
                 ooo_len = ooo_len + len;
                 ooo_changed = true;
                 to_host(flags | NIC_HOST_FLAG_OOO, seq);
-            } else if (ahead < 0x80000000) {
+            } else if (ahead_of_rcv_nxt) {
                 meta.drop_reason = DROP_OUT_OF_ORDER;
             } else {
                 meta.drop_reason = DROP_OLD_DATA;

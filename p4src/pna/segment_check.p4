@@ -1,6 +1,7 @@
 /* p4tas PNA: as v1model/segment_check.p4, with the conditions spelled as nested ifs: p4c-dpdk
  * miscompiles a local used twice in one boolean expression (`ahead == 0 || ahead < x`
- * becomes a subtraction of a bool from itself, which it then rejects). */
+ * becomes a subtraction of a bool from itself, which it then rejects), and a < or > inside
+ * && (it takes the true branch when the comparison fails). */
 /* p4tas: is a segment of a known flow acceptable? (RFC 9293 3.10.7.4, RFC 5961 5.2)
  * Checked before its ACK field is used, so that a blind attacker who guesses a plausible ACK
  * cannot move snd_una (freeing TX data the peer never got) without also hitting the receive
@@ -25,8 +26,10 @@ control SegmentCheck(in pna_headers_t hdr, inout pna_metadata_t meta) {
             meta.seq_acceptable = true;
         } else if (ahead < meta.dyn.rx_free) {
             meta.seq_acceptable = true;
-        } else if (meta.payload_len != 0 && last < meta.dyn.rx_free) {
-            meta.seq_acceptable = true;
+        } else if (meta.payload_len != 0) {
+            if (last < meta.dyn.rx_free) {
+                meta.seq_acceptable = true;
+            }
         }
         bit<32> behind = meta.dyn.snd_una - hdr.tcp.ack_no;
         bit<32> max_window = TCP_MAX_WINDOW << meta.flow.peer_window_shift;

@@ -22,24 +22,31 @@ control TimestampCheck(in pna_headers_t hdr, inout pna_metadata_t meta) {
             return;
         }
         bit<13> epoch = meta.now_us[47:TS_EPOCH_SHIFT];
-        if (meta.dyn.ts_recent_valid == 1
-                && epoch - meta.dyn.ts_recent_epoch > TS_RECENT_MAX_IDLE_EPOCHS) {
-            meta.dyn.ts_recent_valid = 0;
+        if (meta.dyn.ts_recent_valid == 1) {   /* (nested: p4c-dpdk miscompiles < and > inside &&, p4c_dpdk_checks.py) */
+            if (epoch - meta.dyn.ts_recent_epoch > TS_RECENT_MAX_IDLE_EPOCHS) {
+                meta.dyn.ts_recent_valid = 0;
+            }
         }
         bit<32> tsval = hdr.tcp_ts.tsval;
         /* "Older" in wrapping 32-bit space: 0 < TS.Recent - TSval < 2^31. */
-        /* (Assigned in an if: p4c-dpdk cannot negate a propagated `a && b` below.) */
+        /* (Assigned in ifs: p4c-dpdk cannot negate a propagated `a && b` below, and
+         * miscompiles < inside &&.) */
         bool older = false;
-        if (meta.dyn.ts_recent_valid == 1 && meta.dyn.ts_recent - tsval - 1 < 0x7FFFFFFF) {
-            older = true;
+        if (meta.dyn.ts_recent_valid == 1) {
+            if (meta.dyn.ts_recent - tsval - 1 < 0x7FFFFFFF) {
+                older = true;
+            }
         }
         if (older && !meta.reinjected) {
             meta.paws_rejected = true;
             return;
         }
         /* SEG.SEQ <= Last.ACK.sent (= rcv_nxt), wrap-safe: rcv_nxt - SEG.SEQ < 2^31. */
-        if (meta.seq_acceptable && !older && !meta.ack_unacceptable
-                && meta.dyn.rcv_nxt - hdr.tcp.seq_no < 0x80000000) {
+        bool not_beyond_last_ack = false;   /* (nested: p4c-dpdk miscompiles < and > inside &&, p4c_dpdk_checks.py) */
+        if (meta.dyn.rcv_nxt - hdr.tcp.seq_no < 0x80000000) {
+            not_beyond_last_ack = true;
+        }
+        if (meta.seq_acceptable && !older && !meta.ack_unacceptable && not_beyond_last_ack) {
             meta.dyn.ts_recent = tsval;
             meta.dyn.ts_recent_valid = 1;
             meta.dyn.ts_recent_epoch = epoch;
