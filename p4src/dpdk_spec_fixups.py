@@ -25,7 +25,12 @@ here, and fails loudly where it cannot:
    the fields of any instruction this pass does not understand, are left alone. (Table key
    fields are renamed too: the context JSON names keys by their P4 names.)
 
-3. A check: every field of every struct starts below byte 256, else this fails.
+3. `regadd` with an immediate index and an immediate increment (a counter's count(0)):
+   DPDK 22.11's translation of that form (REGADD_RII) never sets the instruction's register
+   array, so it adds to the first array of the pipeline. The index is moved into a metadata
+   field first (`mov m.regadd_index I`, then `regadd R m.regadd_index V`).
+
+4. A check: every field of every struct starts below byte 256, else this fails.
 
 Usage: dpdk_spec_fixups.py SPEC   (rewrites SPEC in place; prints a one-line summary)"""
 
@@ -216,6 +221,19 @@ def pack(spec: str) -> tuple[str, str]:
     return spec, summary
 
 
+def regadd_index(spec: str) -> str:
+    """Fix-up 3: no REGADD_RII (immediate index and increment)."""
+    imm = r"(?:0x[0-9a-fA-F]+|\d+)"
+    pattern = re.compile(rf"^(\s*(?:\w+ : )?)regadd (\S+) ({imm}) ({imm})\s*$", re.M)
+    if not pattern.search(spec):
+        return spec
+    spec = pattern.sub(lambda m: f"{m.group(1)}mov m.regadd_index {m.group(3)}\n"
+                                 f"\tregadd {m.group(2)} m.regadd_index {m.group(4)}", spec)
+    mstruct = re.search(r"^metadata instanceof (\w+)", spec, re.M).group(1)
+    return re.sub(r"^(struct %s \{\n)" % re.escape(mstruct),
+                  lambda m: m.group(1) + "\tbit<32> regadd_index\n", spec, count=1, flags=re.M)
+
+
 def parser_input_port(spec: str) -> str:
     """Fix-up 1: the parser's input port is the control's (written by `rx`)."""
     if "rx m.pna_main_input_metadata_input_port" not in spec:
@@ -226,7 +244,7 @@ def parser_input_port(spec: str) -> str:
 
 def main() -> None:
     path = sys.argv[1]
-    spec = parser_input_port(open(path).read())
+    spec = regadd_index(parser_input_port(open(path).read()))
     spec, summary = pack(spec)
     check_offsets(spec)
     open(path, "w").write(spec)

@@ -16,7 +16,7 @@ from scapy.layers.l2 import ARP, Ether
 
 from nic_contract.constants import HOST_PORT
 from nic_contract.flow_entries import FlowSpec, FlowTuple
-from nic_contract.nic_host_header import ChannelFlags, NicHostMessage, Opcode
+from nic_contract.nic_host_header import ChannelFlags, NicHostMessage, Opcode, payload_sum
 
 LOCAL_MAC, PEER_MAC = "02:00:00:00:00:01", "02:00:00:00:00:02"
 LOCAL_IP = "10.7.0.1"
@@ -240,7 +240,7 @@ class Traffic:
             f.tx_pos += len(data)
         gen = spec.generation if rng.random() < 0.95 else (spec.generation + 1) & 0xFFFF
         msg = NicHostMessage(Opcode.TX_DATA, spec.flow_id, gen, flags=flags, offset=position,
-                             payload=data, aux=position & M32)
+                             payload=data, aux=position & M32, window=payload_sum(data))
         frame = msg.encode()
         if rng.random() < 0.04:
             frame = frame + b"\0" * rng.randrange(1, 8)    # longer than `length` says
