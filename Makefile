@@ -9,9 +9,15 @@ VENV := .venv
 PY := $(VENV)/bin/python
 P4C ?= $(shell command -v p4c 2>/dev/null || echo /opt/p4/bin/p4c)
 export P4C
+# p4c's DPDK backend, for the PNA program of the dpdk target (built with the rest of p4c; the
+# `p4c` driver knows only dpdk-psa).
+P4C_DPDK ?= $(shell command -v p4c-dpdk 2>/dev/null || echo /opt/p4/bin/p4c-dpdk)
+export P4C_DPDK
 
 P4_MAIN := p4src/v1model/p4tas.p4
 P4_BUILD := p4src/build
+P4_PNA_MAIN := p4src/pna/p4tas.p4
+P4_PNA_BUILD := $(P4_BUILD)/pna
 P4_SOURCES := $(shell find p4src -name '*.p4' -not -path '$(P4_BUILD)/*')
 # One line per test stage; tests/support/summary.py adds them up at the end of `make test`.
 P4TAS_REPORT ?= $(CURDIR)/.venv/test-report.txt
@@ -58,13 +64,18 @@ $(VENV)/.installed: pyproject.toml
 	@PYTHONWARNINGS=ignore $(PY) -m pip install --quiet --editable .
 	@touch $@
 
-# Compile the fast path into p4src/build/ (committed, so the Python side needs no compiler).
+# Compile the fast path into p4src/build/ (committed, so the Python side needs no compiler):
+# the v1model program for bmv2 and softnic, and the PNA program for the dpdk target
+# (p4src/build/pna/: the DPDK SWX spec, its P4Info and context).
 p4:
 	@test -x "$(P4C)" || { echo "p4c not found (set P4C, put p4c on PATH, or install to /opt/p4/bin; see bmv2_env/README.md)"; exit 2; }
+	@test -x "$(P4C_DPDK)" || { echo "p4c-dpdk not found (set P4C_DPDK, put p4c-dpdk on PATH, or install to /opt/p4/bin; p4c builds it with its DPDK backend)"; exit 2; }
 	bash p4src/compile.sh "$(P4C)" $(P4_MAIN) $(P4_BUILD)
+	bash p4src/compile.sh --pna "$(P4C_DPDK)" $(P4_PNA_MAIN) $(P4_PNA_BUILD)
 
 # Recompile a copy of p4src/ in a temporary folder (same relative paths, so the same output)
-# and fail if the committed artifacts differ.
+# and fail if the committed artifacts differ: the v1model program with p4c, the PNA program
+# with p4c-dpdk (each skipped, with the reason, when its compiler is missing).
 p4-check:
 	@if [ ! -x "$(P4C)" ]; then \
 	  echo "p4-check: SKIPPED: p4c not found (set P4C, put p4c on PATH, or install to /opt/p4/bin)"; \
@@ -73,12 +84,28 @@ p4-check:
 	  tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
 	  cp -r p4src "$$tmp/" && rm -rf "$$tmp/$(P4_BUILD)" && \
 	  bash "$$tmp/p4src/compile.sh" "$(P4C)" $(P4_MAIN) $(P4_BUILD) >/dev/null && \
-	  if diff -r -q "$$tmp/$(P4_BUILD)" $(P4_BUILD); then \
+	  if diff -q "$$tmp/$(P4_BUILD)/p4tas.json" $(P4_BUILD)/p4tas.json && \
+	     diff -q "$$tmp/$(P4_BUILD)/p4tas.p4info.txtpb" $(P4_BUILD)/p4tas.p4info.txtpb; then \
 	    echo "p4-check: committed artifacts match the source"; \
 	    echo "p4-check: 1 passed, 0 failed, 0 skipped" >> $(P4TAS_REPORT); \
 	  else \
 	    echo "p4-check: FAILED: p4src/build is stale; run 'make p4' and commit p4src/build"; \
 	    echo "p4-check: 0 passed, 1 failed, 0 skipped" >> $(P4TAS_REPORT); exit 1; \
+	  fi; \
+	fi
+	@if [ ! -x "$(P4C_DPDK)" ]; then \
+	  echo "p4-check (pna): SKIPPED: p4c-dpdk not found (set P4C_DPDK, put p4c-dpdk on PATH, or install to /opt/p4/bin)"; \
+	  echo "p4-check (pna): 0 passed, 0 failed, 1 skipped (p4c-dpdk not found)" >> $(P4TAS_REPORT); \
+	else \
+	  tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	  cp -r p4src "$$tmp/" && rm -rf "$$tmp/$(P4_PNA_BUILD)" && \
+	  bash "$$tmp/p4src/compile.sh" --pna "$(P4C_DPDK)" $(P4_PNA_MAIN) $(P4_PNA_BUILD) >/dev/null && \
+	  if diff -r -q "$$tmp/$(P4_PNA_BUILD)" $(P4_PNA_BUILD); then \
+	    echo "p4-check (pna): committed artifacts match the source"; \
+	    echo "p4-check (pna): 1 passed, 0 failed, 0 skipped" >> $(P4TAS_REPORT); \
+	  else \
+	    echo "p4-check (pna): FAILED: p4src/build/pna is stale; run 'make p4' and commit p4src/build"; \
+	    echo "p4-check (pna): 0 passed, 1 failed, 0 skipped" >> $(P4TAS_REPORT); exit 1; \
 	  fi; \
 	fi
 

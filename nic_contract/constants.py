@@ -17,6 +17,26 @@ ACK_SESSION_BASE = 1000
 ACK_LOOPBACK_PORT = 253
 ACK_MIRROR_SESSION = 1
 ACK_MIRROR_TRUNCATE = 14 + 24
+# The PNA program's TX_ACKED, RETRANSMIT and SACK frames reach the host port as mirror copies
+# cut after their headers (a PNA control cannot truncate; p4src/pna/host_notify.p4).
+HOST_NOTICE_MIRROR_SESSION = 2
+HOST_NOTICE_MIRROR_TRUNCATE = 14 + 24
+# Where the PNA program sends what it drops: a port id no port uses (the runner makes every
+# unused id a sink). drop_packet() is not used: DPDK's `drop` sends to the last output port.
+PNA_DROP_PORT = 0
+
+
+def pna_mirror_sessions() -> dict[int, tuple[int, int]]:
+    """The PNA program's mirror sessions: session -> (port, truncation in bytes)."""
+    return {ACK_MIRROR_SESSION: (ACK_LOOPBACK_PORT, ACK_MIRROR_TRUNCATE),
+            HOST_NOTICE_MIRROR_SESSION: (HOST_PORT, HOST_NOTICE_MIRROR_TRUNCATE)}
+
+
+def pna_output_ports(wire_ports: list[int]) -> list[int]:
+    """The ports the PNA program's output_port table needs an entry for (port p -> send(p)):
+    p4c takes only compile-time constants or control-plane action data for send_to_port, so
+    a port known at run time (a flow's wire port, a PacketOut's port) goes through the table."""
+    return sorted(set(wire_ports) | {ACK_LOOPBACK_PORT, HOST_PORT, CPU_PORT})
 
 
 def ack_clone_sessions(wire_ports: list[int]) -> dict[int, int]:

@@ -10,7 +10,8 @@ from scapy.layers.l2 import Ether
 from scapy.packet import Packet
 
 from nic_contract.flow_entries import FlowSpec, FlowTuple
-from nic_contract.nic_host_header import AUX_OFFSET, ChannelFlags, NicHostMessage, Opcode
+from nic_contract.nic_host_header import (AUX_OFFSET, ChannelFlags, NicHostMessage, Opcode,
+                                          payload_sum)
 
 LOCAL_MAC = "02:00:00:00:00:01"
 PEER_MAC = "02:00:00:00:00:02"
@@ -138,10 +139,13 @@ def tx_data_frame(spec: FlowSpec, offset: int, payload: bytes, *, psh: bool = Tr
         flags |= ChannelFlags.RTO
     if probe:
         flags |= ChannelFlags.PROBE
+    # window: the payload's one's-complement sum, as the bridge sends it (the PNA program's
+    # TCP checksum needs it; v1model ignores it).
     msg = NicHostMessage(Opcode.TX_DATA, spec.flow_id,
                          spec.generation if generation is None else generation,
                          flags=flags, offset=offset, payload=payload,
-                         aux=offset if position is None else position)
+                         aux=offset if position is None else position,
+                         window=payload_sum(payload))
     return msg.encode()
 
 
