@@ -1,5 +1,6 @@
 """Packets per second of p4tas's pipeline on each target, same traffic, same run: bmv2
-(simple_switch_grpc running p4src/) and softnic (the software fast path).
+(simple_switch_grpc running p4src/), softnic (the software fast path) and dpdk (the PNA program
+on DPDK's SWX pipeline).
 
 The traffic is one flow's common case: in-order data segments from the wire (each makes an
 RX_DATA frame to the host port and an ACK to the wire) alternating with TX_DATA messages from
@@ -27,10 +28,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bmv2_env import env, targets  # noqa: E402
 from bmv2_env.portmap import PortMap  # noqa: E402
 from bench.benchlib import describe_bmv2  # noqa: E402
+from dpdk_target import toolchain  # noqa: E402
 from nic_contract.constants import HOST_PORT, ack_clone_sessions  # noqa: E402
 from nic_contract.host_port import HostPort  # noqa: E402
 from nic_contract.flow_entries import FlowSpec, FlowTuple, flow_entries  # noqa: E402
-from nic_contract.nic_host_header import ChannelFlags, NicHostMessage, Opcode  # noqa: E402
+from nic_contract.nic_host_header import ChannelFlags, tx_data  # noqa: E402
 from nic_contract.p4rt.client import P4RuntimeClient  # noqa: E402
 from scapy.layers.inet import IP, TCP  # noqa: E402
 from scapy.layers.l2 import Ether  # noqa: E402
@@ -59,8 +61,7 @@ def traffic(count: int, payload: int) -> list[tuple[int, bytes, int]]:
             items.append((SPEC.wire_port, bytes(frame), OUTPUTS["data"]))
         else:
             pos = (i // 2) * payload
-            msg = NicHostMessage(Opcode.TX_DATA, SPEC.flow_id, SPEC.generation,
-                                 flags=ChannelFlags.PSH, offset=pos, payload=data, aux=pos)
+            msg = tx_data(SPEC.flow_id, SPEC.generation, ChannelFlags.PSH, pos, pos, data)
             items.append((HOST_PORT, msg.encode(), OUTPUTS["tx"]))
     return items
 
@@ -152,6 +153,18 @@ def profile_softnic(items: list, top: int) -> str:
             f"{elapsed / len(items) * 1e6:.1f} us per input under cProfile\n{out.getvalue()}")
 
 
+def _ratio(results: dict, top: str, bottom: str) -> float | None:
+    if top in results and bottom in results and results[bottom]["pps"]:
+        return round(results[top]["pps"] / results[bottom]["pps"], 2)
+    return None
+
+
+def describe_dpdk() -> str:
+    """DPDK's version, the runner and the pipeline library that ran (dpdk_target.toolchain)."""
+    return (f"DPDK {toolchain.dpdk_version()} (Debian), runner {toolchain.runner().name}, "
+            f"pipeline {toolchain.pipeline_library().name} (cc {' '.join(toolchain.CFLAGS)})")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--packets", type=int, default=20000)
@@ -161,7 +174,7 @@ def main() -> int:
     args = parser.parse_args()
     items = traffic(args.packets, args.payload)
     results = {}
-    for name, prefix in (("bmv2", "p4btb"), ("soft", "p4bts")):
+    for name, prefix in (("bmv2", "p4btb"), ("soft", "p4bts"), ("dpdk", "p4btd")):
         missing = targets.get(name).missing()
         if missing:
             print(f"{name}: skipped ({missing})", flush=True)
@@ -171,14 +184,17 @@ def main() -> int:
         print(f"{name}: {r['pps']} packets/s ({r['inputs']} inputs, {r['outputs']}/"
               f"{r['expected_outputs']} outputs in {r['seconds']} s)", flush=True)
     print(f"bmv2 build: {describe_bmv2() if 'bmv2' in results else 'not run'}", flush=True)
-    ratio = None
-    if "bmv2" in results and "soft" in results and results["bmv2"]["pps"]:
-        ratio = round(results["soft"]["pps"] / results["bmv2"]["pps"], 2)
+    print(f"dpdk build: {describe_dpdk() if 'dpdk' in results else 'not run'}", flush=True)
+    ratio, dpdk_ratio = _ratio(results, "soft", "bmv2"), _ratio(results, "dpdk", "soft")
+    if ratio is not None:
         print(f"softnic / bmv2: {ratio}", flush=True)
+    if dpdk_ratio is not None:
+        print(f"dpdk / softnic: {dpdk_ratio}", flush=True)
     if args.profile:
         print(profile_softnic(items, 15), flush=True)
     print(json.dumps({"bench": "targets", "packets": args.packets, "payload": args.payload,
-                      "window": args.window, "results": results, "soft_over_bmv2": ratio}))
+                      "window": args.window, "results": results, "soft_over_bmv2": ratio,
+                      "dpdk_over_soft": dpdk_ratio}))
     return 0
 
 
