@@ -53,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
         log.error("cannot start: %s", err)
         return 1
     program = DpdkProgram(load_p4info(PNA_P4INFO), names, runner)
-    dataplane = DpdkDataplane(runner, names, program.staged, clock_register(names))
+    dataplane = DpdkDataplane(runner, names, program.staged, clock_register(names),
+                              sorted(interfaces))
     if args.grpc_server_addr.startswith("unix:"):
         os.umask(0o077)   # P4Runtime has no authentication: only this user may connect
     server = P4RuntimeServer(args.grpc_server_addr, args.device_id, args.cpu_port, dataplane,

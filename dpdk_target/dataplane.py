@@ -10,10 +10,12 @@ from collections.abc import Callable
 from dpdk_target.names import SpecNames
 from dpdk_target.runner_control import Runner
 from dpdk_target.switch_state import DpdkMeter, DpdkTable, StagedCommands
-from nic_contract.constants import ACK_LOOPBACK_PORT, ACK_MIRROR_SESSION, ACK_MIRROR_TRUNCATE
+from nic_contract.constants import pna_mirror_sessions, pna_output_ports
 from softnic.state import SwitchState
 
 log = logging.getLogger(__name__)
+OUTPUT_PORT_TABLE = "output_port"
+OUTPUT_PORT_ACTION = "P4tasIngress.forwarding.send"
 
 
 class DpdkDataplane:
@@ -21,9 +23,9 @@ class DpdkDataplane:
     protocol: load, packet_out)."""
 
     def __init__(self, runner: Runner, names: SpecNames, staged: StagedCommands,
-                 clock_register: str | None) -> None:
+                 clock_register: str | None, ports: list[int]) -> None:
         self.runner, self.names, self.staged = runner, names, staged
-        self.clock_register = clock_register
+        self.clock_register, self.ports = clock_register, ports
         self._state: SwitchState | None = None
 
     def load(self, state: SwitchState) -> None:
@@ -43,10 +45,21 @@ class DpdkDataplane:
             table.stage_default()
         commands += [f"reg_fill {name} 0" for name in self.names.regarrays
                      if name != self.clock_register]
-        commands.append(f"mirror {ACK_MIRROR_SESSION} {ACK_LOOPBACK_PORT} {ACK_MIRROR_TRUNCATE}")
+        commands += [f"mirror {session} {port} {truncate}"
+                     for session, (port, truncate) in pna_mirror_sessions().items()]
         self.staged.commands[:0] = commands
+        self._install_output_ports(state)
         self.staged.flush()
         self._state = state
+
+    def _install_output_ports(self, state: SwitchState) -> None:
+        """The output_port table's entries, one per port this target has (port p -> send(p)):
+        the program's send_to_port needs its port as action data (p4src/pna/forwarding.p4)."""
+        table = state.tables.get(OUTPUT_PORT_TABLE)
+        if table is None:
+            return
+        for port in pna_output_ports(self.ports):
+            table.entries[(port,)] = (OUTPUT_PORT_ACTION, (port,))
 
     def packet_out(self, frame: bytes) -> None:
         """A PacketOut (packet_out header + frame) into the pipeline from the CPU port."""

@@ -32,6 +32,7 @@ class SpecNames:
     externs: dict[str, str] = field(default_factory=dict)       # p4info extern -> target name
     counter_types: dict[str, str] = field(default_factory=dict)  # p4info counter -> type
     actions: dict[str, SpecAction] = field(default_factory=dict)  # spec action name -> action
+    action_names: dict[str, str] = field(default_factory=dict)   # p4info action -> spec action
     defaults: dict[str, tuple[str, tuple[int, ...]]] = field(default_factory=dict)
     regarrays: dict[str, int] = field(default_factory=dict)      # spec regarray -> size
 
@@ -41,6 +42,9 @@ class SpecNames:
         doc = json.loads(context)
         for table in doc.get("tables", []):
             names.tables[table["name"]] = table["target_name"]
+            for action in table.get("actions", []):
+                # "P4tasIngress.flow_lookup_set_flow_id_0": the control, then the spec's name
+                names.action_names[action["name"]] = action["target_name"].split(".", 1)[-1]
         for extern in doc.get("externs", []):
             names.externs[extern["name"]] = extern["target_name"]
             if extern.get("type") == "Counter":
@@ -59,9 +63,8 @@ class SpecNames:
         return names
 
     def action(self, p4info_name: str) -> SpecAction:
-        """The spec action of a P4Info action: p4c-dpdk keeps the last name component."""
-        short = p4info_name.rsplit(".", 1)[-1]
-        action = self.actions.get(short) or self.actions.get(p4info_name.replace(".", "_"))
+        """The spec action of a table's P4Info action (named by the context JSON)."""
+        action = self.actions.get(self.action_names.get(p4info_name, p4info_name))
         if action is None:
             raise KeyError(f"the pipeline spec has no action for {p4info_name}")
         return action

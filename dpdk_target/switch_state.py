@@ -67,6 +67,7 @@ class DpdkTable:
     def __init__(self, info: TableInfo, spec_name: str, names: SpecNames,
                  default: ActionCall, staged: StagedCommands) -> None:
         self.name, self.size, self.spec_name = info.name, info.size, spec_name
+        self.const_default = info.const_default
         self._names, self._staged, self._default = names, staged, default
         self.entries = TableEntries(self)
 
@@ -80,7 +81,10 @@ class DpdkTable:
         self.stage_default()
 
     def stage_default(self) -> None:
-        """Stage the current default action (a freshly loaded pipeline's are the spec's)."""
+        """Stage the current default action (a freshly loaded pipeline's are the spec's; a
+        const one cannot change)."""
+        if self.const_default:
+            return
         self._staged.commands.append(f"table_default {self.spec_name} "
                                      f"{self._action_text(self._default)}")
 
@@ -187,8 +191,8 @@ class DpdkProgram(Program):
             spec_name = self.names.tables.get(table.name, "")
             action_name, params = names.defaults.get(spec_name, self.names.defaults.get(
                 spec_name, ("", ())))
-            match = [a.name for a in self.actions.values()
-                     if self.names.action(a.name).name == action_name and a.id in table.scopes]
+            match = [a.name for a in self.actions.values() if a.id in table.scopes
+                     and self.names.action(a.name).name == action_name]
             if not match:
                 raise ConfigError(f"spec: no default action for table {table.name}")
             out[table.id] = (match[0], params)

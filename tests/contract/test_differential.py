@@ -1,8 +1,10 @@
 """Differential test: the same seeded random packets (tests/support/differential_traffic.py) fed to
-bmv2 and to the software target (softnic), both with the same flows installed, must give
-the same frames on every port, the same PacketIns and the same counters.
+a reference target and to the software target (softnic), both with the same flows installed,
+must give the same frames on every port, the same PacketIns and the same counters. The
+references: bmv2 (v1model), and dpdk (the PNA program; no segments with bad TCP checksums,
+which it trusts the port to have verified).
 
-Runs when bmv2 is present (it is the reference); prints how many packets were compared.
+Each pair runs when its reference is present; prints how many packets were compared.
 Fields that come from each switch's clock are compared for presence only: our TSval in
 generated segments (the TCP checksum is checked on each side, then recomputed without it),
 PacketIn tsval, and RTT samples in TX_ACKED / RX_DATA frames."""
@@ -36,7 +38,8 @@ FLOWS = 6
 # end-to-end stage (Makefile); P4TAS_DIFF_BASE moves them, for runs side by side in several
 # work trees.
 DIFF_BASE = os.environ.get("P4TAS_DIFF_BASE", "")
-DIFF_PREFIXES = ("p4dfb", "p4dfs") if not DIFF_BASE else (f"d{DIFF_BASE}b", f"d{DIFF_BASE}s")
+DIFF_PREFIXES = ({"bmv2": "p4dfb", "soft": "p4dfs", "dpdk": "p4dfd"} if not DIFF_BASE else
+                 {"bmv2": f"d{DIFF_BASE}b", "soft": f"d{DIFF_BASE}s", "dpdk": f"d{DIFF_BASE}d"})
 QUIET = 0.002          # the software target emits a packet's frames at once: this ends them
 CATCH_UP = 2.0         # how long the other side may take to produce as many
 ETH_P_ALL = 3
@@ -81,23 +84,32 @@ def bring_up(target: str, prefix: str) -> Side:
     return Side(target, client, ports)
 
 
-@pytest.fixture(scope="module")
-def sides():
-    reason = targets.BMV2_TARGET.missing() or skip_reason()
+def _cannot_compare(reference: str) -> str | None:
+    target = targets.get(reference)
+    reason = target.missing() or skip_reason()
+    if reason is None and not target.in_suite:
+        reason = f"{reference} is not in the suite yet (bmv2_env/targets.py)"
+    return reason
+
+
+@pytest.fixture(scope="module", params=["bmv2", "dpdk"])
+def sides(request: pytest.FixtureRequest):
+    reference = request.param
+    reason = _cannot_compare(reference)
     if reason:
-        pytest.skip(f"the differential test needs bmv2 as the reference: {reason}")
+        pytest.skip(f"the differential test needs {reference} as the reference: {reason}")
     made = []
     try:
-        made.append(bring_up("bmv2", DIFF_PREFIXES[0]))
-        made.append(bring_up("soft", DIFF_PREFIXES[1]))
+        made.append(bring_up(reference, DIFF_PREFIXES[reference]))
+        made.append(bring_up("soft", DIFF_PREFIXES["soft"]))
         yield made
     finally:
         for side in made:
             side.client.close()
             for sock in side.ports.values():
                 sock.close()
-        env.down("p4dfb")
-        env.down("p4dfs")
+        env.down(DIFF_PREFIXES[reference])
+        env.down(DIFF_PREFIXES["soft"])
 
 
 def normalized(output: tuple) -> tuple:
@@ -170,13 +182,13 @@ def counters(side: Side, flow_ids: list[int]) -> dict:
     return values
 
 
-def test_bmv2_and_soft_agree(sides: list[Side]) -> None:
+def test_reference_and_soft_agree(sides: list[Side]) -> None:
     ref, soft = sides
     rng = random.Random(SEED)
     flows = make_flows(rng, FLOWS, first_flow_id=rng.randrange(0, 60000))
     for side in sides:
         side.client.insert([e for f in flows for e in flow_entries(side.client.p4info, f.spec)])
-    traffic = Traffic(SEED, flows)
+    traffic = Traffic(SEED, flows, tcp_checksums=ref.name != "dpdk")
     for side in sides:
         side.collect()
         side.outputs.clear()
@@ -189,13 +201,15 @@ def test_bmv2_and_soft_agree(sides: list[Side]) -> None:
         got_ref, got_soft = settle(ref, soft, start)
         assert got_soft == got_ref, (
             f"packet {n} (seed {SEED}) {item[0]}: {item[-1].hex()}\n"
-            f"bmv2: {got_ref}\nsoft: {got_soft}")
+            f"{ref.name}: {got_ref}\nsoft: {got_soft}")
         compared += 1
     late_ref, late_soft = settle(ref, soft, (len(ref.outputs), len(soft.outputs)))
-    assert late_soft == late_ref, f"after the last packet: bmv2 {late_ref}, soft {late_soft}"
+    assert late_soft == late_ref, (f"after the last packet: {ref.name} {late_ref}, "
+                                   f"soft {late_soft}")
     flow_ids = [f.spec.flow_id for f in flows]
     assert counters(soft, flow_ids) == counters(ref, flow_ids)
-    print(f"differential: {compared} packets compared (seed {SEED}), {len(ref.outputs)} "
+    print(f"differential {ref.name}/soft: {compared} packets compared (seed {SEED}), "
+          f"{len(ref.outputs)} "
           f"outputs each, counters equal; outputs by kind: {coverage(ref.outputs)}")
 
 

@@ -16,7 +16,7 @@ from scapy.layers.l2 import ARP, Ether
 
 from nic_contract.constants import HOST_PORT
 from nic_contract.flow_entries import FlowSpec, FlowTuple
-from nic_contract.nic_host_header import ChannelFlags, NicHostMessage, Opcode, payload_sum
+from nic_contract.nic_host_header import ChannelFlags, NicHostMessage, Opcode, tx_data
 
 LOCAL_MAC, PEER_MAC = "02:00:00:00:00:01", "02:00:00:00:00:02"
 LOCAL_IP = "10.7.0.1"
@@ -58,9 +58,12 @@ def make_flows(rng: random.Random, count: int, first_flow_id: int) -> list[FlowM
 class Traffic:
     """The generator: next_packet() draws one input."""
 
-    def __init__(self, seed: int, flows: list[FlowModel]) -> None:
+    def __init__(self, seed: int, flows: list[FlowModel], tcp_checksums: bool = True) -> None:
+        """`tcp_checksums=False`: no segment with a bad TCP checksum (a target that trusts the
+        port's checksum verification, as PNA on DPDK does, would take it)."""
         self.rng = random.Random(seed)
         self.flows = flows
+        self.tcp_checksums = tcp_checksums
         kinds = [(self.in_order, 22), (self.out_of_order, 7), (self.old_data, 4),
                  (self.overlap, 4),
                  (self.new_ack, 9), (self.dup_acks, 5), (self.window_change, 2),
@@ -187,6 +190,8 @@ class Traffic:
         t, rng = f.spec.tuple, self.rng
         frame = bytearray(frame)
         choice = rng.randrange(10)
+        if choice == 1 and not self.tcp_checksums:
+            choice = 0                               # a bad IPv4 checksum instead
         if choice == 0:
             frame[24] ^= 0xFF                        # IPv4 header checksum
         elif choice == 1:
@@ -239,8 +244,7 @@ class Traffic:
         else:
             f.tx_pos += len(data)
         gen = spec.generation if rng.random() < 0.95 else (spec.generation + 1) & 0xFFFF
-        msg = NicHostMessage(Opcode.TX_DATA, spec.flow_id, gen, flags=flags, offset=position,
-                             payload=data, aux=position & M32, window=payload_sum(data))
+        msg = tx_data(spec.flow_id, gen, flags, position, position & M32, data)
         frame = msg.encode()
         if rng.random() < 0.04:
             frame = frame + b"\0" * rng.randrange(1, 8)    # longer than `length` says
