@@ -53,6 +53,10 @@
 #define LOOP_RING_SIZE 4096
 
 #define SEND_TIMEOUT_S 2          /* a full socket buffer: wait this long, then drop */
+/* Socket buffers as softnic's ports have them (nic_contract/host_port.py): a burst from the
+ * bridge (RX_CONSUMED, TX_DATA) must not be dropped before the pipeline reads it. */
+#define RCVBUF_BYTES (64 << 20)
+#define SNDBUF_BYTES (4 << 20)
 
 struct real_port {
 	uint32_t id;
@@ -95,9 +99,12 @@ static int open_packet_socket(const char *ifname, int writer)
 	struct timeval timeout = { .tv_sec = SEND_TIMEOUT_S };
 	int one = 1, fd = socket(AF_PACKET, SOCK_RAW | (writer ? 0 : SOCK_NONBLOCK),
 				 writer ? 0 : htons(ETH_P_ALL));
+	int size = writer ? SNDBUF_BYTES : RCVBUF_BYTES;
 
 	if (fd < 0)
 		return -1;
+	/* FORCE: beyond net.core.rmem_max/wmem_max (the runner runs as root). */
+	setsockopt(fd, SOL_SOCKET, writer ? SO_SNDBUFFORCE : SO_RCVBUFFORCE, &size, sizeof(size));
 	addr.sll_ifindex = if_nametoindex(ifname);
 	if (!addr.sll_ifindex || bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0 ||
 	    (writer ? setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof(timeout))
