@@ -72,10 +72,12 @@ control HostNotify(inout headers_t hdr, inout metadata_t meta, inout standard_me
 }
 
 /* TX_ACKED, RETRANSMIT and SACK frames are the original segment: drop its payload, the header
- * says it all. */
+ * says it all. Only on the host port: a host message punted to the CPU (a host sent a NIC->host
+ * opcode) goes whole, as the controller should see what came. */
 control TrimHostFrames(inout headers_t hdr, in standard_metadata_t sm) {
     apply {
-        if (sm.instance_type == INSTANCE_TYPE_NORMAL && hdr.nic_host.isValid()
+        if (sm.instance_type == INSTANCE_TYPE_NORMAL && sm.egress_port == HOST_PORT
+                && hdr.nic_host.isValid()
                 && (hdr.nic_host.opcode == NIC_HOST_OP_TX_ACKED
                     || hdr.nic_host.opcode == NIC_HOST_OP_RETRANSMIT
                     || hdr.nic_host.opcode == NIC_HOST_OP_SACK)) {

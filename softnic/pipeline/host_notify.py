@@ -63,6 +63,7 @@ def host_notify(hdr: Headers, meta: Metadata, sm: StandardMetadata) -> None:
 
 def trim_host_frames(hdr: Headers, sm: StandardMetadata) -> None:
     msg = hdr.nic_host
-    if (sm.instance_type == INSTANCE_TYPE_NORMAL and msg is not None
+    if (sm.instance_type == INSTANCE_TYPE_NORMAL and sm.egress_port == HOST_PORT
+            and msg is not None
             and msg.opcode in (NIC_HOST_OP_TX_ACKED, NIC_HOST_OP_RETRANSMIT, NIC_HOST_OP_SACK)):
         sm.truncate_to = ETH_HDR_BYTES + NIC_HOST_HDR_BYTES

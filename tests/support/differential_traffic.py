@@ -58,12 +58,13 @@ def make_flows(rng: random.Random, count: int, first_flow_id: int) -> list[FlowM
 class Traffic:
     """The generator: next_packet() draws one input."""
 
-    def __init__(self, seed: int, flows: list[FlowModel], tcp_checksums: bool = True) -> None:
-        """`tcp_checksums=False`: no segment with a bad TCP checksum (a target that trusts the
-        port's checksum verification, as PNA on DPDK does, would take it)."""
+    def __init__(self, seed: int, flows: list[FlowModel], payload_checks: bool = True) -> None:
+        """`payload_checks=False`: no bad TCP checksums, truncated headers or IPv4 lengths
+        beyond the frame, which a target that sees no payload or packet length (PNA on DPDK)
+        cannot catch."""
         self.rng = random.Random(seed)
         self.flows = flows
-        self.tcp_checksums = tcp_checksums
+        self.payload_checks = payload_checks
         kinds = [(self.in_order, 22), (self.out_of_order, 7), (self.old_data, 4),
                  (self.overlap, 4),
                  (self.new_ack, 9), (self.dup_acks, 5), (self.window_change, 2),
@@ -190,7 +191,7 @@ class Traffic:
         t, rng = f.spec.tuple, self.rng
         frame = bytearray(frame)
         choice = rng.randrange(10)
-        if choice == 1 and not self.tcp_checksums:
+        if choice in (1, 2, 3) and not self.payload_checks:
             choice = 0                               # a bad IPv4 checksum instead
         if choice == 0:
             frame[24] ^= 0xFF                        # IPv4 header checksum
