@@ -6,8 +6,12 @@ The traffic is one flow's common case: in-order data segments from the wire (eac
 RX_DATA frame to the host port and an ACK to the wire) alternating with TX_DATA messages from
 the host port (each makes a data segment on the wire). The sender keeps at most --window
 inputs outstanding (closed loop, so neither target drops for want of queue room); the rate is
-inputs over the time from the first input to the last output. `--profile` also runs
-softnic's pipeline in this process on the same frames under cProfile (its hot spots).
+inputs over the time from the first input to the last output. That loop is itself Python, so
+it also measures a burst (the target's ceiling): the target's packet process is stopped
+(SIGSTOP), --burst inputs are queued in its sockets, and once it is continued the rate is
+inputs over the time until the kernel has counted every output on the peers' sockets
+(PACKET_STATISTICS: nothing has to read them). `--profile` also runs softnic's pipeline in this
+process on the same frames under cProfile (its hot spots).
 The last line is one JSON object."""
 
 from __future__ import annotations
@@ -15,9 +19,11 @@ from __future__ import annotations
 import argparse
 import cProfile
 import json
+import os
 import pstats
 import random
 import select
+import signal
 import sys
 import time
 from io import StringIO
@@ -38,6 +44,7 @@ from scapy.layers.inet import IP, TCP  # noqa: E402
 from scapy.layers.l2 import Ether  # noqa: E402
 
 ETH_P_ALL = 3
+SOL_PACKET, PACKET_STATISTICS = 263, 6
 OUTPUTS = {"data": 2, "tx": 1}   # frames each kind of input makes
 SPEC = FlowSpec(flow_id=7, generation=3, tuple=FlowTuple("10.8.0.1", 5000, "10.8.0.2", 40000),
                 local_mac="02:00:00:00:00:01", peer_mac="02:00:00:00:00:02",
@@ -66,7 +73,7 @@ def traffic(count: int, payload: int) -> list[tuple[int, bytes, int]]:
     return items
 
 
-def measure(target: str, prefix: str, items: list, window: int) -> dict:
+def measure(target: str, prefix: str, items: list, window: int, burst: int) -> dict:
     result = env.up(env.EnvOptions(ports=1, prefix=prefix, target=target))
     ports: dict[int, HostPort] = {}
     try:
@@ -76,11 +83,57 @@ def measure(target: str, prefix: str, items: list, window: int) -> dict:
             client.insert(flow_entries(client.p4info, SPEC))
             ports = {link.port: HostPort(link.peer_iface, ethertype=ETH_P_ALL)
                      for link in PortMap(1, prefix).links()}
-            return run_closed_loop(ports, items, window)
+            measured = run_closed_loop(ports, items[:len(items) - burst], window)
+            if burst:   # the same flow's next segments and TX_DATA
+                measured["burst"] = run_burst(packet_process(target, result.pid), ports,
+                                              items[len(items) - burst:])
+            return measured
     finally:
         for sock in ports.values():
             sock.close()
         env.down(prefix)
+
+
+def packet_process(target: str, pid: int) -> int:
+    """The process that runs the packets: the switch itself, or on dpdk its runner."""
+    if target != "dpdk":
+        return pid
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return int(children[0])
+
+
+def _counted(sock: HostPort) -> int:
+    """Frames the kernel queued or dropped on `sock` since the last call."""
+    stats = sock._sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8)   # tp_packets, tp_drops
+    return int.from_bytes(stats[:4], "little")
+
+
+def run_burst(pid: int, ports: dict[int, HostPort], items: list) -> dict:
+    """Inputs per second while the target drains `items` queued while it was stopped."""
+    expected = sum(n for _, _, n in items)
+    for sock in ports.values():
+        _counted(sock)
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        for port, frame, _ in items:
+            ports[port].send(frame)
+        time.sleep(0.2)
+        for sock in ports.values():
+            _counted(sock)   # what the kernel looped back of our own sends
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    start = time.perf_counter()
+    counted, last = 0, start
+    while counted < expected and time.perf_counter() - last < 2.0:
+        time.sleep(0.001)
+        got = sum(_counted(sock) for sock in ports.values())
+        if got:
+            counted, last = counted + got, time.perf_counter()
+
+    elapsed = last - start
+    return {"inputs": len(items), "outputs": counted, "expected_outputs": expected,
+            "seconds": round(elapsed, 4),
+            "pps": round(len(items) / elapsed) if counted >= expected and elapsed else None}
 
 
 def run_closed_loop(ports: dict[int, HostPort], items: list, window: int) -> dict:
@@ -159,6 +212,11 @@ def _ratio(results: dict, top: str, bottom: str) -> float | None:
     return None
 
 
+def _burst_ratio(results: dict, top: str, bottom: str) -> float | None:
+    pps = [results.get(name, {}).get("burst", {}).get("pps") for name in (top, bottom)]
+    return round(pps[0] / pps[1], 2) if all(pps) else None
+
+
 def describe_dpdk() -> str:
     """DPDK's version, the runner and the pipeline library that ran (dpdk_target.toolchain)."""
     return (f"DPDK {toolchain.dpdk_version()} (Debian), runner {toolchain.runner().name}, "
@@ -170,22 +228,32 @@ def main() -> int:
     parser.add_argument("--packets", type=int, default=20000)
     parser.add_argument("--payload", type=int, default=1000)
     parser.add_argument("--window", type=int, default=32)
+    parser.add_argument("--burst", type=int, default=10000,
+                        help="inputs queued while the target is stopped (0: no burst)")
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
-    items = traffic(args.packets, args.payload)
+    items = traffic(args.packets + args.burst, args.payload)
     results = {}
     for name, prefix in (("bmv2", "p4btb"), ("soft", "p4bts"), ("dpdk", "p4btd")):
         missing = targets.get(name).missing()
         if missing:
             print(f"{name}: skipped ({missing})", flush=True)
             continue
-        results[name] = measure(name, prefix, items, args.window)
+        results[name] = measure(name, prefix, items, args.window, args.burst)
         r = results[name]
         print(f"{name}: {r['pps']} packets/s ({r['inputs']} inputs, {r['outputs']}/"
               f"{r['expected_outputs']} outputs in {r['seconds']} s)", flush=True)
+        if "burst" in r:
+            b = r["burst"]
+            print(f"{name} burst: {b['pps']} packets/s ({b['inputs']} queued inputs, "
+                  f"{b['outputs']}/{b['expected_outputs']} outputs in {b['seconds']} s)",
+                  flush=True)
     print(f"bmv2 build: {describe_bmv2() if 'bmv2' in results else 'not run'}", flush=True)
     print(f"dpdk build: {describe_dpdk() if 'dpdk' in results else 'not run'}", flush=True)
     ratio, dpdk_ratio = _ratio(results, "soft", "bmv2"), _ratio(results, "dpdk", "soft")
+    burst_ratio = _burst_ratio(results, "dpdk", "soft")
+    if burst_ratio is not None:
+        print(f"dpdk / softnic (burst): {burst_ratio}", flush=True)
     if ratio is not None:
         print(f"softnic / bmv2: {ratio}", flush=True)
     if dpdk_ratio is not None:
@@ -194,7 +262,7 @@ def main() -> int:
         print(profile_softnic(items, 15), flush=True)
     print(json.dumps({"bench": "targets", "packets": args.packets, "payload": args.payload,
                       "window": args.window, "results": results, "soft_over_bmv2": ratio,
-                      "dpdk_over_soft": dpdk_ratio}))
+                      "dpdk_over_soft": dpdk_ratio, "dpdk_over_soft_burst": burst_ratio}))
     return 0
 
 
