@@ -7,6 +7,7 @@ import os
 import runpy
 import sys
 from dataclasses import dataclass, field
+from typing import NoReturn
 
 from host_lib.run import install
 from host_lib.run.placement import Placement
@@ -57,10 +58,9 @@ def _ipv4(text: str) -> str:
         return str(ipaddress.IPv4Address(text))
     except ValueError:
         _usage(f"--addr {text!r} is not an IPv4 address")
-        raise
 
 
-def _usage(problem: str) -> None:
+def _usage(problem: str) -> NoReturn:
     print(f"host_lib.run: {problem}\n\n{USAGE}", file=sys.stderr)
     raise SystemExit(2)
 
