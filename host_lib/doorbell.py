@@ -65,17 +65,17 @@ class Doorbell:
         have = self.state
         if want == have:
             return
-        if want.hup and not have.hup:
-            self.app.shutdown(_std.SHUT_RDWR)
-        elif want.rdhup and not have.rdhup:
-            self.app.shutdown(_std.SHUT_RD)
         hup, rdhup = have.hup or want.hup, have.rdhup or want.rdhup or want.hup
-        readable = want.readable or rdhup
-        if not rdhup and readable != have.readable:
-            self._mark_readable(readable)
-        writable = want.writable or hup
+        writable, readable = want.writable or hup, want.readable or rdhup
+        # POLLOUT and POLLIN first: a waiter woken by the hang-up then sees them too.
         if writable != have.writable:
             self._block_writes(not writable)
+        if not have.rdhup and readable != have.readable:
+            self._mark_readable(readable)
+        if hup and not have.hup:
+            self.app.shutdown(_std.SHUT_RDWR)
+        elif rdhup and not have.rdhup:
+            self.app.shutdown(_std.SHUT_RD)
         self.state = Readiness(readable, writable, rdhup, hup)
 
     def _mark_readable(self, readable: bool) -> None:
