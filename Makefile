@@ -61,7 +61,7 @@ system-deps:
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	@PYTHONWARNINGS=ignore $(PY) -m pip install --quiet --upgrade pip
-	@PYTHONWARNINGS=ignore $(PY) -m pip install --quiet --editable .
+	@PYTHONWARNINGS=ignore $(PY) -m pip install --quiet --editable '.[test]'
 	@touch $@
 
 # Compile the fast path into p4src/build/ (committed, so the Python side needs no compiler):
@@ -200,6 +200,13 @@ bench-transfer: setup
 .PHONY: bench-cc
 bench-cc: setup
 	$(PY) bench/bench_cc.py $(BENCH_ARGS)
+
+# HTTP load (wrk) on an unmodified `python -m http.server` launched on p4tas (python -m
+# host_lib.run) against the same server on Linux; BENCH_ARGS="--duration 20 --connections 8";
+# see bench/bench_http.py --help.
+.PHONY: bench-http
+bench-http: setup
+	$(PY) bench/bench_http.py $(BENCH_ARGS)
 
 # Packets per second of the p4tas pipeline on bmv2 and on softnic (same traffic, same run);
 # BENCH_ARGS="--packets 40000 --profile" adds softnic's hot spots; see bench/bench_targets.py.

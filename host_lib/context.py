@@ -96,7 +96,6 @@ class Connection:
         self.close_sent = False
         self.gone = False  # Closed received (or never established)
         self.rx_reported = 0  # RX ring tail as of the last doorbell (the runtime's window)
-        self.want_write = False  # a send found the TX ring full
         self.watcher: Callable[[], None] | None = None
 
     # -- state -------------------------------------------------------------------------------

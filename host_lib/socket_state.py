@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import errno
 import os
-import select
 import socket as _std
 from typing import Any, Callable
 
 from host_lib import control_protocol as cp
 from host_lib.context import DEFAULT_CONNECT_TIMEOUT, Connection, Listener, _oserror
 from host_lib.control_channel import RuntimeUnavailable
+from host_lib.doorbell import Doorbell, Readiness
 from host_lib.sessions import Session
 
 _MISSING = object()
@@ -26,34 +26,11 @@ KEEPALIVE_LIMITS = {(_std.IPPROTO_TCP, _std.TCP_KEEPIDLE): cp.MAX_KEEPALIVE_S,
                     (_std.IPPROTO_TCP, _std.TCP_KEEPCNT): cp.MAX_KEEPALIVE_PROBES}
 
 
+WRITABLE_FRACTION = 4  # POLLOUT once a quarter of the TX ring is free (Linux: a third of sndbuf)
+
+
 def _would_block() -> BlockingIOError:
     return BlockingIOError(errno.EAGAIN, "Resource temporarily unavailable")
-
-
-class _Readiness:
-    """fileno() of a socket: an epoll fd over the control socket and a per-socket eventfd."""
-
-    def __init__(self, control_fd: int) -> None:
-        self.epoll = select.epoll()
-        self.event_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
-        self.epoll.register(control_fd, select.EPOLLIN)
-        self.epoll.register(self.event_fd, select.EPOLLIN)
-        self.signalled = False
-
-    def set(self, ready: bool) -> None:
-        if ready and not self.signalled:
-            os.eventfd_write(self.event_fd, 1)
-            self.signalled = True
-        elif not ready and self.signalled:
-            try:
-                os.eventfd_read(self.event_fd)
-            except BlockingIOError:
-                pass
-            self.signalled = False
-
-    def close(self) -> None:
-        self.epoll.close()
-        os.close(self.event_fd)
 
 
 class SocketState:
@@ -70,8 +47,7 @@ class SocketState:
         self._listener: Listener | None = None
         self._connecting = False  # Connect sent, no Connecting reply yet
         self._connect_error: OSError | None = None  # for SO_ERROR / the next connect call
-        self._connect_noticed = True
-        self._ready: _Readiness | None = None
+        self._ready: Doorbell | None = None
         self._on_change: Callable[[], None] | None = None  # e.g. host_lib.streams' waker
         self._options: dict[tuple[int, int], Any] = {}
 
@@ -112,6 +88,9 @@ class SocketState:
     def _check_open(self) -> None:
         if self._closed:
             raise _oserror(errno.EBADF)
+        if self._session.pid != os.getpid():
+            raise _oserror(errno.EBADF, "a p4tas socket does not survive fork(): its connection "
+                           "belongs to the parent's session")
 
     def _check_alive(self) -> None:
         self._session._check_alive()
@@ -122,24 +101,17 @@ class SocketState:
             raise _oserror(errno.EOPNOTSUPP, f"flags {flags:#x} are not supported by p4tas")
         return bool(flags & _std.MSG_DONTWAIT)
 
-    def _wait(self, ready: Callable[[], bool], limit: Any = _MISSING,
-              writing: Connection | None = None) -> None:
+    def _wait(self, ready: Callable[[], bool], limit: Any = _MISSING) -> None:
         limit = self._timeout if limit is _MISSING else limit
         if ready():
             return
         if not self._session.wait(ready, limit):
-            if writing is not None:
-                writing.want_write = True
-                self._update_ready()
             if limit == 0.0:
                 raise _would_block()
             raise _std.timeout("timed out")
-        if writing is not None:
-            writing.want_write = False
 
     def _data_conn(self) -> Connection:
         self._check_open()
-        self._connect_noticed = True
         conn = self._conn
         if conn is None:
             if self._connecting:  # Connect sent, reply pending: wait for the connection object
@@ -211,7 +183,6 @@ class SocketState:
             self._changed()
 
         self._connecting = True
-        self._connect_noticed = False
         session.request_nowait(lambda r: cp.Connect(
             req_id=r, ctx_id=session.socket_context.ctx_id, peer_ip=host, peer_port=port,
             local_ip=local[0] if local and local[0] not in ("", "0.0.0.0") else None,
@@ -221,7 +192,6 @@ class SocketState:
     def _so_error(self) -> int:
         """SO_ERROR: a finished connect's error, taken (0: none, or still connecting)."""
         self._session.wait(lambda: True, 0)
-        self._connect_noticed = True
         conn = self._conn
         if not self._connect_pending() and (self._connect_error is not None or (
                 conn is not None and conn.state == "failed")):
@@ -262,24 +232,30 @@ class SocketState:
 
     def _update_ready(self) -> None:
         if self._ready is not None:
-            self._ready.set(self._can_progress())
+            self._ready.set(self._readiness())
 
-    def _can_progress(self) -> bool:
+    def _readiness(self) -> Readiness:
+        """What select/poll report, as Linux's tcp_poll would (see host_lib.doorbell)."""
         if self._closed:
-            return True
+            return Readiness(True, True, True, True)
         if self._listener is not None:
-            return bool(self._listener.queue) or self._listener.closed
-        if self._connect_error is not None:
-            return True
+            return Readiness(readable=bool(self._listener.queue) or self._listener.closed)
         conn = self._conn
-        if conn is None:
-            return self._session.dead is not None
-        if conn.state == "connecting":
-            return False
-        if not self._connect_noticed:
-            return True
-        return (conn.rx_readable() > 0 or conn.eof or conn.dead or conn.gone
-                or conn.error is not None or (conn.want_write and conn.tx_free() > 0))
+        if self._connect_error is not None or (conn is None and self._session.dead is not None):
+            return Readiness(True, True)  # a failed connect: writable, SO_ERROR tells
+        if conn is None or conn.state == "connecting":
+            return Readiness()
+        broken = conn.dead or conn.gone or conn.error is not None
+        rdhup = conn.eof or conn.rd_shut or broken
+        return Readiness(readable=rdhup or conn.rx_readable() > 0,
+                         writable=broken or conn.wr_shut or self._tx_roomy(conn),
+                         rdhup=rdhup, hup=conn.dead or (conn.eof and conn.wr_shut))
+
+    @staticmethod
+    def _tx_roomy(conn: Connection) -> bool:
+        """Writable as Linux's sk_stream_is_writeable: a good share of the TX ring is free."""
+        tx = conn.tx
+        return tx is not None and tx.free_space() >= max(1, tx.size // WRITABLE_FRACTION)
 
     def _local(self) -> tuple[str, int]:
         if self._listener is not None:

@@ -11,13 +11,13 @@ recv copies out of the connection's RX ring, send copies into its TX ring (see h
 for the rings and doorbells); a call that cannot proceed pumps the session and waits (see
 host_lib.sessions): non-blocking -> BlockingIOError, a timeout -> socket.timeout.
 
-fileno(). Each socket has its own descriptor (an epoll instance, so selectors can register several
-sockets) that is readable when the runtime has sent this process something (the control socket is
-in it) or this socket can make progress now (received bytes, EOF, an error, a connection to
-accept, a finished connect, TX space after a send that raised BlockingIOError: an eventfd that
-the library sets and clears). It never reports *writable*: wait for readable, or just retry the
-send. Readiness may be spurious (another socket's message), so use it with non-blocking sockets,
-as selectors' documentation asks anyway.
+fileno(). Each socket has a kernel descriptor of its own (host_lib.doorbell) whose poll state is
+the socket's, as Linux's tcp_poll reports it: readable with received bytes, EOF, an error or a
+connection to accept; writable once a quarter of the TX ring is free, when a non-blocking connect
+finished (SO_ERROR tells how) and after an error; POLLRDHUP once the peer's FIN came, POLLHUP
+after a reset. select, poll, epoll, selectors and asyncio's event loop use it as they are. The
+first fileno() starts the session's event thread (host_lib.event_thread), which dispatches the
+runtime's messages as they come, so the state is exact while the application waits.
 
 Semantics follow Linux: b"" at EOF (after the bytes received before the FIN), ECONNRESET reported
 once by the first call after a reset (ring data received before it is still delivered first),
@@ -40,7 +40,9 @@ from host_lib import control_protocol as cp
 from host_lib.context import Connection, _ipv4, _oserror
 from host_lib.control_channel import RuntimeUnavailable
 from host_lib.sessions import session
-from host_lib.socket_state import KEEPALIVE_DEFAULTS, KEEPALIVE_LIMITS, SocketState, _Readiness
+from host_lib.doorbell import Doorbell
+from host_lib.event_thread import ensure_event_thread
+from host_lib.socket_state import KEEPALIVE_DEFAULTS, KEEPALIVE_LIMITS, SocketState
 
 AF_INET = _std.AF_INET
 SOCK_STREAM = _std.SOCK_STREAM
@@ -95,9 +97,21 @@ class Socket(SocketState):
             return -1
         if self._ready is None:
             with self._session.lock:
-                self._ready = _Readiness(self._session.fileno())
-                self._update_ready()
-        return self._ready.epoll.fileno()
+                if self._ready is None:
+                    self._ready = Doorbell()
+                    self._update_ready()
+            ensure_event_thread(self._session)
+        return self._ready.fileno()
+
+    def take_descriptor(self, fd: int) -> None:
+        """Make `fd` this socket's fileno() (the launcher keeps a kernel socket's number, which
+        the application may have seen already); whatever it was is closed."""
+        with self._session.lock:
+            if self._ready is not None:
+                raise _oserror(errno.EINVAL, "the socket has a descriptor already")
+            self._ready = Doorbell(fd)
+            self._update_ready()
+        ensure_event_thread(self._session)
 
     def setblocking(self, flag: bool) -> None:
         self._timeout = None if flag else 0.0
@@ -170,7 +184,6 @@ class Socket(SocketState):
             self._check_open()
             if self._listener is not None:
                 raise _oserror(errno.EISCONN, "connect() on a listening socket")
-            self._connect_noticed = True
             if self._conn is None and not self._connecting:
                 if self._connect_error is not None:
                     raise self._take_connect_error()
@@ -213,8 +226,7 @@ class Socket(SocketState):
             self._send_check(conn)
             if not len(view):
                 return 0
-            self._wait(lambda: self._can_send(conn), 0.0 if nonblocking else self._timeout,
-                       writing=conn)
+            self._wait(lambda: self._can_send(conn), 0.0 if nonblocking else self._timeout)
             self._send_check(conn)
             sent = conn.send(view)
             self._update_ready()
@@ -230,12 +242,13 @@ class Socket(SocketState):
             while True:
                 self._send_check(conn)
                 if not len(view):
+                    self._update_ready()
                     return
                 if not self._can_send(conn):
                     left = None if deadline is None else max(0.0, deadline - time.monotonic())
                     if self._timeout == 0.0:
                         left = 0.0
-                    self._wait(lambda: self._can_send(conn), left, writing=conn)
+                    self._wait(lambda: self._can_send(conn), left)
                     self._send_check(conn)
                 sent = conn.send(view)
                 view = view[sent:]
@@ -334,8 +347,12 @@ class Socket(SocketState):
         """TCP_CONGESTION (b"dctcp", b"timely", b"none"; before connect/listen) chooses the
         congestion control, as on Linux; SO_KEEPALIVE, TCP_KEEPIDLE, TCP_KEEPINTVL and
         TCP_KEEPCNT work as on Linux (an accepted socket inherits them from its listener);
-        others (TCP_NODELAY, SO_REUSEADDR...) are accepted and remembered without effect."""
+        others (TCP_NODELAY, SO_REUSEADDR...) are accepted and remembered without effect;
+        SO_REUSEPORT is refused (p4tas does not spread a port's connections over sockets)."""
         self._check_open()
+        if (level, option) == (_std.SOL_SOCKET, _std.SO_REUSEPORT) and _int_option(value):
+            raise _oserror(errno.ENOPROTOOPT, "setsockopt(SO_REUSEPORT): p4tas does not spread "
+                           "one port's connections over several sockets")
         if (level, option) in KEEPALIVE_DEFAULTS:
             with self._session.lock:
                 self._set_keepalive_option(level, option, value)

@@ -273,8 +273,7 @@ class ConnectionControl(Handshake, Teardown, Endings, Reinjection):
             self._track(self._fin_after_removal(conn))
         elif conn.shutdown_pending and self._tx_drained(conn):
             conn.shutdown_pending = False
-            self._sync_sequences(conn)
-            self._send_fin(conn)
+            self._shutdown_fin(conn)
 
     def snapshot(self) -> dict[str, int]:
         """Event counters plus what is in use now (for GetStats and leak checks)."""

@@ -137,11 +137,24 @@ class Teardown(ConnectionControlBase):
         self.stats.bump("orphans")
         self.orphans.adopt(conn)
 
-    async def _fin_after_removal(self, conn: Connection) -> None:
+    async def _fin_after_removal(self, conn: Connection, keep_rings: bool = False) -> None:
         """Take the flow out of the fast path first, so the peer's answers to our FIN come
         to the slow path instead of being absorbed as pure ACKs."""
         if await self._removed_without_new_data(conn):
-            self.installer.detach(conn)  # closed by the application: its slot is free again
+            if not keep_rings:
+                self.installer.detach(conn)  # closed by the application: its slot is free
+            self._send_fin(conn)
+
+    def _shutdown_fin(self, conn: Connection) -> None:
+        """Our FIN after shutdown(SHUT_WR), its data acknowledged. Before the peer's FIN the
+        NIC sends it (the flow stays, to receive). After it (CLOSE_WAIT, e.g. socketserver's
+        shutdown_request) the NIC would not acknowledge the peer's FIN, which only the slow
+        path saw, and the peer would resend it: the flow leaves the fast path and a PacketOut
+        carries our FIN; the rings stay with the application until its close()."""
+        if conn.fin_received:
+            self._track(self._fin_after_removal(conn, keep_rings=True))
+        else:
+            self._sync_sequences(conn)
             self._send_fin(conn)
 
     async def _removed_without_new_data(self, conn: Connection) -> bool:
@@ -180,8 +193,7 @@ class Teardown(ConnectionControlBase):
             conn.sm.fire(Event.APP_CLOSE)
             self.kick(conn)
             if self._tx_drained(conn):
-                self._sync_sequences(conn)
-                self._send_fin(conn)
+                self._shutdown_fin(conn)
             else:
                 conn.shutdown_pending = True  # on_data_activity sends the FIN once acked
 

@@ -280,8 +280,9 @@ def collect(workers: list[Worker], timeout: float = 60) -> list:
 def selectors_clients(stack: Stack, port: int, payloads: list[bytes],
                       timeout: float = 60) -> list[tuple[tuple[str, int], bytes]]:
     """Single-threaded clients over non-blocking host_lib sockets and `selectors`: connect
-    (EINPROGRESS), send each payload while reading its echo, SHUT_WR once it is all back,
-    then wait for EOF. Returns (local address, bytes received) per payload."""
+    (EINPROGRESS; writable once connected), send each payload while reading its echo (readable
+    and writable until all is sent, readable only after), SHUT_WR once it is all back, then
+    wait for EOF. Returns (local address, bytes received) per payload."""
     deadline = time.monotonic() + timeout
     conns = []
     with selectors.DefaultSelector() as sel:
@@ -291,7 +292,7 @@ def selectors_clients(stack: Stack, port: int, payloads: list[bytes],
             assert s.connect_ex((stack.peer.peer_ip, port)) == errno.EINPROGRESS
             state = {"sock": s, "out": memoryview(payload), "got": bytearray(),
                      "connected": False, "shut": False, "eof": False, "want": len(payload)}
-            sel.register(s, selectors.EVENT_READ, state)
+            sel.register(s, selectors.EVENT_READ | selectors.EVENT_WRITE, state)
             conns.append(state)
         live = len(conns)
         while live:
@@ -306,9 +307,7 @@ def selectors_clients(stack: Stack, port: int, payloads: list[bytes],
                     code = s.getsockopt(std_socket.SOL_SOCKET, std_socket.SO_ERROR)
                     assert code == 0, os.strerror(code)
                     code = s.connect_ex((stack.peer.peer_ip, port))
-                    if code == errno.EALREADY:
-                        continue  # readiness may be spurious: still connecting
-                    assert code == errno.EISCONN, os.strerror(code)
+                    assert code == errno.EISCONN, os.strerror(code)  # ready: connected
                     c["connected"] = True
                 while c["out"]:
                     try:
@@ -316,6 +315,8 @@ def selectors_clients(stack: Stack, port: int, payloads: list[bytes],
                     except BlockingIOError:
                         break
                     c["out"] = c["out"][sent:]
+                    if not c["out"]:  # all sent: readable only, as the kernel's idiom has it
+                        sel.modify(s, selectors.EVENT_READ, c)
                 while not c["eof"]:
                     try:
                         data = s.recv(MIB)

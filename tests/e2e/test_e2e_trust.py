@@ -26,7 +26,8 @@ from bmv2_env import system_deps
 
 from tests.support.e2e_helpers import (CONTROL_SOCKET_ENV, MIB, WireCapture, assert_fins_no_rst,
                                        expect_line, host_lib_stack, json_result, linux_sink,
-                                       send_and_close, settled_stats, sink_got, stats)
+                                       send_and_close, settled_stats, sink_got, stats,
+                                       world_readable_host_lib)
 from tests.support.stack import REPO, Stack
 
 NOBODY, NOGROUP = "nobody", "nogroup"  # Debian's unprivileged user and group
@@ -143,10 +144,7 @@ def test_an_application_runs_as_an_ordinary_user(stack: Stack, world_readable_di
     if reason:
         pytest.skip(reason)
     port = 7304
-    lib = world_readable_dir   # host_lib needs only the standard library: a copy nobody reads
-    shutil.copytree(REPO / "host_lib", lib / "host_lib")
-    for path in lib.rglob("*"):
-        path.chmod(0o755 if path.is_dir() else 0o644)
+    lib = world_readable_host_lib(world_readable_dir)
     sink = linux_sink(stack, port)
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(lib),
            CONTROL_SOCKET_ENV: str(stack.socket_path)}

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -16,7 +17,7 @@ from pathlib import Path
 import host_lib
 from bmv2_env.peers import popen_in
 from host_lib.sessions import close_session
-from tests.support.stack import Stack, stack_fixture
+from tests.support.stack import REPO, Stack, stack_fixture
 
 PORT = 7001
 CONTROL_SOCKET_ENV = "P4TAS_CONTROL_SOCKET"
@@ -517,6 +518,16 @@ def assert_fins_no_rst(seen: dict, both_ways: bool = True) -> None:
     assert seen["from_p4tas"].get("FIN") and not seen["from_p4tas"].get("RST"), seen
     if both_ways:
         assert seen["to_p4tas"].get("FIN") and not seen["to_p4tas"].get("RST"), seen
+
+
+def world_readable_host_lib(folder: Path) -> Path:
+    """A copy of host_lib in `folder` that any user may read (an ordinary user's PYTHONPATH:
+    host_lib needs only the standard library); returns `folder`."""
+    shutil.copytree(REPO / "host_lib", folder / "host_lib")
+    folder.chmod(0o755)
+    for path in folder.rglob("*"):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    return folder
 
 
 def mapped_segments(pid: int) -> set[str]:

@@ -150,7 +150,10 @@ def test_lingering_rings_do_not_block_the_flow_id() -> None:
     run(scenario)
 
 
-def test_last_ack_answered_during_the_flow_removal_ends_the_connection() -> None:
+def test_shutdown_after_the_peers_fin_acknowledges_it_and_ends_on_the_last_ack() -> None:
+    """shutdown(SHUT_WR) in CLOSE_WAIT then close() (socketserver's shutdown_request): the flow
+    leaves the fast path and our FIN, by PacketOut, acknowledges the peer's FIN (the NIC's
+    would not: the peer's FIN went to the slow path); the peer's last ACK ends it."""
     async def scenario() -> None:
         r = rig()
 
@@ -160,13 +163,16 @@ def test_last_ack_answered_during_the_flow_removal_ends_the_connection() -> None
         conn = await r.passive_open(40004)
         r.segment(40004, conn.irs + 1, conn.snd_nxt, TcpFlags.FIN | TcpFlags.ACK,
                   reason=PacketInReason.FIN)
-        r.control.shutdown_write(conn)           # CLOSE_WAIT -> LAST_ACK, FIN via the NIC
+        r.control.shutdown_write(conn)           # CLOSE_WAIT -> LAST_ACK
         r.control.close(conn)
-        await asyncio.sleep(0)
-        r.nic(conn, Opcode.TX_ACKED, ChannelFlags.FIN, conn.fin_seq + 1)
         await asyncio.sleep(0.05)
+        fins = [s for s in r.datapath.sent if s.flags & TcpFlags.FIN]
+        assert len(fins) == 1 and fins[0].ack == conn.irs + 2  # the peer's FIN acknowledged
+        r.segment(40004, conn.irs + 2, conn.fin_seq + 1, TcpFlags.ACK)
+        await asyncio.sleep(0.01)
         assert conn.conn_id not in r.control.table.by_id and not conn.lingering
         assert r.app.told(cp.Closed) == 1
+        assert not any(s.flags & TcpFlags.RST for s in r.datapath.sent)
         r.close()
     run(scenario)
 
