@@ -71,6 +71,7 @@ struct pna_metadata_t {
     bool ack_pass;           /* pass 2: an ACK request from ACK_LOOPBACK_PORT */
     bool ack_owed;           /* pass 1: the segment is answered with an ACK (receive.p4) */
     bool ack_with_sack;      /* ... which may report the out-of-order interval */
+    bit<1> ack_ts;           /* the last segment owed an ACK carried timestamps (flow_gen_flags) */
     bit<16> tx_payload_sum;  /* TX_DATA: the payload's one's-complement sum from the host */
     bit<32> frame_bytes;     /* the frame's length as its headers tell (packet_io.p4 counters) */
     bit<32> packet_unit;     /* METER_PACKET_UNIT, the length packet meters are executed with */

@@ -46,6 +46,7 @@ parser P4tasParser(packet_in pkt, out pna_headers_t hdr, inout pna_metadata_t me
         meta.ack_pass = false;
         meta.ack_owed = false;
         meta.ack_with_sack = false;
+        meta.ack_ts = 0;
         meta.tx_payload_sum = 0;
         meta.frame_bytes = 0;
         meta.packet_unit = METER_PACKET_UNIT;
