@@ -121,9 +121,12 @@ def ptf_executable() -> Path:
     return path
 
 
-def test_params(grpc_addr: str, files: PipelineFiles, state_dir: Path, portmap: PortMap) -> str:
-    """The --test-params string: gRPC address, pipeline files, ports (see bmv2_env/README.md)."""
+def test_params(grpc_addr: str, files: PipelineFiles, state_dir: Path, portmap: PortMap,
+                target: str = "") -> str:
+    """The --test-params string: gRPC address, pipeline files, ports, and the target's name
+    (tests pin what the dpdk target's architecture makes differ; see bmv2_env/README.md)."""
     params = {
+        "target": target,
         "grpc_addr": grpc_addr,
         "p4info": str(files.p4info.resolve()),
         "bmv2_json": str(files.bmv2_json.resolve()),
@@ -135,7 +138,8 @@ def test_params(grpc_addr: str, files: PipelineFiles, state_dir: Path, portmap: 
 
 
 def build_command(portmap: PortMap, grpc_addr: str, state_dir: Path, files: PipelineFiles,
-                  extra: Sequence[str] = (), test_dir: Path = PTF_TEST_DIR) -> list[str]:
+                  extra: Sequence[str] = (), test_dir: Path = PTF_TEST_DIR,
+                  target: str = "") -> list[str]:
     """The ptf command line; ptf's default `eth` platform binds the --interface peers directly."""
     return [
         str(ptf_executable()),
@@ -143,7 +147,7 @@ def build_command(portmap: PortMap, grpc_addr: str, state_dir: Path, files: Pipe
         "--pypath", str(test_dir),
         "--log-file", str(state_dir / PTF_LOG),
         *portmap.ptf_interface_args(),
-        "--test-params", test_params(grpc_addr, files, state_dir, portmap),
+        "--test-params", test_params(grpc_addr, files, state_dir, portmap, target),
         *extra,
     ]
 

@@ -22,8 +22,17 @@ types happen to agree:
    whenever x < y. So in && only ==, !=, >=, <=, isValid() and flags may appear, in || only
    ==, !=, <, >, isValid() and flags. The checked form is the one after p4c-dpdk's
    ConvertLogicalExpression, where p4c has propagated boolean locals into the conditions.
+4. A copy read after its source changed. CopyPropagationAndElimination (dpdkAsmOpt.cpp), on
+   the DPDK assembly, replaces the one use of a metadata field that is defined once, by a
+   `mov`, with the `mov`'s source, without looking at whether the source is written in
+   between: `before = rx_free; rx_free = rx_free + n; if (before < t)` compares the new
+   rx_free. (A use that is a plain copy into a header field is left alone: the pass rewrites
+   only copies into metadata.) Checked on the last P4 dump, in textual order, which is the
+   order of the assembly (its jumps go forward only); use and def counts are whole-program,
+   where the pass counts per action and per control, so this may miss a case but finds the
+   ones p4tas has had.
 
-The P4 source avoids both (p4src/pna: nested ifs, flags set in ifs, one statement per action);
+The P4 source avoids them (p4src/pna: nested ifs, flags set in ifs, one statement per action);
 this check keeps it that way. Usage: p4c_dpdk_checks.py P4C_DPDK MAIN.p4"""
 
 from __future__ import annotations
@@ -99,6 +108,42 @@ def check_condition(cond: str, context: str | None, problems: list) -> None:
         problems.append((f"'{op}' inside {context} (p4c-dpdk mis-branches)", expr))
 
 
+ASSIGN = re.compile(r"^\s*(?:\} else )?([mh]\.[\w.]+) = (.*);\s*$")
+FIELD = re.compile(r"\b[mh]\.[\w.]+")
+
+
+def stale_copies(text: str) -> list[str]:
+    """Defect 4: `m.d = s;` with m.d defined once and read once, and s written before that
+    read (the read would become a read of the new s)."""
+    lines = text.splitlines()
+    defs, uses = collections.Counter(), collections.Counter()
+    for line in lines:
+        m = ASSIGN.match(line)
+        if m:
+            defs[m.group(1)] += 1
+        for name in FIELD.findall(m.group(2) if m else line):
+            uses[name] += 1
+    problems = []
+    for i, line in enumerate(lines):
+        m = ASSIGN.match(line)
+        if not m or not m.group(1).startswith("m."):
+            continue
+        dst, src = m.group(1), m.group(2).strip()
+        if not FIELD.fullmatch(src) or defs[dst] != 1 or uses[dst] != 1:
+            continue
+        use = next((j for j in range(i + 1, len(lines))
+                    if re.search(re.escape(dst) + r"\b", lines[j])), None)
+        if use is None:
+            continue
+        u = ASSIGN.match(lines[use])
+        if u and u.group(1).startswith("h.") and u.group(2).strip() == dst:
+            continue   # a copy into a header field: not rewritten
+        if any((w := ASSIGN.match(lines[k])) and w.group(1) == src for k in range(i + 1, use)):
+            problems.append(f"{dst} = {src}, read after {src} is written: "
+                            f"{lines[use].strip()}")
+    return problems
+
+
 def main() -> int:
     p4c, main_p4 = sys.argv[1], sys.argv[2]
     dump = tempfile.mkdtemp()
@@ -144,14 +189,16 @@ def main() -> int:
     for m in re.finditer(r"^\s*(?:\} else )?if \((.*)\) \{\s*$", final, re.M):
         check_condition(m.group(1), None, branches)
     problems += [f"{what}: if ({cond})" for what, cond in branches]
+    problems += [f"a copy read after its source changed: {p}" for p in stale_copies(final)]
     if problems:
         print(f"p4c_dpdk_checks: {main_p4}: {len(problems)} construct(s) p4c-dpdk miscompiles:",
               file=sys.stderr)
         for p in problems[:20]:
             print("  " + p, file=sys.stderr)
         return 1
-    print(f"p4c_dpdk_checks: {len(new)} temporaries each read once, no negated calls and no "
-          f"mis-branching comparisons in logical expressions")
+    print(f"p4c_dpdk_checks: {len(new)} temporaries each read once, no negated calls, no "
+          f"mis-branching comparisons in logical expressions, no copy read after its source "
+          f"changed")
     return 0
 
 

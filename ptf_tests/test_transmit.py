@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import ptf.testutils as tu
 
-from lib.base_test import WIRE_PORT, FastPathTest, next_flow_id, next_generation
-from lib.packets import (PEER_WINDOW, ExpectedAck, data_segment, flow_spec, retransmit_frame,
+from lib.base_test import WIRE_PORT, FastPathTest, next_flow_id, next_generation, on_dpdk
+from lib.packets import (PEER_WINDOW, TS_OPTION_OFFSET, ExpectedAck, data_segment, flow_spec, retransmit_frame,
                          rx_data_frame, tx_acked_frame, tx_data_frame)
 from nic_contract.constants import HOST_PORT, DropReason, PacketInReason
 from nic_contract.nic_host_header import ChannelFlags
@@ -95,11 +95,24 @@ class StaleTxDataIsDropped(TransmitTest):
 
 
 class TxDataWithWrongLength(TransmitTest):
-    """A payload that is not exactly `length` bytes would get a wrong checksum: exception."""
+    """A payload that is not exactly `length` bytes would get a wrong checksum: exception.
+    dpdk: PNA on DPDK has no packet length to compare `length` with, so the segment is sent
+    as `length` says (its IPv4 length, checksum and sequence cover the 10 bytes) and the extra
+    bytes follow it on the wire, beyond its IPv4 length; no PacketIn."""
 
     def runTest(self) -> None:
         frame = tx_data_frame(self.spec, 0, b"x" * 10) + b"junk"
         tu.send_packet(self, HOST_PORT, frame)
+        if on_dpdk():
+            got = self.receive(WIRE_PORT)
+            self.assertEqual(got[-4:], b"junk", "the extra bytes follow the segment")
+            tsval = int.from_bytes(got[TS_OPTION_OFFSET + 4:TS_OPTION_OFFSET + 8], "big")
+            want = bytes(ExpectedAck(seq=self.snd, ack=self.rcv, window=RING, payload=b"x" * 10,
+                                     psh=True, tsecr=0).packet(self.spec, tsval))
+            self.assertEqual(got[:-4].hex(), want.hex(), "the segment `length` describes")
+            tu.verify_no_other_packets(self)
+            self.expect_no_packet_in()
+            return
         payload, meta = self.expect_packet_in()
         self.assertEqual(meta["reason"], PacketInReason.BAD_HOST_MESSAGE)
         tu.verify_no_other_packets(self)

@@ -100,7 +100,8 @@ def _run_suite(opts: env.EnvOptions, extra: Sequence[str],
           f"gRPC {record.grpc_addr}, {record.portmap.num_wire_ports} wire ports + host port",
           flush=True)
     cmd = ptf_runner.build_command(record.portmap, record.grpc_addr, result.state_dir,
-                                   PipelineFiles.for_target(record.target), extra)
+                                   PipelineFiles.for_target(record.target), extra,
+                                   target=record.target)
     code, output = ptf_runner.run(cmd)
     counts = ptf_runner.parse_output(output)
     if counts is None:

@@ -38,6 +38,7 @@
 #include <rte_ring.h>
 #include <rte_swx_ctl.h>
 #include <rte_swx_pipeline.h>
+#include <rte_swx_port_fd.h>
 
 #include "control.h"
 
@@ -57,6 +58,26 @@
  * bridge (RX_CONSUMED, TX_DATA) must not be dropped before the pipeline reads it. */
 #define RCVBUF_BYTES (64 << 20)
 #define SNDBUF_BYTES (4 << 20)
+
+/* DPDK's extract does not check the packet's length, so a frame that ends inside its headers
+ * is parsed from whatever the buffer holds after it: bytes of an earlier packet. Every frame
+ * an fd port reads is followed by PARSE_REACH zero bytes (more than the PNA program's longest
+ * run of fixed-size headers past any point, 94 bytes), so such a frame is parsed the same way
+ * every time, its missing bytes as zeros (docs/ARCHITECTURE.md, "PNA / DPDK target"). */
+#define PARSE_REACH 128
+
+static rte_swx_port_in_pkt_rx_t fd_pkt_rx;
+
+static int fd_pkt_rx_zero_tail(void *port, struct rte_swx_pkt *pkt)
+{
+	uint16_t room;
+
+	if (!fd_pkt_rx(port, pkt))
+		return 0;
+	room = rte_pktmbuf_tailroom((struct rte_mbuf *)pkt->handle);
+	memset(pkt->pkt + pkt->offset + pkt->length, 0, room < PARSE_REACH ? room : PARSE_REACH);
+	return 1;
+}
 
 struct real_port {
 	uint32_t id;
@@ -280,6 +301,9 @@ static int run(int argc, char **argv)
 			     RING_F_SP_ENQ | RING_F_SC_DEQ))
 		return 1;
 	io = iospec(ports, n_ports);
+	/* Before the build, which copies the fd port's operations (PARSE_REACH). */
+	fd_pkt_rx = rte_swx_port_fd_reader_ops.pkt_rx;
+	rte_swx_port_fd_reader_ops.pkt_rx = fd_pkt_rx_zero_tail;
 	if (rte_swx_pipeline_build_from_lib(&p, "p4tas", lib, io, 0) || !p) {
 		fprintf(stderr, "p4tas-swx: cannot build the pipeline from %s\n", lib);
 		return 1;

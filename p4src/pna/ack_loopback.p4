@@ -14,10 +14,13 @@
  *    TSval from the clock and TSecr TS.Recent, ECE while the flow owes the peer one, and the
  *    out-of-order interval as a SACK block. It leaves on the flow's wire port.
  * The only information pass 2 needs beyond the state is in the ACK_REQUEST flags (timestamps,
- * SACK allowed); for RX_DATA and notice frames it follows the flow (timestamps negotiated,
- * SACK allowed). So the ACK reflects the flow's state when pass 2 runs: after any segment of
- * the same flow that was processed in between (it acknowledges more, never less), see
- * docs/ARCHITECTURE.md "PNA / DPDK target" for each ACK flavour. */
+ * SACK allowed); for RX_DATA and notice frames, whose header is the host's, SACK is allowed
+ * and whether the segment carried timestamps is a bit of the flow's state (ack_ts in
+ * flow_gen_flags, written by pass 1), so the ACK echoes timestamps exactly when its segment
+ * carried them, as on v1model. So the ACK reflects the flow's state when pass 2 runs: after
+ * any segment of the same flow that was processed in between (it acknowledges more, never
+ * less, and echoes timestamps if that one carried them), see docs/ARCHITECTURE.md
+ * "PNA / DPDK target" for each ACK flavour. */
 
 control AckMirror(inout pna_headers_t hdr, inout pna_metadata_t meta) {
     apply {
@@ -64,7 +67,9 @@ control AckLoopback(inout pna_headers_t hdr, inout pna_metadata_t meta) {
         if (hdr.nic_host.gen != meta.flow.gen || meta.dyn_fresh) {
             return;
         }
-        bool timestamps = meta.flow.timestamps != 0;
+        /* RX_DATA and notice copies: whether the segment carried timestamps is in the flow's
+         * state (ack_ts, written by pass 1; their header is the host's, with no bit to spare). */
+        bool timestamps = meta.ack_ts == 1;
         bool sack = true;
         if (hdr.nic_host.opcode == NIC_HOST_OP_ACK_REQUEST) {
             timestamps = (hdr.nic_host.flags & ACK_REQUEST_FLAG_TIMESTAMPS) != 0;

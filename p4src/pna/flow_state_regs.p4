@@ -5,7 +5,9 @@
  * DPDK's registers hold at most 64 bits, so the state is split into one array per concern,
  * each named after what it holds (bit layouts below; unused low bits are zero):
  *   flow_gen_flags        [31:16] generation  [15] fin_sent  [14] ooo_active  [13] ece_echo
- *                         [12] rtt_pending
+ *                         [12] rtt_pending  [11] ack_ts (PNA's own: whether the last segment
+ *                         that owed an ACK carried timestamps, for that ACK in pass 2,
+ *                         ack_loopback.p4; not in v1model's state, whose ACK is the segment's clone)
  *   flow_rcv_window       [63:32] rcv_nxt  [31:0] rx_free
  *   flow_snd_seq          [63:32] snd_nxt  [31:0] snd_una
  *   flow_ts_recent        [63:32] ts_recent  [31:19] ts_recent_epoch  [18] ts_recent_valid
@@ -29,6 +31,7 @@ control LoadFlowState(inout pna_metadata_t meta) {
         meta.dyn.ooo_active = gen_flags[14:14];
         meta.dyn.ece_echo = gen_flags[13:13];
         meta.dyn.rtt_pending = gen_flags[12:12];
+        meta.ack_ts = gen_flags[11:11];
         bit<64> rcv = flow_rcv_window.read(meta.flow_id);
         meta.dyn.rcv_nxt = rcv[63:32];
         meta.dyn.rx_free = rcv[31:0];
@@ -60,6 +63,7 @@ control LoadFlowState(inout pna_metadata_t meta) {
             meta.dyn.ts_recent_epoch = 0;
             meta.dyn.ece_echo = 0;
             meta.dyn.rtt_pending = 0;
+            meta.ack_ts = 0;
             /* Just before the first byte: the first loss may be fast-retransmitted. */
             meta.dyn.recover = meta.flow.tx_start_seq - 1;
             meta.dyn_fresh = true;
@@ -71,7 +75,7 @@ control StoreFlowState(inout pna_metadata_t meta) {
     apply {
         flow_gen_flags.write(meta.flow_id, meta.dyn.gen ++ meta.dyn.fin_sent
                                            ++ meta.dyn.ooo_active ++ meta.dyn.ece_echo
-                                           ++ meta.dyn.rtt_pending ++ 12w0);
+                                           ++ meta.dyn.rtt_pending ++ meta.ack_ts ++ 11w0);
         flow_rcv_window.write(meta.flow_id, meta.dyn.rcv_nxt ++ meta.dyn.rx_free);
         flow_snd_seq.write(meta.flow_id, meta.dyn.snd_nxt ++ meta.dyn.snd_una);
         flow_ts_recent.write(meta.flow_id, meta.dyn.ts_recent ++ meta.dyn.ts_recent_epoch

@@ -27,18 +27,23 @@ control ReturnRxSpace(inout pna_headers_t hdr, inout pna_metadata_t meta) {
         if (hdr.nic_host.gen != meta.flow.gen || meta.dyn_fresh) {
             meta.drop_reason = DROP_STALE_HOST_MESSAGE;
         } else {
-            bit<32> before = meta.dyn.rx_free;
+            bit<32> threshold = meta.flow.rx_ring_size >> 1;
+            if (threshold > WINDOW_UPDATE_BYTES) {
+                threshold = WINDOW_UPDATE_BYTES;
+            }
+            /* A flag, not a copy of rx_free: p4c-dpdk's copy propagation would read the
+             * updated rx_free in the copy's place (p4c_dpdk_checks.py, defect 4). */
+            bool was_closed = false;
+            if (meta.dyn.rx_free < threshold) {
+                was_closed = true;
+            }
             meta.dyn.rx_free = meta.dyn.rx_free + hdr.nic_host.count;
             /* A confused host must not open the window beyond the ring. */
             if (meta.dyn.rx_free > meta.flow.rx_ring_size) {
                 meta.dyn.rx_free = meta.flow.rx_ring_size;
             }
-            bit<32> threshold = meta.flow.rx_ring_size >> 1;
-            if (threshold > WINDOW_UPDATE_BYTES) {
-                threshold = WINDOW_UPDATE_BYTES;
-            }
             meta.window_reopened = false;   /* (nested: p4c-dpdk miscompiles < and > inside &&, p4c_dpdk_checks.py) */
-            if (before < threshold) {
+            if (was_closed) {
                 if (meta.dyn.rx_free >= threshold) {
                     meta.window_reopened = true;
                 }

@@ -2,6 +2,10 @@
  * (shared/headers.p4); the structs differ from v1model's where the architecture does:
  *  - tcp_syn_opts: a SYN's options after the MSS option, parsed so that a SYN-ACK made from the
  *    SYN (syn_cookie.p4) can drop them: a PNA control cannot truncate a packet.
+ *  - tcp_syn_data: the payload of a SYN (TCP Fast Open), parsed so that the SYN-ACK made from
+ *    it can drop it, for the same reason;
+ *  - arp: the fixed part of an ARP header, so that the byte counters can tell an ARP frame's
+ *    length (PNA on DPDK has no packet length, packet_io.p4);
  *  - no @field_list ack_* fields: the ACK is built in a second pass from the flow's state
  *    (ack_loopback.p4), not in egress from fields preserved into a clone;
  *  - no host_busy: bmv2's host-port queue watch does not apply (see p4tas.p4);
@@ -12,16 +16,32 @@ header tcp_syn_opts_h {
     varbit<320> bytes;
 }
 
+/* The payload of a SYN, up to SYN_DATA_MAX_BYTES (a 1500-byte frame carries 1460 at most). */
+header tcp_syn_data_h {
+    varbit<16376> bytes;
+}
+
+/* ARP's fixed part (RFC 826); the addresses that follow are 2 * (hlen + plen) bytes. */
+header arp_h {
+    bit<16> htype;
+    bit<16> ptype;
+    bit<8> hlen;
+    bit<8> plen;
+    bit<16> oper;
+}
+
 struct pna_headers_t {
     packet_out_h packet_out;
     packet_in_h packet_in;
     ethernet_h ethernet;
+    arp_h arp;
     nic_host_h nic_host;
     ipv4_h ipv4;
     tcp_h tcp;
     tcp_ts_h tcp_ts;
     tcp_mss_h tcp_mss;
     tcp_syn_opts_h tcp_syn_opts;
+    tcp_syn_data_h tcp_syn_data;
     tcp_sack_h tcp_sack;
     tcp_sack_block_h tcp_sack_b2;
     tcp_sack_block_h tcp_sack_b3;
@@ -32,6 +52,7 @@ struct pna_metadata_t {
     bit<8> drop_reason;      /* DROP_*, 0 = none */
     bit<16> l4_len;          /* IPv4 total length minus the IPv4 header */
     bit<16> payload_len;
+    bit<16> syn_data_len;    /* PNA: a SYN's payload (parser.p4) */
     bool flow_found;
     flow_id_t flow_id;
     flow_static_t flow;
@@ -71,6 +92,7 @@ struct pna_metadata_t {
     bool ack_pass;           /* pass 2: an ACK request from ACK_LOOPBACK_PORT */
     bool ack_owed;           /* pass 1: the segment is answered with an ACK (receive.p4) */
     bool ack_with_sack;      /* ... which may report the out-of-order interval */
+    bit<1> ack_ts;           /* the last segment owed an ACK carried timestamps (flow_gen_flags) */
     bit<16> tx_payload_sum;  /* TX_DATA: the payload's one's-complement sum from the host */
     bit<32> frame_bytes;     /* the frame's length as its headers tell (packet_io.p4 counters) */
     bit<32> packet_unit;     /* METER_PACKET_UNIT, the length packet meters are executed with */

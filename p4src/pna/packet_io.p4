@@ -26,6 +26,10 @@ control Verdict(inout pna_headers_t hdr, inout pna_metadata_t meta) {
             meta.frame_bytes = (bit<32>)(ETH_HDR_BYTES + hdr.ipv4.total_len);
         } else if (hdr.nic_host.isValid()) {
             meta.frame_bytes = (bit<32>)(ETH_HDR_BYTES + NIC_HOST_HDR_BYTES + hdr.nic_host.length);
+        } else if (hdr.arp.isValid()) {
+            /* The fixed 8 bytes, then two hardware and two protocol addresses. */
+            meta.frame_bytes = (bit<32>)hdr.arp.hlen + (bit<32>)hdr.arp.plen;
+            meta.frame_bytes = (meta.frame_bytes << 1) + (bit<32>)(ETH_HDR_BYTES + 8);
         } else {
             meta.frame_bytes = (bit<32>)ETH_HDR_BYTES;
         }

@@ -1,6 +1,8 @@
 /* p4tas PNA: parser and deparser, as v1model's (v1model/parser.p4) except:
  *  - the loopback port (ACK requests, ack_loopback.p4) may speak the NIC<->host channel too;
- *  - a SYN's options are parsed to the end (tcp_syn_opts) so that syn_cookie.p4 can drop them;
+ *  - a SYN's options are parsed to the end (tcp_syn_opts), and its payload (tcp_syn_data, TCP
+ *    Fast Open), so that syn_cookie.p4 can drop them;
+ *  - the fixed part of an ARP header (arp), for the byte counters (packet_io.p4);
  *  - no parser errors: DPDK's extract does not check the packet's length, so a truncated
  *    frame is not caught here (see docs/ARCHITECTURE.md, "PNA / DPDK target").
  * The parser never rejects: the exceptions control classifies what the fast path does not
@@ -16,6 +18,7 @@ parser P4tasParser(packet_in pkt, out pna_headers_t hdr, inout pna_metadata_t me
         meta.drop_reason = 0;
         meta.l4_len = 0;
         meta.payload_len = 0;
+        meta.syn_data_len = 0;
         meta.flow_found = false;
         meta.flow_id = 0;
         meta.dyn_fresh = false;
@@ -46,6 +49,7 @@ parser P4tasParser(packet_in pkt, out pna_headers_t hdr, inout pna_metadata_t me
         meta.ack_pass = false;
         meta.ack_owed = false;
         meta.ack_with_sack = false;
+        meta.ack_ts = 0;
         meta.tx_payload_sum = 0;
         meta.frame_bytes = 0;
         meta.packet_unit = METER_PACKET_UNIT;
@@ -69,9 +73,15 @@ parser P4tasParser(packet_in pkt, out pna_headers_t hdr, inout pna_metadata_t me
         pkt.extract(hdr.ethernet);
         transition select(hdr.ethernet.ether_type) {
             ETHERTYPE_IPV4: parse_ipv4;
+            ETHERTYPE_ARP: parse_arp;
             ETHERTYPE_NIC_HOST: parse_nic_host_if_trusted;
             default: accept;
         }
+    }
+
+    state parse_arp {
+        pkt.extract(hdr.arp);
+        transition accept;
     }
 
     /* Only the host port (and the loopback port, which carries the fast path's own ACK
@@ -102,12 +112,14 @@ parser P4tasParser(packet_in pkt, out pna_headers_t hdr, inout pna_metadata_t me
     }
 
     /* A SYN (without ACK) with options: its MSS if it comes first, and the rest of its option
-     * area. The masks match data offsets 8..15 and 6..7 (an option is there to look at). */
+     * area. The masks match data offsets 8..15 and 6..7 (an option is there to look at).
+     * Then, with or without options, its payload. */
     state parse_tcp {
         pkt.extract(hdr.tcp);
         transition select(hdr.tcp.data_offset, hdr.tcp.flags) {
             (0x8 &&& 0x8, TCP_SYN &&& (TCP_SYN | TCP_ACK)): parse_tcp_mss_if_first;
             (0x6 &&& 0xE, TCP_SYN &&& (TCP_SYN | TCP_ACK)): parse_tcp_mss_if_first;
+            (0x5, TCP_SYN &&& (TCP_SYN | TCP_ACK)): parse_tcp_syn_data_if_any;
             (TCP_DATA_OFFSET_TS, _): parse_tcp_ts_if_linux_layout;
             (TCP_DATA_OFFSET_TS_SACK1, _): parse_tcp_ts_sack_if_linux_layout;
             (TCP_DATA_OFFSET_TS_SACK2, _): parse_tcp_ts_sack_if_linux_layout;
@@ -128,13 +140,30 @@ parser P4tasParser(packet_in pkt, out pna_headers_t hdr, inout pna_metadata_t me
         /* The option bytes after the MSS option: (data offset - 6) words. */
         pkt.extract(hdr.tcp_syn_opts,
                     (bit<32>)(((bit<16>)hdr.tcp.data_offset << 5) - 16w192));
-        transition accept;
+        transition parse_tcp_syn_data_if_any;
     }
 
     state parse_tcp_syn_opts_all {
         /* No MSS option first: all (data offset - 5) words of options. */
         pkt.extract(hdr.tcp_syn_opts,
                     (bit<32>)(((bit<16>)hdr.tcp.data_offset << 5) - 16w160));
+        transition parse_tcp_syn_data_if_any;
+    }
+
+    /* A SYN's payload, 1..2047 bytes (tcp_syn_data's size; a frame that ends before its IPv4
+     * length is read past its end, as every extract here is). Beyond that, or a length below
+     * the TCP header (wrapped), it stays unparsed and the SYN gets no cookie. */
+    state parse_tcp_syn_data_if_any {
+        meta.syn_data_len = meta.l4_len - ((bit<16>)hdr.tcp.data_offset << 2);
+        transition select(meta.syn_data_len) {
+            0: accept;
+            0 &&& 0xF800: parse_tcp_syn_data;
+            default: accept;
+        }
+    }
+
+    state parse_tcp_syn_data {
+        pkt.extract(hdr.tcp_syn_data, (bit<32>)(meta.syn_data_len << 3));
         transition accept;
     }
 
@@ -198,12 +227,14 @@ control P4tasDeparser(packet_out pkt, in pna_headers_t hdr, in pna_metadata_t me
     apply {
         pkt.emit(hdr.packet_in);
         pkt.emit(hdr.ethernet);
+        pkt.emit(hdr.arp);
         pkt.emit(hdr.nic_host);
         pkt.emit(hdr.ipv4);
         pkt.emit(hdr.tcp);
         pkt.emit(hdr.tcp_ts);
         pkt.emit(hdr.tcp_mss);
         pkt.emit(hdr.tcp_syn_opts);
+        pkt.emit(hdr.tcp_syn_data);
         pkt.emit(hdr.tcp_sack);
         pkt.emit(hdr.tcp_sack_b2);
         pkt.emit(hdr.tcp_sack_b3);

@@ -25,6 +25,8 @@ control Receive(inout pna_headers_t hdr, inout pna_metadata_t meta) {
      * device, set by the slow path), so that forged segments cannot make us flood the real
      * peers. An unconfigured meter passes everything. */
     Meter<bit<32>>(1, PNA_MeterType_t.PACKETS) challenge_ack_rate;
+    /* The segment carried timestamps (taken before to_host invalidates its options). */
+    bit<1> segment_ts = 0;
 
     /* Payload at `seq` to the host port as RX_DATA at its RX ring offset. */
     action to_host(bit<8> flags, bit<32> seq) {
@@ -60,13 +62,20 @@ control Receive(inout pna_headers_t hdr, inout pna_metadata_t meta) {
 
     /* The segment is answered with an ACK (built in pass 2 from the state this packet leaves;
      * `with_sack`: it may report the out-of-order interval, as v1model's does for segments
-     * with payload only). */
+     * with payload only). The ACK echoes timestamps when the segment carried them, as
+     * v1model's (RFC 7323 3.2): pass 2 of an RX_DATA or notice copy finds that in the flow's
+     * state (ack_ts, flow_gen_flags), the host's header having no bit to spare. */
     action send_ack(bool with_sack) {
         meta.ack_owed = true;
         meta.ack_with_sack = with_sack;
+        meta.ack_ts = segment_ts;
     }
 
     apply {
+        segment_ts = 0;
+        if (hdr.tcp_ts.isValid()) {
+            segment_ts = 1;
+        }
         if (meta.paws_rejected || meta.ack_unacceptable) {
             /* RFC 7323 5.3 R1: a segment older than TS.Recent is dropped and acknowledged.
              * RFC 5961 5.2: an ACK of data never sent (SegmentCheck) discards the segment,

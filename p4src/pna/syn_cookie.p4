@@ -1,7 +1,8 @@
 /* p4tas PNA: as v1model/syn_cookie.p4, except that the SYN-ACK made from the SYN drops the SYN's
- * other options by invalidating them (the parser took the whole option area, tcp_syn_opts)
- * where v1model truncates: a PNA control cannot truncate. For the same reason a SYN that
- * carries data (TCP Fast Open) is not answered with a cookie: its payload cannot be cut.
+ * other options and its payload (TCP Fast Open) by invalidating them (the parser took the
+ * whole option area, tcp_syn_opts, and the payload, tcp_syn_data) where v1model truncates: a
+ * PNA control cannot truncate. A SYN whose payload the parser did not take (beyond
+ * tcp_syn_data's 2047 bytes) is not answered with a cookie.
  * p4c-dpdk compiles HalfSipHash as it is (32-bit add, shift, or, xor).
  * p4tas: SYN cookies in the data plane (RFC 4987 3.6; AccelTCP offloads the same).
  * The slow path answers SYNs as long as the punt meter lets them through (full options). A
@@ -138,6 +139,7 @@ control SynCookie(inout pna_headers_t hdr, inout pna_metadata_t meta) {
         hdr.tcp_mss.mss = offer_mss;
         hdr.tcp_ts.setInvalid();
         hdr.tcp_syn_opts.setInvalid();
+        hdr.tcp_syn_data.setInvalid();
 
         meta.out_port = (bit<32>)meta.in_port;
         meta.syn_cookie = true;
@@ -150,9 +152,12 @@ control SynCookie(inout pna_headers_t hdr, inout pna_metadata_t meta) {
                 || meta.reinjected) {
             return;
         }
-        /* Data after the options (TCP Fast Open): PNA cannot cut it off the SYN-ACK. */
+        /* Data after the options (TCP Fast Open) that the parser did not take: PNA cannot
+         * cut it off the SYN-ACK. (Nested: p4c-dpdk cannot negate isValid() inside &&.) */
         if (hdr.ipv4.total_len != IPV4_HDR_BYTES + (((bit<16>)hdr.tcp.data_offset) << 2)) {
-            return;
+            if (!hdr.tcp_syn_data.isValid()) {
+                return;
+            }
         }
         if (syn_cookie_listeners.apply().hit) {
             sip_init_and_local_ip();

@@ -4,6 +4,7 @@ every entry a test writes removed after it, so tests do not depend on each other
 from __future__ import annotations
 
 import itertools
+import os
 import random
 from pathlib import Path
 from typing import Callable, Iterable
@@ -37,6 +38,18 @@ def next_generation() -> int:
 def next_flow_id() -> int:
     """A flow id not used by an earlier test of this run."""
     return next(_flow_ids) % 65536
+
+
+def target() -> str:
+    """The target under test: the `target` test parameter bmv2_env passes (bmv2, soft, dpdk),
+    else $TARGET; empty when neither says (a v1model target is assumed)."""
+    return str(tu.test_param_get("target", "") or os.environ.get("TARGET", "")).strip()
+
+
+def on_dpdk() -> bool:
+    """The PNA program on the dpdk target: a few tests pin what its architecture makes differ
+    from v1model (docs/ARCHITECTURE.md, "PNA / DPDK target")."""
+    return target() == "dpdk"
 
 
 class P4RuntimeTest(BaseTest):

@@ -121,3 +121,28 @@ def test_committed_spec_fits_dpdk_22_11() -> None:
     fixups.check_offsets(spec)
     assert "pna_main_parser_input_metadata_input_port" not in spec.split("apply {")[1]
     assert PNA_CONTEXT.is_file()
+
+
+def test_dpdk_check_finds_a_copy_read_after_its_source_changed() -> None:
+    """p4c_dpdk_checks.py defect 4: p4c-dpdk's assembly copy propagation reads the source of a
+    once-defined, once-read copy in its place, even after the source was written."""
+    import importlib.util
+    loaded = importlib.util.spec_from_file_location("checks", P4SRC / "p4c_dpdk_checks.py")
+    checks = importlib.util.module_from_spec(loaded)
+    loaded.loader.exec_module(checks)
+    stale = """
+        m.before = m.rx_free;
+        m.rx_free = m.rx_free + h.nic_host.count;
+        if (m.before < m.threshold) {
+    """
+    assert len(checks.stale_copies(stale)) == 1
+    # Written before the copy, read once after: fine.
+    assert checks.stale_copies(stale.replace("m.rx_free = m.rx_free + h.nic_host.count;\n",
+                                             "")) == []
+    # A swap through a local into header fields: the pass leaves copies into headers alone.
+    swap = """
+        m.mac = h.ethernet.dst_addr;
+        h.ethernet.dst_addr = h.ethernet.src_addr;
+        h.ethernet.src_addr = m.mac;
+    """
+    assert checks.stale_copies(swap) == []

@@ -399,7 +399,8 @@ def test_report_line_is_appended(monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 
 def test_ptf_command_line(tmp_path: Path) -> None:
     files = PipelineFiles(tmp_path / "a b.txtpb", tmp_path / "it's.json")
-    cmd = ptf_runner.build_command(PortMap(2), "127.0.0.1:9559", tmp_path, files, ["--failfast"])
+    cmd = ptf_runner.build_command(PortMap(2), "127.0.0.1:9559", tmp_path, files, ["--failfast"],
+                                   target="dpdk")
     assert Path(cmd[0]) == Path(sys.executable).parent / "ptf"
     assert cmd[cmd.index("--test-dir") + 1] == str(REPO / "ptf_tests")
     assert cmd[cmd.index("--log-file") + 1] == str(tmp_path / "ptf.log")
@@ -410,7 +411,7 @@ def test_ptf_command_line(tmp_path: Path) -> None:
     namespace: dict[str, object] = {}
     exec("class _TestParams:\n    " + params, namespace)  # how ptf parses --test-params
     parsed = {k: v for k, v in vars(namespace["_TestParams"]).items() if not k.startswith("__")}
-    assert parsed == {"grpc_addr": "127.0.0.1:9559", "p4info": str(files.p4info),
+    assert parsed == {"target": "dpdk", "grpc_addr": "127.0.0.1:9559", "p4info": str(files.p4info),
                       "bmv2_json": str(files.bmv2_json), "wire_ports": "1,2", "host_port": 254,
                       "portmap": str(tmp_path / "portmap.json")}
 
