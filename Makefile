@@ -31,7 +31,7 @@ PTF_PREFIX ?= p4ptf
 # `make test` runs the PTF and end-to-end stages once per target, each on veths of its own (bmv2
 # keeps the names above and tests/support/stack.py's defaults), so no stage can disturb another.
 # Which targets: `python -m bmv2_env targets --tested` (bmv2 when simple_switch_grpc is found,
-# and soft).
+# soft, and dpdk when DPDK is installed).
 PTF_PREFIX_bmv2 ?= $(PTF_PREFIX)
 PTF_PREFIX_soft ?= p4ptfs
 E2E_PREFIX_bmv2 ?= p4e2e
@@ -144,7 +144,7 @@ fuzz: setup
 targets: setup
 	$(PY) -m bmv2_env targets
 
-# The unit tests once, p4-check, then per available target (bmv2 when it is found, and soft)
+# The unit tests once, p4-check, then per available target (bmv2 when it is found, soft, dpdk)
 # the end-to-end tests and the PTF suite; every stage appends its line to the report.
 test: setup
 	@mkdir -p $(dir $(P4TAS_REPORT)) && : > $(P4TAS_REPORT)

@@ -106,7 +106,6 @@ class Target:
     matches: Callable[[Sequence[str]], bool]  # is this /proc cmdline one of ours?
     cwd: Path | None = None  # where the process starts (soft: the repository, for -m softnic)
     bundled: bool = False  # part of this repository: `make test` always runs it
-    in_suite: bool = True  # `make test` runs it when it is found
 
     def command_prefix(self) -> list[str]:
         """The command line up to the switch arguments; ToolNotFound says how to get it."""
@@ -125,10 +124,8 @@ BMV2_TARGET = Target(BMV2, SIMPLE_SWITCH_GRPC, "the P4 reference switch", _bmv2_
                      is_bmv2_cmdline)
 SOFT_TARGET = Target(SOFT, SOFTNIC, "software fast path", _softnic_command, is_softnic_cmdline,
                      cwd=REPO_ROOT, bundled=True)
-# Not in `make test` yet: the PNA program does not pass the PTF and end-to-end suites
-# (issue 15; `make ptf-dpdk` and `make pytest-e2e-dpdk` run them).
 DPDK_TARGET_ = Target(DPDK, "p4tas-swx", "the PNA program on DPDK's SWX pipeline", _dpdk_command,
-                      is_dpdk_cmdline, cwd=REPO_ROOT, in_suite=False)
+                      is_dpdk_cmdline, cwd=REPO_ROOT)
 TARGETS: dict[str, Target] = {BMV2: BMV2_TARGET, SOFT: SOFT_TARGET, DPDK: DPDK_TARGET_}
 NAMES = tuple(TARGETS)
 
@@ -223,4 +220,4 @@ def tested_targets() -> list[Target]:
     """The targets `make test` runs: every one that is found, and soft always (it is part of
     the repository: if softnic's entry point is missing, its stages are skipped and say why)."""
     return [t for t in TARGETS.values()
-            if t.bundled or (t.in_suite and t.missing() is None)]
+            if t.bundled or t.missing() is None]

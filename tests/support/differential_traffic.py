@@ -59,9 +59,9 @@ class Traffic:
     """The generator: next_packet() draws one input."""
 
     def __init__(self, seed: int, flows: list[FlowModel], payload_checks: bool = True) -> None:
-        """`payload_checks=False`: no bad TCP checksums, truncated headers or IPv4 lengths
-        beyond the frame, which a target that sees no payload or packet length (PNA on DPDK)
-        cannot catch."""
+        """`payload_checks=False`: no bad TCP checksums, truncated headers, IPv4 lengths beyond
+        the frame, truncated host messages or TX_DATA longer than its length, which a target that sees no payload or packet
+        length (PNA on DPDK) cannot catch."""
         self.rng = random.Random(seed)
         self.flows = flows
         self.payload_checks = payload_checks
@@ -247,7 +247,7 @@ class Traffic:
         gen = spec.generation if rng.random() < 0.95 else (spec.generation + 1) & 0xFFFF
         msg = tx_data(spec.flow_id, gen, flags, position, position & M32, data)
         frame = msg.encode()
-        if rng.random() < 0.04:
+        if rng.random() < 0.04 and self.payload_checks:
             frame = frame + b"\0" * rng.randrange(1, 8)    # longer than `length` says
         return [(HOST_PORT, frame)]
 
@@ -261,7 +261,8 @@ class Traffic:
     def bad_host_message(self, f: FlowModel) -> list:
         frame = bytearray(NicHostMessage(Opcode.RX_CONSUMED, f.spec.flow_id, f.spec.generation,
                                          count=1).encode())
-        if self.rng.random() < 0.5:
+        bad_opcode = self.rng.random() < 0.5
+        if bad_opcode or not self.payload_checks:
             frame[14] = self.rng.choice([0, 1, 4, 5, 99])      # not a host -> NIC opcode
         else:
             frame = frame[:self.rng.randrange(14, 37)]         # truncated channel header
