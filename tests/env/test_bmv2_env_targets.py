@@ -127,11 +127,26 @@ def test_explicit_bmv2_without_bmv2_is_the_tool_not_found_error(
 
 
 def test_tested_targets(bmv2_found: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(targets, "PNA_SPEC", tmp_path / "absent.spec")   # no dpdk target
     assert [t.name for t in targets.tested_targets()] == ["bmv2", "soft"]
     monkeypatch.setenv("SIMPLE_SWITCH_GRPC", str(tmp_path / "nonexistent"))
     assert [t.name for t in targets.tested_targets()] == ["soft"]
     monkeypatch.setenv("TARGET", "bmv2")  # make test runs every available target regardless
     assert [t.name for t in targets.tested_targets()] == ["soft"]
+
+
+def test_dpdk_is_tested_when_found_and_says_what_is_missing(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    if targets.DPDK_TARGET_.missing():
+        pytest.skip(f"the dpdk target is not available here: {targets.DPDK_TARGET_.missing()}")
+    assert "dpdk" in [t.name for t in targets.tested_targets()]
+    assert targets.DPDK_TARGET_.command_prefix()[1:] == ["-m", "dpdk_target"]
+    monkeypatch.setattr(targets, "PNA_SPEC", tmp_path / "absent.spec")
+    assert "make p4" in targets.DPDK_TARGET_.missing()
+    assert "dpdk" not in [t.name for t in targets.tested_targets()]
+    monkeypatch.setenv("TARGET", "dpdk")
+    with pytest.raises(ToolNotFound, match="the PNA program's spec is missing"):
+        targets.select()
 
 
 # ---- command lines -------------------------------------------------------------------------------
@@ -263,6 +278,7 @@ def test_cli_targets_lists_and_selects(bmv2_found: Path, softnic_there: Path,
 def test_cli_targets_without_bmv2(no_bmv2: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
                                   capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setattr(targets, "SOFTNIC_MAIN", tmp_path / "absent" / "__main__.py")
+    monkeypatch.setattr(targets, "PNA_SPEC", tmp_path / "absent.spec")
     assert p4tas_env(["targets"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("target: soft (software fast path; simple_switch_grpc not found)\n")
