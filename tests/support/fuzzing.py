@@ -296,7 +296,11 @@ def fuzz_control_server(messages: int, seed: int = SEED) -> Report:
         layout = Layout(rx_ring_size=1 << 12, tx_ring_size=1 << 12, max_connections=4,
                         max_contexts=2, queue_depth=16)
         control = _runtime(FakeNic(), FakeDatapath())
-        path = Path(tempfile.mkdtemp(prefix="p4tas-fuzz-")) / "control.sock"
+        with tempfile.TemporaryDirectory(prefix="p4tas-fuzz-") as directory:
+            return await serve(control, Path(directory) / "control.sock", layout, rng)
+
+    async def serve(control: ConnectionControl, path: Path, layout: Layout,
+                    rng: random.Random) -> Report:
         server = ControlServer(path, control, layout)
         await server.start()
         report, start, sent = Report(), time.perf_counter(), 0
