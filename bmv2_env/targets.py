@@ -7,10 +7,10 @@
 - `dpdk`: the PNA program on DPDK's SWX pipeline (`python -m dpdk_target`: p4tas-swx and its
   P4Runtime server), found when DPDK (libdpdk-dev) and the committed PNA spec are there.
 
-Both take the same command line after the program (switch.build_command) and open the same
-veths. TARGET=bmv2|soft picks one; unset (or empty), bmv2 is used when simple_switch_grpc is
-found and soft otherwise. An explicit TARGET=bmv2 without simple_switch_grpc is an error
-(toolchain.ToolNotFound), never a silent fallback.
+All take the same command line after the program (switch.build_command) and open the same
+veths. TARGET=bmv2|soft|dpdk picks one; unset (or empty), bmv2 is used when simple_switch_grpc
+is found and soft otherwise. An explicit TARGET=bmv2 without simple_switch_grpc (or
+TARGET=dpdk without DPDK) is an error (toolchain.ToolNotFound), never a silent fallback.
 """
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ def _dpdk_command() -> list[str]:
 class Target:
     """One fast-path target: how to run it and how to recognize its process."""
 
-    name: str  # the TARGET value: "bmv2" or "soft"
+    name: str  # the TARGET value: "bmv2", "soft" or "dpdk"
     process: str  # what its process is called in messages
     description: str  # a few words for the `target:` line
     _command: Callable[[], list[str]]  # the program part of the command line, or ToolNotFound
@@ -189,8 +189,8 @@ def select(environ: Mapping[str, str] | None = None) -> Selection:
     """The target to use: $TARGET, else bmv2 if simple_switch_grpc is found, else soft.
 
     Raises ValueError for an unknown $TARGET and ToolNotFound (with the fix) for TARGET=bmv2
-    without simple_switch_grpc or TARGET=dpdk without DPDK. TARGET=soft is not checked here: softnic is part of the
-    repository (Target.missing() says if its entry point is absent).
+    without simple_switch_grpc or TARGET=dpdk without DPDK. TARGET=soft is not checked here:
+    softnic is part of the repository (Target.missing() says if its entry point is absent).
     """
     name = requested(environ)
     if name == SOFT:

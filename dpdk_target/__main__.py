@@ -33,27 +33,26 @@ def clock_register(names: SpecNames) -> str | None:
                  if name.rsplit(".", 1)[-1] == CLOCK_REGISTER), None)
 
 
-def start_runner(interfaces: dict[int, str], cpu_port: int) -> tuple[Runner, SpecNames]:
+def start_runner(interfaces: dict[int, str], cpu_port: int, names: SpecNames) -> Runner:
     """Build (when needed) and start the runner on the committed spec."""
-    names = SpecNames.parse(PNA_SPEC.read_text(encoding="utf-8"),
-                            PNA_CONTEXT.read_text(encoding="utf-8"))
-    runner = Runner.start(toolchain.runner(), toolchain.pipeline_library(PNA_SPEC),
-                          RunnerPorts(interfaces, cpu_port, ACK_LOOPBACK_PORT),
-                          clock_register(names))
-    return runner, names
+    return Runner.start(toolchain.runner(), toolchain.pipeline_library(PNA_SPEC),
+                        RunnerPorts(interfaces, cpu_port, ACK_LOOPBACK_PORT),
+                        clock_register(names))
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s dpdk %(message)s")
     interfaces = dict(args.interface)
+    spec = PNA_SPEC.read_bytes()
+    names = SpecNames.parse(spec.decode(), PNA_CONTEXT.read_text(encoding="utf-8"))
     try:
-        runner, names = start_runner(interfaces, args.cpu_port)
+        runner = start_runner(interfaces, args.cpu_port, names)
     except (toolchain.DpdkUnavailable, RunnerError, OSError) as err:
         log.error("cannot start: %s", err)
         return 1
-    program = DpdkProgram(load_p4info(PNA_P4INFO), names, runner)
-    dataplane = DpdkDataplane(runner, names, program.staged, clock_register(names),
+    program = DpdkProgram(load_p4info(PNA_P4INFO), names, runner, spec)
+    dataplane = DpdkDataplane(runner, names, program.staged, runner.clock_register,
                               sorted(interfaces))
     if args.grpc_server_addr.startswith("unix:"):
         os.umask(0o077)   # P4Runtime has no authentication: only this user may connect
@@ -71,8 +70,9 @@ def main(argv: list[str] | None = None) -> int:
              args.grpc_server_addr, args.device_id)
     try:
         while not stop.wait(0.5):
-            if runner.process.poll() is not None:
-                log.error("the runner exited (%s)", runner.process.returncode)
+            if runner.process.poll() is not None or not pump.is_alive():
+                log.error("the runner exited (%s) or its PacketIn channel closed",
+                          runner.process.returncode)
                 return 1
     finally:
         server.stop()

@@ -33,15 +33,13 @@ class DpdkDataplane:
         would (no entries, initial defaults, zeroed registers, unconfigured meters)."""
         commands = []
         if self._state is not None:
-            for table in {id(t): t for t in self._state.tables.values()}.values():
-                assert isinstance(table, DpdkTable)
+            for table in _tables(self._state):
                 commands += [f"table_delete {table.spec_name} match "
                              + " ".join(f"0x{v:x}" for v in key) for key in table.entries]
             for meter in self._state.meters.values():
-                assert isinstance(meter, DpdkMeter)
-                commands += [f"meter_reset {meter.spec_name} {i}" for i in meter.configs]
-        for table in {id(t): t for t in state.tables.values()}.values():
-            assert isinstance(table, DpdkTable)
+                if isinstance(meter, DpdkMeter):
+                    commands += [f"meter_reset {meter.spec_name} {i}" for i in meter.configs]
+        for table in _tables(state):
             table.stage_default()
         commands += [f"reg_fill {name} 0" for name in self.names.regarrays
                      if name != self.clock_register]
@@ -66,9 +64,19 @@ class DpdkDataplane:
         self.runner.packet_out(frame)
 
     def pump_packet_ins(self, sink: Callable[[bytes], None], stop: threading.Event) -> None:
-        """Hand every frame the pipeline sends to the CPU port to `sink` until stopped."""
+        """Hand every frame the pipeline sends to the CPU port to `sink` until stopped; a
+        failure to deliver one is logged, not fatal."""
         while not stop.is_set():
             frame = self.runner.packet_in()
             if not frame:
                 return
-            sink(frame)
+            try:
+                sink(frame)
+            except Exception:  # noqa: BLE001 - one PacketIn must not end the pump
+                log.exception("delivering a PacketIn failed")
+
+
+def _tables(state: SwitchState) -> list[DpdkTable]:
+    """Each of the state's tables once (they are listed by name and by alias)."""
+    unique = {id(t): t for t in state.tables.values() if isinstance(t, DpdkTable)}
+    return list(unique.values())

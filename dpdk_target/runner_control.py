@@ -5,6 +5,7 @@ PacketIn/PacketOut frame per datagram."""
 from __future__ import annotations
 
 import logging
+import select
 import socket
 import subprocess
 import threading
@@ -14,8 +15,12 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 CPU_SOCKET_BUFFER = 4 << 20   # PacketIns queued for the server before the runner drops them
+SO_SNDBUFFORCE, SO_RCVBUFFORCE = 32, 33   # beyond net.core.wmem_max/rmem_max (we are root)
 MAX_FRAME = 65536
 START_TIMEOUT_S = 30.0
+# Commands in flight at once: the runner writes each reply while its pipeline waits, so a
+# client that sent thousands before reading any would fill both sockets and deadlock.
+BATCH_CHUNK = 128
 
 
 class RunnerError(RuntimeError):
@@ -30,6 +35,13 @@ class RunnerPorts:
     cpu_port: int
     loopback_port: int
 
+    def __post_init__(self) -> None:
+        ids = [*self.interfaces, self.cpu_port, self.loopback_port]
+        if len(set(ids)) != len(ids) or not all(0 < i < 256 for i in ids):
+            raise RunnerError(f"port ids must be distinct and within 1..255 (0 is the PNA "
+                              f"program's sink): interfaces {sorted(self.interfaces)}, CPU "
+                              f"{self.cpu_port}, loopback {self.loopback_port}")
+
 
 @dataclass
 class Runner:
@@ -39,6 +51,7 @@ class Runner:
     process: subprocess.Popen
     control: socket.socket
     cpu: socket.socket
+    clock_register: str | None = None   # the register the runner writes the time into
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _pending: bytes = b""
 
@@ -49,8 +62,8 @@ class Runner:
         control, control_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         cpu, cpu_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
         for sock in (cpu, cpu_child):
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, CPU_SOCKET_BUFFER)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, CPU_SOCKET_BUFFER)
+            sock.setsockopt(socket.SOL_SOCKET, SO_SNDBUFFORCE, CPU_SOCKET_BUFFER)
+            sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, CPU_SOCKET_BUFFER)
         cpu_child.setblocking(False)
         cmd = [str(binary), "run", "--lib", str(library),
                "--control", str(control_child.fileno()),
@@ -60,32 +73,47 @@ class Runner:
             cmd += ["--clock", clock_register]
         for port, ifname in sorted(ports.interfaces.items()):
             cmd += ["-i", f"{port}@{ifname}"]
-        process = subprocess.Popen(cmd, pass_fds=(control_child.fileno(), cpu_child.fileno()),
-                                   stdout=subprocess.PIPE, text=True)
-        control_child.close()
-        cpu_child.close()
-        runner = cls(process, control, cpu)
-        runner._wait_running()
+        try:
+            process = subprocess.Popen(cmd, pass_fds=(control_child.fileno(),
+                                                      cpu_child.fileno()),
+                                       stdout=subprocess.PIPE, text=True)
+        except OSError:
+            for sock in (control, cpu):
+                sock.close()
+            raise
+        finally:
+            control_child.close()
+            cpu_child.close()
+        runner = cls(process, control, cpu, clock_register)
+        try:
+            runner._wait_running()
+        except RunnerError:
+            runner.stop()
+            raise
         return runner
 
     def _wait_running(self) -> None:
-        line = self.process.stdout.readline() if self.process.stdout else ""
+        """Its first line says it runs; RunnerError if it does not within START_TIMEOUT_S."""
+        out = self.process.stdout
+        ready = out is not None and select.select([out], [], [], START_TIMEOUT_S)[0]
+        line = out.readline() if ready and out is not None else ""
         if not line.startswith("p4tas-swx: running"):
-            self.process.kill()
-            raise RunnerError(f"the runner did not start (exit {self.process.wait()}): "
+            raise RunnerError(f"the runner did not start within {START_TIMEOUT_S:g} s: "
                               f"{line.strip() or 'no output'}")
         log.info("%s", line.strip())
 
     def batch(self, commands: list[str]) -> list[str]:
-        """Send every command, then read one reply each (pipelined: one round trip)."""
-        if not commands:
-            return []
+        """Send the commands and read one reply each, BATCH_CHUNK at a time (pipelined)."""
+        replies: list[str] = []
         with self._lock:
             try:
-                self.control.sendall("".join(f"{c}\n" for c in commands).encode())
-                return [self._reply() for _ in commands]
+                for first in range(0, len(commands), BATCH_CHUNK):
+                    chunk = commands[first:first + BATCH_CHUNK]
+                    self.control.sendall("".join(f"{c}\n" for c in chunk).encode())
+                    replies += [self._reply() for _ in chunk]
             except OSError as err:
                 raise RunnerError(f"the runner is gone: {err}") from None
+        return replies
 
     def command(self, command: str) -> str:
         """One command; its reply's value part; RunnerError if the runner refused it."""
@@ -127,3 +155,5 @@ class Runner:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+        if self.process.stdout is not None:
+            self.process.stdout.close()

@@ -5,11 +5,13 @@ arrays. Table entries are mirrored here too, so reads need no round trip."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from dpdk_target.names import SpecNames
 from dpdk_target.runner_control import Runner, RunnerError
 from nic_contract.p4rt.proto import p4info_pb2
+from nic_contract.pipeline import PNA_SPEC
 from softnic.p4runtime.failures import Code, RpcFailure
 from softnic.p4runtime.program import ConfigError, DefaultActions, Program, TableInfo
 from softnic.state import SwitchState
@@ -20,21 +22,25 @@ MAX_METER_RATE = 1 << 40
 
 
 class StagedCommands:
-    """Runner commands of one Write, sent and committed together (`flush`)."""
+    """Runner commands of one Write, sent and committed together (`flush`), with how to undo
+    the table changes they mirror here if the runner refuses them (the runner's commit is all
+    or nothing)."""
 
     def __init__(self, runner: Runner) -> None:
         self.runner, self.commands = runner, list[str]()
+        self.undo: list[Callable[[], None]] = []
 
     def flush(self) -> None:
-        """Send what was staged; commit the table changes among it."""
+        """Send what was staged; commit the table changes among it, or undo them here."""
         commands, self.commands = self.commands, []
+        undo, self.undo = self.undo, []
         if any(c.startswith("table_") for c in commands):
             commands.append("commit")
         failed = [(c, r) for c, r in zip(commands, self.runner.batch(commands), strict=True)
                   if not r.startswith("ok")]
         if failed:
-            if any(c.startswith("table_") for c, _ in failed):
-                self.runner.batch(["abort"])
+            for step in reversed(undo):
+                step()
             raise RunnerError("; ".join(f"{c.split(' ', 2)[:2]}: {r}" for c, r in failed))
 
 
@@ -50,15 +56,26 @@ class TableEntries(dict):
         self.table = table
 
     def __setitem__(self, key: tuple[int, ...], action: ActionCall) -> None:
+        self._remember(key)
         if key in self:
             self.table.stage("table_delete", key, None)
         super().__setitem__(key, action)
         self.table.stage("table_add", key, action)
 
     def pop(self, key: Any, default: Any = None) -> Any:
+        if key not in self:
+            return default
+        self._remember(key)
+        self.table.stage("table_delete", key, None)
+        return super().pop(key)
+
+    def _remember(self, key: tuple[int, ...]) -> None:
+        """How to put `key` back as it is now (StagedCommands.undo)."""
         if key in self:
-            self.table.stage("table_delete", key, None)
-        return super().pop(key, default)
+            old = self[key]
+            self.table.staged.undo.append(lambda: dict.__setitem__(self, key, old))
+        else:
+            self.table.staged.undo.append(lambda: dict.pop(self, key, None))
 
 
 class DpdkTable:
@@ -68,7 +85,7 @@ class DpdkTable:
                  default: ActionCall, staged: StagedCommands) -> None:
         self.name, self.size, self.spec_name = info.name, info.size, spec_name
         self.const_default = info.const_default
-        self._names, self._staged, self._default = names, staged, default
+        self._names, self.staged, self._default = names, staged, default
         self.entries = TableEntries(self)
 
     @property
@@ -77,6 +94,8 @@ class DpdkTable:
 
     @default_action.setter
     def default_action(self, action: ActionCall) -> None:
+        old = self._default
+        self.staged.undo.append(lambda: setattr(self, "_default", old))
         self._default = action
         self.stage_default()
 
@@ -85,14 +104,14 @@ class DpdkTable:
         const one cannot change)."""
         if self.const_default:
             return
-        self._staged.commands.append(f"table_default {self.spec_name} "
+        self.staged.commands.append(f"table_default {self.spec_name} "
                                      f"{self._action_text(self._default)}")
 
     def stage(self, verb: str, key: tuple[int, ...], action: ActionCall | None) -> None:
         text = "match " + " ".join(_hex(v) for v in key)
         if action is not None:
             text += " " + self._action_text(action)
-        self._staged.commands.append(f"{verb} {self.spec_name} {text}")
+        self.staged.commands.append(f"{verb} {self.spec_name} {text}")
 
     def _action_text(self, action: ActionCall) -> str:
         spec = self._names.action(action[0])
@@ -144,31 +163,49 @@ class DpdkCounter:
         self.bytes.refresh()
 
 
+Rates = tuple[int, int, int, int]   # cir, cburst, pir, pburst as P4Runtime gives them
+
+
+def _profile(rates: Rates) -> str:
+    """The runner's meter_set arguments (its profile's name is made of them)."""
+    return " ".join(str(min(v, MAX_METER_RATE)) for v in rates)
+
+
 class DpdkMeter:
     """An indexed meter array (softnic.state.Meter's configuration interface). Packet meters
     meter a length of 1 per packet in the program, so their rates are packets per second."""
 
     def __init__(self, name: str, size: int, spec_name: str, staged: StagedCommands) -> None:
         self.name, self.size, self.spec_name, self._staged = name, size, spec_name, staged
-        self.configs: dict[int, tuple[int, int, int, int]] = {}
+        self.configs: dict[int, Rates] = {}
 
     def set_config(self, index: int, cir: int, cburst: int, pir: int, pburst: int) -> None:
+        old = self.configs.get(index)
         self.configs[index] = (cir, cburst, pir, pburst)
-        rates = (min(v, MAX_METER_RATE) for v in (cir, cburst, pir, pburst))
         self._staged.commands.append(f"meter_set {self.spec_name} {index} "
-                                     + " ".join(str(v) for v in rates))
+                                     + _profile(self.configs[index]))
+        self._drop_profile(old, self.configs[index])
 
     def reset(self, index: int) -> None:
-        self.configs.pop(index, None)
+        old = self.configs.pop(index, None)
         self._staged.commands.append(f"meter_reset {self.spec_name} {index}")
+        self._drop_profile(old, None)
+
+    def _drop_profile(self, old: Rates | None, new: Rates | None) -> None:
+        """The cell's previous profile, unless it is the new one (the runner keeps it while
+        another cell uses it): rates change all the time under congestion control."""
+        if old is not None and old != new:
+            self._staged.commands.append(f"meter_profile_drop {_profile(old)}")
+
 
 
 class DpdkProgram(Program):
     """The P4Info of the PNA program, whose objects live in the runner's SWX pipeline."""
 
-    def __init__(self, p4info: p4info_pb2.P4Info, names: SpecNames, runner: Runner) -> None:
+    def __init__(self, p4info: p4info_pb2.P4Info, names: SpecNames, runner: Runner,
+                 spec: bytes) -> None:
         super().__init__(p4info)
-        self.names, self.runner = names, runner
+        self.names, self.runner, self.spec = names, runner, spec
         self.staged = StagedCommands(runner)
 
     def commit(self) -> None:
@@ -184,13 +221,16 @@ class DpdkProgram(Program):
             counter.refresh()   # type: ignore[attr-defined]
 
     def default_actions(self, device_config: bytes) -> DefaultActions:
-        """Each table's default action from the spec (the dpdk target's device config)."""
-        names = SpecNames.parse(device_config.decode(errors="replace"), "{}")
+        """Each table's default action from the spec, the dpdk target's device config, which
+        must be the committed spec the runner runs."""
+        if device_config != self.spec:
+            raise ConfigError(f"the device config is not the spec this target runs "
+                              f"({PNA_SPEC.name}, {len(self.spec)} bytes)")
+        names = self.names
         out: DefaultActions = {}
         for table in self.tables.values():
             spec_name = self.names.tables.get(table.name, "")
-            action_name, params = names.defaults.get(spec_name, self.names.defaults.get(
-                spec_name, ("", ())))
+            action_name, params = names.defaults.get(spec_name, ("", ()))
             match = [a.name for a in self.actions.values() if a.id in table.scopes
                      and self.names.action(a.name).name == action_name]
             if not match:

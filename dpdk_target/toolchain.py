@@ -1,21 +1,27 @@
-"""Build what the dpdk target runs, from Debian's DPDK and this repository's sources: the runner
-(dpdk_target/runner/*.c) and the pipeline library of the committed .spec (DPDK's codegen, then
-cc). Both are cached under the venv, named by the hash of what they are built from.
+"""Build what the dpdk target runs, from Debian's DPDK and this repository's sources: the
+runner (dpdk_target/runner/*.c) and the pipeline library of the committed .spec (DPDK's
+codegen, then cc). Both are cached under the venv, named by the hash of what they are built
+from, DPDK's version and the flags.
 
 DPDK's generated pipeline code includes private headers (rte_swx_pipeline_internal.h,
-rte_swx_pipeline_spec.h) that libdpdk-dev does not ship; they come from Debian's `dpdk` source package of the installed
-version, fetched with apt-get into the cache (a private source list: the system's apt
-configuration is not touched; apt checks the archive's signature and the files' hashes).
+rte_swx_pipeline_spec.h) that libdpdk-dev does not ship; they come from Debian's `dpdk` source
+package of the installed version, fetched with apt-get into the cache (a private source list:
+the system's apt configuration is not touched; apt checks the archive's signature and the
+files' hashes). The runner and the libraries run as root from the venv, trusted as the venv's
+Python is.
 `python -m dpdk_target.toolchain` (run by `make setup`) builds everything ahead of time.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import subprocess
 import sys
 import tarfile
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from nic_contract.pipeline import PNA_SPEC
@@ -112,20 +118,36 @@ def private_header_dir() -> Path:
     return target
 
 
+def _build_key(*parts: bytes) -> str:
+    """A cache name's hash: what it is built from, DPDK's version and the flags (a library
+    built against one DPDK's private headers must not be loaded by another)."""
+    return _hash(*parts, dpdk_version().encode(), " ".join(CFLAGS).encode())
+
+
+def _publish(build: Callable[[Path], None], target: Path) -> Path:
+    """Build into a private temporary name, then rename: builds side by side never mix."""
+    fd, name = tempfile.mkstemp(dir=CACHE, prefix=f".{target.name}.")
+    os.close(fd)
+    partial = Path(name)
+    try:
+        build(partial)
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
+    return target
+
+
 def runner() -> Path:
     """The runner binary, built from dpdk_target/runner/ when its sources changed."""
     sources = sorted(RUNNER_SOURCES.glob("*.[ch]"))
-    binary = CACHE / f"p4tas-swx-{_hash(*(s.read_bytes() for s in sources))}"
+    binary = CACHE / f"p4tas-swx-{_build_key(*(s.read_bytes() for s in sources))}"
     if binary.is_file():
         return binary
     cflags, libs = dpdk_flags("--cflags"), dpdk_flags("--libs")
     CACHE.mkdir(parents=True, exist_ok=True)
-    partial = binary.with_suffix(".partial")
     c_files = [str(s) for s in sources if s.suffix == ".c"]
-    _run(["cc", *CFLAGS, "-Wall", "-o", str(partial), *c_files, *cflags, *libs],
-         "building the runner")
-    partial.rename(binary)
-    return binary
+    return _publish(lambda out: _run(["cc", *CFLAGS, "-Wall", "-o", str(out), *c_files,
+                                      *cflags, *libs], "building the runner"), binary)
 
 
 def pipeline_library(spec: Path = PNA_SPEC) -> Path:
@@ -133,17 +155,21 @@ def pipeline_library(spec: Path = PNA_SPEC) -> Path:
     if not spec.is_file():
         raise DpdkUnavailable(f"{spec} is missing: run `make p4` (needs p4c-dpdk)")
     tool = runner()
-    library = CACHE / f"pipeline-{_hash(spec.read_bytes(), tool.read_bytes())}.so"
+    library = CACHE / f"pipeline-{_build_key(spec.read_bytes(), tool.read_bytes())}.so"
     if library.is_file():
         return library
-    code = library.with_suffix(".c")
-    _run([str(tool), "codegen", str(spec), str(code)], "DPDK's pipeline codegen")
-    partial = library.with_suffix(".partial")
-    _run(["cc", *CFLAGS, "-fPIC", "-shared", "-I", str(private_header_dir()),
-          *dpdk_flags("--cflags"), "-o", str(partial), str(code)], "building the pipeline")
-    partial.rename(library)
-    code.unlink()
-    return library
+    headers = private_header_dir()
+
+    def build(out: Path) -> None:
+        code = out.parent / f"{out.name}.c"
+        try:
+            _run([str(tool), "codegen", str(spec), str(code)], "DPDK's pipeline codegen")
+            _run(["cc", *CFLAGS, "-fPIC", "-shared", "-I", str(headers),
+                  *dpdk_flags("--cflags"), "-o", str(out), str(code)], "building the pipeline")
+        finally:
+            code.unlink(missing_ok=True)
+
+    return _publish(build, library)
 
 
 def main() -> int:

@@ -8,11 +8,13 @@
  *   reg_dump NAME                -> ok INDEX=VALUE ... (the non-zero cells)
  *   reg_fill NAME VALUE          every cell
  *   meter_set NAME INDEX CIR CBS PIR PBS   (bytes or packets per second, as P4Runtime)
+ *   meter_profile_drop CIR CBS PIR PBS     a profile no cell uses any more (kept if one does)
  *   meter_reset NAME INDEX
  *   mirror SESSION PORT TRUNCATE
  *   port_stats PORT              -> ok RX_PACKETS TX_PACKETS
  * Values are decimal or 0x hex. Table writes are staged and take effect at commit, like a
- * P4Runtime batch. */
+ * P4Runtime batch; if any staged write was refused, commit applies none of them (an error).
+ * Replies are written while the pipeline waits: a client reads them as it sends. */
 #include <errno.h>
 #include <stdarg.h>
 #include <inttypes.h>
@@ -39,7 +41,7 @@ struct control {
 	size_t in_len;
 	char *reply;
 	size_t reply_len;
-	uint32_t n_profiles;
+	int staging_failed;      /* a table write since the last commit/abort was refused */
 };
 
 struct control *control_create(struct rte_swx_pipeline *p, int fd)
@@ -82,10 +84,11 @@ static void reply(struct control *c, const char *fmt, ...)
 	int n;
 
 	va_start(ap, fmt);
-	n = vsnprintf(c->reply + c->reply_len, REPLY_MAX_BYTES - c->reply_len, fmt, ap);
+	/* Two bytes stay free: the reply's newline and vsnprintf's terminator. */
+	n = vsnprintf(c->reply + c->reply_len, REPLY_MAX_BYTES - 1 - c->reply_len, fmt, ap);
 	va_end(ap);
 	if (n > 0)
-		c->reply_len = RTE_MIN(c->reply_len + n, (size_t)REPLY_MAX_BYTES - 1);
+		c->reply_len = RTE_MIN(c->reply_len + n, (size_t)REPLY_MAX_BYTES - 2);
 }
 
 static int parse_u64(const char *text, uint64_t *value)
@@ -130,11 +133,13 @@ static void table_command(struct control *c, const char *verb, char *table, char
 	int status;
 
 	if (!table || !entry_text) {
+		c->staging_failed = 1;
 		reply(c, "error usage: %s TABLE ENTRY", verb);
 		return;
 	}
 	entry = rte_swx_ctl_pipeline_table_entry_read(c->ctl, table, entry_text, NULL);
 	if (!entry) {
+		c->staging_failed = 1;
 		reply(c, "error %s: cannot parse entry for table %s: %s", verb, table, entry_text);
 		return;
 	}
@@ -142,13 +147,15 @@ static void table_command(struct control *c, const char *verb, char *table, char
 		status = rte_swx_ctl_pipeline_table_entry_add(c->ctl, table, entry);
 	else if (!strcmp(verb, "table_delete"))
 		status = rte_swx_ctl_pipeline_table_entry_delete(c->ctl, table, entry);
-	else
+	else   /* table_default: execute() takes no other table_ verb */
 		status = rte_swx_ctl_pipeline_table_default_entry_add(c->ctl, table, entry);
 	entry_free(entry);
-	if (status)
+	if (status) {
+		c->staging_failed = 1;
 		reply(c, "error %s %s: %s", verb, table, strerror(-status));
-	else
+	} else {
 		reply(c, "ok");
+	}
 }
 
 static void reg_dump(struct control *c, const char *name)
@@ -180,6 +187,12 @@ static void reg_fill(struct control *c, const char *name, uint64_t value)
 }
 
 /* A meter profile per distinct (cir, cbs, pir, pbs), named after its values. */
+static void profile_name(char *out, size_t size, const uint64_t *rates)
+{
+	snprintf(out, size, "p%" PRIu64 "_%" PRIu64 "_%" PRIu64 "_%" PRIu64,
+		 rates[0], rates[1], rates[2], rates[3]);
+}
+
 static void meter_set(struct control *c, const char *name, uint64_t *v)
 {
 	struct rte_meter_trtcm_params params = { .cir = v[1], .cbs = v[2], .pir = v[3],
@@ -187,8 +200,7 @@ static void meter_set(struct control *c, const char *name, uint64_t *v)
 	char profile[64];
 	int status;
 
-	snprintf(profile, sizeof(profile), "p%" PRIu64 "_%" PRIu64 "_%" PRIu64 "_%" PRIu64,
-		 v[1], v[2], v[3], v[4]);
+	profile_name(profile, sizeof(profile), &v[1]);
 	status = rte_swx_ctl_meter_profile_add(c->p, profile, &params);
 	if (status && status != -EEXIST) {
 		reply(c, "error meter profile %s: %s", profile, strerror(-status));
@@ -197,6 +209,22 @@ static void meter_set(struct control *c, const char *name, uint64_t *v)
 	status = rte_swx_ctl_meter_set(c->p, name, (uint32_t)v[0], profile);
 	if (status)
 		reply(c, "error meter_set %s %" PRIu64 ": %s", name, v[0], strerror(-status));
+	else
+		reply(c, "ok");
+}
+
+/* Profiles pile up as rates change (congestion control sets new ones all the time): the
+ * client drops a cell's previous profile after setting a new one; DPDK keeps it while any
+ * other cell uses it (EBUSY), which is not an error here. */
+static void meter_profile_drop(struct control *c, const uint64_t *rates)
+{
+	char profile[64];
+	int status;
+
+	profile_name(profile, sizeof(profile), rates);
+	status = rte_swx_ctl_meter_profile_delete(c->p, profile);
+	if (status && status != -EBUSY && status != -EINVAL)
+		reply(c, "error meter_profile_drop %s: %s", profile, strerror(-status));
 	else
 		reply(c, "ok");
 }
@@ -223,7 +251,7 @@ static void port_stats(struct control *c, uint64_t port)
 	reply(c, "ok %" PRIu64 " %" PRIu64, in.n_pkts, out.n_pkts);
 }
 
-/* Up to 5 numbers after the command's first `skip` words. */
+/* Exactly `want` (up to 5) numbers after the command's first `skip` words. */
 static int numbers(char **words, int n_words, int skip, uint64_t *v, int want)
 {
 	int i;
@@ -234,6 +262,24 @@ static int numbers(char **words, int n_words, int skip, uint64_t *v, int want)
 		if (parse_u64(words[skip + i], &v[i]))
 			return -1;
 	return 0;
+}
+
+/* All staged table writes, or none of them if one was refused. */
+static void commit(struct control *c)
+{
+	int status;
+
+	if (c->staging_failed) {
+		rte_swx_ctl_pipeline_abort(c->ctl);
+		c->staging_failed = 0;
+		reply(c, "error commit: a staged table write was refused; none applied");
+		return;
+	}
+	status = rte_swx_ctl_pipeline_commit(c->ctl, 1);
+	if (status)
+		reply(c, "error commit: %s", strerror(-status));
+	else
+		reply(c, "ok");
 }
 
 static void execute(struct control *c, char *line)
@@ -252,17 +298,14 @@ static void execute(struct control *c, char *line)
 	}
 	if (!n) {
 		reply(c, "error empty command");
-	} else if (!strncmp(words[0], "table_", 6)) {
+	} else if (!strcmp(words[0], "table_add") || !strcmp(words[0], "table_delete") ||
+		   !strcmp(words[0], "table_default")) {
 		table_command(c, words[0], n > 1 ? words[1] : NULL, rest);
 	} else if (!strcmp(words[0], "commit")) {
-		int status = rte_swx_ctl_pipeline_commit(c->ctl, 1);
-
-		if (status)
-			reply(c, "error commit: %s", strerror(-status));
-		else
-			reply(c, "ok");
+		commit(c);
 	} else if (!strcmp(words[0], "abort")) {
 		rte_swx_ctl_pipeline_abort(c->ctl);
+		c->staging_failed = 0;
 		reply(c, "ok");
 	} else if (!strcmp(words[0], "reg_read") && !numbers(words, n, 2, v, 1)) {
 		uint64_t value;
@@ -282,6 +325,8 @@ static void execute(struct control *c, char *line)
 		reg_fill(c, words[1], v[0]);
 	} else if (!strcmp(words[0], "meter_set") && !numbers(words, n, 2, v, 5)) {
 		meter_set(c, words[1], v);
+	} else if (!strcmp(words[0], "meter_profile_drop") && !numbers(words, n, 1, v, 4)) {
+		meter_profile_drop(c, v);
 	} else if (!strcmp(words[0], "meter_reset") && !numbers(words, n, 2, v, 1)) {
 		if (rte_swx_ctl_meter_reset(c->p, words[1], (uint32_t)v[0]))
 			reply(c, "error meter_reset %s %" PRIu64, words[1], v[0]);

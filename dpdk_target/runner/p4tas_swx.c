@@ -17,7 +17,9 @@
  * which DPDK's fd port reads and writes one frame per read()/write(). The loop sleeps in poll()
  * when no port had a packet for IDLE_SWEEPS runs, because the machines have two cores. */
 
+#define _GNU_SOURCE
 #include <errno.h>
+#include <sched.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <stdio.h>
@@ -44,7 +46,7 @@
 
 #define N_PORTS 256              /* port ids 0..255, as P4Runtime numbers them (a power of 2) */
 #define MTU 9216                 /* largest frame a port reads (veths may carry jumbo frames) */
-#define MBUF_SIZE (MTU + RTE_PKTMBUF_HEADROOM)
+#define MBUF_SIZE (MTU + PARSE_REACH + RTE_PKTMBUF_HEADROOM)   /* room for the zeroed reach */
 #define RUN_INSTRUCTIONS 4096    /* instructions per rte_swx_pipeline_run() call */
 #define IDLE_SWEEPS 64           /* runs without a new packet before sleeping in poll() */
 #define MAX_REAL_PORTS 32
@@ -118,8 +120,9 @@ static int open_packet_socket(const char *ifname, int writer)
 	struct sockaddr_ll addr = { .sll_family = AF_PACKET,
 				    .sll_protocol = writer ? 0 : htons(ETH_P_ALL) };
 	struct timeval timeout = { .tv_sec = SEND_TIMEOUT_S };
-	int one = 1, fd = socket(AF_PACKET, SOCK_RAW | (writer ? 0 : SOCK_NONBLOCK),
-				 writer ? 0 : htons(ETH_P_ALL));
+	/* Protocol 0 at creation: the socket receives nothing until bind() names the interface
+	 * (with ETH_P_ALL, frames of every interface would queue up before it). */
+	int one = 1, fd = socket(AF_PACKET, SOCK_RAW | (writer ? 0 : SOCK_NONBLOCK), 0);
 	int size = writer ? SNDBUF_BYTES : RCVBUF_BYTES;
 
 	if (fd < 0)
@@ -174,7 +177,16 @@ static int init_eal(const char *prog)
 	char *args[] = { (char *)prog, "--no-huge", "--no-pci", "--no-shconf", "--no-telemetry",
 			 "-m", "512", "-l", "0", "--log-level", "lib.*:error", NULL };
 
-	return rte_eal_init(sizeof(args) / sizeof(args[0]) - 1, args);
+	cpu_set_t all;
+	int status = rte_eal_init(sizeof(args) / sizeof(args[0]) - 1, args);
+
+	/* EAL pins this thread to lcore 0; the runner is one process among others on small
+	 * machines (several targets, tests), so the scheduler may place it on any CPU. */
+	CPU_ZERO(&all);
+	for (int cpu = 0; cpu < CPU_SETSIZE; cpu++)
+		CPU_SET(cpu, &all);
+	sched_setaffinity(0, sizeof(all), &all);
+	return status;
 }
 
 static uint64_t packets_in(struct rte_swx_pipeline *p, const struct real_port *ports, int n)
@@ -234,13 +246,20 @@ static int run_loop(struct rte_swx_pipeline *p, struct control *ctl,
 	}
 }
 
-static int parse_port(const char *text, struct real_port *port)
+/* PORT@IFNAME, PORT:FD or PORT; -1 for a malformed one, port 0 (the PNA program's sink) or an
+ * id given twice. */
+static int parse_port(const char *text, struct real_port *port, const struct real_port *ports,
+		      int n_ports)
 {
 	char *end;
 	unsigned long id = strtoul(text, &end, 10);
+	int i;
 
-	if ((*end != '@' && *end != ':' && *end) || id >= N_PORTS || end == text)
+	if ((*end != '@' && *end != ':' && *end) || id == 0 || id >= N_PORTS || end == text)
 		return -1;
+	for (i = 0; i < n_ports; i++)
+		if (ports[i].id == id)
+			return -1;
 	port->id = id;
 	port->name = *end ? end + 1 : end;
 	return 0;
@@ -263,13 +282,13 @@ static int run(int argc, char **argv)
 		} else if (!strcmp(argv[i], "--clock")) {
 			clock = argv[i + 1];
 		} else if (!strcmp(argv[i], "--loopback") && n_ports < MAX_REAL_PORTS &&
-			   !parse_port(argv[i + 1], port)) {
+			   !parse_port(argv[i + 1], port, ports, n_ports)) {
 			port->fd = port->out_fd = -1;
 			n_ports++;
 		} else if (!strcmp(argv[i], "--control")) {
 			control = atoi(argv[i + 1]);
 		} else if ((!strcmp(argv[i], "-i") || !strcmp(argv[i], "--cpu")) &&
-			   n_ports < MAX_REAL_PORTS && !parse_port(argv[i + 1], port)) {
+			   n_ports < MAX_REAL_PORTS && !parse_port(argv[i + 1], port, ports, n_ports)) {
 			int is_cpu = argv[i][1] == '-';
 
 			port->fd = is_cpu ? atoi(port->name) : open_packet_socket(port->name, 0);

@@ -167,8 +167,10 @@ class P4RuntimeServer:
             if request.atomicity != pb.WriteRequest.CONTINUE_ON_ERROR:
                 raise RpcFailure(Code.UNIMPLEMENTED,
                                  "Support for atomic write modes has not been implemented yet")
-            errors = [writer.apply(update) for update in request.updates]
-            self._program.commit()
+            try:
+                errors = [writer.apply(update) for update in request.updates]
+            finally:   # what was applied (also before an unexpected error) reaches the target
+                self._program.commit()
         failed = [e for e in errors if e is not None]
         if failed:
             raise WriteFailure(errors, len(failed))

@@ -127,8 +127,10 @@ def test_a_meter_drops_what_exceeds_its_rate(veths: PortMap, runner: Runner) -> 
 
 def test_bad_commands_are_refused_and_the_runner_goes_on(runner: Runner) -> None:
     replies = runner.batch(["table_add forward match 0x1 action nosuch", "table_add nosuch x",
-                            "reg_read nosuch 0", "meter_set rate 1 x", "frobnicate", "commit"])
-    assert [r.split(" ", 1)[0] for r in replies] == ["error"] * 5 + ["ok"]
+                            "reg_read nosuch 0", "meter_set rate 1 x", "frobnicate",
+                            "table_frobnicate forward match 0x1", "commit", "commit"])
+    # the commit after refused table writes applies none of them and says so; then all clear
+    assert [r.split(" ", 1)[0] for r in replies] == ["error"] * 7 + ["ok"]
     with pytest.raises(RunnerError, match="reg_read"):
         runner.command("reg_read frames 999999")
     assert runner.command("port_stats 1") == "0 0"
@@ -143,3 +145,44 @@ def test_an_idle_runner_sleeps(runner: Runner) -> None:
     before = cpu_seconds()
     time.sleep(1.0)
     assert cpu_seconds() - before < 0.1
+
+
+def test_a_large_batch_does_not_deadlock(runner: Runner) -> None:
+    """Replies are written while the pipeline waits: a client that sent 20,000 commands
+    before reading would fill both sockets (Runner.batch sends them in chunks)."""
+    replies = runner.batch([f"reg_write frames {i % 256} {i}" for i in range(20000)])
+    assert replies == ["ok"] * 20000
+    assert runner.command("reg_read frames 255") == str(19967)   # its last: 78 * 256 - 1
+
+
+def test_a_refused_staged_write_makes_the_commit_apply_nothing(veths: PortMap,
+                                                                runner: Runner) -> None:
+    dst = 0x020000000005
+    replies = runner.batch([f"table_add forward match 0x{dst:x} action fwd port 0x2 mirror 0x0",
+                            "table_add forward match 0x1 action nosuch", "commit"])
+    assert replies[0] == "ok" and replies[1].startswith("error")
+    assert replies[2].startswith("error commit: a staged table write was refused")
+    into, out = _peer_socket(veths, 1), _peer_socket(veths, 2)
+    into.send(_frame(dst))
+    assert _received(out, dst) == []   # the good entry was not applied either
+    assert runner.batch([f"table_add forward match 0x{dst:x} action fwd port 0x2 mirror 0x0",
+                         "commit"]) == ["ok", "ok"]
+    into.send(_frame(dst))
+    assert len(_received(out, dst)) == 1
+
+
+def test_meter_profiles_no_cell_uses_are_dropped(runner: Runner) -> None:
+    assert runner.batch(["meter_set rate 1 100 10 200 20", "meter_set rate 2 100 10 200 20",
+                         "meter_set rate 1 300 10 400 20",
+                         "meter_profile_drop 100 10 200 20",    # cell 2 still uses it: kept
+                         "meter_set rate 3 100 10 200 20",
+                         "meter_set rate 2 300 10 400 20", "meter_set rate 3 300 10 400 20",
+                         "meter_profile_drop 100 10 200 20",    # unused now: gone
+                         "meter_profile_drop 100 10 200 20"]) == ["ok"] * 9
+
+
+@pytest.mark.parametrize("ports", [({0: "eth0"}, 255, 253), ({1: "a"}, 1, 253),
+                                   ({1: "a"}, 255, 255), ({300: "a"}, 255, 253)])
+def test_port_ids_must_be_distinct_and_not_the_sink(ports: tuple) -> None:
+    with pytest.raises(RunnerError, match="port ids must be distinct"):
+        RunnerPorts(*ports)
