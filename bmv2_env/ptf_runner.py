@@ -129,7 +129,7 @@ def test_params(grpc_addr: str, files: PipelineFiles, state_dir: Path, portmap: 
         "target": target,
         "grpc_addr": grpc_addr,
         "p4info": str(files.p4info.resolve()),
-        "bmv2_json": str(files.bmv2_json.resolve()),
+        "device_config": str(files.device_config.resolve()),
         "wire_ports": ",".join(map(str, portmap.wire_ports)),
         "host_port": portmap.host_port,
         "portmap": str((state_dir / PORTMAP_FILE).resolve()),

@@ -34,7 +34,7 @@ class PipelineFiles:
     """The compiled artifacts pushed with SetForwardingPipelineConfig."""
 
     p4info: Path = P4INFO
-    bmv2_json: Path = BMV2_JSON
+    device_config: Path = BMV2_JSON
 
     @classmethod
     def for_target(cls, target: str) -> PipelineFiles:
@@ -47,11 +47,11 @@ class PipelineFiles:
         """The runtime daemon's options for these files (none for the defaults)."""
         if self == PipelineFiles():
             return []
-        return ["--p4info", str(self.p4info), "--bmv2-json", str(self.bmv2_json)]
+        return ["--p4info", str(self.p4info), "--device-config", str(self.device_config)]
 
     def check(self) -> None:
         """Raise PipelineError naming every missing artifact and how to produce it."""
-        missing = [shown(p) for p in (self.p4info, self.bmv2_json) if not p.is_file()]
+        missing = [shown(p) for p in (self.p4info, self.device_config) if not p.is_file()]
         if missing:
             raise PipelineError(f"pipeline artifacts missing: {', '.join(missing)} "
                                 f"(run `make p4`, which needs p4c)")
@@ -69,6 +69,6 @@ def install(client: P4RuntimeClient, wire_ports: list[int],
             files: PipelineFiles = PipelineFiles()) -> bool:
     """Load the pipeline unless the switch runs it already, then program one ACK clone session
     per wire port. True if the pipeline was (re)loaded."""
-    loaded = client.ensure_pipeline(files.p4info, files.bmv2_json)
+    loaded = client.ensure_pipeline(files.p4info, files.device_config)
     client.write_clone_sessions(ack_clone_sessions(wire_ports))
     return loaded

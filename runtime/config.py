@@ -74,7 +74,7 @@ class RuntimeConfig:
     grpc_addr: str = "127.0.0.1:9559"
     device_id: int = 0
     p4info: Path = P4INFO
-    bmv2_json: Path = BMV2_JSON
+    device_config: Path = BMV2_JSON
     interfaces: tuple[Interface, ...] = ()
     routes: tuple[Route, ...] = ()  # static routes through gateways on our subnets
     control_socket: Path = Path(cp.DEFAULT_CONTROL_SOCKET)

@@ -36,11 +36,11 @@ class StartupError(RuntimeError):
 
 def connect_switch(config: RuntimeConfig) -> P4RuntimeClient:
     """Become primary, load (or verify) the pipeline, program the ACK clone sessions."""
-    files = PipelineFiles(config.p4info, config.bmv2_json)
+    files = PipelineFiles(config.p4info, config.device_config)
     try:
         files.check()
     except PipelineError as exc:
-        raise StartupError(f"{exc}, or pass --p4info/--bmv2-json") from None
+        raise StartupError(f"{exc}, or pass --p4info/--device-config") from None
     client = P4RuntimeClient(config.grpc_addr, config.device_id)
     try:
         client.connect()
@@ -180,8 +180,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[RuntimeConfig, str]:
     parser.add_argument("--device-id", type=int, default=0, help="P4Runtime device id")
     parser.add_argument("--p4info", type=Path, default=P4INFO,
                         help="p4info (text format) of the pipeline (default: the committed one)")
-    parser.add_argument("--bmv2-json", type=Path, default=BMV2_JSON,
-                        help="bmv2 JSON of the pipeline (default: the committed one)")
+    parser.add_argument("--device-config", "--bmv2-json", type=Path, default=BMV2_JSON,
+                        help="the target's device config: the bmv2 JSON (default: the committed "
+                             "one), or the PNA spec on dpdk")
     parser.add_argument("--interface", action="append", default=[], metavar="PORT=IP/LEN,MAC",
                         help="a wire port and the address we own on it; repeat per port")
     parser.add_argument("--route", action="append", default=[], nargs=3,
@@ -302,7 +303,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[RuntimeConfig, str]:
         parser.error(f"--metrics-port must be 1..65535, got {args.metrics_port}")
     config = RuntimeConfig(
         grpc_addr=args.grpc_addr, device_id=args.device_id, p4info=args.p4info,
-        bmv2_json=args.bmv2_json, interfaces=interfaces, routes=routes,
+        device_config=args.device_config, interfaces=interfaces, routes=routes,
         control_socket=args.control_socket,
         tcp=tcp, host_interface=args.host_interface, rto=rto, congestion=args.congestion,
         control=control, metrics_port=args.metrics_port, ecn=args.ecn == "on",

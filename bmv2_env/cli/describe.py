@@ -76,7 +76,7 @@ def _switch_lines(result: env.UpResult) -> list[str]:
         sessions = ", ".join(
             f"{s}->{p}" for s, p in ack_clone_sessions(record.portmap.wire_ports).items())
         how = "loaded" if result.pipeline_loaded else "already loaded"
-        pipe = f"{PipelineFiles().bmv2_json.name} {how}; ACK clone sessions {sessions}"
+        pipe = f"{PipelineFiles().device_config.name} {how}; ACK clone sessions {sessions}"
     else:
         pipe = "not pushed (--no-pipeline)"
     log_note = "packet log on" if record.log else "packet log off"

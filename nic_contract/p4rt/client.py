@@ -136,22 +136,22 @@ class P4RuntimeClient:
 
     # ---- pipeline
 
-    def set_pipeline(self, p4info_path: str | Path, bmv2_json_path: str | Path,
+    def set_pipeline(self, p4info_path: str | Path, device_config_path: str | Path,
                      cookie: int | None = None, timeout: float | None = None) -> None:
         """Push the P4Info and bmv2 JSON with VERIFY_AND_COMMIT (this wipes all state)."""
         p4info = P4Info.from_file(p4info_path)
         if cookie is None:
-            cookie = default_cookie(p4info_path, bmv2_json_path)
+            cookie = default_cookie(p4info_path, device_config_path)
         req = p4runtime_pb2.SetForwardingPipelineConfigRequest(
             device_id=self.device_id, election_id=self._election(),
             action=p4runtime_pb2.SetForwardingPipelineConfigRequest.VERIFY_AND_COMMIT)
         req.config.p4info.CopyFrom(p4info.proto)
-        req.config.p4_device_config = Path(bmv2_json_path).read_bytes()
+        req.config.p4_device_config = Path(device_config_path).read_bytes()
         req.config.cookie.cookie = cookie
         self._call("SetForwardingPipelineConfig", req, timeout or max(self.timeout, _SLOW_TIMEOUT))
         self.p4info = p4info
         log.info("pipeline %s pushed to device %d (cookie %#018x)",
-                 Path(bmv2_json_path).name, self.device_id, cookie)
+                 Path(device_config_path).name, self.device_id, cookie)
 
     def pipeline_cookie(self) -> int | None:
         """The cookie of the loaded pipeline, or None when no pipeline (or no cookie) is set."""
@@ -168,15 +168,15 @@ class P4RuntimeClient:
             return None
         return resp.config.cookie.cookie
 
-    def ensure_pipeline(self, p4info_path: str | Path, bmv2_json_path: str | Path) -> bool:
+    def ensure_pipeline(self, p4info_path: str | Path, device_config_path: str | Path) -> bool:
         """Push the pipeline unless the loaded one has the same cookie; return whether pushed."""
-        cookie = default_cookie(p4info_path, bmv2_json_path)
+        cookie = default_cookie(p4info_path, device_config_path)
         if self.pipeline_cookie() == cookie:
             self.p4info = P4Info.from_file(p4info_path)
             log.info("pipeline already loaded on device %d (cookie %#018x)", self.device_id,
                      cookie)
             return False
-        self.set_pipeline(p4info_path, bmv2_json_path, cookie)
+        self.set_pipeline(p4info_path, device_config_path, cookie)
         return True
 
     def fetch_p4info(self) -> P4Info:

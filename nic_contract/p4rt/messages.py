@@ -10,10 +10,10 @@ from typing import Any, Iterable
 from nic_contract.p4rt.proto import p4runtime_pb2
 
 
-def default_cookie(p4info_path: str | Path, bmv2_json_path: str | Path) -> int:
+def default_cookie(p4info_path: str | Path, device_config_path: str | Path) -> int:
     """A stable 64-bit pipeline cookie: SHA-256 over both files' bytes (length-prefixed)."""
     digest = hashlib.sha256()
-    for path in (p4info_path, bmv2_json_path):
+    for path in (p4info_path, device_config_path):
         data = Path(path).read_bytes()
         digest.update(len(data).to_bytes(8, "big"))
         digest.update(data)

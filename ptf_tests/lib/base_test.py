@@ -62,7 +62,7 @@ class P4RuntimeTest(BaseTest):
         self.client = P4RuntimeClient(tu.test_param_get("grpc_addr", "127.0.0.1:9559"))
         self.client.connect()
         ports = [int(p) for p in str(tu.test_param_get("wire_ports", "1,2")).split(",")]
-        files = PipelineFiles(Path(tu.test_param_get("p4info")), Path(tu.test_param_get("bmv2_json")))
+        files = PipelineFiles(Path(tu.test_param_get("p4info")), Path(tu.test_param_get("device_config")))
         install(self.client, ports, files)
         self.p4info = self.client.p4info
         self.client.drain_packet_ins()

@@ -43,10 +43,11 @@ class PipelineConfig:
     """The device's forwarding pipeline config: verified, saved, committed and read back as PI
     does. `lock` guards it together with the P4 object state (shared with writes and reads)."""
 
-    def __init__(self, program: Program, bmv2_json: bytes, load: Callable[[SwitchState], None],
+    def __init__(self, program: Program, device_config: bytes,
+                 load: Callable[[SwitchState], None],
                  lock: threading.RLock) -> None:
-        self._program, self._json, self._load, self._lock = program, bmv2_json, load, lock
-        self._json_defaults = program.default_actions(bmv2_json)   # ConfigError: ours
+        self._program, self._json, self._load, self._lock = program, device_config, load, lock
+        self._json_defaults = program.default_actions(device_config)   # ConfigError: ours
         self._saved: tuple[pb.ForwardingPipelineConfig, DefaultActions] | None = None
         self.loaded: LoadedPipeline | None = None
 

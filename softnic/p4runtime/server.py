@@ -62,15 +62,15 @@ class P4RuntimeServer:
     """P4Runtime server of one device whose pipeline is the program of `p4info_path`."""
 
     def __init__(self, address: str, device_id: int, cpu_port: int, dataplane: Dataplane,
-                 p4info_path: Path = P4INFO, bmv2_json_path: Path = BMV2_JSON,
+                 p4info_path: Path = P4INFO, device_config_path: Path = BMV2_JSON,
                  program: Program | None = None) -> None:
         """`program`: where the P4 objects live (default: softnic's Python state, from the
-        P4Info at `p4info_path`); `bmv2_json_path`: the device config the target runs."""
+        P4Info at `p4info_path`); `device_config_path`: the device config the target runs."""
         self.address, self.device_id, self.cpu_port = address, device_id, cpu_port
         self._dataplane = dataplane
         self._program = program or Program(load_p4info(p4info_path))
         self._lock = threading.RLock()          # pipeline and P4 object state
-        self._pipeline = PipelineConfig(self._program, Path(bmv2_json_path).read_bytes(),
+        self._pipeline = PipelineConfig(self._program, Path(device_config_path).read_bytes(),
                                         dataplane.load, self._lock)
         self._arbitration = Arbitration(device_id)
         self._packet_out_lock = threading.Lock()

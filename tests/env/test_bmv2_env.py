@@ -412,7 +412,7 @@ def test_ptf_command_line(tmp_path: Path) -> None:
     exec("class _TestParams:\n    " + params, namespace)  # how ptf parses --test-params
     parsed = {k: v for k, v in vars(namespace["_TestParams"]).items() if not k.startswith("__")}
     assert parsed == {"target": "dpdk", "grpc_addr": "127.0.0.1:9559", "p4info": str(files.p4info),
-                      "bmv2_json": str(files.bmv2_json), "wire_ports": "1,2", "host_port": 254,
+                      "device_config": str(files.device_config), "wire_ports": "1,2", "host_port": 254,
                       "portmap": str(tmp_path / "portmap.json")}
 
 

@@ -47,7 +47,7 @@ def skip_reason() -> str | None:
     if missing:
         return f"target {chosen.name} not available: {missing}"
     files = PipelineFiles()
-    if not (files.p4info.is_file() and files.bmv2_json.is_file()):
+    if not (files.p4info.is_file() and files.device_config.is_file()):
         return "p4src/build/ artifacts missing (make p4)"
     if os.geteuid() != 0:
         return "needs root for veths and namespaces"
