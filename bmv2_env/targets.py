@@ -22,14 +22,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from nic_contract.pipeline import DPDK_TARGET, PNA_SPEC
+from nic_contract.pipeline import DPDK_TARGET_NAME, PNA_SPEC
 
 from .toolchain import SIMPLE_SWITCH_GRPC, ToolNotFound, find_simple_switch_grpc
 
 TARGET_ENV = "TARGET"
 BMV2 = "bmv2"
 SOFT = "soft"
-DPDK = DPDK_TARGET
+DPDK = DPDK_TARGET_NAME
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SOFTNIC = "softnic"  # the package run with `python -m`
 SOFTNIC_MAIN = REPO_ROOT / SOFTNIC / "__main__.py"
@@ -124,9 +124,9 @@ BMV2_TARGET = Target(BMV2, SIMPLE_SWITCH_GRPC, "the P4 reference switch", _bmv2_
                      is_bmv2_cmdline)
 SOFT_TARGET = Target(SOFT, SOFTNIC, "software fast path", _softnic_command, is_softnic_cmdline,
                      cwd=REPO_ROOT, bundled=True)
-DPDK_TARGET_ = Target(DPDK, "p4tas-swx", "the PNA program on DPDK's SWX pipeline", _dpdk_command,
+DPDK_TARGET = Target(DPDK, "p4tas-swx", "the PNA program on DPDK's SWX pipeline", _dpdk_command,
                       is_dpdk_cmdline, cwd=REPO_ROOT)
-TARGETS: dict[str, Target] = {BMV2: BMV2_TARGET, SOFT: SOFT_TARGET, DPDK: DPDK_TARGET_}
+TARGETS: dict[str, Target] = {BMV2: BMV2_TARGET, SOFT: SOFT_TARGET, DPDK: DPDK_TARGET}
 NAMES = tuple(TARGETS)
 
 
@@ -196,8 +196,8 @@ def select(environ: Mapping[str, str] | None = None) -> Selection:
     if name == SOFT:
         return Selection(SOFT_TARGET, SOFT_TARGET.description, f"{TARGET_ENV}=soft")
     if name == DPDK:
-        DPDK_TARGET_.command_prefix()   # ToolNotFound with the fix
-        return Selection(DPDK_TARGET_, DPDK_TARGET_.description, f"{TARGET_ENV}=dpdk")
+        DPDK_TARGET.command_prefix()   # ToolNotFound with the fix
+        return Selection(DPDK_TARGET, DPDK_TARGET.description, f"{TARGET_ENV}=dpdk")
     try:
         path = find_simple_switch_grpc()
     except ToolNotFound as exc:

@@ -22,7 +22,7 @@ PNA_BUILD_DIR = BUILD_DIR / "pna"
 PNA_P4INFO = PNA_BUILD_DIR / "p4tas.p4info.txtpb"
 PNA_SPEC = PNA_BUILD_DIR / "p4tas.spec"
 PNA_CONTEXT = PNA_BUILD_DIR / "p4tas.context.json"   # P4 names -> the spec's names
-DPDK_TARGET = "dpdk"   # the target that runs the PNA program (bmv2_env.targets)
+DPDK_TARGET_NAME = "dpdk"   # the target that runs the PNA program (bmv2_env.targets)
 
 
 class PipelineError(RuntimeError):
@@ -40,7 +40,7 @@ class PipelineFiles:
     def for_target(cls, target: str) -> PipelineFiles:
         """The artifacts of a target: the PNA program's P4Info and spec on dpdk, the v1model
         program's P4Info and bmv2 JSON elsewhere (softnic runs the bmv2 JSON's program)."""
-        return cls(PNA_P4INFO, PNA_SPEC) if target == DPDK_TARGET else cls()
+        return cls(PNA_P4INFO, PNA_SPEC) if target == DPDK_TARGET_NAME else cls()
 
     @property
     def target_args(self) -> list[str]:

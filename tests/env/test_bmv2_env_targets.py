@@ -75,7 +75,7 @@ def test_unknown_target_is_an_error(value: str) -> None:
 
 def test_get_by_name() -> None:
     assert targets.get("bmv2") is BMV2_TARGET and targets.get("soft") is SOFT_TARGET
-    assert targets.get("dpdk") is targets.DPDK_TARGET_
+    assert targets.get("dpdk") is targets.DPDK_TARGET
     assert targets.NAMES == ("bmv2", "soft", "dpdk")
     with pytest.raises(ValueError, match="unknown target 'x': the targets are bmv2, soft, dpdk"):
         targets.get("x")
@@ -137,12 +137,12 @@ def test_tested_targets(bmv2_found: Path, monkeypatch: pytest.MonkeyPatch, tmp_p
 
 def test_dpdk_is_tested_when_found_and_says_what_is_missing(
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    if targets.DPDK_TARGET_.missing():
-        pytest.skip(f"the dpdk target is not available here: {targets.DPDK_TARGET_.missing()}")
+    if targets.DPDK_TARGET.missing():
+        pytest.skip(f"the dpdk target is not available here: {targets.DPDK_TARGET.missing()}")
     assert "dpdk" in [t.name for t in targets.tested_targets()]
-    assert targets.DPDK_TARGET_.command_prefix()[1:] == ["-m", "dpdk_target"]
+    assert targets.DPDK_TARGET.command_prefix()[1:] == ["-m", "dpdk_target"]
     monkeypatch.setattr(targets, "PNA_SPEC", tmp_path / "absent.spec")
-    assert "make p4" in targets.DPDK_TARGET_.missing()
+    assert "make p4" in targets.DPDK_TARGET.missing()
     assert "dpdk" not in [t.name for t in targets.tested_targets()]
     monkeypatch.setenv("TARGET", "dpdk")
     with pytest.raises(ToolNotFound, match="the PNA program's spec is missing"):
@@ -269,7 +269,7 @@ def test_cli_targets_lists_and_selects(bmv2_found: Path, softnic_there: Path,
     assert out[1] == f"  bmv2  the P4 reference switch: {bmv2_found}"
     assert out[2] == f"  soft  software fast path: {sys.executable} -m softnic"
     assert out[3].startswith("  dpdk  the PNA program on DPDK's SWX pipeline: ")
-    dpdk = "" if targets.DPDK_TARGET_.missing() else " dpdk"
+    dpdk = "" if targets.DPDK_TARGET.missing() else " dpdk"
     assert out[4] == f"make test runs: bmv2 soft{dpdk}"
     assert p4tas_env(["targets", "--tested"]) == 0
     assert capsys.readouterr().out == f"bmv2 soft{dpdk}\n"
