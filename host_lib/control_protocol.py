@@ -462,7 +462,7 @@ class Stats(Reply):
     counters: dict = _field(_counters)
 
 
-MAX_FLOWS_PER_LIST = 64  # FlowInfo rows per FlowList: inside MAX_FRAME_BYTES with long app names
+MAX_FLOWS_PER_LIST = 48  # FlowInfo rows per FlowList: inside MAX_FRAME_BYTES with long app names
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -472,7 +472,9 @@ class FlowInfo:
     Byte counts are since the connection was established; `rate_bps` is what congestion
     control paces it to (None: unlimited); `rtt_us` the smoothed RTT (None: no sample yet);
     `ooo_bytes` how far the out-of-order interval reaches past the in-order data (0: none);
-    ring fills are bytes queued (RX: received, not yet read; TX: written, not yet acknowledged).
+    ring fills are bytes queued (RX: received, not yet read; TX: written, not yet acknowledged);
+    keepalive (SO_KEEPALIVE; idle None: off): its parameters, the probes sent unanswered and
+    the seconds since the peer was last heard.
     """
 
     conn_id: int
@@ -497,6 +499,11 @@ class FlowInfo:
     rx_ring_size: int = 0
     tx_ring_fill: int = 0
     tx_ring_size: int = 0
+    keepalive_idle_s: float | None = None
+    keepalive_interval_s: float | None = None
+    keepalive_count: int = 0
+    keepalive_probes: int = 0
+    keepalive_heard_s: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}

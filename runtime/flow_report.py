@@ -15,6 +15,7 @@ from host_lib import control_protocol as cp
 from host_lib.rings import ByteRing, RingCorruptedError
 from runtime.connection_control import ConnectionControl
 from runtime.connections import Connection
+from runtime.keepalive import KeepaliveState
 
 def flow_info(control: ConnectionControl, conn: Connection, app: str) -> cp.FlowInfo:
     """One connection's row."""
@@ -36,7 +37,18 @@ def flow_info(control: ConnectionControl, conn: Connection, app: str) -> cp.Flow
         retransmitted_bytes=counters.retransmitted_bytes, ece_bytes=counters.ece_acked_bytes,
         ooo_bytes=max(channel.ooo_end - channel.rx_ring.head, 0) if channel.ooo_end else 0,
         rx_ring_fill=_fill(channel.rx_ring), rx_ring_size=channel.rx_ring.size,
-        tx_ring_fill=_fill(channel.tx_ring), tx_ring_size=channel.tx_ring.size)
+        tx_ring_fill=_fill(channel.tx_ring), tx_ring_size=channel.tx_ring.size,
+        **_keepalive(channel.keepalive, control.nic.clock()))
+
+
+def _keepalive(state: KeepaliveState | None, now: float) -> dict[str, float | int]:
+    """The keepalive columns of a row (none while keepalive is off)."""
+    if state is None:
+        return {}
+    params = state.params
+    return {"keepalive_idle_s": params.idle_s, "keepalive_interval_s": params.interval_s,
+            "keepalive_count": params.count, "keepalive_probes": state.probes_out,
+            "keepalive_heard_s": round(max(now - state.last_heard, 0.0), 3)}
 
 
 def _fill(ring: ByteRing) -> int:

@@ -20,7 +20,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         prog="python -m runtime flows",
         description="List the p4tas runtime's connections (like `ss -ti`): state, addresses, "
                     "owning application, bytes, rate, RTT, retransmissions, ECN, out-of-order "
-                    "data and ring fill. Root or the daemon's user sees every application's.")
+                    "data, ring fill and keepalive. Root or the daemon's user sees every "
+                    "application's.")
     parser.add_argument("--control-socket", type=Path, default=None,
                         help="the daemon's control socket (default: $P4TAS_CONTROL_SOCKET or "
                              f"{cp.DEFAULT_CONTROL_SOCKET})")
@@ -54,6 +55,14 @@ def _rate(bps: float | None) -> str:
     return f"{bps:.0f}bps"
 
 
+def _keepalive(flow: cp.FlowInfo) -> str:
+    """idle,interval,count,probes unanswered,time since the peer was heard; or off."""
+    if flow.keepalive_idle_s is None:
+        return "off"
+    return (f"{flow.keepalive_idle_s:g}s,{flow.keepalive_interval_s:g}s,{flow.keepalive_count},"
+            f"probes={flow.keepalive_probes},heard={flow.keepalive_heard_s:.1f}s")
+
+
 def format_flow(flow: cp.FlowInfo) -> str:
     """Two lines, as `ss -ti` prints them: the socket, then its TCP details indented."""
     local = f"{flow.local_ip}:{flow.local_port}"
@@ -65,7 +74,7 @@ def format_flow(flow: cp.FlowInfo) -> str:
                f"retrans:{flow.fast_retransmits}/{flow.rto_timeouts} "
                f"retrans_bytes:{flow.retransmitted_bytes} ece_bytes:{flow.ece_bytes} "
                f"ooo:{flow.ooo_bytes} rx_ring:{flow.rx_ring_fill}/{flow.rx_ring_size} "
-               f"tx_ring:{flow.tx_ring_fill}/{flow.tx_ring_size}")
+               f"tx_ring:{flow.tx_ring_fill}/{flow.tx_ring_size} keepalive:{_keepalive(flow)}")
     return (f"{flow.state:<12} {local:<22} {peer:<22} #{flow.conn_id} {flow.app}\n"
             f"\t {details}")
 

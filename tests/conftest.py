@@ -16,15 +16,18 @@ tests/env/) has the `target` marker: `make test` runs unit, contract and env wit
 from __future__ import annotations
 
 import os
+from collections.abc import Generator
 
 import pytest
 
 from bmv2_env import targets
 from bmv2_env.toolchain import ToolNotFound
+from tests.support.stack import Stack
 
 TARGET_MARK = "target"
 STAGE_ENV = "P4TAS_PYTEST_STAGE"
 E2E_DIR = "e2e"  # tests/e2e/: every test there runs a switch
+FAILURE_LOG_LINES = 80  # of the runtime's log, shown with a failed end-to-end test
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -38,6 +41,22 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if item.path.parent.name == E2E_DIR:
             item.add_marker(TARGET_MARK)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Generator:
+    """A failed test that ran on a stack shows the tail of the runtime's log in its report: the
+    next module's stack reuses the log file, and CI keeps only what the report printed."""
+    outcome = yield
+    report = outcome.get_result()
+    if not report.failed:
+        return
+    for value in getattr(item, "funcargs", {}).values():
+        if isinstance(value, Stack):
+            tail = value.runtime_log[-FAILURE_LOG_LINES:]
+            report.sections.append((f"runtime log, last {len(tail)} lines "
+                                    f"({value.runtime.log_path})", "\n".join(tail)))
+            return
 
 
 def pytest_report_header(config: pytest.Config) -> str:

@@ -24,8 +24,9 @@ import host_lib
 from bmv2_env.impairments import clear_loss, nft_available, set_silence
 from bmv2_env.peers import popen_in
 from tests.support.e2e_helpers import (CAPTURE_LOOP, CAPTURE_SETUP, LINUX_ECHO_SERVER, Worker,
-                                       accept_one, expect_line, host_lib_stack, json_result,
-                                       p4tas_listener, recv_exactly, sha, stats, tell)
+                                       accept_one, expect_line, flows_json, host_lib_stack,
+                                       json_result, p4tas_listener, recv_exactly, sha, stats,
+                                       tell)
 from tests.support.stack import Stack
 
 PORT_ANSWERED, PORT_SILENT, PORT_REVERSE = 7311, 7312, 7313
@@ -123,7 +124,12 @@ def test_idle_peer_is_probed_answers_and_the_connection_lives_on(stack: Stack) -
         assert s.getsockopt(std_socket.IPPROTO_TCP, std_socket.TCP_KEEPIDLE) == IDLE_S
         s.connect((stack.peer.peer_ip, PORT_ANSWERED))
         echo_round(s, 7)
-        time.sleep(4.5 * IDLE_S)        # idle: a probe a second, each answered
+        time.sleep(2.5 * IDLE_S)        # idle: a probe a second, each answered
+        row, = [r for r in flows_json(stack, "--port", str(PORT_ANSWERED))]
+        assert (row["keepalive_idle_s"], row["keepalive_interval_s"], row["keepalive_count"]) \
+            == (IDLE_S, INTERVAL_S, COUNT), row
+        assert row["keepalive_probes"] <= 1 and row["keepalive_heard_s"] <= 1.5 * IDLE_S, row
+        time.sleep(2 * IDLE_S)
         echo_round(s, 13)
         s.shutdown(host_lib.SHUT_WR)
         assert s.recv(1) == b""

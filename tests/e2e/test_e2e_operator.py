@@ -7,17 +7,16 @@ from __future__ import annotations
 import json
 import os
 import socket as std_socket
-import subprocess
-import sys
 import time
 import urllib.request
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support.e2e_helpers import (PORT, Worker, expect_line, host_lib_stack, json_result,
-                               linux_with_stdin, p4tas_listener, recv_exactly, sha, tell)
-from tests.support.stack import REPO, Stack
+from tests.support.e2e_helpers import (PORT, Worker, expect_line, flows_json, host_lib_stack,
+                                       json_result, linux_with_stdin, p4tas_listener,
+                                       recv_exactly, run_flows, sha, tell)
+from tests.support.stack import Stack
 
 TO_P4TAS = 100_000     # bytes the Linux client sends
 TO_LINUX = 50_000      # bytes the p4tas application answers with
@@ -57,18 +56,6 @@ print(json.dumps({"closed": True}), flush=True)
 def stack(tmp_path_factory):
     yield from host_lib_stack(tmp_path_factory,
                               ["--time-wait", "0.5", "--metrics-port", str(METRICS_PORT)])
-
-
-def run_flows(stack: Stack, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "runtime", "flows", "--control-socket",
-                           str(stack.socket_path), *args], cwd=REPO, capture_output=True,
-                          text=True, timeout=30)
-
-
-def flows_json(stack: Stack, *args: str) -> list[dict]:
-    done = run_flows(stack, "--json", *args)
-    assert done.returncode == 0, done.stderr
-    return [json.loads(line) for line in done.stdout.splitlines()]
 
 
 def scrape() -> dict[str, dict[tuple, float]]:

@@ -530,6 +530,20 @@ def world_readable_host_lib(folder: Path) -> Path:
     return folder
 
 
+def run_flows(stack: Stack, *args: str) -> subprocess.CompletedProcess:
+    """`python -m runtime flows` against the stack's runtime."""
+    return subprocess.run([sys.executable, "-m", "runtime", "flows", "--control-socket",
+                           str(stack.socket_path), *args], cwd=REPO, capture_output=True,
+                          text=True, timeout=30)
+
+
+def flows_json(stack: Stack, *args: str) -> list[dict]:
+    """The rows of `python -m runtime flows --json`."""
+    done = run_flows(stack, "--json", *args)
+    assert done.returncode == 0, done.stderr
+    return [json.loads(line) for line in done.stdout.splitlines()]
+
+
 def mapped_segments(pid: int) -> set[str]:
     """The application segments (memfds named p4tas-app*) process `pid` maps; empty once it
     has unmapped them or is gone."""

@@ -12,6 +12,7 @@ from runtime import congestion
 from runtime.congestion.algorithm import MBIT, CongestionControl, IntervalFeedback, RateLimits
 from runtime.congestion.controller import ControlConfig, RateController
 from runtime.congestion.dctcp import DctcpConfig, RateDctcp
+from runtime.congestion.path_estimate import PathEstimate, PathEstimateConfig
 from runtime.congestion.timely import Timely, TimelyConfig
 from runtime.flow_channel import FlowCounters
 from nic_contract.p4rt.p4info import P4Info
@@ -52,6 +53,59 @@ def test_dctcp_loss_halves_and_ends_slow_start() -> None:
     cc.update(fb(acked_bytes=1000))
     assert cc.update(fb(acked_bytes=1000, fast_retransmits=1)) == 10 * MBIT
     assert cc.update(fb(acked_bytes=1000)) == 20 * MBIT  # +step, not x2
+
+
+def test_dctcp_random_loss_falls_to_the_delivered_rate_not_to_half() -> None:
+    """No queue (RTT at its minimum): the loss is random, the rate keeps what the path
+    delivered in the recent intervals (Westwood+); halving is the most it falls."""
+    cc = RateDctcp(WIDE, DctcpConfig(initial_bps=100 * MBIT))
+    cc.slow_start = False
+    # 11,250 bytes in 1 ms = 90 Mbit/s delivered, RTT 300 us: +10 -> 110 Mbit/s.
+    assert cc.update(fb(acked_bytes=11_250, rtt_samples=1, rtt_sum_s=300e-6)) == 110 * MBIT
+    # A loss with 1 ms of RTT above the minimum (less than the 2 ms that shows a queue).
+    lossy = fb(acked_bytes=5_000, fast_retransmits=1, rtt_samples=1, rtt_sum_s=1.3e-3)
+    assert cc.update(lossy) == pytest.approx(90 * MBIT)
+    # Delivery collapsed in every recent interval: the fall stops at half.
+    cc = RateDctcp(WIDE, DctcpConfig(initial_bps=100 * MBIT))
+    cc.slow_start = False
+    assert cc.update(fb(acked_bytes=100, fast_retransmits=1, rtt_samples=1,
+                        rtt_sum_s=300e-6)) == 50 * MBIT
+
+
+def test_dctcp_loss_with_a_queue_or_a_timeout_halves() -> None:
+    cc = RateDctcp(WIDE, DctcpConfig(initial_bps=100 * MBIT))
+    cc.slow_start = False
+    cc.update(fb(acked_bytes=12_500, rtt_samples=1, rtt_sum_s=300e-6))      # 110, min RTT
+    # 2 ms of queueing above the minimum RTT: congestion, whatever was delivered.
+    queued = fb(acked_bytes=12_500, fast_retransmits=1, rtt_samples=1, rtt_sum_s=2.3e-3)
+    assert cc.update(queued) == 55 * MBIT
+    cc.update(fb(acked_bytes=12_500, rtt_samples=1, rtt_sum_s=300e-6))      # 65
+    assert cc.update(fb(acked_bytes=12_500, timeouts=1, rtt_samples=1,
+                        rtt_sum_s=300e-6)) == pytest.approx(32.5 * MBIT)
+
+
+def test_path_estimate_forgets_an_old_minimum_rtt() -> None:
+    """A route that got longer is not a standing queue for ever: the minimum lapses."""
+    path = PathEstimate(PathEstimateConfig(min_rtt_window_s=0.005))
+    path.update(fb(rtt_samples=1, rtt_sum_s=100e-6))
+    for _ in range(5):
+        path.update(fb(rtt_samples=1, rtt_sum_s=5e-3))
+        assert path.queueing
+    path.update(fb(rtt_samples=1, rtt_sum_s=5e-3))     # 6 ms since the minimum: replaced
+    assert path.min_rtt_s == 5e-3 and not path.queueing
+
+
+def test_path_estimate_without_rtt_samples_assumes_a_queue() -> None:
+    path = PathEstimate()
+    path.update(fb(acked_bytes=1000))
+    assert path.queueing and path.delivered_bps == 8 * MBIT
+
+
+def test_path_estimate_keeps_the_highest_recent_delivery() -> None:
+    path = PathEstimate(PathEstimateConfig(delivery_samples=2))
+    for acked in (3000, 1000, 2000):
+        path.update(fb(acked_bytes=acked))
+    assert path.delivered_bps == 16 * MBIT    # 3000 B fell out of the window
 
 
 def test_dctcp_growth_is_capped_at_1_2_times_what_was_sent() -> None:

@@ -110,7 +110,9 @@ def test_a_full_flow_list_fits_one_frame() -> None:
                          "bytes_received", "fast_retransmits", "rto_timeouts",
                          "retransmitted_bytes", "ece_bytes", "ooo_bytes", "rx_ring_fill",
                          "rx_ring_size", "tx_ring_fill", "tx_ring_size", "rtt_us")},
-                      rate_bps=1.2345678901234567e300)
+                      rate_bps=1.2345678901234567e300, keepalive_idle_s=32766.999999999996,
+                      keepalive_interval_s=32766.999999999996, keepalive_count=127,
+                      keepalive_probes=127, keepalive_heard_s=1.2345678901234567e300)
     message = cp.FlowList(req_id=cp.MAX_ID, flows=[row.to_dict()] * cp.MAX_FLOWS_PER_LIST,
                           more=True)
     assert cp.decode(cp.encode(message)[cp.FRAME_HEADER.size:]).rows()[0] == row

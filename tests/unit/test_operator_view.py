@@ -3,6 +3,8 @@ metrics' families as Prometheus parses them, the setup-latency histogram."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from prometheus_client import generate_latest
 from prometheus_client.core import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
@@ -34,6 +36,15 @@ def test_flows_without_samples_or_limits_say_so() -> None:
     row = cp.FlowInfo(conn_id=1, state="SYN_SENT", local_ip="1.1.1.1", local_port=1,
                       peer_ip="2.2.2.2", peer_port=2)
     assert "rate:unlimited rtt:-" in flows_cli.format_flow(row)
+
+
+def test_flows_show_keepalive_like_its_socket_options() -> None:
+    assert "keepalive:off" in flows_cli.format_flow(ROW)
+    row = replace(ROW, keepalive_idle_s=7200.0, keepalive_interval_s=75.0, keepalive_count=9,
+                  keepalive_probes=2, keepalive_heard_s=7351.25)
+    fields = dict(item.split(":", 1) for item in flows_cli.format_flow(row).split()[5:])
+    assert fields["keepalive"] == "7200s,75s,9,probes=2,heard=7351.2s"
+    assert cp.FlowInfo.from_dict(row.to_dict()) == row
 
 
 def test_flows_filters() -> None:
