@@ -151,7 +151,9 @@ def fairness(name: str, sink: tuple, flows_argv: list, flows_ns: str | None, con
     try:
         for conns in args.flows:
             sink_argv, sink_ns = sink
-            server = start_server(["sink", *sink_argv, "--timeout", args.timeout], sink_ns,
+            # The sink waits on a flow as long as the flow waits on its send: a flow that gets
+            # nothing for a while through a shared bottleneck is slow, not gone.
+            server = start_server(["sink", *sink_argv, "--timeout", args.flow_timeout], sink_ns,
                                   f"{name}: sink")
             client = spawn(["flows", *flows_argv, "--conns", conns, "--seconds",
                             args.flow_seconds, "--timeout", args.flow_timeout, "--deadline",
