@@ -16,7 +16,7 @@ import pytest
 import host_lib
 from tests.support.e2e_helpers import (MIB, PORT, WireCapture, accept_one, assert_fins_no_rst,
                                expect_line, host_lib_stack, json_result, p4tas_listener,
-                               recv_until_eof, sha, stats)
+                               recv_until_eof, sha, stall_report, stats)
 from tests.support.stack import Stack
 
 ANSWER = 2 * MIB
@@ -114,7 +114,10 @@ def test_p4tas_server_half_closes_first_then_reads(stack: Stack) -> None:
             conn.settimeout(30)
             conn.sendall(greeting)
             conn.shutdown(host_lib.SHUT_WR)
-            got = recv_until_eof(conn)
+            try:
+                got = recv_until_eof(conn)
+            except TimeoutError as exc:
+                pytest.fail(f"{exc}\n{stall_report(stack, PORT, wire, client)}")
         report = json_result(client)
         seen = wire.stop()
     assert report == {"got": sha(greeting), "bytes": len(greeting)}
@@ -133,8 +136,11 @@ def test_linux_client_half_closes_and_p4tas_answers(stack: Stack) -> None:
         conn, _ = listener.accept()
         with conn:
             conn.settimeout(30)
-            assert recv_until_eof(conn) == request
-            conn.sendall(answer)
+            try:
+                assert recv_until_eof(conn) == request
+                conn.sendall(answer)
+            except TimeoutError as exc:
+                pytest.fail(f"{exc}\n{stall_report(stack, PORT, wire, client)}")
         report = json_result(client)
         seen = wire.stop()
     assert report == {"got": sha(answer), "bytes": ANSWER}
