@@ -220,8 +220,11 @@ class ConnectionControl(Handshake, Teardown, Endings, Reinjection):
             self._on_fin(conn, seg)
         elif seg.flags & TcpFlags.ACK:
             self._on_ack(conn, seg)
-        if seg.payload and conn.state in (State.FIN_WAIT_1, State.FIN_WAIT_2, State.CLOSING,
-                                          State.LAST_ACK, State.TIME_WAIT):
+        # Data once nobody reads (closed) or beyond the peer's FIN (a retransmission). After a
+        # mere shutdown(SHUT_WR) the peer may still send (a FIN held ahead of its data too).
+        if seg.payload and (conn.app_closed or conn.fin_received) and conn.state in (
+                State.FIN_WAIT_1, State.FIN_WAIT_2, State.CLOSING, State.LAST_ACK,
+                State.TIME_WAIT):
             self._on_data_after_close(conn, seg)
 
     def _reset_stray(self, seg: TcpSegment, iface: Interface) -> None:

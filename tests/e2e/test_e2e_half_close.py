@@ -93,7 +93,10 @@ def test_p4tas_client_half_closes_and_reads_the_whole_answer(stack: Stack) -> No
         s.connect((stack.peer.peer_ip, port))
         s.sendall(request)
         s.shutdown(host_lib.SHUT_WR)
-        answer = recv_until_eof(s)
+        try:
+            answer = recv_until_eof(s)
+        except TimeoutError as exc:
+            pytest.fail(f"{exc}\n{stall_report(stack, port, wire, server)}")
         # TIME_WAIT passes while the application still holds the socket: nothing is lost.
         time.sleep(TIME_WAIT_S * 2)
         assert s.recv(1) == b""

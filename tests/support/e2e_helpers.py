@@ -291,12 +291,13 @@ def recv_until_eof(sock, bufsize: int = MIB) -> bytes:
 
 
 def stall_report(stack: Stack, port: int, wire: WireCapture, linux: subprocess.Popen) -> str:
-    """What a stalled exchange on `port` left: the runtime's rows for it, the wire's
-    SYN/FIN/RST counts and the Linux side's output (it is killed)."""
+    """What a stalled exchange on `port` left: the runtime's rows for it and its counters,
+    the wire's SYN/FIN/RST counts and the Linux side's output (it is killed)."""
     rows = [r for r in flows_json(stack, "--port", str(port))]
     linux.kill()
     out, err = linux.communicate(timeout=10)
-    return f"flows: {rows}\nwire: {wire.stop(settle=0)}\nlinux: {out!r} {err[-2000:]!r}"
+    return (f"flows: {rows}\nruntime: {stats(stack)}\nwire: {wire.stop(settle=0)}\n"
+            f"linux: {out!r} {err[-2000:]!r}")
 
 
 def recv_exactly(sock, count: int, bufsize: int = MIB) -> bytes:

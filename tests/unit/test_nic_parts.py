@@ -218,6 +218,25 @@ def test_shutdown_write_asks_the_nic_for_our_fin() -> None:
     run(scenario)
 
 
+def test_a_half_closed_connection_holds_a_fin_ahead_of_its_data_and_never_resets() -> None:
+    """After shutdown(SHUT_WR) the peer may still send: its FIN (with the last bytes) can reach
+    the slow path before the data before it reaches the ring; that is held, not taken for
+    data after close (which resets: RFC 1122 4.2.2.13 is for an application that closed)."""
+    async def scenario() -> None:
+        r = Rig()
+        conn = await r.established(irs=1000)
+        r.control.shutdown_write(conn)
+        sent = len(r.datapath.sent)
+        r.segment(40000, 1001 + 1448, conn.snd_nxt, TcpFlags.FIN | TcpFlags.ACK,
+                  payload=b"tail", reason=PacketInReason.FIN)
+        assert conn.conn_id in r.control.table.by_id and conn.held_fin is not None
+        assert conn.state is State.FIN_WAIT_1 and conn.channel is not None
+        assert not [s for s in r.datapath.sent[sent:] if s.flags & TcpFlags.RST]
+        assert r.control.stats.counts.get("data_after_close", 0) == 0
+        r.close()
+    run(scenario)
+
+
 def test_close_removes_the_flow_then_sends_the_fin_and_detaches() -> None:
     async def scenario() -> None:
         r = Rig()
