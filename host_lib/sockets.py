@@ -184,18 +184,22 @@ class Socket(SocketState):
             self._check_open()
             if self._listener is not None:
                 raise _oserror(errno.EISCONN, "connect() on a listening socket")
+            started = False
             if self._conn is None and not self._connecting:
                 if self._connect_error is not None:
                     raise self._take_connect_error()
                 self._abandoned = False
                 self._start_connect(_ipv4(host), port, self._congestion())
+                started = True
             elif self._conn is not None and self._conn.state == "open":
                 raise _oserror(errno.EISCONN)
             elif self._timeout == 0.0 and self._connect_pending():
                 raise _oserror(errno.EALREADY)
             if self._timeout == 0.0:
                 self._session.wait(lambda: not self._connect_pending(), 0)
-                if self._connect_pending():
+                # As Linux: the call that starts a non-blocking connect never completes it,
+                # however fast the handshake (its outcome is writability and SO_ERROR).
+                if started or self._connect_pending():
                     raise BlockingIOError(errno.EINPROGRESS, "Operation now in progress")
             elif not self._session.wait(lambda: not self._connect_pending(), self._timeout):
                 self._abandon_connect()

@@ -121,7 +121,9 @@ class ControlServer:
             if not await self._handshake(session, reader):
                 return
             self.sessions.add(session)
-            log.info("application %s (app %d) connected", session.name, session.app_id)
+            # An operator's tool (a monitor: stats, flows) may poll: not worth a line each.
+            log.log(logging.DEBUG if session.monitor else logging.INFO,
+                    "application %s (app %d) connected", session.name, session.app_id)
             await self._requests(session, reader)
         except (ConnectionError, asyncio.IncompleteReadError, cp.FramingError) as exc:
             log.info("application %s left: %s", session.name, exc)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import host_lib
 from bmv2_env.peers import popen_in
+from host_lib.control_channel import ControlChannel
 from host_lib.sessions import close_session
 from tests.support.stack import REPO, Stack, stack_fixture
 
@@ -212,7 +213,8 @@ def sha(data) -> str:
 
 
 def stats(stack: Stack) -> dict[str, int]:
-    with stack.channel() as ch:
+    """The runtime's counters, through an operator's (monitor) session."""
+    with ControlChannel(stack.socket_path, app_name="e2e-test", monitor=True) as ch:
         return ch.stats()
 
 

@@ -14,6 +14,7 @@ import pytest
 
 import host_lib
 from host_lib import control_protocol as cp
+from host_lib import sessions
 from tests.support import host_lib_fake
 from tests.support.host_lib_fake import LAYOUT, LOCAL, PEER, connected
 
@@ -168,6 +169,28 @@ def test_nonblocking_connect(fake):
     assert s.getsockopt(std_socket.SOL_SOCKET, std_socket.SO_ERROR) == 0
     assert s.connect_ex(PEER) == errno.EISCONN
     assert s.send(b"ok") == 2
+    sel.close()
+    s.close()
+
+
+def test_nonblocking_connect_is_in_progress_however_fast_the_handshake(fake, monkeypatch):
+    """As Linux: the call that starts a non-blocking connect says EINPROGRESS even when the
+    handshake finished before it looked (a loaded machine); writability tells the outcome."""
+    wait = sessions.Session.wait
+
+    def late_wait(self, ready, timeout):
+        time.sleep(0.1)   # the runtime's Connecting and Connected arrive meanwhile
+        return wait(self, ready, timeout)
+
+    monkeypatch.setattr(sessions.Session, "wait", late_wait)
+    s = host_lib.socket()
+    s.setblocking(False)
+    assert s.connect_ex(PEER) == errno.EINPROGRESS
+    sel = selectors.DefaultSelector()
+    sel.register(s, selectors.EVENT_WRITE)
+    assert [events for _, events in sel.select(5)] == [selectors.EVENT_WRITE]
+    assert s.getsockopt(std_socket.SOL_SOCKET, std_socket.SO_ERROR) == 0
+    assert s.connect_ex(PEER) == errno.EISCONN
     sel.close()
     s.close()
 
