@@ -14,6 +14,11 @@ from runtime.flow_channel import U32_MAX, FlowChannel
 from runtime.nic_interface import DropCause
 
 EVENT_RETRY_SECONDS = 0.001    # while some context queue is full
+# The flags as plain ints: IntFlag's operators run Python code, ~1 us each, several per frame.
+_ECE_ECHO, _FIN, _OOO, _TRIM, _MERGED, _ECE = (int(flag) for flag in (
+    ChannelFlags.ECE_ECHO, ChannelFlags.FIN, ChannelFlags.OOO, ChannelFlags.TRIM,
+    ChannelFlags.MERGED, ChannelFlags.ECE))
+_RX_EVENT_FLAGS = int(ChannelFlags.PSH | ChannelFlags.CE)
 
 
 class NicToHost(SackRecovery):
@@ -21,23 +26,24 @@ class NicToHost(SackRecovery):
 
     def _rx_data(self, channel: FlowChannel, message: NicHostMessage) -> None:
         """Payload into the RX ring, an event; piggy-backed ACK info as TX_ACKED."""
-        channel.ece_echo = bool(message.flags & ChannelFlags.ECE_ECHO)
+        channel.ece_echo = bool(int(message.flags) & _ECE_ECHO)
         if message.payload:
             self._deliver(channel, message)
-        if message.count or message.flags & ChannelFlags.FIN:
+        if message.count or int(message.flags) & _FIN:
             # A bad payload does not make the ACK wrong, and skipping it would leak TX space;
             # an ACK of our FIN alone counts no byte but still moves the close on.
             self._tx_acked(channel, message)
 
     def _deliver(self, channel: FlowChannel, message: NicHostMessage) -> None:
         ring = channel.rx_ring
-        if message.flags & ChannelFlags.OOO:
+        flags = int(message.flags)
+        if flags & _OOO:
             self._place_out_of_order(channel, message)
             return
         head = ring.head
         expected = head & (ring.size - 1)
         payload = message.payload
-        if message.flags & ChannelFlags.TRIM:
+        if flags & _TRIM:
             payload = self._trimmed(channel, message, expected)
             if payload is None:
                 return
@@ -53,7 +59,7 @@ class NicToHost(SackRecovery):
         except ValueError as exc:
             self._flow_error(channel, DropCause.RX_OVERFLOW, str(exc))
             return
-        merged = message.aux if message.flags & ChannelFlags.MERGED else 0
+        merged = message.aux if flags & _MERGED else 0
         if merged and not self._merge_is_placed(channel, head + len(payload), merged):
             self._flow_error(channel, DropCause.BAD_OFFSET,
                              f"RX_DATA makes {merged} bytes readable that were never placed")
@@ -62,7 +68,7 @@ class NicToHost(SackRecovery):
         channel.ooo_end = 0 if merged else channel.ooo_end
         channel.counters.rx_bytes += len(payload) + merged
         channel.counters.rx_frames += 1
-        channel.rx_flags_pending |= message.flags & (ChannelFlags.PSH | ChannelFlags.CE)
+        channel.rx_flags_pending |= flags & _RX_EVENT_FLAGS
         self._announce(channel)
 
     def _trimmed(self, channel: FlowChannel, message: NicHostMessage,
@@ -100,7 +106,7 @@ class NicToHost(SackRecovery):
     def _tx_acked(self, channel: FlowChannel, message: NicHostMessage) -> None:
         """Free acknowledged TX bytes, take the window and RTT, post an event, send more."""
         count = message.count
-        if message.flags & ChannelFlags.FIN and channel.fin_sent:
+        if int(message.flags) & _FIN and channel.fin_sent:
             channel.fin_acked = True  # the runtime hears of it in on_activity
         if message.opcode == Opcode.TX_ACKED:
             # Absolute (sequence `offset`): a TX_ACKED that bmv2 dropped is made up for here.
@@ -155,12 +161,12 @@ class NicToHost(SackRecovery):
     def _count_ack(self, channel: FlowChannel, message: NicHostMessage, count: int) -> None:
         counters = channel.counters
         counters.acked_bytes += count
-        ece = message.flags & ChannelFlags.ECE
+        ece = int(message.flags) & _ECE
         if ece:
             counters.ece_acked_bytes += count
-            channel.ack_flags_pending |= ChannelFlags.ECE
+            channel.ack_flags_pending |= _ECE
             channel.cwr_pending = True
-        if message.aux and not message.flags & ChannelFlags.MERGED:
+        if message.aux and not int(message.flags) & _MERGED:
             counters.rtt_samples += 1
             counters.rtt_sum_us += message.aux   # the NIC's samples are in microseconds
             counters.last_rtt_us = message.aux
