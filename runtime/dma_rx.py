@@ -174,7 +174,12 @@ class NicToHost(SackRecovery):
             channel.timer.rtt.sample(message.aux / 1_000_000)
 
     def _announce(self, channel: FlowChannel) -> None:
-        """Post the events a channel owes its context; remember the channel if the queue is full."""
+        """Post the events a channel owes its context, at the end of the batch of frames being
+        handled (one event of each kind per flow and batch); remember the channel if the queue
+        is full."""
+        if self._batching:
+            self._to_announce[channel] = None
+            return
         if self._post_rx_event(channel) and self._post_ack_event(channel):
             channel.event_pending = False
             self._pending_events.pop(channel, None)
@@ -218,6 +223,15 @@ class NicToHost(SackRecovery):
         channel.ack_flags_pending = channel.ack_rtt_pending = 0
         self.stats.events_posted += 1
         return True
+
+    def _announce_batch(self) -> None:
+        """The events the batch of frames just handled owes, one flow after the other."""
+        channels, self._to_announce = self._to_announce, {}
+        for channel in channels:
+            try:
+                self._announce(channel)
+            except (RingCorruptedError, ValueError) as exc:
+                self._flow_error(channel, DropCause.RING_CORRUPTED, str(exc))
 
     def flush_events(self) -> int:
         """Retry the deferred events (e.g. after the application polled); returns flows left."""
