@@ -3,8 +3,8 @@ server in this process, a host_lib application (bench/transfer_peer.py) in its o
 place of the target and the network an in-process loopback (bench/host_loopback.py) that turns
 every TX_DATA into its TX_ACKED at once and feeds RX_DATA as fast as the RX window allows.
 
-(a) bulk receive: the loopback delivers --bytes of MSS-sized RX_DATA to a host_lib sink;
-    first frame .. the application consumed the last byte (its RX_CONSUMED).
+(a) bulk receive: the loopback delivers --bytes of MSS-sized RX_DATA to a host_lib sink, then
+    the peer's FIN; first frame .. the sink's answer (its byte count, sent at end of stream).
 (b) bulk send: a host_lib application sends --bytes; first TX_DATA .. the last byte's.
 (c) RPC: 64-byte requests as RX_DATA, one outstanding per connection, echoed by a host_lib
     echo server; requests/s and p50/p99 latency for 1 and 16 connections.
@@ -332,7 +332,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--rpc-warmup", type=float, default=0.5,
                         help="RPC seconds before the measurement (default %(default)s)")
     parser.add_argument("--rpc-conns", type=lambda t: [int(x) for x in t.split(",")],
-                        default=[1, 16], help="connection counts of the RPC variants (default 1,16)")
+                        default=[1, 16],
+                        help="connection counts of the RPC variants (default 1,16)")
     parser.add_argument("--only", default="bulk,rpc,linux",
                         help="parts: bulk (or bulk_recv, bulk_send), rpc, linux "
                              "(default %(default)s)")

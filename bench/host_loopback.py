@@ -2,9 +2,9 @@
 link (a FrameLink) that turns every TX_DATA into its TX_ACKED at once and feeds RX_DATA as
 fast as the RX window allows, and a datapath whose PacketOuts a peer answers (SYN-ACK -> ACK,
 our FIN -> its FIN). The peer opens every connection (the application listens) and plays one
-workload per connection: bulk receive (RX_DATA until N bytes were consumed), bulk send (count
-TX_DATA until N bytes), or closed-loop RPC (one request outstanding, the response's TX_DATA
-answered with its TX_ACKED and the next request).
+workload per connection: bulk receive (N bytes of RX_DATA, the peer's FIN, until the
+application answers), bulk send (count TX_DATA until N bytes), or closed-loop RPC (one
+request outstanding, the response's TX_DATA answered with its TX_ACKED and the next request).
 
 Frames are built with struct and one concatenation each, and the flow's numbers (flow id,
 generation, TX start sequence, RX ring) are read from the bridge's channel once the flow is
@@ -61,8 +61,7 @@ class PeerFlow:
     rx_window: int = 0         # RX ring bytes free as the NIC knows it
     rx_sent: int = 0           # payload bytes delivered
     rx_todo: int = 0           # bulk receive: bytes still to deliver
-    rx_consumed: int = 0
-    rx_goal: int = 0           # bulk receive: done once this many were consumed
+    rx_goal: int = 0           # bulk receive: bytes to deliver (done at the answer)
     tx_bytes: int = 0
     tx_acked_end: int = 0      # TX stream position acknowledged
     tx_goal: int = 0           # bulk send: done once this many arrived
@@ -233,7 +232,8 @@ class LoopbackPeer:
         self._packet_in(packet, PacketInReason.FIN)
 
     def receive(self, flow: PeerFlow, nbytes: int) -> None:
-        """Bulk receive: deliver `nbytes` as MSS-sized RX_DATA as the window allows."""
+        """Bulk receive: deliver `nbytes` as MSS-sized RX_DATA as the window allows, then the
+        peer's FIN; done when the application answers (the sink's byte count)."""
         flow.rx_todo = flow.rx_goal = nbytes
         self._check_feeding(flow)
 
@@ -276,14 +276,12 @@ class LoopbackPeer:
         flow.tx_bytes += length
         if flow.rpc is not None:
             self._rpc_response(flow, length, now)
-        elif flow.tx_goal and flow.tx_bytes >= flow.tx_goal and flow.done_at is None:
+        elif (flow.tx_goal and flow.tx_bytes >= flow.tx_goal or flow.rx_goal) \
+                and flow.done_at is None:
             self._done(flow, now)
 
     def _rx_consumed(self, flow: PeerFlow, count: int) -> None:
         flow.rx_window += count
-        flow.rx_consumed += count
-        if flow.rx_goal and flow.rx_consumed >= flow.rx_goal and flow.done_at is None:
-            self._done(flow, self.now())
         self._check_feeding(flow)
 
     def _done(self, flow: PeerFlow, now: float) -> None:
@@ -304,6 +302,8 @@ class LoopbackPeer:
                 flow.rx_todo -= size
                 if not flow.rx_todo or not flow.rx_window:
                     del self.feeding[flow]
+                if not flow.rx_todo:   # after the frames the bridge is taking now
+                    asyncio.get_running_loop().call_soon(self.close, flow)
                 if len(frames) >= limit:
                     return
 
