@@ -80,6 +80,7 @@ class DmaBridge(NicToHost, HostToNic):
         self._pending_events: dict[FlowChannel, None] = {}
         self._send_backlog: dict[FlowChannel, None] = {}
         self._to_announce: dict[FlowChannel, None] = {}
+        self._to_kick: dict[FlowChannel, None] = {}
         self._batching = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._event_timer: asyncio.TimerHandle | None = None
@@ -123,6 +124,7 @@ class DmaBridge(NicToHost, HostToNic):
             self._pending_events.pop(channel, None)
             self._send_backlog.pop(channel, None)
             self._to_announce.pop(channel, None)
+            self._to_kick.pop(channel, None)
             self._active.pop(channel, None)
             self.timers.disarm(channel)
             self.keepalives.forget(channel)
@@ -179,15 +181,16 @@ class DmaBridge(NicToHost, HostToNic):
             self.flush_events()
 
     def _handle_batch(self, frames: list[bytes]) -> None:
-        """Act on frames from the NIC; the events they owe are posted at the end, once per flow
-        (an application drains one record per flow and batch, not one per frame)."""
+        """Act on frames from the NIC; what their ACKs let go is sent and the events they owe
+        are posted at the end, once per flow (an application drains one record per flow and
+        batch, not one per frame)."""
         self._batching = True
         try:
             for frame in frames:
                 self.handle_frame(frame)
         finally:
             self._batching = False
-            self._announce_batch()
+            self._end_batch()
 
     def handle_frame(self, frame: bytes) -> None:
         """Act on one frame from the NIC; never raises for a bad frame."""

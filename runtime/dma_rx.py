@@ -127,7 +127,10 @@ class NicToHost(SackRecovery):
             self._active[channel] = None
         channel.peer_window = message.window << channel.wscale
         self._announce(channel)
-        self.kick(channel.flow_id)
+        if self._batching:
+            self._to_kick[channel] = None   # once, after every ACK of the batch
+        else:
+            self.kick(channel.flow_id)
         if count:
             self.timers.progress(channel, self.clock(), self._waits_on_peer(channel))
             self._arm_rto_tick()
@@ -223,6 +226,14 @@ class NicToHost(SackRecovery):
         channel.ack_flags_pending = channel.ack_rtt_pending = 0
         self.stats.events_posted += 1
         return True
+
+    def _end_batch(self) -> None:
+        """After a batch of frames: send what its ACKs let go (one pass per flow, not one
+        per ACK), then post the events it owes."""
+        kicks, self._to_kick = self._to_kick, {}
+        for channel in kicks:
+            self._kick_channel(channel)
+        self._announce_batch()
 
     def _announce_batch(self) -> None:
         """The events the batch of frames just handled owes, one flow after the other."""

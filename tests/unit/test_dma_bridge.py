@@ -518,6 +518,24 @@ def test_a_batch_of_frames_posts_one_event_per_flow_and_kind(shm: Shm) -> None:
         link.close()
 
 
+def test_the_acks_of_a_batch_let_data_go_once_after_it(shm: Shm) -> None:
+    """Two TX_ACKED in one batch (500 bytes, window 1000; then 1000, window 2000): one send
+    pass after the batch, full segments (per ACK: a 500-byte segment, then 1000 and 500)."""
+    flow = shm.flow(mss=1000, peer_window=1000)
+    flow.app_tx.write(b"t" * 3000)
+    link = BatchLink([tx_acked(TX_START + 500, 500, 1000).encode(),
+                      tx_acked(TX_START + 1000, 500, 2000).encode()])
+    bridge = DmaBridge(link, rto=NO_TIMEOUTS)
+    bridge.register(flow.channel)
+    try:
+        bridge.kick(FLOW)
+        bridge.poll()
+        sizes = [len(m.payload) for m in link.sent if m.opcode == Opcode.TX_DATA]
+        assert sizes == [1000, 1000, 1000]
+    finally:
+        link.close()
+
+
 @pytest.mark.parametrize("delay", [None, 0.0], ids=["wait-writable", "timer"])
 def test_sends_the_link_refuses_are_retried_not_lost(shm: Shm, delay: float | None) -> None:
     flow = shm.flow(mss=1000)
