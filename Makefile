@@ -194,6 +194,14 @@ bench-conn: setup
 bench-transfer: setup
 	$(PY) bench/bench_transfer.py $(BENCH_ARGS)
 
+# The host side alone: the runtime's bridge + control server and a host_lib application on an
+# in-process loopback NIC (no target, no root): bulk Gbit/s each way and 64 B RPC/s, per CPU
+# second, next to Linux loopback TCP. BENCH_ARGS="--profile /tmp/prof" adds py-spy hot spots;
+# see bench/bench_host.py --help.
+.PHONY: bench-host
+bench-host: setup
+	$(PY) bench/bench_host.py $(BENCH_ARGS)
+
 # Goodput penalty under 0.1/1/5 % loss, Jain's fairness for 16 and 256 flows through one
 # bottleneck (p4tas against Linux, same run), and the pacer's per-packet cost at 1k..1M flows.
 # BENCH_ARGS="--only c" or "--flows 16"; see bench/bench_cc.py --help.

@@ -3,6 +3,7 @@
     python transfer_peer.py sink   API HOST PORT               # accept; read to EOF; reply count
     python transfer_peer.py source API HOST PORT --bytes N     # send N bytes, SHUT_WR, await count
     python transfer_peer.py echo   API HOST PORT               # accept; echo each connection
+    python transfer_peer.py spout  API HOST PORT --bytes N     # accept; send N bytes, close
     python transfer_peer.py rpc    HOST PORT --conns C --seconds S   # closed-loop 64 B requests
     python transfer_peer.py ring-producer|ring-consumer SEGMENT --msgs M --msg-bytes B
     python transfer_peer.py tcp-producer PORT | tcp-consumer --msgs M --msg-bytes B
@@ -101,6 +102,36 @@ def serve_sink(args: argparse.Namespace) -> dict:
         with lock:
             results.append({"bytes": total, "status": status,
                             "seconds": round(end - first, 6) if first else 0.0})
+
+    srv = _listener(args.api, args.host, args.port)
+    print("listening", flush=True)
+    _accept_loop(srv, handle)
+    srv.close()
+    return {"connections": results}
+
+
+def serve_spout(args: argparse.Namespace) -> dict:
+    """Send --bytes on each connection, then close it (the peer counts what arrives)."""
+    results: list[dict] = []
+    lock = threading.Lock()
+    payload = memoryview(bytes((i * 7 + 3) % 251 for i in range(CHUNK)))
+
+    def handle(conn) -> None:
+        sent, status = 0, "ok"
+        conn.settimeout(args.timeout)
+        try:
+            while sent < args.bytes:
+                n = min(CHUNK, args.bytes - sent)
+                conn.sendall(payload[:n])
+                sent += n
+        except TimeoutError:
+            status = "stalled"
+        except OSError as exc:
+            status = f"error: {exc!r}"
+        finally:
+            conn.close()
+        with lock:
+            results.append({"bytes": sent, "status": status})
 
     srv = _listener(args.api, args.host, args.port)
     print("listening", flush=True)
@@ -427,7 +458,7 @@ def run_tcp_producer(args: argparse.Namespace) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="role", required=True)
-    for role in ("sink", "source", "echo"):
+    for role in ("sink", "source", "echo", "spout"):
         p = sub.add_parser(role)
         p.add_argument("api", choices=["linux", "p4tas"])
         p.add_argument("host")
@@ -460,7 +491,8 @@ def main() -> int:
     args = parser.parse_args()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, _on_signal)
-    role = {"sink": serve_sink, "source": run_source, "echo": serve_echo, "rpc": run_rpc,
+    role = {"sink": serve_sink, "source": run_source, "echo": serve_echo, "spout": serve_spout,
+            "rpc": run_rpc,
             "flows": run_flows,
             "ring-producer": run_ring_producer, "ring-consumer": run_ring_consumer,
             "tcp-producer": run_tcp_producer, "tcp-consumer": run_tcp_consumer}[args.role]

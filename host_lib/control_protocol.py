@@ -7,9 +7,12 @@ goes through shared-memory rings, whose setup messages will be added by the data
 
 Framing
     Every message is one frame: a 4-byte big-endian unsigned length, then that many bytes (at most
-    MAX_FRAME_BYTES) of UTF-8 JSON holding one object. Its "type" key names the message; the other
-    keys are its fields, checked on decode (types; ports and backlog 1..65535; IPv4 addresses as
-    dotted quads; ids 0..2^63-1; errno 1..4095; timeouts in (0, MAX_TIMEOUT_S]; no NaN).
+    MAX_FRAME_BYTES) of UTF-8 JSON holding one object; except the doorbells Kick and Wake, which
+    are sent per request and per wake-up and travel as 9 binary bytes: a tag (1 Kick, 2 Wake;
+    never a byte JSON may start with), then the id (conn_id, ctx_id) as a big-endian u64.
+    A JSON object's "type" key names the message; the other keys are its fields, checked on
+    decode (types; ports and backlog 1..65535; IPv4 addresses as dotted quads; ids 0..2^63-1;
+    errno 1..4095; timeouts in (0, MAX_TIMEOUT_S]; no NaN).
     An unknown "type" is rejected. Unknown fields are IGNORED, so a later version can add optional
     fields without breaking older peers; a new message type needs a PROTOCOL_VERSION bump.
     A frame that cannot be delimited (length over the limit, EOF inside a frame) raises
@@ -80,7 +83,7 @@ from functools import cache
 from types import MappingProxyType
 from typing import Any, ClassVar, Literal, TypeVar
 
-PROTOCOL_VERSION = 4
+PROTOCOL_VERSION = 5
 DEFAULT_CONTROL_SOCKET = "/tmp/p4tas-runtime.sock"  # the daemon's --control-socket default
 MAX_FRAME_BYTES = 64 * 1024
 MAX_TEXT_CHARS = 1024
@@ -716,8 +719,19 @@ class ConnectionErrorEvent(Event):
 
 # --- codec ---
 
+DOORBELL = struct.Struct("!BQ")   # a binary doorbell's payload: tag, id
+_DOORBELL_FRAME = struct.Struct("!IBQ")
+_DOORBELLS: dict[type[Message], tuple[int, str]] = {Kick: (1, "conn_id"), Wake: (2, "ctx_id")}
+_DOORBELL_TAGS = {tag: (cls, name) for cls, (tag, name) in _DOORBELLS.items()}
+
+
 def encode(message: Message) -> bytes:
-    """One frame: length header + compact JSON (ASCII, so any str survives)."""
+    """One frame: length header + compact JSON (ASCII, so any str survives), or a doorbell's
+    binary payload."""
+    doorbell = _DOORBELLS.get(type(message))
+    if doorbell is not None:
+        tag, name = doorbell
+        return _DOORBELL_FRAME.pack(DOORBELL.size, tag, getattr(message, name))
     payload = json.dumps(message.to_dict(), separators=(",", ":"), allow_nan=False).encode()
     if len(payload) > MAX_FRAME_BYTES:
         raise ProtocolError(f"{message.TYPE} message encodes to {len(payload)} bytes, over the "
@@ -728,6 +742,8 @@ def encode(message: Message) -> bytes:
 def decode(payload: bytes | bytearray | memoryview,
            expect: type[Message] = Message) -> Message:
     """The message in one frame's payload; ProtocolError unless it is a valid `expect`."""
+    if payload and payload[0] in _DOORBELL_TAGS:
+        return _decode_doorbell(payload, expect)
     obj = _parse_object(payload)
     req_id = obj.get("req_id")
     try:
@@ -739,6 +755,20 @@ def decode(payload: bytes | bytearray | memoryview,
     except ProtocolError as exc:
         exc.req_id = req_id if type(req_id) is int and 0 <= req_id <= MAX_ID else None
         raise
+    return message
+
+
+def _decode_doorbell(payload: bytes | bytearray | memoryview,
+                     expect: type[Message]) -> Message:
+    """A binary Kick or Wake (see Framing)."""
+    if len(payload) != DOORBELL.size:
+        raise ProtocolError(f"a binary doorbell is {DOORBELL.size} bytes (tag, u64 id), not "
+                            f"{len(payload)}")
+    tag, value = DOORBELL.unpack_from(payload)
+    cls, name = _DOORBELL_TAGS[tag]
+    message = cls(**{name: value})
+    if not isinstance(message, expect):
+        raise ProtocolError(f"{cls.TYPE} is not {_describe(expect)}; it travels the other way")
     return message
 
 

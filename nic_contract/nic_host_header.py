@@ -67,6 +67,12 @@ class ChannelFlags(IntFlag):
                  # RX_DATA: this ACK covered our FIN (not counted in `count`)
 
 
+_OPCODES = {int(op): op for op in Opcode}
+_FLAGS = tuple(ChannelFlags(value) for value in range(256))  # constructing one costs ~1 us
+_ETHER_TYPE = struct.Struct("!H")
+_ETHER_TYPE_AT = ETH_HEADER.size - _ETHER_TYPE.size
+
+
 class FrameError(ValueError):
     """A host-port frame that is not a valid channel message."""
 
@@ -121,18 +127,17 @@ def decode(frame: bytes) -> NicHostMessage:
         raise FrameError(
             f"frame of {len(frame)} bytes is shorter than the {HEADER_BYTES}-byte channel header"
         )
-    _, _, ether_type = ETH_HEADER.unpack_from(frame)
+    (ether_type,) = _ETHER_TYPE.unpack_from(frame, _ETHER_TYPE_AT)
     if ether_type != ETHERTYPE_NIC_HOST:
         raise FrameError(f"EtherType 0x{ether_type:04x} is not the channel's 0x{ETHERTYPE_NIC_HOST:04x}")
     opcode, flags, gen, flow_id, offset, length, window, count, aux = NIC_HOST_HEADER.unpack_from(
         frame, ETH_HEADER.size
     )
-    try:
-        op = Opcode(opcode)
-    except ValueError:
-        raise FrameError(f"unknown opcode {opcode} (known: {[o.name for o in Opcode]})") from None
+    op = _OPCODES.get(opcode)
+    if op is None:
+        raise FrameError(f"unknown opcode {opcode} (known: {[o.name for o in Opcode]})")
     available = len(frame) - HEADER_BYTES
     if length > available:
         raise FrameError(f"header says {length} payload bytes but the frame carries {available}")
     payload = bytes(frame[HEADER_BYTES:HEADER_BYTES + length])
-    return NicHostMessage(op, flow_id, gen, ChannelFlags(flags), offset, count, payload, aux, window)
+    return NicHostMessage(op, flow_id, gen, _FLAGS[flags], offset, count, payload, aux, window)

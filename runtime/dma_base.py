@@ -33,6 +33,9 @@ class BridgeBase:
     _active: dict[FlowChannel, None]            # sent or were acked since take_active
     _pending_events: dict[FlowChannel, None]    # events owed (a full queue)
     _send_backlog: dict[FlowChannel, None]      # frames waiting on the link
+    _to_announce: dict[FlowChannel, None]       # events owed at the end of this batch
+    _to_kick: dict[FlowChannel, None]           # acknowledged during this batch: send more
+    _batching: bool                             # handling a batch of frames (events wait)
     _on_flow_error: FlowErrorCallback | None
     _on_activity: Callable[[FlowChannel], None] | None
     _loop: asyncio.AbstractEventLoop | None

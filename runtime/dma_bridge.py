@@ -79,6 +79,9 @@ class DmaBridge(NicToHost, HostToNic):
         # Ordered sets of channels: events owed (a full queue), frames waiting on the link.
         self._pending_events: dict[FlowChannel, None] = {}
         self._send_backlog: dict[FlowChannel, None] = {}
+        self._to_announce: dict[FlowChannel, None] = {}
+        self._to_kick: dict[FlowChannel, None] = {}
+        self._batching = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._event_timer: asyncio.TimerHandle | None = None
         self._send_retry_armed = False
@@ -120,6 +123,8 @@ class DmaBridge(NicToHost, HostToNic):
         if channel is not None:
             self._pending_events.pop(channel, None)
             self._send_backlog.pop(channel, None)
+            self._to_announce.pop(channel, None)
+            self._to_kick.pop(channel, None)
             self._active.pop(channel, None)
             self.timers.disarm(channel)
             self.keepalives.forget(channel)
@@ -160,8 +165,7 @@ class DmaBridge(NicToHost, HostToNic):
         return self._channels.get(flow_id)
 
     def _on_readable(self) -> None:
-        for frame in self.link.recv_batch(RECV_BATCH):
-            self.handle_frame(frame)
+        self._handle_batch(self.link.recv_batch(RECV_BATCH))
         if self._pending_events:
             self.flush_events()
 
@@ -170,12 +174,23 @@ class DmaBridge(NicToHost, HostToNic):
         on a segment that the NIC sent it after data still waiting here (a FIN)."""
         while True:
             frames = self.link.recv_batch(RECV_BATCH)
-            for frame in frames:
-                self.handle_frame(frame)
+            self._handle_batch(frames)
             if len(frames) < RECV_BATCH:
                 break
         if self._pending_events:
             self.flush_events()
+
+    def _handle_batch(self, frames: list[bytes]) -> None:
+        """Act on frames from the NIC; what their ACKs let go is sent and the events they owe
+        are posted at the end, once per flow (an application drains one record per flow and
+        batch, not one per frame)."""
+        self._batching = True
+        try:
+            for frame in frames:
+                self.handle_frame(frame)
+        finally:
+            self._batching = False
+            self._end_batch()
 
     def handle_frame(self, frame: bytes) -> None:
         """Act on one frame from the NIC; never raises for a bad frame."""

@@ -14,6 +14,11 @@ from runtime.flow_channel import U32_MAX, FlowChannel
 from runtime.nic_interface import DropCause
 
 EVENT_RETRY_SECONDS = 0.001    # while some context queue is full
+# The flags as plain ints: IntFlag's operators run Python code, ~1 us each, several per frame.
+_ECE_ECHO, _FIN, _OOO, _TRIM, _MERGED, _ECE = (int(flag) for flag in (
+    ChannelFlags.ECE_ECHO, ChannelFlags.FIN, ChannelFlags.OOO, ChannelFlags.TRIM,
+    ChannelFlags.MERGED, ChannelFlags.ECE))
+_RX_EVENT_FLAGS = int(ChannelFlags.PSH | ChannelFlags.CE)
 
 
 class NicToHost(SackRecovery):
@@ -21,23 +26,24 @@ class NicToHost(SackRecovery):
 
     def _rx_data(self, channel: FlowChannel, message: NicHostMessage) -> None:
         """Payload into the RX ring, an event; piggy-backed ACK info as TX_ACKED."""
-        channel.ece_echo = bool(message.flags & ChannelFlags.ECE_ECHO)
+        channel.ece_echo = bool(int(message.flags) & _ECE_ECHO)
         if message.payload:
             self._deliver(channel, message)
-        if message.count or message.flags & ChannelFlags.FIN:
+        if message.count or int(message.flags) & _FIN:
             # A bad payload does not make the ACK wrong, and skipping it would leak TX space;
             # an ACK of our FIN alone counts no byte but still moves the close on.
             self._tx_acked(channel, message)
 
     def _deliver(self, channel: FlowChannel, message: NicHostMessage) -> None:
         ring = channel.rx_ring
-        if message.flags & ChannelFlags.OOO:
+        flags = int(message.flags)
+        if flags & _OOO:
             self._place_out_of_order(channel, message)
             return
         head = ring.head
         expected = head & (ring.size - 1)
         payload = message.payload
-        if message.flags & ChannelFlags.TRIM:
+        if flags & _TRIM:
             payload = self._trimmed(channel, message, expected)
             if payload is None:
                 return
@@ -53,7 +59,7 @@ class NicToHost(SackRecovery):
         except ValueError as exc:
             self._flow_error(channel, DropCause.RX_OVERFLOW, str(exc))
             return
-        merged = message.aux if message.flags & ChannelFlags.MERGED else 0
+        merged = message.aux if flags & _MERGED else 0
         if merged and not self._merge_is_placed(channel, head + len(payload), merged):
             self._flow_error(channel, DropCause.BAD_OFFSET,
                              f"RX_DATA makes {merged} bytes readable that were never placed")
@@ -62,7 +68,7 @@ class NicToHost(SackRecovery):
         channel.ooo_end = 0 if merged else channel.ooo_end
         channel.counters.rx_bytes += len(payload) + merged
         channel.counters.rx_frames += 1
-        channel.rx_flags_pending |= message.flags & (ChannelFlags.PSH | ChannelFlags.CE)
+        channel.rx_flags_pending |= flags & _RX_EVENT_FLAGS
         self._announce(channel)
 
     def _trimmed(self, channel: FlowChannel, message: NicHostMessage,
@@ -100,7 +106,7 @@ class NicToHost(SackRecovery):
     def _tx_acked(self, channel: FlowChannel, message: NicHostMessage) -> None:
         """Free acknowledged TX bytes, take the window and RTT, post an event, send more."""
         count = message.count
-        if message.flags & ChannelFlags.FIN and channel.fin_sent:
+        if int(message.flags) & _FIN and channel.fin_sent:
             channel.fin_acked = True  # the runtime hears of it in on_activity
         if message.opcode == Opcode.TX_ACKED:
             # Absolute (sequence `offset`): a TX_ACKED that bmv2 dropped is made up for here.
@@ -121,7 +127,10 @@ class NicToHost(SackRecovery):
             self._active[channel] = None
         channel.peer_window = message.window << channel.wscale
         self._announce(channel)
-        self.kick(channel.flow_id)
+        if self._batching:
+            self._to_kick[channel] = None   # once, after every ACK of the batch
+        else:
+            self.kick(channel.flow_id)
         if count:
             self.timers.progress(channel, self.clock(), self._waits_on_peer(channel))
             self._arm_rto_tick()
@@ -155,12 +164,12 @@ class NicToHost(SackRecovery):
     def _count_ack(self, channel: FlowChannel, message: NicHostMessage, count: int) -> None:
         counters = channel.counters
         counters.acked_bytes += count
-        ece = message.flags & ChannelFlags.ECE
+        ece = int(message.flags) & _ECE
         if ece:
             counters.ece_acked_bytes += count
-            channel.ack_flags_pending |= ChannelFlags.ECE
+            channel.ack_flags_pending |= _ECE
             channel.cwr_pending = True
-        if message.aux and not message.flags & ChannelFlags.MERGED:
+        if message.aux and not int(message.flags) & _MERGED:
             counters.rtt_samples += 1
             counters.rtt_sum_us += message.aux   # the NIC's samples are in microseconds
             counters.last_rtt_us = message.aux
@@ -168,7 +177,12 @@ class NicToHost(SackRecovery):
             channel.timer.rtt.sample(message.aux / 1_000_000)
 
     def _announce(self, channel: FlowChannel) -> None:
-        """Post the events a channel owes its context; remember the channel if the queue is full."""
+        """Post the events a channel owes its context, at the end of the batch of frames being
+        handled (one event of each kind per flow and batch); remember the channel if the queue
+        is full."""
+        if self._batching:
+            self._to_announce[channel] = None
+            return
         if self._post_rx_event(channel) and self._post_ack_event(channel):
             channel.event_pending = False
             self._pending_events.pop(channel, None)
@@ -212,6 +226,23 @@ class NicToHost(SackRecovery):
         channel.ack_flags_pending = channel.ack_rtt_pending = 0
         self.stats.events_posted += 1
         return True
+
+    def _end_batch(self) -> None:
+        """After a batch of frames: send what its ACKs let go (one pass per flow, not one
+        per ACK), then post the events it owes."""
+        kicks, self._to_kick = self._to_kick, {}
+        for channel in kicks:
+            self._kick_channel(channel)
+        self._announce_batch()
+
+    def _announce_batch(self) -> None:
+        """The events the batch of frames just handled owes, one flow after the other."""
+        channels, self._to_announce = self._to_announce, {}
+        for channel in channels:
+            try:
+                self._announce(channel)
+            except (RingCorruptedError, ValueError) as exc:
+                self._flow_error(channel, DropCause.RING_CORRUPTED, str(exc))
 
     def flush_events(self) -> int:
         """Retry the deferred events (e.g. after the application polled); returns flows left."""

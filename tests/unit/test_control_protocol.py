@@ -82,8 +82,25 @@ def test_round_trip(message: cp.Message) -> None:
     data = cp.encode(message)
     (length,) = struct.unpack("!I", data[:4])
     assert length == len(data) - 4
-    assert json.loads(data[4:])["type"] == message.TYPE
+    if isinstance(message, (cp.Kick, cp.Wake)):
+        assert length == cp.DOORBELL.size
+    else:
+        assert json.loads(data[4:])["type"] == message.TYPE
     assert cp.decode(data[4:]) == message
+
+
+def test_doorbells_are_binary_and_checked_like_json_messages() -> None:
+    """Kick and Wake, sent per request: a tag and a big-endian u64 id, no JSON."""
+    assert cp.encode(cp.Kick(conn_id=5)) == b"\0\0\0\x09\x01" + (5).to_bytes(8, "big")
+    assert cp.encode(cp.Wake(ctx_id=3)) == b"\0\0\0\x09\x02" + (3).to_bytes(8, "big")
+    with pytest.raises(cp.ProtocolError, match="9 bytes"):
+        cp.decode(b"\x01\0\0\0\x05")
+    with pytest.raises(cp.ProtocolError, match="travels the other way"):
+        cp.decode(cp.DOORBELL.pack(2, 3), cp.ClientMessage)   # a Wake sent by an application
+    with pytest.raises(cp.ProtocolError, match="conn_id"):
+        cp.decode(cp.DOORBELL.pack(1, 2**64 - 1), cp.ClientMessage)
+    assert cp.FrameReader(cp.ClientMessage).feed(cp.encode(cp.Kick(conn_id=7)) * 2) == \
+        [cp.Kick(conn_id=7)] * 2
 
 
 def test_wire_form_is_the_documented_one() -> None:

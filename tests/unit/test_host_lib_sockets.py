@@ -97,12 +97,25 @@ def test_connect_recv_send_kick(fake):
         assert s.recv(5) == b"hello"
         buf = bytearray(16)
         assert s.recv_into(buf) == 6 and bytes(buf[:6]) == b" world"
-        assert fake.wait_for(cp.Kick).conn_id == conn_id
         assert fake.rx_space(slot) == LAYOUT.rx_ring_size  # consumed, tail advanced
         assert s.send(b"abc") == 3
         s.sendall(memoryview(b"defg"))
         assert fake.wait_for(cp.Kick).conn_id == conn_id
         assert fake.take_tx(slot) == b"abcdefg"
+        # One doorbell: 11 bytes read are no window update worth one; the send's Kick (sent
+        # with the TX bytes) carries them anyway.
+        assert [m for m in list(fake.received.queue) if isinstance(m, cp.Kick)] == []
+
+
+def test_reading_a_quarter_of_the_rx_ring_rings_the_doorbell(fake):
+    with connected(fake) as s:
+        slot = fake.conn_slots[101]
+        quarter = LAYOUT.rx_ring_size // 4
+        fake.deliver(slot, bytes(quarter - 1))
+        assert len(s.recv(quarter)) == quarter - 1
+        fake.deliver(slot, b"x")
+        assert s.recv(1) == b"x"
+        assert fake.wait_for(cp.Kick).conn_id == 101
 
 
 def test_recv_wraps_and_recv_into_nbytes(fake):
