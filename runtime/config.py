@@ -101,6 +101,9 @@ class RuntimeConfig:
     # flood leave connections and a transfer 90 % of their calm rates on soft; at 2,500/s 15 %
     # and 45 %).
     syn_punt_rate_pps: int = 500
+    # ... while a listen backlog overflows (runtime/punt_budget.py: the slow path would answer
+    # with cookies only; 0: keep syn_punt_rate_pps).
+    syn_flood_punt_rate_pps: int = 50
     # Challenge ACKs per second (RFC 5961 7), in the fast path and the slow path each (0: off).
     challenge_ack_pps: int = 1000
 

@@ -19,6 +19,7 @@ from runtime.ip_reassembly import Reassembler
 from runtime.orphans import Orphans
 from runtime.segment_sender import SegmentSender
 from runtime.cookie_listeners import CookieListeners
+from runtime.punt_budget import SynBudget
 from runtime.syn_cookies import SynCookies
 from runtime.slow_path_stats import Stats
 from runtime.tcp_seq import seq_add
@@ -41,6 +42,7 @@ class ConnectionControlBase:
     isns: IsnGenerator           # RFC 6528 initial sequence numbers
     cookies: SynCookies          # RFC 4987 SYN cookies for listeners whose backlog is full
     cookie_listeners: CookieListeners   # ... and the fast path's, beyond its SYN punt budget
+    syn_budget: SynBudget        # that budget, cut while a backlog overflows (a SYN flood)
     sender: SegmentSender
     events: AppEvents
     installer: FlowInstaller

@@ -34,6 +34,7 @@ from runtime.orphans import Orphans
 from runtime.reinjection import Reinjection
 from runtime.segment_sender import SegmentSender
 from runtime.cookie_listeners import CookieListeners
+from runtime.punt_budget import SynBudget
 from runtime.syn_cookies import SynCookies
 from runtime.slow_path_stats import Stats
 from runtime.tcp_segments import SegmentError, TcpFlags, TcpSegment, checksums_ok, parse_segment
@@ -79,6 +80,8 @@ class ConnectionControl(Handshake, Teardown, Endings, Reinjection):
         self.cookie_listeners = CookieListeners(
             p4info, datapath, self.cookies, self.tcp.mss,
             min(self.tcp.rx_ring_size, MAX_UNSCALED_WINDOW), self.stats)
+        self.syn_budget = SynBudget(p4info, datapath, config.syn_punt_rate_pps,
+                                    config.syn_flood_punt_rate_pps, self.stats)
         self._switch_tasks: set[asyncio.Task] = set()
 
     # ---------------------------------------------------------------- fault containment

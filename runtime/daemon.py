@@ -20,6 +20,7 @@ from runtime.flow_registry import FlowRegistry
 from nic_contract.constants import PacketInReason
 from nic_contract.pipeline import BMV2_JSON, P4INFO, PipelineError, PipelineFiles, install
 from runtime.metrics import METRICS_ADDR, serve_metrics
+from runtime.punt_budget import meter_rate_entries
 from nic_contract.p4rt.client import P4RuntimeClient
 from nic_contract.p4rt.errors import P4RuntimeError
 from runtime.retransmission import RtoConfig
@@ -56,10 +57,6 @@ def connect_switch(config: RuntimeConfig) -> P4RuntimeClient:
     return client
 
 
-PUNT_BURST_S = 0.1   # a meter lets this much of a second's rate through at once
-MIN_PUNT_BURST = 64
-
-
 def limit_punts(client: P4RuntimeClient, pps: int, syn_pps: int) -> None:
     """Configure the fast path's punt_rate meter: `pps` PacketIns per second per reason, and
     `syn_pps` for SYNs."""
@@ -69,13 +66,11 @@ def limit_punts(client: P4RuntimeClient, pps: int, syn_pps: int) -> None:
 
 
 def limit_meter(client: P4RuntimeClient, meter: str, indexes: list[int], pps: int) -> None:
-    """Set a packets meter's indexes to `pps` per second, a PUNT_BURST_S burst (0: leave them
-    unconfigured, which passes everything)."""
+    """Set a packets meter's indexes to `pps` per second (0: leave them unconfigured, which
+    passes everything)."""
     if pps <= 0:
         return
-    burst = max(int(pps * PUNT_BURST_S), MIN_PUNT_BURST)
-    client.modify([client.p4info.meter_entry(meter, index, pps, burst, pps, burst)
-                   for index in indexes])
+    client.modify(meter_rate_entries(client.p4info, meter, indexes, pps))
 
 
 def remove_stale_flows(client: P4RuntimeClient) -> int:
@@ -251,6 +246,12 @@ def parse_args(argv: list[str] | None = None) -> tuple[RuntimeConfig, str]:
                         help="SYNs per second the slow path answers (full options); beyond "
                              "it the fast path answers SYNs to our listeners with SYN cookies "
                              "(0: unlimited; default %(default)s)")
+    parser.add_argument("--syn-flood-punt-rate", type=int,
+                        default=RuntimeConfig.syn_flood_punt_rate_pps, metavar="PPS",
+                        help="the SYN budget while a listen backlog overflows (a SYN flood: "
+                             "the slow path would only answer with cookies the fast path "
+                             "makes too), until none has for 10 s (0: keep --syn-punt-rate; "
+                             "default %(default)s)")
     parser.add_argument("--challenge-ack-rate", type=int,
                         default=RuntimeConfig.challenge_ack_pps, metavar="PPS",
                         help="challenge ACKs per second (RFC 5961 7) from the fast path and "
@@ -310,6 +311,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[RuntimeConfig, str]:
         sack=args.sack == "on",
         allowed_congestion=allowed, control_group=args.control_group,
         punt_rate_pps=args.punt_rate, syn_punt_rate_pps=args.syn_punt_rate,
+        syn_flood_punt_rate_pps=args.syn_flood_punt_rate,
         challenge_ack_pps=args.challenge_ack_rate)
     try:
         config.routing  # every gateway on one of our subnets, no prefix twice

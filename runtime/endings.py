@@ -102,6 +102,7 @@ class Endings(ConnectionControlBase):
         """Daemon stop: reset every connection and remove every flow and listener entry it
         installed."""
         self.cookie_listeners.close()
+        self.syn_budget.close()
         for listener in list(self.table.listeners.values()):
             self.close_listener(listener)
         for conn in list(self.table.by_id.values()):

@@ -48,6 +48,7 @@ class Handshake(ConnectionControlBase):
             self.sender.rst_for(seg, iface)
             return
         if listener.queue_full():
+            self.syn_budget.overflow()
             self._send_cookie(listener, key, seg, iface)
             return
         self._learn_mac(seg, iface)

@@ -91,7 +91,7 @@ def test_control_socket_mode(tmp_path, group, mode) -> None:
 
 def test_syns_have_a_punt_budget_of_their_own() -> None:
     """--syn-punt-rate meters SYNs (beyond it the fast path answers with cookies), --punt-rate
-    every other reason; both parse from the command line."""
+    every other reason; they and --syn-flood-punt-rate parse from the command line."""
     from nic_contract.constants import PacketInReason
     from nic_contract.p4rt.p4info import P4Info
     from nic_contract.pipeline import P4INFO
@@ -111,5 +111,7 @@ def test_syns_have_a_punt_budget_of_their_own() -> None:
     assert {r: rates[r] for r in PacketInReason if r is not PacketInReason.SYN} == \
         {r: 2500 for r in PacketInReason if r is not PacketInReason.SYN}
     config, _ = parse_args(["--interface", "1=10.99.1.1/24,02:00:0a:63:01:01",
-                            "--syn-punt-rate", "100", "--punt-rate", "7"])
+                            "--syn-punt-rate", "100", "--punt-rate", "7",
+                            "--syn-flood-punt-rate", "9"])
     assert (config.syn_punt_rate_pps, config.punt_rate_pps) == (100, 7)
+    assert config.syn_flood_punt_rate_pps == 9

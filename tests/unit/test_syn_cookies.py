@@ -1,5 +1,5 @@
 """SYN cookies (RFC 4987): a listener whose backlog is full answers SYNs without keeping state,
-and a returning cookie opens the connection."""
+a returning cookie opens the connection, and the fast path's SYN budget is cut meanwhile."""
 
 from __future__ import annotations
 
@@ -9,11 +9,18 @@ import ipaddress
 from host_lib import control_protocol as cp
 from nic_contract.constants import PacketInReason
 from nic_contract.flow_entries import FlowTuple
+from nic_contract.p4rt.p4info import P4Info
+from nic_contract.p4rt.proto import p4runtime_pb2
+from nic_contract.pipeline import P4INFO
 from nic_contract.syn_cookie import EPOCH_S as PERIOD_S
 from nic_contract.syn_cookie import make_cookie
+from runtime.config import RuntimeConfig
+from runtime.punt_budget import FLOOD_HOLD_S, SynBudget
+from runtime.slow_path_stats import Stats
 from runtime.syn_cookies import SynCookies
 from runtime.tcp_segments import TcpFlags, TcpOptions
 from runtime.tcp_state import State
+from tests.support.fakes import FakeDatapath
 from tests.unit.test_nic_parts import LOCAL_IP, PEER_IP, PORT, Rig
 
 FLOW = FlowTuple("10.0.0.1", 80, "10.0.0.2", 40000)
@@ -120,3 +127,52 @@ def test_listening_writes_the_fast_paths_cookie_entries() -> None:
         r.control.cookie_listeners.close()
         r.close()
     asyncio.run(scenario())
+
+
+def _syn_budgets(writes: list) -> list[int]:
+    """The rates the SYN index of punt_rate was written with, in order."""
+    return [entity.config.cir for kind, entities in writes if kind == "modify"
+            for entity in entities if isinstance(entity, p4runtime_pb2.MeterEntry)
+            and entity.index.index == PacketInReason.SYN]
+
+
+def test_a_backlog_overflow_cuts_the_fast_paths_syn_budget_until_the_flood_ends() -> None:
+    """While SYNs find a listener's backlog full, the slow path answers them with the cookies
+    the fast path makes as well: the SYN budget drops to syn_flood_punt_rate_pps, and is back
+    FLOOD_HOLD_S after the last overflow."""
+    async def scenario() -> None:
+        clock = Clock()
+        r = Rig()
+        budget = r.control.syn_budget
+        budget._clock = clock
+        r.control.listen(r.app, None, PORT, 1)
+        r.segment(40000, 100, 0, TcpFlags.SYN, reason=PacketInReason.SYN)   # fills the backlog
+        await asyncio.sleep(0)
+        assert _syn_budgets(r.datapath.writes) == [] and not budget.flooded
+        for port in (40001, 40002):
+            r.segment(port, 5000, 0, TcpFlags.SYN, reason=PacketInReason.SYN)
+        await asyncio.sleep(0)
+        config = RuntimeConfig()
+        assert _syn_budgets(r.datapath.writes) == [config.syn_flood_punt_rate_pps]
+        assert budget.flooded and r.control.stats.counts["syn_budget_cuts"] == 1
+        clock.now += FLOOD_HOLD_S - 1
+        r.segment(40003, 5000, 0, TcpFlags.SYN, reason=PacketInReason.SYN)   # still flooded
+        clock.now += 1
+        budget._on_timer()
+        await asyncio.sleep(0)
+        assert budget.flooded and len(_syn_budgets(r.datapath.writes)) == 1
+        clock.now += FLOOD_HOLD_S
+        budget._on_timer()
+        await asyncio.sleep(0)
+        assert not budget.flooded
+        assert _syn_budgets(r.datapath.writes) == [config.syn_flood_punt_rate_pps,
+                                                   config.syn_punt_rate_pps]
+        budget.close()
+        r.close()
+    asyncio.run(scenario())
+
+
+def test_the_syn_budget_is_left_alone_when_the_flood_rate_is_not_below_it() -> None:
+    budget = SynBudget(P4Info.from_file(P4INFO), FakeDatapath(), 500, 0, Stats())
+    budget.overflow()
+    assert not budget.active and not budget.flooded
