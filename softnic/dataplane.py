@@ -1,6 +1,14 @@
 """The packet loop: frames from the ports (raw AF_PACKET sockets on the switch-side veths)
 and PacketOuts from the controller run through the loaded pipeline, one at a time, and
-their outputs go to ports or, from the CPU port, to the controller as PacketIns."""
+their outputs go to ports or, from the CPU port, to the controller as PacketIns.
+
+Connection requests wait behind everything else, as on a NIC with a queue of their own: a
+wire frame that is a TCP SYN without ACK (looked at no further) goes to a bounded SYN queue,
+served SYN_QUANTUM at a time between two polls of the ports, so a SYN flood, whatever its
+sources, does not delay established flows' segments (each SYN a listener gets costs a SYN
+cookie, some 25 us of Python, syn_cookie.p4); a full queue drops the SYN before the pipeline
+(counted, `syn_queue_full`), as a NIC drops on a full RX queue. The same frames reach the
+pipeline, only SYNs later: its semantics are the P4 program's."""
 
 from __future__ import annotations
 
@@ -12,10 +20,12 @@ import selectors
 import threading
 import time
 from collections import Counter as Tally
+from collections import deque
 from collections.abc import Callable
 
 from nic_contract.host_port import HostPort
-from softnic.pipeline.constants import CPU_PORT, HOST_PORT
+from softnic.pipeline.constants import (CPU_PORT, ETHERTYPE_IPV4, HOST_PORT, IP_PROTO_TCP,
+                                       TCP_ACK, TCP_SYN)
 from softnic.pipeline.p4tas import P4tasPipeline
 from softnic.state import SwitchState
 
@@ -24,6 +34,19 @@ log = logging.getLogger(__name__)
 ETH_P_ALL = 3
 SEND_WAIT_SECONDS = 0.01   # a full socket buffer: wait this long for room, then drop
 HOST_SEND_TRIES = 200      # the host port waits up to 2 s before it drops
+SYN_QUEUE = 1024           # SYNs waiting for the pipeline (some 25 ms of cookies)
+SYN_QUANTUM = 4            # SYNs handled between two polls of the ports
+_ETH_IPV4 = ETHERTYPE_IPV4.to_bytes(2, "big")
+
+
+def is_syn(frame: bytes) -> bool:
+    """An Ethernet/IPv4 frame, not a fragment, whose TCP flags say SYN without ACK (nothing
+    else checked; a fragment's bytes there need not be TCP's, and fragments keep their order)."""
+    if (len(frame) < 34 or frame[12:14] != _ETH_IPV4 or frame[23] != IP_PROTO_TCP
+            or frame[20] & 0x3F or frame[21]):
+        return False
+    flags_at = 14 + (frame[14] & 0xF) * 4 + 13
+    return len(frame) > flags_at and frame[flags_at] & (TCP_SYN | TCP_ACK) == TCP_SYN
 
 
 class Dataplane:
@@ -38,6 +61,7 @@ class Dataplane:
         self.epoch_ns = time.monotonic_ns()
         self.stats: Tally[str] = Tally()
         self._packet_outs: queue.SimpleQueue[bytes] = queue.SimpleQueue()
+        self._syns: deque[tuple[int, bytes]] = deque()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
 
@@ -60,12 +84,28 @@ class Dataplane:
                 sel.register(sock, selectors.EVENT_READ, port)
             sel.register(self._wake_r, selectors.EVENT_READ, CPU_PORT)
             while not stop.is_set():
-                for key, _ in sel.select(timeout=0.2):
+                for key, _ in sel.select(timeout=0 if self._syns else 0.2):
                     if key.data == CPU_PORT:
                         self._drain_packet_outs()
                     else:
-                        for frame in self.ports[key.data].recv_batch():
-                            self.handle(key.data, frame)
+                        self.receive(key.data)
+                self.handle_syns()
+
+    def receive(self, port: int) -> None:
+        """The port's waiting frames: SYNs from the wire queued, the others handled."""
+        for frame in self.ports[port].recv_batch():
+            if port != HOST_PORT and is_syn(frame):
+                if len(self._syns) < SYN_QUEUE:
+                    self._syns.append((port, frame))
+                else:
+                    self.stats["syn_queue_full"] += 1
+            else:
+                self.handle(port, frame)
+
+    def handle_syns(self) -> None:
+        """Up to SYN_QUANTUM queued SYNs, oldest first."""
+        for _ in range(min(SYN_QUANTUM, len(self._syns))):
+            self.handle(*self._syns.popleft())
 
     def _drain_packet_outs(self) -> None:
         try:
