@@ -95,8 +95,12 @@ class Teardown(ConnectionControlBase):
 
     def close(self, conn: Connection, abort: bool = False) -> None:
         """Application close(): FIN after the data; the fast path stops delivering. An RST
-        instead with `abort` (SO_LINGER 0) or with received data unread (RFC 2525 2.17)."""
+        instead with `abort` (SO_LINGER 0) or with received data unread (RFC 2525 2.17).
+        The connection leaves its listener's accept queue (an application may close one it
+        was told of without accepting it first)."""
         conn.app_closed = True
+        if conn.listener is not None:
+            conn.listener.unaccepted.discard(conn.conn_id)
         if conn.lingering:
             self._finish(conn)  # TCP was over already; the rings go now
         elif conn.state in (State.SYN_SENT, State.CLOSED):

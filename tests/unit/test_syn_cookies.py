@@ -78,6 +78,29 @@ def test_a_full_backlog_answers_with_cookies_and_a_returned_cookie_connects() ->
     asyncio.run(scenario())
 
 
+def test_a_connection_the_application_closes_leaves_the_accept_queue() -> None:
+    """An application may close a connection it was told of without accepting it first (as
+    bench/conn_server.py does): it leaves the accept queue then, not once TCP is over (its
+    TIME_WAIT held the backlog: SYNs got cookies, and cookies' ACKs were dropped)."""
+    async def scenario() -> None:
+        r = Rig()
+        listener = r.control.listen(r.app, None, PORT, 1)
+        r.segment(40000, 100, 0, TcpFlags.SYN, reason=PacketInReason.SYN)
+        r.segment(40000, 101, r.datapath.sent[-1].seq + 1, TcpFlags.ACK)
+        for _ in range(5):
+            await asyncio.sleep(0)
+        conn = next(iter(r.control.table.by_id.values()))
+        assert conn.state is State.ESTABLISHED and listener.unaccepted == {conn.conn_id}
+        r.control.close(conn)
+        assert not listener.unaccepted and not listener.queue_full()
+        r.segment(40001, 5000, 0, TcpFlags.SYN, reason=PacketInReason.SYN,
+                  options=TcpOptions(mss=1460, window_scale=7))
+        assert r.datapath.sent[-1].options.window_scale is not None   # not a cookie
+        assert "syncookies_sent" not in r.control.stats.counts
+        r.close()
+    asyncio.run(scenario())
+
+
 def test_a_cookie_the_fast_path_made_opens_the_connection() -> None:
     """No SYN reached the slow path (the fast path answered it beyond the punt budget): the
     returning cookie, made with the key and epoch of the listener entry, opens the connection;
