@@ -4,22 +4,26 @@ runtime) against Linux with syncookies, on the same kind of topology.
 For each side, first without a flood, then while bench/syn_flood.py sends --rate SYNs per second
 from spoofed addresses of the client's subnet at the server's port: N sequential connections
 from a Linux client (bench/conn_client.py) to a server that accepts and closes
-(bench/conn_server.py), and a bulk transfer of --bytes (p4tas: host_lib sender -> Linux sink in
-the peer's namespace; Linux: client namespace -> server namespace) whose goodput is compared. p4tas defends with SYN cookies (RFC 4987) in the slow path and its
+(bench/conn_server.py), and --repeat bulk transfers of --bytes (p4tas: host_lib sender -> Linux
+sink in the peer's namespace; Linux: client namespace -> server namespace) whose median goodput
+is compared. p4tas defends with SYN cookies (RFC 4987) in the slow path and its
 fast path's per-reason punt meter (--punt-rate); Linux with its syncookies (net.ipv4.
 tcp_syncookies=1, its default). Reported per side: connections/s, successes and failures,
 p50/p99 setup+teardown time, the transfer's goodput, with and without the flood, the flood's
-achieved rate, and the runtime's counters (cookies sent and accepted, punts dropped). Everything created is removed at
+achieved rate, the runtime's counters (cookies sent and accepted, punts dropped), and the
+machine's load average before and after (other work on the machine skews every figure). Everything created is removed at
 the end, also on failure or Ctrl-C; without root, a target or the compiled pipeline the benchmark
 is skipped (exit 0). The last line of the output is one JSON object.
 
-    .venv/bin/python bench/bench_flood.py [--n 200] [--rate 5000]    # or: make bench-flood
+    .venv/bin/python bench/bench_flood.py [--n 200] [--rate 5000] [--repeat 3]
+    make bench-flood TARGET=soft|bmv2|dpdk BENCH_ARGS="..."
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -33,6 +37,8 @@ if str(BENCH) not in sys.path:
 
 from bench_conn import (Variant, run_clients, start_server,  # noqa: E402
                         stop_server)
+from bmv2_env import targets  # noqa: E402
+from bmv2_env.toolchain import ToolNotFound  # noqa: E402
 from nic_contract.p4rt.client import P4RuntimeClient  # noqa: E402
 from nic_contract.p4rt.errors import P4RuntimeError  # noqa: E402
 from transfer_workloads import Bulk, bulk  # noqa: E402
@@ -43,6 +49,7 @@ from benchlib import (READY_TIMEOUT, REPO, BenchError, LinuxPair, P4tasSide,  # 
 FLOOD = REPO / "bench" / "syn_flood.py"
 BULK_PORT = 7103
 SETTLE_S = 1.0   # the flood runs this long before the measurements start
+RUNTIME_COUNTERS = ("cookie", "backlog", "SYN", "syn_budget")   # the runtime's counters shown
 
 Endpoint = tuple[list, str | None, Path | None]   # transfer_peer.py argv, netns, control socket
 
@@ -74,8 +81,8 @@ def measure(setup: SideSetup, args: argparse.Namespace, when: str) -> Phase:
     """N connections, then the bulk transfer."""
     conns = run_clients(setup.netns, setup.host, args.port, args.n, 1, args.timeout,
                         args.deadline, f"{setup.label} {when}")
-    transfer = bulk(f"{setup.label} transfer {when}", setup.sink, setup.source, args.bytes, 1,
-                    args)
+    transfer = bulk(f"{setup.label} transfer {when}", setup.sink, setup.source, args.bytes,
+                    args.repeat, args)
     return Phase(conns, transfer)
 
 
@@ -152,7 +159,8 @@ def bench_linux(args: argparse.Namespace, pair: LinuxPair) -> tuple[Phase, Phase
 
 def figures(calm: Phase, flooded: Phase, flood: dict) -> dict:
     """One side's results: connections and transfer, calm and flooded, and what they kept."""
-    out = {"calm": calm.conns.figures(), "flood": flooded.conns.figures(),
+    out = {"calm": calm.conns.figures(),
+           "flood": {**flooded.conns.figures(), "error_kinds": dict(flooded.conns.errors)},
            "transfer_calm": calm.transfer.figures(),
            "transfer_flood": flooded.transfer.figures(), "flood_achieved": flood}
     rate, calm_rate = flooded.conns.figures()["conn_per_s"], calm.conns.figures()["conn_per_s"]
@@ -180,42 +188,68 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--bytes", type=_int_range(1, 1 << 30), default=16 << 20,
                         help="bytes of the bulk transfer, with and without the flood (default "
                              "%(default)s)")
+    parser.add_argument("--repeat", type=_int_range(1, 20), default=3,
+                        help="transfers per phase, the median goodput compared (default "
+                             "%(default)s)")
     parser.add_argument("--port", type=_int_range(1, 65535), default=5001)
     parser.add_argument("--runtime-arg", action="append", default=[], metavar="ARG",
                         help="an extra argument for the runtime daemon (repeat)")
     return parser.parse_args(argv)
 
 
+def target_name() -> str:
+    """The selected target's TARGET value (bmv2, soft, dpdk)."""
+    try:
+        return targets.select().target.name
+    except (ToolNotFound, ValueError):
+        return "none"
+
+
+def load() -> list[float]:
+    """The machine's 1, 5 and 15 minute load averages."""
+    return [round(value, 2) for value in os.getloadavg()]
+
+
+def summary(side_name: str, r: dict, n: int) -> str:
+    """One side's line: connections and the transfer under the flood, against calm."""
+    errors = ", ".join(f"{kind} {count}" for kind, count in r["flood"]["error_kinds"].items())
+    return (f"{side_name}: {r['flood']['ok']}/{n} connections under the flood "
+            f"({errors or 'no errors'}), "
+            f"{r['flood']['conn_per_s']} conn/s = {r['kept_fraction']:.2f} of its calm rate; "
+            f"transfer {r['transfer_flood']['mbit_per_s']} Mbit/s = "
+            f"{r['transfer_kept_fraction']:.2f} of its calm "
+            f"{r['transfer_calm']['mbit_per_s']} Mbit/s")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if skipped("flood"):
         return 0
-    target = describe_target()
-    print(f"bench-flood: {args.n} sequential connections without and with a {args.rate} SYN/s "
-          f"flood; fast path: {target}", flush=True)
+    target, name, load_before = describe_target(), target_name(), load()
+    print(f"bench-flood on {name}: {args.n} sequential connections and {args.repeat} transfers "
+          f"without and with a {args.rate} SYN/s flood; fast path: {target}; load average "
+          f"{load_before}", flush=True)
     side, pair = P4tasSide(), LinuxPair()
     results: dict = {}
     with guarded(lambda: cleanup_steps(side.cleanup, pair.destroy)) as outcome:
         calm, flooded, flood, counts = bench_p4tas(args, side)
         results["p4tas"] = figures(calm, flooded, flood)
         results["p4tas"]["runtime"] = {k: v for k, v in counts.get("runtime", {}).items()
-                                       if "cookie" in k or "backlog" in k or "SYN" in k}
+                                       if any(word in k for word in RUNTIME_COUNTERS)}
         print(f"  runtime: {results['p4tas']['runtime']}", flush=True)
         results["linux"] = figures(*bench_linux(args, pair))
     if outcome.failed("bench-flood", {"bench": "flood", "n": args.n}, target):
         return 1
-    for side_name in ("p4tas", "linux"):
-        r = results[side_name]
-        print(f"{side_name}: {r['flood']['ok']}/{args.n} connections under the flood, "
-              f"{r['flood']['conn_per_s']} conn/s = {r['kept_fraction']:.2f} of its calm rate; "
-              f"transfer {r['transfer_flood']['mbit_per_s']} Mbit/s = "
-              f"{r['transfer_kept_fraction']:.2f} of its calm goodput", flush=True)
-    print(json.dumps({"bench": "flood", "n": args.n, "rate": args.rate, "bytes": args.bytes,
-                      "target": target,
+    load_after = load()
+    print(summary(f"p4tas on {name}", results["p4tas"], args.n), flush=True)
+    print(summary("Linux with syncookies", results["linux"], args.n), flush=True)
+    print(f"load average {load_before} before, {load_after} after", flush=True)
+    print(json.dumps({"bench": "flood", "target_name": name, "n": args.n, "rate": args.rate,
+                      "bytes": args.bytes, "repeat": args.repeat, "target": target,
                       "python": platform.python_version(), "results": results,
+                      "load_average": {"before": load_before, "after": load_after},
                       "runtime_args": args.runtime_arg}))
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -73,7 +73,7 @@ def describe_target() -> str:
         return f"no usable target: {exc}"
     if target.name == targets.BMV2:
         return describe_bmv2()
-    return (f"{target.process} ({target.description}: {PYTHON} -m {targets.SOFTNIC}, "
+    return (f"{target.process} ({target.description}: {' '.join(target.command_prefix())}, "
             f"Python {platform.python_version()})")
 
 

@@ -380,6 +380,17 @@ def test_bench_describes_the_bmv2_build(monkeypatch: pytest.MonkeyPatch) -> None
     assert text.startswith("simple_switch_grpc ") and "logging macros" in text
 
 
+def test_bench_describes_the_dpdk_target_by_its_own_command(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not softnic's command line (the dpdk target's benchmarks said `-m softnic`)."""
+    from bmv2_env import targets
+    if (missing := targets.DPDK_TARGET.missing()) is not None:
+        pytest.skip(f"no dpdk target: {missing}")
+    monkeypatch.setenv("TARGET", "dpdk")
+    assert _bench().describe_target().startswith(
+        f"p4tas-swx (the PNA program on DPDK's SWX pipeline: {sys.executable} -m dpdk_target, ")
+
+
 def test_bench_describes_the_soft_target_and_prints_it(monkeypatch: pytest.MonkeyPatch,
                                                        capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("TARGET", "soft")
