@@ -26,6 +26,7 @@ from .receive import receive
 from .rtt_probe import rtt_probe_sample, rtt_probe_start
 from .segment_check import segment_check
 from .syn_cookie import SYN_COOKIE_LISTENERS, SYN_COOKIES_SENT
+from .syn_lane import SynLane, maybe_syn
 from .timestamps import timestamp_check
 from .transmit import transmit
 
@@ -33,9 +34,10 @@ INGRESS = "P4tasIngress."
 
 
 class P4tasPipeline:
-    """One instance per loaded program; process() runs one packet through it."""
+    """One instance per loaded program; process() runs one packet through it (a SYN from the
+    wire by SynLane, unless `syn_lane` is False: the tests that hold the two ways equal)."""
 
-    def __init__(self, state: SwitchState) -> None:
+    def __init__(self, state: SwitchState, syn_lane: bool = True) -> None:
         self.state = state
         self.flow_lookup = state.tables[FLOW_LOOKUP]
         self.flow_state = state.tables[FLOW_STATE]
@@ -54,12 +56,17 @@ class P4tasPipeline:
             counters[f"{INGRESS}verdict.drop_counter"],
             state.meters[f"{INGRESS}verdict.punt_rate"],
             state.tables[SYN_COOKIE_LISTENERS], counters[SYN_COOKIES_SENT])
+        self.syn_lane = SynLane(self.verdict) if syn_lane else None
         self.tx_rate = state.meters[f"{INGRESS}transmit.rate_limit.tx_rate"]
         self.challenge_ack_rate = state.meters[f"{INGRESS}receive.challenge_ack_rate"]
 
     def process(self, ingress_port: int, frame: bytes, now_us: int) -> list[tuple[int, bytes]]:
         """The frames this packet makes, as (egress port, bytes); CPU-port frames start
         with the packet_in header."""
+        if self.syn_lane is not None and maybe_syn(ingress_port, frame):
+            outputs = self.syn_lane.process(ingress_port, frame, now_us)
+            if outputs is not None:
+                return outputs
         hdr, meta = Headers(), Metadata()
         sm = StandardMetadata(ingress_port, len(frame), now_us)
         payload = frame[p4tas_parser(frame, hdr, meta, sm):]
