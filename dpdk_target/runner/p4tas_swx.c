@@ -15,7 +15,9 @@
  *
  * No hugepages, no PCI: EAL runs with --no-huge --no-pci and the ports are file descriptors,
  * which DPDK's fd port reads and writes one frame per read()/write(). The loop sleeps in poll()
- * when no port had a packet for IDLE_SWEEPS runs, because the machines have two cores. */
+ * once no port had a packet for IDLE_SPIN_US, because the machines have two cores: a bound in
+ * time, not in runs, so that a trickle of packets (a SYN flood's 5,000/s) does not keep it
+ * spinning between them. */
 
 #define _GNU_SOURCE
 #include <errno.h>
@@ -48,7 +50,7 @@
 #define MTU 9216                 /* largest frame a port reads (veths may carry jumbo frames) */
 #define MBUF_SIZE (MTU + PARSE_REACH + RTE_PKTMBUF_HEADROOM)   /* room for the zeroed reach */
 #define RUN_INSTRUCTIONS 4096    /* instructions per rte_swx_pipeline_run() call */
-#define IDLE_SWEEPS 64           /* runs without a new packet before sleeping in poll() */
+#define IDLE_SPIN_US 50          /* no new packet for this long: sleep in poll() */
 #define MAX_REAL_PORTS 32
 #define NULL_RING "NULL"          /* an empty ring the unused port ids read */
 
@@ -216,23 +218,24 @@ static int run_loop(struct rte_swx_pipeline *p, struct control *ctl,
 		    const struct real_port *ports, int n_ports, const char *clock)
 {
 	struct pollfd pfds[MAX_REAL_PORTS + 1];
-	uint64_t seen = 0;
-	int idle = 0, n_fds = 0, i;
+	uint64_t seen = 0, last_us = now_us();
+	int n_fds = 0, i;
 
 	for (i = 0; i < n_ports; i++)
 		if (ports[i].fd >= 0)
 			pfds[n_fds++] = (struct pollfd){ .fd = ports[i].fd, .events = POLLIN };
 	pfds[n_fds] = (struct pollfd){ .fd = control_fd(ctl), .events = POLLIN };
 	for (;;) {
-		uint64_t now;
+		uint64_t t = now_us(), now;
 
 		if (clock)
-			rte_swx_ctl_pipeline_regarray_write(p, clock, 0, now_us());
+			rte_swx_ctl_pipeline_regarray_write(p, clock, 0, t);
 		rte_swx_pipeline_run(p, RUN_INSTRUCTIONS);
 		now = packets_in(p, ports, n_ports);
-		idle = now == seen ? idle + 1 : 0;
+		if (now != seen)
+			last_us = t;
 		seen = now;
-		if (idle < IDLE_SWEEPS) {
+		if (t - last_us < IDLE_SPIN_US) {
 			if (control_pending(ctl) && control_serve(ctl) < 0)
 				return 0;
 			continue;
@@ -242,7 +245,7 @@ static int run_loop(struct rte_swx_pipeline *p, struct control *ctl,
 			return 1;
 		if (pfds[n_fds].revents && control_serve(ctl) < 0)
 			return 0;   /* the target closed the control socket: stop */
-		idle = 0;
+		last_us = now_us();
 	}
 }
 

@@ -136,15 +136,29 @@ def test_bad_commands_are_refused_and_the_runner_goes_on(runner: Runner) -> None
     assert runner.command("port_stats 1") == "0 0"
 
 
-def test_an_idle_runner_sleeps(runner: Runner) -> None:
-    def cpu_seconds() -> float:
-        fields = Path(f"/proc/{runner.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def _cpu_seconds(runner: Runner) -> float:
+    fields = Path(f"/proc/{runner.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
+
+def test_an_idle_runner_sleeps(runner: Runner) -> None:
     time.sleep(0.2)
-    before = cpu_seconds()
+    before = _cpu_seconds(runner)
     time.sleep(1.0)
-    assert cpu_seconds() - before < 0.1
+    assert _cpu_seconds(runner) - before < 0.1
+
+
+def test_a_trickle_of_packets_lets_the_runner_sleep_between_them(veths: PortMap,
+                                                                  runner: Runner) -> None:
+    """A frame every 0.4 ms or so (a SYN flood's rate): the runner spins a bounded time after
+    each, then sleeps (it spun a number of runs, which kept it busy from one to the next)."""
+    into = _peer_socket(veths, 1)
+    before, start = _cpu_seconds(runner), time.monotonic()
+    while time.monotonic() - start < 1.0:
+        into.send(_frame(0x020000000099))   # no entry: dropped
+        time.sleep(0.0003)
+    busy = (_cpu_seconds(runner) - before) / (time.monotonic() - start)
+    assert busy < 0.35, f"the runner was busy {busy:.0%} of the time"
 
 
 def test_a_large_batch_does_not_deadlock(runner: Runner) -> None:
