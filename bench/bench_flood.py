@@ -1,12 +1,12 @@
 """New connections and an established transfer under a SYN flood: p4tas (TARGET's switch +
 runtime) against Linux with syncookies, on the same kind of topology.
 
-For each side, first without a flood, then while bench/syn_flood.py sends --rate SYNs per second
-from spoofed addresses of the client's subnet at the server's port: N sequential connections
-from a Linux client (bench/conn_client.py) to a server that accepts and closes
-(bench/conn_server.py), and --repeat bulk transfers of --bytes (p4tas: host_lib sender -> Linux
-sink in the peer's namespace; Linux: client namespace -> server namespace) whose median goodput
-is compared. p4tas defends with SYN cookies (RFC 4987) in the slow path and its
+For each side, without a flood and while bench/syn_flood.py sends --rate SYNs per second from
+spoofed addresses of the client's subnet at the server's port: N sequential connections from a
+Linux client (bench/conn_client.py) to a server that accepts and closes (bench/conn_server.py),
+and --repeat bulk transfers of --bytes each way, calm and flooded in turn (p4tas: host_lib
+sender -> Linux sink in the peer's namespace; Linux: client namespace -> server namespace),
+whose median goodputs are compared. p4tas defends with SYN cookies (RFC 4987) in the slow path and its
 fast path's per-reason punt meter (--punt-rate); Linux with its syncookies (net.ipv4.
 tcp_syncookies=1, its default). Reported per side: connections/s, successes and failures,
 p50/p99 setup+teardown time, the transfer's goodput, with and without the flood, the flood's
@@ -27,7 +27,8 @@ import os
 import platform
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,18 +78,10 @@ def subnet_of(ip: str) -> str:
     return ip.rsplit(".", 1)[0]
 
 
-def measure(setup: SideSetup, args: argparse.Namespace, when: str) -> Phase:
-    """N connections, then the bulk transfer."""
-    conns = run_clients(setup.netns, setup.host, args.port, args.n, 1, args.timeout,
-                        args.deadline, f"{setup.label} {when}")
-    transfer = bulk(f"{setup.label} transfer {when}", setup.sink, setup.source, args.bytes,
-                    args.repeat, args)
-    return Phase(conns, transfer)
-
-
-def under_flood(setup: SideSetup, args: argparse.Namespace) -> tuple[Phase, Phase, dict]:
-    """Both workloads without, then with, the flood (started SETTLE_S before them)."""
-    calm = measure(setup, args, "without flood")
+@contextmanager
+def flooding(setup: SideSetup, args: argparse.Namespace, reports: list[dict]) -> Iterator[None]:
+    """bench/syn_flood.py runs (from SETTLE_S before the body to its end); its report is added
+    to `reports`."""
     seconds = 2 * args.deadline + SETTLE_S + 5
     flood = spawn_script(FLOOD, [setup.host, args.port, subnet_of(setup.host), args.rate,
                                  seconds], setup.netns, stdin=subprocess.DEVNULL,
@@ -97,14 +90,47 @@ def under_flood(setup: SideSetup, args: argparse.Namespace) -> tuple[Phase, Phas
         if _readline(flood, READY_TIMEOUT, f"{setup.label}: flood") != "flooding":
             raise BenchError(f"{setup.label}: the flood did not start")
         subprocess.run(["sleep", str(SETTLE_S)], check=True)
-        flooded = measure(setup, args, "under flood")
+        yield
     finally:
         out, _ = _stop(flood)
     try:
-        achieved = _last_json(out, f"{setup.label}: flood")
+        reports.append(_last_json(out, f"{setup.label}: flood"))
     except BenchError:
-        achieved = {"sent": None, "note": "stopped before its report"}
-    return calm, flooded, achieved
+        reports.append({"sent": None, "note": "stopped before its report"})
+
+
+def transfer(setup: SideSetup, args: argparse.Namespace, into: Bulk) -> None:
+    """One bulk transfer of --bytes, its run added to `into`."""
+    one = bulk(into.name, setup.sink, setup.source, args.bytes, 1, args)
+    into.runs.extend(one.runs)
+    into.sink.extend(one.sink)
+
+
+def under_flood(setup: SideSetup, args: argparse.Namespace) -> tuple[Phase, Phase, dict]:
+    """N connections without, then with, the flood; then --repeat transfers, calm and flooded
+    in turn, so that other work on the machine weighs on both alike."""
+    reports: list[dict] = []
+    calm_conns = run_clients(setup.netns, setup.host, args.port, args.n, 1, args.timeout,
+                             args.deadline, f"{setup.label} without flood")
+    with flooding(setup, args, reports):
+        flood_conns = run_clients(setup.netns, setup.host, args.port, args.n, 1, args.timeout,
+                                  args.deadline, f"{setup.label} under flood")
+    calm = Phase(calm_conns, Bulk(f"{setup.label} transfer without flood", args.bytes))
+    flooded = Phase(flood_conns, Bulk(f"{setup.label} transfer under flood", args.bytes))
+    for _ in range(args.repeat):
+        transfer(setup, args, calm.transfer)
+        with flooding(setup, args, reports):
+            transfer(setup, args, flooded.transfer)
+    return calm, flooded, achieved(reports)
+
+
+def achieved(reports: list[dict]) -> dict:
+    """The floods' reports as one: SYNs sent, seconds, rate."""
+    if any(r.get("sent") is None for r in reports):
+        return {"sent": None, "note": "a flood stopped before its report"}
+    sent, seconds = sum(r["sent"] for r in reports), sum(r["seconds"] for r in reports)
+    return {"sent": sent, "seconds": round(seconds, 2),
+            "rate": round(sent / seconds) if seconds else 0}
 
 
 def bench_p4tas(args: argparse.Namespace, side: P4tasSide) -> tuple[Phase, Phase, dict, dict]:
