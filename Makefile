@@ -177,8 +177,9 @@ clean-env:
 # Connection setups+teardowns per second, p4tas (switch of TARGET + runtime) against
 # Linux-to-Linux.
 # BENCH_ARGS="--n 1000 --concurrency 8" changes the count; see bench/bench_conn.py --help.
-# New connections under a SYN flood, p4tas next to Linux with syncookies; BENCH_ARGS="--rate 5000"
-# changes the flood; see bench/bench_flood.py --help.
+# New connections and a transfer's goodput under a SYN flood, p4tas next to Linux with
+# syncookies, per TARGET; BENCH_ARGS="--rate 5000 --repeat 5"
+# changes the flood and the transfers; see bench/bench_flood.py --help.
 .PHONY: bench-flood
 bench-flood: setup
 	$(PY) bench/bench_flood.py $(BENCH_ARGS)
