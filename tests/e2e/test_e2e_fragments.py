@@ -17,8 +17,7 @@ import pytest
 from bmv2_env.peers import run_in
 from tests.support.e2e_helpers import (MIB, WireCapture, Worker, assert_fins_no_rst,
                                        host_lib_stack, json_result, p4tas_listener, recv_until_eof,
-                                       sha,
-                                       stats)
+                                       sha, stall_report, stats)
 from tests.support.stack import Stack
 
 PORT = 7401
@@ -34,7 +33,13 @@ s = socket.socket()
 s.setsockopt(socket.IPPROTO_IP, 10, 5)  # IP_MTU_DISCOVER, IP_PMTUDISC_OMIT
 s.settimeout(60)
 s.connect((host, port))
-s.sendall(data)
+try:
+    s.sendall(data)
+except TimeoutError:  # Linux's view of the stalled connection, for the failure's report
+    import subprocess
+    ss = ["ss", "-tino", "dport", "=", str(port)]
+    sys.stderr.write(subprocess.run(ss, capture_output=True, text=True).stdout)
+    raise
 s.shutdown(socket.SHUT_WR)
 eof = s.recv(10) == b""
 print(json.dumps({"sha": hashlib.sha256(data).hexdigest(), "eof": eof}), flush=True)
@@ -83,7 +88,10 @@ def test_fragmented_segments_are_reassembled(stack: Stack, small_mtu) -> None:
         worker.start()
         sender = stack.linux(LINUX_FRAGMENTING_SENDER, stack.peer.local_ip, str(PORT),
                              str(size))
-        result = json_result(sender, timeout=120)
+        try:
+            result = json_result(sender, timeout=120)
+        except AssertionError as exc:
+            pytest.fail(f"{exc}\n{stall_report(stack, PORT, wire, sender)}")
         assert worker.result(60) == sha(data) == result["sha"]
         assert result["eof"] is True
         seen = wire.stop()

@@ -17,6 +17,7 @@ from pathlib import Path
 import host_lib
 from bmv2_env.peers import popen_in
 from host_lib.control_channel import ControlChannel
+from nic_contract.constants import DropReason
 from host_lib.sessions import close_session
 from tests.support.stack import REPO, Stack, stack_fixture
 
@@ -297,9 +298,22 @@ def stall_report(stack: Stack, port: int, wire: WireCapture, linux: subprocess.P
     the wire's SYN/FIN/RST counts and the Linux side's output (it is killed)."""
     rows = [r for r in flows_json(stack, "--port", str(port))]
     linux.kill()
-    out, err = linux.communicate(timeout=10)
-    return (f"flows: {rows}\nruntime: {stats(stack)}\nwire: {wire.stop(settle=0)}\n"
-            f"linux: {out!r} {err[-2000:]!r}")
+    try:
+        out, err = linux.communicate(timeout=10)
+    except ValueError:   # already read (finish() killed it)
+        out, err = "", ""
+    return (f"flows: {rows}\nruntime: {stats(stack)}\nfast path drops: {fast_path_drops(stack)}"
+            f"\nwire: {wire.stop(settle=0)}\nlinux: {out!r} {err[-2000:]!r}")
+
+
+def fast_path_drops(stack: Stack) -> dict[str, int]:
+    """The fast path's drop counter by reason (packets), the reasons that counted any."""
+    client = stack.observer()
+    try:
+        return {reason.name: packets for reason in DropReason
+                if (packets := client.read_counter("drop_counter", int(reason))[0])}
+    finally:
+        client.close()
 
 
 def recv_exactly(sock, count: int, bufsize: int = MIB) -> bytes:
