@@ -49,6 +49,24 @@ class ConnectionControlBase:
     _switch_tasks: set[asyncio.Task]
     _reassembly_timer: asyncio.TimerHandle | None
 
+    def _report_consumed(self, conn: Connection) -> None:
+        """Return to the NIC the RX space the application freed since it last heard (the
+        doorbell rings only once a quarter of the ring was read): a window the slow path
+        advertises from the ring itself is then one the NIC also accepts data into."""
+        channel = conn.channel
+        if channel is None or self.nic is None or self.installer.flow_of(conn) is None:
+            return
+        tail = channel.rx_ring.tail
+        if tail != conn.rx_consumed_seen:
+            self.nic.send_rx_consumed(channel.flow_id, tail - conn.rx_consumed_seen)
+            conn.rx_consumed_seen = tail
+
+    def _send_ack(self, conn: Connection, ece: bool = False) -> None:
+        """An ACK from the slow path; its window is the ring's free space, which the NIC is
+        told of first."""
+        self._report_consumed(conn)
+        self.sender.ack(conn, ece=ece)
+
     def _sync_sequences(self, conn: Connection) -> None:
         """Our and the peer's next sequence numbers, from where the data path has got to."""
         channel, spec = conn.channel, conn.flow_spec

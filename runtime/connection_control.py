@@ -242,10 +242,7 @@ class ConnectionControl(Handshake, Teardown, Endings, Reinjection):
         self.nic.kick(channel.flow_id)
         if conn.channel is not channel:
             return  # the kick found the rings broken and the connection was reset
-        tail = channel.rx_ring.tail
-        if tail != conn.rx_consumed_seen:
-            self.nic.send_rx_consumed(channel.flow_id, tail - conn.rx_consumed_seen)
-            conn.rx_consumed_seen = tail
+        self._report_consumed(conn)
 
     def set_keepalive(self, conn: Connection, params: KeepaliveParams | None) -> None:
         """SO_KEEPALIVE and its parameters (None: off); a flow not installed yet takes them

@@ -210,7 +210,7 @@ class Handshake(ConnectionControlBase):
             return
         self._reinject_held(conn)
         if conn.active:
-            self.sender.ack(conn)  # completes the handshake (see _on_syn_ack)
+            self._send_ack(conn)  # completes the handshake (see _on_syn_ack)
         self.events.established(conn, slot)
 
     async def connect(self, owner: EventSink, peer_ip: str, peer_port: int,

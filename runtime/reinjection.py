@@ -127,7 +127,7 @@ class Reinjection(ConnectionControlBase):
             return
         self._sync_sequences(conn)
         # The fast path echoes CE with ECE on the ACKs it sends; for reinjected data we do.
-        self.sender.ack(conn, ece=conn.reinjected_ce)
+        self._send_ack(conn, ece=conn.reinjected_ce)
         conn.reinjected_ce = False
         if last or not seq_in_window(conn.reinjected_until, seq_add(conn.rcv_nxt, 1),
                                      SEQ_MOD // 2):
@@ -159,4 +159,4 @@ class Reinjection(ConnectionControlBase):
             self._on_fin(conn, seg)
         else:
             self.stats.bump("fins_out_of_order")
-            self.sender.ack(conn)
+            self._send_ack(conn)

@@ -27,12 +27,12 @@ class Teardown(ConnectionControlBase):
             self._abort(conn, send_rst=True)
         elif not seg.flags & TcpFlags.FIN:  # _on_fin answered a retransmitted FIN already
             self.stats.bump("old_data_reacked")
-            self.sender.ack(conn)
+            self._send_ack(conn)
 
     def _on_fin(self, conn: Connection, seg: TcpSegment) -> None:
         self.sender.note_ecn(conn, seg)
         if conn.fin_received:
-            self.sender.ack(conn)  # a retransmitted FIN: our ACK was lost
+            self._send_ack(conn)  # a retransmitted FIN: our ACK was lost
             if conn.state is State.TIME_WAIT:
                 self._arm_time_wait(conn)
             return
@@ -50,7 +50,7 @@ class Teardown(ConnectionControlBase):
                 return
             # Data before the FIN is still missing: the peer retransmits it, then the FIN.
             self.stats.bump("fins_out_of_order")
-            self.sender.ack(conn)
+            self._send_ack(conn)
             return
         conn.rcv_nxt = seq_add(conn.rcv_nxt, 1)
         conn.fin_received = True
@@ -60,7 +60,7 @@ class Teardown(ConnectionControlBase):
             conn.sm.fire(Event.RCV_FIN_ACK_OF_FIN)
         else:
             conn.sm.fire(Event.RCV_FIN)
-        self.sender.ack(conn)
+        self._send_ack(conn)
         # EOF for an application that still reads: after a SHUT_WR (channel still attached)
         # the peer's FIN may end FIN_WAIT_2 while its last data waits in the RX ring.
         if conn.state is State.CLOSE_WAIT or conn.channel is not None:

@@ -206,6 +206,25 @@ def test_a_fins_payload_goes_into_the_ring_through_the_nic() -> None:
     run(scenario)
 
 
+def test_a_slow_path_ack_returns_the_read_space_to_the_nic_before_advertising_it() -> None:
+    """The slow path's window is the ring's free space; the NIC hears of space the application
+    freed short of a doorbell first, else the peer sends into a window the NIC refuses (a
+    stall seen with reinjected segments: drops as OUT_OF_ORDER / NO_RX_SPACE)."""
+    async def scenario() -> None:
+        r = Rig()
+        conn = await r.established(irs=1000)
+        flow_id = conn.channel.flow_id
+        r.nic.deliver(flow_id, b"x" * 3000)
+        assert conn.channel.rx_ring.read(3000) == b"x" * 3000   # the application, no kick
+        conn.reinjected_until = 1001 + 3000
+        r.control._ack_reinjected(conn, last=True)
+        assert ("rx_consumed", flow_id, 3000) in r.nic.calls
+        ack = r.datapath.sent[-1]
+        assert ack.ack == 1001 + 3000 and ack.window << conn.window_shift == RING
+        r.close()
+    run(scenario)
+
+
 def test_shutdown_write_asks_the_nic_for_our_fin() -> None:
     async def scenario() -> None:
         r = Rig()
