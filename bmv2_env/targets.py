@@ -125,7 +125,7 @@ BMV2_TARGET = Target(BMV2, SIMPLE_SWITCH_GRPC, "the P4 reference switch", _bmv2_
 SOFT_TARGET = Target(SOFT, SOFTNIC, "software fast path", _softnic_command, is_softnic_cmdline,
                      cwd=REPO_ROOT, bundled=True)
 DPDK_TARGET = Target(DPDK, "p4tas-swx", "the PNA program on DPDK's SWX pipeline", _dpdk_command,
-                      is_dpdk_cmdline, cwd=REPO_ROOT)
+                     is_dpdk_cmdline, cwd=REPO_ROOT)
 TARGETS: dict[str, Target] = {BMV2: BMV2_TARGET, SOFT: SOFT_TARGET, DPDK: DPDK_TARGET}
 NAMES = tuple(TARGETS)
 
