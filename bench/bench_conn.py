@@ -9,6 +9,10 @@
     peers: MTU 1500, offloads off, IPv6 off), a Linux server that accepts and closes, and the
     same client script with the same N and K.
 
+(c) the target's ceiling (bench/target_ceiling.py): its pipeline rate over a connection's six
+    passes plus one flow's P4Runtime writes, one flow per Write (for the sequential variant)
+    and 16 per Write (for the concurrent one), measured on TARGET alone in the same run.
+
 A connection is connect() + waiting for the server's FIN + close(). The rate of a variant is
 the successful connections divided by the time from the start signal to the last client's end;
 each variant runs --repeat times (3) and the median rate is reported (all rates are in the JSON).
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -44,13 +49,17 @@ from benchlib import (  # noqa: E402  (also puts the repository on sys.path)
     _last_json,
     _readline,
     _stop,
+    _base36,
     cleanup_steps,
+    cpu_seconds,
     describe_target,
     guarded,
     skipped,
     spawn_script,
     wait_listening,
 )
+from bmv2_env import targets  # noqa: E402
+from target_ceiling import Ceiling, measure_ceiling  # noqa: E402
 
 CLIENT = REPO / "bench" / "conn_client.py"
 SERVER = REPO / "bench" / "conn_server.py"
@@ -71,6 +80,7 @@ class Variant:
     seconds: float = 0.0
     latencies_us: list[int] = field(default_factory=list)
     all_rates: list[float] = field(default_factory=list)  # every repetition's rate
+    cpu_ms: dict[str, float] = field(default_factory=dict)  # per connection, by process
 
     @property
     def rate(self) -> float:
@@ -90,21 +100,24 @@ class Variant:
         errs = ", ".join(f"{k} {v}" for k, v in sorted(self.errors.items())) or "no errors"
         runs = f" (median of {', '.join(map(str, self.all_rates))})" \
             if len(self.all_rates) > 1 else ""
+        cpu = ", ".join(f"{who} {ms}" for who, ms in self.cpu_ms.items())
         return (f"  {self.name:<14} {self.ok}/{self.n} ok ({errs}) in {self.seconds:.2f} s: "
                 f"{self.rate:8.1f} conn/s{runs}; per connection "
-                f"p50 {self.percentile_ms(0.5):.2f} ms, p99 {self.percentile_ms(0.99):.2f} ms")
+                f"p50 {self.percentile_ms(0.5):.2f} ms, p99 {self.percentile_ms(0.99):.2f} ms"
+                + (f"; CPU ms per connection: {cpu}" if cpu else ""))
 
     def figures(self) -> dict:
         return {"conn_per_s": round(self.rate, 1), "runs": self.all_rates or [round(self.rate, 1)],
                 "ok": self.ok, "errors": self.error_count,
                 "seconds": round(self.seconds, 3),
                 "p50_ms": round(self.percentile_ms(0.5), 3),
-                "p99_ms": round(self.percentile_ms(0.99), 3)}
+                "p99_ms": round(self.percentile_ms(0.99), 3), "cpu_ms": self.cpu_ms}
 
 
 def run_clients(netns: str, host: str, port: int, n: int, clients: int, timeout: float,
-                deadline: float, name: str) -> Variant:
-    """N connections from `clients` client processes in `netns`, started together."""
+                deadline: float, name: str, pids: dict[str, int] | None = None) -> Variant:
+    """N connections from `clients` client processes in `netns`, started together; the CPU
+    time of the processes in `pids` is taken per connection."""
     shares = [n // clients + (1 if i < n % clients else 0) for i in range(clients)]
     shares = [s for s in shares if s > 0]
     procs = []
@@ -116,6 +129,7 @@ def run_clients(netns: str, host: str, port: int, n: int, clients: int, timeout:
         line = _readline(proc, READY_TIMEOUT, f"{name}: client in {netns}")
         if line != "ready":
             raise BenchError(f"{name}: client said {line!r} instead of ready")
+    cpu0 = {who: cpu_seconds(pid) for who, pid in (pids or {}).items()}
     for proc in procs:  # the start signal
         proc.stdin.write("go\n")
         proc.stdin.flush()
@@ -137,14 +151,18 @@ def run_clients(netns: str, host: str, port: int, n: int, clients: int, timeout:
         starts.append(data["start"])
         ends.append(data["end"])
     result.seconds = max(ends) - min(starts)
+    for who, before in cpu0.items():
+        after = cpu_seconds(pids[who])
+        if before is not None and after is not None and result.ok:
+            result.cpu_ms[who] = round((after - before) * 1000 / result.ok, 3)
     return result
 
 
 def _median_run(netns: str, host: str, port: int, args: argparse.Namespace, clients: int,
-                name: str) -> Variant:
+                name: str, pids: dict[str, int] | None) -> Variant:
     """`args.repeat` runs of one variant; the run with the median rate, all rates noted."""
-    runs = [run_clients(netns, host, port, args.n, clients, args.timeout, args.deadline, name)
-            for _ in range(args.repeat)]
+    runs = [run_clients(netns, host, port, args.n, clients, args.timeout, args.deadline, name,
+                        pids) for _ in range(args.repeat)]
     chosen = sorted(runs, key=lambda v: v.rate)[len(runs) // 2]
     chosen.all_rates = [round(v.rate, 1) for v in runs]
     for other in runs:  # errors of any run count
@@ -155,19 +173,19 @@ def _median_run(netns: str, host: str, port: int, args: argparse.Namespace, clie
 
 
 def measure(netns: str, host: str, port: int, args: argparse.Namespace,
-            label: str) -> list[Variant]:
+            label: str, pids: dict[str, int] | None = None) -> list[Variant]:
     """Warm-up, then N sequential connections, then N connections by K clients (each variant
-    `args.repeat` times, the median kept)."""
+    `args.repeat` times, the median kept); CPU per connection of the processes in `pids`."""
     if args.warmup:
         warm = run_clients(netns, host, port, args.warmup, 1, args.timeout, args.deadline,
                            f"{label} warm-up")
         if warm.ok == 0:
             raise BenchError(f"{label}: not one warm-up connection succeeded "
                              f"({warm.errors}); nothing to measure")
-    variants = [_median_run(netns, host, port, args, 1, "sequential")]
+    variants = [_median_run(netns, host, port, args, 1, "sequential", pids)]
     if args.concurrency > 1:
         variants.append(_median_run(netns, host, port, args, args.concurrency,
-                                    f"{args.concurrency} concurrent"))
+                                    f"{args.concurrency} concurrent", pids))
     return variants
 
 
@@ -194,7 +212,8 @@ def bench_p4tas(args: argparse.Namespace, side: P4tasSide) -> tuple[list[Variant
     print(f"(a) p4tas: {where}; runtime pid {info.pid}, switch pid {result.pid}", flush=True)
     server = start_server(["p4tas", str(info.control_socket), str(args.port)], None,
                           "p4tas server (host_lib application)")
-    variants = measure(peer.netns, peer.local_ip, args.port, args, "p4tas")
+    pids = {"runtime": info.pid, "switch": result.pid, "server": server.pid}
+    variants = measure(peer.netns, peer.local_ip, args.port, args, "p4tas", pids)
     counts = stop_server(server, "p4tas server")
     side.cleanup()  # the switch and the runtime stop before the Linux measurement
     return variants, counts, where
@@ -245,6 +264,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--runtime-arg", action="append", default=[], metavar="ARG",
                         help="an extra argument for the runtime daemon, e.g. "
                              "--runtime-arg=--time-wait --runtime-arg=0.5 (repeat)")
+    parser.add_argument("--no-ceiling", action="store_true",
+                        help="skip (c), the target's ceiling")
     return parser.parse_args(argv)
 
 
@@ -267,20 +288,36 @@ def main(argv: Sequence[str] | None = None) -> int:
         for v in linux:
             print(v.line())
         print(f"  server: {json.dumps(linux_server)}", flush=True)
+        ceiling = None
+        if not args.no_ceiling:
+            ceiling = measure_ceiling(targets.select().name, f"c{_base36(os.getpid())}"[:6])
+            print(f"(c) {ceiling.line()}", flush=True)
     if outcome.failed("bench-conn", {"bench": "conn", "n": args.n}, target):
         return 1
-    return report(args, target, p4tas, linux, p4tas_server, outcome.problems)
+    return report(args, target, p4tas, linux, p4tas_server, ceiling, outcome.problems)
+
+
+def _of_ceiling(variant: Variant, ceiling: Ceiling | None, batched: bool) -> str:
+    """'; x of the target's ceiling (N conn/s)', or '' without a ceiling."""
+    limit = ceiling.conn_per_s(batched) if ceiling is not None else None
+    return f"; {round(variant.rate / limit, 3)} of the target's ceiling ({limit} conn/s)" \
+        if limit else ""
+
+
+def _fraction(rate: float, limit: float | None) -> float | None:
+    return round(rate / limit, 4) if limit else None
 
 
 def report(args: argparse.Namespace, target: str, p4tas: list[Variant], linux: list[Variant],
-           p4tas_server: dict, problems: list[str]) -> int:
+           p4tas_server: dict, ceiling: Ceiling | None, problems: list[str]) -> int:
     def ratio(a: Variant, b: Variant) -> float | None:
         return round(a.rate / b.rate, 4) if b.rate > 0 else None
 
     seq = ratio(p4tas[0], linux[0])
     print("")
     print(f"p4tas {p4tas[0].rate:.1f} conn/s, Linux {linux[0].rate:.1f} conn/s sequential: "
-          f"ratio p4tas/Linux {seq}" + (f" (Linux {1 / seq:.1f}x faster)" if seq else ""))
+          f"ratio p4tas/Linux {seq}" + (f" (Linux {1 / seq:.1f}x faster)" if seq else "")
+          + _of_ceiling(p4tas[0], ceiling, False))
     figures: dict = {"bench": "conn", "n": args.n, "concurrency": args.concurrency,
                      "repeat": args.repeat,
                      "p4tas_conn_per_s": round(p4tas[0].rate, 1),
@@ -289,7 +326,8 @@ def report(args: argparse.Namespace, target: str, p4tas: list[Variant], linux: l
         conc = ratio(p4tas[1], linux[1])
         print(f"p4tas {p4tas[1].rate:.1f} conn/s, Linux {linux[1].rate:.1f} conn/s with "
               f"{args.concurrency} clients: ratio p4tas/Linux {conc}"
-              + (f" (Linux {1 / conc:.1f}x faster)" if conc else ""))
+              + (f" (Linux {1 / conc:.1f}x faster)" if conc else "")
+              + _of_ceiling(p4tas[1], ceiling, True))
         figures |= {"p4tas_concurrent_conn_per_s": round(p4tas[1].rate, 1),
                     "linux_concurrent_conn_per_s": round(linux[1].rate, 1),
                     "ratio_concurrent": conc}
@@ -302,6 +340,12 @@ def report(args: argparse.Namespace, target: str, p4tas: list[Variant], linux: l
         "target": target, "python": platform.python_version(),
         "runtime_args": args.runtime_arg,
     }
+    if ceiling is not None:
+        figures["ceiling"] = ceiling.figures()
+        figures["fraction_of_ceiling"] = _fraction(p4tas[0].rate, ceiling.conn_per_s(False))
+        if len(p4tas) > 1:
+            figures["fraction_of_ceiling_concurrent"] = _fraction(p4tas[1].rate,
+                                                                  ceiling.conn_per_s(True))
     if problems:
         figures["cleanup_problems"] = problems
     if errors:

@@ -40,11 +40,11 @@ BENCH = Path(__file__).resolve().parent
 if str(BENCH) not in sys.path:
     sys.path.insert(0, str(BENCH))
 
-from benchlib import REPO, _int_range, guarded, stop_tracked  # noqa: E402
+from benchlib import REPO, _int_range, cpu_seconds, guarded, stop_tracked  # noqa: E402
 from host_loopback import LOCAL_IP, LOCAL_MAC, LoopbackPeer, PeerFlow  # noqa: E402
 from transfer_procs import finish, median, spawn, start_server, stop_server  # noqa: E402
 from transfer_profile import (  # noqa: E402
-    _cpu_seconds, find_py_spy, hot_spots, start_py_spy, stop_py_spy)
+    find_py_spy, hot_spots, start_py_spy, stop_py_spy)
 
 from nic_contract.p4rt.p4info import P4Info  # noqa: E402
 from nic_contract.pipeline import P4INFO  # noqa: E402
@@ -151,21 +151,21 @@ class Bench:
 
     async def bulk_recv(self, app: subprocess.Popen) -> Run:
         flow = await self._open()
-        c0, a0 = time.process_time(), _cpu_seconds(app.pid)
+        c0, a0 = time.process_time(), cpu_seconds(app.pid)
         self.host.peer.receive(flow, self.args.bytes)
         await self._wait([flow])
         run = Run(flow.done_at - flow.first_at, time.process_time() - c0,
-                  _cpu_seconds(app.pid) - a0, self.args.bytes)
+                  cpu_seconds(app.pid) - a0, self.args.bytes)
         self.host.peer.close(flow)
         return run
 
     async def bulk_send(self, app: subprocess.Popen) -> Run:
-        c0, a0 = time.process_time(), _cpu_seconds(app.pid)
+        c0, a0 = time.process_time(), cpu_seconds(app.pid)
         flow = await self._open()
         self.host.peer.expect(flow, self.args.bytes)
         await self._wait([flow])
         return Run(flow.done_at - flow.first_at, time.process_time() - c0,
-                   _cpu_seconds(app.pid) - a0, self.args.bytes)
+                   cpu_seconds(app.pid) - a0, self.args.bytes)
 
     async def rpc(self, app: subprocess.Popen, conns: int) -> Run:
         flows = [await self._open() for _ in range(conns)]
@@ -175,10 +175,10 @@ class Bench:
         for flow in flows:
             self.host.peer.rpc(flow, bytes(range(64)), measure_from, stop_at)
         await asyncio.sleep(self.args.rpc_warmup)
-        c0, a0 = time.process_time(), _cpu_seconds(app.pid)
+        c0, a0 = time.process_time(), cpu_seconds(app.pid)
         await self._wait(flows)
         latencies = sorted(x for f in flows for x in f.rpc.latencies)
-        run = Run(self.args.rpc_seconds, time.process_time() - c0, _cpu_seconds(app.pid) - a0,
+        run = Run(self.args.rpc_seconds, time.process_time() - c0, cpu_seconds(app.pid) - a0,
                   len(latencies))
         run.latency_us = {q: round(latencies[min(len(latencies) - 1, int(q * len(latencies)))]
                                    * 1e6, 1) if latencies else None for q in (0.5, 0.99)}

@@ -28,12 +28,14 @@ import sys
 import time
 from io import StringIO
 from pathlib import Path
+from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bmv2_env import env, targets  # noqa: E402
 from bmv2_env.portmap import PortMap  # noqa: E402
-from bench.benchlib import describe_bmv2  # noqa: E402
+from benchlib import describe_bmv2  # noqa: E402
 from dpdk_target import toolchain  # noqa: E402
 from nic_contract.constants import HOST_PORT, ack_clone_sessions  # noqa: E402
 from nic_contract.host_port import HostPort  # noqa: E402
@@ -73,7 +75,10 @@ def traffic(count: int, payload: int) -> list[tuple[int, bytes, int]]:
     return items
 
 
-def measure(target: str, prefix: str, items: list, window: int, burst: int) -> dict:
+def measure(target: str, prefix: str, items: list, window: int, burst: int,
+            extra: Callable[[P4RuntimeClient, dict[int, HostPort]], dict] | None = None) -> dict:
+    """Closed-loop and burst rates of `items` on `target`; `extra` measures more on the same
+    switch afterwards (its figures are added)."""
     result = env.up(env.EnvOptions(ports=1, prefix=prefix, target=target))
     ports: dict[int, HostPort] = {}
     try:
@@ -87,6 +92,8 @@ def measure(target: str, prefix: str, items: list, window: int, burst: int) -> d
             if burst:   # the same flow's next segments and TX_DATA
                 measured["burst"] = run_burst(packet_process(target, result.pid), ports,
                                               items[len(items) - burst:])
+            if extra is not None:
+                measured |= extra(client, ports)
             return measured
     finally:
         for sock in ports.values():

@@ -1,4 +1,5 @@
-"""Data transfer through p4tas against Linux TCP, bmv2's own ceiling and the rings, in one run.
+"""Data transfer through p4tas against Linux TCP, the target's and bmv2's own ceilings and the
+rings, in one run.
 
 (a) bulk goodput: a Linux client (peer namespace) -> a host_lib sink, and a host_lib client -> a
     Linux sink in the peer namespace, through TARGET's switch + the runtime's DMA bridge;
@@ -14,6 +15,10 @@
     frames (1514 bytes) blasted into port 1 from a raw socket for --fwd-seconds, the frames that
     come out of port 2 counted (the interface's rx_packets). p4tas goodput is then reported as a
     fraction of the payload bmv2 itself moves (frames/s x 1448 bytes). Skipped without p4c.
+(e) the target's ceiling (target_ceiling.py): TARGET's own pipeline rate, measured alone in
+    this run, over the passes one unit of work needs (a segment in: 1; a segment out: 1.5 with
+    the peer's ACKs; an RPC: 3); each p4tas figure is also given as a fraction of it, and the
+    1-connection RPC p50 next to twice the latency of the two passes on its path.
 (d) host_lib's SPSC byte ring (host_lib.rings, a /dev/shm segment) between two processes, 64 KiB
     messages, against a Linux loopback TCP connection between two processes.
 
@@ -52,12 +57,15 @@ if str(BENCH) not in sys.path:
 from benchlib import (  # noqa: E402  (also puts the repository on sys.path)
     LinuxPair,
     P4tasSide,
+    _base36,
     _int_range,
     describe_target,
     guarded,
     skipped,
 )
 from forwarding_ceiling import Forwarder, bench_forwarding  # noqa: E402
+from bmv2_env import targets  # noqa: E402
+from target_ceiling import measure_ceiling  # noqa: E402
 from transfer_report import report  # noqa: E402
 from transfer_sides import bench_linux, bench_p4tas, cleanup  # noqa: E402
 from transfer_workloads import PREFIX, bench_rings  # noqa: E402
@@ -105,7 +113,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                              "(default %(default)s s)")
     parser.add_argument("--deadline", type=float, default=30.0,
                         help="per transfer or ring run (default %(default)s s)")
-    parser.add_argument("--only", default="a,b,c,d",
+    parser.add_argument("--only", default="a,b,c,d,e",
                         help="parts to run, e.g. a,b (default %(default)s)")
     parser.add_argument("--profile", metavar="DIR",
                         help="also sample the runtime and the host_lib application with py-spy "
@@ -142,7 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         Forwarder()
     p4tas: dict = {}
     linux: dict = {}
-    ring = forwarding = None
+    ring = forwarding = ceiling = None
     with guarded(lambda: cleanup(side, pair, fwd, p4tas.get("runtime_pid"))) as outcome:
         if "d" in args.parts:
             print("(d) host_lib ring vs Linux loopback TCP, two processes", flush=True)
@@ -157,9 +165,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.parts & {"a", "b"}:
             bench_p4tas(args, side, p4tas)
             bench_linux(args, pair, linux)
+        if "e" in args.parts:
+            ceiling = measure_ceiling(targets.select().name, f"e{_base36(os.getpid())}"[:6])
+            print(f"(e) {ceiling.line()}", flush=True)
     if outcome.failed("bench-transfer", {"bench": "transfer"}, target):
         return 1
-    return report(args, target, p4tas, linux, forwarding, ring, outcome.problems,
+    return report(args, target, p4tas, linux, forwarding, ring, ceiling, outcome.problems,
                   time.monotonic() - started)
 
 

@@ -189,6 +189,15 @@ def _last_json(text: str, what: str) -> dict:
     return json.loads(lines[-1])
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """utime + stime of a process (all its threads), seconds; None once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _base36(number: int) -> str:
     digits = "0123456789abcdefghijklmnopqrstuvwxyz"
     out = ""
@@ -211,7 +220,7 @@ class P4tasSide:
     def start(self, runtime_args: Sequence[str]) -> tuple[env.UpResult, runtime_proc.RuntimeInfo]:
         self.up = True  # from here on, cleanup() runs env.down
         result = env.up(env.EnvOptions(ports=1, prefix=self.prefix, peers=True,
-                                       target=targets.select().name))
+                                       cpu_interface=True, target=targets.select().name))
         info = runtime_proc.start(result.state_dir, result.record.grpc_addr, runtime_args)
         return result, info
 

@@ -12,7 +12,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from benchlib import PYTHON, REPO, _track
+from benchlib import PYTHON, REPO, _track, cpu_seconds
 from transfer_procs import finish, spawn, start_server, stop_server
 from transfer_workloads import BULK_PORT
 
@@ -86,15 +86,6 @@ def _short(frame: str, line_no: bool = True) -> str:
     return f"{func} ({path}:{line})" if line_no and line else f"{func} ({path})"
 
 
-def _cpu_seconds(pid: int) -> float | None:
-    """utime + stime of a process (all its threads), seconds."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def profile_bulk(args: argparse.Namespace, runtime_pid: int, switch_pid: int, peer,
                  control: Path) -> dict:
     """One more transfer each way with py-spy on the runtime and on the host_lib application."""
@@ -121,7 +112,7 @@ def profile_bulk(args: argparse.Namespace, runtime_pid: int, switch_pid: int, pe
                                           args.profile_rate), out_dir / f"{name}.runtime.txt"),
                  "app": (start_py_spy(py_spy, app.pid, out_dir / f"{name}.app.txt",
                                       args.profile_rate), out_dir / f"{name}.app.txt")}
-        cpu0 = {who: _cpu_seconds(pid) for who, pid in pids.items()}
+        cpu0 = {who: cpu_seconds(pid) for who, pid in pids.items()}
         w0 = time.monotonic()
         runs = [finish(client, args.deadline + args.timeout + 10, f"profile {name}: source")]
         for _ in range(args.profile_runs - 1):
@@ -132,7 +123,7 @@ def profile_bulk(args: argparse.Namespace, runtime_pid: int, switch_pid: int, pe
             runs.append(finish(client, args.deadline + args.timeout + 10,
                                f"profile {name}: source"))
         wall = time.monotonic() - w0
-        cpu1 = {who: _cpu_seconds(pid) for who, pid in pids.items()}
+        cpu1 = {who: cpu_seconds(pid) for who, pid in pids.items()}
         cpu = {who: round(100 * (cpu1[who] - cpu0[who]) / wall, 1) for who in pids
                if cpu0[who] is not None and cpu1[who] is not None}  # an exited app: not known
         stop_server(server, f"profile {name}: sink")

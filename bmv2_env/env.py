@@ -39,6 +39,7 @@ class EnvOptions:
     peers: bool = False  # wire ports' peer veths into namespaces with Linux peers (not for PTF)
     target: str | None = None  # "bmv2" or "soft"; None: $TARGET or the default (targets.select)
     routed: bool = False  # each peer also routes to a host behind it (bmv2_env.routed)
+    cpu_interface: bool = False  # the CPU port as a veth (the runtime's packet I/O), not gRPC
 
     def __post_init__(self) -> None:
         if self.routed and not self.peers:
@@ -56,7 +57,7 @@ class EnvOptions:
 
     def switch_config(self, target: str | None = None) -> SwitchConfig:
         """The switch configuration for these options (validates them)."""
-        portmap = PortMap(self.ports, self.prefix)
+        portmap = PortMap(self.ports, self.prefix, cpu_interface=self.cpu_interface)
         return SwitchConfig(portmap, self.state_dir, self.grpc_port, self.log,
                             target=target or self.target or targets.BMV2)
 

@@ -2,7 +2,10 @@
 
 Every port with an interface is a veth pair: the switch side is given to simple_switch_grpc,
 the peer side to whoever plays the other end (PTF, a namespace with a Linux TCP peer, the
-runtime's host-port bridge). The CPU port has no interface: it is P4Runtime PacketIn/PacketOut.
+runtime's host-port bridge). The CPU port is P4Runtime PacketIn/PacketOut, or, with
+`cpu_interface`, a veth pair too (as Tofino's CPU PCIe port and many SmartNICs' exception paths
+are network interfaces): its frames carry the packet_in/packet_out header in front, and the
+runtime reads and writes them there instead of over gRPC (ARCHITECTURE.md 2).
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ class PortMap:
     prefix: str = DEFAULT_PREFIX
     host_port: int = HOST_PORT
     cpu_port: int = CPU_PORT
+    cpu_interface: bool = False   # the CPU port is a veth pair, not P4Runtime packet I/O
 
     def __post_init__(self) -> None:
         validate_prefix(self.prefix)
@@ -97,9 +101,18 @@ class PortMap:
         """The veth pair of the host port."""
         return PortLink(self.host_port, f"{self.prefix}h", f"{self.prefix}hp", ROLE_HOST)
 
+    @property
+    def cpu_link(self) -> PortLink | None:
+        """The veth pair of the CPU port (None: P4Runtime carries its packets)."""
+        if not self.cpu_interface:
+            return None
+        return PortLink(self.cpu_port, f"{self.prefix}c", f"{self.prefix}cp", ROLE_CPU)
+
     def links(self) -> list[PortLink]:
-        """All veth-backed ports: the wire ports in order, then the host port."""
-        return [self.wire_link(p) for p in self.wire_ports] + [self.host_link]
+        """All veth-backed ports: the wire ports in order, the host port, the CPU port's if
+        it has one."""
+        cpu = [self.cpu_link] if self.cpu_link is not None else []
+        return [self.wire_link(p) for p in self.wire_ports] + [self.host_link] + cpu
 
     def netns_name(self, port: int) -> str:
         """Namespace for wire port `port`'s peer side in end-to-end tests (`down` deletes it)."""
@@ -130,13 +143,15 @@ class PortMap:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict; `ports` lists every port with its interfaces for readers."""
         ports = [vars(link).copy() for link in self.links()]
-        ports.append({"port": self.cpu_port, "switch_iface": None, "peer_iface": None,
-                      "role": ROLE_CPU})
+        if self.cpu_link is None:
+            ports.append({"port": self.cpu_port, "switch_iface": None, "peer_iface": None,
+                          "role": ROLE_CPU})
         return {
             "prefix": self.prefix,
             "num_wire_ports": self.num_wire_ports,
             "host_port": self.host_port,
             "cpu_port": self.cpu_port,
+            "cpu_interface": self.cpu_interface,
             "ports": ports,
         }
 
@@ -157,6 +172,7 @@ class PortMap:
             prefix=data["prefix"],
             host_port=data.get("host_port", HOST_PORT),
             cpu_port=data.get("cpu_port", CPU_PORT),
+            cpu_interface=bool(data.get("cpu_interface", False)),
         )
 
     @classmethod

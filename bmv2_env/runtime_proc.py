@@ -42,7 +42,8 @@ READY_PREFIX = "READY"
 DEFAULT_READY_TIMEOUT = 30.0
 STOP_GRACE = 10.0  # the daemon resets its connections on SIGTERM before it exits
 # Arguments this module sets itself; passing them as extra arguments is an error.
-_MANAGED_ARGS = ("--grpc-addr", "--control-socket", "--interface", "--host-interface")
+_MANAGED_ARGS = ("--grpc-addr", "--control-socket", "--interface", "--host-interface",
+                 "--cpu-interface")
 
 
 class RuntimeProcError(RuntimeError):
@@ -85,10 +86,12 @@ def pid_path(state_dir: Path | str) -> Path:
 
 def build_command(state_dir: Path | str, grpc_addr: str, extra: Sequence[str] = (),
                   program: Sequence[str] | None = None, *, interfaces: Sequence[str] = (),
-                  host_interface: str | None = None, routes: Sequence[str] = ()) -> list[str]:
+                  host_interface: str | None = None, cpu_interface: str | None = None,
+                  routes: Sequence[str] = ()) -> list[str]:
     """The daemon's command line; `program` replaces `python -m runtime` (tests use a stand-in).
 
     `interfaces`: PORT=IP/LEN,MAC per wire port; `host_interface`: the host port's veth;
+    `cpu_interface`: the CPU port's veth, if it has one (else PacketIn/Out go over P4Runtime);
     `routes`: --route options (to the routed hosts, bmv2_env.routed)."""
     if isinstance(extra, (str, bytes)):
         raise TypeError("extra must be a sequence of arguments, not a string")
@@ -100,6 +103,8 @@ def build_command(state_dir: Path | str, grpc_addr: str, extra: Sequence[str] = 
     ours = [arg for text in interfaces for arg in ("--interface", text)]
     if host_interface is not None:
         ours += ["--host-interface", host_interface]
+    if cpu_interface is not None:
+        ours += ["--cpu-interface", cpu_interface]
     ours += routes
     return [*prog, "--grpc-addr", grpc_addr, "--control-socket", str(directory / CONTROL_SOCKET),
             *ours, *map(str, extra)]
@@ -211,6 +216,7 @@ def start(state_dir: Path | str, grpc_addr: str | None = None, extra: Sequence[s
     files = PipelineFiles.for_target(record.target)
     cmd = build_command(directory, grpc_addr, [*files.target_args, *extra], program,
                         interfaces=interfaces, host_interface=record.portmap.host_link.peer_iface,
+                        cpu_interface=cpu.peer_iface if (cpu := record.portmap.cpu_link) else None,
                         routes=routes)
     process = _process(directory)
     process.pid_path.unlink(missing_ok=True)

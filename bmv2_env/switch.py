@@ -85,8 +85,10 @@ def build_command(program: Path | str | Sequence[str], config: SwitchConfig) -> 
            *config.portmap.bmv2_interface_args()]
     if config.log:
         cmd.append("--log-console")
-    return cmd + ["--", "--grpc-server-addr", config.grpc_addr,
-                  "--cpu-port", str(config.portmap.cpu_port)]
+    # A CPU port with an interface is an ordinary port to the switch (-i above); --cpu-port
+    # would hand its packets to P4Runtime instead.
+    cpu = [] if config.portmap.cpu_interface else ["--cpu-port", str(config.portmap.cpu_port)]
+    return cmd + ["--", "--grpc-server-addr", config.grpc_addr, *cpu]
 
 
 # ---- processes -------------------------------------------------------------------------------

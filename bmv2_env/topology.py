@@ -11,12 +11,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .portmap import MAX_WIRE_PORTS, PortMap, validate_prefix
+from .portmap import MAX_WIRE_PORTS, ROLE_CPU, PortMap, validate_prefix
 from .shell import CommandError, run
 
 log = logging.getLogger(__name__)
 
 MTU = 1500
+# The CPU port's veth carries whole wire frames with the packet_in/packet_out header in front:
+# more than an Ethernet MTU (a veth drops what does not fit).
+CPU_LINK_MTU = 9000
 SYS_NET = Path("/sys/class/net")
 PROC_IPV6_CONF = Path("/proc/sys/net/ipv6/conf")
 # veth TX checksum offload would hand the switch packets with unfinished checksums; segmentation
@@ -42,8 +45,8 @@ def _wire_range() -> str:
 
 def interface_pattern(prefix: str) -> re.Pattern[str]:
     """Every interface name a PortMap with `prefix` can produce, whatever its port count (wire
-    ports, host port, routed hosts' veths)."""
-    return re.compile(rf"{re.escape(validate_prefix(prefix))}(?:[wb](?:{_wire_range()})p?|hp?)")
+    ports, host port, CPU port, routed hosts' veths)."""
+    return re.compile(rf"{re.escape(validate_prefix(prefix))}(?:[wb](?:{_wire_range()})p?|[hc]p?)")
 
 
 def routed_interface_pattern(prefix: str) -> re.Pattern[str]:
@@ -115,13 +118,13 @@ def configure(name: str) -> None:
     run(["ip", "link", "set", "dev", name, "up"])
 
 
-def create_pair(switch_iface: str, peer_iface: str) -> None:
+def create_pair(switch_iface: str, peer_iface: str, mtu: int = MTU) -> None:
     """Create one veth pair, replacing whatever stale interface has either name."""
     for name in (switch_iface, peer_iface):
         if delete_link(name):
             log.warning("replaced stale interface %s", name)
-    run(["ip", "link", "add", "name", switch_iface, "mtu", str(MTU),
-         "type", "veth", "peer", "name", peer_iface, "mtu", str(MTU)])
+    run(["ip", "link", "add", "name", switch_iface, "mtu", str(mtu),
+         "type", "veth", "peer", "name", peer_iface, "mtu", str(mtu)])
     for name in (switch_iface, peer_iface):
         configure(name)
     log.info("created veth %s <-> %s", switch_iface, peer_iface)
@@ -146,7 +149,8 @@ def configure_in_netns(netns: str, ifname: str, address: str, sysctls: Sequence[
 def create(portmap: PortMap) -> None:
     """Create every veth pair of `portmap`: both ends up, MTU 1500, IPv6 and offloads off."""
     for link in portmap.links():
-        create_pair(link.switch_iface, link.peer_iface)
+        create_pair(link.switch_iface, link.peer_iface,
+                    CPU_LINK_MTU if link.role == ROLE_CPU else MTU)
 
 
 def destroy(prefix: str) -> list[str]:

@@ -33,10 +33,11 @@ def clock_register(names: SpecNames) -> str | None:
                  if name.rsplit(".", 1)[-1] == CLOCK_REGISTER), None)
 
 
-def start_runner(interfaces: dict[int, str], cpu_port: int, names: SpecNames) -> Runner:
+def start_runner(interfaces: dict[int, str], cpu_port: int, names: SpecNames,
+                 cpu_interface: str | None = None) -> Runner:
     """Build (when needed) and start the runner on the committed spec."""
     return Runner.start(toolchain.runner(), toolchain.pipeline_library(PNA_SPEC),
-                        RunnerPorts(interfaces, cpu_port, ACK_LOOPBACK_PORT),
+                        RunnerPorts(interfaces, cpu_port, ACK_LOOPBACK_PORT, cpu_interface),
                         clock_register(names))
 
 
@@ -44,10 +45,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s dpdk %(message)s")
     interfaces = dict(args.interface)
+    # -i CPU_PORT@IF: the CPU port is a network interface the runner serves itself.
+    cpu_interface = interfaces.pop(args.cpu_port, None)
     spec = PNA_SPEC.read_bytes()
     names = SpecNames.parse(spec.decode(), PNA_CONTEXT.read_text(encoding="utf-8"))
     try:
-        runner = start_runner(interfaces, args.cpu_port, names)
+        runner = start_runner(interfaces, args.cpu_port, names, cpu_interface)
     except (toolchain.DpdkUnavailable, RunnerError, OSError) as err:
         log.error("cannot start: %s", err)
         return 1
@@ -64,13 +67,15 @@ def main(argv: list[str] | None = None) -> int:
     pump = threading.Thread(target=dataplane.pump_packet_ins, args=(server.packet_in, stop),
                             name="packet-in", daemon=True)
     server.start()
-    pump.start()
+    if runner.cpu is not None:
+        pump.start()
     log.info("dpdk target: ports %s, P4Runtime on %s, device %d",
              ", ".join(f"{p}@{i}" for p, i in sorted(interfaces.items())),
              args.grpc_server_addr, args.device_id)
     try:
         while not stop.wait(0.5):
-            if runner.process.poll() is not None or not pump.is_alive():
+            if runner.process.poll() is not None or (runner.cpu is not None
+                                                     and not pump.is_alive()):
                 log.error("the runner exited (%s) or its PacketIn channel closed",
                           runner.process.returncode)
                 return 1

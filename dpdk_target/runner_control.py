@@ -1,6 +1,7 @@
 """The runner process (p4tas-swx, dpdk_target/runner/) and its two sockets: the control
 socket, one command line and one reply line each (runner/control.c), and the CPU port, one
-PacketIn/PacketOut frame per datagram."""
+PacketIn/PacketOut frame per datagram (unless the CPU port is a network interface: then the
+runner sends and takes its frames there, and this process never sees them)."""
 
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ class RunnerPorts:
     interfaces: dict[int, str]
     cpu_port: int
     loopback_port: int
+    cpu_interface: str | None = None   # the CPU port's interface; None: a socket to us
 
     def __post_init__(self) -> None:
         ids = [*self.interfaces, self.cpu_port, self.loopback_port]
@@ -43,6 +45,16 @@ class RunnerPorts:
                               f"{self.cpu_port}, loopback {self.loopback_port}")
 
 
+def _cpu_sockets() -> tuple[socket.socket, socket.socket]:
+    """The CPU port's datagram pair: ours, and the runner's (non-blocking)."""
+    cpu, cpu_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    for sock in (cpu, cpu_child):
+        sock.setsockopt(socket.SOL_SOCKET, SO_SNDBUFFORCE, CPU_SOCKET_BUFFER)
+        sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, CPU_SOCKET_BUFFER)
+    cpu_child.setblocking(False)
+    return cpu, cpu_child
+
+
 @dataclass
 class Runner:
     """A running p4tas-swx: send it commands (`command`, `batch`), PacketOuts (`packet_out`),
@@ -50,7 +62,7 @@ class Runner:
 
     process: subprocess.Popen
     control: socket.socket
-    cpu: socket.socket
+    cpu: socket.socket | None   # None: the CPU port is a network interface
     clock_register: str | None = None   # the register the runner writes the time into
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _pending: bytes = b""
@@ -60,30 +72,31 @@ class Runner:
               clock_register: str | None) -> Runner:
         """Start the runner on the pipeline `library` and wait until it runs."""
         control, control_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        cpu, cpu_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
-        for sock in (cpu, cpu_child):
-            sock.setsockopt(socket.SOL_SOCKET, SO_SNDBUFFORCE, CPU_SOCKET_BUFFER)
-            sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, CPU_SOCKET_BUFFER)
-        cpu_child.setblocking(False)
+        cpu, cpu_child = _cpu_sockets() if ports.cpu_interface is None else (None, None)
         cmd = [str(binary), "run", "--lib", str(library),
                "--control", str(control_child.fileno()),
-               "--cpu", f"{ports.cpu_port}:{cpu_child.fileno()}",
                "--loopback", str(ports.loopback_port)]
+        if cpu_child is not None:
+            cmd += ["--cpu", f"{ports.cpu_port}:{cpu_child.fileno()}"]
         if clock_register:
             cmd += ["--clock", clock_register]
-        for port, ifname in sorted(ports.interfaces.items()):
+        interfaces = dict(ports.interfaces)
+        if ports.cpu_interface is not None:
+            interfaces[ports.cpu_port] = ports.cpu_interface
+        for port, ifname in sorted(interfaces.items()):
             cmd += ["-i", f"{port}@{ifname}"]
+        children = [s for s in (control_child, cpu_child) if s is not None]
         try:
-            process = subprocess.Popen(cmd, pass_fds=(control_child.fileno(),
-                                                      cpu_child.fileno()),
+            process = subprocess.Popen(cmd, pass_fds=[s.fileno() for s in children],
                                        stdout=subprocess.PIPE, text=True)
         except OSError:
             for sock in (control, cpu):
-                sock.close()
+                if sock is not None:
+                    sock.close()
             raise
         finally:
-            control_child.close()
-            cpu_child.close()
+            for sock in children:
+                sock.close()
         runner = cls(process, control, cpu, clock_register)
         try:
             runner._wait_running()
@@ -133,10 +146,15 @@ class Runner:
 
     def packet_out(self, frame: bytes) -> None:
         """A frame (packet_out header first) into the pipeline from the CPU port."""
+        if self.cpu is None:
+            raise RunnerError("the CPU port is a network interface: PacketOuts go there")
         self.cpu.send(frame)
 
     def packet_in(self) -> bytes:
-        """The next frame the pipeline sent to the CPU port (blocks); b"" once stopped."""
+        """The next frame the pipeline sent to the CPU port (blocks); b"" once stopped (or
+        at once when the CPU port is a network interface)."""
+        if self.cpu is None:
+            return b""
         try:
             return self.cpu.recv(MAX_FRAME)
         except OSError:
@@ -145,6 +163,8 @@ class Runner:
     def stop(self) -> None:
         """Stop the runner: closing the control socket ends its loop."""
         for sock in (self.control, self.cpu):
+            if sock is None:
+                continue
             try:
                 sock.shutdown(socket.SHUT_RDWR)
             except OSError:

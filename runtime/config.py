@@ -80,6 +80,7 @@ class RuntimeConfig:
     control_socket: Path = Path(cp.DEFAULT_CONTROL_SOCKET)
     tcp: TcpParams = field(default_factory=TcpParams)
     host_interface: str | None = None  # the host port's veth: the data path (DMA bridge)
+    cpu_interface: str | None = None   # the CPU port's veth: PacketIn/Out (else P4Runtime's)
     rto: RtoConfig = field(default_factory=RtoConfig)
     congestion: str = "dctcp"      # for connections that do not choose (runtime.congestion)
     control: ControlConfig = field(default_factory=ControlConfig)

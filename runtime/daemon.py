@@ -13,6 +13,7 @@ from runtime.config import Interface, RuntimeConfig, TcpParams
 from runtime.connection_control import ConnectionControl
 from runtime.control_server import ControlServer, group_id
 from host_lib.shm_layout import Layout
+from runtime.cpu_interface import CpuInterface
 from runtime.datapath import Datapath
 from nic_contract.host_port import HostPort
 from runtime.dma_bridge import DmaBridge
@@ -23,6 +24,7 @@ from runtime.metrics import METRICS_ADDR, serve_metrics
 from runtime.punt_budget import meter_rate_entries
 from nic_contract.p4rt.client import P4RuntimeClient
 from nic_contract.p4rt.errors import P4RuntimeError
+from nic_contract.p4rt.p4info import P4Info
 from runtime.retransmission import RtoConfig
 from runtime.routing import DEFAULT, Route, RoutingError
 from runtime.congestion import CHOICES
@@ -87,7 +89,7 @@ async def serve(config: RuntimeConfig) -> int:
     """Run until SIGINT/SIGTERM or until the switch goes away."""
     loop = asyncio.get_running_loop()
     client = await loop.run_in_executor(None, connect_switch, config)
-    datapath = Datapath(client)
+    datapath = Datapath(client, open_cpu_interface(config, client.p4info))
     bridge = open_bridge(config, lambda channel: control.on_data_activity(channel),
                          lambda flow_id, cause: control.on_flow_error(flow_id, cause.value))
     flows = FlowRegistry(bridge) if bridge is not None else None
@@ -151,6 +153,17 @@ def open_bridge(config: RuntimeConfig, on_activity, on_flow_error) -> DmaBridge 
     return DmaBridge(link, on_flow_error=on_flow_error, on_activity=on_activity, rto=config.rto)
 
 
+def open_cpu_interface(config: RuntimeConfig, p4info: P4Info) -> CpuInterface | None:
+    """The CPU port's interface, if the target has one (else PacketIns come over gRPC)."""
+    if config.cpu_interface is None:
+        return None
+    try:
+        return CpuInterface(config.cpu_interface, p4info)
+    except OSError as exc:
+        raise StartupError(f"cannot open the CPU interface {config.cpu_interface}: "
+                           f"{exc}") from None
+
+
 def app_layout(config: RuntimeConfig) -> Layout:
     """Each application's shared memory; RX rings match what the NIC is told per flow."""
     tcp = config.tcp
@@ -190,6 +203,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[RuntimeConfig, str]:
     parser.add_argument("--host-interface", metavar="IFNAME",
                         help="the host port's veth (the NIC<->host channel); without it "
                              "connections carry no data")
+    parser.add_argument("--cpu-interface", metavar="IFNAME",
+                        help="the CPU port's veth, when the target has one: PacketIn/PacketOut "
+                             "as frames with the controller header in front, not over gRPC")
     parser.add_argument("--control-group", metavar="GROUP",
                         help="users of GROUP may run applications (control socket mode 0660); "
                              "default: root and the daemon's user only (0600)")
@@ -306,7 +322,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[RuntimeConfig, str]:
         grpc_addr=args.grpc_addr, device_id=args.device_id, p4info=args.p4info,
         device_config=args.device_config, interfaces=interfaces, routes=routes,
         control_socket=args.control_socket,
-        tcp=tcp, host_interface=args.host_interface, rto=rto, congestion=args.congestion,
+        tcp=tcp, host_interface=args.host_interface, cpu_interface=args.cpu_interface,
+        rto=rto, congestion=args.congestion,
         control=control, metrics_port=args.metrics_port, ecn=args.ecn == "on",
         sack=args.sack == "on",
         allowed_congestion=allowed, control_group=args.control_group,

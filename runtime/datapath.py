@@ -15,6 +15,7 @@ from nic_contract.p4rt.client import P4RuntimeClient
 from nic_contract.p4rt.errors import StreamError, WriteError
 from nic_contract.p4rt.messages import updates_of
 from nic_contract.p4rt.proto import p4runtime_pb2
+from runtime.cpu_interface import CpuInterface
 
 log = logging.getLogger(__name__)
 
@@ -76,48 +77,66 @@ class _Batch:
 class Datapath:
     """Async front of a connected P4RuntimeClient, owned by one event loop."""
 
-    def __init__(self, client: P4RuntimeClient) -> None:
+    def __init__(self, client: P4RuntimeClient, cpu: CpuInterface | None = None) -> None:
+        """`cpu`: the CPU port's interface carries PacketIn/PacketOut (else P4Runtime)."""
         self.client = client
+        self.cpu = cpu
         self.clock = SwitchClock()
         # One thread each: a Write must never overtake an earlier one (a meter's rates, an
         # entry's insert and delete), and the PacketIn poll must not wait behind a Write.
         self._writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="p4rt-write")
         self._reader = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="p4rt-read")
         self._batch: _Batch | None = None
+        self._writing = False   # a Write is in flight: what is queued meanwhile goes next
         self._closing = False
 
     async def packet_ins(self) -> AsyncIterator[PacketIn]:
         """PacketIns as they arrive, until close() or the stream ends (StreamError)."""
+        if self.cpu is not None:
+            async for batch in self.cpu.batches():
+                for got in batch:
+                    yield self._packet_in(got.frame, got.metadata)
+            return
         loop = asyncio.get_running_loop()
         while not self._closing:
             got = await loop.run_in_executor(self._reader, self.client.packet_in, _POLL_S)
             if got is None:
                 continue
-            frame, meta = got
-            pin = PacketIn(frame, meta.get("ingress_port", 0), meta.get("reason", 0),
-                           meta.get("tsval", 0))
-            self.clock.observe(pin.tsval)
-            yield pin
+            yield self._packet_in(*got)
+
+    def _packet_in(self, frame: bytes, meta: dict[str, int]) -> PacketIn:
+        pin = PacketIn(frame, meta.get("ingress_port", 0), meta.get("reason", 0),
+                       meta.get("tsval", 0))
+        self.clock.observe(pin.tsval)
+        return pin
 
     def send(self, frame: bytes, port: int) -> None:
         """PacketOut: `frame` leaves the switch on `port` unchanged."""
-        self.client.packet_out(frame, egress_port=port)
+        self._packet_out(frame, egress_port=port)
 
     def reinject(self, frame: bytes, port: int) -> None:
         """PacketOut of a wire segment the fast path handles as if it had just arrived on
         `port` (packet_out_h.reinject); it sends no ACK for it."""
-        self.client.packet_out(frame, egress_port=port, reinject=1)
+        self._packet_out(frame, egress_port=port, reinject=1)
+
+    def _packet_out(self, frame: bytes, **metadata: int) -> None:
+        if self.cpu is not None:
+            self.cpu.send(frame, **metadata)
+        else:
+            self.client.packet_out(frame, **metadata)
 
     def write(self, kind: int, entities: Iterable) -> asyncio.Future:
-        """Queue updates of any entity type; all queued in this loop iteration go in one
-        WriteRequest.
+        """Queue updates of any entity type; all queued in this loop iteration, and all queued
+        while the previous Write is in flight, go in one WriteRequest (one Write at a time:
+        a switch's round trip, not each caller, paces them).
 
         Returns a future that completes when this call's updates are written, or fails with
         the WriteError of just those updates."""
         loop = asyncio.get_running_loop()
         if self._batch is None:
             self._batch = _Batch()
-            loop.call_soon(self._flush)
+            if not self._writing:
+                loop.call_soon(self._flush)
         batch = self._batch
         start = len(batch.updates)
         batch.updates.extend(updates_of(kind, entities))
@@ -139,12 +158,22 @@ class Datapath:
         batch, self._batch = self._batch, None
         if batch is None:
             return
+        self._writing = True
         loop = asyncio.get_running_loop()
         job = loop.run_in_executor(self._writer, self.client.write, batch.updates)
-        job.add_done_callback(lambda f: _settle(batch, f))
+        job.add_done_callback(lambda f: self._written(batch, f))
+
+    def _written(self, batch: _Batch, job: asyncio.Future) -> None:
+        """A Write is done: its callers learn the outcome, and what queued meanwhile goes."""
+        self._writing = False
+        _settle(batch, job)
+        if self._batch is not None:
+            self._flush()
 
     def close(self) -> None:
         self._closing = True
+        if self.cpu is not None:
+            self.cpu.close()
         self._reader.shutdown(wait=True, cancel_futures=False)
         self._writer.shutdown(wait=True, cancel_futures=False)
 

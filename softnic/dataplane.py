@@ -37,6 +37,7 @@ HOST_SEND_TRIES = 200      # the host port waits up to 2 s before it drops
 SYN_QUEUE = 1024           # SYNs waiting for the pipeline (some 25 ms of cookies)
 SYN_QUANTUM = 4            # SYNs handled between two polls of the ports
 _ETH_IPV4 = ETHERTYPE_IPV4.to_bytes(2, "big")
+_PACKET_OUTS = "packet-outs"   # the selector key of the P4Runtime server's PacketOut queue
 
 
 def is_syn(frame: bytes) -> bool:
@@ -82,19 +83,20 @@ class Dataplane:
         with selectors.DefaultSelector() as sel:
             for port, sock in self.ports.items():
                 sel.register(sock, selectors.EVENT_READ, port)
-            sel.register(self._wake_r, selectors.EVENT_READ, CPU_PORT)
+            sel.register(self._wake_r, selectors.EVENT_READ, _PACKET_OUTS)
             while not stop.is_set():
                 for key, _ in sel.select(timeout=0 if self._syns else 0.2):
-                    if key.data == CPU_PORT:
+                    if key.data == _PACKET_OUTS:
                         self._drain_packet_outs()
                     else:
                         self.receive(key.data)
                 self.handle_syns()
 
     def receive(self, port: int) -> None:
-        """The port's waiting frames: SYNs from the wire queued, the others handled."""
+        """The port's waiting frames: SYNs from the wire queued, the others handled (a CPU
+        port with an interface brings PacketOuts: packet_out header + frame)."""
         for frame in self.ports[port].recv_batch():
-            if port != HOST_PORT and is_syn(frame):
+            if port not in (HOST_PORT, CPU_PORT) and is_syn(frame):
                 if len(self._syns) < SYN_QUEUE:
                     self._syns.append((port, frame))
                 else:
@@ -136,7 +138,7 @@ class Dataplane:
             self.emit(out_port, out)
 
     def emit(self, port: int, frame: bytes) -> None:
-        if port == CPU_PORT:
+        if port == CPU_PORT and port not in self.ports:   # PacketIn over P4Runtime
             if self.packet_in_sink is not None:
                 self.packet_in_sink(frame)
             return

@@ -226,4 +226,6 @@ def options(args: argparse.Namespace) -> env.EnvOptions:
     routed = getattr(args, "routed", False)
     return env.EnvOptions(ports=args.ports, prefix=args.prefix, grpc_port=args.grpc_port,
                           log=args.log, pipeline=getattr(args, "pipeline", True),
-                          peers=getattr(args, "peers", False) or routed, routed=routed)
+                          peers=getattr(args, "peers", False) or routed, routed=routed,
+                          # an environment for the runtime: its PacketIns on the CPU veth
+                          cpu_interface=getattr(args, "peers", False) or routed)

@@ -27,7 +27,7 @@ WATCH_INTERVAL = 1.0
 
 def cmd_run(args: argparse.Namespace) -> int:
     """`run`: see bmv2_env.cli.arguments.build_parser."""
-    opts = dataclasses.replace(options(args), peers=True, pipeline=True,
+    opts = dataclasses.replace(options(args), peers=True, pipeline=True, cpu_interface=True,
                                target=select_target().name)
     extra = runtime_extra(args)
     runtime_proc.build_command(opts.state_dir, "-", extra)  # bad extra arguments: fail now

@@ -1,12 +1,12 @@
 """PacketOut and PacketIn messages of softnic's P4Runtime server: the controller headers
-(program.ControllerHeader) to and from stream messages, validated as PI does."""
+(nic_contract.controller_header) to and from stream messages, validated as PI does."""
 
 from __future__ import annotations
 
 from nic_contract.p4rt.proto import p4runtime_pb2
 from softnic.p4runtime.encoding import canonical, to_int
 from softnic.p4runtime.failures import ERROR_SPACE, RpcFailure, invalid
-from softnic.p4runtime.program import ControllerHeader
+from nic_contract.controller_header import ControllerHeader
 
 pb = p4runtime_pb2
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nic_contract.p4rt.proto import p4info_pb2
+from nic_contract.controller_header import ControllerHeader
 from softnic.state import Counter, ExactTable, Meter, Register, SwitchState
 
 class ConfigError(ValueError):
@@ -48,38 +49,6 @@ class IndexedInfo:
     name: str
     size: int
     unit: int
-
-
-@dataclass(frozen=True)
-class ControllerHeader:
-    """A controller header (packet_in/packet_out): metadata bit-packed big-endian in p4info
-    order, padded to whole bytes, as bmv2 deparses it."""
-
-    fields: tuple[tuple[int, int], ...]   # (metadata id, bitwidth)
-    widths: dict[int, int]                # metadata id -> bitwidth
-    nbytes: int
-
-    @classmethod
-    def of(cls, cpm: Any) -> ControllerHeader:
-        fields = tuple((m.id, m.bitwidth) for m in cpm.metadata)
-        return cls(fields, dict(fields), (sum(w for _, w in fields) + 7) // 8)
-
-    def unpack(self, frame: bytes) -> list[tuple[int, int]]:
-        """(metadata id, value) of each field of the header at the start of `frame`."""
-        bits = int.from_bytes(frame[:self.nbytes], "big")
-        shift, out = self.nbytes * 8, []
-        for fid, width in self.fields:
-            shift -= width
-            out.append((fid, (bits >> shift) & ((1 << width) - 1)))
-        return out
-
-    def pack(self, values: dict[int, int]) -> bytes:
-        """The header bytes of metadata values by id (missing fields are 0; values must fit)."""
-        bits, used = 0, 0
-        for fid, width in self.fields:
-            bits = (bits << width) | values.get(fid, 0)
-            used += width
-        return (bits << (self.nbytes * 8 - used)).to_bytes(self.nbytes, "big")
 
 
 DefaultActions = dict[int, tuple[str, tuple[int, ...]]]   # table id -> (action, params)

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from bmv2_env.portmap import PortMap
 from host_lib import control_protocol as cp
-from tests.support.stack import Stack, stack_fixture
+from tests.support.stack import PREFIX, Stack, stack_fixture
 
 LISTEN_PORT = 5001
 RUNTIME_ARGS = ["--time-wait", "0.5", "--syn-retries", "2", "--syn-rto", "0.3"]
@@ -73,7 +74,9 @@ print("done", n, flush=True)
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    yield from stack_fixture(tmp_path_factory, RUNTIME_ARGS)
+    # This module keeps PacketIn/PacketOut on P4Runtime (a target whose CPU port is no
+    # network interface); the others use the CPU port's veth (tests.support.stack).
+    yield from stack_fixture(tmp_path_factory, RUNTIME_ARGS, cpu_interface=False)
 
 
 def local_ip(stack: Stack) -> str:
@@ -106,6 +109,13 @@ def test_linux_connects_to_p4tas_listener_and_p4tas_closes(stack: Stack) -> None
         ch.wait_for(cp.Closed, conn_id=incoming.conn_id, timeout=10)
         wait_until(lambda: not stack.flow_entries(), what="flow entries removed")
         ch.close_listener(listening.listener_id)
+
+
+def test_packet_ins_come_over_p4runtime_here(stack: Stack) -> None:
+    """No CPU veth: the handshake's PacketIns reach the runtime on the P4Runtime stream."""
+    cpu_link = PortMap(1, PREFIX, cpu_interface=True).cpu_link
+    assert not Path(f"/sys/class/net/{cpu_link.peer_iface}").exists()
+    assert "--cpu-interface" not in Path(f"/proc/{stack.runtime.pid}/cmdline").read_text()
 
 
 def test_linux_closes_first(stack: Stack) -> None:

@@ -21,6 +21,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -30,7 +31,8 @@ from tests.support.e2e_helpers import (
     PORT, Worker, expect_line, finish, json_result, linux_echo_server, linux_with_stdin,
     p4tas_echo, p4tas_listener, recv_exactly, recv_until_eof, send_messages, settled_stats, sha,
     tell, echo_once, stats, accept_one, host_lib_stack, mapped_segments)
-from tests.support.stack import REPO, Stack
+from bmv2_env.portmap import PortMap
+from tests.support.stack import PREFIX, REPO, Stack
 
 RUNTIME_ARGS = ["--time-wait", "0.5"]
 
@@ -69,6 +71,23 @@ def test_linux_client_to_p4tas_echo_server(stack: Stack, size: int) -> None:
         server.join(timeout=30)
         assert out.split() == [str(size), "True"], (out, err)
         assert result.get("n") == size
+
+
+def _cpu_link_packets() -> tuple[int, int]:
+    """(rx, tx) packets of the runtime's end of the CPU port's veth."""
+    stats = Path(f"/sys/class/net/{PortMap(1, PREFIX, cpu_interface=True).cpu_link.peer_iface}"
+                 "/statistics")
+    return int((stats / "rx_packets").read_text()), int((stats / "tx_packets").read_text())
+
+
+def test_packet_ins_and_outs_travel_the_cpu_interface(stack: Stack) -> None:
+    """The CPU port is a veth here: a connection's SYN, handshake ACK and FIN reach the
+    runtime on it, and its SYN-ACK and FIN leave on it (no P4Runtime stream message)."""
+    assert "--cpu-interface" in Path(f"/proc/{stack.runtime.pid}/cmdline").read_text()
+    rx, tx = _cpu_link_packets()
+    test_linux_client_to_p4tas_echo_server(stack, 1)
+    rx2, tx2 = _cpu_link_packets()
+    assert rx2 - rx >= 3 and tx2 - tx >= 2, (rx2 - rx, tx2 - tx)
 
 
 def test_p4tas_client_to_linux_echo_server(stack: Stack) -> None:

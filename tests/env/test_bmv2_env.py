@@ -25,7 +25,7 @@ from bmv2_env.cli.main import main as p4tas_env
 from bmv2_env import env, ptf_runner, switch, system_deps, targets, toolchain, topology
 from nic_contract.pipeline import PipelineError, PipelineFiles
 from nic_contract.constants import ack_clone_sessions
-from bmv2_env.portmap import PortMap
+from bmv2_env.portmap import PortLink, PortMap
 from bmv2_env.ptf_runner import PtfCounts
 from bmv2_env.state import STATE_DIR_ENV, EnvRecord
 from bmv2_env.switch import SwitchConfig, SwitchError
@@ -111,6 +111,17 @@ def test_portmap_names_and_args() -> None:
     assert pm.netns_name(2) == "p4tn2"
     with pytest.raises(ValueError, match="wire port 4"):
         pm.netns_name(4)
+
+
+def test_portmap_cpu_interface_is_a_veth_the_switch_gets_as_a_port(tmp_path: Path) -> None:
+    pm = PortMap(1, "p4t", cpu_interface=True)
+    assert pm.links()[-1] == PortLink(255, "p4tc", "p4tcp", "cpu")
+    assert pm.bmv2_interface_args()[-2:] == ["-i", "255@p4tc"]
+    assert PortMap.from_json(pm.to_json()) == pm
+    assert all(topology.interface_pattern("p4t").fullmatch(n) for n in ("p4tc", "p4tcp"))
+    cmd = switch.build_command(Path("ssg"), SwitchConfig(pm, tmp_path))
+    assert "--cpu-port" not in cmd   # its packets are the interface's, not P4Runtime's
+    assert PortMap(1, "p4t").cpu_link is None
 
 
 def test_portmap_longest_names_fit_ifnamsiz() -> None:

@@ -96,9 +96,11 @@ class Stack:
 
 
 def stack_fixture(tmp_path_factory: pytest.TempPathFactory, runtime_args: list[str],
-                  routed: bool = False):
+                  routed: bool = False, cpu_interface: bool = True):
     """Generator body of a pytest fixture yielding a Stack; `routed`: the peer routes to a
-    host behind it (bmv2_env.routed) and the runtime has a route to it.
+    host behind it (bmv2_env.routed) and the runtime has a route to it; `cpu_interface`:
+    PacketIn/PacketOut on the CPU port's veth (False: over P4Runtime, as on a target without
+    one).
 
     The environment and the runtime daemon (bmv2_env.runtime_proc, the same code as `make run`)
     are started for real; `env.down` stops the daemon, the switch and the peers afterwards.
@@ -109,7 +111,8 @@ def stack_fixture(tmp_path_factory: pytest.TempPathFactory, runtime_args: list[s
         pytest.skip(reason)
     try:
         result = env.up(env.EnvOptions(ports=1, prefix=PREFIX, peers=True,
-                                       target=target().name, routed=routed))
+                                       target=target().name, routed=routed,
+                                       cpu_interface=cpu_interface))
         info = runtime_proc.start(result.state_dir, result.record.grpc_addr, runtime_args,
                                   timeout=READY_TIMEOUT)
         yield Stack(result.peers.peer(1), info.control_socket, info.grpc_addr, info,

@@ -20,6 +20,7 @@ class SlowClient:
         self.lock = threading.Lock()
         self.active = self.most_active = 0
         self.written: list[int] = []   # the meters' CIRs, in the order the writes finished
+        self.batches: list[int] = []   # updates per WriteRequest
 
     def write(self, updates: list) -> None:
         with self.lock:
@@ -29,6 +30,7 @@ class SlowClient:
         with self.lock:
             self.active -= 1
             self.written.extend(u.entity.meter_entry.config.cir for u in updates)
+            self.batches.append(len(updates))
 
     def packet_in(self, timeout: float) -> None:
         time.sleep(timeout)
@@ -51,3 +53,25 @@ def test_writes_go_one_at_a_time_in_the_order_they_were_made() -> None:
     asyncio.run(scenario())
     assert client.written == [1000, 2000, 3000]
     assert client.most_active == 1
+
+
+def test_what_is_queued_while_a_write_is_in_flight_goes_in_one_write_next() -> None:
+    """One Write at a time, and no queue of Writes behind it: a connection setup rate is not
+    capped at one switch round trip per update."""
+    p4info = P4Info.from_file(P4INFO)
+    client = SlowClient()
+
+    async def scenario() -> None:
+        datapath = Datapath(client)  # type: ignore[arg-type]
+        jobs = [datapath.modify([p4info.meter_entry("tx_rate", 1, 1000, 9000, 1000, 9000)])]
+        await asyncio.sleep(WRITE_SECONDS / 4)   # the first Write is in flight now
+        for flow, cir in ((2, 2000), (3, 3000), (4, 4000)):
+            jobs.append(datapath.modify([p4info.meter_entry("tx_rate", flow, cir, 9000, cir,
+                                                            9000)]))
+            await asyncio.sleep(0)
+        await asyncio.gather(*jobs)
+        datapath.close()
+
+    asyncio.run(scenario())
+    assert client.batches == [1, 3]
+    assert client.written == [1000, 2000, 3000, 4000]
