@@ -294,6 +294,8 @@ class ConnectionControl(Handshake, Teardown, Endings, Reinjection):
             counters.update(self.nic.stats.recovery)
         if self.rates is not None:
             counters.update(cc_updates=self.rates.updates, meter_writes=self.rates.meter_writes)
+        if self.datapath.cpu is not None:
+            counters.update(self.datapath.cpu.counters())
         return counters
 
 

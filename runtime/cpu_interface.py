@@ -41,7 +41,7 @@ class CpuInterface:
         self.packet_out = ControllerHeader.of(p4info.lookup("controller_packet_metadata",
                                                             "packet_out"))
         self.link = HostPort(ifname, ethertype=ETH_P_ALL)
-        self.malformed = self.send_drops = 0
+        self.malformed = self.send_drops = self.kernel_drops = 0
         self._fd = self.link.fileno()
         self._ready = asyncio.Event()
         self._reading: asyncio.AbstractEventLoop | None = None
@@ -85,6 +85,14 @@ class CpuInterface:
         if not self.link.send(out):
             self.send_drops += 1
             log.warning("PacketOut dropped: the CPU interface %s has no room", self.ifname)
+
+    def counters(self) -> dict[str, int]:
+        """What was lost or refused on the interface so far."""
+        if not self._closing:
+            self.kernel_drops += self.link.kernel_drops()   # PacketIns the socket had no room for
+        return {"cpu_interface_kernel_drops": self.kernel_drops,
+                "cpu_interface_send_drops": self.send_drops,
+                "cpu_interface_malformed": self.malformed}
 
     def close(self) -> None:
         """Stop reading (batches() ends) and close the socket."""

@@ -21,8 +21,11 @@ from nic_contract.pipeline import PipelineFiles
 def port_table(portmap: PortMap) -> str:
     """The port map as a text table: bmv2 port, switch iface, peer iface, role."""
     rows = [("bmv2 port", "switch iface", "peer iface", "role")]
-    rows += [(str(l.port), l.switch_iface, l.peer_iface, l.role) for l in portmap.links()]
-    rows.append((str(portmap.cpu_port), "-", "-", f"{ROLE_CPU} (P4Runtime PacketIn/PacketOut)"))
+    rows += [(str(l.port), l.switch_iface, l.peer_iface,
+              f"{ROLE_CPU} (PacketIn/PacketOut, controller header in front)"
+              if l.role == ROLE_CPU else l.role) for l in portmap.links()]
+    if portmap.cpu_link is None:
+        rows.append((str(portmap.cpu_port), "-", "-", f"{ROLE_CPU} (P4Runtime PacketIn/PacketOut)"))
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     return "\n".join("  " + "  ".join(c.ljust(w) for c, w in zip(r[:3], widths)) + "  " + r[3]
                      for r in rows)

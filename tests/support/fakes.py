@@ -28,6 +28,7 @@ class FakeDatapath:
         self.inserts = self.deletes = 0
         self.writes: list[tuple[str, list]] = []   # (insert|delete|modify, entries)
         self.clock = SwitchClock()
+        self.cpu = None   # PacketIns over P4Runtime (no CPU interface)
 
     async def insert(self, entries) -> None:
         self.inserts += 1
