@@ -234,6 +234,9 @@ def tsval_rate(log: list) -> float:
     return ((v1 - v0) & M32) / ((t1 - t0) * 1000)
 
 
+LATCH_RUNS = 5
+
+
 def test_ece_latched_until_cwr_and_tsval_ticks_in_milliseconds(stack: Stack, peer_ecn) -> None:
     """RFC 3168 6.1.3: from the ACK of a CE-marked segment on, every ACK we send carries ECE
     until the segment with the sender's CWR (the capture's ACK numbers say which ACKs owe it,
@@ -241,15 +244,18 @@ def test_ece_latched_until_cwr_and_tsval_ticks_in_milliseconds(stack: Stack, pee
     (1.024 ms ticks), through an idle gap too."""
     peer_ecn(1)
     data = random.Random(11).randbytes(VOLUME)
-    for _ in range(3):   # marks are random: a run may leave no ACK between a mark and a CWR
+    # Marks are random: a run may leave no ACK between a mark and a CWR, or only the one the
+    # capture may see out of the NIC's order (tolerated below): then it says nothing of
+    # latching, and another run is made.
+    for _ in range(LATCH_RUNS):
         got, seen = linux_sends_marked(stack, LINUX_PAUSING_SENDER, log=True)
         assert sha(got) == sha(data)
         assert seen["to_p4tas"].get("CE") and seen["to_p4tas"].get("CWR"), seen["to_p4tas"]
         owed, missing, between, latched = check_ece_latch(seen["log"])
-        if between:
+        if between - missing > 0:
             break
     assert owed > 0, "no ACK followed a CE mark"
-    assert between > 0, "no ACK fell between a mark and its CWR in three runs"
+    assert between > 0, f"no ACK fell between a mark and its CWR in {LATCH_RUNS} runs"
     # Every ACK between a mark and the CWR echoes it, not only the mark's own ACK. One may
     # differ: the capture sees a CWR segment and our ACK in an order the NIC may not have.
     assert missing <= 1 + owed // 100, f"{missing} of {owed} ACKs owed ECE and lacked it"
