@@ -40,6 +40,7 @@ from benchlib import (  # noqa: E402 - after the path setup
     BenchError, LinuxPair, P4tasSide, _int_range, describe_target, skip_reason, stop_tracked)
 from bmv2_env import impairments  # noqa: E402
 from host_lib.control_channel import ControlChannel  # noqa: E402
+from scale_stats import jain  # noqa: E402
 from runtime.pacing import Pacer, TokenBucket  # noqa: E402
 from transfer_procs import finish, spawn, start_server, stop_server  # noqa: E402
 from transfer_workloads import Bulk, bulk  # noqa: E402
@@ -53,12 +54,6 @@ def penalty(loss_mbps: float | None, clean_mbps: float | None) -> float | None:
     if not loss_mbps or not clean_mbps:
         return None
     return round(1 - loss_mbps / clean_mbps, 4)
-
-
-def jain(values: list[float]) -> float | None:
-    total = sum(values)
-    squares = sum(v * v for v in values)
-    return round(total * total / (len(values) * squares), 4) if squares else None
 
 
 # ---- (a) loss ----------------------------------------------------------------------------------

@@ -72,7 +72,9 @@ async def serve_echo(args: argparse.Namespace) -> dict:
         import host_lib
         server = await host_lib.start_server(handle, args.host, args.port, backlog=4096)
     else:
-        server = await asyncio.start_server(handle, args.host, args.port, backlog=65535)
+        # Several processes share the port (SO_REUSEPORT): one holds at most RLIMIT_NOFILE.
+        server = await asyncio.start_server(handle, args.host, args.port, backlog=65535,
+                                            reuse_port=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -110,6 +110,9 @@ async def run(args: argparse.Namespace) -> dict:
     counts = [done for done, _ in results]
     statuses = Counter(status for _, status in results)
     requests = sum(counts)
+    if args.dump:   # for a bench that merges several client processes
+        Path(args.dump).write_text(json.dumps({"counts": counts, "latencies_us": [
+            round(x * 1e6, 1) for x in latencies]}))
     return {"wanted": args.conns, "opened": len(conns), "open_seconds": round(open_s, 2),
             "opened_per_s": round(len(conns) / open_s, 1) if open_s else None,
             "open_failures": dict(failures), "fd_limit": limit, "active": len(active),
@@ -134,6 +137,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--timeout", type=float, default=10.0, help="per request")
+    parser.add_argument("--dump", help="also write per-connection counts and latencies here")
     args = parser.parse_args(argv)
     if not 0 <= args.active <= 1:
         parser.error(f"--active must be a fraction from 0 to 1, got {args.active}")
