@@ -45,6 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchlib import (  # noqa: E402 - after the path setup
     BenchError, LinuxPair, P4tasSide, _stop, describe_target, skip_reason, spawn_script,
     stop_tracked, wait_listening)
+from scale_bottleneck import TxSampler, utilization  # noqa: E402
 from scale_stats import (  # noqa: E402
     count_list, flatness, goal_line, jain, latency_summary, pid_rss_bytes)
 
@@ -167,27 +168,32 @@ def fair(args: argparse.Namespace, peer, control, grpc_addr: str, pair: LinuxPai
     for conns in args.flows:
         sub = argparse.Namespace(**{**vars(args), "flows": [conns]})
         before = fast_path_drops(grpc_addr)
-        got = fairness("p4tas", (["linux", peer.peer_ip, FLOWS_PORT], peer.netns),
-                       ["p4tas", peer.peer_ip, FLOWS_PORT], None, control,
-                       (peer.ifname.removesuffix("p"), None), sub)[conns]
+        bottleneck = (peer.ifname.removesuffix("p"), None)
+        with TxSampler(*bottleneck) as tx:
+            got = fairness("p4tas", (["linux", peer.peer_ip, FLOWS_PORT], peer.netns),
+                           ["p4tas", peer.peer_ip, FLOWS_PORT], None, control, bottleneck,
+                           sub)[conns]
         got["fast_path_drops"] = _delta(fast_path_drops(grpc_addr), before)
-        got["utilization"] = _utilization(got, args)
+        got.update(utilization(tx.samples, args.bottleneck_mbit))
         out["p4tas"][conns] = got
-        print(f"    p4tas: utilization {got['utilization']:.0%}, fast-path drops "
-              f"{got['fast_path_drops'] or 'none'}", flush=True)
-        linux = fairness("Linux", (["linux", pair.server_ip, FLOWS_PORT], pair.server_ns),
-                         ["linux", pair.server_ip, FLOWS_PORT], pair.client_ns, None,
-                         (f"{pair.tag}va", pair.client_ns), sub)[conns]
-        linux["utilization"] = _utilization(linux, args)
+        print(f"    p4tas: bottleneck {_share(got['utilization'])} utilized over the "
+              f"{got['busy_seconds']} s it carried traffic; RATE_LIMITED drops "
+              f"{got['fast_path_drops'].get('RATE_LIMITED', 0)} (all fast-path drops: "
+              f"{got['fast_path_drops'] or 'none'})", flush=True)
+        bottleneck = (f"{pair.tag}va", pair.client_ns)
+        with TxSampler(*bottleneck) as tx:
+            linux = fairness("Linux", (["linux", pair.server_ip, FLOWS_PORT], pair.server_ns),
+                             ["linux", pair.server_ip, FLOWS_PORT], pair.client_ns, None,
+                             bottleneck, sub)[conns]
+        linux.update(utilization(tx.samples, args.bottleneck_mbit))
         out["linux"][conns] = linux
-        print(f"    Linux: utilization {linux['utilization']:.0%}", flush=True)
+        print(f"    Linux: bottleneck {_share(linux['utilization'])} utilized over the "
+              f"{linux['busy_seconds']} s it carried traffic", flush=True)
     return out
 
 
-def _utilization(result: dict, args: argparse.Namespace) -> float:
-    """Delivered bytes over what the bottleneck passes in the flows' sending time (what was
-    queued at the end and drained after it counts too: an upper estimate)."""
-    return round(result["delivered_MB"] * 8 / (args.bottleneck_mbit * args.flow_seconds), 3)
+def _share(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0%}"
 
 
 def add_sources(netns: str, ifname: str, prefix: str, count: int, first: int = 100) -> list[str]:
