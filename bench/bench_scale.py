@@ -175,9 +175,11 @@ def fair(args: argparse.Namespace, peer, control, grpc_addr: str, pair: LinuxPai
                            sub)[conns]
         got["fast_path_drops"] = _delta(fast_path_drops(grpc_addr), before)
         got.update(utilization(tx.samples, args.bottleneck_mbit))
+        got["goodput_share"] = _goodput_share(got, args)
         out["p4tas"][conns] = got
         print(f"    p4tas: bottleneck {_share(got['utilization'])} utilized over the "
-              f"{got['busy_seconds']} s it carried traffic; RATE_LIMITED drops "
+              f"{got['busy_seconds']} s it carried traffic, {_share(got['goodput_share'])} "
+              f"of it delivered data; RATE_LIMITED drops "
               f"{got['fast_path_drops'].get('RATE_LIMITED', 0)} (all fast-path drops: "
               f"{got['fast_path_drops'] or 'none'})", flush=True)
         bottleneck = (f"{pair.tag}va", pair.client_ns)
@@ -186,10 +188,21 @@ def fair(args: argparse.Namespace, peer, control, grpc_addr: str, pair: LinuxPai
                              ["linux", pair.server_ip, FLOWS_PORT], pair.client_ns, None,
                              bottleneck, sub)[conns]
         linux.update(utilization(tx.samples, args.bottleneck_mbit))
+        linux["goodput_share"] = _goodput_share(linux, args)
         out["linux"][conns] = linux
         print(f"    Linux: bottleneck {_share(linux['utilization'])} utilized over the "
-              f"{linux['busy_seconds']} s it carried traffic", flush=True)
+              f"{linux['busy_seconds']} s it carried traffic, {_share(linux['goodput_share'])} "
+              "of it delivered data", flush=True)
     return out
+
+
+def _goodput_share(result: dict, args: argparse.Namespace) -> float | None:
+    """Bytes the sinks counted over what the bottleneck passed while busy (the rest were
+    retransmissions and headers)."""
+    if not result.get("busy_seconds"):
+        return None
+    return round(result["delivered_MB"] * 8 / (args.bottleneck_mbit * result["busy_seconds"]),
+                 3)
 
 
 def _share(value: float | None) -> str:
