@@ -257,21 +257,25 @@ def client_run(name: str, server_ip: str, client_ns: str, sources: list[str],
     opened = sum(r.get("opened", 0) for r in results)
     seconds = max((r.get("seconds", 0) for r in results), default=0) or 1e-9
     failures: dict[str, int] = {}
+    statuses: dict[str, int] = {}
     for r in results:
         for k, v in (r.get("open_failures") or {}).items():
             failures[k] = failures.get(k, 0) + v
+        for k, v in (r.get("rpc_status") or {}).items():
+            statuses[k] = statuses.get(k, 0) + v
     out = {"processes": procs_n, "wanted": args.clients, "opened": opened,
            "open_seconds": max((r.get("open_seconds", 0) for r in results), default=None),
            "open_failures": failures, "active": len(counts), "requests": sum(counts),
            "requests_per_s": round(sum(counts) / seconds, 1), **latency_summary(latencies),
-           "jain": jain(counts) if counts else None,
+           "jain": jain(counts) if counts else None, "rpc_status": statuses,
            "rss_growth_bytes_per_conn": {k: round((rss1[k] - rss0[k]) / opened, 1)
                                          for k in rss0} if opened else {},
            "errors": [r["error"] for r in results if "error" in r]}
     print(f"    {name:<6} {opened:,}/{args.clients:,} connections open in "
           f"{out['open_seconds']} s ({failures or 'no failures'}); {len(counts):,} active: "
           f"{out['requests_per_s']:,.0f} req/s, p50 {out['p50_us']} us, p99 {out['p99_us']} "
-          f"us, p99.9 {out['p999_us']} us, Jain {out['jain']}"
+          f"us, p99.9 {out['p999_us']} us, Jain {out['jain']}, active connections ended "
+          f"{statuses}"
           + (f"; RSS growth per connection {out['rss_growth_bytes_per_conn']}"
              if out["rss_growth_bytes_per_conn"] else ""), flush=True)
     return out
@@ -286,11 +290,19 @@ def clients(args: argparse.Namespace, peer, control, side_pids: dict[str, int],
         "echo", "p4tas", peer.local_ip, ECHO_PORT], None, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True, env=env), "p4tas echo server")
     side_pids = {**side_pids, "server": server.pid}
+    from nic_contract.constants import MAX_FLOWS
+    target_rss = sum(pid_rss_bytes(p) for k, p in side_pids.items() if k.startswith("target"))
+    out["target_rss_before"] = target_rss
+    print(f"    target process RSS before the clients: {target_rss / 2**20:.1f} MiB, its "
+          f"tables and registers sized for MAX_FLOWS = {MAX_FLOWS:,} flows: at most "
+          f"{target_rss / MAX_FLOWS:,.0f} B per flow slot (code and buffers included)",
+          flush=True)
     sources = add_sources(peer.netns, peer.ifname, peer.peer_ip.rsplit(".", 1)[0], n_sources)
     try:
         out["p4tas"] = client_run("p4tas", peer.local_ip, peer.netns, sources, args, side_pids)
     finally:
-        _stop(server)
+        out.setdefault("p4tas", {})["server"] = _server_result([server])
+    _print_server("p4tas", out["p4tas"]["server"])
     servers = [wait_listening(spawn_script(HERE / "scale_app.py", [
         "echo", "linux", pair.server_ip, ECHO_PORT], pair.server_ns, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True), "Linux echo server")
@@ -302,9 +314,26 @@ def clients(args: argparse.Namespace, peer, control, side_pids: dict[str, int],
         out["linux"] = client_run("Linux", pair.server_ip, pair.client_ns, linux_sources, args,
                                   {"server": servers[0].pid})
     finally:
-        for proc in servers:
-            _stop(proc)
+        out.setdefault("linux", {})["server"] = _server_result(servers)
+    _print_server("Linux", out["linux"]["server"])
     return out
+
+
+def _server_result(servers: list[subprocess.Popen]) -> dict:
+    """The echo servers' counts, summed (max_open: connections held at once, summed)."""
+    total: dict[str, int] = {}
+    for proc in servers:
+        text, _ = _stop(proc)
+        lines = [line for line in text.splitlines() if line.startswith("{")]
+        for key, value in (json.loads(lines[-1]) if lines else {}).items():
+            total[key] = total.get(key, 0) + value
+    return total
+
+
+def _print_server(name: str, server: dict) -> None:
+    print(f"    {name:<6} server: held at most {server.get('max_open', 0):,} connections at "
+          f"once, {server.get('connections', 0):,} in all, {server.get('errors', 0)} ended "
+          "in an error", flush=True)
 
 
 def target_pids(result, info) -> dict[str, int]:
