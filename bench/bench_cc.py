@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchlib import (  # noqa: E402 - after the path setup
-    BenchError, LinuxPair, P4tasSide, _int_range, describe_target, skip_reason, stop_tracked)
+    BenchError, LinuxPair, P4tasSide, _int_range, cleanup_sides, describe_target, skip_reason)
 from bmv2_env import impairments  # noqa: E402
 from host_lib.control_channel import ControlChannel  # noqa: E402
 from scale_stats import jain  # noqa: E402
@@ -371,11 +371,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         out["error"] = str(exc)
         print(f"error: {exc}", flush=True)
     finally:
-        problems = stop_tracked()
-        side.cleanup()
-        pair.destroy()
-        if problems:
-            out["cleanup"] = problems
+        cleanup_sides(out, side, pair)
     print(json.dumps(out), flush=True)
     return 1 if "error" in out else 0
 

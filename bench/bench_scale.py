@@ -43,8 +43,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchlib import (  # noqa: E402 - after the path setup
-    BenchError, LinuxPair, P4tasSide, _stop, describe_target, skip_reason, spawn_script,
-    stop_tracked, wait_listening)
+    BenchError, LinuxPair, P4tasSide, _stop, cleanup_sides, describe_target, skip_reason,
+    spawn_script, wait_listening)
 from scale_bottleneck import TxSampler, utilization  # noqa: E402
 from scale_stats import (  # noqa: E402
     count_list, flatness, goal_line, jain, latency_summary, pid_rss_bytes)
@@ -442,11 +442,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         out["error"] = str(exc)
         print(f"error: {exc}", flush=True)
     finally:
-        problems = stop_tracked()
-        side.cleanup()
-        pair.destroy()
-        if problems:
-            out["cleanup"] = problems
+        cleanup_sides(out, side, pair)
     print(json.dumps(out, default=str), flush=True)
     return 1 if "error" in out else 0
 
