@@ -154,7 +154,11 @@ def fairness(name: str, sink: tuple, flows_argv: list, flows_ns: str | None, con
                             args.flow_seconds, "--timeout", args.flow_timeout, "--deadline",
                             args.deadline], flows_ns, control)
             report = finish(client, args.flow_seconds + args.deadline + 30, f"{name}: flows")
-            stop_server(server, f"{name}: sink")
+            # What the sink read of every flow, of stalled ones too (the client knows the
+            # count of completed flows only).
+            received = [c.get("bytes", 0) for c in
+                        stop_server(server, f"{name}: sink").get("connections", [])]
+            received += [0] * (conns - len(received))
             flows = report.get("flows", [])
             delivered = [f.get("delivered") or 0 for f in flows]
             ok = sum(1 for f in flows if f.get("status") == "ok")
@@ -164,10 +168,14 @@ def fairness(name: str, sink: tuple, flows_argv: list, flows_ns: str | None, con
             out[conns] = {"jain": index, "flows_ok": ok, "flows": conns,
                           "not_ok": dict(failures),
                           "delivered_MB": round(total_mb, 2),
+                          "received_MB": round(sum(received) / 1e6, 2),
+                          "received_jain": jain(received[:conns]),
                           "min_kB": round(min(delivered) / 1e3, 1) if delivered else None,
                           "max_kB": round(max(delivered) / 1e3, 1) if delivered else None}
             print(f"  {name:<6} {conns:>4} flows through {args.bottleneck_mbit} Mbit/s: Jain "
-                  f"{index}, {ok}/{conns} ok, {total_mb:.1f} MB delivered, per flow "
+                  f"{index}, {ok}/{conns} ok, {total_mb:.1f} MB delivered "
+                  f"({out[conns]['received_MB']:.1f} MB read by the sink, Jain "
+                  f"{out[conns]['received_jain']}), per flow "
                   f"{out[conns]['min_kB']}..{out[conns]['max_kB']} kB"
                   + (f"; not ok: {dict(failures)}" if failures else ""), flush=True)
     finally:

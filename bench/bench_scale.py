@@ -197,11 +197,11 @@ def fair(args: argparse.Namespace, peer, control, grpc_addr: str, pair: LinuxPai
 
 
 def _goodput_share(result: dict, args: argparse.Namespace) -> float | None:
-    """Bytes the sinks counted over what the bottleneck passed while busy (the rest were
-    retransmissions and headers)."""
+    """Bytes the sink read (of every flow, stalled ones too) over what the bottleneck passed
+    while busy (the rest were retransmissions and headers)."""
     if not result.get("busy_seconds"):
         return None
-    return round(result["delivered_MB"] * 8 / (args.bottleneck_mbit * result["busy_seconds"]),
+    return round(result["received_MB"] * 8 / (args.bottleneck_mbit * result["busy_seconds"]),
                  3)
 
 
