@@ -81,6 +81,9 @@ async def serve_echo(args: argparse.Namespace) -> dict:
         loop.add_signal_handler(sig, stop.set)
     print("listening", flush=True)
     await stop.wait()
+    # The counts first: closing tens of thousands of connections may outlast the bench's
+    # patience, and it reads the last JSON line.
+    print(json.dumps(counts), flush=True)
     server.close()
     return counts
 
@@ -137,8 +140,7 @@ def main() -> int:
     args = parser.parse_args()
     raise_fd_limit()
     if args.role == "echo":
-        result = asyncio.run(serve_echo(args))
-        print(json.dumps(result), flush=True)
+        asyncio.run(serve_echo(args))
     else:
         hold(args)
     return 0
