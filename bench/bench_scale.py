@@ -158,6 +158,13 @@ def fast_path_drops(grpc_addr: str) -> dict[str, int]:
         client.close()
 
 
+def runtime_counters(control: Path) -> dict[str, int]:
+    """The runtime's counters (GetStats on its control socket)."""
+    from host_lib.control_channel import ControlChannel
+    with ControlChannel(control, app_name="bench-scale") as channel:
+        return {k: v for k, v in channel.stats().items() if isinstance(v, int)}
+
+
 def _delta(after: dict[str, int], before: dict[str, int]) -> dict[str, int]:
     return {k: v - before.get(k, 0) for k, v in after.items() if v - before.get(k, 0)}
 
@@ -298,11 +305,15 @@ def clients(args: argparse.Namespace, peer, control, side_pids: dict[str, int],
           f"{target_rss / MAX_FLOWS:,.0f} B per flow slot (code and buffers included)",
           flush=True)
     sources = add_sources(peer.netns, peer.ifname, peer.peer_ip.rsplit(".", 1)[0], n_sources)
+    before = runtime_counters(control)
     try:
         out["p4tas"] = client_run("p4tas", peer.local_ip, peer.netns, sources, args, side_pids)
     finally:
         out.setdefault("p4tas", {})["server"] = _server_result([server])
     _print_server("p4tas", out["p4tas"]["server"])
+    changed = _delta(runtime_counters(control), before)
+    out["p4tas"]["runtime_counters"] = changed
+    print(f"    p4tas  runtime counters over the run: {changed}", flush=True)
     servers = [wait_listening(spawn_script(HERE / "scale_app.py", [
         "echo", "linux", pair.server_ip, ECHO_PORT], pair.server_ns, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True), "Linux echo server")
