@@ -45,6 +45,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchlib import (  # noqa: E402 - after the path setup
     BenchError, LinuxPair, P4tasSide, _stop, cleanup_sides, describe_target, skip_reason,
     spawn_script, wait_listening)
+from bmv2_env.shell import run  # noqa: E402
+from nic_contract.constants import MAX_FLOWS  # noqa: E402
 from scale_bottleneck import TxSampler, utilization  # noqa: E402
 from scale_stats import (  # noqa: E402
     count_list, flatness, goal_line, jain, latency_summary, pid_rss_bytes)
@@ -216,24 +218,30 @@ def _share(value: float | None) -> str:
     return "-" if value is None else f"{value:.0%}"
 
 
-def add_sources(netns: str, ifname: str, prefix: str, count: int, first: int = 100) -> list[str]:
-    """`count` more addresses prefix.<first..> on the namespace's interface; the client ports
-    1024..65535 in it."""
-    from bmv2_env.shell import run
-    addrs = [f"{prefix}.{first + i}" for i in range(count)]
-    for addr in addrs:
-        run(["ip", "-n", netns, "addr", "add", f"{addr}/24", "dev", ifname])
+def tune(netns: str) -> None:
+    """Room for many connections in a namespace: client ports 1024..65535, listen backlogs
+    up to 65,535 (before anything listens there: a backlog is capped when listen() runs)."""
     run(["ip", "netns", "exec", netns, "sysctl", "-q", "-w",
          "net.ipv4.ip_local_port_range=1024 65535", "net.core.somaxconn=65535",
          "net.ipv4.tcp_max_syn_backlog=65535"])
+
+
+def add_sources(netns: str, ifname: str, prefix: str, count: int, first: int = 100) -> list[str]:
+    """`count` more addresses prefix.<first..> on the namespace's interface (each gives a
+    client PER_SOURCE connections to one server port), the namespace tuned."""
+    addrs = [f"{prefix}.{first + i}" for i in range(count)]
+    for addr in addrs:
+        run(["ip", "-n", netns, "addr", "add", f"{addr}/24", "dev", ifname])
+    tune(netns)
     return addrs
 
 
 def client_run(name: str, server_ip: str, client_ns: str, sources: list[str],
-               args: argparse.Namespace, rss_pids: dict[str, int]) -> dict:
-    """--clients connections from `client_ns` in ceil(N / PER_PROCESS) processes; merged."""
+               args: argparse.Namespace, rss_pids: dict[str, list[int]]) -> dict:
+    """--clients connections from `client_ns` in ceil(N / PER_PROCESS) processes, merged;
+    the RSS growth of each group of `rss_pids` per connection opened."""
     procs_n = max(1, math.ceil(args.clients / PER_PROCESS))
-    rss0 = {k: pid_rss_bytes(p) for k, p in rss_pids.items()}
+    rss0 = {k: sum(map(pid_rss_bytes, pids)) for k, pids in rss_pids.items()}
     with tempfile.TemporaryDirectory(prefix="p4tas-scale-") as directory:
         procs = []
         for i in range(procs_n):
@@ -251,7 +259,7 @@ def client_run(name: str, server_ip: str, client_ns: str, sources: list[str],
         for proc, dump in procs:
             try:
                 out, err = proc.communicate(timeout=budget)
-            except Exception:  # noqa: BLE001 - a stuck client is stopped, not waited for
+            except subprocess.TimeoutExpired:   # a stuck client is stopped, not waited for
                 out, err = _stop(proc, timeout=5)
             lines = [l for l in out.splitlines() if l.startswith("{")]
             results.append(json.loads(lines[-1]) if lines else {"error": err[-500:]})
@@ -260,7 +268,7 @@ def client_run(name: str, server_ip: str, client_ns: str, sources: list[str],
                 counts += data["counts"]
                 latencies += [x / 1e6 for x in data["latencies_us"]]
             budget = 30   # the others ran alongside
-    rss1 = {k: pid_rss_bytes(p) for k, p in rss_pids.items()}
+    rss1 = {k: sum(map(pid_rss_bytes, pids)) for k, pids in rss_pids.items()}
     opened = sum(r.get("opened", 0) for r in results)
     seconds = max((r.get("seconds", 0) for r in results), default=0) or 1e-9
     failures: dict[str, int] = {}
@@ -291,13 +299,13 @@ def client_run(name: str, server_ip: str, client_ns: str, sources: list[str],
 def clients(args: argparse.Namespace, peer, control, side_pids: dict[str, int],
             pair: LinuxPair) -> dict:
     n_sources = max(1, math.ceil(args.clients / PER_SOURCE))
+    n_procs = max(1, math.ceil(args.clients / PER_PROCESS))
     out = {}
     env = dict(os.environ, P4TAS_CONTROL_SOCKET=str(control), PYTHONUNBUFFERED="1")
     server = wait_listening(spawn_script(HERE / "scale_app.py", [
         "echo", "p4tas", peer.local_ip, ECHO_PORT], None, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True, env=env), "p4tas echo server")
-    side_pids = {**side_pids, "server": server.pid}
-    from nic_contract.constants import MAX_FLOWS
+    pids = {name: [pid] for name, pid in side_pids.items()} | {"server": [server.pid]}
     target_rss = sum(pid_rss_bytes(p) for k, p in side_pids.items() if k.startswith("target"))
     out["target_rss_before"] = target_rss
     print(f"    target process RSS before the clients: {target_rss / 2**20:.1f} MiB, its "
@@ -307,23 +315,22 @@ def clients(args: argparse.Namespace, peer, control, side_pids: dict[str, int],
     sources = add_sources(peer.netns, peer.ifname, peer.peer_ip.rsplit(".", 1)[0], n_sources)
     before = runtime_counters(control)
     try:
-        out["p4tas"] = client_run("p4tas", peer.local_ip, peer.netns, sources, args, side_pids)
+        out["p4tas"] = client_run("p4tas", peer.local_ip, peer.netns, sources, args, pids)
     finally:
         out.setdefault("p4tas", {})["server"] = _server_result([server])
     _print_server("p4tas", out["p4tas"]["server"])
     changed = _delta(runtime_counters(control), before)
     out["p4tas"]["runtime_counters"] = changed
     print(f"    p4tas  runtime counters over the run: {changed}", flush=True)
+    tune(pair.server_ns)
     servers = [wait_listening(spawn_script(HERE / "scale_app.py", [
         "echo", "linux", pair.server_ip, ECHO_PORT], pair.server_ns, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True), "Linux echo server")
-        for _ in range(max(1, math.ceil(args.clients / PER_PROCESS)))]
-    add_sources(pair.server_ns, f"{pair.tag}vb", pair.server_ip.rsplit(".", 1)[0], 0)
+        stderr=subprocess.PIPE, text=True), "Linux echo server") for _ in range(n_procs)]
     linux_sources = add_sources(pair.client_ns, f"{pair.tag}va",
                                 pair.client_ip.rsplit(".", 1)[0], n_sources)
     try:
         out["linux"] = client_run("Linux", pair.server_ip, pair.client_ns, linux_sources, args,
-                                  {"server": servers[0].pid})
+                                  {"server": [proc.pid for proc in servers]})
     finally:
         out.setdefault("linux", {})["server"] = _server_result(servers)
     _print_server("Linux", out["linux"]["server"])

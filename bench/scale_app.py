@@ -70,7 +70,7 @@ async def serve_echo(args: argparse.Namespace) -> dict:
 
     if args.api == "p4tas":
         import host_lib
-        server = await host_lib.start_server(handle, args.host, args.port, backlog=4096)
+        server = await host_lib.start_server(handle, args.host, args.port, backlog=65535)
     else:
         # Several processes share the port (SO_REUSEPORT): one holds at most RLIMIT_NOFILE.
         server = await asyncio.start_server(handle, args.host, args.port, backlog=65535,
