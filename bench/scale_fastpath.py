@@ -38,6 +38,7 @@ LOCAL_PORT = 5000
 WIRE_PORT = 1
 RX_START, TX_START = 1000, 9000
 PAYLOAD = 64
+REPEAT = 3
 
 
 def flow_tuple(index: int) -> FlowTuple:
@@ -201,7 +202,8 @@ def measure(counts: list[int], active: int, packets: int, seed: int = 1) -> dict
                 offsets[index] = PAYLOAD
         installed = count
         timings = []
-        for _ in range(2):   # warm-up, then timed
+        for _ in range(1 + REPEAT):   # warm-up, then timed REPEAT times: the fastest counts
+            # (other work on a shared machine only ever adds time)
             frames = []
             for _ in range(max(1, packets // max(1, len(chosen)))):
                 for index in chosen:
@@ -213,7 +215,7 @@ def measure(counts: list[int], active: int, packets: int, seed: int = 1) -> dict
                 timings.append((*_run(soft.pipeline, frames), len(frames)))
             finally:
                 gc.enable()
-        elapsed, outputs, sent = timings[-1]
+        elapsed, outputs, sent = min(timings[1:])
         out["per_count"][count] = {
             **added.figures(),
             "registers_bytes_per_used_flow": round((used1 - used0) / new, 1) if new else None,

@@ -39,10 +39,11 @@ from runtime.flow_registry import FlowRegistry
 
 from host_loopback import LOCAL_IP, LoopbackPeer
 
-RING = 4096          # bytes per RX and TX ring: the frames of a run fit, nobody reads them
+RING = 16384         # bytes per RX and TX ring: the frames of a run fit, nobody reads them
 PAYLOAD = 64
 QUEUE_DEPTH = 1 << 18
 INTERVAL_S = ControlConfig().initial_interval_s   # every flow's interval (no RTT sample)
+REPEAT = 3           # timed runs per figure; the fastest counts
 
 
 class _Clock:
@@ -157,10 +158,11 @@ def control_loop(flows: RuntimeFlows, active: list[FlowChannel], intervals: int)
             gc.enable()
         return spent, rates.updates - updates0
     run(active)          # warm-up: the active flows enter the wheel
-    busy_s, updates = run(active)
+    # The fastest of REPEAT runs counts: other work on a shared machine only adds time.
+    busy_s, updates = min(run(active) for _ in range(REPEAT))
     for _ in range(3):   # let the wheel empty: idle flows leave it after one interval
         run([])
-    idle_s, _ = run([])
+    idle_s, _ = min(run([]) for _ in range(REPEAT))
     return {"intervals": intervals, "idle_us_per_interval": round(idle_s / intervals * 1e6, 1),
             "busy_us_per_interval": round(busy_s / intervals * 1e6, 1),
             "updates": updates,
@@ -193,7 +195,8 @@ def measure(counts: list[int], active: int, rounds: int, intervals: int) -> dict
             out["per_count"][count] = {
                 "record_bytes_per_flow": round((after - before) / new, 1) if new else None,
                 "attach_flows_per_s_traced": round(new / attach_s) if attach_s else None,
-                "bridge_ns_per_frame": round(bridge_ns_per_frame(flows, busy, rounds)),
+                "bridge_ns_per_frame": round(min(bridge_ns_per_frame(flows, busy, rounds)
+                                                 for _ in range(REPEAT))),
                 "control": control_loop(flows, busy, intervals)}
     try:
         asyncio.run(body())
