@@ -210,6 +210,15 @@ bench-host: setup
 bench-cc: setup
 	$(PY) bench/bench_cc.py $(BENCH_ARGS)
 
+# Scale (issue 18): softnic's, the runtime's and host_lib's bytes per flow, per-packet and
+# per-interval costs at 1k..1M installed flows (up to MAX_FLOWS), fairness of 256/1,024/4,096
+# flows through one bottleneck and 10,000 concurrent RPC clients, p4tas next to Linux, per
+# TARGET (a few minutes). BENCH_ARGS="--flows 256,1024,4096,10k --clients 100k" goes bigger,
+# "--only inproc,records" needs no root; see bench/bench_scale.py --help.
+.PHONY: bench-scale
+bench-scale: setup
+	$(PY) bench/bench_scale.py $(BENCH_ARGS)
+
 # HTTP load (wrk) on an unmodified `python -m http.server` launched on p4tas (python -m
 # host_lib.run) against the same server on Linux; BENCH_ARGS="--duration 20 --connections 8";
 # see bench/bench_http.py --help.

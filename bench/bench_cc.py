@@ -37,9 +37,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchlib import (  # noqa: E402 - after the path setup
-    BenchError, LinuxPair, P4tasSide, _int_range, describe_target, skip_reason, stop_tracked)
+    BenchError, LinuxPair, P4tasSide, _int_range, cleanup_sides, describe_target, skip_reason)
 from bmv2_env import impairments  # noqa: E402
 from host_lib.control_channel import ControlChannel  # noqa: E402
+from scale_stats import jain  # noqa: E402
 from runtime.pacing import Pacer, TokenBucket  # noqa: E402
 from transfer_procs import finish, spawn, start_server, stop_server  # noqa: E402
 from transfer_workloads import Bulk, bulk  # noqa: E402
@@ -53,12 +54,6 @@ def penalty(loss_mbps: float | None, clean_mbps: float | None) -> float | None:
     if not loss_mbps or not clean_mbps:
         return None
     return round(1 - loss_mbps / clean_mbps, 4)
-
-
-def jain(values: list[float]) -> float | None:
-    total = sum(values)
-    squares = sum(v * v for v in values)
-    return round(total * total / (len(values) * squares), 4) if squares else None
 
 
 # ---- (a) loss ----------------------------------------------------------------------------------
@@ -159,7 +154,11 @@ def fairness(name: str, sink: tuple, flows_argv: list, flows_ns: str | None, con
                             args.flow_seconds, "--timeout", args.flow_timeout, "--deadline",
                             args.deadline], flows_ns, control)
             report = finish(client, args.flow_seconds + args.deadline + 30, f"{name}: flows")
-            stop_server(server, f"{name}: sink")
+            # What the sink read of every flow, of stalled ones too (the client knows the
+            # count of completed flows only).
+            received = [c.get("bytes", 0) for c in
+                        stop_server(server, f"{name}: sink").get("connections", [])]
+            received += [0] * (conns - len(received))
             flows = report.get("flows", [])
             delivered = [f.get("delivered") or 0 for f in flows]
             ok = sum(1 for f in flows if f.get("status") == "ok")
@@ -169,10 +168,14 @@ def fairness(name: str, sink: tuple, flows_argv: list, flows_ns: str | None, con
             out[conns] = {"jain": index, "flows_ok": ok, "flows": conns,
                           "not_ok": dict(failures),
                           "delivered_MB": round(total_mb, 2),
+                          "received_MB": round(sum(received) / 1e6, 2),
+                          "received_jain": jain(received[:conns]),
                           "min_kB": round(min(delivered) / 1e3, 1) if delivered else None,
                           "max_kB": round(max(delivered) / 1e3, 1) if delivered else None}
             print(f"  {name:<6} {conns:>4} flows through {args.bottleneck_mbit} Mbit/s: Jain "
-                  f"{index}, {ok}/{conns} ok, {total_mb:.1f} MB delivered, per flow "
+                  f"{index}, {ok}/{conns} ok, {total_mb:.1f} MB delivered "
+                  f"({out[conns]['received_MB']:.1f} MB read by the sink, Jain "
+                  f"{out[conns]['received_jain']}), per flow "
                   f"{out[conns]['min_kB']}..{out[conns]['max_kB']} kB"
                   + (f"; not ok: {dict(failures)}" if failures else ""), flush=True)
     finally:
@@ -376,11 +379,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         out["error"] = str(exc)
         print(f"error: {exc}", flush=True)
     finally:
-        problems = stop_tracked()
-        side.cleanup()
-        pair.destroy()
-        if problems:
-            out["cleanup"] = problems
+        cleanup_sides(out, side, pair)
     print(json.dumps(out), flush=True)
     return 1 if "error" in out else 0
 

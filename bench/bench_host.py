@@ -48,7 +48,7 @@ from transfer_profile import (  # noqa: E402
 
 from nic_contract.p4rt.p4info import P4Info  # noqa: E402
 from nic_contract.pipeline import P4INFO  # noqa: E402
-from runtime.config import Interface, RuntimeConfig  # noqa: E402
+from runtime.config import Interface, RuntimeConfig, TcpParams  # noqa: E402
 from runtime.connection_control import ConnectionControl  # noqa: E402
 from runtime.control_server import ControlServer  # noqa: E402
 from runtime.daemon import app_layout  # noqa: E402
@@ -96,6 +96,7 @@ class HostSide:
     control: ConnectionControl | None = None
     bridge: DmaBridge | None = None
     server: ControlServer | None = None
+    tcp: TcpParams = field(default_factory=TcpParams)   # bench-scale: more, smaller slots
 
     @property
     def socket(self) -> Path:
@@ -103,7 +104,7 @@ class HostSide:
 
     async def start(self) -> None:
         config = RuntimeConfig(interfaces=(Interface(1, LOCAL_IP, LOCAL_MAC),),
-                               control_socket=self.socket)
+                               control_socket=self.socket, tcp=self.tcp)
         self.bridge = DmaBridge(
             self.peer.link, on_activity=lambda ch: self.control.on_data_activity(ch),
             on_flow_error=lambda flow_id, cause: self.control.on_flow_error(flow_id, cause.value))

@@ -336,6 +336,16 @@ def cleanup_steps(*steps: Callable[[], object]) -> list[str]:
     return problems
 
 
+def cleanup_sides(out: dict, side: P4tasSide, pair: LinuxPair) -> None:
+    """Stop every tracked process, take the p4tas environment down and remove the Linux
+    pair; the problems met go to out["cleanup"]."""
+    problems = stop_tracked()
+    side.cleanup()
+    pair.destroy()
+    if problems:
+        out["cleanup"] = problems
+
+
 @dataclass
 class Outcome:
     """How the body of a run ended (`error`, None if it completed) and what its cleanup met."""
