@@ -14,7 +14,7 @@ MAX_GENERATION = 0xFFFF
 MAX_WINDOW_SHIFT = 14  # RFC 7323
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FlowTuple:
     """A connection's addresses and ports, seen from our side."""
 
@@ -31,7 +31,7 @@ class FlowTuple:
                 raise ValueError(f"{name} {getattr(self, name)} is not a TCP port (1..65535)")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FlowSpec:
     """Everything the fast path needs to know about a connection that does not change."""
 
