@@ -7,7 +7,9 @@ from __future__ import annotations
 import gc
 import json
 import sys
+import time
 import tracemalloc
+from collections.abc import Iterator
 from typing import Any, Callable
 
 from host_lib.rings import ByteRing, EventQueue, RingSide
@@ -22,6 +24,7 @@ from runtime.flow_registry import Flow
 from runtime.tcp_segments import TcpOptions
 from runtime.tcp_state import Event, TcpStateMachine
 
+M32 = 0xFFFFFFFF
 _RING_BUF = memoryview(bytearray(4096))   # every record's rings view the same bytes: the
 EVENTS = EventQueue(_RING_BUF, 32, 2048, 32, own=RingSide.PRODUCER)  # one per context
 INTERFACE = Interface(1, "10.0.0.1", "02:00:00:00:00:01")  # payload is shared memory, not state
@@ -49,8 +52,9 @@ def established_flow(i: int, table: ConnectionTable, ids: FlowIdAllocator,
                   f"{i & 255}", 80)
     sm = TcpStateMachine.incoming()
     sm.fire(Event.RCV_ACK_OF_SYN)
-    conn = Connection(table.next_id(), t, INTERFACE, "02:00:00:00:00:02", sm, iss=i * 7919,
-                      irs=i * 104729, snd_nxt=i * 7919 + 1, rcv_nxt=i * 104729 + 1,
+    conn = Connection(table.next_id(), t, INTERFACE, "02:00:00:00:00:02", sm, iss=i * 7919 & M32,
+                      irs=i * 104729 & M32, snd_nxt=(i * 7919 + 1) & M32,
+                      rcv_nxt=(i * 104729 + 1) & M32,
                       peer_options=TcpOptions(1460, 7, True, (i, 0)), peer_window=65535,
                       peer_window_bytes=65535 << 7, window_shift=7, timestamps=True, sack=True)
     table.add(conn)
@@ -87,8 +91,86 @@ def runtime_bytes_per_flow(n: int = 100_000) -> float:
 def main(argv: list[str]) -> int:
     """Print the measured bytes per flow as one JSON line."""
     n = int(argv[0]) if argv else 100_000
-    print(json.dumps({"flows": n, "runtime_bytes_per_flow": round(runtime_bytes_per_flow(n))}))
+    print(json.dumps({"flows": n, "runtime_bytes_per_flow": round(runtime_bytes_per_flow(n)),
+                      "softnic": soft_state(n), "soft_install": soft_install(n, 1000)}))
     return 0
+
+
+
+def flow_specs(n: int, first_id: int = 0) -> Iterator[FlowSpec]:
+    """n distinct established flows' static state (flow ids from first_id, generation 1)."""
+    for i in range(first_id, first_id + n):
+        t = FlowTuple("10.0.0.1", 1024 + i % 60000,
+                      f"10.{1 + (i // 60000) % 250}.{(i // 60000) >> 8 & 255}.2", 80)
+        yield FlowSpec(i, 1, t, INTERFACE.mac, "02:00:00:00:00:02", 1 << 16, i * 7919 & M32,
+                       i * 104729 & M32, 1, rx_window_shift=7, sack=True, peer_window_shift=7)
+
+
+def soft_install(n: int, batch: int, scale: bool = True) -> dict[str, float]:
+    """Install n flows on an in-process softnic P4Runtime server (real gRPC, the 1M build
+    unless `scale` is False) with runtime.flow_batch; flows/s and the server's state bytes per
+    installed flow (tables and P4Runtime's entry metadata, tracemalloc)."""
+    from nic_contract.p4rt.client import P4RuntimeClient   # noqa: PLC0415 (grpc: only here)
+    from nic_contract.pipeline import PipelineFiles   # noqa: PLC0415
+    from runtime.flow_batch import install_flows   # noqa: PLC0415
+    from softnic.p4runtime.server import P4RuntimeServer   # noqa: PLC0415
+    from tests.unit.softnic_p4runtime.helpers import CPU_PORT, FakeDataplane   # noqa: PLC0415
+
+    files = PipelineFiles.scale() if scale else PipelineFiles()
+    server = P4RuntimeServer("127.0.0.1:0", 0, CPU_PORT, FakeDataplane(), files.p4info,
+                             files.device_config)
+    server.start()
+    client = P4RuntimeClient(f"127.0.0.1:{server.port}", election_id=(0, 1), timeout=60.0)
+    try:
+        client.connect()
+        client.set_pipeline(files.p4info, files.device_config)
+        start = time.monotonic()
+        install_flows(client, client.p4info, flow_specs(n), batch)
+        seconds = time.monotonic() - start
+    finally:
+        client.close()
+        server.stop(0.1)
+    return {"flows": n, "batch": batch, "seconds": round(seconds, 2),
+            "flows_per_s": round(n / seconds)}
+
+
+def soft_state(n: int, scale: bool = True) -> dict[str, float]:
+    """softnic's state for a build (per flow slot: registers, counters) and per installed flow
+    (both tables' entries and P4Runtime's entry metadata), applied by its Writer in-process."""
+    from nic_contract.p4rt.p4info import P4Info   # noqa: PLC0415
+    from nic_contract.p4rt.proto import p4runtime_pb2   # noqa: PLC0415
+    from nic_contract.pipeline import PipelineFiles, flow_capacity   # noqa: PLC0415
+    from runtime.flow_batch import FlowEntryEncoder   # noqa: PLC0415
+    from softnic.p4runtime.pipeline_config import LoadedPipeline   # noqa: PLC0415
+    from softnic.p4runtime.program import Program   # noqa: PLC0415
+    from softnic.p4runtime.server import load_p4info   # noqa: PLC0415
+    from softnic.p4runtime.writes import Writer   # noqa: PLC0415
+
+    files = PipelineFiles.scale() if scale else PipelineFiles()
+    program = Program(load_p4info(files.p4info))
+    defaults = program.default_actions(files.device_config.read_bytes())
+    capacity = flow_capacity(P4Info.from_file(files.p4info))
+    encoder = FlowEntryEncoder(P4Info.from_file(files.p4info))
+    holder: list[Any] = []
+
+    def commit(_: int) -> Any:
+        state = program.new_state(defaults)
+        holder.append(LoadedPipeline(p4runtime_pb2.ForwardingPipelineConfig(), state, defaults,
+                                     {t: {} for t in program.tables}))
+        return state
+    slot_bytes = measure(commit, capacity)
+    writer = Writer(program, holder[0])
+
+    def install(count: int) -> None:
+        for spec in flow_specs(count):
+            request = p4runtime_pb2.WriteRequest()
+            encoder.add(request, p4runtime_pb2.Update.INSERT, spec)
+            for update in request.updates:
+                failure = writer.apply(update)
+                if failure is not None:
+                    raise RuntimeError(str(failure))
+    return {"capacity": capacity, "slot_bytes": round(slot_bytes, 1),
+            "installed_flow_bytes": round(measure(install, n))}
 
 
 if __name__ == "__main__":
