@@ -3,7 +3,7 @@
 #   compile.sh P4C MAIN.p4 OUTDIR             bmv2 (v1model): OUTDIR/p4tas.json and .p4info.txtpb
 #   compile.sh --pna P4C_DPDK MAIN.p4 OUTDIR  DPDK SWX (PNA, p4c-dpdk): OUTDIR/p4tas.spec,
 #                                             .p4info.txtpb and .context.json
-#   compile.sh --max-flows N P4C MAIN.p4 OUTDIR   bmv2 with N flows (-DMAX_FLOWS=N)
+#   compile.sh [--pna] --max-flows N ...      either, for N flows (-DMAX_FLOWS=N)
 # Paths stay relative to the repository root so the output is the same in every clone.
 # The PNA build also runs p4src/p4c_dpdk_checks.py (fails on constructs p4c-dpdk miscompiles
 # silently) and p4src/dpdk_spec_fixups.py (p4c-dpdk's and DPDK 22.11's defects, fixed in the
@@ -20,7 +20,7 @@ name=$(basename "$main" .p4)
 if [ "$pna" = 1 ]; then
   log=$(mktemp)
   trap 'rm -f "$log"' EXIT
-  if ! "$p4c" --arch pna -o "$out/$name.spec" --p4runtime-files "$out/$name.p4info.txtpb" \
+  if ! "$p4c" --arch pna ${defines[@]+"${defines[@]}"} -o "$out/$name.spec" --p4runtime-files "$out/$name.p4info.txtpb" \
         --context "$out/$name.context.json" "$main" 2> "$log"; then
     cat "$log" >&2
     exit 1

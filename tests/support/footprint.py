@@ -173,5 +173,51 @@ def soft_state(n: int, scale: bool = True) -> dict[str, float]:
             "installed_flow_bytes": round(measure(install, n))}
 
 
+
+def rss_mib(pid: int) -> float:
+    """A process's resident memory, MiB."""
+    with open(f"/proc/{pid}/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def soft_process_install(n: int, batch: int = 1000) -> dict[str, float]:
+    """Install n flows (1M build) on a real softnic process (`python -m softnic`, no ports) over
+    gRPC: flows/s, and its RSS before the pipeline, after it, and after the installs."""
+    import socket   # noqa: PLC0415
+    import subprocess   # noqa: PLC0415
+    from nic_contract.p4rt.client import P4RuntimeClient   # noqa: PLC0415
+    from nic_contract.pipeline import PipelineFiles   # noqa: PLC0415
+    from runtime.flow_batch import install_flows   # noqa: PLC0415
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "softnic", "--no-p4", "--",
+                             "--grpc-server-addr", f"127.0.0.1:{port}"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    client = P4RuntimeClient(f"127.0.0.1:{port}", election_id=(0, 1), timeout=60.0)
+    files = PipelineFiles.scale()
+    try:
+        client.connect()
+        empty = rss_mib(proc.pid)
+        client.set_pipeline(files.p4info, files.device_config)
+        loaded = rss_mib(proc.pid)
+        start = time.monotonic()
+        install_flows(client, client.p4info, flow_specs(n), batch, timeout=120.0)
+        seconds = time.monotonic() - start
+        full = rss_mib(proc.pid)
+    finally:
+        client.close()
+        proc.terminate()
+        proc.wait(10)
+    return {"flows": n, "batch": batch, "seconds": round(seconds, 1),
+            "flows_per_s": round(n / seconds), "rss_mib": [round(empty), round(loaded),
+                                                          round(full)],
+            "installed_bytes_per_flow": round((full - loaded) * 2**20 / n)}
+
+
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))
