@@ -18,7 +18,7 @@ Memory ordering. The producer first copies the payload (or packs the record) and
 the new head; the consumer loads the head before it reads the bytes, and stores the new tail only
 after it is done with them. CPython performs these as separate C calls, in program order, and each
 position is one aligned 8-byte store/load (memoryview format "Q" copies it with a single memcpy of
-8 bytes). On x86-64 (TSO) stores to the shared mapping become visible to the other process in
+8 bytes; so does struct's native "Q", which the rings use). On x86-64 (TSO) stores to the shared mapping become visible to the other process in
 program order and loads are not reordered with other loads, so a consumer that sees a head also
 sees the bytes before it, and a producer that sees a tail may reuse the space behind it. Weaker
 architectures (arm64) would need a release fence before publishing a position and an acquire
@@ -48,6 +48,13 @@ BytesLike = bytes | bytearray | memoryview  # any bytes buffer works (abc.Buffer
 
 _HEAD = HEAD_OFFSET // POSITION_BYTES
 _TAIL = TAIL_OFFSET // POSITION_BYTES
+# A ring keeps no memoryview of its own: views cost ~184 bytes each and a runtime or an
+# application holds two rings per connection, up to a million (ARCHITECTURE.md 5). It reads and
+# writes the segment's view at offsets; a position is one native u64 (one 8-byte memcpy).
+_WORD = struct.Struct(POSITION_FORMAT)
+_get_word, _put_word = _WORD.unpack_from, _WORD.pack_into   # bound once: the hot path
+_RELEASED = memoryview(b"")
+_RELEASED.release()   # what a released ring holds: every use raises ValueError
 
 
 class RingSide(enum.Enum):
@@ -62,7 +69,9 @@ class RingCorruptedError(ValueError):
 
 
 def _byte_view(data: BytesLike) -> memoryview:
-    """A flat unsigned-byte view of any bytes-like object."""
+    """A flat unsigned-byte view of any bytes-like object (`data` itself if it is one)."""
+    if isinstance(data, memoryview) and data.format == "B" and data.ndim == 1:
+        return data
     view = memoryview(data)
     return view if view.format == "B" and view.ndim == 1 else view.cast("B")
 
@@ -70,19 +79,25 @@ def _byte_view(data: BytesLike) -> memoryview:
 class _Positions:
     """The head/tail words of one control block and the invariant between them."""
 
-    __slots__ = ("_words", "capacity", "what", "_own", "_own_index")
+    __slots__ = ("_buf", "_at", "capacity", "what", "_own", "_own_index")
 
     def __init__(self, buf: memoryview, control_offset: int, capacity: int, what: str,
                  own: RingSide | None = None) -> None:
         if control_offset % POSITION_BYTES or control_offset < 0:
             raise ValueError(f"{what}: control block offset {control_offset} is not 8-byte aligned")
         _check_inside(buf, control_offset, CONTROL_BLOCK_BYTES, f"{what} control block")
-        block = buf[control_offset:control_offset + CONTROL_BLOCK_BYTES]
-        self._words = block.cast(POSITION_FORMAT)
+        self._buf = buf
+        self._at = control_offset   # the control block; _HEAD, _TAIL: word indexes in it
         self.capacity = capacity
         self.what = what
         self._own_index = None if own is None else own.value
-        self._own = 0 if own is None else self._words[own.value]
+        self._own = 0 if own is None else self._word(own.value)
+
+    def _word(self, index: int) -> int:
+        return _WORD.unpack_from(self._buf, self._at + index * POSITION_BYTES)[0]
+
+    def _store(self, index: int, value: int) -> None:
+        _WORD.pack_into(self._buf, self._at + index * POSITION_BYTES, value)
 
     def position(self, index: int) -> int:
         """Head (_HEAD) or tail (_TAIL): this side's own from its memory, unchecked (it cannot
@@ -95,8 +110,8 @@ class _Positions:
         """(head, tail), checked: RingCorruptedError unless 0 <= head - tail <= capacity. The
         position this side owns comes from its own memory, the other from the shared word."""
         own = self._own_index
-        head = self._own if own == _HEAD else self._words[_HEAD]
-        tail = self._own if own == _TAIL else self._words[_TAIL]
+        head = self._own if own == _HEAD else _get_word(self._buf, self._at + HEAD_OFFSET)[0]
+        tail = self._own if own == _TAIL else _get_word(self._buf, self._at + TAIL_OFFSET)[0]
         if not 0 <= head - tail <= self.capacity:
             raise RingCorruptedError(f"{self.what}: head {head} and tail {tail} are not within "
                                      f"0..{self.capacity} of each other")
@@ -106,22 +121,22 @@ class _Positions:
         """Producer: make everything before `head` visible (store it after the data)."""
         if self._own_index == _HEAD:
             self._own = head
-        self._words[_HEAD] = head
+        _put_word(self._buf, self._at + HEAD_OFFSET, head)
 
     def publish_tail(self, tail: int) -> None:
         """Consumer: hand everything before `tail` back to the producer."""
         if self._own_index == _TAIL:
             self._own = tail
-        self._words[_TAIL] = tail
+        _put_word(self._buf, self._at + TAIL_OFFSET, tail)
 
     def reset(self, position: int) -> None:
         """Empty the ring at `position`; only while neither side is using it."""
         self._own = position
-        self._words[_TAIL] = position
-        self._words[_HEAD] = position
+        self._store(_TAIL, position)
+        self._store(_HEAD, position)
 
     def release(self) -> None:
-        self._words.release()
+        self._buf = _RELEASED
 
 
 def _check_inside(buf: memoryview, offset: int, length: int, what: str) -> None:
@@ -138,16 +153,18 @@ def _check_capacity(capacity: int, what: str) -> None:
 class ByteRing:
     """SPSC byte ring: the producer writes/write_at+publish, the consumer peeks/consumes/reads."""
 
-    __slots__ = ("size", "_mask", "_data", "_pos")
+    __slots__ = ("size", "_mask", "_buf", "_base", "_pos", "_made_view")
 
     def __init__(self, buf: memoryview, control_offset: int, data_offset: int, size: int,
                  name: str = "ring", own: RingSide | None = None) -> None:
         _check_capacity(size, name)
-        buf = _byte_view(buf)
+        view = _byte_view(buf)
+        self._made_view = view is not buf   # released with the ring; else the caller's
+        buf = view
         _check_inside(buf, data_offset, size, f"{name} bytes")
         self.size = size
         self._mask = size - 1
-        self._data = buf[data_offset:data_offset + size]
+        self._buf, self._base = buf, data_offset   # the ring's bytes: buf[base:base + size]
         self._pos = _Positions(buf, control_offset, size, name, own)
 
     # -- both sides ------------------------------------------------------------------------------
@@ -177,8 +194,9 @@ class ByteRing:
         self._pos.reset(position)
 
     def release(self) -> None:
-        """Drop this ring's views of the segment (so that it can be unmapped)."""
-        self._data.release()
+        """Drop this ring's hold on the segment's view (the segment's close unmaps it)."""
+        _drop(self._buf, self._made_view)
+        self._buf = _RELEASED
         self._pos.release()
 
     # -- producer --------------------------------------------------------------------------------
@@ -219,10 +237,10 @@ class ByteRing:
         self._pos.publish_head(head + count)
 
     def _copy_in(self, offset: int, src: memoryview) -> None:
-        first = min(len(src), self.size - offset)
-        self._data[offset:offset + first] = src[:first]
+        first, base = min(len(src), self.size - offset), self._base
+        self._buf[base + offset:base + offset + first] = src[:first]
         if first < len(src):
-            self._data[:len(src) - first] = src[first:]
+            self._buf[base:base + len(src) - first] = src[first:]
 
     # -- consumer --------------------------------------------------------------------------------
 
@@ -240,10 +258,10 @@ class ByteRing:
         if count == 0:
             return []
         start = (tail + skip) & self._mask
-        first = min(count, self.size - start)
-        pieces = [self._data[start:start + first]]
+        first, buf, base = min(count, self.size - start), self._buf, self._base
+        pieces = [buf[base + start:base + start + first]]
         if first < count:
-            pieces.append(self._data[:count - first])
+            pieces.append(buf[base:base + count - first])
         return pieces
 
     def consume(self, count: int) -> None:
@@ -274,6 +292,12 @@ class ByteRing:
         return done
 
 
+def _drop(view: memoryview, made: bool) -> None:
+    """Release a view a ring made itself (of a buffer it was given that was not a view)."""
+    if made:
+        view.release()
+
+
 def _release(views: list[memoryview]) -> None:
     for view in views:
         view.release()
@@ -295,17 +319,19 @@ class Event:
 class EventQueue:
     """SPSC queue of fixed-size event records; push never overwrites (False when full)."""
 
-    __slots__ = ("depth", "_mask", "_records", "_pos")
+    __slots__ = ("depth", "_mask", "_buf", "_base", "_pos", "_made_view")
 
     def __init__(self, buf: memoryview, control_offset: int, records_offset: int, depth: int,
                  name: str = "event queue", own: RingSide | None = None) -> None:
         _check_capacity(depth, name)
-        buf = _byte_view(buf)
+        view = _byte_view(buf)
+        self._made_view = view is not buf
+        buf = view
         length = depth * EVENT_RECORD_BYTES
         _check_inside(buf, records_offset, length, f"{name} records")
         self.depth = depth
         self._mask = depth - 1
-        self._records = buf[records_offset:records_offset + length]
+        self._buf, self._base = buf, records_offset
         self._pos = _Positions(buf, control_offset, depth, name, own)
 
     def push(self, event: Event) -> bool:
@@ -315,7 +341,8 @@ class EventQueue:
             return False
         try:
             EVENT_RECORD.pack_into(
-                self._records, (head & self._mask) * EVENT_RECORD_BYTES, event.kind, event.flags,
+                self._buf, self._base + (head & self._mask) * EVENT_RECORD_BYTES, event.kind,
+                event.flags,
                 event.slot, event.offset, event.length, event.aux, event.opaque,
             )
         except struct.error as exc:
@@ -329,7 +356,7 @@ class EventQueue:
         if head == tail:
             return None
         kind, flags, slot, offset, length, aux, opaque = EVENT_RECORD.unpack_from(
-            self._records, (tail & self._mask) * EVENT_RECORD_BYTES)
+            self._buf, self._base + (tail & self._mask) * EVENT_RECORD_BYTES)
         self._pos.publish_tail(tail + 1)
         return Event(kind, slot, offset, length, flags, aux, opaque)
 
@@ -343,8 +370,9 @@ class EventQueue:
         self._pos.reset(position)
 
     def release(self) -> None:
-        """Drop this queue's views of the segment."""
-        self._records.release()
+        """Drop this queue's hold on the segment's view."""
+        _drop(self._buf, self._made_view)
+        self._buf = _RELEASED
         self._pos.release()
 
 

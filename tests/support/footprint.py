@@ -10,6 +10,7 @@ import sys
 import time
 import tracemalloc
 from collections.abc import Iterator
+from types import SimpleNamespace
 from typing import Any, Callable
 
 from host_lib.rings import ByteRing, EventQueue, RingSide
@@ -92,6 +93,7 @@ def main(argv: list[str]) -> int:
     """Print the measured bytes per flow as one JSON line."""
     n = int(argv[0]) if argv else 100_000
     print(json.dumps({"flows": n, "runtime_bytes_per_flow": round(runtime_bytes_per_flow(n)),
+                      "host_lib_bytes_per_socket": round(host_lib_bytes_per_socket(n)),
                       "softnic": soft_state(n), "soft_install": soft_install(n, 1000)}))
     return 0
 
@@ -217,6 +219,28 @@ def soft_process_install(n: int, batch: int = 1000) -> dict[str, float]:
             "flows_per_s": round(n / seconds), "rss_mib": [round(empty), round(loaded),
                                                           round(full)],
             "installed_bytes_per_flow": round((full - loaded) * 2**20 / n)}
+
+
+def host_lib_bytes_per_socket(n: int = 100_000) -> float:
+    """host_lib's bytes per accepted, open socket (Socket, its Connection and rings, the
+    session's table entry); the doorbell's two kernel sockets, made on first poll, excluded."""
+    from host_lib.context import Connection as AppConnection   # noqa: PLC0415
+    from host_lib.sockets import Socket   # noqa: PLC0415
+
+    session = SimpleNamespace(deferred=[])   # where a dropped socket queues its close
+
+    def build(count: int) -> Any:
+        conns: dict[int, Any] = {}
+        sockets = []
+        for i in range(count):
+            conn = conns[i] = AppConnection(session, None, i)   # type: ignore[arg-type]
+            conn.state, conn.slot = "open", i
+            conn.rx = ByteRing(_RING_BUF, 0, 64, 1024, own=RingSide.CONSUMER)
+            conn.tx = ByteRing(_RING_BUF, 16, 64, 1024, own=RingSide.PRODUCER)
+            conn.local, conn.peer = ("10.0.0.1", 80), (f"10.1.{i >> 8 & 255}.{i & 255}", 1024 + i)
+            sockets.append(Socket._accepted(conn, None, {}))
+        return conns, sockets
+    return measure(build, n)
 
 
 if __name__ == "__main__":
