@@ -65,7 +65,7 @@ def established_flow(i: int, table: ConnectionTable, ids: FlowIdAllocator,
                               rx_window_shift=7, peer_window=65535, sack=True,
                               peer_window_shift=7)
     rx = ByteRing(_RING_BUF, 0, 64, 1024, own=RingSide.PRODUCER)
-    tx = ByteRing(_RING_BUF, 16, 64, 1024, own=RingSide.CONSUMER)
+    tx = ByteRing(_RING_BUF, 128, 64, 1024, own=RingSide.CONSUMER)
     channel = FlowChannel(conn.flow.flow_id, conn.flow.generation, i, rx, tx, EVENTS,
                           mss=1448, wscale=7, peer_window=65535 << 7, opaque=conn.conn_id,
                           tx_start_seq=conn.snd_nxt)
@@ -236,7 +236,7 @@ def host_lib_bytes_per_socket(n: int = 100_000) -> float:
             conn = conns[i] = AppConnection(session, None, i)   # type: ignore[arg-type]
             conn.state, conn.slot = "open", i
             conn.rx = ByteRing(_RING_BUF, 0, 64, 1024, own=RingSide.CONSUMER)
-            conn.tx = ByteRing(_RING_BUF, 16, 64, 1024, own=RingSide.PRODUCER)
+            conn.tx = ByteRing(_RING_BUF, 128, 64, 1024, own=RingSide.PRODUCER)
             conn.local, conn.peer = ("10.0.0.1", 80), (f"10.1.{i >> 8 & 255}.{i & 255}", 1024 + i)
             sockets.append(Socket._accepted(conn, None, {}))
         return conns, sockets
