@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import tracemalloc
 
+import pytest
+
 from nic_contract.constants import MAX_FLOWS
 from nic_contract.p4rt.client import P4RuntimeClient
 from nic_contract.p4rt.p4info import P4Info
-from nic_contract.pipeline import PipelineFiles, flow_capacity
+from nic_contract.pipeline import PipelineError, PipelineFiles, flow_capacity
 from runtime.flow_batch import install_flows
 from runtime.flow_install import FlowInstaller
 from softnic.p4runtime.p4info_check import p4info_differences
@@ -76,3 +78,17 @@ def test_softnic_takes_the_1m_build(client: P4RuntimeClient, dataplane: FakeData
     assert len(state.tables[FLOW_STATE].entries) == 2
     client.set_pipeline(PipelineFiles().p4info, PipelineFiles().device_config)
     assert dataplane.state.tables[FLOW_STATE].size == MAX_FLOWS
+
+
+def test_the_build_a_target_runs(monkeypatch) -> None:
+    monkeypatch.delenv("P4TAS_FLOWS", raising=False)
+    assert PipelineFiles.for_target("soft") == PipelineFiles()
+    assert PipelineFiles.for_target("bmv2", "1m") == SCALE
+    monkeypatch.setenv("P4TAS_FLOWS", "1m")
+    assert PipelineFiles.for_target("soft") == SCALE
+    assert SCALE.target_args == ["--p4info", str(SCALE.p4info),
+                                 "--device-config", str(SCALE.device_config)]
+    with pytest.raises(PipelineError, match="64K-flow spec only"):
+        PipelineFiles.for_target("dpdk")
+    with pytest.raises(PipelineError, match="the builds are 64k, 1m"):
+        PipelineFiles.for_target("soft", "2m")
