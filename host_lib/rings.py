@@ -18,7 +18,7 @@ Memory ordering. The producer first copies the payload (or packs the record) and
 the new head; the consumer loads the head before it reads the bytes, and stores the new tail only
 after it is done with them. CPython performs these as separate C calls, in program order, and each
 position is one aligned 8-byte store/load (memoryview format "Q" copies it with a single memcpy of
-8 bytes; so does struct's native "Q", which the rings use). On x86-64 (TSO) stores to the shared mapping become visible to the other process in
+8 bytes). On x86-64 (TSO) stores to the shared mapping become visible to the other process in
 program order and loads are not reordered with other loads, so a consumer that sees a head also
 sees the bytes before it, and a producer that sees a tail may reuse the space behind it. Weaker
 architectures (arm64) would need a release fence before publishing a position and an acquire
@@ -48,11 +48,10 @@ BytesLike = bytes | bytearray | memoryview  # any bytes buffer works (abc.Buffer
 
 _HEAD = HEAD_OFFSET // POSITION_BYTES
 _TAIL = TAIL_OFFSET // POSITION_BYTES
-# A ring keeps no memoryview of its own: views cost ~184 bytes each and a runtime or an
-# application holds two rings per connection, up to a million (ARCHITECTURE.md 5). It reads and
-# writes the segment's view at offsets; a position is one native u64 (one 8-byte memcpy).
-_WORD = struct.Struct(POSITION_FORMAT)
-_get_word, _put_word = _WORD.unpack_from, _WORD.pack_into   # bound once: the hot path
+# A ring's bytes are no memoryview of their own (~184 bytes each, two rings per connection, up
+# to a million: ARCHITECTURE.md 5): it indexes the segment's view at an offset. Its positions
+# keep their cast view: a store through it is one 8-byte store, while struct.pack_into zeroes
+# the word before it writes it (a reader in the other process could see 0 in between).
 _RELEASED = memoryview(b"")
 _RELEASED.release()   # what a released ring holds: every use raises ValueError
 
@@ -79,25 +78,19 @@ def _byte_view(data: BytesLike) -> memoryview:
 class _Positions:
     """The head/tail words of one control block and the invariant between them."""
 
-    __slots__ = ("_buf", "_at", "capacity", "what", "_own", "_own_index")
+    __slots__ = ("_words", "capacity", "what", "_own", "_own_index")
 
     def __init__(self, buf: memoryview, control_offset: int, capacity: int, what: str,
                  own: RingSide | None = None) -> None:
         if control_offset % POSITION_BYTES or control_offset < 0:
             raise ValueError(f"{what}: control block offset {control_offset} is not 8-byte aligned")
         _check_inside(buf, control_offset, CONTROL_BLOCK_BYTES, f"{what} control block")
-        self._buf = buf
-        self._at = control_offset   # the control block; _HEAD, _TAIL: word indexes in it
+        block = buf[control_offset:control_offset + CONTROL_BLOCK_BYTES]
+        self._words = block.cast(POSITION_FORMAT)
         self.capacity = capacity
         self.what = what
         self._own_index = None if own is None else own.value
-        self._own = 0 if own is None else self._word(own.value)
-
-    def _word(self, index: int) -> int:
-        return _WORD.unpack_from(self._buf, self._at + index * POSITION_BYTES)[0]
-
-    def _store(self, index: int, value: int) -> None:
-        _WORD.pack_into(self._buf, self._at + index * POSITION_BYTES, value)
+        self._own = 0 if own is None else self._words[own.value]
 
     def position(self, index: int) -> int:
         """Head (_HEAD) or tail (_TAIL): this side's own from its memory, unchecked (it cannot
@@ -110,8 +103,8 @@ class _Positions:
         """(head, tail), checked: RingCorruptedError unless 0 <= head - tail <= capacity. The
         position this side owns comes from its own memory, the other from the shared word."""
         own = self._own_index
-        head = self._own if own == _HEAD else _get_word(self._buf, self._at + HEAD_OFFSET)[0]
-        tail = self._own if own == _TAIL else _get_word(self._buf, self._at + TAIL_OFFSET)[0]
+        head = self._own if own == _HEAD else self._words[_HEAD]
+        tail = self._own if own == _TAIL else self._words[_TAIL]
         if not 0 <= head - tail <= self.capacity:
             raise RingCorruptedError(f"{self.what}: head {head} and tail {tail} are not within "
                                      f"0..{self.capacity} of each other")
@@ -121,22 +114,22 @@ class _Positions:
         """Producer: make everything before `head` visible (store it after the data)."""
         if self._own_index == _HEAD:
             self._own = head
-        _put_word(self._buf, self._at + HEAD_OFFSET, head)
+        self._words[_HEAD] = head
 
     def publish_tail(self, tail: int) -> None:
         """Consumer: hand everything before `tail` back to the producer."""
         if self._own_index == _TAIL:
             self._own = tail
-        _put_word(self._buf, self._at + TAIL_OFFSET, tail)
+        self._words[_TAIL] = tail
 
     def reset(self, position: int) -> None:
         """Empty the ring at `position`; only while neither side is using it."""
         self._own = position
-        self._store(_TAIL, position)
-        self._store(_HEAD, position)
+        self._words[_TAIL] = position
+        self._words[_HEAD] = position
 
     def release(self) -> None:
-        self._buf = _RELEASED
+        self._words.release()
 
 
 def _check_inside(buf: memoryview, offset: int, length: int, what: str) -> None:
