@@ -17,6 +17,9 @@ export P4C_DPDK
 P4_MAIN := p4src/v1model/p4tas.p4
 P4_BUILD := p4src/build
 P4_PNA_MAIN := p4src/pna/p4tas.p4
+# The 1M-flow bmv2/softnic build (p4src/shared/constants.p4: MAX_FLOWS); tests use the default.
+P4_SCALE_BUILD := $(P4_BUILD)/1m
+P4_SCALE_FLOWS := 1048576
 P4_PNA_BUILD := $(P4_BUILD)/pna
 P4_SOURCES := $(shell find p4src -name '*.p4' -not -path '$(P4_BUILD)/*')
 # One line per test stage; tests/support/summary.py adds them up at the end of `make test`.
@@ -66,11 +69,13 @@ $(VENV)/.installed: pyproject.toml
 
 # Compile the fast path into p4src/build/ (committed, so the Python side needs no compiler):
 # the v1model program for bmv2 and softnic, and the PNA program for the dpdk target
-# (p4src/build/pna/: the DPDK SWX spec, its P4Info and context).
+# (p4src/build/pna/: the DPDK SWX spec, its P4Info and context), and the v1model program for
+# 1M flows (p4src/build/1m/, selected with the runtime's --p4info/--device-config).
 p4:
 	@test -x "$(P4C)" || { echo "p4c not found (set P4C, put p4c on PATH, or install to /opt/p4/bin; see bmv2_env/README.md)"; exit 2; }
 	@test -x "$(P4C_DPDK)" || { echo "p4c-dpdk not found (set P4C_DPDK, put p4c-dpdk on PATH, or install to /opt/p4/bin; p4c builds it with its DPDK backend)"; exit 2; }
 	bash p4src/compile.sh "$(P4C)" $(P4_MAIN) $(P4_BUILD)
+	bash p4src/compile.sh --max-flows $(P4_SCALE_FLOWS) "$(P4C)" $(P4_MAIN) $(P4_SCALE_BUILD)
 	bash p4src/compile.sh --pna "$(P4C_DPDK)" $(P4_PNA_MAIN) $(P4_PNA_BUILD)
 
 # Recompile a copy of p4src/ in a temporary folder (same relative paths, so the same output)
@@ -84,8 +89,11 @@ p4-check:
 	  tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
 	  cp -r p4src "$$tmp/" && rm -rf "$$tmp/$(P4_BUILD)" && \
 	  bash "$$tmp/p4src/compile.sh" "$(P4C)" $(P4_MAIN) $(P4_BUILD) >/dev/null && \
+	  bash "$$tmp/p4src/compile.sh" --max-flows $(P4_SCALE_FLOWS) "$(P4C)" $(P4_MAIN) \
+	    $(P4_SCALE_BUILD) >/dev/null 2>&1 && \
 	  if diff -q "$$tmp/$(P4_BUILD)/p4tas.json" $(P4_BUILD)/p4tas.json && \
-	     diff -q "$$tmp/$(P4_BUILD)/p4tas.p4info.txtpb" $(P4_BUILD)/p4tas.p4info.txtpb; then \
+	     diff -q "$$tmp/$(P4_BUILD)/p4tas.p4info.txtpb" $(P4_BUILD)/p4tas.p4info.txtpb && \
+	     diff -r -q "$$tmp/$(P4_SCALE_BUILD)" $(P4_SCALE_BUILD); then \
 	    echo "p4-check: committed artifacts match the source"; \
 	    echo "p4-check: 1 passed, 0 failed, 0 skipped" >> $(P4TAS_REPORT); \
 	  else \

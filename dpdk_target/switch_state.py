@@ -202,6 +202,8 @@ class DpdkMeter:
 class DpdkProgram(Program):
     """The P4Info of the PNA program, whose objects live in the runner's SWX pipeline."""
 
+    resizable = False   # the sizes are the spec's
+
     def __init__(self, p4info: p4info_pb2.P4Info, names: SpecNames, runner: Runner,
                  spec: bytes) -> None:
         super().__init__(p4info)

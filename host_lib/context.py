@@ -79,6 +79,11 @@ class ConnEvent:
 class Connection:
     """One TCP connection of this process: its rings, its state, its events."""
 
+    # One per socket, up to a million: no __dict__ (ARCHITECTURE.md 5, state per flow).
+    __slots__ = ("session", "ctx", "conn_id", "state", "slot", "rx", "tx", "_tx_bytes", "local",
+                 "peer", "eof", "error", "dead", "wr_shut", "rd_shut", "close_sent", "gone",
+                 "rx_reported", "watcher")
+
     def __init__(self, session: Session, ctx: Context, conn_id: int) -> None:
         self.session = session
         self.ctx = ctx

@@ -48,6 +48,12 @@ BytesLike = bytes | bytearray | memoryview  # any bytes buffer works (abc.Buffer
 
 _HEAD = HEAD_OFFSET // POSITION_BYTES
 _TAIL = TAIL_OFFSET // POSITION_BYTES
+# A ring's bytes are no memoryview of their own (~184 bytes each, two rings per connection, up
+# to a million: ARCHITECTURE.md 5): it indexes the segment's view at an offset. Its positions
+# keep their cast view: a store through it is one 8-byte store, while struct.pack_into zeroes
+# the word before it writes it (a reader in the other process could see 0 in between).
+_RELEASED = memoryview(b"")
+_RELEASED.release()   # what a released ring holds: every use raises ValueError
 
 
 class RingSide(enum.Enum):
@@ -62,7 +68,9 @@ class RingCorruptedError(ValueError):
 
 
 def _byte_view(data: BytesLike) -> memoryview:
-    """A flat unsigned-byte view of any bytes-like object."""
+    """A flat unsigned-byte view of any bytes-like object (`data` itself if it is one)."""
+    if isinstance(data, memoryview) and data.format == "B" and data.ndim == 1:
+        return data
     view = memoryview(data)
     return view if view.format == "B" and view.ndim == 1 else view.cast("B")
 
@@ -138,16 +146,18 @@ def _check_capacity(capacity: int, what: str) -> None:
 class ByteRing:
     """SPSC byte ring: the producer writes/write_at+publish, the consumer peeks/consumes/reads."""
 
-    __slots__ = ("size", "_mask", "_data", "_pos")
+    __slots__ = ("size", "_mask", "_buf", "_base", "_pos", "_made_view")
 
     def __init__(self, buf: memoryview, control_offset: int, data_offset: int, size: int,
                  name: str = "ring", own: RingSide | None = None) -> None:
         _check_capacity(size, name)
-        buf = _byte_view(buf)
+        view = _byte_view(buf)
+        self._made_view = view is not buf   # released with the ring; else the caller's
+        buf = view
         _check_inside(buf, data_offset, size, f"{name} bytes")
         self.size = size
         self._mask = size - 1
-        self._data = buf[data_offset:data_offset + size]
+        self._buf, self._base = buf, data_offset   # the ring's bytes: buf[base:base + size]
         self._pos = _Positions(buf, control_offset, size, name, own)
 
     # -- both sides ------------------------------------------------------------------------------
@@ -177,8 +187,9 @@ class ByteRing:
         self._pos.reset(position)
 
     def release(self) -> None:
-        """Drop this ring's views of the segment (so that it can be unmapped)."""
-        self._data.release()
+        """Drop this ring's hold on the segment's view (the segment's close unmaps it)."""
+        _drop(self._buf, self._made_view)
+        self._buf = _RELEASED
         self._pos.release()
 
     # -- producer --------------------------------------------------------------------------------
@@ -219,10 +230,10 @@ class ByteRing:
         self._pos.publish_head(head + count)
 
     def _copy_in(self, offset: int, src: memoryview) -> None:
-        first = min(len(src), self.size - offset)
-        self._data[offset:offset + first] = src[:first]
+        first, base = min(len(src), self.size - offset), self._base
+        self._buf[base + offset:base + offset + first] = src[:first]
         if first < len(src):
-            self._data[:len(src) - first] = src[first:]
+            self._buf[base:base + len(src) - first] = src[first:]
 
     # -- consumer --------------------------------------------------------------------------------
 
@@ -240,10 +251,10 @@ class ByteRing:
         if count == 0:
             return []
         start = (tail + skip) & self._mask
-        first = min(count, self.size - start)
-        pieces = [self._data[start:start + first]]
+        first, buf, base = min(count, self.size - start), self._buf, self._base
+        pieces = [buf[base + start:base + start + first]]
         if first < count:
-            pieces.append(self._data[:count - first])
+            pieces.append(buf[base:base + count - first])
         return pieces
 
     def consume(self, count: int) -> None:
@@ -274,6 +285,12 @@ class ByteRing:
         return done
 
 
+def _drop(view: memoryview, made: bool) -> None:
+    """Release a view a ring made itself (of a buffer it was given that was not a view)."""
+    if made:
+        view.release()
+
+
 def _release(views: list[memoryview]) -> None:
     for view in views:
         view.release()
@@ -295,17 +312,19 @@ class Event:
 class EventQueue:
     """SPSC queue of fixed-size event records; push never overwrites (False when full)."""
 
-    __slots__ = ("depth", "_mask", "_records", "_pos")
+    __slots__ = ("depth", "_mask", "_buf", "_base", "_pos", "_made_view")
 
     def __init__(self, buf: memoryview, control_offset: int, records_offset: int, depth: int,
                  name: str = "event queue", own: RingSide | None = None) -> None:
         _check_capacity(depth, name)
-        buf = _byte_view(buf)
+        view = _byte_view(buf)
+        self._made_view = view is not buf
+        buf = view
         length = depth * EVENT_RECORD_BYTES
         _check_inside(buf, records_offset, length, f"{name} records")
         self.depth = depth
         self._mask = depth - 1
-        self._records = buf[records_offset:records_offset + length]
+        self._buf, self._base = buf, records_offset
         self._pos = _Positions(buf, control_offset, depth, name, own)
 
     def push(self, event: Event) -> bool:
@@ -315,7 +334,8 @@ class EventQueue:
             return False
         try:
             EVENT_RECORD.pack_into(
-                self._records, (head & self._mask) * EVENT_RECORD_BYTES, event.kind, event.flags,
+                self._buf, self._base + (head & self._mask) * EVENT_RECORD_BYTES, event.kind,
+                event.flags,
                 event.slot, event.offset, event.length, event.aux, event.opaque,
             )
         except struct.error as exc:
@@ -329,7 +349,7 @@ class EventQueue:
         if head == tail:
             return None
         kind, flags, slot, offset, length, aux, opaque = EVENT_RECORD.unpack_from(
-            self._records, (tail & self._mask) * EVENT_RECORD_BYTES)
+            self._buf, self._base + (tail & self._mask) * EVENT_RECORD_BYTES)
         self._pos.publish_tail(tail + 1)
         return Event(kind, slot, offset, length, flags, aux, opaque)
 
@@ -343,8 +363,9 @@ class EventQueue:
         self._pos.reset(position)
 
     def release(self) -> None:
-        """Drop this queue's views of the segment."""
-        self._records.release()
+        """Drop this queue's hold on the segment's view."""
+        _drop(self._buf, self._made_view)
+        self._buf = _RELEASED
         self._pos.release()
 
 

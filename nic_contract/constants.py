@@ -5,7 +5,7 @@ tests/contract/test_p4_python_agreement.py checks every value here against the P
 
 from enum import IntEnum
 
-MAX_FLOWS = 65536
+MAX_FLOWS = 65536   # the default build's; a build's own is its P4Info's (pipeline.flow_capacity)
 
 # bmv2 port numbers: wire ports are 1..N (bmv2_env.portmap).
 HOST_PORT = 254

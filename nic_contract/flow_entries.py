@@ -6,15 +6,15 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
-from nic_contract.constants import MAX_FLOWS
 from nic_contract.p4rt.p4info import P4Info
 from nic_contract.p4rt.proto import p4runtime_pb2
 
 MAX_GENERATION = 0xFFFF
+FLOW_ID_LIMIT = 1 << 32   # flow_id_t is bit<32>; a build's capacity is in its P4Info
 MAX_WINDOW_SHIFT = 14  # RFC 7323
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FlowTuple:
     """A connection's addresses and ports, seen from our side."""
 
@@ -31,7 +31,7 @@ class FlowTuple:
                 raise ValueError(f"{name} {getattr(self, name)} is not a TCP port (1..65535)")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FlowSpec:
     """Everything the fast path needs to know about a connection that does not change."""
 
@@ -52,8 +52,8 @@ class FlowSpec:
     peer_window_shift: int = 0  # the peer's window scale: old ACKs beyond its window are bad
 
     def __post_init__(self) -> None:
-        if not 0 <= self.flow_id < MAX_FLOWS:
-            raise ValueError(f"flow_id {self.flow_id} outside 0..{MAX_FLOWS - 1} (MAX_FLOWS)")
+        if not 0 <= self.flow_id < FLOW_ID_LIMIT:
+            raise ValueError(f"flow_id {self.flow_id} outside 0..{FLOW_ID_LIMIT - 1} (flow_id_t)")
         # Registers start at generation 0, so 0 would never trigger re-initialization.
         if not 0 < self.generation <= MAX_GENERATION:
             raise ValueError(f"generation {self.generation} outside 1..{MAX_GENERATION}")

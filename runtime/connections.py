@@ -54,7 +54,7 @@ class Listener:
         return self.port == port and self.ip in (None, ip)
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Connection:
     """One TCP connection as the slow path tracks it."""
 

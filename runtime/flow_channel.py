@@ -17,7 +17,7 @@ MAX_WINDOW_SCALE = 14          # RFC 7323
 U32_MAX = 0xFFFFFFFF
 
 
-@dataclass
+@dataclass(slots=True)
 class FlowCounters:
     """Per-flow counters; acked/ECE bytes and RTT samples are congestion-control feedback."""
 
@@ -42,7 +42,7 @@ class FlowCounters:
     pacing_waits: int = 0   # times the pacer held queued data back (the rate limited the flow)
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class FlowChannel:
     """One connection as the bridge sees it: its rings, its context's event queue, TX state.
 

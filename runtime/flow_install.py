@@ -8,6 +8,7 @@ import random
 
 from nic_contract.flow_entries import MAX_GENERATION, FlowSpec, flow_entries
 from nic_contract.p4rt.p4info import P4Info
+from nic_contract.pipeline import flow_capacity
 from runtime import congestion
 from runtime.config import RuntimeConfig
 from runtime.congestion.controller import RateController
@@ -38,7 +39,8 @@ class FlowInstaller:
         self.flows = flows
         self.rates = rates
         self.stats = stats
-        self.flow_ids = FlowIdAllocator(first_generation=random.randrange(1, MAX_GENERATION + 1))
+        self.flow_ids = FlowIdAllocator(flow_capacity(p4info),  # the loaded build's
+                                        first_generation=random.randrange(1, MAX_GENERATION + 1))
 
     def connection(self, flow_id: int) -> Connection | None:
         """The connection whose data path has this flow id."""

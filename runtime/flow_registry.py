@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from runtime.connections import Connection
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Flow:
     """One flow id in use: whose it is, how its data moves, how fast it may send."""
 

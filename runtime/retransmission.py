@@ -35,7 +35,7 @@ class RtoConfig:
     give_up_s: float = 30.0        # no progress this long: the connection is reset
 
 
-@dataclass
+@dataclass(slots=True)
 class RttEstimator:
     """Smoothed RTT and variation (RFC 6298) from the NIC's per-ACK samples."""
 
@@ -57,7 +57,7 @@ class RttEstimator:
         return min(max(self.srtt_s + RTT_K * self.rttvar_s, config.min_rto_s), config.max_rto_s)
 
 
-@dataclass
+@dataclass(slots=True)
 class FlowTimer:
     """One flow's timeout state: backoff and when it last made progress."""
 

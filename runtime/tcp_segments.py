@@ -72,7 +72,7 @@ class SegmentError(ValueError):
     """A frame that is not a well-formed Ethernet/IPv4/TCP segment."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TcpOptions:
     """The TCP options the slow path understands; None/False means absent.
 

@@ -115,7 +115,7 @@ class IllegalTransition(ValueError):
         self.event = event
 
 
-@dataclass
+@dataclass(slots=True)
 class TcpStateMachine:
     """One connection's state; `fire` is the only way it changes."""
 

@@ -1,10 +1,13 @@
 """The switch's P4 objects (tables, counters, meters, registers, clone sessions) as plain
 Python state: P4Runtime writes and reads it (p4runtime/), the pipeline reads and
-updates it per packet (pipeline/). Values are ints; names are the P4 objects' p4info names."""
+updates it per packet (pipeline/). Values are ints; names are the P4 objects' p4info names.
+Indexed objects are compact arrays (8 bytes per 64-bit cell, no Python object per index) and
+tables hold only installed entries, so a 1M-flow build costs tens of MB (ARCHITECTURE.md 5)."""
 
 from __future__ import annotations
 
 import threading
+from array import array
 from dataclasses import dataclass, field
 
 # execute_meter colors (bmv2: green 0, yellow 1, red 2)
@@ -30,12 +33,12 @@ class Counter:
 
     name: str
     size: int
-    packets: list[int] = field(default_factory=list)
-    bytes: list[int] = field(default_factory=list)
+    packets: array = field(default_factory=lambda: array("Q"))
+    bytes: array = field(default_factory=lambda: array("Q"))
 
     def __post_init__(self) -> None:
-        self.packets = [0] * self.size
-        self.bytes = [0] * self.size
+        self.packets = zeros(self.size)
+        self.bytes = zeros(self.size)
 
     def count(self, index: int, length: int) -> None:
         if 0 <= index < self.size:   # bmv2 ignores an out-of-range index (and logs it)
@@ -106,10 +109,34 @@ class Register:
     name: str
     size: int
     bitwidth: int
-    cells: list[int] = field(default_factory=list)
+    cells: array | WideCells = field(default_factory=lambda: array("Q"))
 
     def __post_init__(self) -> None:
-        self.cells = [0] * self.size
+        self.cells = zeros(self.size) if self.bitwidth <= 64 else WideCells(self.size)
+
+
+def zeros(size: int) -> array:
+    """`size` unsigned 64-bit cells, all 0."""
+    return array("Q", bytes(8 * size))
+
+
+class WideCells:
+    """Cells wider than 64 bits (up to 128) as two arrays of 64-bit halves."""
+
+    __slots__ = ("_high", "_low")
+
+    def __init__(self, size: int) -> None:
+        self._high, self._low = zeros(size), zeros(size)
+
+    def __len__(self) -> int:
+        return len(self._low)
+
+    def __getitem__(self, index: int) -> int:
+        return (self._high[index] << 64) | self._low[index]
+
+    def __setitem__(self, index: int, value: int) -> None:
+        self._high[index] = value >> 64
+        self._low[index] = value & 0xFFFFFFFFFFFFFFFF
 
 
 @dataclass

@@ -5,9 +5,14 @@
 #define P4TAS_CONSTANTS_P4
 
 /* ---- Sizes ---------------------------------------------------------------------------- */
-/* Flow ids index every per-flow register and the flow_state table: 64K flows now; raising it
- * is a recompile (1M entries still compile and fit bmv2's memory, ARCHITECTURE.md 5). */
+/* Flow ids index every per-flow register and the flow_state table. The default build holds
+ * 64K flows; `make p4` also builds p4src/build/1m/ with -DMAX_FLOWS=1048576 (a 1M-flow bmv2
+ * takes ~1.2 GB and ~4 s to load, too much for every test's switch: ARCHITECTURE.md 5).
+ * Controllers and targets read the capacity from the P4Info (flow_state's size), never from
+ * here: nic_contract.pipeline.flow_capacity. */
+#ifndef MAX_FLOWS
 #define MAX_FLOWS 65536
+#endif
 typedef bit<32> flow_id_t;
 typedef bit<16> flow_gen_t;
 

@@ -66,6 +66,8 @@ class CongestionControl(ABC):
     # then may its flows be ECN-capable (RFC 3168 6.1.2).
     uses_ecn: ClassVar[bool] = False
 
+    __slots__ = ("limits", "rate_bps")   # one per flow: no __dict__ (ARCHITECTURE.md 5)
+
     def __init__(self, rate_bps: float, limits: RateLimits) -> None:
         self.limits = limits
         self.rate_bps = limits.clamp(rate_bps)

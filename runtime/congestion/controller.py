@@ -14,6 +14,7 @@ flows that were active, not the flows that exist.
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -50,7 +51,7 @@ class ControlConfig:
     min_change: float = 0.02           # relative; smaller changes are not written
 
 
-@dataclass
+@dataclass(slots=True)
 class FlowControl:
     """One flow's controller and where its last interval left the counters."""
 
@@ -228,7 +229,7 @@ class RateController:
 
 
 def _snapshot(counters: FlowCounters) -> FlowCounters:
-    return FlowCounters(**vars(counters))
+    return copy.copy(counters)
 
 
 def _feedback(before: FlowCounters, now: FlowCounters, interval_s: float) -> IntervalFeedback:

@@ -36,6 +36,7 @@ class RateDctcp(CongestionControl):
 
     name = "dctcp"
     uses_ecn = True
+    __slots__ = ("config", "alpha", "slow_start", "path")
 
     def __init__(self, limits: RateLimits = RateLimits(), config: DctcpConfig = DctcpConfig()):
         super().__init__(config.initial_bps, limits)

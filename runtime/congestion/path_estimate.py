@@ -11,7 +11,6 @@ sender falls back to what the path delivered, not to half of what it sent.
 
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass, field
 
 from runtime.congestion.algorithm import IntervalFeedback
@@ -33,7 +32,7 @@ class PathEstimateConfig:
     queue_delay_s: float = 0.002
 
 
-@dataclass
+@dataclass(slots=True)
 class PathEstimate:
     """One flow's path estimates, fed once per control interval."""
 
@@ -41,7 +40,8 @@ class PathEstimate:
     min_rtt_s: float | None = None
     rtt_s: float | None = None           # the latest interval's mean RTT sample
     _min_age_s: float = 0.0
-    _delivered_bps: deque[float] = field(default_factory=deque)
+    # A list, not a deque: an empty deque is ~600 bytes, and one exists per flow.
+    _delivered_bps: list[float] = field(default_factory=list)
 
     def update(self, feedback: IntervalFeedback) -> None:
         """Take one interval's RTT samples and acknowledged bytes."""
@@ -55,7 +55,7 @@ class PathEstimate:
         if feedback.interval_s > 0:
             self._delivered_bps.append(feedback.acked_bytes * 8 / feedback.interval_s)
             if len(self._delivered_bps) > self.config.delivery_samples:
-                self._delivered_bps.popleft()
+                del self._delivered_bps[0]
 
     @property
     def queueing(self) -> bool:

@@ -34,6 +34,8 @@ class Timely(CongestionControl):
 
     name = "timely"
 
+    __slots__ = ("config", "prev_rtt_s", "rtt_diff_s", "increases")
+
     def __init__(self, limits: RateLimits = RateLimits(), config: TimelyConfig = TimelyConfig()):
         super().__init__(config.initial_bps, limits)
         self.config = config

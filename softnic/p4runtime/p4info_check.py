@@ -81,29 +81,31 @@ _KINDS: dict[str, tuple[str, _Describe]] = {
 }
 
 
-def p4info_differences(expected: p4info_pb2.P4Info, given: p4info_pb2.P4Info) -> list[str]:
+def p4info_differences(expected: p4info_pb2.P4Info, given: p4info_pb2.P4Info,
+                       ignore_sizes: bool = False) -> list[str]:
     """What differs between two P4Infos, one line per object ("table X missing", ...);
-    empty when they describe the same program."""
+    empty when they describe the same program (`ignore_sizes`: built for another capacity)."""
     out: list[str] = []
+    skip = frozenset({"size"}) if ignore_sizes else frozenset()
     for kind, (what, describe) in _KINDS.items():
         mine = {o.preamble.name: o for o in getattr(expected, kind)}
         theirs = {o.preamble.name: o for o in getattr(given, kind)}
         out += [f"{what} {name} missing" for name in mine if name not in theirs]
         out += [f"unknown {what} {name}" for name in theirs if name not in mine]
         for name in mine.keys() & theirs.keys():
-            out += _object_differences(what, name, mine[name], theirs[name], describe)
+            out += _object_differences(what, name, mine[name], theirs[name], describe, skip)
     return out
 
 
 def _object_differences(what: str, name: str, mine: Any, theirs: Any,
-                        describe: _Describe) -> list[str]:
+                        describe: _Describe, skip: frozenset[str] = frozenset()) -> list[str]:
     out = []
     if mine.preamble.id != theirs.preamble.id:
         out.append(f"{what} {name} id differs (expected {mine.preamble.id}, "
                    f"got {theirs.preamble.id})")
     want, got = describe(mine), describe(theirs)
     for attr, value in want.items():
-        if got[attr] != value:
+        if attr not in skip and got[attr] != value:
             out.append(f"{what} {name} {attr} differ (expected {_show(value)}, "
                        f"got {_show(got[attr])})")
     return out

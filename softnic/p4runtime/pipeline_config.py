@@ -105,7 +105,8 @@ class PipelineConfig:
 
     def _verify(self, config: pb.ForwardingPipelineConfig) -> DefaultActions:
         """Check that `config` is our program; return its tables' default actions."""
-        diffs = p4info_differences(self._program.p4info, config.p4info)
+        diffs = p4info_differences(self._program.p4info, config.p4info,
+                                   ignore_sizes=self._program.resizable)
         if diffs:
             more = (f"; ... {len(diffs) - _SHOWN_DIFFERENCES} more"
                     if len(diffs) > _SHOWN_DIFFERENCES else "")
@@ -127,6 +128,8 @@ class PipelineConfig:
 
     def _commit(self, config: pb.ForwardingPipelineConfig, defaults: DefaultActions) -> None:
         """Load a fresh state: all tables, counters, meters and clone sessions are reset."""
+        if self._program.resizable:
+            self._program.resize(config.p4info)   # the pushed build's sizes
         state = self._program.new_state(defaults)
         self.loaded = LoadedPipeline(config, state, defaults,
                                      {t: {} for t in self._program.tables})

@@ -57,7 +57,15 @@ DefaultActions = dict[int, tuple[str, tuple[int, ...]]]   # table id -> (action,
 class Program:
     """The P4Info of the program softnic runs, indexed by id once."""
 
+    # Whether a build of the program for another capacity (sizes of tables, counters, meters
+    # and registers: `make p4`'s p4src/build/1m/) may be pushed: softnic's state takes any size.
+    resizable = True
+
     def __init__(self, p4info: p4info_pb2.P4Info) -> None:
+        self.resize(p4info)
+
+    def resize(self, p4info: p4info_pb2.P4Info) -> None:
+        """Index `p4info` (the program's, with the sizes of the build that was pushed)."""
         self.p4info = p4info
         self.tables = {t.preamble.id: _table_info(t) for t in p4info.tables}
         self.actions = {a.preamble.id: _action_info(a) for a in p4info.actions}

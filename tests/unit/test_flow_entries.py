@@ -20,7 +20,7 @@ def test_valid_spec() -> None:
 
 
 @pytest.mark.parametrize("overrides, words", [
-    ({"flow_id": 65536}, "flow_id 65536 outside"),
+    ({"flow_id": 1 << 32}, "flow_id 4294967296 outside"),
     ({"flow_id": -1}, "flow_id -1 outside"),
     ({"generation": 0}, "generation 0 outside"),
     ({"generation": 65536}, "generation 65536 outside"),
