@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import random
 
-from nic_contract.flow_entries import MAX_GENERATION, FlowSpec, flow_entries
+from nic_contract.flow_entries import MAX_GENERATION, FlowSpec
 from nic_contract.p4rt.p4info import P4Info
 from nic_contract.pipeline import flow_capacity
 from runtime import congestion
@@ -14,6 +14,7 @@ from runtime.config import RuntimeConfig
 from runtime.congestion.controller import RateController
 from runtime.connections import Connection
 from runtime.datapath import Datapath
+from runtime.flow_batch import FlowEntryEncoder
 from runtime.flow_channel import FlowChannel
 from runtime.flow_ids import FlowIdAllocator
 from runtime.flow_registry import Flow, FlowRegistry
@@ -36,6 +37,7 @@ class FlowInstaller:
         self.config = config
         self.datapath = datapath
         self.p4info = p4info
+        self.encoder = FlowEntryEncoder(p4info)   # flow_entries(), its ids resolved once
         self.flows = flows
         self.rates = rates
         self.stats = stats
@@ -72,7 +74,7 @@ class FlowInstaller:
 
     async def insert(self, conn: Connection) -> None:
         """Write the flow's entries; raises what the switch answered."""
-        await self.datapath.insert(flow_entries(self.p4info, conn.flow_spec))
+        await self.datapath.insert(self.encoder.entries(conn.flow_spec))
 
     async def remove(self, conn: Connection) -> None:
         """Delete the flow's entries, then free its id (kept out of use if the switch failed)."""
@@ -81,7 +83,7 @@ class FlowInstaller:
             return
         conn.flow_spec = None
         try:
-            await self.datapath.delete(list(reversed(flow_entries(self.p4info, spec))))
+            await self.datapath.delete(list(reversed(self.encoder.entries(spec))))
         except Exception as exc:  # noqa: BLE001 - keep the id out of use if removal failed
             log.error("removing the flow of %s failed: %s", conn.describe(), exc)
             return
