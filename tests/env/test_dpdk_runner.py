@@ -148,6 +148,9 @@ def test_an_idle_runner_sleeps(runner: Runner) -> None:
     assert _cpu_seconds(runner) - before < 0.1
 
 
+TRICKLE_BUSY_LIMIT = 0.55
+
+
 def test_a_trickle_of_packets_lets_the_runner_sleep_between_them(veths: PortMap,
                                                                   runner: Runner) -> None:
     """A frame every 0.4 ms or so (a SYN flood's rate): the runner spins a bounded time after
@@ -158,7 +161,9 @@ def test_a_trickle_of_packets_lets_the_runner_sleep_between_them(veths: PortMap,
         into.send(_frame(0x020000000099))   # no entry: dropped
         time.sleep(0.0003)
     busy = (_cpu_seconds(runner) - before) / (time.monotonic() - start)
-    assert busy < 0.35, f"the runner was busy {busy:.0%} of the time"
+    # A runner that spins from one frame to the next was 70-96 % busy here; one that sleeps
+    # 50 us after the last frame 20-37 % (wake-ups and the frames' work included).
+    assert busy < TRICKLE_BUSY_LIMIT, f"the runner was busy {busy:.0%} of the time"
 
 
 def test_a_large_batch_does_not_deadlock(runner: Runner) -> None:
