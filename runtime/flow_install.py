@@ -36,7 +36,6 @@ class FlowInstaller:
         """`flows`: None when there is no data path (connections carry no data)."""
         self.config = config
         self.datapath = datapath
-        self.p4info = p4info
         self.encoder = FlowEntryEncoder(p4info)   # flow_entries(), its ids resolved once
         self.flows = flows
         self.rates = rates
