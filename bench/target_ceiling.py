@@ -1,5 +1,6 @@
 """The target's ceiling for one unit of work, measured on the target itself in the same run:
-its pipeline rate (bench_targets' burst: inputs per second while nothing else runs on it)
+its pipeline rate (bench_targets' burst: inputs per second while nothing else runs on it; bmv2
+cannot queue a burst without dropping part of it, and then its closed-loop rate stands in)
 divided by the pipeline passes the unit needs, and for a connection also the time of its
 P4Runtime writes (one flow's entries inserted and deleted) on the same switch.
 
@@ -35,7 +36,7 @@ class Ceiling:
     """What the target can do at most, from its measured rates."""
 
     target: str
-    passes_per_s: float | None       # the burst rate (closed-loop rate if no burst)
+    passes_per_s: float | None       # the burst rate (closed-loop rate if the burst lost some)
     pass_latency_us: float | None    # one input outstanding
     flow_write_ms: float | None      # one flow's insert + delete, one Write each
     flow_write_batched_ms: float | None   # the same, WRITE_BATCH flows per Write
