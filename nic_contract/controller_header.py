@@ -17,7 +17,7 @@ class ControllerHeader:
     fields: tuple[tuple[int, int], ...]   # (metadata id, bitwidth)
     widths: dict[int, int]                # metadata id -> bitwidth
     nbytes: int
-    ids: dict[str, int]                   # metadata name -> id
+    ids: dict[str, int]                   # metadata name -> id, in field order
 
     @classmethod
     def of(cls, cpm: Any) -> ControllerHeader:
@@ -28,8 +28,7 @@ class ControllerHeader:
 
     def unpack_named(self, frame: bytes) -> dict[str, int]:
         """{metadata name: value} of the header at the start of `frame`."""
-        names = {fid: name for name, fid in self.ids.items()}
-        return {names[fid]: value for fid, value in self.unpack(frame)}
+        return dict(zip(self.ids, (value for _, value in self.unpack(frame))))
 
     def pack_named(self, **values: int) -> bytes:
         """The header bytes of metadata values by name (missing fields are 0)."""
