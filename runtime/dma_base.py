@@ -46,6 +46,28 @@ class BridgeBase:
     _keepalive_tick: asyncio.TimerHandle | None
     _send_retry_armed: bool
 
+    def _paced_out(self, channel: FlowChannel, size: int, now: float) -> bool:
+        """Whether pacing holds back a segment of `size` bytes (the flow then waits in the
+        pacer). The first resend after a timeout goes at once, on credit that later sends
+        repay: TCP resends one segment on a timeout whatever its window, and a slow flow's
+        resend held seconds by its rate would only meet the next timeout."""
+        bucket = channel.bucket
+        if bucket is None:
+            return False
+        if channel.rto_flag_pending:
+            bucket.spend(size, now)
+            return False
+        wait = bucket.take(size, now)
+        if not wait:
+            return False
+        channel.counters.pacing_waits += 1
+        self.pacer.defer(channel, now + wait)
+        self._arm_pacing_tick()
+        return True
+
+    def _arm_pacing_tick(self) -> None:
+        raise NotImplementedError
+
     def _drop(self, cause: DropCause, message: NicHostMessage, why: str) -> None:
         self.stats.drops[cause] += 1
         log.debug("dropped %s for flow %d gen %d: %s", message.opcode.name, message.flow_id,

@@ -94,13 +94,8 @@ class SackRecovery(BridgeBase):
             start, end = hole[0], min(hole[1], channel.tx_high)   # never past what was sent
             if start >= end:
                 break
-            if channel.bucket is not None:
-                wait = channel.bucket.take(end - start, now)
-                if wait:
-                    channel.counters.pacing_waits += 1
-                    self.pacer.defer(channel, now + wait)
-                    self._arm_pacing_tick()
-                    return sent, True
+            if self._paced_out(channel, end - start, now):
+                return sent, True
             flags = ChannelFlags.RTO if channel.rto_flag_pending else ChannelFlags.NONE
             if not self._send_segment(channel, start, end - start, flags):
                 return sent, True

@@ -61,13 +61,8 @@ class HostToNic(SackRecovery):
         sent = 0
         while unsent > 0 and room > 0:
             size = min(channel.mss, unsent, room)
-            if channel.bucket is not None:
-                wait = channel.bucket.take(size, now)
-                if wait:
-                    channel.counters.pacing_waits += 1
-                    self.pacer.defer(channel, now + wait)
-                    self._arm_pacing_tick()
-                    break
+            if self._paced_out(channel, size, now):
+                break
             flags = ChannelFlags.PSH if size == unsent else ChannelFlags.NONE
             if channel.rto_flag_pending:
                 flags |= ChannelFlags.RTO

@@ -55,6 +55,12 @@ class TokenBucket:
         return (cost - self.tokens) / self.rate_Bps
 
 
+    def spend(self, payload: int, now: float) -> None:
+        """Send one segment now whatever the tokens; a debt delays the sends after it."""
+        self.refill(now)
+        self.tokens -= payload + FRAME_OVERHEAD
+
+
 class Paced(Protocol):
     """A flow the pacer can hold: it keeps the pacer's mark of the slot it waits in."""
 

@@ -28,6 +28,8 @@ class IntervalFeedback:
     rtt_samples: int = 0
     rtt_sum_s: float = 0.0
     paced: bool = False         # the pacer held data back: the rate, not the application, limited it
+    mss: int = 1448             # the flow's segment size (Reno-like growth is a segment per RTT)
+    srtt_s: float | None = None  # the flow's smoothed RTT (RFC 6298) over all its samples so far
 
     @property
     def loss(self) -> bool:
@@ -48,10 +50,10 @@ class IntervalFeedback:
 @dataclass(frozen=True)
 class RateLimits:
     """The range every algorithm keeps a rate in, up to the link's capacity. The floor is
-    below 1 Mbit/s so that hundreds of flows can share a slow bottleneck (256 flows through
-    20 Mbit/s get 78 kbit/s each)."""
+    far below 1 Mbit/s so that thousands of flows can share a slow bottleneck (4,096 flows
+    through 20 Mbit/s get 4.9 kbit/s each: a segment every 2.4 s)."""
 
-    min_bps: float = 0.05 * MBIT
+    min_bps: float = 0.002 * MBIT
     max_bps: float = 10_000 * MBIT
 
     def clamp(self, rate_bps: float) -> float:

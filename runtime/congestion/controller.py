@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -49,6 +50,28 @@ class ControlConfig:
     min_interval_s: float = 0.002
     initial_interval_s: float = 0.01   # before the first RTT sample
     min_change: float = 0.02           # relative; smaller changes are not written
+    start_tau_s: float = 0.5           # flows that start within about this share one initial rate
+
+
+@dataclass(slots=True)
+class StartCount:
+    """How many flows started recently: a count that decays with time constant `tau_s`.
+
+    Flows that start together share one flow's initial rate, so that a burst of connections
+    does not admit hundreds of initial rates into one bottleneck at once (the million-client
+    paper's overpacing); a flow that starts alone keeps its algorithm's initial rate."""
+
+    tau_s: float
+    count: float = 0.0
+    at: float = 0.0
+
+    def started(self, now: float) -> float:
+        """One more flow starts now; returns the recent starts, this one included."""
+        if self.tau_s <= 0:
+            return 1.0
+        self.count = self.count * math.exp(-max(now - self.at, 0.0) / self.tau_s) + 1
+        self.at = now
+        return self.count
 
 
 @dataclass(slots=True)
@@ -86,6 +109,7 @@ class RateController:
         self.config = config
         self._write = write
         self.controlled = 0  # flows with an algorithm (a FlowControl)
+        self._starts = StartCount(config.start_tau_s)
         self._wheel: TimingWheel[Flow] = TimingWheel(TICK_SECONDS, WHEEL_SLOTS, self.nic.clock())
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tick: asyncio.TimerHandle | None = None
@@ -105,9 +129,10 @@ class RateController:
         """Control a new flow (None: unlimited, which is also what its meter entry says)."""
         if algorithm is None:
             return
-        channel = flow.channel
-        flow.control = FlowControl(algorithm, channel.mss, _snapshot(channel.counters),
-                                   self.nic.clock())
+        channel, now = flow.channel, self.nic.clock()
+        starting = self._starts.started(now)
+        algorithm.rate_bps = algorithm.limits.clamp(algorithm.rate_bps / starting)
+        flow.control = FlowControl(algorithm, channel.mss, _snapshot(channel.counters), now)
         self.controlled += 1
         batch = MeterBatch()
         self._apply(flow, algorithm.rate_bps, batch)
@@ -147,7 +172,8 @@ class RateController:
         state, channel = flow.control, flow.channel
         if state is None:
             return
-        feedback = _feedback(state.seen, channel.counters, now - state.since)
+        feedback = _feedback(state.seen, channel.counters, now - state.since, state.mss,
+                             channel.timer.rtt.srtt_s)
         state.seen, state.since = _snapshot(channel.counters), now
         if not (feedback.acked_bytes or feedback.sent_bytes or feedback.loss):
             return  # idle: out of the wheel until it sends again
@@ -232,9 +258,10 @@ def _snapshot(counters: FlowCounters) -> FlowCounters:
     return copy.copy(counters)
 
 
-def _feedback(before: FlowCounters, now: FlowCounters, interval_s: float) -> IntervalFeedback:
+def _feedback(before: FlowCounters, now: FlowCounters, interval_s: float,
+              mss: int, srtt_s: float | None) -> IntervalFeedback:
     return IntervalFeedback(
-        interval_s=interval_s,
+        interval_s=interval_s, mss=mss, srtt_s=srtt_s,
         acked_bytes=now.acked_bytes - before.acked_bytes,
         ece_bytes=now.ece_acked_bytes - before.ece_acked_bytes,
         sent_bytes=now.tx_bytes - before.tx_bytes,

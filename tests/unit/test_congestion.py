@@ -11,7 +11,7 @@ from host_lib.control_protocol import CONGESTION_CONTROLS
 from runtime import congestion
 from runtime.congestion.algorithm import MBIT, CongestionControl, IntervalFeedback, RateLimits
 from runtime.congestion.controller import ControlConfig, RateController
-from runtime.congestion.dctcp import DctcpConfig, RateDctcp
+from runtime.congestion.dctcp import DctcpConfig, QueueTarget, RateDctcp
 from runtime.congestion.path_estimate import PathEstimate, PathEstimateConfig
 from runtime.congestion.timely import Timely, TimelyConfig
 from runtime.flow_channel import FlowCounters
@@ -50,9 +50,79 @@ def test_dctcp_slow_start_doubles_until_the_first_mark() -> None:
 
 def test_dctcp_loss_halves_and_ends_slow_start() -> None:
     cc = RateDctcp(WIDE)
-    cc.update(fb(acked_bytes=1000))
-    assert cc.update(fb(acked_bytes=1000, fast_retransmits=1)) == 10 * MBIT
-    assert cc.update(fb(acked_bytes=1000)) == 20 * MBIT  # +step, not x2
+    cc.update(fb(acked_bytes=10_000))
+    assert cc.update(fb(acked_bytes=10_000, fast_retransmits=1)) == 10 * MBIT
+    rtt = {"rtt_samples": 1, "rtt_sum_s": 300e-6}
+    assert cc.update(fb(acked_bytes=10_000, **rtt)) == 20 * MBIT  # +step, not x2
+
+
+def test_dctcp_slow_start_grows_by_what_was_acknowledged() -> None:
+    """As a window grows by the bytes ACKs cover: 1,000 B in 1 ms add 8 Mbit/s to 10 (and no
+    more than doubling); an interval with nothing acknowledged earns nothing."""
+    cc = RateDctcp(WIDE)
+    assert cc.update(fb(acked_bytes=1_000)) == 18 * MBIT
+    assert cc.update(fb(sent_bytes=10_000, paced=True)) == 18 * MBIT
+    assert cc.update(fb(acked_bytes=100_000)) == 36 * MBIT
+    assert cc.slow_start
+
+
+def test_dctcp_growth_below_a_few_segments_per_rtt_is_a_fraction_of_what_was_acked() -> None:
+    """256 flows through 20 Mbit/s at a 50 ms RTT hold a third of a segment each: growth is a
+    quarter of the acknowledged bytes per RTT (Swift's), far below TAS's 10 Mbit/s step."""
+    cc = RateDctcp(RateLimits(), DctcpConfig(initial_bps=0.08 * MBIT))
+    cc.slow_start = False
+    # One segment acknowledged in a 100 ms interval of 50 ms RTT samples.
+    feedback = IntervalFeedback(interval_s=0.1, acked_bytes=1448, rtt_samples=1,
+                                rtt_sum_s=0.05, paced=True)
+    assert cc.update(feedback) == pytest.approx(0.08 * MBIT + 0.25 * 1448 * 8 / 0.05)
+
+
+def test_dctcp_growth_above_a_few_segments_is_reno_and_at_most_the_step() -> None:
+    """A window of W bytes grows by MSS per W acknowledged (as a rate over the RTT)."""
+    cc = RateDctcp(WIDE, DctcpConfig(initial_bps=10 * MBIT))
+    cc.slow_start = False
+    rtt = 0.05                                  # 10 Mbit/s x 50 ms = 62,500 B window
+    feedback = IntervalFeedback(interval_s=0.1, acked_bytes=125_000, rtt_samples=1,
+                                rtt_sum_s=rtt, paced=True, mss=1448)
+    reno = 8 * 125_000 * 1448 / (62_500 * rtt)  # two MSS per RTT of the interval
+    assert cc.update(feedback) == pytest.approx(10 * MBIT + reno)
+    fast = RateDctcp(WIDE)
+    fast.slow_start = False
+    assert fast.update(fb(acked_bytes=125_000, rtt_samples=1, rtt_sum_s=20e-6)) == 20 * MBIT
+
+
+def test_dctcp_a_stale_short_rtt_does_not_multiply_growth() -> None:
+    """A flow that resent for a while has no fresh samples (Karn) and a smoothed RTT from its
+    first segments: the RTT counts as at least half the interval (intervals are two RTTs)."""
+    cc = RateDctcp(RateLimits(), DctcpConfig(initial_bps=0.04 * MBIT))
+    cc.slow_start = False
+    feedback = IntervalFeedback(interval_s=0.1, acked_bytes=2896, srtt_s=100e-6, paced=True)
+    assert cc.update(feedback) == pytest.approx(0.04 * MBIT + 0.25 * 2896 * 8 / 0.05)
+
+
+def test_dctcp_a_queue_above_the_target_cuts_in_proportion_to_the_excess() -> None:
+    """Swift's decrease on a drop-tail path: the target is 4 ms above the minimum RTT plus a
+    part that grows as the flow holds fewer segments per RTT, plus the peer's delayed ACK
+    when the flow's segments are further apart than it."""
+    queue = QueueTarget()
+    assert queue.target_s(100, 0.0001) == pytest.approx(0.004 + 0.0001)
+    assert queue.target_s(0.1, 1.0) == pytest.approx(0.004 + 0.040 + 0.020)
+    assert queue.target_s(1, 0.001) == pytest.approx(
+        0.004 + 0.001 + 0.020 * (1 - 0.1) / (10 ** 0.5 - 0.1))
+    cc = RateDctcp(WIDE, DctcpConfig(initial_bps=100 * MBIT))
+    cc.slow_start = False
+    base = 100e-6
+    cc.update(fb(acked_bytes=12_500, rtt_samples=1, rtt_sum_s=base))      # the minimum
+    # 110 Mbit/s at 0.1 ms: 0.95 segments per RTT, 0.1 ms apart.
+    rate = cc.rate_bps
+    target = queue.target_s(rate * base / (8 * 1448), 8 * 1448 / rate)
+    rtt = base + target + 0.010
+    assert cc.update(fb(acked_bytes=12_500, rtt_samples=1, rtt_sum_s=rtt)) == pytest.approx(
+        rate * (1 - 0.8 * 0.010 / rtt))
+    assert not cc.slow_start
+    # A queue far above the target halves at most.
+    rate = cc.rate_bps
+    assert cc.update(fb(acked_bytes=12_500, rtt_samples=1, rtt_sum_s=1.0)) == rate / 2
 
 
 def test_dctcp_random_loss_falls_to_the_delivered_rate_not_to_half() -> None:
@@ -245,7 +315,7 @@ def attach(controller: RateController, channel: Channel, algorithm) -> None:
 def controller_for(bridge: Bridge, write) -> RateController:
     p4info = P4Info.from_file(P4INFO)
     return RateController(FlowRegistry(bridge), p4info, write,
-                          ControlConfig(initial_interval_s=0.01))
+                          ControlConfig(initial_interval_s=0.01, start_tau_s=0.0))
 
 
 def one_interval(bridge: Bridge, controller: RateController, channel: Channel,
@@ -282,7 +352,7 @@ def test_only_active_flows_are_updated_and_changes_written_in_one_batch(loop_par
         attach(controller, bridge.channels[fid], RateDctcp(WIDE))
     writes.clear()
     for fid in (1, 2):  # flow 3 is idle
-        bridge.channels[fid].counters.acked_bytes = 5000
+        bridge.channels[fid].counters.acked_bytes = 50_000
         bridge.channels[fid].counters.tx_bytes = 50_000
     bridge.active = [1, 2]
     controller.run_once(bridge.now)
@@ -313,6 +383,22 @@ def test_small_changes_are_not_written(loop_parts) -> None:
     bridge.now += 0.011
     controller.run_once(bridge.now)
     assert bridge.rates[7] == 1001 * MBIT and writes == []  # 0.1 % change
+
+
+def test_flows_that_start_together_share_one_initial_rate() -> None:
+    """A burst of connections admits one flow's initial rate between them, not one each (the
+    million-client paper's overpacing); a flow that starts alone later has it whole."""
+    bridge = Bridge()
+    controller = RateController(FlowRegistry(bridge), P4Info.from_file(P4INFO), lambda b: None,
+                                ControlConfig(start_tau_s=0.5))
+    for fid in range(1, 5):
+        bridge.channels[fid] = Channel(fid)
+        attach(controller, bridge.channels[fid], RateDctcp(WIDE))
+    assert [round(bridge.rates[f] / MBIT, 2) for f in range(1, 5)] == [10, 5, 3.33, 2.5]
+    bridge.now += 10.0
+    bridge.channels[5] = Channel(5)
+    attach(controller, bridge.channels[5], RateDctcp(WIDE))
+    assert bridge.rates[5] == pytest.approx(10 * MBIT, rel=1e-6)
 
 
 def test_detach_resets_the_meter_to_unlimited(loop_parts) -> None:
@@ -379,17 +465,17 @@ def test_a_rise_paces_only_once_the_meter_allows_it_and_a_cut_at_once() -> None:
     def interval(**counters: int) -> None:
         one_interval(bridge, controller, channel, **counters)
 
-    interval(acked_bytes=5000, tx_bytes=50_000)           # slow start: 20 Mbit/s
+    interval(acked_bytes=50_000, tx_bytes=50_000)           # slow start: 20 Mbit/s
     assert bridge.rates[3] == 10 * MBIT and len(pending) == 2
     pending[1].set_result(None)
     assert bridge.rates[3] == 20 * MBIT
-    interval(acked_bytes=5000, tx_bytes=50_000)           # 40 Mbit/s, not yet written ...
-    interval(acked_bytes=5000, tx_bytes=50_000, fast_retransmits=1)   # ... then a loss: 20
+    interval(acked_bytes=50_000, tx_bytes=50_000)           # 40 Mbit/s, not yet written ...
+    interval(acked_bytes=50_000, tx_bytes=50_000, fast_retransmits=1)   # ... then a loss: 20
     assert bridge.rates[3] == 20 * MBIT and len(pending) == 4
     pending[2].set_result(None)                           # the older rise is void
     assert bridge.rates[3] == 20 * MBIT
-    interval(acked_bytes=5000, tx_bytes=50_000)           # +10 Mbit/s, but the write fails
+    interval(acked_bytes=50_000, tx_bytes=50_000)           # +7.7 Mbit/s (Reno), but the write fails
     pending[4].set_exception(RuntimeError("device busy"))
     assert bridge.rates[3] == 20 * MBIT
-    interval(acked_bytes=5000, tx_bytes=50_000)           # 40 Mbit/s: written again
+    interval(acked_bytes=50_000, tx_bytes=50_000)           # written again
     assert len(pending) == 6

@@ -796,6 +796,24 @@ def test_a_paced_flow_sends_its_burst_then_waits_for_tokens(shm: Shm) -> None:
     link.close()
 
 
+def test_the_resend_after_a_timeout_is_not_held_by_the_flows_pacing(shm: Shm) -> None:
+    """At 16 kbit/s a segment waits 0.5 s for tokens; the resend after a timeout goes at once
+    (TCP resends one segment whatever its window) and later sends repay it: held, it would
+    meet the next, backed-off timeout before it left."""
+    flow, link, clock, bridge = recovering_bridge(shm)
+    bridge.set_rate(FLOW, 16_000)
+    flow.app_tx.write(b"s" * 3000)
+    assert bridge.kick(FLOW) == 2000        # the bucket's two segments; the third waits
+    sent_data(link)
+    clock.now += 0.21
+    bridge.check_timeouts(clock.now)
+    assert sent_data(link) == [(0, 0, 1000, ChannelFlags.RTO)]
+    clock.now += 0.6                         # the debt of the resend is not yet repaid
+    bridge.release_paced(clock.now)
+    assert sent_data(link) == []
+    link.close()
+
+
 # -- out-of-order interval -----------------------------------------------------------------------
 
 
