@@ -65,13 +65,21 @@ class StartCount:
     count: float = 0.0
     at: float = 0.0
 
+    def recent(self, now: float) -> float:
+        """The recent starts, decayed to `now` (at least 1)."""
+        if self.tau_s <= 0:
+            return 1.0
+        self.count *= math.exp(-max(now - self.at, 0.0) / self.tau_s)
+        self.at = now
+        return max(self.count, 1.0)
+
     def started(self, now: float) -> float:
         """One more flow starts now; returns the recent starts, this one included."""
         if self.tau_s <= 0:
             return 1.0
-        self.count = self.count * math.exp(-max(now - self.at, 0.0) / self.tau_s) + 1
-        self.at = now
-        return self.count
+        self.recent(now)
+        self.count += 1
+        return max(self.count, 1.0)
 
 
 @dataclass(slots=True)
@@ -85,6 +93,7 @@ class FlowControl:
     written_bps: float | None = None   # what the meter holds (None: unlimited)
     paced_bps: float | None = None     # what the bridge paces to (None: unlimited)
     rising_to: float | None = None     # a higher rate waiting for its meter write
+    start_bps: float | None = None     # the undivided initial rate, until the first update
 
 
 @dataclass
@@ -130,9 +139,10 @@ class RateController:
         if algorithm is None:
             return
         channel, now = flow.channel, self.nic.clock()
-        starting = self._starts.started(now)
-        algorithm.rate_bps = algorithm.limits.clamp(algorithm.rate_bps / starting)
-        flow.control = FlowControl(algorithm, channel.mss, _snapshot(channel.counters), now)
+        start_bps = algorithm.rate_bps
+        algorithm.rate_bps = algorithm.limits.clamp(start_bps / self._starts.started(now))
+        flow.control = FlowControl(algorithm, channel.mss, _snapshot(channel.counters), now,
+                                   start_bps=start_bps)
         self.controlled += 1
         batch = MeterBatch()
         self._apply(flow, algorithm.rate_bps, batch)
@@ -178,8 +188,19 @@ class RateController:
         if not (feedback.acked_bytes or feedback.sent_bytes or feedback.loss):
             return  # idle: out of the wheel until it sends again
         self.updates += 1
+        if state.start_bps is not None:
+            self._share_start(state, now)
         self._apply(flow, state.algorithm.update(feedback), batch)
         self._wheel.schedule(flow, now + self._interval(flow))
+
+    def _share_start(self, state: FlowControl, now: float) -> None:
+        """A flow's first update: no more than its share of the starts around it. The first
+        of a burst to attach took the initial rate whole; by its first interval the rest
+        of the burst has attached too (or, idle until then, the burst has passed)."""
+        algorithm = state.algorithm
+        share = algorithm.limits.clamp(state.start_bps / self._starts.recent(now))
+        algorithm.rate_bps = min(algorithm.rate_bps, share)
+        state.start_bps = None
 
     def _apply(self, flow: Flow, rate_bps: float, batch: MeterBatch) -> None:
         """A new rate: a cut paces at once; a rise waits until the meter allows it, else the

@@ -135,10 +135,11 @@ class RateDctcp(CongestionControl):
         """Additive increase for one interval, earned by the bytes acknowledged in it (A):
         Reno's MSS per window of them (window W = rate x RTT), below four segments at most a
         quarter segment per segment (Swift's growth for windows under one), and at most
-        TAS's step. The RTT is at least half the interval: the controller's intervals are two
-        RTTs, so a shorter estimate is stale (Karn's rule leaves a flow that keeps resending
-        without samples) and would multiply the growth."""
-        rtt = max(feedback.mean_rtt_s or feedback.srtt_s or 0.0, feedback.interval_s / 2)
+        TAS's step. The RTT is the interval's samples'; without any, the smoothed RTT but at
+        least half the interval (the controller's intervals are two RTTs): a flow that keeps
+        resending gets no samples (Karn's rule), and its first segments' 0.1 ms would
+        multiply the growth."""
+        rtt = feedback.mean_rtt_s or max(feedback.srtt_s or 0.0, feedback.interval_s / 2)
         if rtt <= 0:
             return 0.0
         acked_bits = 8 * feedback.acked_bytes

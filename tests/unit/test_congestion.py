@@ -395,6 +395,15 @@ def test_flows_that_start_together_share_one_initial_rate() -> None:
         bridge.channels[fid] = Channel(fid)
         attach(controller, bridge.channels[fid], RateDctcp(WIDE))
     assert [round(bridge.rates[f] / MBIT, 2) for f in range(1, 5)] == [10, 5, 3.33, 2.5]
+    # By their first interval the first flows hold no more than the burst's share: 10 / 4.
+    for fid in range(1, 5):
+        bridge.channels[fid].counters.tx_bytes = 1000
+    bridge.active = [1, 2, 3, 4]
+    controller.run_once(bridge.now)
+    bridge.now += 0.011
+    controller.run_once(bridge.now)
+    # (4 starts decayed for 11 ms of a 0.5 s time constant: 10 / 3.91 = 2.56 Mbit/s)
+    assert all(2.5 * MBIT <= bridge.rates[f] <= 2.56 * MBIT for f in range(1, 5))
     bridge.now += 10.0
     bridge.channels[5] = Channel(5)
     attach(controller, bridge.channels[5], RateDctcp(WIDE))
