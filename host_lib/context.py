@@ -114,7 +114,8 @@ class Connection:
         return self.rx.readable() if self.rx is not None else 0
 
     def tx_free(self) -> int:
-        return self.tx.free_space() if self.tx is not None else 0
+        """TX bytes this connection may queue now (within the runtime's send budget)."""
+        return self.tx.room() if self.tx is not None else 0
 
     def take_error(self) -> OSError | None:
         error, self.error = self.error, None
@@ -142,8 +143,7 @@ class Connection:
         """Writable views of up to `count` bytes of free TX space; fill them, then tx_send(n)."""
         if self.tx is None or self._tx_bytes is None:
             raise _oserror(errno.ENOTCONN)
-        head, tail = self.tx.head, self.tx.tail
-        free = self.tx.size - (head - tail)
+        head, free = self.tx.head, self.tx.room()
         return _pieces(self._tx_bytes, head & (self.tx.size - 1),
                        free if count is None else min(count, free))
 
@@ -161,7 +161,7 @@ class Connection:
         if self.tx is None:
             raise _oserror(errno.ENOTCONN)
         head = self.tx.head
-        sent = self.tx.write(data)
+        sent = self.tx.write(data, self.tx.room())
         if kick and sent:
             self._tx_doorbell(head)
         return sent

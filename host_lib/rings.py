@@ -36,6 +36,7 @@ from host_lib.shm_layout import (
     EVENT_RECORD,
     EVENT_RECORD_BYTES,
     HEAD_OFFSET,
+    LIMIT_OFFSET,
     POSITION_BYTES,
     POSITION_FORMAT,
     TAIL_OFFSET,
@@ -48,6 +49,7 @@ BytesLike = bytes | bytearray | memoryview  # any bytes buffer works (abc.Buffer
 
 _HEAD = HEAD_OFFSET // POSITION_BYTES
 _TAIL = TAIL_OFFSET // POSITION_BYTES
+_LIMIT = LIMIT_OFFSET // POSITION_BYTES
 # A ring's bytes are no memoryview of their own (~184 bytes each, two rings per connection, up
 # to a million: ARCHITECTURE.md 5): it indexes the segment's view at an offset. Its positions
 # keep their cast view: a store through it is one 8-byte store, while struct.pack_into zeroes
@@ -122,9 +124,18 @@ class _Positions:
             self._own = tail
         self._words[_TAIL] = tail
 
+    def limit(self) -> int:
+        """The consumer's limit word (0: none)."""
+        return self._words[_LIMIT]
+
+    def publish_limit(self, limit: int) -> None:
+        """Consumer: ask the producer to keep at most `limit` bytes queued (0: no limit)."""
+        self._words[_LIMIT] = limit
+
     def reset(self, position: int) -> None:
-        """Empty the ring at `position`; only while neither side is using it."""
+        """Empty the ring at `position`, without a limit; only while neither side uses it."""
         self._own = position
+        self._words[_LIMIT] = 0
         self._words[_TAIL] = position
         self._words[_HEAD] = position
 
@@ -182,6 +193,20 @@ class ByteRing:
         head, tail = self._pos.load()
         return self.size - (head - tail)
 
+    def capacity(self) -> int:
+        """Producer: what it should keep queued at most, the consumer's limit or the size."""
+        limit = self._pos.limit()
+        return limit if 0 < limit < self.size else self.size
+
+    def room(self) -> int:
+        """Producer: bytes it may write now within the consumer's limit."""
+        head, tail = self._pos.load()
+        return max(self.capacity() - (head - tail), 0)
+
+    def set_limit(self, limit: int) -> None:
+        """Consumer: the most bytes the producer should keep queued (0: the whole ring)."""
+        self._pos.publish_limit(limit)
+
     def reset(self, position: int = 0) -> None:
         """Empty the ring, both positions at `position`; only while no side uses it (slot reuse)."""
         self._pos.reset(position)
@@ -194,11 +219,14 @@ class ByteRing:
 
     # -- producer --------------------------------------------------------------------------------
 
-    def write(self, data: BytesLike) -> int:
-        """Append as much of `data` as fits and publish it; returns bytes written (0: full)."""
+    def write(self, data: BytesLike, most: int | None = None) -> int:
+        """Append as much of `data` as fits (and at most `most` bytes) and publish it; returns
+        bytes written (0: full)."""
         src = _byte_view(data)
         head, tail = self._pos.load()
         count = min(len(src), self.size - (head - tail))
+        if most is not None:
+            count = max(min(count, most), 0)
         if count:
             self._copy_in(head & self._mask, src[:count])
             self._pos.publish_head(head + count)

@@ -39,7 +39,11 @@ Control block (CONTROL_BLOCK_BYTES = 128), one per ring and per event queue:
     bytes   0-7    head  producer's position (u64): written only by the producer
     bytes   8-63   reserved, zero (the head has its cache line to itself)
     bytes  64-71   tail  consumer's position (u64): written only by the consumer
-    bytes  72-127  reserved, zero
+    bytes  72-79   limit a connection's TX ring: the most bytes the application should keep
+                         queued (u64; 0: the whole ring), written only by the runtime from the
+                         flow's rate, so that a slow flow's sender waits rather than queueing
+                         seconds of data (backpressure); advisory, the runtime never reads it
+    bytes  80-127  reserved, zero
 
 Positions count bytes (rings) or records (queues) since the ring was reset; they only grow and
 never wrap (2^64 bytes are 58 years at 10 GB/s). readable = head - tail, 0 <= readable <= size.
@@ -108,6 +112,7 @@ POSITION_BYTES = 8
 CONTROL_BLOCK_BYTES = 2 * CACHE_LINE_BYTES
 HEAD_OFFSET = 0
 TAIL_OFFSET = CACHE_LINE_BYTES
+LIMIT_OFFSET = TAIL_OFFSET + 8
 SLOT_CONTROL_BYTES = 2 * CONTROL_BLOCK_BYTES
 
 EVENT_FORMAT = "<HHIQIIQ"

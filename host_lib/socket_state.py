@@ -253,9 +253,10 @@ class SocketState:
 
     @staticmethod
     def _tx_roomy(conn: Connection) -> bool:
-        """Writable as Linux's sk_stream_is_writeable: a good share of the TX ring is free."""
+        """Writable as Linux's sk_stream_is_writeable: a good share of the TX ring (or of the
+        send budget the runtime gave a slow flow) is free."""
         tx = conn.tx
-        return tx is not None and tx.free_space() >= max(1, tx.size // WRITABLE_FRACTION)
+        return tx is not None and tx.room() >= max(1, tx.capacity() // WRITABLE_FRACTION)
 
     def _local(self) -> tuple[str, int]:
         if self._listener is not None:

@@ -49,7 +49,7 @@ from runtime.dma_tx import HostToNic
 from runtime.flow_channel import FlowChannel
 from runtime.keepalive import KeepaliveParams, KeepaliveTimers
 from runtime.nic_interface import DropCause, NicStats
-from runtime.pacing import Pacer, TokenBucket
+from runtime.pacing import Pacer, TokenBucket, send_budget
 from runtime.retransmission import RetransmissionTimers, RtoConfig
 from host_lib.rings import RingCorruptedError
 
@@ -137,6 +137,7 @@ class DmaBridge(NicToHost, HostToNic):
         if channel is None:
             return
         now = self.clock()
+        channel.tx_ring.set_limit(send_budget(rate_bps, channel.tx_ring.size))
         if rate_bps is None:
             channel.bucket = None
             self.pacer.forget(channel)

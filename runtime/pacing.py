@@ -17,6 +17,20 @@ TICK_SECONDS = 0.0005
 WHEEL_SLOTS = 8192          # 4 s ahead: a 1 Mbit/s flow waits 12 ms for a full segment
 BURST_SECONDS = 0.001       # a bucket holds 1 ms of its rate (and at least two segments)
 FRAME_OVERHEAD = 14 + 24    # Ethernet + NIC<->host header, as the meter sees a TX_DATA
+# What an application may keep queued on a paced flow (its TX ring's limit, shm_layout): this
+# long at the flow's rate, at least Linux's smallest send buffer (SOCK_MIN_SNDBUF, ~4.6 KB).
+# 256 flows sharing 20 Mbit/s would otherwise queue their whole 256 KiB rings: 27 s of data
+# behind every later write (issue 18); Linux sizes a send buffer to twice the window.
+SEND_BUDGET_SECONDS = 0.25
+MIN_SEND_BUDGET = 4096
+
+
+def send_budget(rate_bps: float | None, ring_size: int) -> int:
+    """The TX ring limit for a flow paced at `rate_bps` (0: none, the whole ring)."""
+    if rate_bps is None:
+        return 0
+    budget = max(int(rate_bps / 8 * SEND_BUDGET_SECONDS), MIN_SEND_BUDGET)
+    return 0 if budget >= ring_size else budget
 
 
 @dataclass(slots=True)

@@ -796,6 +796,24 @@ def test_a_paced_flow_sends_its_burst_then_waits_for_tokens(shm: Shm) -> None:
     link.close()
 
 
+def test_a_paced_flows_application_may_queue_a_quarter_second_of_its_rate(shm: Shm) -> None:
+    """Backpressure: the bridge sets the TX ring's limit from the rate (at least 4 KiB; the
+    whole ring when that is more, or when the flow is unlimited), and the application's send
+    stops there."""
+    flow, link, _, bridge = recovering_bridge(shm)
+    size = flow.app_tx.size
+    bridge.set_rate(FLOW, 80_000)               # 2,500 B in 0.25 s: the 4 KiB floor
+    assert flow.app_tx.capacity() == 4096
+    bridge.set_rate(FLOW, 800_000)              # 25,000 B
+    assert flow.app_tx.capacity() == min(25_000, size)
+    assert flow.app_tx.write(b"q" * size, flow.app_tx.room()) == min(25_000, size)
+    bridge.set_rate(FLOW, 8 * size * 8)
+    assert flow.app_tx.capacity() == size
+    bridge.set_rate(FLOW, None)
+    assert flow.app_tx.capacity() == size
+    link.close()
+
+
 def test_the_resend_after_a_timeout_is_not_held_by_the_flows_pacing(shm: Shm) -> None:
     """At 16 kbit/s a segment waits 0.5 s for tokens; the resend after a timeout goes at once
     (TCP resends one segment whatever its window) and later sends repay it: held, it would

@@ -33,6 +33,7 @@ from host_lib.shm_layout import (
     EVENT_RECORD_BYTES,
     HEAD_OFFSET,
     HEADER_BYTES,
+    LIMIT_OFFSET,
     LAYOUT_VERSION,
     MIN_RING_SIZE,
     PAGE_BYTES,
@@ -132,6 +133,29 @@ def test_write_is_partial_when_full_and_never_overwrites() -> None:
     assert ring.read(100) == b"a" * 6 + b"b" * 6 + b"xyz1"
     assert ring.read(1) == b""
     assert ring.peek(5) == []
+
+
+def test_the_consumers_limit_bounds_what_the_producer_queues() -> None:
+    """A TX ring's limit word (the runtime's send budget for a slow flow): room and capacity
+    follow it, write(most=room) stays within it, free_space and the ring's size do not; 0 or
+    a limit at or above the size means the whole ring, and a reset clears it."""
+    ring, backing = make_ring()
+    consumer = ByteRing(memoryview(backing), 0, CONTROL_BLOCK_BYTES, SMALL_RING,
+                        own=RingSide.CONSUMER)
+    assert ring.capacity() == SMALL_RING and ring.room() == SMALL_RING
+    consumer.set_limit(6)
+    assert struct.unpack_from("<Q", backing, LIMIT_OFFSET)[0] == 6
+    assert ring.capacity() == 6 and ring.room() == 6
+    assert ring.write(b"x" * 10, ring.room()) == 6
+    assert ring.room() == 0 and ring.free_space() == SMALL_RING - 6
+    consumer.set_limit(4)                        # lowered below what is queued: no room
+    assert ring.room() == 0
+    assert consumer.read(3) == b"xxx" and ring.room() == 1
+    consumer.set_limit(SMALL_RING * 4)
+    assert ring.capacity() == SMALL_RING
+    consumer.set_limit(5)
+    consumer.reset(100)
+    assert ring.capacity() == SMALL_RING and ring.room() == SMALL_RING
 
 
 def test_peek_pieces_clip_and_skip() -> None:
