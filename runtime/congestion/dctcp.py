@@ -126,26 +126,29 @@ class RateDctcp(CongestionControl):
             return 1.0
         queue = self.config.queue
         gap = 8 * feedback.mss / self.rate_bps
-        excess = rtt - base - queue.target_s(self._segments_per_rtt(base, feedback.mss), gap)
+        excess = rtt - base - queue.target_s(self._segments_per_rtt(rtt, feedback.mss), gap)
         if excess <= 0:
             return 1.0
         return max(1 - queue.beta * excess / rtt, 1 - queue.max_cut)
 
     def _step(self, feedback: IntervalFeedback) -> float:
-        """Additive increase for one interval, earned by the bytes acknowledged in it (A):
-        Reno's MSS per window of them (window W = rate x RTT), below four segments at most a
-        quarter segment per segment (Swift's growth for windows under one), and at most
-        TAS's step. The RTT is the interval's samples'; without any, the smoothed RTT but at
-        least half the interval (the controller's intervals are two RTTs): a flow that keeps
-        resending gets no samples (Karn's rule), and its first segments' 0.1 ms would
-        multiply the growth."""
+        """Additive increase for one interval: Reno's MSS per window of acknowledged bytes and
+        per RTT, below four segments per RTT at most a quarter segment per acknowledged
+        segment and a quarter of the rate per RTT (Swift's growth under a window of one), and
+        at most TAS's step. Both the bytes and the time bound it: a cumulative ACK that jumps
+        over a SACKed range after a recovery acknowledges many windows at once. The RTT is
+        the interval's samples'; without any, the smoothed RTT but at least half the interval
+        (the controller's intervals are two RTTs): a flow that keeps resending gets no samples
+        (Karn's rule), and its first segments' 0.1 ms would multiply the growth."""
         rtt = feedback.mean_rtt_s or max(feedback.srtt_s or 0.0, feedback.interval_s / 2)
         if rtt <= 0:
             return 0.0
-        acked_bits = 8 * feedback.acked_bytes
+        small, mss_bits = self.config.small_growth, 8 * feedback.mss
+        acked_bits, rtts = 8 * feedback.acked_bytes, feedback.interval_s / rtt
         window_bytes = max(self.rate_bps * rtt / 8, 1.0)
-        reno = acked_bits * feedback.mss / (window_bytes * rtt)
-        return min(self.config.step_bps, reno, self.config.small_growth * acked_bits / rtt)
+        by_bytes = min(acked_bits * feedback.mss / window_bytes, small * acked_bits) / rtt
+        by_time = rtts * min(mss_bits / rtt, small * self.rate_bps)
+        return min(self.config.step_bps, by_bytes, by_time)
 
     def _after_loss(self, rate: float, feedback: IntervalFeedback) -> float:
         """Halve for congestion; after a random loss keep what the path delivered."""

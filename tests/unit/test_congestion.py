@@ -52,7 +52,7 @@ def test_dctcp_loss_halves_and_ends_slow_start() -> None:
     cc = RateDctcp(WIDE)
     cc.update(fb(acked_bytes=10_000))
     assert cc.update(fb(acked_bytes=10_000, fast_retransmits=1)) == 10 * MBIT
-    rtt = {"rtt_samples": 1, "rtt_sum_s": 300e-6}
+    rtt = {"rtt_samples": 1, "rtt_sum_s": 100e-6}
     assert cc.update(fb(acked_bytes=10_000, **rtt)) == 20 * MBIT  # +step, not x2
 
 
@@ -68,13 +68,20 @@ def test_dctcp_slow_start_grows_by_what_was_acknowledged() -> None:
 
 def test_dctcp_growth_below_a_few_segments_per_rtt_is_a_fraction_of_what_was_acked() -> None:
     """256 flows through 20 Mbit/s at a 50 ms RTT hold a third of a segment each: growth is a
-    quarter of the acknowledged bytes per RTT (Swift's), far below TAS's 10 Mbit/s step."""
+    quarter of the acknowledged bytes and of the rate per RTT (Swift's), far below TAS's
+    10 Mbit/s step."""
     cc = RateDctcp(RateLimits(), DctcpConfig(initial_bps=0.08 * MBIT))
     cc.slow_start = False
     # One segment acknowledged in a 100 ms interval of 50 ms RTT samples.
     feedback = IntervalFeedback(interval_s=0.1, acked_bytes=1448, rtt_samples=1,
                                 rtt_sum_s=0.05, paced=True)
-    assert cc.update(feedback) == pytest.approx(0.08 * MBIT + 0.25 * 1448 * 8 / 0.05)
+    by_bytes, by_time = 0.25 * 1448 * 8 / 0.05, 2 * 0.25 * 0.08 * MBIT
+    assert cc.update(feedback) == pytest.approx(0.08 * MBIT + min(by_bytes, by_time))
+    # A cumulative ACK that jumps over 100 SACKed segments still grows by the time bound.
+    jump = IntervalFeedback(interval_s=0.1, acked_bytes=144_800, rtt_samples=1, rtt_sum_s=0.05,
+                            paced=True)
+    rate = cc.rate_bps
+    assert cc.update(jump) == pytest.approx(rate * 1.5)
 
 
 def test_dctcp_growth_above_a_few_segments_is_reno_and_at_most_the_step() -> None:
@@ -97,7 +104,7 @@ def test_dctcp_a_stale_short_rtt_does_not_multiply_growth() -> None:
     cc = RateDctcp(RateLimits(), DctcpConfig(initial_bps=0.04 * MBIT))
     cc.slow_start = False
     feedback = IntervalFeedback(interval_s=0.1, acked_bytes=2896, srtt_s=100e-6, paced=True)
-    assert cc.update(feedback) == pytest.approx(0.04 * MBIT + 0.25 * 2896 * 8 / 0.05)
+    assert cc.update(feedback) == pytest.approx(0.04 * MBIT * 1.5)   # not 10 Mbit/s more
 
 
 def test_dctcp_a_queue_above_the_target_cuts_in_proportion_to_the_excess() -> None:
