@@ -1,7 +1,7 @@
 """Rate-based DCTCP as TAS runs it (TAS 3.2): DCTCP's control law applied to a rate.
 
-Slow start adds what the peer acknowledged in the interval (at most doubling the rate, as a
-window grows by what is acknowledged) until the first ECN mark, loss or queue; afterwards
+Slow start doubles the rate every interval in which the peer acknowledged data (an interval
+without ACKs earns nothing) until the first ECN mark, loss or queue; afterwards
 the rate grows by TAS's fixed step per interval, but never faster than Reno's segment per
 window of acknowledged data nor, below four segments per RTT, by more than a quarter of a
 segment per acknowledged segment: TAS's step suits a datacenter's microseconds, and hundreds of flows sharing a slow
@@ -106,7 +106,7 @@ class RateDctcp(CongestionControl):
         elif not feedback.acked_bytes:
             pass    # growth is earned by acknowledged data, as TCP's is by ACKs
         elif self.slow_start:
-            rate += min(rate, feedback.acked_bytes * 8 / feedback.interval_s)
+            rate *= 2
         else:
             rate += self._step(feedback)
         if feedback.sent_bytes and not feedback.paced:

@@ -56,13 +56,13 @@ def test_dctcp_loss_halves_and_ends_slow_start() -> None:
     assert cc.update(fb(acked_bytes=10_000, **rtt)) == 20 * MBIT  # +step, not x2
 
 
-def test_dctcp_slow_start_grows_by_what_was_acknowledged() -> None:
-    """As a window grows by the bytes ACKs cover: 1,000 B in 1 ms add 8 Mbit/s to 10 (and no
-    more than doubling); an interval with nothing acknowledged earns nothing."""
+def test_dctcp_slow_start_grows_only_in_intervals_with_acknowledged_data() -> None:
+    """Growth is earned by ACKs, as a window's: an interval in which the pacer held the flow
+    but nothing came back leaves the rate where it was."""
     cc = RateDctcp(WIDE)
-    assert cc.update(fb(acked_bytes=1_000)) == 18 * MBIT
-    assert cc.update(fb(sent_bytes=10_000, paced=True)) == 18 * MBIT
-    assert cc.update(fb(acked_bytes=100_000)) == 36 * MBIT
+    assert cc.update(fb(acked_bytes=1_000)) == 20 * MBIT
+    assert cc.update(fb(sent_bytes=10_000, paced=True)) == 20 * MBIT
+    assert cc.update(fb(acked_bytes=100_000)) == 40 * MBIT
     assert cc.slow_start
 
 
