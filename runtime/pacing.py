@@ -18,11 +18,13 @@ WHEEL_SLOTS = 8192          # 4 s ahead: a 1 Mbit/s flow waits 12 ms for a full 
 BURST_SECONDS = 0.001       # a bucket holds 1 ms of its rate (and at least two segments)
 FRAME_OVERHEAD = 14 + 24    # Ethernet + NIC<->host header, as the meter sees a TX_DATA
 # What an application may keep queued on a paced flow (its TX ring's limit, shm_layout): this
-# long at the flow's rate, at least Linux's smallest send buffer (SOCK_MIN_SNDBUF, ~4.6 KB).
-# 256 flows sharing 20 Mbit/s would otherwise queue their whole 256 KiB rings: 27 s of data
-# behind every later write (issue 18); Linux sizes a send buffer to twice the window.
+# long at the flow's rate, and at least what Linux's send buffer holds once it first expands
+# (tcp_sndbuf_expand: twice the initial window, some 64 KiB), since applications written for
+# Linux count on it (one that waits only for readability after a short send, say). 256 flows
+# sharing 20 Mbit/s would otherwise queue their whole 256 KiB rings: 27 s of data behind
+# every later write (issue 18).
 SEND_BUDGET_SECONDS = 0.25
-MIN_SEND_BUDGET = 4096
+MIN_SEND_BUDGET = 64 * 1024
 
 
 def send_budget(rate_bps: float | None, ring_size: int) -> int:

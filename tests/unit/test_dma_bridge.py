@@ -21,6 +21,7 @@ import pytest
 from host_lib.rings import ByteRing, Event, EventQueue, connection_ring, context_queue
 from host_lib.shm_layout import HEAD_OFFSET, Direction, EventType, Layout, Segment
 from nic_contract.constants import ETHERTYPE_NIC_HOST
+from runtime import pacing
 from runtime.dma_bridge import DmaBridge
 from runtime.flow_channel import DEFAULT_MSS, FlowChannel
 from runtime.nic_interface import DropCause
@@ -796,17 +797,23 @@ def test_a_paced_flow_sends_its_burst_then_waits_for_tokens(shm: Shm) -> None:
     link.close()
 
 
-def test_a_paced_flows_application_may_queue_a_quarter_second_of_its_rate(shm: Shm) -> None:
-    """Backpressure: the bridge sets the TX ring's limit from the rate (at least 4 KiB; the
+def test_a_paced_flows_application_may_queue_a_quarter_second_of_its_rate(
+        shm: Shm, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Backpressure: the bridge sets the TX ring's limit from the rate (at least 64 KiB; the
     whole ring when that is more, or when the flow is unlimited), and the application's send
-    stops there."""
+    stops there. (This test's rings are 8 KiB: the floor is lowered to 1 KiB for it.)"""
+    assert pacing.send_budget(80_000, 1 << 18) == 65_536        # 2,500 B in 0.25 s
+    assert pacing.send_budget(2_560_000, 1 << 18) == 80_000
+    assert pacing.send_budget(80_000_000, 1 << 18) == 0         # more than the ring
+    assert pacing.send_budget(None, 1 << 18) == 0
+    monkeypatch.setattr(pacing, "MIN_SEND_BUDGET", 1024)
     flow, link, _, bridge = recovering_bridge(shm)
     size = flow.app_tx.size
-    bridge.set_rate(FLOW, 80_000)               # 2,500 B in 0.25 s: the 4 KiB floor
-    assert flow.app_tx.capacity() == 4096
-    bridge.set_rate(FLOW, 800_000)              # 25,000 B
-    assert flow.app_tx.capacity() == min(25_000, size)
-    assert flow.app_tx.write(b"q" * size, flow.app_tx.room()) == min(25_000, size)
+    bridge.set_rate(FLOW, 16_000)               # 500 B in 0.25 s: the floor
+    assert flow.app_tx.capacity() == 1024
+    bridge.set_rate(FLOW, 160_000)              # 5,000 B
+    assert flow.app_tx.capacity() == 5000
+    assert flow.app_tx.write(b"q" * size, flow.app_tx.room()) == 5000
     bridge.set_rate(FLOW, 8 * size * 8)
     assert flow.app_tx.capacity() == size
     bridge.set_rate(FLOW, None)
