@@ -50,12 +50,13 @@ class BridgeBase:
         """Whether pacing holds back a segment of `size` bytes (the flow then waits in the
         pacer). The first resend after a timeout goes at once, on credit that later sends
         repay: TCP resends one segment on a timeout whatever its window, and a slow flow's
-        resend held seconds by its rate would only meet the next timeout."""
+        resend held seconds by its rate would only meet the next timeout. One such debt at a
+        time: timeouts that back off faster than the rate repays would overrun the NIC's
+        meter, whose burst holds a few segments beyond the rate."""
         bucket = channel.bucket
         if bucket is None:
             return False
-        if channel.rto_flag_pending:
-            bucket.spend(size, now)
+        if channel.rto_flag_pending and bucket.spend(size, now):
             return False
         wait = bucket.take(size, now)
         if not wait:

@@ -71,10 +71,14 @@ class TokenBucket:
         return (cost - self.tokens) / self.rate_Bps
 
 
-    def spend(self, payload: int, now: float) -> None:
-        """Send one segment now whatever the tokens; a debt delays the sends after it."""
+    def spend(self, payload: int, now: float) -> bool:
+        """Send one segment now on credit unless a debt is still unpaid (False: take() it);
+        the debt delays the sends after it."""
         self.refill(now)
+        if self.tokens < 0:
+            return False
         self.tokens -= payload + FRAME_OVERHEAD
+        return True
 
 
 class Paced(Protocol):

@@ -822,11 +822,12 @@ def test_a_paced_flows_application_may_queue_a_quarter_second_of_its_rate(
 
 
 def test_the_resend_after_a_timeout_is_not_held_by_the_flows_pacing(shm: Shm) -> None:
-    """At 16 kbit/s a segment waits 0.5 s for tokens; the resend after a timeout goes at once
+    """At 8 kbit/s a segment waits 1 s for tokens; the resend after a timeout goes at once
     (TCP resends one segment whatever its window) and later sends repay it: held, it would
-    meet the next, backed-off timeout before it left."""
+    meet the next, backed-off timeout before it left. A timeout while that debt is unpaid
+    waits its turn (the NIC's meter holds only a few segments beyond the rate)."""
     flow, link, clock, bridge = recovering_bridge(shm)
-    bridge.set_rate(FLOW, 16_000)
+    bridge.set_rate(FLOW, 8_000)
     flow.app_tx.write(b"s" * 3000)
     assert bridge.kick(FLOW) == 2000        # the bucket's two segments; the third waits
     sent_data(link)
@@ -835,6 +836,8 @@ def test_the_resend_after_a_timeout_is_not_held_by_the_flows_pacing(shm: Shm) ->
     assert sent_data(link) == [(0, 0, 1000, ChannelFlags.RTO)]
     clock.now += 0.6                         # the debt of the resend is not yet repaid
     bridge.release_paced(clock.now)
+    assert sent_data(link) == []
+    bridge.check_timeouts(clock.now)         # a second timeout while in debt: paced
     assert sent_data(link) == []
     link.close()
 
