@@ -137,7 +137,8 @@ class DmaBridge(NicToHost, HostToNic):
         if channel is None:
             return
         now = self.clock()
-        channel.tx_ring.set_limit(send_budget(rate_bps, channel.tx_ring.size))
+        channel.tx_ring.set_limit(send_budget(rate_bps, channel.tx_ring.size,
+                                              len(self._channels)))
         if rate_bps is None:
             channel.bucket = None
             self.pacer.forget(channel)

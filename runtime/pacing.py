@@ -20,18 +20,24 @@ FRAME_OVERHEAD = 14 + 24    # Ethernet + NIC<->host header, as the meter sees a 
 # What an application may keep queued on a paced flow (its TX ring's limit, shm_layout): this
 # long at the flow's rate, and at least what Linux's send buffer holds once it first expands
 # (tcp_sndbuf_expand: twice the initial window, some 64 KiB), since applications written for
-# Linux count on it (one that waits only for readability after a short send, say). 256 flows
-# sharing 20 Mbit/s would otherwise queue their whole 256 KiB rings: 27 s of data behind
-# every later write (issue 18).
+# Linux count on it (one that waits only for readability after a short send, say); with many
+# flows that floor shrinks to a share of SHARED_SEND_BUDGET, down to Linux's smallest send
+# buffer, as Linux shrinks send buffers under tcp_mem pressure. 256 flows sharing 20 Mbit/s
+# would otherwise queue their whole 256 KiB rings: 27 s of data behind every later write, and
+# 4,096 flows' 64 KiB each would take 100 s to drain through it (issue 18).
 SEND_BUDGET_SECONDS = 0.25
-MIN_SEND_BUDGET = 64 * 1024
+MAX_SEND_FLOOR = 64 * 1024
+MIN_SEND_FLOOR = 4096               # SOCK_MIN_SNDBUF is about this
+SHARED_SEND_BUDGET = 32 * 1024 * 1024
 
 
-def send_budget(rate_bps: float | None, ring_size: int) -> int:
-    """The TX ring limit for a flow paced at `rate_bps` (0: none, the whole ring)."""
+def send_budget(rate_bps: float | None, ring_size: int, flows: int = 1) -> int:
+    """The TX ring limit for a flow paced at `rate_bps`, one of `flows` (0: none, the whole
+    ring)."""
     if rate_bps is None:
         return 0
-    budget = max(int(rate_bps / 8 * SEND_BUDGET_SECONDS), MIN_SEND_BUDGET)
+    floor = min(max(SHARED_SEND_BUDGET // max(flows, 1), MIN_SEND_FLOOR), MAX_SEND_FLOOR)
+    budget = max(int(rate_bps / 8 * SEND_BUDGET_SECONDS), floor)
     return 0 if budget >= ring_size else budget
 
 

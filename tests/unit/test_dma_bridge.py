@@ -799,14 +799,17 @@ def test_a_paced_flow_sends_its_burst_then_waits_for_tokens(shm: Shm) -> None:
 
 def test_a_paced_flows_application_may_queue_a_quarter_second_of_its_rate(
         shm: Shm, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Backpressure: the bridge sets the TX ring's limit from the rate (at least 64 KiB; the
-    whole ring when that is more, or when the flow is unlimited), and the application's send
-    stops there. (This test's rings are 8 KiB: the floor is lowered to 1 KiB for it.)"""
+    """Backpressure: the bridge sets the TX ring's limit from the rate (at least 64 KiB, less
+    with many flows; the whole ring when that is more, or when the flow is unlimited), and the
+    application's send stops there. (This test's rings are 8 KiB: the floor is 1 KiB here.)"""
     assert pacing.send_budget(80_000, 1 << 18) == 65_536        # 2,500 B in 0.25 s
     assert pacing.send_budget(2_560_000, 1 << 18) == 80_000
     assert pacing.send_budget(80_000_000, 1 << 18) == 0         # more than the ring
     assert pacing.send_budget(None, 1 << 18) == 0
-    monkeypatch.setattr(pacing, "MIN_SEND_BUDGET", 1024)
+    # Many flows share 32 MiB of floor (Linux's tcp_mem pressure), down to 4 KiB each.
+    assert pacing.send_budget(80_000, 1 << 18, flows=1024) == 32_768
+    assert pacing.send_budget(80_000, 1 << 18, flows=100_000) == 4096
+    monkeypatch.setattr(pacing, "MAX_SEND_FLOOR", 1024)
     flow, link, _, bridge = recovering_bridge(shm)
     size = flow.app_tx.size
     bridge.set_rate(FLOW, 16_000)               # 500 B in 0.25 s: the floor
