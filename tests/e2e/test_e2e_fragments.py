@@ -11,6 +11,7 @@ ways on the wire, no RST.
 from __future__ import annotations
 
 import random
+import time
 
 import pytest
 
@@ -22,6 +23,7 @@ from tests.support.stack import Stack
 
 PORT = 7401
 SMALL_MTU = 1000
+REASSEMBLY_WAIT_S = 40.0   # the runtime's reassembly timeout (30 s, Linux's) and a margin
 
 # A Linux client that fragments: IP_PMTUDISC_OMIT (5) on its socket; sends `size` seeded
 # bytes, half-closes, waits for p4tas's FIN; prints one JSON object.
@@ -44,6 +46,16 @@ s.shutdown(socket.SHUT_WR)
 eof = s.recv(10) == b""
 print(json.dumps({"sha": hashlib.sha256(data).hexdigest(), "eof": eof}), flush=True)
 """
+
+
+def stats_once(stack: Stack, done, timeout: float) -> dict:
+    """The runtime's counters once `done(counters)` holds (or as they are at `timeout`)."""
+    deadline = time.monotonic() + timeout
+    counters = stats(stack)
+    while not done(counters) and time.monotonic() < deadline:
+        time.sleep(0.5)
+        counters = stats(stack)
+    return counters
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +111,13 @@ def test_fragmented_segments_are_reassembled(stack: Stack, small_mtu) -> None:
     after = stats(stack)
     reassembled = after.get("ipfrag_reassembled", 0) - before.get("ipfrag_reassembled", 0)
     assert reassembled >= size // 1448 // 2, after   # most segments came in fragments
-    assert after["ipfrag_in_progress"] == 0 and after["ipfrag_held_bytes"] == 0
+    if after["ipfrag_in_progress"]:
+        # A fragment lost on the way (the switch under load drops some) leaves its partners
+        # waiting out the 30 s reassembly timeout (the sender resent the segment whole or in
+        # new fragments): what must hold is that they are then dropped, not kept for ever.
+        after = stats_once(stack, lambda s: s["ipfrag_in_progress"] == 0, REASSEMBLY_WAIT_S)
+        assert after["ipfrag_timeouts"] > before.get("ipfrag_timeouts", 0), after
+    assert after["ipfrag_in_progress"] == 0 and after["ipfrag_held_bytes"] == 0, after
     assert not any(after.get(f"ipfrag_{cause}", 0) for cause in (
         "overlaps", "malformed", "too_big", "over_datagram_limit", "over_byte_limit")), after
 
