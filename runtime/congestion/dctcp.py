@@ -1,12 +1,13 @@
 """Rate-based DCTCP as TAS runs it (TAS 3.2): DCTCP's control law applied to a rate.
 
 Slow start doubles the rate every interval in which the peer acknowledged data (an interval
-without ACKs earns nothing) until the first ECN mark, loss or queue; afterwards
-the rate grows by TAS's fixed step per interval, but never faster than Reno's segment per
-window of acknowledged data nor, below four segments per RTT, by more than a quarter of a
-segment per acknowledged segment: TAS's step suits a datacenter's microseconds, and hundreds of flows sharing a slow
-bottleneck each hold less than a segment per RTT (256 through 20 Mbit/s: 78 kbit/s each), so
-any constant step adds up to more than the bottleneck (issue 18).
+without ACKs earns nothing) until the first ECN mark, loss or queue. Afterwards the rate grows
+by at most TAS's fixed step per interval, and by no more than Reno would (an MSS per window
+of acknowledged data and per RTT), nor, below four segments per RTT, than a quarter of a
+segment per acknowledged segment and a quarter of the rate per RTT (`_step`). TAS's step
+suits a datacenter's microseconds; hundreds of flows sharing a slow bottleneck each hold less
+than a segment per RTT (256 through 20 Mbit/s: 78 kbit/s each), and any constant step adds up
+to more than the bottleneck (issue 18).
 
 α, the fraction of marked bytes, is an EWMA with gain g; a marked interval multiplies the
 rate by (1 - α/2). A loss halves it when it is congestion: a timeout, or a fast retransmit
