@@ -50,10 +50,11 @@ class IntervalFeedback:
 @dataclass(frozen=True)
 class RateLimits:
     """The range every algorithm keeps a rate in, up to the link's capacity. The floor is
-    far below 1 Mbit/s so that thousands of flows can share a slow bottleneck (4,096 flows
-    through 20 Mbit/s get 4.9 kbit/s each: a segment every 2.4 s)."""
+    below 1 Mbit/s so that hundreds of flows can share a slow bottleneck (256 flows through
+    20 Mbit/s get 78 kbit/s each); much lower (2 kbit/s was tried), a flow cut to it starves
+    behind its own queued data (64 KiB at 2 kbit/s are four minutes) and regrows too slowly."""
 
-    min_bps: float = 0.002 * MBIT
+    min_bps: float = 0.05 * MBIT
     max_bps: float = 10_000 * MBIT
 
     def clamp(self, rate_bps: float) -> float:

@@ -21,6 +21,7 @@ from runtime.flow_registry import FlowRegistry
 from runtime.retransmission import FlowTimer
 
 WIDE = RateLimits(min_bps=1 * MBIT, max_bps=100_000 * MBIT)
+LOW = RateLimits(min_bps=0.002 * MBIT)   # thousands of flows' shares
 
 
 def fb(**kwargs) -> IntervalFeedback:
@@ -70,7 +71,7 @@ def test_dctcp_growth_below_a_few_segments_per_rtt_is_a_fraction_of_what_was_ack
     """256 flows through 20 Mbit/s at a 50 ms RTT hold a third of a segment each: growth is a
     quarter of the acknowledged bytes and of the rate per RTT (Swift's), far below TAS's
     10 Mbit/s step."""
-    cc = RateDctcp(RateLimits(), DctcpConfig(initial_bps=0.08 * MBIT))
+    cc = RateDctcp(LOW, DctcpConfig(initial_bps=0.08 * MBIT))
     cc.slow_start = False
     # One segment acknowledged in a 100 ms interval of 50 ms RTT samples.
     feedback = IntervalFeedback(interval_s=0.1, acked_bytes=1448, rtt_samples=1,
@@ -101,7 +102,7 @@ def test_dctcp_growth_above_a_few_segments_is_reno_and_at_most_the_step() -> Non
 def test_dctcp_a_stale_short_rtt_does_not_multiply_growth() -> None:
     """A flow that resent for a while has no fresh samples (Karn) and a smoothed RTT from its
     first segments: the RTT counts as at least half the interval (intervals are two RTTs)."""
-    cc = RateDctcp(RateLimits(), DctcpConfig(initial_bps=0.04 * MBIT))
+    cc = RateDctcp(LOW, DctcpConfig(initial_bps=0.04 * MBIT))
     cc.slow_start = False
     feedback = IntervalFeedback(interval_s=0.1, acked_bytes=2896, srtt_s=100e-6, paced=True)
     assert cc.update(feedback) == pytest.approx(0.04 * MBIT * 1.5)   # not 10 Mbit/s more
