@@ -66,9 +66,6 @@ class BridgeBase:
         self._arm_pacing_tick()
         return True
 
-    def _arm_pacing_tick(self) -> None:
-        raise NotImplementedError
-
     def _drop(self, cause: DropCause, message: NicHostMessage, why: str) -> None:
         self.stats.drops[cause] += 1
         log.debug("dropped %s for flow %d gen %d: %s", message.opcode.name, message.flow_id,
