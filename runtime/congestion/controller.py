@@ -17,6 +17,7 @@ import asyncio
 import copy
 import logging
 import math
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -51,6 +52,11 @@ class ControlConfig:
     initial_interval_s: float = 0.01   # before the first RTT sample
     min_change: float = 0.02           # relative; smaller changes are not written
     start_tau_s: float = 0.5           # flows that start within about this share one initial rate
+    # How long a lower rate waits to reach the meter: frames the bridge paced at the old rate
+    # can still be queued on their way to the fast path (the host port's queue, hundreds of
+    # milliseconds behind when hundreds of flows start), and a meter cut at once dropped them:
+    # 2,198 RATE_LIMITED drops in a 256-flow run, most 0.1-1 s after the cut reached the meter.
+    meter_lag_s: float = 1.0
 
 
 @dataclass(slots=True)
@@ -90,9 +96,11 @@ class FlowControl:
     mss: int
     seen: FlowCounters
     since: float
-    written_bps: float | None = None   # what the meter holds (None: unlimited)
+    written_bps: float | None = None   # what the meter holds (None: unlimited, 0: unsure)
     paced_bps: float | None = None     # what the bridge paces to (None: unlimited)
     rising_to: float | None = None     # a higher rate waiting for its meter write
+    lower_at: float | None = None      # when the meter may come down to `lower_to`,
+    lower_to: float = 0.0              # the highest rate paced since that was scheduled
     start_bps: float | None = None     # the undivided initial rate, until the first update
 
 
@@ -120,6 +128,8 @@ class RateController:
         self.controlled = 0  # flows with an algorithm (a FlowControl)
         self._starts = StartCount(config.start_tau_s)
         self._wheel: TimingWheel[Flow] = TimingWheel(TICK_SECONDS, WHEEL_SLOTS, self.nic.clock())
+        # (when, flow) of pending meter lowerings; one fixed lag keeps them in time order.
+        self._lowerings: deque[tuple[float, Flow]] = deque()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tick: asyncio.TimerHandle | None = None
         self.meter_writes = 0
@@ -145,7 +155,7 @@ class RateController:
                                    start_bps=start_bps)
         self.controlled += 1
         batch = MeterBatch()
-        self._apply(flow, algorithm.rate_bps, batch)
+        self._apply(flow, algorithm.rate_bps, batch, now)
         self._flush(batch)
         self._arm()
 
@@ -176,6 +186,7 @@ class RateController:
         batch = MeterBatch()
         for flow in self._wheel.advance(now):
             self._update(flow, now, batch)
+        self._lower_meters(now, batch)
         self._flush(batch)
 
     def _update(self, flow: Flow, now: float, batch: MeterBatch) -> None:
@@ -190,7 +201,7 @@ class RateController:
         self.updates += 1
         if state.start_bps is not None:
             self._share_start(state, now)
-        self._apply(flow, state.algorithm.update(feedback), batch)
+        self._apply(flow, state.algorithm.update(feedback), batch, now)
         self._wheel.schedule(flow, now + self._interval(flow))
 
     def _share_start(self, state: FlowControl, now: float) -> None:
@@ -202,22 +213,53 @@ class RateController:
         algorithm.rate_bps = min(algorithm.rate_bps, share)
         state.start_bps = None
 
-    def _apply(self, flow: Flow, rate_bps: float, batch: MeterBatch) -> None:
-        """A new rate: a cut paces at once; a rise waits until the meter allows it, else the
-        meter drops what the bridge sends faster in between (a loss the flow caused itself)."""
+    def _apply(self, flow: Flow, rate_bps: float, batch: MeterBatch, now: float) -> None:
+        """A new rate. A rise beyond the meter waits until the meter allows it, else the meter
+        drops what the bridge sends faster in between (a loss the flow caused itself); any
+        other rate paces at once, and the meter comes down to it only `meter_lag_s` later,
+        once what was paced at the old rate has passed it."""
         state = flow.control
         written = state.written_bps
-        write = written is None or abs(rate_bps - written) > self.config.min_change * written
-        if write:
-            state.written_bps = rate_bps
+        if written is not None and rate_bps > written * (1 + self.config.min_change):
+            state.written_bps, state.rising_to, state.lower_at = rate_bps, rate_bps, None
             batch.entries.append(self._meter_entry(flow.flow_id, rate_bps, state.mss))
-        rising = state.paced_bps is not None and rate_bps > state.paced_bps
-        if rising and (write or state.rising_to is not None):
-            state.rising_to = rate_bps   # a small change joins the rise in flight
-            if write:
-                batch.rises.append((flow, rate_bps))
+            batch.rises.append((flow, rate_bps))
+            return
+        if state.rising_to is not None and rate_bps > (state.paced_bps or 0.0):
+            state.rising_to = rate_bps   # it joins the rise in flight
         else:
             self._pace(flow, state, rate_bps)
+        if written is None or rate_bps < written * (1 - self.config.min_change):
+            self._lower_later(flow, rate_bps, now)
+        else:
+            state.lower_at = None
+
+    def _lower_later(self, flow: Flow, rate_bps: float, now: float) -> None:
+        """The meter is above the paced rate: it comes down `meter_lag_s` after the first such
+        change, to the highest rate paced since (a flow whose rate changes every interval
+        would otherwise postpone it for ever)."""
+        state = flow.control
+        if state.lower_at is None:
+            state.lower_at, state.lower_to = now + self.config.meter_lag_s, rate_bps
+            self._lowerings.append((state.lower_at, flow))
+        else:
+            state.lower_to = max(state.lower_to, rate_bps)
+
+    def _lower_meters(self, now: float, batch: MeterBatch) -> None:
+        """Meters whose lag has passed come down to what their flow was paced to since."""
+        while self._lowerings and self._lowerings[0][0] <= now:
+            due, flow = self._lowerings.popleft()
+            state = flow.control
+            if state is None or state.lower_at != due:
+                continue   # gone, raised or rescheduled since
+            state.lower_at = None
+            rate_bps = state.lower_to
+            if state.written_bps is None or rate_bps < state.written_bps * (1 - self.config.min_change):
+                state.written_bps = rate_bps
+                batch.entries.append(self._meter_entry(flow.flow_id, rate_bps, state.mss))
+            now_bps = max(state.paced_bps or 0.0, state.rising_to or 0.0)
+            if now_bps < rate_bps * (1 - self.config.min_change):
+                self._lower_later(flow, now_bps, now)
 
     def _pace(self, flow: Flow, state: FlowControl, rate_bps: float) -> None:
         state.paced_bps, state.rising_to = rate_bps, None
@@ -232,8 +274,8 @@ class RateController:
             state = flow.control
             if state is None or state.written_bps != written_bps or state.rising_to is None:
                 continue
-            if failed:
-                state.rising_to, state.written_bps = None, None
+            if failed:   # the meter holds an older rate: the next change is written
+                state.rising_to, state.written_bps = None, 0.0
             else:
                 self._pace(flow, state, state.rising_to)
 
