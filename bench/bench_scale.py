@@ -176,13 +176,14 @@ def fair(args: argparse.Namespace, peer, control, grpc_addr: str, pair: LinuxPai
     out: dict = {"p4tas": {}, "linux": {}}
     for conns in args.flows:
         sub = argparse.Namespace(**{**vars(args), "flows": [conns]})
-        before = fast_path_drops(grpc_addr)
+        before, counters = fast_path_drops(grpc_addr), runtime_counters(control)
         bottleneck = (peer.ifname.removesuffix("p"), None)
         with TxSampler(*bottleneck) as tx:
             got = fairness("p4tas", (["linux", peer.peer_ip, FLOWS_PORT], peer.netns),
                            ["p4tas", peer.peer_ip, FLOWS_PORT], None, control, bottleneck,
                            sub)[conns]
         got["fast_path_drops"] = _delta(fast_path_drops(grpc_addr), before)
+        got["runtime_counters"] = _delta(runtime_counters(control), counters)
         got.update(utilization(tx.samples, args.bottleneck_mbit))
         got["goodput_share"] = _goodput_share(got, args)
         out["p4tas"][conns] = got
@@ -191,6 +192,7 @@ def fair(args: argparse.Namespace, peer, control, grpc_addr: str, pair: LinuxPai
               f"of it delivered data; RATE_LIMITED drops "
               f"{got['fast_path_drops'].get('RATE_LIMITED', 0)} (all fast-path drops: "
               f"{got['fast_path_drops'] or 'none'})", flush=True)
+        print(f"    p4tas runtime counters over the run: {got['runtime_counters']}", flush=True)
         bottleneck = (f"{pair.tag}va", pair.client_ns)
         with TxSampler(*bottleneck) as tx:
             linux = fairness("Linux", (["linux", pair.server_ip, FLOWS_PORT], pair.server_ns),

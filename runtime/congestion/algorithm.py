@@ -49,12 +49,13 @@ class IntervalFeedback:
 
 @dataclass(frozen=True)
 class RateLimits:
-    """The range every algorithm keeps a rate in, up to the link's capacity. The floor is
-    below 1 Mbit/s so that hundreds of flows can share a slow bottleneck (256 flows through
-    20 Mbit/s get 78 kbit/s each); much lower (2 kbit/s was tried), a flow cut to it starves
-    behind its own queued data (64 KiB at 2 kbit/s are four minutes) and regrows too slowly."""
+    """The range every algorithm keeps a rate in, up to the link's capacity. The floor lets
+    thousands of flows share a slow bottleneck (4,096 flows through 20 Mbit/s get 4.9 kbit/s
+    each); the controller keeps flows well above it unless that many are active
+    (`ControlConfig.floor_bps`), since a flow held at 2 kbit/s starves behind its own queued
+    data (64 KiB at 2 kbit/s are four minutes) and regrows slowly."""
 
-    min_bps: float = 0.05 * MBIT
+    min_bps: float = 0.002 * MBIT
     max_bps: float = 10_000 * MBIT
 
     def clamp(self, rate_bps: float) -> float:

@@ -10,7 +10,7 @@ import pytest
 from host_lib.control_protocol import CONGESTION_CONTROLS
 from runtime import congestion
 from runtime.congestion.algorithm import MBIT, CongestionControl, IntervalFeedback, RateLimits
-from runtime.congestion.controller import ControlConfig, RateController
+from runtime.congestion.controller import ControlConfig, CrowdFloor, DecayingSum, RateController
 from runtime.congestion.dctcp import DctcpConfig, QueueTarget, RateDctcp
 from runtime.congestion.path_estimate import PathEstimate, PathEstimateConfig
 from runtime.congestion.timely import Timely, TimelyConfig
@@ -465,8 +465,8 @@ class Scripted(CongestionControl):
 
     name = "scripted"
 
-    def __init__(self, rates: list[float]) -> None:
-        super().__init__(rates[0], WIDE)
+    def __init__(self, rates: list[float], limits: RateLimits = WIDE) -> None:
+        super().__init__(rates[0], limits)
         self.rates = rates[1:]
 
     def update(self, feedback: IntervalFeedback) -> float:
@@ -569,3 +569,26 @@ def test_rates_that_change_every_interval_do_not_hold_the_meter_up_for_ever() ->
     cirs = [entry.config.cir for batch in writes for entry in batch]
     assert len(cirs) == 2 and cirs[0] == int(10 * MBIT / 8 * 1.1) + 1
     assert cirs[1] < cirs[0] and bridge.rates[8] == 5 * MBIT
+
+
+def test_the_floor_is_lower_only_when_many_active_flows_deliver_little_together() -> None:
+    floor = CrowdFloor(0.05 * MBIT, 0.5, DecayingSum(1.0))
+    assert floor.at(0.0, 16) == 0.0     # nothing delivered yet: the algorithm's own floor
+    for step in range(500):   # 20 Mbit/s delivered for 5 s
+        floor.note(step * 0.01, 25_000)
+    assert floor.at(5.0, 16) == 0.05 * MBIT          # 16 flows: 625 kbit/s each
+    assert floor.at(5.0, 4096) == pytest.approx(0.5 * 20 * MBIT / 4096, rel=0.05)
+    assert floor.at(15.0, 4096) < 0.001 * MBIT       # nothing delivered for 10 s
+
+
+def test_the_controller_holds_a_flow_at_the_crowd_floor() -> None:
+    """A flow among few is not cut below 50 kbit/s: 16 flows at 2 kbit/s starved behind their
+    own queued data (test_e2e_loss); its algorithm's own floor is 2 kbit/s."""
+    bridge, writes = Bridge(), []
+    controller = controller_for(bridge, writes.append)
+    channel = bridge.channels[11] = Channel(11)
+    attach(controller, channel, Scripted([1 * MBIT, 1 * MBIT, 0.002 * MBIT], LOW))
+    one_interval(bridge, controller, channel, acked_bytes=100_000)   # ~0.8 Mbit/s delivered
+    one_interval(bridge, controller, channel, acked_bytes=1000)
+    assert bridge.rates[11] == 0.05 * MBIT
+    assert controller.flows.get(11).control.algorithm.rate_bps == 0.05 * MBIT
