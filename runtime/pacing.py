@@ -33,11 +33,14 @@ SHARED_SEND_BUDGET = 32 * 1024 * 1024
 
 def send_budget(rate_bps: float | None, ring_size: int, flows: int = 1) -> int:
     """The TX ring limit for a flow paced at `rate_bps`, one of `flows` (0: none, the whole
-    ring)."""
+    ring). Nor does a flow's rate take it past an equal share of SHARED_SEND_BUDGET: a rate
+    is briefly far above the flow's share while it starts (256 flows: some at 8 Mbit/s within
+    tens of milliseconds), and what it queued then stays queued after the rate comes down."""
     if rate_bps is None:
         return 0
-    floor = min(max(SHARED_SEND_BUDGET // max(flows, 1), MIN_SEND_FLOOR), MAX_SEND_FLOOR)
-    budget = max(int(rate_bps / 8 * SEND_BUDGET_SECONDS), floor)
+    share = SHARED_SEND_BUDGET // max(flows, 1)
+    floor = min(max(share, MIN_SEND_FLOOR), MAX_SEND_FLOOR)
+    budget = max(min(int(rate_bps / 8 * SEND_BUDGET_SECONDS), share), floor)
     return 0 if budget >= ring_size else budget
 
 

@@ -809,6 +809,9 @@ def test_a_paced_flows_application_may_queue_a_quarter_second_of_its_rate(
     # Many flows share 32 MiB of floor (Linux's tcp_mem pressure), down to 4 KiB each.
     assert pacing.send_budget(80_000, 1 << 18, flows=1024) == 32_768
     assert pacing.send_budget(80_000, 1 << 18, flows=100_000) == 4096
+    # ... and a fast flow among many no more than its share of 32 MiB (256 flows: 128 KiB).
+    assert pacing.send_budget(20_000_000, 1 << 18, flows=256) == 131_072
+    assert pacing.send_budget(20_000_000, 1 << 18, flows=16) == 0
     monkeypatch.setattr(pacing, "MAX_SEND_FLOOR", 1024)
     flow, link, _, bridge = recovering_bridge(shm)
     size = flow.app_tx.size
