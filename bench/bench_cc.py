@@ -150,7 +150,7 @@ def fairness(name: str, sink: tuple, flows_argv: list, flows_ns: str | None, con
             # nothing for a while through a shared bottleneck is slow, not gone.
             server = start_server(["sink", *sink_argv, "--timeout", args.flow_timeout], sink_ns,
                                   f"{name}: sink")
-            client = spawn(["flows", *flows_argv, "--conns", conns, "--seconds",
+            client = spawn(["flows", *flows_argv, "--asyncio", "--conns", conns, "--seconds",
                             args.flow_seconds, "--timeout", args.flow_timeout, "--deadline",
                             args.deadline], flows_ns, control)
             report = finish(client, args.flow_seconds + args.deadline + 30, f"{name}: flows")
@@ -161,6 +161,7 @@ def fairness(name: str, sink: tuple, flows_argv: list, flows_ns: str | None, con
             received += [0] * (conns - len(received))
             flows = report.get("flows", [])
             delivered = [f.get("delivered") or 0 for f in flows]
+            import json as _j; open(f"/tmp/fair_{name}_{conns}.json", "w").write(_j.dumps(flows))
             ok = sum(1 for f in flows if f.get("status") == "ok")
             index = jain(delivered) if delivered else None
             total_mb = sum(delivered) / 1e6

@@ -183,7 +183,10 @@ def run_source(args: argparse.Namespace) -> dict:
 
 def run_flows(args: argparse.Namespace) -> dict:
     """--conns connections to one sink, all sending at once for --seconds (a barrier after
-    connect); each then SHUT_WRs and takes the sink's count. Per-flow delivered bytes."""
+    connect); each then SHUT_WRs and takes the sink's count. Per-flow delivered bytes.
+    --asyncio: one event loop instead of a thread per flow (bench/flows_aio.py)."""
+    if args.asyncio:
+        return _run_flows_aio(args)
     mod = _socket_module(args.api)
     payload = memoryview(bytes((i * 7 + 3) % 251 for i in range(CHUNK)))
     barrier = threading.Barrier(args.conns, timeout=args.deadline)
@@ -227,6 +230,16 @@ def run_flows(args: argparse.Namespace) -> dict:
     for thread in threads:
         thread.join(args.deadline + args.seconds + args.timeout)
     return {"seconds": args.seconds, "flows": results}
+
+
+def _run_flows_aio(args: argparse.Namespace) -> dict:
+    import asyncio
+    import flows_aio
+    if args.api == "linux":
+        return flows_aio.run(args, asyncio.open_connection, CHUNK)
+    _socket_module(args.api)
+    from host_lib import streams
+    return flows_aio.run(args, streams.open_connection, CHUNK)
 
 
 # ---- RPC ---------------------------------------------------------------------------------------
@@ -470,6 +483,7 @@ def main() -> int:
     p.add_argument("port", type=int)
     p.add_argument("--conns", type=int, default=16)
     p.add_argument("--seconds", type=float, default=5.0)
+    p.add_argument("--asyncio", action="store_true")
     p = sub.add_parser("rpc")
     p.add_argument("host")
     p.add_argument("port", type=int)

@@ -211,8 +211,8 @@ class RingTransport(asyncio.Transport):
                 self._sock._closed = True  # the Close is sent; the Socket object is done too
         if data:
             self._protocol.data_received(data)
-            if more:
-                self._waker()
+            if more or conn.eof or conn.gone or conn.error is not None:
+                self._waker()   # an EOF or error behind these bytes goes in the next service
         if self._writing_paused and len(self._buffer) <= self._low:
             self._writing_paused = False
             self._protocol.resume_writing()

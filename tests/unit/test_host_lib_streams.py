@@ -81,3 +81,18 @@ def test_asyncio_start_server(fake):
             assert fake.take_tx(slot) == b"PING"
         assert fake.wait_for(cp.CloseListener).listener_id == 1
     asyncio.run(main())
+
+
+def test_asyncio_data_and_eof_that_arrive_together_are_both_read(fake):
+    """The peer's last bytes and its FIN in one segment (a reply, then close): the service
+    that moves the bytes must report the EOF too, else read() waits for an event that never
+    comes (bench-cc's asyncio flows waited 30 s for the sink's count)."""
+    async def main() -> None:
+        reader, writer = await host_lib.open_connection(*PEER)
+        slot = fake.conn_slots[max(fake.conn_slots)]
+        await asyncio.sleep(0.05)   # the transport's first service is done
+        fake.deliver(slot, b"917504\n", wake=False)   # PeerClosed wakes: one service
+        fake.send(cp.PeerClosed(ctx_id=0, conn_id=max(fake.conn_slots)))
+        assert await asyncio.wait_for(reader.read(), 5) == b"917504\n"
+        writer.close()
+    asyncio.run(main())
