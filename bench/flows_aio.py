@@ -5,7 +5,10 @@ the same code runs on Linux's and on p4tas's asyncio streams.
 
 Each flow connects, waits until every flow has tried, sends for --seconds with nothing
 buffered above the stack (the transport's high-water mark is 0, so `sent` counts what the
-stack took, as a blocking send does), then half-closes and reads the sink's count."""
+stack took, as a blocking send does), then half-closes and reads the sink's count. Writes are
+of WRITE_BYTES: drain() returns once all of a write is in the stack, and a flow among 4,096
+may have only 8 KiB there (p4tas's send budget), which a 64 KiB write would wait minutes for
+where a blocking send returns what fitted."""
 
 from __future__ import annotations
 
@@ -14,16 +17,17 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
+WRITE_BYTES = 4096   # the smallest send budget (runtime.pacing.MIN_SEND_FLOOR)
 OpenConnection = Callable[..., Awaitable[tuple[asyncio.StreamReader, asyncio.StreamWriter]]]
 
 
-def run(args: argparse.Namespace, open_connection: OpenConnection, chunk: int) -> dict:
+def run(args: argparse.Namespace, open_connection: OpenConnection) -> dict:
     """Runs --conns flows to (--host, --port); per-flow results as run_flows gives them."""
-    return asyncio.run(_run(args, open_connection, chunk))
+    return asyncio.run(_run(args, open_connection))
 
 
-async def _run(args: argparse.Namespace, open_connection: OpenConnection, chunk: int) -> dict:
-    payload = bytes((i * 7 + 3) % 251 for i in range(chunk))
+async def _run(args: argparse.Namespace, open_connection: OpenConnection) -> dict:
+    payload = bytes((i * 7 + 3) % 251 for i in range(WRITE_BYTES))
     connected = [asyncio.Event() for _ in range(args.conns)]
     start = asyncio.Event()
 

@@ -236,10 +236,10 @@ def _run_flows_aio(args: argparse.Namespace) -> dict:
     import asyncio
     import flows_aio
     if args.api == "linux":
-        return flows_aio.run(args, asyncio.open_connection, CHUNK)
+        return flows_aio.run(args, asyncio.open_connection)
     _socket_module(args.api)
     from host_lib import streams
-    return flows_aio.run(args, streams.open_connection, CHUNK)
+    return flows_aio.run(args, streams.open_connection)
 
 
 # ---- RPC ---------------------------------------------------------------------------------------

@@ -53,10 +53,11 @@ class ControlConfig:
     min_change: float = 0.02           # relative; smaller changes are not written
     start_tau_s: float = 0.5           # flows that start within about this share one initial rate
     # How long a lower rate waits to reach the meter: frames the bridge paced at the old rate
-    # can still be queued on their way to the fast path (the host port's queue, hundreds of
-    # milliseconds behind when hundreds of flows start), and a meter cut at once dropped them:
-    # 2,198 RATE_LIMITED drops in a 256-flow run, most 0.1-1 s after the cut reached the meter.
-    meter_lag_s: float = 1.0
+    # can still be queued on their way to the fast path (softnic's host-port socket held up to
+    # 10 MB, seconds of frames, in 256-flow runs), and a meter cut at once dropped them: 2,198
+    # RATE_LIMITED drops in a 256-flow run, most 0.1-1 s after the cut reached the meter;
+    # with 1 s, 5,723 when the application wrote 4 KiB at a time; with 3 s, 33.
+    meter_lag_s: float = 3.0
     # No flow is cut below floor_bps, nor below floor_share x an equal share of what the
     # active flows delivered together over about delivered_tau_s, whichever is lower (the
     # algorithms' own floor is far lower). 4,096 flows through 20 Mbit/s need 4.9 kbit/s each,
@@ -232,13 +233,15 @@ class RateController:
                 self._wheel.schedule(flow, now + self._interval(flow))
         batch = MeterBatch()
         due = self._wheel.advance(now)
-        floor_bps = self._floor.at(now, len(self._wheel) + len(due)) if due else 0.0
+        active = len(self._wheel) + len(due)
+        floor_bps = self._floor.at(now, active) if due else 0.0
         for flow in due:
-            self._update(flow, now, batch, floor_bps)
+            self._update(flow, now, batch, floor_bps, active)
         self._lower_meters(now, batch)
         self._flush(batch)
 
-    def _update(self, flow: Flow, now: float, batch: MeterBatch, floor_bps: float) -> None:
+    def _update(self, flow: Flow, now: float, batch: MeterBatch, floor_bps: float,
+                active: int) -> None:
         state, channel = flow.control, flow.channel
         if state is None:
             return
@@ -250,7 +253,7 @@ class RateController:
         self.updates += 1
         self._floor.note(now, feedback.acked_bytes)
         if state.start_bps is not None:
-            self._share_start(state, now)
+            self._share_start(state, now, active)
         algorithm = state.algorithm
         rate_bps = algorithm.update(feedback)
         if rate_bps < floor_bps:
@@ -258,12 +261,15 @@ class RateController:
         self._apply(flow, rate_bps, batch, now)
         self._wheel.schedule(flow, now + self._interval(flow))
 
-    def _share_start(self, state: FlowControl, now: float) -> None:
-        """A flow's first update: no more than its share of the starts around it. The first
-        of a burst to attach took the initial rate whole; by its first interval the rest
-        of the burst has attached too (or, idle until then, the burst has passed)."""
+    def _share_start(self, state: FlowControl, now: float, active: int) -> None:
+        """A flow's first update: no more than its share of the starts around it, or of the
+        flows active now if more. The first of a burst to attach took the initial rate whole;
+        by its first interval the rest of the burst has attached too; and flows that waited
+        idle after connecting (a load generator's barrier) start together when the starts
+        have long decayed (256 such flows: a dozen kept 10 Mbit/s and queued 4x their share)."""
         algorithm = state.algorithm
-        share = algorithm.limits.clamp(state.start_bps / self._starts.recent(now))
+        starts = max(self._starts.recent(now), active) if self.config.start_tau_s > 0 else 1
+        share = algorithm.limits.clamp(state.start_bps / starts)
         algorithm.rate_bps = min(algorithm.rate_bps, share)
         state.start_bps = None
 
@@ -317,7 +323,7 @@ class RateController:
 
     def _pace(self, flow: Flow, state: FlowControl, rate_bps: float) -> None:
         state.paced_bps, state.rising_to = rate_bps, None
-        self.nic.set_rate(flow.flow_id, rate_bps)
+        self.nic.set_rate(flow.flow_id, rate_bps, earned=state.start_bps is None)
 
     def _rise(self, rises: list[tuple[Flow, float]], future: asyncio.Future | None) -> None:
         """The meter write of these rises (flow, rate written) is done: pace to the flow's

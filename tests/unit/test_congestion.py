@@ -294,6 +294,7 @@ class Bridge:
         self.now = 10.0
         self.channels: dict[int, Channel] = {}
         self.rates: dict[int, float | None] = {}
+        self.earned: dict[int, bool] = {}
         self.active: list[int] = []
 
     def clock(self) -> float:
@@ -302,8 +303,9 @@ class Bridge:
     def channel(self, flow_id: int) -> Channel | None:
         return self.channels.get(flow_id)
 
-    def set_rate(self, flow_id: int, rate_bps: float | None) -> None:
+    def set_rate(self, flow_id: int, rate_bps: float | None, earned: bool = True) -> None:
         self.rates[flow_id] = rate_bps
+        self.earned[flow_id] = earned
 
     def register(self, channel: Channel) -> None:
         self.channels[channel.flow_id] = channel
@@ -361,6 +363,7 @@ def test_attach_paces_at_once_and_limits_the_meter_after_its_lag(loop_parts) -> 
     channel = bridge.channels[5] = Channel(5)
     attach(controller, channel, RateDctcp(WIDE))
     assert bridge.rates[5] == 10 * MBIT and writes == []
+    assert bridge.earned[5] is False     # a guess until its first interval
     bridge.now += LAG * 0.9
     controller.run_once(bridge.now)
     assert writes == []
@@ -430,10 +433,30 @@ def test_flows_that_start_together_share_one_initial_rate() -> None:
     controller.run_once(bridge.now)
     # (4 starts decayed for 11 ms of a 0.5 s time constant: 10 / 3.91 = 2.56 Mbit/s)
     assert all(2.5 * MBIT <= bridge.rates[f] <= 2.56 * MBIT for f in range(1, 5))
+    assert all(bridge.earned[f] for f in range(1, 5))   # now it sizes the send budget too
     bridge.now += 10.0
     bridge.channels[5] = Channel(5)
     attach(controller, bridge.channels[5], RateDctcp(WIDE))
     assert bridge.rates[5] == pytest.approx(10 * MBIT, rel=1e-6)
+
+
+def test_flows_that_wait_after_connecting_share_the_initial_rate_when_they_start() -> None:
+    """A load generator connects every flow, then starts them together: by then the burst
+    of starts has decayed, and the flows active at once share the initial rate instead."""
+    bridge = Bridge()
+    controller = RateController(FlowRegistry(bridge), P4Info.from_file(P4INFO), lambda b: None,
+                                ControlConfig(start_tau_s=0.5))
+    for fid in range(1, 9):
+        bridge.channels[fid] = Channel(fid)
+        attach(controller, bridge.channels[fid], RateDctcp(WIDE))
+    bridge.now += 10.0    # idle: not in the loop
+    for fid in range(1, 9):
+        bridge.channels[fid].counters.tx_bytes = 1000
+    bridge.active = list(range(1, 9))
+    controller.run_once(bridge.now)
+    bridge.now += 0.011
+    controller.run_once(bridge.now)
+    assert all(bridge.rates[f] == pytest.approx(10 * MBIT / 8) for f in range(1, 9))
 
 
 def test_detach_resets_the_meter_to_unlimited(loop_parts) -> None:
