@@ -414,23 +414,34 @@ def test_small_changes_are_not_written(loop_parts) -> None:
     assert bridge.rates[7] == 1001 * MBIT and writes == []  # 0.1 % change
 
 
-def test_flows_that_start_together_share_one_initial_rate() -> None:
-    """A burst of connections admits one flow's initial rate between them, not one each (the
-    million-client paper's overpacing); a flow that starts alone later has it whole."""
+def flows_starting(count: int) -> tuple[Bridge, RateController]:
+    """`count` DCTCP flows (ids 1..count) attached at once, sharing starts over 0.5 s."""
     bridge = Bridge()
     controller = RateController(FlowRegistry(bridge), P4Info.from_file(P4INFO), lambda b: None,
                                 ControlConfig(start_tau_s=0.5))
-    for fid in range(1, 5):
+    for fid in range(1, count + 1):
         bridge.channels[fid] = Channel(fid)
         attach(controller, bridge.channels[fid], RateDctcp(WIDE))
-    assert [round(bridge.rates[f] / MBIT, 2) for f in range(1, 5)] == [10, 5, 3.33, 2.5]
-    # By their first interval the first flows hold no more than the burst's share: 10 / 4.
-    for fid in range(1, 5):
-        bridge.channels[fid].counters.tx_bytes = 1000
-    bridge.active = [1, 2, 3, 4]
+    return bridge, controller
+
+
+def all_send_for_an_interval(bridge: Bridge, controller: RateController) -> None:
+    """Every flow sends 1,000 bytes, then one initial interval passes."""
+    for channel in bridge.channels.values():
+        channel.counters.tx_bytes += 1000
+    bridge.active = list(bridge.channels)
     controller.run_once(bridge.now)
     bridge.now += 0.011
     controller.run_once(bridge.now)
+
+
+def test_flows_that_start_together_share_one_initial_rate() -> None:
+    """A burst of connections admits one flow's initial rate between them, not one each (the
+    million-client paper's overpacing); a flow that starts alone later has it whole."""
+    bridge, controller = flows_starting(4)
+    assert [round(bridge.rates[f] / MBIT, 2) for f in range(1, 5)] == [10, 5, 3.33, 2.5]
+    # By their first interval the first flows hold no more than the burst's share: 10 / 4.
+    all_send_for_an_interval(bridge, controller)
     # (4 starts decayed for 11 ms of a 0.5 s time constant: 10 / 3.91 = 2.56 Mbit/s)
     assert all(2.5 * MBIT <= bridge.rates[f] <= 2.56 * MBIT for f in range(1, 5))
     assert all(bridge.earned[f] for f in range(1, 5))   # now it sizes the send budget too
@@ -443,19 +454,9 @@ def test_flows_that_start_together_share_one_initial_rate() -> None:
 def test_flows_that_wait_after_connecting_share_the_initial_rate_when_they_start() -> None:
     """A load generator connects every flow, then starts them together: by then the burst
     of starts has decayed, and the flows active at once share the initial rate instead."""
-    bridge = Bridge()
-    controller = RateController(FlowRegistry(bridge), P4Info.from_file(P4INFO), lambda b: None,
-                                ControlConfig(start_tau_s=0.5))
-    for fid in range(1, 9):
-        bridge.channels[fid] = Channel(fid)
-        attach(controller, bridge.channels[fid], RateDctcp(WIDE))
+    bridge, controller = flows_starting(8)
     bridge.now += 10.0    # idle: not in the loop
-    for fid in range(1, 9):
-        bridge.channels[fid].counters.tx_bytes = 1000
-    bridge.active = list(range(1, 9))
-    controller.run_once(bridge.now)
-    bridge.now += 0.011
-    controller.run_once(bridge.now)
+    all_send_for_an_interval(bridge, controller)
     assert all(bridge.rates[f] == pytest.approx(10 * MBIT / 8) for f in range(1, 9))
 
 
