@@ -131,17 +131,13 @@ class DmaBridge(NicToHost, HostToNic):
             self.pacer.forget(channel)
         return channel
 
-    def set_rate(self, flow_id: int, rate_bps: float | None, earned: bool = True) -> None:
-        """Pace a flow to `rate_bps` (None: unlimited, the peer's window alone). Until the rate
-        is `earned` (an initial guess) the application may queue the send budget's floor only,
-        as Linux's send buffer starts small and grows with the window ACKs open: the first
-        of 256 flows to connect, at the whole initial rate, had queued its whole ring."""
+    def set_rate(self, flow_id: int, rate_bps: float | None) -> None:
+        """Pace a flow to `rate_bps` (None: unlimited, the peer's window alone)."""
         channel = self._channels.get(flow_id)
         if channel is None:
             return
         now = self.clock()
-        budget_bps = rate_bps if earned or rate_bps is None else 0.0
-        channel.tx_ring.set_limit(send_budget(budget_bps, channel.tx_ring.size,
+        channel.tx_ring.set_limit(send_budget(rate_bps, channel.tx_ring.size,
                                               len(self._channels)))
         if rate_bps is None:
             channel.bucket = None

@@ -75,9 +75,8 @@ class NicInterface(Protocol):
     def poll(self) -> None:
         """Act on everything the NIC has already sent (before deciding on a later segment)."""
 
-    def set_rate(self, flow_id: int, rate_bps: float | None, earned: bool = True) -> None:
-        """Pace a flow to `rate_bps` (None: unlimited); `earned` False while the rate is only
-        the initial guess, which does not yet size what the application may queue."""
+    def set_rate(self, flow_id: int, rate_bps: float | None) -> None:
+        """Pace a flow to `rate_bps` (None: unlimited)."""
 
     def take_active(self) -> list[FlowChannel]:
         """Flows that sent or had data acknowledged since the last call."""

@@ -323,7 +323,7 @@ class RateController:
 
     def _pace(self, flow: Flow, state: FlowControl, rate_bps: float) -> None:
         state.paced_bps, state.rising_to = rate_bps, None
-        self.nic.set_rate(flow.flow_id, rate_bps, earned=state.start_bps is None)
+        self.nic.set_rate(flow.flow_id, rate_bps)
 
     def _rise(self, rises: list[tuple[Flow, float]], future: asyncio.Future | None) -> None:
         """The meter write of these rises (flow, rate written) is done: pace to the flow's

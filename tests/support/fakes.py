@@ -99,7 +99,7 @@ class FakeNic:
     def poll(self) -> None:
         self.calls.append(("poll",))
 
-    def set_rate(self, flow_id: int, rate_bps: float | None, earned: bool = True) -> None:
+    def set_rate(self, flow_id: int, rate_bps: float | None) -> None:
         self.calls.append(("rate", flow_id, rate_bps))
 
     def take_active(self) -> list[FlowChannel]:

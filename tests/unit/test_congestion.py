@@ -294,7 +294,6 @@ class Bridge:
         self.now = 10.0
         self.channels: dict[int, Channel] = {}
         self.rates: dict[int, float | None] = {}
-        self.earned: dict[int, bool] = {}
         self.active: list[int] = []
 
     def clock(self) -> float:
@@ -303,9 +302,8 @@ class Bridge:
     def channel(self, flow_id: int) -> Channel | None:
         return self.channels.get(flow_id)
 
-    def set_rate(self, flow_id: int, rate_bps: float | None, earned: bool = True) -> None:
+    def set_rate(self, flow_id: int, rate_bps: float | None) -> None:
         self.rates[flow_id] = rate_bps
-        self.earned[flow_id] = earned
 
     def register(self, channel: Channel) -> None:
         self.channels[channel.flow_id] = channel
@@ -363,7 +361,6 @@ def test_attach_paces_at_once_and_limits_the_meter_after_its_lag(loop_parts) -> 
     channel = bridge.channels[5] = Channel(5)
     attach(controller, channel, RateDctcp(WIDE))
     assert bridge.rates[5] == 10 * MBIT and writes == []
-    assert bridge.earned[5] is False     # a guess until its first interval
     bridge.now += LAG * 0.9
     controller.run_once(bridge.now)
     assert writes == []
@@ -444,7 +441,6 @@ def test_flows_that_start_together_share_one_initial_rate() -> None:
     all_send_for_an_interval(bridge, controller)
     # (4 starts decayed for 11 ms of a 0.5 s time constant: 10 / 3.91 = 2.56 Mbit/s)
     assert all(2.5 * MBIT <= bridge.rates[f] <= 2.56 * MBIT for f in range(1, 5))
-    assert all(bridge.earned[f] for f in range(1, 5))   # now it sizes the send budget too
     bridge.now += 10.0
     bridge.channels[5] = Channel(5)
     attach(controller, bridge.channels[5], RateDctcp(WIDE))
