@@ -403,6 +403,65 @@ def test_asyncio_open_connection_linux_echo_server(stack: Stack) -> None:
     assert sha(got) == sha(data)  # Linux -> p4tas
 
 
+# A Linux server for `n` connections: each is read to EOF, answered with the count of bytes
+# read and closed at once, so that the reply and the FIN arrive together (often in one
+# segment). One JSON object: peer port -> bytes read.
+LINUX_COUNT_AND_CLOSE = """
+import json, socket, sys, threading
+srv = socket.socket()
+srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind((sys.argv[1], int(sys.argv[2])))
+n = int(sys.argv[3])
+srv.listen(n)
+print("listening", flush=True)
+srv.settimeout(30)
+report = {}
+def serve(conn, port):
+    conn.settimeout(30)
+    total = 0
+    while chunk := conn.recv(1 << 16):
+        total += len(chunk)
+    conn.sendall(b"%d\\n" % total)
+    conn.close()
+    report[port] = total
+threads = [threading.Thread(target=serve, args=(conn, peer[1]))
+           for conn, peer in (srv.accept() for _ in range(n))]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join(60)
+print(json.dumps(report), flush=True)
+"""
+COUNT_CLIENTS = 16
+
+
+def test_asyncio_clients_read_a_reply_that_comes_with_the_peers_fin(stack: Stack) -> None:
+    """Each client sends, half-closes and reads to EOF: the server's count and its FIN come
+    together, and read() must return both (it waited for ever when they were taken in one
+    pump: 6 of 16 such clients in a benchmark)."""
+    server = stack.linux(LINUX_COUNT_AND_CLOSE, stack.peer.peer_ip, "7002", str(COUNT_CLIENTS))
+    expect_line(server, "listening")
+    payloads = [os.urandom(64 * 1024 + i) for i in range(COUNT_CLIENTS)]
+
+    async def client(payload: bytes) -> tuple[int, bytes]:
+        reader, writer = await host_lib.open_connection(stack.peer.peer_ip, 7002)
+        writer.write(payload)
+        await writer.drain()
+        writer.write_eof()
+        reply = await asyncio.wait_for(reader.read(), 10)
+        port = writer.get_extra_info("sockname")[1]
+        writer.close()
+        return port, reply
+
+    async def main() -> list[tuple[int, bytes]]:
+        return await asyncio.gather(*(client(p) for p in payloads))
+
+    replies = asyncio.run(asyncio.wait_for(main(), 60))
+    counts = json_result(server)
+    for payload, (port, reply) in zip(payloads, replies):
+        assert reply == b"%d\n" % len(payload) and counts[str(port)] == len(payload)
+
+
 def test_asyncio_start_server_linux_clients(stack: Stack) -> None:
     served: dict[int, tuple[int, str]] = {}
 
