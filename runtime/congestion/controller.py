@@ -146,7 +146,7 @@ class FlowControl:
     paced_bps: float | None = None     # what the bridge paces to (None: unlimited)
     rising_to: float | None = None     # a higher rate waiting for its meter write
     lower_at: float | None = None      # when the meter may come down to `lower_to`,
-    lower_to: float = 0.0              # the highest rate paced since that was scheduled
+    lower_to: float = 0.0              # the highest rate set since that was scheduled
     start_bps: float | None = None     # the undivided initial rate, until the first update
 
 
@@ -279,9 +279,11 @@ class RateController:
         other rate paces at once, and the meter comes down to it only `meter_lag_s` later,
         once what was paced at the old rate has passed it."""
         state = flow.control
+        if state.lower_at is not None:
+            state.lower_to = max(state.lower_to, rate_bps)   # the pending lowering allows it
         written = state.written_bps
         if written is not None and rate_bps > written * (1 + self.config.min_change):
-            state.written_bps, state.rising_to, state.lower_at = rate_bps, rate_bps, None
+            state.written_bps, state.rising_to = rate_bps, rate_bps
             batch.entries.append(self._meter_entry(flow.flow_id, rate_bps, state.mss))
             batch.rises.append((flow, rate_bps))
             return
@@ -289,37 +291,33 @@ class RateController:
             state.rising_to = rate_bps   # it joins the rise in flight
         else:
             self._pace(flow, state, rate_bps)
-        if written is None or rate_bps < written * (1 - self.config.min_change):
-            self._lower_later(flow, rate_bps, now)
-        else:
-            state.lower_at = None
+        self._lower_later(flow, rate_bps, now)
 
     def _lower_later(self, flow: Flow, rate_bps: float, now: float) -> None:
-        """The meter is above the paced rate: it comes down `meter_lag_s` after the first such
-        change, to the highest rate paced since (a flow whose rate changes every interval
-        would otherwise postpone it for ever)."""
+        """If the meter is above the paced rate, it comes down `meter_lag_s` after the first
+        such change, to the highest rate paced since (a flow whose rate changes every
+        interval would otherwise postpone it for ever). One pending lowering per flow: a
+        later change only raises what it comes down to."""
         state = flow.control
-        if state.lower_at is None:
+        written = state.written_bps
+        above = written is None or rate_bps < written * (1 - self.config.min_change)
+        if above and state.lower_at is None:
             state.lower_at, state.lower_to = now + self.config.meter_lag_s, rate_bps
             self._lowerings.append((state.lower_at, flow))
-        else:
-            state.lower_to = max(state.lower_to, rate_bps)
 
     def _lower_meters(self, now: float, batch: MeterBatch) -> None:
         """Meters whose lag has passed come down to what their flow was paced to since."""
         while self._lowerings and self._lowerings[0][0] <= now:
-            due, flow = self._lowerings.popleft()
+            _, flow = self._lowerings.popleft()
             state = flow.control
-            if state is None or state.lower_at != due:
-                continue   # gone, raised or rescheduled since
+            if state is None:
+                continue   # the flow is gone
             state.lower_at = None
-            rate_bps = state.lower_to
-            if state.written_bps is None or rate_bps < state.written_bps * (1 - self.config.min_change):
+            rate_bps, written = state.lower_to, state.written_bps
+            if written is None or rate_bps < written * (1 - self.config.min_change):
                 state.written_bps = rate_bps
                 batch.entries.append(self._meter_entry(flow.flow_id, rate_bps, state.mss))
-            now_bps = max(state.paced_bps or 0.0, state.rising_to or 0.0)
-            if now_bps < rate_bps * (1 - self.config.min_change):
-                self._lower_later(flow, now_bps, now)
+            self._lower_later(flow, max(state.paced_bps or 0.0, state.rising_to or 0.0), now)
 
     def _pace(self, flow: Flow, state: FlowControl, rate_bps: float) -> None:
         state.paced_bps, state.rising_to = rate_bps, None

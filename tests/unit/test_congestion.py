@@ -612,3 +612,23 @@ def test_the_controller_holds_a_flow_at_the_crowd_floor() -> None:
     one_interval(bridge, controller, channel, acked_bytes=1000)
     assert bridge.rates[11] == 0.05 * MBIT
     assert controller.flows.get(11).control.algorithm.rate_bps == 0.05 * MBIT
+
+
+def test_a_flow_has_one_pending_meter_lowering_however_its_rate_moves() -> None:
+    """Rates that rise above the meter and fall back every interval queue no lowering per
+    change (the queue of lowerings stays one entry per flow), and the meter ends at the
+    highest rate paced in the lag."""
+    bridge, writes = Bridge(), []
+    controller = controller_for(bridge, writes.append)
+    channel = bridge.channels[12] = Channel(12)
+    rates = [20 * MBIT] + [(10 if i % 2 else 30) * MBIT + i * 1000 for i in range(40)]
+    attach(controller, channel, Scripted(rates))
+    let_meter_lag_pass(bridge, controller)
+    for _ in range(40):
+        one_interval(bridge, controller, channel, acked_bytes=5000)
+        assert len(controller._lowerings) <= 1
+    writes.clear()
+    let_meter_lag_pass(bridge, controller)
+    let_meter_lag_pass(bridge, controller)
+    cirs = [entry.config.cir for batch in writes for entry in batch]
+    assert cirs and cirs[-1] == int(bridge.rates[12] / 8 * 1.1) + 1
