@@ -161,7 +161,6 @@ def fairness(name: str, sink: tuple, flows_argv: list, flows_ns: str | None, con
             received += [0] * (conns - len(received))
             flows = report.get("flows", [])
             delivered = [f.get("delivered") or 0 for f in flows]
-            import json as _j; open(f"/tmp/fair_{name}_{conns}.json", "w").write(_j.dumps(flows))
             ok = sum(1 for f in flows if f.get("status") == "ok")
             index = jain(delivered) if delivered else None
             total_mb = sum(delivered) / 1e6

@@ -237,7 +237,7 @@ def _run_flows_aio(args: argparse.Namespace) -> dict:
     import flows_aio
     if args.api == "linux":
         return flows_aio.run(args, asyncio.open_connection)
-    _socket_module(args.api)
+    _socket_module(args.api)   # puts the repository on sys.path for host_lib
     from host_lib import streams
     return flows_aio.run(args, streams.open_connection)
 

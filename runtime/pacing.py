@@ -35,7 +35,8 @@ def send_budget(rate_bps: float | None, ring_size: int, flows: int = 1) -> int:
     """The TX ring limit for a flow paced at `rate_bps`, one of `flows` (0: none, the whole
     ring). Nor does a flow's rate take it past an equal share of SHARED_SEND_BUDGET: a rate
     is briefly far above the flow's share while it starts (256 flows: some at 8 Mbit/s within
-    tens of milliseconds), and what it queued then stays queued after the rate comes down."""
+    tens of milliseconds), and what it queued then stays queued after the rate comes down.
+    Beyond 512 flows (registered, idle ones too) the budget is that share whatever the rate."""
     if rate_bps is None:
         return 0
     share = SHARED_SEND_BUDGET // max(flows, 1)

@@ -66,6 +66,7 @@ class ControlConfig:
     # let 1,024 flows scatter (Jain 0.6; 0.95 with 2, the floors twice what is delivered).
     floor_bps: float = 0.05 * MBIT
     floor_share: float = 2.0
+    floor_pool_bps: float = 10 * MBIT  # the floors' sum when nothing is delivered (a start)
     delivered_tau_s: float = 1.0
 
 
@@ -75,14 +76,14 @@ class DecayingSum:
 
     tau_s: float
     total: float = 0.0
-    at: float = 0.0
+    updated_at: float = 0.0
 
     def value(self, now: float) -> float:
         """The sum, decayed to `now`."""
         if self.tau_s <= 0:
             return 0.0
-        self.total *= math.exp(-max(now - self.at, 0.0) / self.tau_s)
-        self.at = now
+        self.total *= math.exp(-max(now - self.updated_at, 0.0) / self.tau_s)
+        self.updated_at = now
         return self.total
 
     def add(self, now: float, amount: float) -> float:
@@ -94,7 +95,7 @@ class DecayingSum:
 
 @dataclass(slots=True)
 class StartCount:
-    """How many flows started recently (a count that decays with time constant `tau_s`).
+    """How many flows started recently (a count that decays: `ControlConfig.start_tau_s`).
 
     Flows that start together share one flow's initial rate, so that a burst of connections
     does not admit hundreds of initial rates into one bottleneck at once (the million-client
@@ -113,25 +114,29 @@ class StartCount:
 
 @dataclass(slots=True)
 class CrowdFloor:
-    """The lowest rate a flow is cut to: `floor_bps`, or less when many active flows deliver
-    little together, so that thousands of flows can share a slow bottleneck while a few
-    flows are never held so low that their own queued data starves them."""
+    """The lowest rate a flow is cut to: `floor_bps`, or less when many active flows share
+    little, so that thousands of flows can share a slow bottleneck while a few flows are
+    never held so low that their own queued data starves them. "Little" is what they
+    delivered together lately (times `share`), or, if more, `pool_bps`: what one flow may
+    start with, for when nothing was delivered yet (or no longer is)."""
 
     floor_bps: float
     share: float
+    pool_bps: float
     delivered: DecayingSum   # acknowledged bytes
 
     def note(self, now: float, acked_bytes: int) -> None:
+        """Bytes acknowledged now, by any flow."""
         if acked_bytes:
             self.delivered.add(now, acked_bytes)
 
-    def at(self, now: float, active: int) -> float:
+    def floor_at(self, now: float, active: int) -> float:
         """The floor with `active` flows sending."""
         tau = self.delivered.tau_s
         if active <= 0 or tau <= 0:
             return self.floor_bps
         delivered_bps = self.delivered.value(now) * 8 / tau
-        return min(self.floor_bps, self.share * delivered_bps / active)
+        return min(self.floor_bps, max(self.share * delivered_bps, self.pool_bps) / active)
 
 
 @dataclass(slots=True)
@@ -142,7 +147,7 @@ class FlowControl:
     mss: int
     seen: FlowCounters
     since: float
-    written_bps: float | None = None   # what the meter holds (None: unlimited, 0: unsure)
+    written_bps: float | None = None   # what the meter holds (None: unlimited)
     paced_bps: float | None = None     # what the bridge paces to (None: unlimited)
     rising_to: float | None = None     # a higher rate waiting for its meter write
     lower_at: float | None = None      # when the meter may come down to `lower_to`,
@@ -152,10 +157,11 @@ class FlowControl:
 
 @dataclass
 class MeterBatch:
-    """Meter entries for one Write, and the rate rises that wait until it is done."""
+    """Meter entries for one Write, and the rate rises that wait until it is done: (flow,
+    the rate written, what the meter held before)."""
 
     entries: list[p4runtime_pb2.MeterEntry] = field(default_factory=list)
-    rises: list[tuple[Flow, float]] = field(default_factory=list)
+    rises: list[tuple[Flow, float, float | None]] = field(default_factory=list)
 
 
 MeterWriter = Callable[[list[p4runtime_pb2.MeterEntry]], "asyncio.Future | None"]
@@ -173,7 +179,7 @@ class RateController:
         self._write = write
         self.controlled = 0  # flows with an algorithm (a FlowControl)
         self._starts = StartCount(DecayingSum(config.start_tau_s))
-        self._floor = CrowdFloor(config.floor_bps, config.floor_share,
+        self._floor = CrowdFloor(config.floor_bps, config.floor_share, config.floor_pool_bps,
                                  DecayingSum(config.delivered_tau_s))
         self._wheel: TimingWheel[Flow] = TimingWheel(TICK_SECONDS, WHEEL_SLOTS, self.nic.clock())
         # (when, flow) of pending meter lowerings; one fixed lag keeps them in time order.
@@ -199,12 +205,14 @@ class RateController:
         channel, now = flow.channel, self.nic.clock()
         start_bps = algorithm.rate_bps
         algorithm.rate_bps = algorithm.limits.clamp(start_bps / self._starts.started(now))
-        flow.control = FlowControl(algorithm, channel.mss, _snapshot(channel.counters), now,
-                                   start_bps=start_bps)
+        state = flow.control = FlowControl(algorithm, channel.mss,
+                                           _snapshot(channel.counters), now,
+                                           written_bps=algorithm.rate_bps, start_bps=start_bps)
         self.controlled += 1
-        batch = MeterBatch()
-        self._apply(flow, algorithm.rate_bps, batch, now)
-        self._flush(batch)
+        # A new flow has sent nothing at an older rate: its meter is written at once (which
+        # also replaces whatever a failed reset left on the id).
+        self._pace(flow, state, algorithm.rate_bps)
+        self._flush(MeterBatch([self._meter_entry(flow.flow_id, algorithm.rate_bps, state.mss)]))
         self._arm()
 
     def detach(self, flow: Flow) -> None:
@@ -234,7 +242,7 @@ class RateController:
         batch = MeterBatch()
         due = self._wheel.advance(now)
         active = len(self._wheel) + len(due)
-        floor_bps = self._floor.at(now, active) if due else 0.0
+        floor_bps = self._floor.floor_at(now, active) if due else 0.0
         for flow in due:
             self._update(flow, now, batch, floor_bps, active)
         self._lower_meters(now, batch)
@@ -285,7 +293,7 @@ class RateController:
         if written is not None and rate_bps > written * (1 + self.config.min_change):
             state.written_bps, state.rising_to = rate_bps, rate_bps
             batch.entries.append(self._meter_entry(flow.flow_id, rate_bps, state.mss))
-            batch.rises.append((flow, rate_bps))
+            batch.rises.append((flow, rate_bps, written))
             return
         if state.rising_to is not None and rate_bps > (state.paced_bps or 0.0):
             state.rising_to = rate_bps   # it joins the rise in flight
@@ -295,7 +303,7 @@ class RateController:
 
     def _lower_later(self, flow: Flow, rate_bps: float, now: float) -> None:
         """If the meter is above the paced rate, it comes down `meter_lag_s` after the first
-        such change, to the highest rate paced since (a flow whose rate changes every
+        such change, to the highest rate set since (a flow whose rate changes every
         interval would otherwise postpone it for ever). One pending lowering per flow: a
         later change only raises what it comes down to."""
         state = flow.control
@@ -308,32 +316,35 @@ class RateController:
     def _lower_meters(self, now: float, batch: MeterBatch) -> None:
         """Meters whose lag has passed come down to what their flow was paced to since."""
         while self._lowerings and self._lowerings[0][0] <= now:
-            _, flow = self._lowerings.popleft()
+            due, flow = self._lowerings.popleft()
             state = flow.control
-            if state is None:
+            if state is None or state.lower_at != due:
                 continue   # the flow is gone
             state.lower_at = None
             rate_bps, written = state.lower_to, state.written_bps
             if written is None or rate_bps < written * (1 - self.config.min_change):
                 state.written_bps = rate_bps
                 batch.entries.append(self._meter_entry(flow.flow_id, rate_bps, state.mss))
+                if state.rising_to is not None:   # a rise still in flight paces after this
+                    batch.rises.append((flow, rate_bps, written))
             self._lower_later(flow, max(state.paced_bps or 0.0, state.rising_to or 0.0), now)
 
     def _pace(self, flow: Flow, state: FlowControl, rate_bps: float) -> None:
         state.paced_bps, state.rising_to = rate_bps, None
         self.nic.set_rate(flow.flow_id, rate_bps)
 
-    def _rise(self, rises: list[tuple[Flow, float]], future: asyncio.Future | None) -> None:
-        """The meter write of these rises (flow, rate written) is done: pace to the flow's
-        latest rise, unless a later write or a cut replaced it; if it failed, the old rate
-        stays and the next change is written."""
+    def _rise(self, rises: list[tuple[Flow, float, float | None]],
+              future: asyncio.Future | None) -> None:
+        """The meter write of these rises is done: pace to the flow's latest rise, unless a
+        later write or a cut replaced it; if it failed, the meter holds what it held before
+        (a later rise is written again)."""
         failed = future is not None and (future.cancelled() or future.exception() is not None)
-        for flow, written_bps in rises:
+        for flow, written_bps, before_bps in rises:
             state = flow.control
             if state is None or state.written_bps != written_bps or state.rising_to is None:
                 continue
-            if failed:   # the meter holds an older rate: the next change is written
-                state.rising_to, state.written_bps = None, 0.0
+            if failed:
+                state.rising_to, state.written_bps = None, before_bps
             else:
                 self._pace(flow, state, state.rising_to)
 

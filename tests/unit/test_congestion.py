@@ -355,16 +355,13 @@ def loop_parts():
     return bridge, controller_for(bridge, writes.append), writes
 
 
-def test_attach_paces_at_once_and_limits_the_meter_after_its_lag(loop_parts) -> None:
-    """The meter was unlimited: frames the bridge sent before may still be on their way."""
+def test_attach_sets_the_initial_rate_and_meter(loop_parts) -> None:
+    """At once: a new flow has sent nothing at another rate (and the write replaces whatever
+    a failed reset left on the id)."""
     bridge, controller, writes = loop_parts
     channel = bridge.channels[5] = Channel(5)
     attach(controller, channel, RateDctcp(WIDE))
-    assert bridge.rates[5] == 10 * MBIT and writes == []
-    bridge.now += LAG * 0.9
-    controller.run_once(bridge.now)
-    assert writes == []
-    let_meter_lag_pass(bridge, controller)
+    assert bridge.rates[5] == 10 * MBIT
     [[entry]] = writes
     assert entry.index.index == 5 and entry.config.cir == int(10 * MBIT / 8 * 1.1) + 1
 
@@ -374,8 +371,7 @@ def test_only_active_flows_are_updated_and_changes_written_in_one_batch(loop_par
     for fid in (1, 2, 3):
         bridge.channels[fid] = Channel(fid)
         attach(controller, bridge.channels[fid], RateDctcp(WIDE))
-    let_meter_lag_pass(bridge, controller)
-    assert [sorted(e.index.index for e in batch) for batch in writes] == [[1, 2, 3]]
+    bridge.now += 0.05
     writes.clear()
     for fid in (1, 2):  # flow 3 is idle
         bridge.channels[fid].counters.acked_bytes = 50_000
@@ -460,17 +456,9 @@ def test_detach_resets_the_meter_to_unlimited(loop_parts) -> None:
     bridge, controller, writes = loop_parts
     channel = bridge.channels[9] = Channel(9)
     attach(controller, channel, RateDctcp(WIDE))
-    let_meter_lag_pass(bridge, controller)
     controller.detach(controller.flows.get(9))
     reset = writes[-1][0]
     assert reset.index.index == 9 and not reset.HasField("config")
-    # A flow that goes before its meter was limited leaves it unlimited: nothing to write.
-    writes.clear()
-    channel = bridge.channels[10] = Channel(10)
-    attach(controller, channel, RateDctcp(WIDE))
-    controller.detach(controller.flows.get(10))
-    let_meter_lag_pass(bridge, controller)
-    assert writes == []
 
 
 def test_unlimited_flows_are_not_controlled(loop_parts) -> None:
@@ -591,14 +579,16 @@ def test_rates_that_change_every_interval_do_not_hold_the_meter_up_for_ever() ->
     assert cirs[1] < cirs[0] and bridge.rates[8] == 5 * MBIT
 
 
-def test_the_floor_is_lower_only_when_many_active_flows_deliver_little_together() -> None:
-    floor = CrowdFloor(0.05 * MBIT, 0.5, DecayingSum(1.0))
-    assert floor.at(0.0, 16) == 0.0     # nothing delivered yet: the algorithm's own floor
+def test_the_floor_is_lower_only_when_many_active_flows_share_little() -> None:
+    floor = CrowdFloor(0.05 * MBIT, 2.0, 10 * MBIT, DecayingSum(1.0))
+    assert floor.floor_at(0.0, 1) == 0.05 * MBIT    # nothing delivered yet: a lone flow, or
+    assert floor.floor_at(0.0, 16) == 0.05 * MBIT   # a few, keep 50 kbit/s
+    assert floor.floor_at(0.0, 4096) == pytest.approx(10 * MBIT / 4096)  # a crowd's start
     for step in range(500):   # 20 Mbit/s delivered for 5 s
         floor.note(step * 0.01, 25_000)
-    assert floor.at(5.0, 16) == 0.05 * MBIT          # 16 flows: 625 kbit/s each
-    assert floor.at(5.0, 4096) == pytest.approx(0.5 * 20 * MBIT / 4096, rel=0.05)
-    assert floor.at(15.0, 4096) < 0.001 * MBIT       # nothing delivered for 10 s
+    assert floor.floor_at(5.0, 16) == 0.05 * MBIT   # 16 flows: 1.25 Mbit/s each
+    assert floor.floor_at(5.0, 4096) == pytest.approx(2 * 20 * MBIT / 4096, rel=0.05)
+    assert floor.floor_at(15.0, 4096) == pytest.approx(10 * MBIT / 4096)   # none for 10 s
 
 
 def test_the_controller_holds_a_flow_at_the_crowd_floor() -> None:
@@ -616,8 +606,8 @@ def test_the_controller_holds_a_flow_at_the_crowd_floor() -> None:
 
 def test_a_flow_has_one_pending_meter_lowering_however_its_rate_moves() -> None:
     """Rates that rise above the meter and fall back every interval queue no lowering per
-    change (the queue of lowerings stays one entry per flow), and the meter ends at the
-    highest rate paced in the lag."""
+    change (the queue of lowerings stays one entry per flow), and the meter comes down to
+    the rate once it stops moving."""
     bridge, writes = Bridge(), []
     controller = controller_for(bridge, writes.append)
     channel = bridge.channels[12] = Channel(12)
@@ -632,3 +622,19 @@ def test_a_flow_has_one_pending_meter_lowering_however_its_rate_moves() -> None:
     let_meter_lag_pass(bridge, controller)
     cirs = [entry.config.cir for batch in writes for entry in batch]
     assert cirs and cirs[-1] == int(bridge.rates[12] / 8 * 1.1) + 1
+
+
+def test_a_cut_after_a_failed_rise_still_waits_for_the_lag() -> None:
+    """The meter holds what it held before a failed write: a later cut is paced at once and
+    reaches the meter only after its lag (were the meter thought unknown, the cut would be
+    written at once while frames paced at the old rate are on their way)."""
+    bridge, controller, pending = deferred_writes()
+    channel = bridge.channels[13] = Channel(13)
+    attach(controller, channel, Scripted([10 * MBIT, 20 * MBIT, 2 * MBIT]))
+    pending[0].set_result(None)
+    one_interval(bridge, controller, channel, acked_bytes=5000)     # 20: the write fails
+    pending[1].set_exception(RuntimeError("device busy"))
+    one_interval(bridge, controller, channel, acked_bytes=5000)     # 2: paced, not written
+    assert bridge.rates[13] == 2 * MBIT and len(pending) == 2
+    let_meter_lag_pass(bridge, controller)
+    assert len(pending) == 3
